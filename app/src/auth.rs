@@ -1,0 +1,110 @@
+//! Sign-in, sign-out and the current user, plus the role check every server function starts with.
+use crate::error::AppError;
+use leptos::prelude::*;
+use payments::domain::access::CurrentUser;
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use crate::error::AppError;
+    use crate::state::AppState;
+    use leptos::prelude::*;
+    use payments::domain::access::{CurrentUser, Role};
+    use payments::service::Services;
+    use tower_sessions::Session;
+
+    /// Session key holding the signed-in user's id.
+    pub const USER_KEY: &str = "user_id";
+
+    pub fn services() -> Result<Services, AppError> {
+        use_context::<AppState>()
+            .map(|s| s.services)
+            .ok_or_else(|| AppError::Server("application state is missing".into()))
+    }
+
+    pub async fn session() -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>().await.map_err(|e| AppError::Server(format!("no session: {e}")))
+    }
+
+    pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
+        let session = session().await?;
+        let id: Option<i32> = session.get(USER_KEY).await.map_err(|e| AppError::Server(e.to_string()))?;
+        match id {
+            None => Ok(None),
+            Some(id) => Ok(payments::service::access::load_user(&services()?.db, id).await?),
+        }
+    }
+
+    /// Sets the HTTP status of a refused server-function call. A plain form post (before
+    /// hydration) keeps its redirect back to the page instead, which then shows the message.
+    fn set_status(status: http::StatusCode) {
+        let plain_form = use_context::<http::request::Parts>().is_some_and(|p| {
+            p.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
+        });
+        if !plain_form {
+            if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+                res.set_status(status);
+            }
+        }
+    }
+
+    /// The signed-in user, if they hold one of `roles` (empty: any signed-in user). Otherwise
+    /// 401 (not signed in) or 403 (signed in without the role), and nothing else happens.
+    pub async fn require(roles: &[Role]) -> Result<CurrentUser, AppError> {
+        match current_user().await? {
+            None => {
+                set_status(http::StatusCode::UNAUTHORIZED);
+                Err(AppError::Unauthorized)
+            }
+            Some(u) if !u.has_any(roles) => {
+                set_status(http::StatusCode::FORBIDDEN);
+                Err(AppError::Forbidden)
+            }
+            Some(u) => Ok(u),
+        }
+    }
+
+    /// Only local paths are followed after sign-in, never another site.
+    pub fn safe_next(next: Option<&str>) -> String {
+        match next {
+            Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && n != "/login" => n.to_string(),
+            _ => "/".to_string(),
+        }
+    }
+}
+
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
+    ssr::current_user().await
+}
+
+#[server(endpoint = "login")]
+pub async fn login(username: String, password: String, next: Option<String>) -> Result<(), AppError> {
+    use payments::service::access::{sign_in, SignInError};
+    let services = ssr::services()?;
+    match sign_in(&services, &username, &password).await {
+        Ok(user) => {
+            let session = ssr::session().await?;
+            session.cycle_id().await.map_err(|e| AppError::Server(e.to_string()))?;
+            session.insert(ssr::USER_KEY, user.id).await.map_err(|e| AppError::Server(e.to_string()))?;
+            leptos_axum::redirect(&ssr::safe_next(next.as_deref()));
+            Ok(())
+        }
+        Err(e @ SignInError::InvalidCredentials) => {
+            Err(AppError::Invalid { message: e.to_string(), fields: Vec::new(), scope: None })
+        }
+        Err(e @ SignInError::Locked { .. }) => Err(AppError::Refused(e.to_string())),
+        Err(SignInError::Database(e)) => Err(e.into()),
+    }
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let session = ssr::session().await?;
+    if let Some(user) = ssr::current_user().await? {
+        let s = ssr::services()?;
+        payments::service::audit::record(&s.db, s.now(), &user.username, "sign_out", &user.username, None, None).await?;
+    }
+    session.flush().await.map_err(|e| AppError::Server(e.to_string()))?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}

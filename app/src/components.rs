@@ -1,0 +1,188 @@
+//! The page frame (navigation, user menu) and the small pieces every page uses.
+use crate::auth::{current_user, Logout};
+use crate::error::AppError;
+use crate::nav::{NavGroup, PAGES};
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_location;
+use payments::domain::access::CurrentUser;
+
+/// The signed-in user, loaded once per page load and shared with every page through context.
+pub type UserResource = Resource<Result<Option<CurrentUser>, AppError>>;
+
+#[component]
+pub fn Layout(children: Children) -> impl IntoView {
+    let user: UserResource = Resource::new(|| (), |_| current_user());
+    provide_context(user);
+    let logout = ServerAction::<Logout>::new();
+    view! {
+        <div class="frame">
+            <header class="topbar">
+                <a class="brand" href="/">
+                    <span class="brand-mark">"P"</span>
+                    "Paystage"
+                </a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match user.await {
+                            Ok(Some(u)) => {
+                                let roles = u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(", ");
+                                view! {
+                                    <div class="user-menu">
+                                        <span class="user-name" data-testid="signed-in-user">{u.display_name.clone()}</span>
+                                        <span class="user-roles">{roles}</span>
+                                        <ActionForm action=logout>
+                                            <button type="submit" class="link-button">"Sign out"</button>
+                                        </ActionForm>
+                                    </div>
+                                }
+                                    .into_any()
+                            }
+                            _ => view! { <a href="/login">"Sign in"</a> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </header>
+            <div class="body">
+                <nav class="sidebar" aria-label="Main">
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let u = user.await.ok().flatten();
+                            view! { <NavLinks user=u /> }
+                        })}
+                    </Suspense>
+                </nav>
+                <main class="content">{children()}</main>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn NavLinks(user: Option<CurrentUser>) -> impl IntoView {
+    let Some(user) = user else {
+        return view! { <p class="muted">"Sign in to see your pages."</p> }.into_any();
+    };
+    let location = use_location();
+    NavGroup::ALL
+        .into_iter()
+        .filter_map(|group| {
+            let pages: Vec<_> = PAGES.iter().filter(|p| p.group == group && user.has_any(p.roles)).collect();
+            if pages.is_empty() {
+                return None;
+            }
+            let links = pages
+                .into_iter()
+                .map(|p| {
+                    let path = p.path;
+                    let current = move || location.pathname.get() == path;
+                    view! {
+                        <li>
+                            <A href=path attr:class=move || if current() { "nav-link current" } else { "nav-link" }>
+                                {p.title}
+                            </A>
+                        </li>
+                    }
+                })
+                .collect_view();
+            Some(view! {
+                <div class="nav-group">
+                    <h2>{group.label()}</h2>
+                    <ul>{links}</ul>
+                </div>
+            })
+        })
+        .collect_view()
+        .into_any()
+}
+
+#[component]
+pub fn PageHeader(title: &'static str, #[prop(optional)] intro: &'static str) -> impl IntoView {
+    view! {
+        <leptos_meta::Title text=title />
+        <div class="page-header">
+            <h1>{title}</h1>
+            {(!intro.is_empty()).then(|| view! { <p class="intro">{intro}</p> })}
+        </div>
+    }
+}
+
+#[component]
+pub fn ErrorNotice(error: AppError) -> impl IntoView {
+    view! {
+        <div class="notice error" role="alert">
+            {error.to_string()}
+        </div>
+    }
+}
+
+/// The outcome of the last submission of a form: its error, or `success` once it went through.
+/// With `scope`, only errors for that form (of several on a page) are shown.
+pub fn outcome<T: Send + Sync + 'static>(
+    value: RwSignal<Option<Result<T, AppError>>>,
+    success: &'static str,
+    scope: Option<String>,
+) -> impl IntoView {
+    move || {
+        value.with(|v| match v {
+            Some(Err(e)) if e.is_for_scope(scope.as_deref()) => {
+                Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any())
+            }
+            Some(Ok(_)) if scope.is_none() => {
+                Some(view! { <div class="notice success" role="status">{success}</div> }.into_any())
+            }
+            _ => None,
+        })
+    }
+}
+
+/// The message for `field` from the last submission, shown next to the field.
+pub fn field_error<T: Send + Sync + 'static>(
+    value: RwSignal<Option<Result<T, AppError>>>,
+    field: &'static str,
+    scope: Option<String>,
+) -> impl IntoView {
+    move || {
+        value.with(|v| match v {
+            Some(Err(e)) => e
+                .field_message(field, scope.as_deref())
+                .map(|m| view! { <p class="field-error" data-field=field>{m}</p> }),
+            _ => None,
+        })
+    }
+}
+
+/// Renders a resource's value with `f`, or its error.
+pub fn loaded<T, V>(res: Resource<Result<T, AppError>>, f: impl Fn(T) -> V + Send + Sync + Clone + 'static) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {
+                let f = f.clone();
+                move || {
+                    let f = f.clone();
+                    Suspend::new(async move {
+                        match res.await {
+                            Ok(v) => f(v).into_any(),
+                            Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                        }
+                    })
+                }
+            }
+        </Transition>
+    }
+}
+
+/// A Yes/No select, named `name`, showing `value`.
+#[component]
+pub fn YesNoSelect(name: String, value: bool, #[prop(optional)] id: Option<String>) -> impl IntoView {
+    view! {
+        <select name=name id=id>
+            <option value="yes" selected=value>"Yes"</option>
+            <option value="no" selected=!value>"No"</option>
+        </select>
+    }
+}

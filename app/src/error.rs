@@ -1,0 +1,101 @@
+//! The error every server function returns. It survives the trip to the browser (JSON), and for
+//! forms submitted before hydration it travels in the redirect URL, so pages show the same message
+//! either way.
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use payments::domain::parameters::FieldError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Please sign in to continue.")]
+    Unauthorized,
+    #[error("You do not have access to this. Ask an administrator for the role it needs.")]
+    Forbidden,
+    /// Invalid input; nothing changed. `scope` tells which of several forms on a page it belongs to.
+    #[error("{message}")]
+    Invalid { message: String, fields: Vec<FieldError>, scope: Option<String> },
+    /// A business rule refused the request; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Something went wrong on the server: {0}")]
+    Server(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => AppError::Invalid {
+                message: format!("The form could not be read: {m}"),
+                fields: Vec::new(),
+                scope: None,
+            },
+            other => AppError::Server(other.to_string()),
+        }
+    }
+}
+
+impl AppError {
+    /// The message for `field`, if this error is about it (and about the form `scope`).
+    pub fn field_message(&self, field: &str, scope: Option<&str>) -> Option<String> {
+        match self {
+            AppError::Invalid { fields, scope: s, .. } if s.as_deref() == scope => {
+                fields.iter().find(|f| f.field == field).map(|f| f.message.clone())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_for_scope(&self, scope: Option<&str>) -> bool {
+        match self {
+            AppError::Invalid { scope: s, .. } => s.as_deref() == scope,
+            _ => true,
+        }
+    }
+
+    pub fn with_scope(self, scope: impl Into<String>) -> Self {
+        match self {
+            AppError::Invalid { message, fields, .. } => AppError::Invalid { message, fields, scope: Some(scope.into()) },
+            other => other,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<payments::error::ServiceError> for AppError {
+    fn from(e: payments::error::ServiceError) -> Self {
+        use payments::error::ServiceError as S;
+        match e {
+            S::Validation(fields) => {
+                let message = match fields.as_slice() {
+                    [one] => one.message.clone(),
+                    _ => "Some fields are not valid; nothing was saved.".to_string(),
+                };
+                AppError::Invalid { message, fields, scope: None }
+            }
+            S::Feature(f) => AppError::Refused(f.to_string()),
+            S::Conflict(m) => AppError::Refused(m),
+            S::NotFound(m) => AppError::NotFound(m),
+            S::Database(db) => {
+                tracing::error!(error = %db, "database error");
+                AppError::Server("the database could not complete the request; nothing was changed".into())
+            }
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<sea_orm_err::DbErr> for AppError {
+    fn from(e: sea_orm_err::DbErr) -> Self {
+        payments::error::ServiceError::Database(e).into()
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod sea_orm_err {
+    pub use payments::db_err::DbErr;
+}

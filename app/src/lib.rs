@@ -1,0 +1,79 @@
+//! Paystage's user interface: server-rendered Leptos pages that hydrate in the browser, and the
+//! server functions they call. Server functions stay thin: check the role, parse, call one
+//! `payments` service, map the error.
+#![recursion_limit = "256"]
+
+pub mod auth;
+pub mod components;
+pub mod error;
+pub mod nav;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod state;
+
+use components::Layout;
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+use pages::*;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="paystage" href="/pkg/paystage.css" />
+        <Title formatter=|t: String| if t.is_empty() { "Paystage".to_string() } else { format!("{t} · Paystage") } />
+        <Router>
+            <Routes fallback=|| view! { <Layout><NotFound /></Layout> }>
+                <Route path=path!("/login") view=login::LoginPage />
+                <Route path=path!("/") view=|| view! { <Layout><home::HomePage /></Layout> } />
+                <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
+                <Route path=path!("/admin/features") view=|| view! { <Layout><features::FeaturesPage /></Layout> } />
+                <Route path=path!("/admin/users") view=|| view! { <Layout><users::UsersPage /></Layout> } />
+                <Route path=path!("/admin/audit") view=|| view! { <Layout><audit::AuditPage /></Layout> } />
+                <Route
+                    path=path!("/parameters/connectors")
+                    view=|| view! { <Layout><connectors::ConnectorsPage /></Layout> }
+                />
+                <Route
+                    path=path!("/parameters/electronic-payment-setup")
+                    view=|| view! { <Layout><payment_setup::ElectronicPaymentSetupPage /></Layout> }
+                />
+                <Route path=path!("/parameters/:group") view=|| view! { <Layout><parameters::ParametersPage /></Layout> } />
+            </Routes>
+        </Router>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Page not found" />
+        <div class="page-header">
+            <h1>"Page not found"</h1>
+            <p class="intro">"There is no page at this address. Use the navigation on the left."</p>
+        </div>
+    }
+}

@@ -1,0 +1,10 @@
+//! One file per page; each page's server functions sit beside the component that calls them.
+pub mod audit;
+pub mod connectors;
+pub mod customers;
+pub mod features;
+pub mod home;
+pub mod login;
+pub mod parameters;
+pub mod payment_setup;
+pub mod users;

@@ -1,0 +1,56 @@
+import { defineConfig } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+// One server for the whole run: a fresh SQLite database in demo mode, on a free port, with a
+// password generated for this run. Workers re-read this file, so the values travel in env vars.
+if (!process.env.PAYSTAGE_E2E_PORT) {
+  process.env.PAYSTAGE_E2E_PORT = execFileSync(process.execPath, [
+    '-e',
+    "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
+  ]).toString().trim();
+  process.env.PAYSTAGE_E2E_PASSWORD = randomBytes(12).toString('hex');
+  process.env.PAYSTAGE_E2E_DB = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-')), 'e2e.db');
+}
+const port = process.env.PAYSTAGE_E2E_PORT;
+const root = resolve(__dirname, '..');
+const bin = process.env.PAYSTAGE_BIN ?? join(root, 'target/debug/paystage');
+
+export default defineConfig({
+  testDir: './tests',
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  reporter: [['list']],
+  outputDir: './test-results',
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    browserName: 'chromium',
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-quic'],
+    },
+  },
+  webServer: {
+    command: `${bin} serve`,
+    url: `http://127.0.0.1:${port}/healthz`,
+    timeout: 120_000,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    env: {
+      DATABASE_URL: `sqlite://${process.env.PAYSTAGE_E2E_DB}`,
+      PAYSTAGE_PORT: port!,
+      PAYSTAGE_DEMO: 'true',
+      PAYSTAGE_DEMO_PASSWORD: process.env.PAYSTAGE_E2E_PASSWORD!,
+      PAYSTAGE_SITE_ROOT: join(root, 'target/site'),
+      PAYSTAGE_LOG: 'warn',
+    },
+  },
+});

@@ -1,0 +1,20 @@
+import { expect, Page } from '@playwright/test';
+
+export const password = () => process.env.PAYSTAGE_E2E_PASSWORD!;
+
+/** Signs in through the login form and waits for the overview. */
+export async function signIn(page: Page, username: string) {
+  await page.goto('/login');
+  await page.getByLabel('Username').fill(username);
+  await page.locator('#password').fill(password());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByTestId('signed-in-user')).toBeVisible();
+}
+
+/** Loads `path` and waits until the wasm bundle has hydrated the page. */
+export async function gotoHydrated(page: Page, path: string) {
+  const wasm = page.waitForResponse(/\.wasm$/);
+  await page.goto(path);
+  await wasm;
+  await page.waitForLoadState('networkidle');
+}

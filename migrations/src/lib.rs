@@ -1,0 +1,14 @@
+//! Paystage's schema. One file per change; every migration must behave the same on SQLite and
+//! PostgreSQL (money as integer minor units, timestamps with time zone, no backend-specific SQL).
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_foundation::Migration)]
+    }
+}

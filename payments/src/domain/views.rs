@@ -1,0 +1,133 @@
+//! Read models the pages show. Plain data, serializable, compiled into the wasm bundle too.
+use super::access::Role;
+use super::features::Feature;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What kind of sales channel a channel is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChannelKind {
+    PosStore,
+    OnlineStore,
+    CallCenter,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 3] = [ChannelKind::PosStore, ChannelKind::OnlineStore, ChannelKind::CallCenter];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ChannelKind::PosStore => "pos_store",
+            ChannelKind::OnlineStore => "online_store",
+            ChannelKind::CallCenter => "call_center",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ChannelKind::PosStore => "POS store",
+            ChannelKind::OnlineStore => "Online store",
+            ChannelKind::CallCenter => "Call center",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub feature: Feature,
+    pub enabled: bool,
+    /// Prerequisites with whether each is on.
+    pub prerequisites: Vec<(Feature, bool)>,
+    /// Enabled features that depend on this one.
+    pub required_by: Vec<Feature>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeaturesOverview {
+    pub features: Vec<FeatureView>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterFieldView {
+    pub key: String,
+    pub label: String,
+    pub help: String,
+    pub yes_no: bool,
+    pub suffix: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub id: i32,
+    pub code: String,
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantPropertiesView {
+    pub channel: ChannelView,
+    pub enable_request_protection: bool,
+    pub non_incremental_capture_methods: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorView {
+    pub id: i32,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub is_default: bool,
+    pub allow_multiple_partial_capture: bool,
+    pub properties: Vec<MerchantPropertiesView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreAuthorizationDurationView {
+    pub channel: ChannelView,
+    pub payment_type: String,
+    pub payment_type_label: String,
+    pub days: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: i32,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerView {
+    pub id: i32,
+    pub account: String,
+    pub name: String,
+    pub email: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! Errors of the services, with stable codes and messages a finance user understands.
+use crate::domain::features::FeatureToggleError;
+use crate::domain::parameters::FieldError;
+use sea_orm::DbErr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// One or more fields of a submission are invalid; nothing was changed.
+    #[error("{}", summary(.0))]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Feature(#[from] FeatureToggleError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The database could not complete the request: {0}")]
+    Database(#[from] DbErr),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.message.clone(),
+        many => format!("{} fields are not valid; nothing was saved.", many.len()),
+    }
+}
+
+impl ServiceError {
+    /// Stable code, safe to match on in clients and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Validation(_) => "PS_VALIDATION",
+            ServiceError::Feature(FeatureToggleError::MissingPrerequisites { .. }) => "PS_FEATURE_PREREQUISITES",
+            ServiceError::Feature(FeatureToggleError::RequiredBy { .. }) => "PS_FEATURE_REQUIRED_BY",
+            ServiceError::NotFound(_) => "PS_NOT_FOUND",
+            ServiceError::Conflict(_) => "PS_CONFLICT",
+            ServiceError::Database(_) => "PS_DATABASE",
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

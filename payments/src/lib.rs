@@ -1,0 +1,27 @@
+//! Paystage's payment domain.
+//!
+//! The default build is pure domain code that also compiles to wasm: roles, features and their
+//! prerequisites, parameters and their validation, money. The `server` feature adds persistence
+//! (SeaORM entities), the services every entry point uses (server functions, jobs, CLI), and the
+//! database connection helpers. Nothing here knows about Leptos or HTTP.
+
+pub mod domain;
+
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod entity;
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
+pub mod service;
+/// The database error type, for crates that map it without depending on SeaORM.
+#[cfg(feature = "server")]
+pub mod db_err {
+    pub use sea_orm::DbErr;
+}
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use domain::access::Role;
+pub use domain::features::Feature;

@@ -1,0 +1,83 @@
+//! Feature switches, persisted. Toggles run the prerequisite rules of
+//! [`crate::domain::features`] inside a transaction that holds the feature rows (R-FEA-1..3).
+use super::{audit, for_update, Services};
+use crate::domain::features::{Feature, FeatureSet};
+use crate::domain::views::{FeatureView, FeaturesOverview};
+use crate::entity::feature;
+use crate::error::ServiceResult;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Set, TransactionTrait};
+use serde_json::json;
+
+/// Makes sure every feature has a row (off), so toggles can lock the whole set.
+pub async fn ensure_rows(s: &Services) -> Result<(), DbErr> {
+    let rows: Vec<feature::ActiveModel> = Feature::ALL
+        .into_iter()
+        .map(|f| feature::ActiveModel {
+            key: Set(f.key().to_string()),
+            enabled: Set(false),
+            changed_at: Set(s.now()),
+            changed_by: Set(audit::SYSTEM.to_string()),
+        })
+        .collect();
+    feature::Entity::insert_many(rows)
+        .on_conflict(OnConflict::column(feature::Column::Key).do_nothing().to_owned())
+        .do_nothing()
+        .exec(&s.db)
+        .await
+        .map(|_| ())
+}
+
+async fn load_rows(db: &impl ConnectionTrait, lock: bool) -> Result<FeatureSet, DbErr> {
+    let q = feature::Entity::find();
+    let q = if lock { for_update(q, db) } else { q };
+    let rows = q.all(db).await?;
+    Ok(FeatureSet::new(rows.into_iter().filter(|r| r.enabled).filter_map(|r| Feature::from_key(&r.key))))
+}
+
+pub async fn load(db: &impl ConnectionTrait) -> Result<FeatureSet, DbErr> {
+    load_rows(db, false).await
+}
+
+/// Turns `feature` on or off for `actor`, refusing what the prerequisite rules refuse. Audited.
+pub async fn set(s: &Services, actor: &str, feature: Feature, enable: bool) -> ServiceResult<FeatureSet> {
+    let txn = s.db.begin().await?;
+    let mut set = load_rows(&txn, true).await?;
+    let was = set.is_enabled(feature);
+    set.set(feature, enable)?;
+    if was != enable {
+        feature::ActiveModel {
+            key: Set(feature.key().to_string()),
+            enabled: Set(enable),
+            changed_at: Set(s.now()),
+            changed_by: Set(actor.to_string()),
+        }
+        .update(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            s.now(),
+            actor,
+            if enable { "feature.enable" } else { "feature.disable" },
+            feature.name(),
+            Some(json!({ "enabled": was })),
+            Some(json!({ "enabled": enable })),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(set)
+}
+
+pub fn overview(set: &FeatureSet) -> FeaturesOverview {
+    let features = Feature::ALL
+        .into_iter()
+        .map(|f| FeatureView {
+            feature: f,
+            enabled: set.is_enabled(f),
+            prerequisites: f.prerequisites().into_iter().map(|p| (p, set.is_enabled(p))).collect(),
+            required_by: set.enabled_dependents(f),
+        })
+        .collect();
+    FeaturesOverview { features, warnings: set.conflict_warnings() }
+}

@@ -1,0 +1,315 @@
+//! Channels, connectors and their merchant properties (R-PAR-5), and pre-authorization durations
+//! per store and payment type (R-PAR-6). Every change is validated, then written with its audit entry.
+use super::{audit, Services};
+use crate::domain::parameters::{
+    parse_payment_method_list, parse_pre_authorization_days, parse_yes_no, FieldError, PaymentMethodVariant,
+};
+use crate::domain::views::{ChannelKind, ChannelView, ConnectorView, MerchantPropertiesView, PreAuthorizationDurationView};
+use crate::entity::{channel, connector, connector_merchant_property as cmp, pre_authorization_duration as pad};
+use crate::error::{ServiceError, ServiceResult};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use serde_json::json;
+
+fn channel_view(m: channel::Model) -> ChannelView {
+    ChannelView {
+        id: m.id,
+        kind: ChannelKind::from_code(&m.kind).unwrap_or(ChannelKind::PosStore),
+        code: m.code,
+        name: m.name,
+    }
+}
+
+pub async fn channels(db: &impl ConnectionTrait) -> Result<Vec<ChannelView>, DbErr> {
+    Ok(channel::Entity::find().order_by_asc(channel::Column::Id).all(db).await?.into_iter().map(channel_view).collect())
+}
+
+pub async fn connectors(db: &impl ConnectionTrait) -> Result<Vec<ConnectorView>, DbErr> {
+    let chans = channels(db).await?;
+    let props = cmp::Entity::find().all(db).await?;
+    let mut out = Vec::new();
+    for c in connector::Entity::find().order_by_asc(connector::Column::Id).all(db).await? {
+        let properties = chans
+            .iter()
+            .map(|ch| {
+                let p = props.iter().find(|p| p.connector_id == c.id && p.channel_id == ch.id);
+                MerchantPropertiesView {
+                    channel: ch.clone(),
+                    enable_request_protection: p.is_some_and(|p| p.enable_request_protection),
+                    non_incremental_capture_methods: p.map(|p| p.non_incremental_capture_methods.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.push(ConnectorView {
+            id: c.id,
+            code: c.code,
+            name: c.name,
+            kind: c.kind,
+            is_default: c.is_default,
+            allow_multiple_partial_capture: c.allow_multiple_partial_capture,
+            properties,
+        });
+    }
+    Ok(out)
+}
+
+async fn find_connector(db: &impl ConnectionTrait, id: i32) -> ServiceResult<connector::Model> {
+    connector::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no connector with id {id}.")))
+}
+
+async fn find_channel(db: &impl ConnectionTrait, id: i32) -> ServiceResult<channel::Model> {
+    channel::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no channel with id {id}.")))
+}
+
+/// Saves the merchant properties of a connector for one channel: Enable Request Protection and
+/// Non incremental capture payment methods.
+pub async fn save_merchant_properties(
+    s: &Services,
+    actor: &str,
+    connector_id: i32,
+    channel_id: i32,
+    enable_request_protection: &str,
+    non_incremental_capture_methods: &str,
+) -> ServiceResult<()> {
+    let mut errors = Vec::new();
+    let protection = parse_yes_no("Enable Request Protection", enable_request_protection)
+        .map_err(|m| errors.push(FieldError::new("enable_request_protection", m)))
+        .ok();
+    let methods = parse_payment_method_list("Non incremental capture payment methods", non_incremental_capture_methods)
+        .map_err(|m| errors.push(FieldError::new("non_incremental_capture_methods", m)))
+        .ok();
+    let (Some(protection), Some(methods)) = (protection, methods) else {
+        return Err(ServiceError::Validation(errors));
+    };
+    let txn = s.db.begin().await?;
+    let conn = find_connector(&txn, connector_id).await?;
+    let chan = find_channel(&txn, channel_id).await?;
+    let before = cmp::Entity::find_by_id((connector_id, channel_id)).one(&txn).await?;
+    if before.as_ref().is_some_and(|b| b.enable_request_protection == protection && b.non_incremental_capture_methods == methods) {
+        return Ok(());
+    }
+    cmp::Entity::insert(cmp::ActiveModel {
+        connector_id: Set(connector_id),
+        channel_id: Set(channel_id),
+        enable_request_protection: Set(protection),
+        non_incremental_capture_methods: Set(methods.clone()),
+    })
+    .on_conflict(
+        OnConflict::columns([cmp::Column::ConnectorId, cmp::Column::ChannelId])
+            .update_columns([cmp::Column::EnableRequestProtection, cmp::Column::NonIncrementalCaptureMethods])
+            .to_owned(),
+    )
+    .exec(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        s.now(),
+        actor,
+        "connector.merchant_properties",
+        &format!("{} / {}", conn.name, chan.name),
+        before.map(|b| {
+            json!({ "enable_request_protection": b.enable_request_protection, "non_incremental_capture_methods": b.non_incremental_capture_methods })
+        }),
+        Some(json!({ "enable_request_protection": protection, "non_incremental_capture_methods": methods })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Saves the processor merchant account's allowMultiplePartialCapture flag and whether this
+/// connector is the default one (exactly one default at a time).
+pub async fn save_merchant_account(
+    s: &Services,
+    actor: &str,
+    connector_id: i32,
+    allow_multiple_partial_capture: &str,
+    is_default: &str,
+) -> ServiceResult<()> {
+    let mut errors = Vec::new();
+    let allow = parse_yes_no("Allow multiple partial captures", allow_multiple_partial_capture)
+        .map_err(|m| errors.push(FieldError::new("allow_multiple_partial_capture", m)))
+        .ok();
+    let default = parse_yes_no("Default connector", is_default).map_err(|m| errors.push(FieldError::new("is_default", m))).ok();
+    let (Some(allow), Some(default)) = (allow, default) else {
+        return Err(ServiceError::Validation(errors));
+    };
+    let txn = s.db.begin().await?;
+    let c = find_connector(&txn, connector_id).await?;
+    if c.is_default && !default {
+        return Err(ServiceError::field(
+            "is_default",
+            "Choose another connector as the default instead; there must always be a default connector.",
+        ));
+    }
+    if c.allow_multiple_partial_capture == allow && c.is_default == default {
+        return Ok(());
+    }
+    if default && !c.is_default {
+        connector::Entity::update_many()
+            .col_expr(connector::Column::IsDefault, false.into())
+            .filter(connector::Column::Id.ne(connector_id))
+            .exec(&txn)
+            .await?;
+    }
+    let before = json!({ "allow_multiple_partial_capture": c.allow_multiple_partial_capture, "is_default": c.is_default });
+    let name = c.name.clone();
+    let mut am: connector::ActiveModel = c.into();
+    am.allow_multiple_partial_capture = Set(allow);
+    am.is_default = Set(default);
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        s.now(),
+        actor,
+        "connector.merchant_account",
+        &name,
+        Some(before),
+        Some(json!({ "allow_multiple_partial_capture": allow, "is_default": default })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn pre_authorization_durations(db: &impl ConnectionTrait) -> Result<Vec<PreAuthorizationDurationView>, DbErr> {
+    let chans = channels(db).await?;
+    let rows = pad::Entity::find()
+        .order_by_asc(pad::Column::ChannelId)
+        .order_by_asc(pad::Column::PaymentType)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let channel = chans.iter().find(|c| c.id == r.channel_id)?.clone();
+            let label = PaymentMethodVariant::from_code(&r.payment_type).map(|v| v.label()).unwrap_or("Unknown");
+            Some(PreAuthorizationDurationView {
+                channel,
+                payment_type_label: label.to_string(),
+                payment_type: r.payment_type,
+                days: r.days,
+            })
+        })
+        .collect())
+}
+
+/// Sets the pre-authorization duration of a store (POS or online) for one payment type.
+pub async fn save_pre_authorization_duration(
+    s: &Services,
+    actor: &str,
+    channel_id: &str,
+    payment_type: &str,
+    days: &str,
+) -> ServiceResult<()> {
+    let mut errors = Vec::new();
+    let channel_id = channel_id
+        .trim()
+        .parse::<i32>()
+        .map_err(|_| errors.push(FieldError::new("channel_id", "Choose a store.")))
+        .ok();
+    let variant = PaymentMethodVariant::from_code(payment_type.trim())
+        .ok_or_else(|| errors.push(FieldError::new("payment_type", "Choose a payment type from the list.")))
+        .ok();
+    let days = parse_pre_authorization_days(days).map_err(|m| errors.push(FieldError::new("days", m))).ok();
+    let (Some(channel_id), Some(variant), Some(days)) = (channel_id, variant, days) else {
+        return Err(ServiceError::Validation(errors));
+    };
+    let txn = s.db.begin().await?;
+    let chan = find_channel(&txn, channel_id).await.map_err(|_| ServiceError::field("channel_id", "Choose a store."))?;
+    if ChannelKind::from_code(&chan.kind) == Some(ChannelKind::CallCenter) {
+        return Err(ServiceError::field(
+            "channel_id",
+            "Pre-authorization durations are set per store; the call center uses the Accounts receivable number of days.",
+        ));
+    }
+    let before = pad::Entity::find_by_id((channel_id, variant.code().to_string())).one(&txn).await?;
+    if before.as_ref().is_some_and(|b| b.days == days as i32) {
+        return Ok(());
+    }
+    pad::Entity::insert(pad::ActiveModel {
+        channel_id: Set(channel_id),
+        payment_type: Set(variant.code().to_string()),
+        days: Set(days as i32),
+    })
+    .on_conflict(OnConflict::columns([pad::Column::ChannelId, pad::Column::PaymentType]).update_column(pad::Column::Days).to_owned())
+    .exec(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        s.now(),
+        actor,
+        "electronic_payment_setup.pre_authorization_duration",
+        &format!("{} / {}", chan.name, variant.label()),
+        before.map(|b| json!({ "days": b.days })),
+        Some(json!({ "days": days })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn delete_pre_authorization_duration(s: &Services, actor: &str, channel_id: i32, payment_type: &str) -> ServiceResult<()> {
+    let txn = s.db.begin().await?;
+    let row = pad::Entity::find_by_id((channel_id, payment_type.to_string()))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("That pre-authorization duration no longer exists.".into()))?;
+    let chan = find_channel(&txn, channel_id).await?;
+    pad::Entity::delete_by_id((channel_id, payment_type.to_string())).exec(&txn).await?;
+    audit::record(
+        &txn,
+        s.now(),
+        actor,
+        "electronic_payment_setup.pre_authorization_duration_removed",
+        &format!("{} / {}", chan.name, payment_type),
+        Some(json!({ "days": row.days })),
+        None,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Inserts a channel if its code is new (used by demo data and set-up).
+pub async fn ensure_channel(db: &impl ConnectionTrait, code: &str, name: &str, kind: ChannelKind) -> Result<i32, DbErr> {
+    if let Some(c) = channel::Entity::find().filter(channel::Column::Code.eq(code)).one(db).await? {
+        return Ok(c.id);
+    }
+    let m = channel::ActiveModel {
+        code: Set(code.to_string()),
+        name: Set(name.to_string()),
+        kind: Set(kind.code().to_string()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(m.id)
+}
+
+/// Inserts the processor simulator connector if missing; it becomes the default when none is.
+pub async fn ensure_simulator_connector(db: &impl ConnectionTrait) -> Result<i32, DbErr> {
+    if let Some(c) = connector::Entity::find().filter(connector::Column::Code.eq("simulator")).one(db).await? {
+        return Ok(c.id);
+    }
+    let has_default = connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).one(db).await?.is_some();
+    let m = connector::ActiveModel {
+        code: Set("simulator".into()),
+        name: Set("Processor simulator".into()),
+        kind: Set("simulator".into()),
+        is_default: Set(!has_default),
+        allow_multiple_partial_capture: Set(true),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(m.id)
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the browser half into target/site: the hydrate wasm (+ JS glue) and the stylesheet.
+# Usage: build-site.sh [debug|release]. Equivalent to what cargo-leptos does, without needing it
+# (cargo-leptos takes 15-30 minutes to install on these machines; see docs/BUILD.md).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PROFILE="${1:-debug}"
+cd "$ROOT"
+export RUSTC_BOOTSTRAP=1
+if [ "$PROFILE" = release ]; then
+  cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release -Zbuild-std=std,panic_abort
+  WASM="target/wasm32-unknown-unknown/wasm-release/frontend.wasm"
+else
+  cargo build -p frontend --lib --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  WASM="target/wasm32-unknown-unknown/debug/frontend.wasm"
+fi
+mkdir -p target/site/pkg
+wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name paystage "$WASM"
+if [ "$PROFILE" = release ] && command -v wasm-opt >/dev/null; then
+  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    target/site/pkg/paystage_bg.wasm -o target/site/pkg/paystage_bg.wasm
+fi
+cp style/main.css target/site/pkg/paystage.css
+cp -r public/. target/site/
+echo "site: built target/site ($PROFILE, wasm $(du -k target/site/pkg/paystage_bg.wasm | cut -f1) KiB)"

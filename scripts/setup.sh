@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs whatever this machine is missing to build and test Paystage, and nothing it already has.
+# Sourced by run.sh and test.sh. Debian 12 (bookworm); needs root (or sudo) for apt.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium postgresql-client)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# One toolchain for server and wasm: Debian's rustc-web (with its std source for -Zbuild-std).
+export PATH="/usr/bin:/bin:/usr/sbin:/sbin:$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:${PATH}"
+export RUSTC_BOOTSTRAP=1
+
+# wasm-bindgen-cli must match the wasm-bindgen version locked in Cargo.lock.
+WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' "$ROOT/Cargo.lock")"
+if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WB_VERSION"; then
+  echo "setup: installing wasm-bindgen-cli $WB_VERSION (a few minutes, once per machine)"
+  cargo install wasm-bindgen-cli --version "$WB_VERSION" --force --quiet
+fi
+
+# Playwright and wasm-opt (binaryen) from the npm registry; the browser is Debian's Chromium.
+if [ ! -x "$ROOT/end2end/node_modules/.bin/playwright" ] || [ "$ROOT/end2end/package-lock.json" -nt "$ROOT/end2end/node_modules/.package-lock.json" ]; then
+  echo "setup: installing npm packages for end2end"
+  (cd "$ROOT/end2end" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,165 @@
+//! Configuration from environment variables, parsed once at start-up into typed values. A bad value
+//! stops start-up with one line naming the variable and what is wrong with it.
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/paystage.db";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite://…` (default `sqlite://data/paystage.db`) or `postgres://…`.
+    pub database_url: String,
+    /// `PAYSTAGE_HOST` (default 127.0.0.1).
+    pub host: IpAddr,
+    /// `PAYSTAGE_PORT` (default 3000; 0 picks a free port).
+    pub port: u16,
+    /// `PAYSTAGE_SITE_ROOT`: the built site (wasm, js, css), default `target/site`.
+    pub site_root: PathBuf,
+    /// `PAYSTAGE_DEMO`: seed demo users and data on first start (default false).
+    pub demo: bool,
+    /// `PAYSTAGE_ADMIN_PASSWORD`: the first administrator's password (random when unset).
+    pub admin_password: Option<String>,
+    /// `PAYSTAGE_DEMO_PASSWORD`: one password for all demo users, for automated tests.
+    pub demo_password: Option<String>,
+    /// `PAYSTAGE_SECURE_COOKIES`: mark the session cookie Secure; turn on behind TLS (default false).
+    pub secure_cookies: bool,
+    /// `PAYSTAGE_SESSION_HOURS`: sign-out after this many hours without activity (default 8).
+    pub session_hours: u32,
+    /// `PAYSTAGE_PUBLIC_ORIGIN`: the origin browsers use (e.g. https://pay.example.com) when a proxy
+    /// changes the Host header; state-changing requests from any other origin are refused.
+    pub public_origin: Option<String>,
+    /// `PAYSTAGE_LOG`: log filter (default `info`).
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+fn parse_bool(var: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(err(var, format!("\"{other}\" is not a yes/no value (use true or false)"))),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let database_url = get("DATABASE_URL").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if payments::db::Backend::of_url(&database_url).is_none() {
+            return Err(err("DATABASE_URL", format!("\"{database_url}\" is not supported: use sqlite://path or postgres://…")));
+        }
+        let host = match get("PAYSTAGE_HOST") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(h) => h.trim().parse().map_err(|_| err("PAYSTAGE_HOST", format!("\"{h}\" is not an IP address")))?,
+        };
+        let port = match get("PAYSTAGE_PORT") {
+            None => 3000,
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| err("PAYSTAGE_PORT", format!("\"{p}\" is not a port number (0-65535)")))?,
+        };
+        let site_root = PathBuf::from(get("PAYSTAGE_SITE_ROOT").unwrap_or_else(|| "target/site".into()));
+        let demo = get("PAYSTAGE_DEMO").map(|v| parse_bool("PAYSTAGE_DEMO", &v)).transpose()?.unwrap_or(false);
+        let secure_cookies =
+            get("PAYSTAGE_SECURE_COOKIES").map(|v| parse_bool("PAYSTAGE_SECURE_COOKIES", &v)).transpose()?.unwrap_or(false);
+        let check_password = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(var) {
+                None => Ok(None),
+                Some(p) => payments::service::access::validate_password(&p).map(|_| Some(p)).map_err(|m| err(var, m)),
+            }
+        };
+        let admin_password = check_password("PAYSTAGE_ADMIN_PASSWORD")?;
+        let demo_password = check_password("PAYSTAGE_DEMO_PASSWORD")?;
+        let session_hours = match get("PAYSTAGE_SESSION_HOURS") {
+            None => 8,
+            Some(h) => match h.trim().parse::<u32>() {
+                Ok(n) if (1..=720).contains(&n) => n,
+                _ => return Err(err("PAYSTAGE_SESSION_HOURS", format!("\"{h}\" is not a number of hours from 1 to 720"))),
+            },
+        };
+        let public_origin = match get("PAYSTAGE_PUBLIC_ORIGIN").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(o) => {
+                let o = o.trim().trim_end_matches('/').to_string();
+                let valid = (o.starts_with("http://") || o.starts_with("https://")) && !o["https://".len() - 1..].contains('/');
+                if !valid {
+                    return Err(err("PAYSTAGE_PUBLIC_ORIGIN", format!("\"{o}\" is not an origin like https://pay.example.com")));
+                }
+                Some(o)
+            }
+        };
+        let log = get("PAYSTAGE_LOG").unwrap_or_else(|| "info".into());
+        Ok(Config {
+            database_url,
+            host,
+            port,
+            site_root,
+            demo,
+            admin_password,
+            demo_password,
+            secure_cookies,
+            session_hours,
+            public_origin,
+            log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_use_the_embedded_sqlite_file() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.port, 3000);
+        assert!(!c.demo && !c.secure_cookies);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        assert_eq!(cfg(&[("PAYSTAGE_PORT", "http")]).unwrap_err().to_string(), "PAYSTAGE_PORT: \"http\" is not a port number (0-65535)");
+        assert_eq!(cfg(&[("PAYSTAGE_PORT", "70000")]).unwrap_err().var, "PAYSTAGE_PORT");
+        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(cfg(&[("PAYSTAGE_DEMO", "maybe")]).unwrap_err().var, "PAYSTAGE_DEMO");
+        assert_eq!(cfg(&[("PAYSTAGE_HOST", "localhost:3")]).unwrap_err().var, "PAYSTAGE_HOST");
+        assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");
+        assert_eq!(cfg(&[("PAYSTAGE_SESSION_HOURS", "0")]).unwrap_err().var, "PAYSTAGE_SESSION_HOURS");
+        assert_eq!(cfg(&[("PAYSTAGE_PUBLIC_ORIGIN", "pay.example.com")]).unwrap_err().var, "PAYSTAGE_PUBLIC_ORIGIN");
+    }
+
+    #[test]
+    fn values_are_typed() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("PAYSTAGE_PORT", "0"),
+            ("PAYSTAGE_DEMO", "true"),
+            ("PAYSTAGE_PUBLIC_ORIGIN", "https://pay.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 0);
+        assert!(c.demo);
+        assert_eq!(c.public_origin.as_deref(), Some("https://pay.example.com"));
+    }
+}

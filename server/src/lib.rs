@@ -1,0 +1,125 @@
+//! The Paystage server: start-up (configuration, database, migrations, first-start accounts), the
+//! HTTP router with its security layers, and background loops. `main.rs` adds the CLI around it.
+pub mod config;
+pub mod security;
+pub mod session_store;
+
+use app::state::AppState;
+use app::{shell, App};
+use axum::routing::get;
+use axum::Router;
+use config::Config;
+use leptos::config::{Env, LeptosOptions};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use payments::service::bootstrap::{bootstrap, BootstrapOptions, BootstrapReport};
+use payments::service::clock::SystemClock;
+use payments::service::Services;
+use security::SecurityConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// Why the server could not start, as one line for the console.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("DATABASE_URL: cannot open or migrate the database: {0}")]
+    Database(String),
+    #[error("PAYSTAGE_PORT: {addr} is already in use; stop the other program or choose another port")]
+    PortInUse { addr: SocketAddr },
+    #[error("PAYSTAGE_HOST/PAYSTAGE_PORT: cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("first start: {0}")]
+    Bootstrap(String),
+}
+
+/// Opens the database, applies migrations and creates first-start accounts (and demo data).
+pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), StartError> {
+    let db = payments::db::connect_and_migrate(&config.database_url)
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    let services = Services::new(db, Arc::new(SystemClock));
+    let report = bootstrap(
+        &services,
+        &BootstrapOptions {
+            demo: config.demo,
+            admin_password: config.admin_password.clone(),
+            demo_password: config.demo_password.clone(),
+        },
+    )
+    .await
+    .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    Ok((services, report))
+}
+
+pub fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("paystage")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .env(Env::PROD)
+        .build()
+}
+
+/// The whole HTTP application: pages, server functions, static files, health check, and the
+/// session, origin, page-guard and header layers.
+pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
+    let leptos_options = leptos_options(config, addr);
+    let state = AppState { leptos_options, services: services.clone() };
+    let routes = generate_route_list(App);
+    let store = session_store::DbSessionStore::new(services.db.clone());
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("paystage_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(config.session_hours))));
+    let security = Arc::new(SecurityConfig { public_origin: config.public_origin.clone(), secure: config.secure_cookies });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes(&state, routes, {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(services, security::page_guard))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(security, security::same_origin))
+        .layer(axum::middleware::from_fn(security::headers))
+}
+
+/// Binds the configured address; a port in use is reported as such.
+pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::PortInUse { addr }
+        } else {
+            StartError::Listen { addr, source }
+        }
+    })
+}
+
+/// Deletes expired sessions every hour.
+pub fn spawn_background_jobs(services: &Services) {
+    use tower_sessions::session_store::ExpiredDeletion;
+    let store = session_store::DbSessionStore::new(services.db.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.continuously_delete_expired(tokio::time::Duration::from_secs(3600)).await {
+            tracing::error!(error = %e, "expired-session cleanup stopped");
+        }
+    });
+}
+
+/// Starts serving on an already bound listener; returns when the server stops.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

@@ -1,0 +1,95 @@
+//! Request guards that apply to every route: refuse state-changing requests from a foreign origin,
+//! send pages only to users whose roles allow them, and set protective response headers.
+use app::nav::{page_for, PUBLIC_PATHS};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use payments::service::Services;
+use std::sync::Arc;
+use tower_sessions::Session;
+
+#[derive(Clone, Debug)]
+pub struct SecurityConfig {
+    pub public_origin: Option<String>,
+    pub secure: bool,
+}
+
+/// The origin a request's `Origin` must equal: the configured public origin, else the Host header.
+fn expected_origin(cfg: &SecurityConfig, req: &Request) -> Option<String> {
+    if let Some(o) = &cfg.public_origin {
+        return Some(o.clone());
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let scheme = if cfg.secure { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Refuses POST/PUT/PATCH/DELETE whose `Origin` (or, without one, `Sec-Fetch-Site`) shows another site.
+pub async fn same_origin(State(cfg): State<Arc<SecurityConfig>>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let refused = match origin {
+        Some(o) => Some(o.trim_end_matches('/').to_string()) != expected_origin(&cfg, &req),
+        None => req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| s == "cross-site" || s == "same-site"),
+    };
+    if refused {
+        tracing::warn!(origin = ?origin, path = %req.uri().path(), "refused a cross-origin request");
+        return (StatusCode::FORBIDDEN, "Refused: this request came from another site.").into_response();
+    }
+    next.run(req).await
+}
+
+/// Sends a page only to a signed-in user with one of the page's roles: others are sent to sign
+/// in, or get 403. Server functions check their roles themselves.
+pub async fn page_guard(State(services): State<Services>, session: Session, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if req.method() != Method::GET || PUBLIC_PATHS.contains(&path.as_str()) {
+        return next.run(req).await;
+    }
+    let Some(page) = page_for(&path) else {
+        return next.run(req).await;
+    };
+    let user_id: Option<i32> = session.get(app::auth::ssr::USER_KEY).await.ok().flatten();
+    let user = match user_id {
+        Some(id) => payments::service::access::load_user(&services.db, id).await.ok().flatten(),
+        None => None,
+    };
+    match user {
+        None => {
+            let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let next = target.replace('%', "%25").replace('&', "%26").replace('?', "%3F").replace('#', "%23");
+            Redirect::to(&format!("/login?next={next}")).into_response()
+        }
+        Some(u) if !u.has_any(page.roles) => forbidden_page(page.title),
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn forbidden_page(title: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>No access · Paystage</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/paystage.css\"></head><body><div class=\"login-wrap\"><div class=\"login-card\">\
+         <div class=\"brand\"><span class=\"brand-mark\">P</span>Paystage</div><h1>No access</h1>\
+         <p>Your roles do not include access to <strong>{title}</strong>. Ask an administrator if you need it.</p>\
+         <p><a href=\"/\">Back to the overview</a></p></div></div></body></html>"
+    );
+    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+/// Headers for every response: no framing, no MIME sniffing, referrers only to this site.
+pub async fn headers(req: Request<Body>, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    res
+}
