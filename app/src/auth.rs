@@ -73,7 +73,7 @@ pub mod ssr {
 }
 
 #[server(endpoint = "current_user")]
-pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
+pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
     ssr::current_user().await
 }
 

@@ -1,5 +1,5 @@
 //! The page frame (navigation, user menu) and the small pieces every page uses.
-use crate::auth::{current_user, Logout};
+use crate::auth::{get_current_user, Logout};
 use crate::error::AppError;
 use crate::nav::{NavGroup, PAGES};
 use leptos::prelude::*;
@@ -12,7 +12,7 @@ pub type UserResource = Resource<Result<Option<CurrentUser>, AppError>>;
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
-    let user: UserResource = Resource::new(|| (), |_| current_user());
+    let user: UserResource = Resource::new(|| (), |_| get_current_user());
     provide_context(user);
     let logout = ServerAction::<Logout>::new();
     view! {
@@ -119,7 +119,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
 /// The outcome of the last submission of a form: its error, or `success` once it went through.
 /// With `scope`, only errors for that form (of several on a page) are shown.
 pub fn outcome<T: Send + Sync + 'static>(
-    value: RwSignal<Option<Result<T, AppError>>>,
+    value: impl With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
     success: &'static str,
     scope: Option<String>,
 ) -> impl IntoView {
@@ -138,7 +138,7 @@ pub fn outcome<T: Send + Sync + 'static>(
 
 /// The message for `field` from the last submission, shown next to the field.
 pub fn field_error<T: Send + Sync + 'static>(
-    value: RwSignal<Option<Result<T, AppError>>>,
+    value: impl With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
     field: &'static str,
     scope: Option<String>,
 ) -> impl IntoView {

@@ -95,7 +95,8 @@ impl Config {
             None => None,
             Some(o) => {
                 let o = o.trim().trim_end_matches('/').to_string();
-                let valid = (o.starts_with("http://") || o.starts_with("https://")) && !o["https://".len() - 1..].contains('/');
+                let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+                let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
                 if !valid {
                     return Err(err("PAYSTAGE_PUBLIC_ORIGIN", format!("\"{o}\" is not an origin like https://pay.example.com")));
                 }

@@ -109,8 +109,12 @@ pub fn spawn_background_jobs(services: &Services) {
     use tower_sessions::session_store::ExpiredDeletion;
     let store = session_store::DbSessionStore::new(services.db.clone());
     tokio::spawn(async move {
-        if let Err(e) = store.continuously_delete_expired(tokio::time::Duration::from_secs(3600)).await {
-            tracing::error!(error = %e, "expired-session cleanup stopped");
+        let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions; will retry");
+            }
         }
     });
 }

@@ -5,7 +5,7 @@ use leptos_router::hooks::use_query_map;
 use payments::domain::views::AuditPage as AuditPageData;
 
 #[server(endpoint = "audit_page")]
-pub async fn audit_page(page: u64, action: String, actor: String) -> Result<AuditPageData, AppError> {
+pub async fn load_audit_page(page: u64, action: String, actor: String) -> Result<AuditPageData, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
     let filter = payments::service::audit::AuditFilter { action: Some(action), actor: Some(actor) };
@@ -23,7 +23,7 @@ pub fn AuditPage() -> impl IntoView {
     let page = move || query.read().get("page").and_then(|p| p.parse().ok()).unwrap_or(1u64);
     let action = move || query.read().get("action").unwrap_or_default();
     let actor = move || query.read().get("actor").unwrap_or_default();
-    let data = Resource::new(move || (page(), action(), actor()), |(p, a, u)| audit_page(p, a, u));
+    let data = Resource::new(move || (page(), action(), actor()), |(p, a, u)| load_audit_page(p, a, u));
     view! {
         <PageHeader
             title="Audit log"
@@ -41,8 +41,9 @@ pub fn AuditPage() -> impl IntoView {
                 .entries
                 .into_iter()
                 .map(|e| {
+                        let action = e.action.clone();
                     view! {
-                        <tr data-action=e.action.clone()>
+                        <tr data-action=action>
                             <td class="nowrap">{e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
                             <td>{e.actor}</td>
                             <td><code>{e.action}</code></td>

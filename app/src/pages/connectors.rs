@@ -79,12 +79,15 @@ pub fn ConnectorsPage() -> impl IntoView {
                 .into_iter()
                 .map(|c| {
                     let account_scope = format!("account:{}", c.id);
+                    let connector_id = c.id;
                     let rows = c
                         .properties
-                        .iter()
+                        .clone()
+                        .into_iter()
                         .map(|p| {
-                            let scope = format!("{}:{}", c.id, p.channel.id);
-                            let methods_id = format!("methods-{}-{}", c.id, p.channel.id);
+                            let scope = format!("{}:{}", connector_id, p.channel.id);
+                            let (scope1, scope2, scope3) = (scope.clone(), scope.clone(), scope.clone());
+                            let methods_id = format!("methods-{}-{}", connector_id, p.channel.id);
                             view! {
                                 <tr data-channel=p.channel.code.clone()>
                                     <td>
@@ -93,7 +96,7 @@ pub fn ConnectorsPage() -> impl IntoView {
                                     </td>
                                     <td colspan="3">
                                         <ActionForm action=props attr:class="row-form">
-                                            <input type="hidden" name="connector_id" value=c.id />
+                                            <input type="hidden" name="connector_id" value=connector_id />
                                             <input type="hidden" name="channel_id" value=p.channel.id />
                                             <label class="stacked">
                                                 "Enable Request Protection"
@@ -107,12 +110,12 @@ pub fn ConnectorsPage() -> impl IntoView {
                                                     value=p.non_incremental_capture_methods.clone()
                                                     placeholder="e.g. interac;maestro"
                                                 />
-                                                {field_error(props.value(), "non_incremental_capture_methods", Some(scope.clone()))}
-                                                {field_error(props.value(), "enable_request_protection", Some(scope.clone()))}
+                                                {field_error(props.value(), "non_incremental_capture_methods", Some(scope1))}
+                                                {field_error(props.value(), "enable_request_protection", Some(scope2))}
                                             </label>
                                             <button type="submit" class="secondary">"Save"</button>
                                         </ActionForm>
-                                        {outcome(props.value(), "", Some(scope.clone()))}
+                                        {outcome(props.value(), "", Some(scope3))}
                                     </td>
                                 </tr>
                             }

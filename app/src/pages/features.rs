@@ -5,7 +5,7 @@ use payments::domain::features::Feature;
 use payments::domain::views::FeaturesOverview;
 
 #[server(endpoint = "features_overview")]
-pub async fn features_overview() -> Result<FeaturesOverview, AppError> {
+pub async fn load_features() -> Result<FeaturesOverview, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
     let set = payments::service::features::load(&services()?.db).await?;
@@ -27,7 +27,7 @@ pub async fn toggle_feature(key: String, enable: String) -> Result<(), AppError>
 #[component]
 pub fn FeaturesPage() -> impl IntoView {
     let toggle = ServerAction::<ToggleFeature>::new();
-    let data = Resource::new(move || toggle.version().get(), |_| features_overview());
+    let data = Resource::new(move || toggle.version().get(), |_| load_features());
     let (filter, set_filter) = signal(String::new());
     view! {
         <PageHeader

@@ -11,7 +11,7 @@ fn group_of(key: &str) -> Result<ParameterGroup, AppError> {
 }
 
 #[server(endpoint = "parameters_page")]
-pub async fn parameters_page(group: String) -> Result<Vec<ParameterFieldView>, AppError> {
+pub async fn load_parameters(group: String) -> Result<Vec<ParameterFieldView>, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
     let group = group_of(&group)?;
@@ -40,7 +40,7 @@ pub fn ParametersPage() -> impl IntoView {
             saves.update(|n| *n += 1);
         }
     });
-    let data = Resource::new(move || (group_key(), saves.get()), |(g, _)| parameters_page(g));
+    let data = Resource::new(move || (group_key(), saves.get()), |(g, _)| load_parameters(g));
     move || match ParameterGroup::from_key(&group_key()) {
         None => view! {
             <PageHeader title="Page not found" intro="There is no parameter page at this address." />

@@ -11,8 +11,10 @@ use serde_json::json;
 
 /// Makes sure every feature has a row (off), so toggles can lock the whole set.
 pub async fn ensure_rows(s: &Services) -> Result<(), DbErr> {
-    let rows: Vec<feature::ActiveModel> = Feature::ALL
+    let existing: Vec<String> = feature::Entity::find().all(&s.db).await?.into_iter().map(|r| r.key).collect();
+    let missing: Vec<feature::ActiveModel> = Feature::ALL
         .into_iter()
+        .filter(|f| !existing.iter().any(|k| k == f.key()))
         .map(|f| feature::ActiveModel {
             key: Set(f.key().to_string()),
             enabled: Set(false),
@@ -20,12 +22,13 @@ pub async fn ensure_rows(s: &Services) -> Result<(), DbErr> {
             changed_by: Set(audit::SYSTEM.to_string()),
         })
         .collect();
-    feature::Entity::insert_many(rows)
-        .on_conflict(OnConflict::column(feature::Column::Key).do_nothing().to_owned())
-        .do_nothing()
-        .exec(&s.db)
-        .await
-        .map(|_| ())
+    if !missing.is_empty() {
+        feature::Entity::insert_many(missing)
+            .on_conflict(OnConflict::column(feature::Column::Key).do_nothing().to_owned())
+            .exec_without_returning(&s.db)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn load_rows(db: &impl ConnectionTrait, lock: bool) -> Result<FeatureSet, DbErr> {

@@ -1,0 +1,307 @@
+//! HTTP round trips against the real router on a real port, on SQLite and PostgreSQL: the role
+//! matrix over every server function, the page guard, origin checks, cookie flags, and start-up errors.
+use payments::db_test;
+use payments::entity::{audit_log, connector_merchant_property, feature, parameter, pre_authorization_duration, user, user_role};
+use payments::service::bootstrap::{bootstrap, BootstrapOptions};
+use payments::testing::TestDb;
+use reqwest::{header, redirect, Client, StatusCode};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use server::config::Config;
+use std::collections::BTreeSet;
+
+struct TestApp {
+    base: String,
+    password: String,
+    _site: tempfile::TempDir,
+}
+
+async fn spawn(db: &TestDb) -> TestApp {
+    let password = payments::service::access::generate_password();
+    bootstrap(&db.services, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some(password.clone()) })
+        .await
+        .unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let url = db.url.clone();
+    let site_root = site.path().display().to_string();
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "PAYSTAGE_PORT" => Some("0".into()),
+        "PAYSTAGE_SITE_ROOT" => Some(site_root.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let listener = server::bind(&config).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = server::router(&config, db.services.clone(), addr);
+    tokio::spawn(async move { axum_serve(listener, app).await });
+    TestApp { base: format!("http://{addr}"), password, _site: site }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    server::serve(listener, app).await.unwrap();
+}
+
+fn client() -> Client {
+    Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
+}
+
+async fn signed_in(app: &TestApp, username: &str) -> Client {
+    let c = client();
+    let res = c
+        .post(format!("{}/api/login", app.base))
+        .form(&[("username", username), ("password", app.password.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success() || res.status().is_redirection(), "sign-in of {username}: {}", res.status());
+    c
+}
+
+/// Everything an administrator can change, for before/after comparison.
+async fn snapshot(db: &TestDb) -> String {
+    let s = &db.services.db;
+    let features = feature::Entity::find().order_by_asc(feature::Column::Key).all(s).await.unwrap();
+    let params = parameter::Entity::find().order_by_asc(parameter::Column::Key).all(s).await.unwrap();
+    let users = user::Entity::find().order_by_asc(user::Column::Id).all(s).await.unwrap();
+    let roles = user_role::Entity::find().order_by_asc(user_role::Column::UserId).order_by_asc(user_role::Column::Role).all(s).await.unwrap();
+    let cmp = connector_merchant_property::Entity::find().all(s).await.unwrap();
+    let pad = pre_authorization_duration::Entity::find().all(s).await.unwrap();
+    let audit = audit_log::Entity::find()
+        .filter(audit_log::Column::Action.not_like("sign_%"))
+        .all(s)
+        .await
+        .unwrap();
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        features.iter().map(|f| (&f.key, f.enabled)).collect::<Vec<_>>(),
+        params.iter().map(|p| (&p.key, &p.value)).collect::<Vec<_>>(),
+        users.iter().map(|u| (&u.username, &u.password_hash)).collect::<Vec<_>>(),
+        roles,
+        cmp,
+        pad,
+        audit.len()
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    Anonymous,
+    Admin,
+    Finance,
+    CallCenter,
+}
+
+/// Every server function, who may call it, and a request that would change something.
+fn matrix() -> Vec<(&'static str, &'static [Who], String)> {
+    use Who::*;
+    const ADMIN: &[Who] = &[Admin];
+    const ANYONE: &[Who] = &[Anonymous, Admin, Finance, CallCenter];
+    vec![
+        ("/api/login", ANYONE, String::new()),
+        ("/api/logout", ANYONE, String::new()),
+        ("/api/current_user", ANYONE, String::new()),
+        ("/api/features_overview", ADMIN, String::new()),
+        ("/api/toggle_feature", ADMIN, "key=improve_cards_payment_flow&enable=yes".into()),
+        ("/api/parameters_page", ADMIN, "group=commerce".into()),
+        (
+            "/api/save_parameters",
+            ADMIN,
+            "group=commerce&values[commerce_default_deposit_percent]=50&values[commerce_cancellation_charge_percent]=5".into(),
+        ),
+        ("/api/connectors_overview", ADMIN, String::new()),
+        (
+            "/api/save_merchant_properties",
+            ADMIN,
+            "connector_id=1&channel_id=1&enable_request_protection=no&non_incremental_capture_methods=visa".into(),
+        ),
+        ("/api/save_merchant_account", ADMIN, "connector_id=1&allow_multiple_partial_capture=no&is_default=yes".into()),
+        ("/api/pre_authorization_setup", ADMIN, String::new()),
+        ("/api/save_pre_authorization_duration", ADMIN, "channel_id=1&payment_type=discover&days=9".into()),
+        ("/api/delete_pre_authorization_duration", ADMIN, "channel_id=1&payment_type=visa".into()),
+        ("/api/audit_page", ADMIN, "page=1&action=&actor=".into()),
+        ("/api/list_users", ADMIN, String::new()),
+        (
+            "/api/create_user",
+            ADMIN,
+            "username=mallory&display_name=Mallory&password=a+long+password+1&role_administrator=on".into(),
+        ),
+        ("/api/set_user_roles", ADMIN, "user_id=3&role_administrator=on".into()),
+        ("/api/list_customers", &[Finance, CallCenter], String::new()),
+    ]
+}
+
+db_test!(every_server_function_checks_the_role_on_the_server, |db| {
+    let app = spawn(&db).await;
+    // The matrix must name every registered server function, so a new one cannot be forgotten.
+    let registered: BTreeSet<String> =
+        leptos::server_fn::axum::server_fn_paths().map(|(p, _)| p.to_string()).collect();
+    let listed: BTreeSet<String> = matrix().into_iter().map(|(p, _, _)| p.to_string()).collect();
+    assert_eq!(registered, listed, "the role matrix must list exactly the registered server functions");
+
+    let before = snapshot(&db).await;
+    for who in [Who::Anonymous, Who::Finance, Who::CallCenter, Who::Admin] {
+        let c = match who {
+            Who::Anonymous => client(),
+            Who::Finance => signed_in(&app, "finance").await,
+            Who::CallCenter => signed_in(&app, "callcenter").await,
+            Who::Admin => signed_in(&app, "admin").await,
+        };
+        for (path, allowed, body) in matrix() {
+            if allowed.contains(&who) {
+                continue;
+            }
+            let res = c
+                .post(format!("{}{path}", app.base))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let expected = if who == Who::Anonymous { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+            assert_eq!(res.status(), expected, "{who:?} calling {path}");
+        }
+    }
+    assert_eq!(snapshot(&db).await, before, "refused calls changed nothing");
+
+    // The same requests from an administrator go through and do change things: the bodies are real.
+    let admin = signed_in(&app, "admin").await;
+    let finance = signed_in(&app, "finance").await;
+    for (path, allowed, body) in matrix().into_iter().filter(|(_, allowed, _)| !allowed.contains(&Who::Anonymous)) {
+        let c = if allowed.contains(&Who::Admin) { &admin } else { &finance };
+        let res = c
+            .post(format!("{}{path}", app.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success() || res.status().is_redirection(),
+            "allowed call of {path}: {} {}",
+            res.status(),
+            res.text().await.unwrap_or_default()
+        );
+    }
+    assert_ne!(snapshot(&db).await, before);
+    let created = payments::service::access::find_by_username(&db.services.db, "mallory").await.unwrap();
+    assert!(created.is_some());
+});
+
+db_test!(pages_are_guarded_on_the_server, |db| {
+    let app = spawn(&db).await;
+    let anon = client().get(format!("{}/admin/features", app.base)).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anon.headers()[header::LOCATION], "/login?next=/admin/features");
+    let finance = signed_in(&app, "finance").await;
+    for path in ["/admin/features", "/admin/users", "/admin/audit", "/parameters/commerce", "/parameters/connectors"] {
+        let res = finance.get(format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(res.text().await.unwrap().contains("No access"));
+    }
+    let res = finance.get(format!("{}/customers", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Contoso Retail"), "the page is rendered on the server with its data");
+    let admin = signed_in(&app, "admin").await;
+    let res = admin.get(format!("{}/admin/features", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("Omni-channel Commerce order payments"));
+    let missing = admin.get(format!("{}/no/such/page", app.base)).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+});
+
+db_test!(session_cookie_is_http_only_and_strict, |db| {
+    let app = spawn(&db).await;
+    let res = client()
+        .post(format!("{}/api/login", app.base))
+        .form(&[("username", "finance"), ("password", app.password.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).find(|c| c.starts_with("paystage_session="));
+    let cookie = cookie.expect("a session cookie is set");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "not Secure without TLS: {cookie}");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+});
+
+db_test!(a_foreign_origin_cannot_change_anything, |db| {
+    let app = spawn(&db).await;
+    let admin = signed_in(&app, "admin").await;
+    let before = snapshot(&db).await;
+    let res = admin
+        .post(format!("{}/api/toggle_feature", app.base))
+        .header(header::ORIGIN, "http://evil.example")
+        .form(&[("key", "improve_cards_payment_flow"), ("enable", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(snapshot(&db).await, before);
+    let res = admin
+        .post(format!("{}/api/toggle_feature", app.base))
+        .header(header::ORIGIN, app.base.clone())
+        .form(&[("key", "improve_cards_payment_flow"), ("enable", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_ne!(snapshot(&db).await, before);
+});
+
+db_test!(refusals_come_back_as_typed_errors, |db| {
+    // R-FEA-2 over HTTP: the message names the missing prerequisites.
+    let app = spawn(&db).await;
+    let admin = signed_in(&app, "admin").await;
+    let res = admin
+        .post(format!("{}/api/toggle_feature", app.base))
+        .form(&[("key", "incremental_capture"), ("enable", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.status().is_success());
+    let body: serde_json::Value = res.json().await.unwrap();
+    let msg = body["Refused"].as_str().expect("a Refused error");
+    assert!(msg.contains("Omni-channel Commerce order payments") && msg.contains("Omni-channel payments"), "{msg}");
+    let res = admin
+        .post(format!("{}/api/save_parameters", app.base))
+        .body("group=commerce&values[commerce_default_deposit_percent]=101&values[commerce_cancellation_charge_percent]=5")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["Invalid"]["fields"][0]["field"], "commerce_default_deposit_percent");
+    let p = payments::service::parameters::load(&db.services.db).await.unwrap();
+    assert_eq!(p.default_deposit_percent().to_string(), "10");
+});
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+        .env("PAYSTAGE_PORT", "web")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "paystage: PAYSTAGE_PORT: \"web\" is not a port number (0-65535)");
+}
+
+#[test]
+fn a_port_in_use_stops_start_up_with_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+        .env("PAYSTAGE_PORT", port.to_string())
+        .env("DATABASE_URL", format!("sqlite://{}/p.db", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!("paystage: PAYSTAGE_PORT: 127.0.0.1:{port} is already in use; stop the other program or choose another port")
+    );
+}

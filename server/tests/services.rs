@@ -1,0 +1,240 @@
+//! Service tests against real databases: every test runs on SQLite and on PostgreSQL.
+use chrono::Duration;
+use payments::db_test;
+use payments::domain::features::Feature;
+use payments::domain::parameters::{keys, ParameterGroup};
+use payments::entity::{audit_log, connector_merchant_property, pre_authorization_duration};
+use payments::error::ServiceError;
+use payments::service::access::{self, NewUser, SignInError};
+use payments::service::bootstrap::{bootstrap, BootstrapOptions};
+use payments::service::{features, parameters, setup, Services};
+use payments::Role;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use std::collections::BTreeMap;
+
+async fn audit_count(s: &Services, action: &str) -> u64 {
+    audit_log::Entity::find().filter(audit_log::Column::Action.eq(action)).count(&s.db).await.unwrap()
+}
+
+fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const BASE: [Feature; 5] = [
+    Feature::UnifiedPaymentPostingJournalDefaults,
+    Feature::OmniChannelPayments,
+    Feature::DuplicatePaymentProtection,
+    Feature::RefundsOverMultipleCaptures,
+    Feature::ManualVoidOfExpiredLines,
+];
+
+db_test!(features_are_off_by_default_and_toggles_follow_prerequisites, |db| {
+    // R-FEA-1, R-FEA-2
+    let s = &db.services;
+    features::ensure_rows(s).await.unwrap();
+    assert_eq!(features::load(&s.db).await.unwrap().enabled().count(), 0);
+    let err = features::set(s, "admin", Feature::OmniChannelCommerceOrderPayments, true).await.unwrap_err();
+    assert_eq!(err.code(), "PS_FEATURE_PREREQUISITES");
+    assert!(err.to_string().contains("Omni-channel payments"));
+    assert!(!features::load(&s.db).await.unwrap().is_enabled(Feature::OmniChannelCommerceOrderPayments));
+    assert_eq!(audit_count(s, "feature.enable").await, 0, "a refused toggle is not audited as done");
+    for f in BASE {
+        features::set(s, "admin", f, true).await.unwrap();
+    }
+    features::set(s, "admin", Feature::OmniChannelCommerceOrderPayments, true).await.unwrap();
+    let set = features::load(&s.db).await.unwrap();
+    assert!(set.is_enabled(Feature::OmniChannelCommerceOrderPayments));
+    assert_eq!(audit_count(s, "feature.enable").await, 6);
+    let err = features::set(s, "admin", Feature::DuplicatePaymentProtection, false).await.unwrap_err();
+    assert_eq!(err.code(), "PS_FEATURE_REQUIRED_BY");
+    assert!(features::load(&s.db).await.unwrap().is_enabled(Feature::DuplicatePaymentProtection));
+    // Setting a feature to the state it has is accepted and not audited again.
+    features::set(s, "admin", Feature::OmniChannelPayments, true).await.unwrap();
+    assert_eq!(audit_count(s, "feature.enable").await, 6);
+});
+
+db_test!(an_invalid_parameter_page_changes_nothing, |db| {
+    // R-PAR-7
+    let s = &db.services;
+    let bad = form(&[
+        (keys::CREDIT_CARD_AUTHORIZATION, "no"),
+        (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
+        (keys::DAYS_BEFORE_EXPIRED, "400"),
+    ]);
+    let err = parameters::save_group(s, "admin", ParameterGroup::AccountsReceivable, &bad).await.unwrap_err();
+    let ServiceError::Validation(fields) = err else { panic!("expected a validation error") };
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].field, keys::DAYS_BEFORE_EXPIRED);
+    let p = parameters::load(&s.db).await.unwrap();
+    assert!(p.credit_card_authorization(), "the valid fields of a refused page are not saved either");
+    assert!(!p.cards_payment_status_monitoring());
+    assert_eq!(audit_count(s, "parameters.update").await, 0);
+
+    let good = form(&[
+        (keys::CREDIT_CARD_AUTHORIZATION, "no"),
+        (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
+        (keys::DAYS_BEFORE_EXPIRED, "30"),
+    ]);
+    parameters::save_group(s, "admin", ParameterGroup::AccountsReceivable, &good).await.unwrap();
+    let p = parameters::load(&s.db).await.unwrap();
+    assert!(!p.credit_card_authorization());
+    assert!(p.cards_payment_status_monitoring());
+    assert_eq!(p.days_before_expired(), 30);
+    assert_eq!(audit_count(s, "parameters.update").await, 1);
+    parameters::save_group(s, "admin", ParameterGroup::AccountsReceivable, &good).await.unwrap();
+    assert_eq!(audit_count(s, "parameters.update").await, 1, "saving unchanged values writes no audit entry");
+});
+
+db_test!(percentages_round_trip_exactly, |db| {
+    // R-MON-2: what is stored is what is read back, on both databases.
+    let s = &db.services;
+    let values = form(&[(keys::DEFAULT_DEPOSIT_PERCENT, "33.33"), (keys::CANCELLATION_CHARGE_PERCENT, "0.01")]);
+    parameters::save_group(s, "admin", ParameterGroup::Commerce, &values).await.unwrap();
+    let p = parameters::load(&s.db).await.unwrap();
+    assert_eq!(p.default_deposit_percent().to_string(), "33.33");
+    assert_eq!(p.cancellation_charge_percent().to_string(), "0.01");
+});
+
+db_test!(sign_in_locks_an_account_after_repeated_failures, |db| {
+    let s = &db.services;
+    access::create_user(
+        s,
+        "test",
+        NewUser { username: "Fiona".into(), display_name: "Fiona".into(), password: "correct horse battery".into(), roles: vec![Role::Finance] },
+    )
+    .await
+    .unwrap();
+    let ok = access::sign_in(s, " fiona ", "correct horse battery").await.unwrap();
+    assert_eq!(ok.roles, vec![Role::Finance]);
+    for _ in 0..access::MAX_FAILED_SIGN_INS - 1 {
+        assert!(matches!(access::sign_in(s, "fiona", "wrong").await, Err(SignInError::InvalidCredentials)));
+    }
+    assert!(matches!(access::sign_in(s, "fiona", "wrong").await, Err(SignInError::Locked { .. })));
+    assert!(
+        matches!(access::sign_in(s, "fiona", "correct horse battery").await, Err(SignInError::Locked { .. })),
+        "the right password is refused while locked"
+    );
+    db.clock.advance(Duration::minutes(access::LOCK_MINUTES + 1));
+    access::sign_in(s, "fiona", "correct horse battery").await.unwrap();
+    assert_eq!(audit_count(s, "sign_in.failed").await, 5);
+    assert_eq!(audit_count(s, "sign_in.refused_locked").await, 1);
+    // Unknown accounts are throttled alike, so the lock does not reveal which accounts exist.
+    for _ in 0..access::MAX_FAILED_SIGN_INS {
+        let _ = access::sign_in(s, "nobody", "x").await;
+    }
+    assert!(matches!(access::sign_in(s, "nobody", "x").await, Err(SignInError::Locked { .. })));
+});
+
+db_test!(users_are_validated_and_an_admin_keeps_their_own_role, |db| {
+    let s = &db.services;
+    let err = access::create_user(
+        s,
+        "admin",
+        NewUser { username: "a b".into(), display_name: "".into(), password: "short".into(), roles: vec![] },
+    )
+    .await
+    .unwrap_err();
+    let ServiceError::Validation(fields) = err else { panic!("expected validation") };
+    let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(names, vec!["username", "display_name", "password", "roles"]);
+    assert_eq!(access::count_users(&s.db).await.unwrap(), 0);
+    let id = access::create_user(
+        s,
+        "test",
+        NewUser { username: "root".into(), display_name: "Root".into(), password: "long enough password".into(), roles: vec![Role::Administrator] },
+    )
+    .await
+    .unwrap();
+    let me = access::load_user(&s.db, id).await.unwrap().unwrap();
+    let err = access::set_roles(s, &me, id, vec![Role::Finance]).await.unwrap_err();
+    assert!(err.to_string().contains("own Administrator role"));
+    assert_eq!(access::load_user(&s.db, id).await.unwrap().unwrap().roles, vec![Role::Administrator]);
+    let dup = access::create_user(
+        s,
+        "test",
+        NewUser { username: "ROOT".into(), display_name: "Again".into(), password: "long enough password".into(), roles: vec![Role::Finance] },
+    )
+    .await
+    .unwrap_err();
+    assert!(dup.to_string().contains("already taken"));
+});
+
+db_test!(demo_bootstrap_is_idempotent, |db| {
+    let s = &db.services;
+    let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) };
+    let first = bootstrap(s, &opts).await.unwrap();
+    let names: Vec<_> = first.created_users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, vec!["admin", "finance", "callcenter", "supervisor"]);
+    assert!(first.demo_data_created);
+    let second = bootstrap(s, &opts).await.unwrap();
+    assert!(second.created_users.is_empty() && !second.demo_data_created);
+    assert_eq!(access::count_users(&s.db).await.unwrap(), 4);
+    let sup = access::sign_in(s, "supervisor", "demo password 123").await.unwrap();
+    assert_eq!(sup.roles, vec![Role::Finance, Role::CallCenter]);
+    let chans = setup::channels(&s.db).await.unwrap();
+    assert_eq!(chans.len(), 3);
+    let conns = setup::connectors(&s.db).await.unwrap();
+    assert_eq!(conns.len(), 1);
+    assert!(conns[0].is_default && conns[0].allow_multiple_partial_capture);
+});
+
+db_test!(a_first_start_without_demo_creates_only_an_administrator, |db| {
+    let s = &db.services;
+    let report = bootstrap(s, &BootstrapOptions::default()).await.unwrap();
+    assert_eq!(report.created_users.len(), 1);
+    let admin = &report.created_users[0];
+    assert_eq!(admin.username, "admin");
+    assert!(admin.password.len() >= 20, "a random password is generated");
+    access::sign_in(s, "admin", &admin.password.clone()).await.unwrap();
+    assert!(setup::channels(&s.db).await.unwrap().is_empty());
+});
+
+db_test!(merchant_properties_and_durations_refuse_bad_input, |db| {
+    // R-PAR-5, R-PAR-6, R-PAR-7
+    let s = &db.services;
+    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) })
+        .await
+        .unwrap();
+    let conn = setup::connectors(&s.db).await.unwrap().remove(0);
+    let web = setup::channels(&s.db).await.unwrap().into_iter().find(|c| c.code == "WEB").unwrap();
+    let call = setup::channels(&s.db).await.unwrap().into_iter().find(|c| c.code == "CALL").unwrap();
+    let before = connector_merchant_property::Entity::find().all(&s.db).await.unwrap();
+    let err = setup::save_merchant_properties(s, "admin", conn.id, web.id, "perhaps", "inter ac").await.unwrap_err();
+    let ServiceError::Validation(fields) = err else { panic!("expected validation") };
+    assert_eq!(fields.len(), 2);
+    assert_eq!(connector_merchant_property::Entity::find().all(&s.db).await.unwrap(), before);
+    setup::save_merchant_properties(s, "admin", conn.id, web.id, "no", " Interac;VISA ;").await.unwrap();
+    let row = connector_merchant_property::Entity::find_by_id((conn.id, web.id)).one(&s.db).await.unwrap().unwrap();
+    assert!(!row.enable_request_protection);
+    assert_eq!(row.non_incremental_capture_methods, "interac;visa");
+    assert!(matches!(
+        setup::save_merchant_properties(s, "admin", 999, web.id, "yes", "").await,
+        Err(ServiceError::NotFound(_))
+    ));
+
+    let n = pre_authorization_duration::Entity::find().count(&s.db).await.unwrap();
+    for (ch, ty, days) in [(web.id.to_string(), "visa", "0"), (web.id.to_string(), "paypal", "5"), ("x".into(), "visa", "5")] {
+        assert!(setup::save_pre_authorization_duration(s, "admin", &ch, ty, days).await.is_err(), "{ch} {ty} {days}");
+    }
+    let err = setup::save_pre_authorization_duration(s, "admin", &call.id.to_string(), "visa", "5").await.unwrap_err();
+    assert!(err.to_string().contains("per store"));
+    assert_eq!(pre_authorization_duration::Entity::find().count(&s.db).await.unwrap(), n);
+    setup::save_pre_authorization_duration(s, "admin", &web.id.to_string(), "amex", "12").await.unwrap();
+    let d = setup::pre_authorization_durations(&s.db).await.unwrap();
+    assert!(d.iter().any(|d| d.channel.id == web.id && d.payment_type == "amex" && d.days == 12));
+    setup::delete_pre_authorization_duration(s, "admin", web.id, "amex").await.unwrap();
+    assert_eq!(pre_authorization_duration::Entity::find().count(&s.db).await.unwrap(), n);
+});
+
+db_test!(exactly_one_default_connector, |db| {
+    let s = &db.services;
+    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) })
+        .await
+        .unwrap();
+    let conn = setup::connectors(&s.db).await.unwrap().remove(0);
+    let err = setup::save_merchant_account(s, "admin", conn.id, "yes", "no").await.unwrap_err();
+    assert!(err.to_string().contains("always be a default connector"));
+    setup::save_merchant_account(s, "admin", conn.id, "no", "yes").await.unwrap();
+    let conn = setup::connectors(&s.db).await.unwrap().remove(0);
+    assert!(conn.is_default && !conn.allow_multiple_partial_capture);
+});
