@@ -25,12 +25,12 @@ fi
 LOG="$(mktemp -d)"
 status=0
 bash scripts/build-site.sh debug || exit 1
-cargo build -p server --bin paystage || exit 1
 
 echo "== cargo test (workspace; SQLite and PostgreSQL)"
 cargo test --workspace --exclude frontend 2>&1 | tee "$LOG/cargo.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# cargo test also built target/debug/paystage, the binary the browser tests start.
 echo "== Playwright (Chromium)"
 (cd end2end && PAYSTAGE_BIN="$ROOT/target/debug/paystage" npx playwright test 2>&1) | tee "$LOG/playwright.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

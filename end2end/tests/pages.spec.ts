@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 // Every page opens, hydrates without a console error, and is captured for a person to look at
 // (end2end/screenshots/).
 const pages = [
-  '/', '/customers', '/admin/features', '/admin/users', '/admin/audit', '/parameters/accounts-receivable',
+  '/', '/admin/features', '/admin/users', '/admin/audit', '/parameters/accounts-receivable',
   '/parameters/call-center', '/parameters/commerce', '/parameters/payment-properties', '/parameters/connectors',
   '/parameters/electronic-payment-setup',
 ];
@@ -20,6 +20,9 @@ test('every page renders and hydrates cleanly', async ({ page }) => {
   await signIn(page, 'supervisor');
   await gotoHydrated(page, '/');
   await page.screenshot({ path: 'screenshots/overview-supervisor.png', fullPage: true });
+  await gotoHydrated(page, '/customers');
+  await expect(page.locator('h1')).toHaveText('Customers');
+  await page.screenshot({ path: 'screenshots/customers.png', fullPage: true });
   await signIn(page, 'admin');
   for (const p of pages) {
     const res = await page.goto(p);
