@@ -6,12 +6,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROFILE="${1:-debug}"
 cd "$ROOT"
-export RUSTC_BOOTSTRAP=1
 if [ "$PROFILE" = release ]; then
-  cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release -Zbuild-std=std,panic_abort
+  RUSTC_BOOTSTRAP=1 cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release -Zbuild-std=std,panic_abort
   WASM="target/wasm32-unknown-unknown/wasm-release/frontend.wasm"
 else
-  cargo build -p frontend --lib --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  RUSTC_BOOTSTRAP=1 cargo build -p frontend --lib --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
   WASM="target/wasm32-unknown-unknown/debug/frontend.wasm"
 fi
 mkdir -p target/site/pkg

@@ -15,8 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # One toolchain for server and wasm: Debian's rustc-web (with its std source for -Zbuild-std).
+# RUSTC_BOOTSTRAP is set by build-site.sh for the wasm build only: cargo fingerprints it, so setting
+# it here would rebuild every host crate whenever someone also runs plain `cargo test`.
 export PATH="/usr/bin:/bin:/usr/sbin:/sbin:$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:${PATH}"
-export RUSTC_BOOTSTRAP=1
 
 # wasm-bindgen-cli must match the wasm-bindgen version locked in Cargo.lock.
 WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' "$ROOT/Cargo.lock")"

@@ -2,12 +2,11 @@ use crate::components::{loaded, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::CustomerView;
-use payments::Role;
 
 #[server(endpoint = "list_customers")]
 pub async fn list_customers() -> Result<Vec<CustomerView>, AppError> {
     use crate::auth::ssr::{require, services};
-    require(&[Role::Finance, Role::CallCenter]).await?;
+    require(&[payments::Role::Finance, payments::Role::CallCenter]).await?;
     Ok(payments::service::customers::list(&services()?.db).await?)
 }
 

@@ -1,7 +1,6 @@
 use crate::components::{loaded, outcome, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
-use payments::domain::features::Feature;
 use payments::domain::views::FeaturesOverview;
 
 #[server(endpoint = "features_overview")]
@@ -17,7 +16,7 @@ pub async fn load_features() -> Result<FeaturesOverview, AppError> {
 pub async fn toggle_feature(key: String, enable: String) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
-    let feature = Feature::from_key(&key).ok_or_else(|| AppError::NotFound(format!("There is no feature \"{key}\".")))?;
+    let feature = payments::Feature::from_key(&key).ok_or_else(|| AppError::NotFound(format!("There is no feature \"{key}\".")))?;
     let enable = payments::domain::parameters::parse_yes_no("Enable", &enable)
         .map_err(|m| AppError::Invalid { message: m, fields: Vec::new(), scope: None })?;
     payments::service::features::set(&services()?, &user.username, feature, enable).await?;

@@ -6,6 +6,7 @@ use payments::domain::parameters::ParameterGroup;
 use payments::domain::views::ParameterFieldView;
 use std::collections::BTreeMap;
 
+#[cfg(feature = "ssr")]
 fn group_of(key: &str) -> Result<ParameterGroup, AppError> {
     ParameterGroup::from_key(key).ok_or_else(|| AppError::NotFound(format!("There is no parameter page \"{key}\".")))
 }

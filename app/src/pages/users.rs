@@ -11,6 +11,7 @@ pub async fn list_users() -> Result<Vec<UserView>, AppError> {
     Ok(payments::service::access::list_users(&services()?.db).await?)
 }
 
+#[cfg(feature = "ssr")]
 fn roles_from(administrator: &Option<String>, finance: &Option<String>, call_center: &Option<String>) -> Vec<Role> {
     [(administrator, Role::Administrator), (finance, Role::Finance), (call_center, Role::CallCenter)]
         .into_iter()
