@@ -16,7 +16,9 @@ fi
 mkdir -p target/site/pkg
 wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name paystage "$WASM"
 if [ "$PROFILE" = release ] && command -v wasm-opt >/dev/null; then
+  # The features rustc's wasm32 target emits by default; wasm-opt must be told it may keep them.
   wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue \
     target/site/pkg/paystage_bg.wasm -o target/site/pkg/paystage_bg.wasm
 fi
 cp style/main.css target/site/pkg/paystage.css

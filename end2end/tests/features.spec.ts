@@ -41,6 +41,22 @@ test('R-FEA-2: Omni-channel Commerce order payments needs its prerequisites firs
   await expect(row(page, 'omni_channel_payments').locator('.badge')).toHaveText('On');
 });
 
+test('R-FEA-3: nonrecurring tokens with the unified POS experience show a warning', async ({ page }) => {
+  await signIn(page, 'admin');
+  await gotoHydrated(page, '/admin/features');
+  // Prerequisites of nonrecurring tokens (the commerce payment features are on from the test above).
+  for (const k of ['incremental_capture', 'restrict_payment_token_usage', 'nonrecurring_tokens']) {
+    await row(page, k).getByRole('button', { name: 'Enable' }).click();
+    await expect(row(page, k).locator('.badge')).toHaveText('On');
+  }
+  await expect(page.locator('.notice.warning')).toHaveCount(0);
+  await row(page, 'unified_payments_experience_in_pos').getByRole('button', { name: 'Enable' }).click();
+  await expect(page.locator('.notice.warning')).toContainText(
+    'Enable unified payments experience in POS is on, so Enable use of nonrecurring tokens in Commerce does not take effect');
+  await row(page, 'unified_payments_experience_in_pos').getByRole('button', { name: 'Disable' }).click();
+  await expect(page.locator('.notice.warning')).toHaveCount(0);
+});
+
 test('the filter box narrows the list after hydration', async ({ page }) => {
   await signIn(page, 'admin');
   await gotoHydrated(page, '/admin/features');

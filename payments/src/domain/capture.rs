@@ -1,0 +1,163 @@
+//! Capture eligibility (R-CAP-2, R-CAP-3): whether an invoice may capture against the original
+//! authorization (incremental capture) or must take the legacy path (capture the invoiced amount,
+//! then authorize the balance anew). Every condition is per authorization, and each one is named so
+//! a finance user can read why an order took the legacy path.
+use super::parameters::PaymentMethodVariant;
+use serde::{Deserialize, Serialize};
+
+/// Everything R-CAP-2 looks at, gathered for one authorization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureConditions {
+    /// The authorization response said SupportsMultipleCaptures.
+    pub supports_multiple_captures: bool,
+    /// Feature "Extensibility to support incremental credit card capture" is on.
+    pub incremental_capture_feature: bool,
+    /// Accounts receivable: Credit card authorization = Yes.
+    pub credit_card_authorization: bool,
+    /// The authorization has expired (by the store's pre-authorization duration or the AR days).
+    pub expired: bool,
+    /// Connector merchant property Enable Request Protection, for the order's channel.
+    pub request_protection: bool,
+    /// The authorization's payment method variant, as the processor named it.
+    pub payment_method_variant: Option<PaymentMethodVariant>,
+    /// Connector merchant property Non incremental capture payment methods (normalized list).
+    pub non_incremental_capture_methods: String,
+    /// The processor merchant account's allowMultiplePartialCapture flag.
+    pub merchant_allows_multiple_partial_captures: bool,
+}
+
+/// Why an authorization cannot be captured incrementally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LegacyReason {
+    AuthorizationDoesNotSupportMultipleCaptures,
+    IncrementalCaptureFeatureOff,
+    CreditCardAuthorizationOff,
+    AuthorizationExpired,
+    RequestProtectionOff,
+    PaymentMethodExcluded,
+    MerchantAccountDisallowsMultiplePartialCaptures,
+}
+
+impl LegacyReason {
+    pub fn message(self) -> &'static str {
+        match self {
+            LegacyReason::AuthorizationDoesNotSupportMultipleCaptures => {
+                "the authorization response did not say SupportsMultipleCaptures"
+            }
+            LegacyReason::IncrementalCaptureFeatureOff => {
+                "the feature Extensibility to support incremental credit card capture is off"
+            }
+            LegacyReason::CreditCardAuthorizationOff => "Accounts receivable Credit card authorization is No",
+            LegacyReason::AuthorizationExpired => "the authorization has expired",
+            LegacyReason::RequestProtectionOff => "Enable Request Protection is off for this connector and channel",
+            LegacyReason::PaymentMethodExcluded => "the payment method is listed in Non incremental capture payment methods",
+            LegacyReason::MerchantAccountDisallowsMultiplePartialCaptures => {
+                "the merchant account does not allow multiple partial captures"
+            }
+        }
+    }
+}
+
+/// The capture path an invoice takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CapturePath {
+    /// Capture against the original authorization, which is kept until fully captured (R-CAP-1).
+    Incremental,
+    /// Capture the invoiced amount, then obtain a new authorization for the balance (R-CAP-3).
+    Legacy(Vec<LegacyReason>),
+}
+
+/// Decides the path; lists every failing condition, not just the first.
+pub fn capture_path(c: &CaptureConditions) -> CapturePath {
+    let mut reasons = Vec::new();
+    if !c.supports_multiple_captures {
+        reasons.push(LegacyReason::AuthorizationDoesNotSupportMultipleCaptures);
+    }
+    if !c.incremental_capture_feature {
+        reasons.push(LegacyReason::IncrementalCaptureFeatureOff);
+    }
+    if !c.credit_card_authorization {
+        reasons.push(LegacyReason::CreditCardAuthorizationOff);
+    }
+    if c.expired {
+        reasons.push(LegacyReason::AuthorizationExpired);
+    }
+    if !c.request_protection {
+        reasons.push(LegacyReason::RequestProtectionOff);
+    }
+    let excluded = c
+        .payment_method_variant
+        .is_some_and(|v| c.non_incremental_capture_methods.split(';').any(|m| m.trim() == v.code()));
+    if excluded {
+        reasons.push(LegacyReason::PaymentMethodExcluded);
+    }
+    if !c.merchant_allows_multiple_partial_captures {
+        reasons.push(LegacyReason::MerchantAccountDisallowsMultiplePartialCaptures);
+    }
+    if reasons.is_empty() { CapturePath::Incremental } else { CapturePath::Legacy(reasons) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eligible() -> CaptureConditions {
+        CaptureConditions {
+            supports_multiple_captures: true,
+            incremental_capture_feature: true,
+            credit_card_authorization: true,
+            expired: false,
+            request_protection: true,
+            payment_method_variant: Some(PaymentMethodVariant::Visa),
+            non_incremental_capture_methods: "interac".into(),
+            merchant_allows_multiple_partial_captures: true,
+        }
+    }
+
+    #[test]
+    fn all_conditions_met_is_incremental() {
+        assert_eq!(capture_path(&eligible()), CapturePath::Incremental);
+    }
+
+    #[test]
+    fn each_condition_flipped_alone_takes_the_legacy_path_with_its_reason() {
+        // R-CAP-2: every condition matters on its own; R-CAP-3: the fallback is legacy.
+        let cases: Vec<(Box<dyn Fn(&mut CaptureConditions)>, LegacyReason)> = vec![
+            (Box::new(|c| c.supports_multiple_captures = false), LegacyReason::AuthorizationDoesNotSupportMultipleCaptures),
+            (Box::new(|c| c.incremental_capture_feature = false), LegacyReason::IncrementalCaptureFeatureOff),
+            (Box::new(|c| c.credit_card_authorization = false), LegacyReason::CreditCardAuthorizationOff),
+            (Box::new(|c| c.expired = true), LegacyReason::AuthorizationExpired),
+            (Box::new(|c| c.request_protection = false), LegacyReason::RequestProtectionOff),
+            (Box::new(|c| c.payment_method_variant = Some(PaymentMethodVariant::Interac)), LegacyReason::PaymentMethodExcluded),
+            (
+                Box::new(|c| c.merchant_allows_multiple_partial_captures = false),
+                LegacyReason::MerchantAccountDisallowsMultiplePartialCaptures,
+            ),
+        ];
+        for (flip, reason) in cases {
+            let mut c = eligible();
+            flip(&mut c);
+            assert_eq!(capture_path(&c), CapturePath::Legacy(vec![reason]), "{}", reason.message());
+        }
+    }
+
+    #[test]
+    fn excluded_methods_match_exactly_not_by_prefix() {
+        let mut c = eligible();
+        c.non_incremental_capture_methods = "visa_debit;interac".into();
+        assert_eq!(capture_path(&c), CapturePath::Incremental);
+        c.non_incremental_capture_methods = "amex;visa".into();
+        assert_eq!(capture_path(&c), CapturePath::Legacy(vec![LegacyReason::PaymentMethodExcluded]));
+    }
+
+    #[test]
+    fn every_failing_condition_is_reported() {
+        let mut c = eligible();
+        c.expired = true;
+        c.incremental_capture_feature = false;
+        assert_eq!(
+            capture_path(&c),
+            CapturePath::Legacy(vec![LegacyReason::IncrementalCaptureFeatureOff, LegacyReason::AuthorizationExpired])
+        );
+    }
+}
