@@ -152,6 +152,19 @@ pub fn field_error<T: Send + Sync + 'static>(
     }
 }
 
+/// A counter that goes up each time `succeeded` becomes true (an action's last result was `Ok`);
+/// a page's resource depends on it so it reloads after a successful save, and only then: after a
+/// refused save the form keeps what the user typed next to the messages.
+pub fn successes(succeeded: impl Fn() -> bool + 'static) -> RwSignal<u32> {
+    let count = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if succeeded() {
+            count.update(|n| *n += 1);
+        }
+    });
+    count
+}
+
 /// Renders a resource's value with `f`, or its error.
 pub fn loaded<T, V>(res: Resource<Result<T, AppError>>, f: impl Fn(T) -> V + Send + Sync + Clone + 'static) -> impl IntoView
 where

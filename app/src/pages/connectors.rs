@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader, YesNoSelect};
+use crate::components::{field_error, loaded, outcome, PageHeader, YesNoSelect, successes};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::ConnectorView;
@@ -56,13 +56,7 @@ pub async fn save_merchant_account(
 pub fn ConnectorsPage() -> impl IntoView {
     let props = ServerAction::<SaveMerchantProperties>::new();
     let account = ServerAction::<SaveMerchantAccount>::new();
-    let saves = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        let ok = matches!(props.value().get(), Some(Ok(()))) || matches!(account.value().get(), Some(Ok(())));
-        if ok {
-            saves.update(|n| *n += 1);
-        }
-    });
+    let saves = successes(move || matches!(props.value().get(), Some(Ok(()))) || matches!(account.value().get(), Some(Ok(()))));
     let data = Resource::new(move || saves.get(), |_| connectors_overview());
     view! {
         <PageHeader

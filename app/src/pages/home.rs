@@ -14,6 +14,7 @@ pub fn HomePage() -> impl IntoView {
                     return view! { <p>"Sign in to continue."</p> }.into_any();
                 };
                 let roles = u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(", ");
+                let noun = if u.roles.len() == 1 { "role" } else { "roles" };
                 let groups = NavGroup::ALL
                     .into_iter()
                     .filter(|g| *g != NavGroup::Home)
@@ -35,7 +36,7 @@ pub fn HomePage() -> impl IntoView {
                     .collect_view();
                 view! {
                     <p class="welcome">
-                        "Signed in as " <strong>{u.display_name.clone()}</strong> " (" {u.username.clone()} "), role: "
+                        "Signed in as " <strong>{u.display_name.clone()}</strong> " (" {u.username.clone()} "), " {noun} ": "
                         {roles} "."
                     </p>
                     {groups}

@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader, YesNoSelect};
+use crate::components::{field_error, loaded, outcome, PageHeader, YesNoSelect, successes};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -35,12 +35,7 @@ pub fn ParametersPage() -> impl IntoView {
     let params = use_params_map();
     let group_key = move || params.read().get("group").unwrap_or_default();
     let save = ServerAction::<SaveParameters>::new();
-    let saves = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if let Some(Ok(())) = save.value().get() {
-            saves.update(|n| *n += 1);
-        }
-    });
+    let saves = successes(move || matches!(save.value().get(), Some(Ok(()))));
     let data = Resource::new(move || (group_key(), saves.get()), |(g, _)| load_parameters(g));
     move || match ParameterGroup::from_key(&group_key()) {
         None => view! {

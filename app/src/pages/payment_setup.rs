@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader};
+use crate::components::{field_error, loaded, outcome, PageHeader, successes};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::parameters::{PaymentMethodVariant, PRE_AUTHORIZATION_DAYS};
@@ -37,12 +37,7 @@ pub async fn delete_pre_authorization_duration(channel_id: i32, payment_type: St
 pub fn ElectronicPaymentSetupPage() -> impl IntoView {
     let save = ServerAction::<SavePreAuthorizationDuration>::new();
     let remove = ServerAction::<DeletePreAuthorizationDuration>::new();
-    let saves = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(save.value().get(), Some(Ok(()))) || matches!(remove.value().get(), Some(Ok(()))) {
-            saves.update(|n| *n += 1);
-        }
-    });
+    let saves = successes(move || matches!(save.value().get(), Some(Ok(()))) || matches!(remove.value().get(), Some(Ok(()))));
     let data = Resource::new(move || saves.get(), |_| pre_authorization_setup());
     view! {
         <PageHeader

@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader};
+use crate::components::{field_error, loaded, outcome, PageHeader, successes};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::UserView;
@@ -68,12 +68,7 @@ fn role_field(role: Role) -> &'static str {
 pub fn UsersPage() -> impl IntoView {
     let create = ServerAction::<CreateUser>::new();
     let roles = ServerAction::<SetUserRoles>::new();
-    let saves = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))) {
-            saves.update(|n| *n += 1);
-        }
-    });
+    let saves = successes(move || matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))));
     let data = Resource::new(move || saves.get(), |_| list_users());
     view! {
         <PageHeader title="Users" intro="Who can sign in, and with which roles. A user may hold several roles." />
