@@ -31,3 +31,14 @@ test('without the wasm a rejected sign-in still shows its message', async ({ pag
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('alert')).toHaveText('The username or password is not correct.');
 });
+
+test('without the wasm, signing in returns to the page that asked for it', async ({ page }) => {
+  await page.route('**/*.wasm', (route) => route.abort());
+  await page.goto('/customers');
+  await expect(page).toHaveURL(/\/login\?next=/);
+  await page.getByLabel('Username').fill('supervisor');
+  await page.locator('#password').fill(password());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/customers$/);
+  await expect(page.getByRole('cell', { name: 'Fabrikam Outdoor' })).toBeVisible();
+});

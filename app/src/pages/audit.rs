@@ -31,9 +31,9 @@ pub fn AuditPage() -> impl IntoView {
         />
         <form method="get" action="/admin/audit" class="toolbar">
             <label class="inline" for="audit-action">"Action"</label>
-            <input id="audit-action" name="action" prop:value=action placeholder="e.g. feature.enable" />
+            <input id="audit-action" name="action" value=action placeholder="e.g. feature.enable" />
             <label class="inline" for="audit-actor">"User"</label>
-            <input id="audit-actor" name="actor" prop:value=actor placeholder="username" />
+            <input id="audit-actor" name="actor" value=actor placeholder="username" />
             <button type="submit" class="secondary">"Filter"</button>
         </form>
         {loaded(data, move |d: AuditPageData| {

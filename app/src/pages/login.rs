@@ -27,7 +27,7 @@ pub fn LoginPage() -> impl IntoView {
                 <p class="muted">"Card payment operations for finance, call center and administration."</p>
                 {error}
                 <ActionForm action=action>
-                    <input type="hidden" name="next" prop:value=next />
+                    <input type="hidden" name="next" value=next />
                     <div class="field">
                         <label for="username">"Username"</label>
                         <input id="username" name="username" autocomplete="username" required autofocus />
