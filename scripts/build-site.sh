@@ -14,12 +14,19 @@ else
   WASM="target/wasm32-unknown-unknown/debug/frontend.wasm"
 fi
 mkdir -p target/site/pkg
-wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name paystage "$WASM"
-if [ "$PROFILE" = release ] && command -v wasm-opt >/dev/null; then
-  # The features rustc's wasm32 target emits by default; wasm-opt must be told it may keep them.
-  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-    --enable-reference-types --enable-multivalue \
-    target/site/pkg/paystage_bg.wasm -o target/site/pkg/paystage_bg.wasm
+OUT=target/site/pkg/paystage_bg.wasm
+MARK=target/site/pkg/.built-from
+# Skip wasm-bindgen and wasm-opt when the bundle was already made from this very wasm.
+if [ -f "$OUT" ] && [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$PROFILE" ] && [ "$OUT" -nt "$WASM" ]; then
+  echo "site: wasm bundle is up to date"
+else
+  wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name paystage "$WASM"
+  if [ "$PROFILE" = release ] && command -v wasm-opt >/dev/null; then
+    # The features rustc's wasm32 target emits by default; wasm-opt must be told it may keep them.
+    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+      --enable-reference-types --enable-multivalue "$OUT" -o "$OUT"
+  fi
+  echo "$PROFILE" > "$MARK"
 fi
 cp style/main.css target/site/pkg/paystage.css
 cp -r public/. target/site/
