@@ -305,3 +305,19 @@ fn a_port_in_use_stops_start_up_with_one_line() {
         format!("paystage: PAYSTAGE_PORT: 127.0.0.1:{port} is already in use; stop the other program or choose another port")
     );
 }
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested/m.db");
+    for _ in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+            .arg("migrate")
+            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Migrations applied to sqlite://"));
+    }
+    assert!(db.exists(), "the SQLite file and its folder are created");
+}
