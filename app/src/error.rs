@@ -89,13 +89,8 @@ impl From<payments::error::ServiceError> for AppError {
 }
 
 #[cfg(feature = "ssr")]
-impl From<sea_orm_err::DbErr> for AppError {
-    fn from(e: sea_orm_err::DbErr) -> Self {
+impl From<payments::db_err::DbErr> for AppError {
+    fn from(e: payments::db_err::DbErr) -> Self {
         payments::error::ServiceError::Database(e).into()
     }
-}
-
-#[cfg(feature = "ssr")]
-mod sea_orm_err {
-    pub use payments::db_err::DbErr;
 }

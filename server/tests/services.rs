@@ -123,6 +123,11 @@ db_test!(sign_in_locks_an_account_after_repeated_failures, |db| {
         let _ = access::sign_in(s, "nobody", "x").await;
     }
     assert!(matches!(access::sign_in(s, "nobody", "x").await, Err(SignInError::Locked { .. })));
+    // A name no account can have is refused without being written to the audit log or throttle.
+    let before = audit_log::Entity::find().count(&s.db).await.unwrap();
+    let junk = "x".repeat(10_000);
+    assert!(matches!(access::sign_in(s, &junk, "x").await, Err(SignInError::InvalidCredentials)));
+    assert_eq!(audit_log::Entity::find().count(&s.db).await.unwrap(), before);
 });
 
 db_test!(users_are_validated_and_an_admin_keeps_their_own_role, |db| {

@@ -71,9 +71,12 @@ pub async fn hash_password(password: String) -> String {
     .expect("hashing task panicked")
 }
 
-async fn verify_password(password: String, hash: String) -> bool {
+/// Verifies against `hash`, or against a hash nobody matches when there is no such user (so both
+/// take as long). Runs off the async workers: Argon2 is deliberately slow.
+async fn verify_password(password: String, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+        let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+        PasswordHash::new(hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -237,6 +240,10 @@ pub async fn set_password(s: &Services, actor: &str, username: &str, password: S
 /// Checks a username and password. Counts failures per account and refuses while locked.
 pub async fn sign_in(s: &Services, username: &str, password: &str) -> Result<CurrentUser, SignInError> {
     let username = normalize_username(username);
+    if validate_username(&username).is_err() {
+        // No account can have this name; refuse without writing it anywhere.
+        return Err(SignInError::InvalidCredentials);
+    }
     let now = s.now();
     if let Some(t) = login_throttle::Entity::find_by_id(username.clone()).one(&s.db).await? {
         if let Some(until) = t.locked_until.filter(|u| *u > now) {
@@ -245,7 +252,7 @@ pub async fn sign_in(s: &Services, username: &str, password: &str) -> Result<Cur
         }
     }
     let found = find_by_username(&s.db, &username).await?;
-    let hash = found.as_ref().map(|m| m.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
+    let hash = found.as_ref().map(|m| m.password_hash.clone());
     let ok = verify_password(password.to_string(), hash).await && found.is_some();
     if ok {
         let m = found.expect("checked above");
