@@ -145,3 +145,142 @@ mod tests {
         assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }
+
+/// Reference data for payment tests: three channels, the simulator connector (default) with
+/// Enable Request Protection on every channel and `interac` excluded, and two customers.
+#[derive(Clone, Copy, Debug)]
+pub struct Fixture {
+    pub customer_id: i32,
+    pub other_customer_id: i32,
+    pub pos: i32,
+    pub online: i32,
+    pub call_center: i32,
+    pub connector_id: i32,
+}
+
+pub async fn fixture(s: &Services) -> Fixture {
+    use crate::domain::views::ChannelKind;
+    use crate::entity::{connector_merchant_property as cmp, customer};
+    use crate::service::setup;
+    use sea_orm::{ActiveModelTrait, Set};
+    crate::service::features::ensure_rows(s).await.unwrap();
+    let pos = setup::ensure_channel(&s.db, "HOUSTON", "Houston store", ChannelKind::PosStore).await.unwrap();
+    let online = setup::ensure_channel(&s.db, "WEB", "Online store", ChannelKind::OnlineStore).await.unwrap();
+    let call_center = setup::ensure_channel(&s.db, "CALL", "Call center", ChannelKind::CallCenter).await.unwrap();
+    let connector_id = setup::ensure_simulator_connector(&s.db).await.unwrap();
+    for channel_id in [pos, online, call_center] {
+        cmp::ActiveModel {
+            connector_id: Set(connector_id),
+            channel_id: Set(channel_id),
+            enable_request_protection: Set(true),
+            non_incremental_capture_methods: Set("interac".into()),
+        }
+        .insert(&s.db)
+        .await
+        .unwrap();
+    }
+    let mut ids = Vec::new();
+    for (account, name) in [("C-1001", "Contoso Retail"), ("C-1002", "Fabrikam Outdoor")] {
+        let c = customer::ActiveModel { account: Set(account.into()), name: Set(name.into()), email: Set(None), ..Default::default() }
+            .insert(&s.db)
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    Fixture { customer_id: ids[0], other_customer_id: ids[1], pos, online, call_center, connector_id }
+}
+
+/// Turns on the improved flow and status monitoring (R-PIP-1), and with `incremental` also
+/// incremental capture with its prerequisites (R-FEA-2, R-CAP-2).
+pub async fn enable_pipeline(s: &Services, incremental: bool) {
+    use crate::domain::parameters::{keys, ParameterGroup};
+    use crate::service::{features, parameters};
+    use crate::Feature::*;
+    features::set(s, "test", ImproveCardsPaymentFlow, true).await.unwrap();
+    let mut ar = std::collections::BTreeMap::new();
+    ar.insert(keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
+    ar.insert(keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
+    ar.insert(keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
+    parameters::save_group(s, "test", ParameterGroup::AccountsReceivable, &ar).await.unwrap();
+    if incremental {
+        for f in [
+            UnifiedPaymentPostingJournalDefaults,
+            OmniChannelPayments,
+            DuplicatePaymentProtection,
+            RefundsOverMultipleCaptures,
+            ManualVoidOfExpiredLines,
+            OmniChannelCommerceOrderPayments,
+            IncrementalCapture,
+        ] {
+            features::set(s, "test", f, true).await.unwrap();
+        }
+    }
+}
+
+/// Builds and places an order paid by card: `OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s)`.
+#[derive(Clone, Debug)]
+pub struct OrderBuilder {
+    pub form: crate::service::orders::OrderForm,
+    pub card_number: String,
+}
+
+impl OrderBuilder {
+    pub fn new(fx: &Fixture) -> Self {
+        let form = crate::service::orders::OrderForm {
+            customer_id: fx.customer_id.to_string(),
+            channel_id: fx.call_center.to_string(),
+            currency: "USD".into(),
+            tax_percent: "0".into(),
+            charges: "0".into(),
+            ..Default::default()
+        };
+        OrderBuilder { form, card_number: "4111111111111111".into() }
+    }
+
+    pub fn line(mut self, item: &str, quantity: i32, unit_price: &str) -> Self {
+        self.form.lines.push(crate::service::orders::LineForm {
+            item: item.into(),
+            quantity: quantity.to_string(),
+            unit_price: unit_price.into(),
+            requested_ship_date: test_epoch().date_naive().to_string(),
+        });
+        self
+    }
+
+    pub fn channel(mut self, channel_id: i32) -> Self {
+        self.form.channel_id = channel_id.to_string();
+        self
+    }
+
+    pub fn tax(mut self, percent: &str) -> Self {
+        self.form.tax_percent = percent.into();
+        self
+    }
+
+    pub fn charges(mut self, amount: &str) -> Self {
+        self.form.charges = amount.into();
+        self
+    }
+
+    pub fn card(mut self, number: &str) -> Self {
+        self.card_number = number.into();
+        self
+    }
+
+    /// Tokenizes the card on the simulator (as its acceptance page does) and places the order.
+    pub async fn place(mut self, s: &Services) -> crate::service::orders::PlacedOrder {
+        let t = s
+            .connector
+            .tokenize(crate::connector::CardEntry { number: self.card_number.clone(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
+            .await
+            .expect("test card is valid");
+        self.form.card = crate::service::orders::CardForm {
+            token: t.token,
+            card_type: t.card_type,
+            last_four: t.last_four,
+            holder: t.holder,
+            expiry: t.expiry,
+        };
+        crate::service::orders::place(s, "test", &self.form).await.expect("order is placed")
+    }
+}

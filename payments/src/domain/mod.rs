@@ -2,6 +2,8 @@ pub mod access;
 pub mod capture;
 pub mod features;
 pub mod money;
+pub mod order;
 pub mod parameters;
+pub mod payment_views;
 pub mod pipeline;
 pub mod views;

@@ -51,6 +51,32 @@ pub enum StageStatus {
     Failed,
 }
 
+impl StageStatus {
+    pub const ALL: [StageStatus; 5] =
+        [StageStatus::Pending, StageStatus::Running, StageStatus::Succeeded, StageStatus::Skipped, StageStatus::Failed];
+    pub fn code(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "pending",
+            StageStatus::Running => "running",
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Skipped => "skipped",
+            StageStatus::Failed => "failed",
+        }
+    }
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "Not started",
+            StageStatus::Running => "Running",
+            StageStatus::Succeeded => "Succeeded",
+            StageStatus::Skipped => "Nothing to do",
+            StageStatus::Failed => "Failed",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProcessStatus {
     Running,
@@ -60,6 +86,37 @@ pub enum ProcessStatus {
     Terminated,
     /// Posting the invoice itself failed: nothing happened, nothing to resume.
     NotPosted,
+}
+
+impl ProcessStatus {
+    pub const ALL: [ProcessStatus; 5] = [
+        ProcessStatus::Running,
+        ProcessStatus::Incomplete,
+        ProcessStatus::Completed,
+        ProcessStatus::Terminated,
+        ProcessStatus::NotPosted,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            ProcessStatus::Running => "running",
+            ProcessStatus::Incomplete => "incomplete",
+            ProcessStatus::Completed => "completed",
+            ProcessStatus::Terminated => "terminated",
+            ProcessStatus::NotPosted => "not_posted",
+        }
+    }
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            ProcessStatus::Running => "Running",
+            ProcessStatus::Incomplete => "Incomplete",
+            ProcessStatus::Completed => "Completed",
+            ProcessStatus::Terminated => "Terminated",
+            ProcessStatus::NotPosted => "Invoice not posted",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]

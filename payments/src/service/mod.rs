@@ -6,22 +6,45 @@ pub mod bootstrap;
 pub mod clock;
 pub mod customers;
 pub mod features;
+pub mod orders;
 pub mod parameters;
 pub mod setup;
 
+use crate::connector::simulator::ProcessorSimulator;
+use crate::connector::Connector;
 use clock::SharedClock;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QuerySelect, Select};
+use std::sync::Arc;
 
 /// What a service needs from the outside world.
 #[derive(Clone, Debug)]
 pub struct Services {
     pub db: DatabaseConnection,
     pub clock: SharedClock,
+    /// The payment connector (the processor simulator unless another is configured).
+    pub connector: Arc<dyn Connector>,
+    /// This server process, as named in the leases it takes on payment processes.
+    pub instance: String,
+    /// How long a lease on a payment process lasts before recovery may take it over.
+    pub lease: chrono::Duration,
 }
 
 impl Services {
+    /// Services on `db` with the processor simulator as connector and a 30-second lease.
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Services { db, clock }
+        let connector = Arc::new(ProcessorSimulator::new(db.clone(), clock.clone()));
+        Services {
+            db,
+            clock,
+            connector,
+            instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease: chrono::Duration::seconds(30),
+        }
+    }
+
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

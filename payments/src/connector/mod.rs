@@ -1,0 +1,118 @@
+//! The payment connector: what Paystage asks of a payment service provider, shaped like the seeds'
+//! payments SDK. Every money-moving request carries a PaymentTrackingId obtained from the connector
+//! beforehand ([`Connector::payment_reference`]); a retry reuses it, and an unknown outcome is
+//! resolved with [`Connector::query`] rather than by asking again (R-CAP-5).
+pub mod faults;
+pub mod simulator;
+
+use crate::domain::money::Money;
+use crate::domain::order::Command;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// PaymentTransactionReferenceData: the tracking id for one command and amount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReference {
+    pub tracking_id: String,
+    pub command: Command,
+    pub amount: Money,
+    pub initiated_at: DateTime<Utc>,
+}
+
+/// What the processor's acceptance page hands back: never the card number (R-TOK-1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardToken {
+    pub token: String,
+    pub payment_method_variant: String,
+    pub card_type: String,
+    pub last_four: String,
+    pub holder: String,
+    /// MM/YY
+    pub expiry: String,
+}
+
+/// Card details as typed on the processor's acceptance page (only the simulator sees these).
+#[derive(Clone, Debug)]
+pub struct CardEntry {
+    pub number: String,
+    pub expiry: String,
+    pub holder: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorized {
+    pub reference: String,
+    pub amount: Money,
+    /// AuthorizationResponseProperties.SupportsMultipleCaptures.
+    pub supports_multiple_captures: bool,
+    pub payment_method_variant: String,
+    pub card_type: String,
+    pub last_four: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    pub reference: String,
+    pub amount: Money,
+    /// The authorization is closed after this capture (fully captured, or no further captures allowed).
+    pub authorization_closed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refunded {
+    pub reference: String,
+    pub amount: Money,
+}
+
+/// What the processor knows of a tracking id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Authorized(Authorized),
+    Captured(Captured),
+    Refunded(Refunded),
+    Voided { reference: String },
+    Adjusted(Authorized),
+    Declined { code: String, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ConnectorError {
+    /// A definitive refusal; nothing moved. Retrying with the same tracking id returns the same.
+    #[error("declined by the processor ({code}): {message}")]
+    Declined { code: String, message: String },
+    /// The request was not processed (the processor said so before doing anything).
+    #[error("the processor is unavailable: {0}")]
+    Unavailable(String),
+    /// No answer in time: the request may or may not have been processed. Ask with `query`.
+    #[error("the processor did not answer in time; the outcome is unknown")]
+    Timeout,
+    #[error("the request is not valid: {0}")]
+    Invalid(String),
+}
+
+impl ConnectorError {
+    pub fn declined(code: &str, message: impl Into<String>) -> Self {
+        ConnectorError::Declined { code: code.into(), message: message.into() }
+    }
+}
+
+pub type ConnectorResult<T> = Result<T, ConnectorError>;
+
+/// One payment service provider, as Paystage uses it.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// GetPaymentReferenceData: a tracking id for `command` and `amount`, obtained before the request.
+    async fn payment_reference(&self, command: Command, amount: Money) -> ConnectorResult<PaymentReference>;
+    /// The acceptance page's back end: turns card details into a token.
+    async fn tokenize(&self, card: CardEntry) -> ConnectorResult<CardToken>;
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized>;
+    /// Captures against an authorization. A `final_capture` releases whatever is left of it (the
+    /// legacy path); otherwise the authorization stays open for further captures when it allows them.
+    async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured>;
+    async fn refund(&self, tracking_id: &str, capture: &str, amount: Money) -> ConnectorResult<Refunded>;
+    async fn void(&self, tracking_id: &str, authorization: &str) -> ConnectorResult<()>;
+    /// Asks the processor for a new total on an existing authorization.
+    async fn adjust_authorization(&self, tracking_id: &str, authorization: &str, new_amount: Money) -> ConnectorResult<Authorized>;
+    /// What happened to the request with this tracking id, if it reached the processor at all.
+    async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>>;
+}

@@ -1,0 +1,499 @@
+//! The processor simulator: the default connector in demo and tests, and a real component. It keeps
+//! its own durable ledger (`sim_` tables, its own transactions, never Paystage's), is idempotent per
+//! tracking id (a repeated id returns the original result and moves no money twice), refuses a
+//! capture above the authorized amount and a refund above the captured amount, honours the merchant
+//! account's multiple-partial-capture flag, knows payment method variants (interac never supports
+//! multiple captures), declines deterministic test cards, and injects the faults of [`super::faults`].
+use super::faults;
+use super::{Authorized, CardEntry, CardToken, Captured, Connector, ConnectorError, ConnectorResult, Outcome, PaymentReference, Refunded};
+use crate::domain::money::{Currency, Money};
+use crate::domain::order::Command;
+use crate::entity::{connector, sim_authorization as sa, sim_capture as sc, sim_refund as sr, sim_token as st, sim_transaction as stx};
+use crate::service::clock::SharedClock;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Select, Set, TransactionTrait,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Test cards: number → (variant, card type, behaviour). Other numbers are accepted by prefix.
+pub const TEST_CARDS: &[(&str, &str, &str)] = &[
+    ("4111111111111111", "visa", "approve"),
+    ("5555555555554444", "mc", "approve"),
+    ("378282246310005", "amex", "approve"),
+    ("6011111111111117", "discover", "approve"),
+    ("6363680000000007", "interac", "approve"),
+    ("4000000000000002", "visa", "declined"),
+    ("4000000000009995", "visa", "insufficient_funds"),
+    ("4000000000000069", "visa", "expired_card"),
+];
+
+fn luhn_ok(number: &str) -> bool {
+    let mut sum = 0;
+    for (i, c) in number.chars().rev().enumerate() {
+        let Some(mut d) = c.to_digit(10) else { return false };
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+fn variant_of(number: &str) -> Option<(&'static str, &'static str)> {
+    if let Some((_, v, b)) = TEST_CARDS.iter().find(|(n, _, _)| *n == number) {
+        return Some((v, b));
+    }
+    let v = if number.starts_with("636368") {
+        "interac"
+    } else if number.starts_with('4') {
+        "visa"
+    } else if number.starts_with('5') || number.starts_with('2') {
+        "mc"
+    } else if number.starts_with("34") || number.starts_with("37") {
+        "amex"
+    } else if number.starts_with('6') {
+        "discover"
+    } else {
+        return None;
+    };
+    Some((v, "approve"))
+}
+
+fn card_type(variant: &str) -> &'static str {
+    match variant {
+        "visa" => "Visa",
+        "mc" => "Mastercard",
+        "amex" => "American Express",
+        "discover" => "Discover",
+        "interac" => "Interac",
+        _ => "Card",
+    }
+}
+
+fn new_reference(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn db_error(e: DbErr) -> ConnectorError {
+    ConnectorError::Unavailable(format!("processor storage error: {e}"))
+}
+
+fn locked<E: EntityTrait>(q: Select<E>, db: &impl ConnectionTrait) -> Select<E> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        q.lock_exclusive()
+    } else {
+        q
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessorSimulator {
+    db: DatabaseConnection,
+    clock: SharedClock,
+}
+
+impl ProcessorSimulator {
+    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
+        ProcessorSimulator { db, clock }
+    }
+
+    /// Faults before the request: latency, then an error before any effect.
+    async fn before(&self, point: &str) -> ConnectorResult<faults::Fired> {
+        let fired = faults::fire(&self.db, point).await.map_err(db_error)?;
+        if fired.latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(fired.latency_ms)).await;
+        }
+        if fired.error_before {
+            return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
+        }
+        Ok(fired)
+    }
+
+    fn after<T>(fired: faults::Fired, result: ConnectorResult<T>) -> ConnectorResult<T> {
+        if fired.timeout_after {
+            Err(ConnectorError::Timeout)
+        } else {
+            result
+        }
+    }
+
+    /// The stored answer for a tracking id already processed: the same result again.
+    async fn replay<T: DeserializeOwned>(&self, txn: &DatabaseTransaction, tracking_id: &str, command: Command) -> ConnectorResult<Option<ConnectorResult<T>>> {
+        let Some(t) = stx::Entity::find_by_id(tracking_id.to_string()).one(txn).await.map_err(db_error)? else {
+            return Ok(None);
+        };
+        if t.command != command.code() {
+            return Err(ConnectorError::Invalid(format!("tracking id {tracking_id} was used for {} already", t.command)));
+        }
+        let outcome: Outcome = serde_json::from_str(&t.response).map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        Ok(Some(match outcome {
+            Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
+            other => {
+                let value = match other {
+                    Outcome::Authorized(a) | Outcome::Adjusted(a) => serde_json::to_value(a),
+                    Outcome::Captured(c) => serde_json::to_value(c),
+                    Outcome::Refunded(r) => serde_json::to_value(r),
+                    Outcome::Voided { .. } => Ok(serde_json::Value::Null),
+                    Outcome::Declined { .. } => unreachable!(),
+                }
+                .map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+                Ok(serde_json::from_value(value).map_err(|e| ConnectorError::Unavailable(e.to_string()))?)
+            }
+        }))
+    }
+
+    /// Records the outcome of a tracking id in the same transaction as its effect.
+    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> ConnectorResult<()> {
+        let (label, reference) = match outcome {
+            Outcome::Authorized(a) | Outcome::Adjusted(a) => ("approved", Some(a.reference.clone())),
+            Outcome::Captured(c) => ("approved", Some(c.reference.clone())),
+            Outcome::Refunded(r) => ("approved", Some(r.reference.clone())),
+            Outcome::Voided { reference } => ("approved", Some(reference.clone())),
+            Outcome::Declined { .. } => ("declined", None),
+        };
+        stx::ActiveModel {
+            tracking_id: Set(tracking_id.to_string()),
+            command: Set(command.code().to_string()),
+            amount_minor: Set(amount),
+            outcome: Set(label.to_string()),
+            reference: Set(reference),
+            response: Set(serde_json::to_string(outcome).map_err(|e| ConnectorError::Unavailable(e.to_string()))?),
+            created_at: Set(now),
+        }
+        .insert(txn)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Runs one request: faults before, replay or effect+record in one transaction, faults after.
+    async fn execute<T, F>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
+    where
+        T: DeserializeOwned + Serialize,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> std::pin::Pin<Box<dyn std::future::Future<Output = ConnectorResult<Outcome>> + Send + 'a>>,
+    {
+        if tracking_id.trim().is_empty() {
+            return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
+        }
+        let fired = self.before(point).await?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        if let Some(previous) = self.replay::<T>(&txn, tracking_id, command).await? {
+            txn.commit().await.map_err(db_error)?;
+            return Self::after(fired, previous);
+        }
+        let outcome = effect(&txn).await?;
+        Self::record(&txn, tracking_id, command, amount, &outcome, self.clock.now()).await?;
+        txn.commit().await.map_err(db_error)?;
+        let result = match outcome {
+            Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
+            Outcome::Voided { .. } => serde_json::from_value(serde_json::Value::Null).map_err(|e| ConnectorError::Unavailable(e.to_string())),
+            Outcome::Authorized(a) | Outcome::Adjusted(a) => to_t(&a),
+            Outcome::Captured(c) => to_t(&c),
+            Outcome::Refunded(r) => to_t(&r),
+        };
+        Self::after(fired, result)
+    }
+
+    async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
+        Ok(connector::Entity::find()
+            .filter(connector::Column::Kind.eq("simulator"))
+            .one(txn)
+            .await
+            .map_err(db_error)?
+            .is_none_or(|c| c.allow_multiple_partial_capture))
+    }
+}
+
+fn to_t<S: Serialize, T: DeserializeOwned>(s: &S) -> ConnectorResult<T> {
+    serde_json::to_value(s)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ConnectorError::Unavailable(e.to_string()))
+}
+
+fn currency_of(code: &str) -> Currency {
+    Currency::from_code(code).unwrap_or(Currency::Usd)
+}
+
+#[async_trait::async_trait]
+impl Connector for ProcessorSimulator {
+    async fn payment_reference(&self, command: Command, amount: Money) -> ConnectorResult<PaymentReference> {
+        Ok(PaymentReference { tracking_id: uuid::Uuid::new_v4().to_string(), command, amount, initiated_at: self.clock.now() })
+    }
+
+    async fn tokenize(&self, card: CardEntry) -> ConnectorResult<CardToken> {
+        let number: String = card.number.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        if !(12..=19).contains(&number.len()) || !number.chars().all(|c| c.is_ascii_digit()) || !luhn_ok(&number) {
+            return Err(ConnectorError::Invalid("The card number is not valid.".into()));
+        }
+        let Some((variant, behaviour)) = variant_of(&number) else {
+            return Err(ConnectorError::Invalid("This card brand is not accepted.".into()));
+        };
+        let expiry = card.expiry.trim();
+        let valid_expiry = expiry.len() == 5
+            && expiry.as_bytes()[2] == b'/'
+            && expiry[..2].parse::<u32>().is_ok_and(|m| (1..=12).contains(&m))
+            && expiry[3..].parse::<u32>().is_ok();
+        if !valid_expiry {
+            return Err(ConnectorError::Invalid("The expiry date must be MM/YY.".into()));
+        }
+        let holder = card.holder.trim();
+        if holder.is_empty() || holder.chars().count() > 60 {
+            return Err(ConnectorError::Invalid("Enter the name on the card (at most 60 characters).".into()));
+        }
+        let token = CardToken {
+            token: new_reference("tok"),
+            payment_method_variant: variant.to_string(),
+            card_type: card_type(variant).to_string(),
+            last_four: number[number.len() - 4..].to_string(),
+            holder: holder.to_string(),
+            expiry: expiry.to_string(),
+        };
+        st::ActiveModel {
+            token: Set(token.token.clone()),
+            variant: Set(token.payment_method_variant.clone()),
+            card_type: Set(token.card_type.clone()),
+            last_four: Set(token.last_four.clone()),
+            holder: Set(token.holder.clone()),
+            expiry: Set(token.expiry.clone()),
+            behaviour: Set(behaviour.to_string()),
+            created_at: Set(self.clock.now()),
+        }
+        .insert(&self.db)
+        .await
+        .map_err(db_error)?;
+        Ok(token)
+    }
+
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
+        let now = self.clock.now();
+        let token = token.to_string();
+        self.execute("authorize", tracking_id, Command::Authorize, amount.minor(), move |txn| {
+            Box::pin(async move {
+                if amount.minor() <= 0 {
+                    return Err(ConnectorError::Invalid("the amount to authorize must be above zero".into()));
+                }
+                let Some(t) = st::Entity::find_by_id(token.clone()).one(txn).await.map_err(db_error)? else {
+                    return Ok(Outcome::Declined { code: "unknown_token".into(), message: "The card token is not known to the processor.".into() });
+                };
+                let decline = match t.behaviour.as_str() {
+                    "declined" => Some(("declined", "The issuer declined the card.")),
+                    "insufficient_funds" => Some(("insufficient_funds", "Insufficient funds.")),
+                    "expired_card" => Some(("expired_card", "The card has expired.")),
+                    _ => None,
+                };
+                if let Some((code, message)) = decline {
+                    return Ok(Outcome::Declined { code: code.into(), message: message.into() });
+                }
+                let supports = t.variant != "interac";
+                let reference = new_reference("auth");
+                sa::ActiveModel {
+                    reference: Set(reference.clone()),
+                    token: Set(token),
+                    currency: Set(amount.currency().code().to_string()),
+                    amount_minor: Set(amount.minor()),
+                    captured_minor: Set(0),
+                    supports_multiple_captures: Set(supports),
+                    status: Set("open".into()),
+                    created_at: Set(now),
+                }
+                .insert(txn)
+                .await
+                .map_err(db_error)?;
+                Ok(Outcome::Authorized(Authorized {
+                    reference,
+                    amount,
+                    supports_multiple_captures: supports,
+                    payment_method_variant: t.variant,
+                    card_type: t.card_type,
+                    last_four: t.last_four,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured> {
+        let now = self.clock.now();
+        let authorization = authorization.to_string();
+        self.execute("capture", tracking_id, Command::Capture, amount.minor(), move |txn| {
+            Box::pin(async move {
+                if amount.minor() <= 0 {
+                    return Err(ConnectorError::Invalid("the amount to capture must be above zero".into()));
+                }
+                let q = locked(sa::Entity::find_by_id(authorization.clone()), txn);
+                let Some(a) = q.one(txn).await.map_err(db_error)? else {
+                    return Ok(Outcome::Declined { code: "unknown_authorization".into(), message: "The authorization is not known to the processor.".into() });
+                };
+                if a.status != "open" {
+                    return Ok(Outcome::Declined { code: "authorization_closed".into(), message: format!("The authorization is {}.", a.status) });
+                }
+                if a.currency != amount.currency().code() {
+                    return Ok(Outcome::Declined { code: "currency_mismatch".into(), message: "The capture currency differs from the authorization's.".into() });
+                }
+                let remaining = a.amount_minor - a.captured_minor;
+                if amount.minor() > remaining {
+                    return Ok(Outcome::Declined {
+                        code: "amount_exceeds_authorization".into(),
+                        message: format!("Capture of {} exceeds the {} left on the authorization.", amount, Money::from_minor(remaining, amount.currency())),
+                    });
+                }
+                let multiple = a.supports_multiple_captures && Self::merchant_allows_multiple_partial_captures(txn).await?;
+                let captured = a.captured_minor + amount.minor();
+                let closed = captured == a.amount_minor || !multiple || final_capture;
+                let reference = new_reference("cap");
+                sc::ActiveModel {
+                    reference: Set(reference.clone()),
+                    authorization_reference: Set(a.reference.clone()),
+                    amount_minor: Set(amount.minor()),
+                    refunded_minor: Set(0),
+                    created_at: Set(now),
+                }
+                .insert(txn)
+                .await
+                .map_err(db_error)?;
+                let mut am: sa::ActiveModel = a.into();
+                am.captured_minor = Set(captured);
+                am.status = Set(if closed { "closed".into() } else { "open".into() });
+                am.update(txn).await.map_err(db_error)?;
+                Ok(Outcome::Captured(Captured { reference, amount, authorization_closed: closed }))
+            })
+        })
+        .await
+    }
+
+    async fn refund(&self, tracking_id: &str, capture: &str, amount: Money) -> ConnectorResult<Refunded> {
+        let now = self.clock.now();
+        let capture = capture.to_string();
+        self.execute("refund", tracking_id, Command::Refund, amount.minor(), move |txn| {
+            Box::pin(async move {
+                if amount.minor() <= 0 {
+                    return Err(ConnectorError::Invalid("the amount to refund must be above zero".into()));
+                }
+                let q = locked(sc::Entity::find_by_id(capture.clone()), txn);
+                let Some(c) = q.one(txn).await.map_err(db_error)? else {
+                    return Ok(Outcome::Declined { code: "unknown_capture".into(), message: "The capture is not known to the processor.".into() });
+                };
+                if amount.minor() > c.amount_minor - c.refunded_minor {
+                    return Ok(Outcome::Declined {
+                        code: "amount_exceeds_capture".into(),
+                        message: "The refund amount exceeds the amount captured.".into(),
+                    });
+                }
+                let reference = new_reference("ref");
+                sr::ActiveModel {
+                    reference: Set(reference.clone()),
+                    capture_reference: Set(c.reference.clone()),
+                    amount_minor: Set(amount.minor()),
+                    created_at: Set(now),
+                }
+                .insert(txn)
+                .await
+                .map_err(db_error)?;
+                let refunded = c.refunded_minor + amount.minor();
+                let mut am: sc::ActiveModel = c.into();
+                am.refunded_minor = Set(refunded);
+                am.update(txn).await.map_err(db_error)?;
+                Ok(Outcome::Refunded(Refunded { reference, amount }))
+            })
+        })
+        .await
+    }
+
+    async fn void(&self, tracking_id: &str, authorization: &str) -> ConnectorResult<()> {
+        let authorization = authorization.to_string();
+        self.execute("void", tracking_id, Command::Void, 0, move |txn| {
+            Box::pin(async move {
+                let q = locked(sa::Entity::find_by_id(authorization.clone()), txn);
+                let Some(a) = q.one(txn).await.map_err(db_error)? else {
+                    return Ok(Outcome::Declined { code: "unknown_authorization".into(), message: "The authorization is not known to the processor.".into() });
+                };
+                if a.status != "open" {
+                    return Ok(Outcome::Declined { code: "authorization_closed".into(), message: format!("The authorization is {}.", a.status) });
+                }
+                let reference = a.reference.clone();
+                let mut am: sa::ActiveModel = a.into();
+                am.status = Set("voided".into());
+                am.update(txn).await.map_err(db_error)?;
+                Ok(Outcome::Voided { reference })
+            })
+        })
+        .await
+    }
+
+    async fn adjust_authorization(&self, tracking_id: &str, authorization: &str, new_amount: Money) -> ConnectorResult<Authorized> {
+        let authorization = authorization.to_string();
+        self.execute("authorize", tracking_id, Command::Authorize, new_amount.minor(), move |txn| {
+            Box::pin(async move {
+                let q = locked(sa::Entity::find_by_id(authorization.clone()), txn);
+                let Some(a) = q.one(txn).await.map_err(db_error)? else {
+                    return Ok(Outcome::Declined { code: "unknown_authorization".into(), message: "The authorization is not known to the processor.".into() });
+                };
+                if a.status != "open" || new_amount.minor() < a.captured_minor {
+                    return Ok(Outcome::Declined { code: "adjustment_refused".into(), message: "The authorization cannot be adjusted to that amount.".into() });
+                }
+                let t = st::Entity::find_by_id(a.token.clone()).one(txn).await.map_err(db_error)?;
+                if t.as_ref().is_some_and(|t| t.behaviour != "approve") {
+                    return Ok(Outcome::Declined { code: "declined".into(), message: "The issuer declined the adjustment.".into() });
+                }
+                let t = t.ok_or_else(|| ConnectorError::Unavailable("token missing".into()))?;
+                let (reference, supports) = (a.reference.clone(), a.supports_multiple_captures);
+                let mut am: sa::ActiveModel = a.into();
+                am.amount_minor = Set(new_amount.minor());
+                am.update(txn).await.map_err(db_error)?;
+                Ok(Outcome::Adjusted(Authorized {
+                    reference,
+                    amount: new_amount,
+                    supports_multiple_captures: supports,
+                    payment_method_variant: t.variant,
+                    card_type: t.card_type,
+                    last_four: t.last_four,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>> {
+        let fired = faults::fire(&self.db, "query").await.map_err(db_error)?;
+        if fired.error_before {
+            return Err(ConnectorError::Unavailable("injected fault".into()));
+        }
+        let t = stx::Entity::find_by_id(tracking_id.to_string()).one(&self.db).await.map_err(db_error)?;
+        t.map(|t| serde_json::from_str::<Outcome>(&t.response).map_err(|e| ConnectorError::Unavailable(e.to_string())))
+            .transpose()
+    }
+}
+
+/// The simulator's ledger totals, for invariant checks against Paystage's own records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub authorized: i64,
+    pub captured: i64,
+    pub refunded: i64,
+    pub captures: u64,
+}
+
+pub async fn ledger_totals(db: &impl ConnectionTrait) -> Result<LedgerTotals, DbErr> {
+    let auths = sa::Entity::find().all(db).await?;
+    let caps = sc::Entity::find().all(db).await?;
+    let refs = sr::Entity::find().all(db).await?;
+    Ok(LedgerTotals {
+        authorized: auths.iter().map(|a| a.amount_minor).sum(),
+        captured: caps.iter().map(|c| c.amount_minor).sum(),
+        refunded: refs.iter().map(|r| r.amount_minor).sum(),
+        captures: caps.len() as u64,
+    })
+}
+
+/// Captured total per authorization reference, from the simulator's ledger.
+pub async fn captured_by_authorization(db: &impl ConnectionTrait) -> Result<std::collections::BTreeMap<String, (i64, Currency)>, DbErr> {
+    let mut out = std::collections::BTreeMap::new();
+    for a in sa::Entity::find().all(db).await? {
+        out.insert(a.reference, (a.captured_minor, currency_of(&a.currency)));
+    }
+    Ok(out)
+}

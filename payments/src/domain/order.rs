@@ -1,0 +1,242 @@
+//! Sales orders, payment lines, authorizations, invoices and journals: their states, the invoice
+//! arithmetic (R-MON-1: rounded once, at [`invoice_amounts`]) and balanced journals (R-LED-1).
+use super::money::{Currency, Money, MoneyError};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+macro_rules! coded_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $code:literal / $label:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable code stored in the database.
+            pub fn code(self) -> &'static str {
+                match self { $($name::$variant => $code),+ }
+            }
+
+            pub fn from_code(code: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.code() == code)
+            }
+
+            /// The words a finance user reads.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+        }
+    };
+}
+
+coded_enum!(
+    /// Where a sales order stands with respect to invoicing.
+    OrderStatus {
+        Open = "open" / "Open order",
+        PartiallyInvoiced = "partially_invoiced" / "Partially invoiced",
+        Invoiced = "invoiced" / "Invoiced",
+    }
+);
+
+coded_enum!(
+    /// How a payment line is paid.
+    Tender {
+        Card = "card" / "Card",
+        Cash = "cash" / "Cash",
+        CustomerAccount = "customer_account" / "Customer account",
+    }
+);
+
+coded_enum!(
+    /// A payment line's payment tracking status.
+    PaymentStatus {
+        PendingAuthorization = "pending_authorization" / "Pending Authorization",
+        Authorized = "authorized" / "Authorized",
+        Paid = "paid" / "Paid",
+        Declined = "declined" / "Declined",
+    }
+);
+
+coded_enum!(
+    AuthorizationStatus {
+        /// Can be captured against.
+        Open = "open" / "Open",
+        /// Captured in full.
+        FullyCaptured = "fully_captured" / "Fully captured",
+        /// Captured once on the legacy path; the remainder was released and re-authorized.
+        Closed = "closed" / "Closed",
+        Voided = "voided" / "Voided",
+        Expired = "expired" / "Expired",
+    }
+);
+
+coded_enum!(
+    /// A request to the processor, as Paystage recorded it. `Pending` is written before the call;
+    /// `Unknown` means the call timed out and the processor must be asked (R-CAP-5).
+    RequestStatus {
+        Pending = "pending" / "Sent, no answer yet",
+        Succeeded = "succeeded" / "Approved",
+        Declined = "declined" / "Declined",
+        Failed = "failed" / "Not processed",
+        Unknown = "unknown" / "Outcome unknown",
+    }
+);
+
+coded_enum!(
+    /// The payment operations of the connector, as named in the payment reference data.
+    Command {
+        Authorize = "authorize" / "Authorize",
+        Capture = "capture" / "Capture",
+        Refund = "refund" / "Refund",
+        Void = "void" / "Void",
+    }
+);
+
+coded_enum!(
+    JournalKind {
+        CustomerInvoice = "customer_invoice" / "Customer invoice",
+        CustomerPayment = "customer_payment" / "Customer payment journal",
+    }
+);
+
+/// Ledger accounts Paystage posts to.
+pub mod accounts {
+    pub const ACCOUNTS_RECEIVABLE: &str = "Accounts receivable";
+    pub const SALES_REVENUE: &str = "Sales revenue";
+    pub const CHARGES_REVENUE: &str = "Freight and charges";
+    pub const SALES_TAX: &str = "Sales tax payable";
+    pub const CARD_CLEARING: &str = "Card clearing";
+}
+
+/// One line of an invoice being drawn up: quantity × unit price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvoiceLineInput {
+    pub quantity: i64,
+    pub unit_price: Money,
+}
+
+/// What an invoice amounts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceAmounts {
+    pub lines: Money,
+    pub charges: Money,
+    pub tax: Money,
+    pub total: Money,
+}
+
+/// The invoice arithmetic: lines at full precision, tax on lines and charges rounded once to the
+/// minor unit (half away from zero). `charges` are invoiced with the first invoice of an order.
+pub fn invoice_amounts(
+    lines: &[InvoiceLineInput],
+    charges: Money,
+    tax_percent: Decimal,
+    currency: Currency,
+) -> Result<InvoiceAmounts, MoneyError> {
+    let mut sum = Money::zero(currency);
+    for l in lines {
+        let minor = l.unit_price.minor().checked_mul(l.quantity).ok_or(MoneyError::Overflow)?;
+        sum = sum.checked_add(Money::from_minor(minor, l.unit_price.currency()))?;
+    }
+    let taxable = sum.checked_add(charges)?;
+    let tax = taxable.percentage(tax_percent)?;
+    Ok(InvoiceAmounts { lines: sum, charges, tax, total: taxable.checked_add(tax)? })
+}
+
+/// A journal line: one side only, never negative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub account: String,
+    pub debit: i64,
+    pub credit: i64,
+}
+
+impl JournalLine {
+    pub fn debit(account: &str, amount: Money) -> Self {
+        JournalLine { account: account.into(), debit: amount.minor(), credit: 0 }
+    }
+    pub fn credit(account: &str, amount: Money) -> Self {
+        JournalLine { account: account.into(), debit: 0, credit: amount.minor() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal does not balance: debits {debits} ≠ credits {credits}")]
+    Unbalanced { debits: i64, credits: i64 },
+    #[error("a journal line has a negative amount or both a debit and a credit")]
+    BadLine,
+    #[error("a journal needs at least two lines")]
+    TooFewLines,
+}
+
+/// A journal ready to post: at least two lines, each one-sided and non-negative, zero lines
+/// dropped, debits equal to credits (R-LED-1).
+pub fn balanced(lines: Vec<JournalLine>) -> Result<Vec<JournalLine>, JournalError> {
+    let lines: Vec<JournalLine> = lines.into_iter().filter(|l| l.debit != 0 || l.credit != 0).collect();
+    if lines.iter().any(|l| l.debit < 0 || l.credit < 0 || (l.debit > 0 && l.credit > 0)) {
+        return Err(JournalError::BadLine);
+    }
+    if lines.len() < 2 {
+        return Err(JournalError::TooFewLines);
+    }
+    let debits: i64 = lines.iter().map(|l| l.debit).sum();
+    let credits: i64 = lines.iter().map(|l| l.credit).sum();
+    if debits != credits {
+        return Err(JournalError::Unbalanced { debits, credits });
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::Usd)
+    }
+
+    #[test]
+    fn invoice_tax_is_rounded_once_on_the_total() {
+        // R-MON-1: 3 × 3.33 + 1 × 0.01 = 10.00; 8.25 % of 10.00 + 0.05 charges = 0.829125 → 0.83.
+        let a = invoice_amounts(
+            &[InvoiceLineInput { quantity: 3, unit_price: usd(333) }, InvoiceLineInput { quantity: 1, unit_price: usd(1) }],
+            usd(5),
+            Decimal::from_str("8.25").unwrap(),
+            Currency::Usd,
+        )
+        .unwrap();
+        assert_eq!((a.lines.minor(), a.charges.minor(), a.tax.minor(), a.total.minor()), (1000, 5, 83, 1088));
+    }
+
+    #[test]
+    fn invoice_refuses_mixed_currencies_and_overflow() {
+        let eur = Money::from_minor(100, Currency::Eur);
+        let mixed = invoice_amounts(&[InvoiceLineInput { quantity: 1, unit_price: eur }], usd(0), Decimal::ZERO, Currency::Usd);
+        assert_eq!(mixed, Err(MoneyError::CurrencyMismatch("USD", "EUR")));
+        let huge = invoice_amounts(&[InvoiceLineInput { quantity: i64::MAX, unit_price: usd(2) }], usd(0), Decimal::ZERO, Currency::Usd);
+        assert_eq!(huge, Err(MoneyError::Overflow));
+    }
+
+    #[test]
+    fn journals_must_balance() {
+        // R-LED-1
+        let ok = balanced(vec![JournalLine::debit("A", usd(500)), JournalLine::credit("B", usd(500)), JournalLine::credit("C", usd(0))]);
+        assert_eq!(ok.unwrap().len(), 2, "zero lines are dropped");
+        assert_eq!(
+            balanced(vec![JournalLine::debit("A", usd(500)), JournalLine::credit("B", usd(499))]),
+            Err(JournalError::Unbalanced { debits: 500, credits: 499 })
+        );
+        assert_eq!(balanced(vec![JournalLine::debit("A", usd(-5)), JournalLine::credit("B", usd(-5))]), Err(JournalError::BadLine));
+        assert_eq!(balanced(vec![JournalLine::debit("A", usd(0)), JournalLine::credit("B", usd(0))]), Err(JournalError::TooFewLines));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for s in RequestStatus::ALL {
+            assert_eq!(RequestStatus::from_code(s.code()), Some(*s));
+        }
+        assert_eq!(PaymentStatus::PendingAuthorization.label(), "Pending Authorization");
+    }
+}

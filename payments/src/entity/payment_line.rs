@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "payment_lines")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub order_id: i32,
+    pub tender: String,
+    pub amount_minor: i64,
+    pub status: String,
+    pub connector_id: Option<i32>,
+    pub card_token: Option<String>,
+    pub card_type: Option<String>,
+    pub last_four: Option<String>,
+    pub holder: Option<String>,
+    pub expiry: Option<String>,
+    pub created_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sales_orders")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    #[sea_orm(unique)]
+    pub number: String,
+    pub customer_id: i32,
+    pub channel_id: i32,
+    pub currency: String,
+    pub tax_percent: String,
+    pub charges_minor: i64,
+    pub status: String,
+    pub do_not_process: bool,
+    pub created_at: DateTimeUtc,
+    pub created_by: String,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,17 @@
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sim_faults")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub point: String,
+    pub kind: String,
+    pub rate: String,
+    pub remaining: Option<i32>,
+    pub latency_ms: i32,
+    pub created_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,127 @@
+//! The invariants of the payment records, checked by tests, the property test and `paystage chaos`:
+//! captured ≤ authorized, refunded ≤ captured, every journal balances (R-LED-1), per order captured −
+//! refunded = posted card payment journals once no process is unfinished, Paystage's records equal
+//! the simulator's ledger, and no tracking id moves money twice.
+use crate::domain::order::{accounts, JournalKind};
+use crate::domain::pipeline::ProcessStatus;
+use crate::entity::{
+    authorization as au, capture as cap, journal, journal_line as jl, payment_process as pp, refund, sim_authorization as sa, sim_capture as sc,
+};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InvariantReport {
+    /// Invoices captured more than once, plus processor captures Paystage has no record of.
+    pub double_captures: u64,
+    /// Processes that captured money, finished, and have no payment journal.
+    pub lost_journals: u64,
+    /// Processes still running (no server is finishing them).
+    pub stuck_processes: u64,
+    pub incomplete_processes: u64,
+    pub invariant_violations: u64,
+    /// One line per violation, for the person reading the report.
+    pub details: Vec<String>,
+}
+
+impl InvariantReport {
+    pub fn clean(&self) -> bool {
+        self.double_captures == 0 && self.lost_journals == 0 && self.stuck_processes == 0 && self.invariant_violations == 0
+    }
+}
+
+pub async fn check(db: &impl ConnectionTrait) -> Result<InvariantReport, DbErr> {
+    let mut r = InvariantReport::default();
+    let auths = au::Entity::find().all(db).await?;
+    let caps = cap::Entity::find().all(db).await?;
+    let refunds = refund::Entity::find().all(db).await?;
+    let journals = journal::Entity::find().all(db).await?;
+    let lines = jl::Entity::find().all(db).await?;
+    let processes = pp::Entity::find().all(db).await?;
+    let sim_auths: BTreeMap<String, sa::Model> = sa::Entity::find().all(db).await?.into_iter().map(|a| (a.reference.clone(), a)).collect();
+    let sim_caps: BTreeMap<String, sc::Model> = sc::Entity::find().all(db).await?.into_iter().map(|c| (c.reference.clone(), c)).collect();
+    let violation = |r: &mut InvariantReport, msg: String| {
+        r.invariant_violations += 1;
+        r.details.push(msg);
+    };
+
+    for a in &auths {
+        let sum: i64 = caps.iter().filter(|c| c.authorization_id == a.id).map(|c| c.amount_minor).sum();
+        if a.captured_minor > a.amount_minor || a.captured_minor < 0 {
+            violation(&mut r, format!("authorization {} captured {} of {}", a.id, a.captured_minor, a.amount_minor));
+        }
+        if sum != a.captured_minor {
+            violation(&mut r, format!("authorization {} says {} captured, its captures sum to {sum}", a.id, a.captured_minor));
+        }
+        match sim_auths.get(&a.processor_reference) {
+            None => violation(&mut r, format!("authorization {} ({}) is unknown to the processor", a.id, a.processor_reference)),
+            Some(s) if s.captured_minor != a.captured_minor => violation(
+                &mut r,
+                format!("authorization {}: Paystage has {} captured, the processor {}", a.id, a.captured_minor, s.captured_minor),
+            ),
+            _ => {}
+        }
+    }
+    let mut per_invoice: BTreeMap<i32, u32> = BTreeMap::new();
+    let known: BTreeSet<&str> = caps.iter().map(|c| c.processor_reference.as_str()).collect();
+    for c in &caps {
+        if let Some(inv) = c.invoice_id {
+            *per_invoice.entry(inv).or_default() += 1;
+        }
+        if c.refunded_minor > c.amount_minor {
+            violation(&mut r, format!("capture {} refunded {} of {}", c.id, c.refunded_minor, c.amount_minor));
+        }
+        if sim_caps.get(&c.processor_reference).is_none_or(|s| s.amount_minor != c.amount_minor) {
+            violation(&mut r, format!("capture {} does not match the processor's ledger", c.id));
+        }
+    }
+    r.double_captures += per_invoice.values().filter(|n| **n > 1).count() as u64;
+    let unknown = sim_caps.keys().filter(|k| !known.contains(k.as_str())).count() as u64;
+    if unknown > 0 {
+        let pending = processes.iter().any(|p| p.status == ProcessStatus::Running.code() || p.status == ProcessStatus::Incomplete.code());
+        if !pending {
+            r.double_captures += unknown;
+            r.details.push(format!("{unknown} processor captures have no record in Paystage"));
+        }
+    }
+    for j in &journals {
+        let (d, c) = lines.iter().filter(|l| l.journal_id == j.id).fold((0i64, 0i64), |(d, c), l| (d + l.debit_minor, c + l.credit_minor));
+        if d != c || d == 0 {
+            violation(&mut r, format!("journal {} does not balance: {d} / {c}", j.number));
+        }
+    }
+    for p in &processes {
+        match ProcessStatus::from_code(&p.status) {
+            Some(ProcessStatus::Running) => r.stuck_processes += 1,
+            Some(ProcessStatus::Incomplete) => r.incomplete_processes += 1,
+            Some(ProcessStatus::Completed) if p.captured_minor > 0 => {
+                let source = format!("payment:process:{}", p.id);
+                if !journals.iter().any(|j| j.source == source) {
+                    r.lost_journals += 1;
+                    r.details.push(format!("process {} captured {} and has no payment journal", p.id, p.captured_minor));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Per order, once every process has ended normally: captured − refunded = card payment journals.
+    let orders: BTreeSet<i32> = processes.iter().map(|p| p.order_id).collect();
+    for order in orders {
+        let unsettled = processes.iter().any(|p| p.order_id == order && p.status != ProcessStatus::Completed.code());
+        if unsettled {
+            continue;
+        }
+        let captured: i64 = caps.iter().filter(|c| c.order_id == order).map(|c| c.amount_minor).sum();
+        let refunded: i64 = refunds.iter().filter(|x| x.order_id == order).map(|x| x.amount_minor).sum();
+        let journaled: i64 = journals
+            .iter()
+            .filter(|j| j.order_id == order && j.kind == JournalKind::CustomerPayment.code())
+            .flat_map(|j| lines.iter().filter(move |l| l.journal_id == j.id && l.account == accounts::CARD_CLEARING))
+            .map(|l| l.debit_minor - l.credit_minor)
+            .sum();
+        if captured - refunded != journaled {
+            violation(&mut r, format!("order {order}: captured {captured} − refunded {refunded} ≠ card journals {journaled}"));
+        }
+    }
+    Ok(r)
+}

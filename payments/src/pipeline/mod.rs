@@ -1,0 +1,504 @@
+//! The invoice payment pipeline (R-PIP-1..6, R-CAP-1..6). Invoicing posts the invoice and creates
+//! its payment process in one transaction; the process then runs stages 2–4, each recorded with
+//! status, attempts, times, error and an execution log. A process is run only by the server that
+//! holds its lease (a conditional UPDATE, so two servers on one PostgreSQL never both run it);
+//! recovery takes over processes whose lease ran out and finishes them.
+pub mod invariants;
+pub mod queries;
+pub mod requests;
+mod stages;
+
+use crate::domain::money::{Currency, Money};
+use crate::domain::order::{accounts, balanced, invoice_amounts, InvoiceLineInput, JournalKind, JournalLine, OrderStatus};
+use crate::domain::payment_views::InvoiceOutcome;
+use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
+use crate::entity::{
+    invoice as inv, invoice_line as il, journal, journal_line as jl, payment_process as pp, process_stage as ps, sales_order as so,
+    sales_order_line as sol, stage_log,
+};
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::{audit, features, for_update, parameters, Services};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
+};
+use std::str::FromStr;
+
+/// How a stage ended.
+#[derive(Debug)]
+pub(crate) enum StageEnd {
+    Succeeded(String),
+    Skipped(String),
+    Failed(String),
+}
+
+/// Invoices `quantities` (order line id, quantity) of an order, then runs the payment process.
+pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
+    let (invoice, process_id) = post_invoice(s, actor, order_id, quantities).await?;
+    let status = run(s, process_id).await?;
+    outcome(s, invoice, process_id, status).await
+}
+
+async fn outcome(s: &Services, invoice: inv::Model, process_id: i32, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
+    let p = pp::Entity::find_by_id(process_id).one(&s.db).await?;
+    Ok(InvoiceOutcome {
+        invoice_id: invoice.id,
+        invoice_number: invoice.number,
+        amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
+        process_id,
+        status,
+        error: p.and_then(|p| p.last_error).filter(|_| status != ProcessStatus::Completed),
+    })
+}
+
+fn quantity_error(message: impl Into<String>) -> ServiceError {
+    ServiceError::field("quantities", message)
+}
+
+/// Stage 1: creates and posts the customer invoice and its journal, and creates the payment process
+/// (leased to this server), all in one transaction. Nothing is written if anything is wrong.
+pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<(inv::Model, i32)> {
+    let wanted: Vec<(i32, i32)> = quantities.iter().copied().filter(|(_, q)| *q != 0).collect();
+    if wanted.is_empty() {
+        return Err(quantity_error("Enter a quantity to invoice on at least one line."));
+    }
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    let order = for_update(so::Entity::find_by_id(order_id), &txn)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no sales order with id {order_id}.")))?;
+    if order.do_not_process {
+        return Err(ServiceError::Conflict(format!("{} is on hold (Do not process); take a new payment first.", order.number)));
+    }
+    let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
+    let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order_id)).all(&txn).await?;
+    let mut inputs = Vec::new();
+    for (line_id, qty) in &wanted {
+        let line = lines.iter().find(|l| l.id == *line_id).ok_or_else(|| quantity_error("A line does not belong to this order."))?;
+        let open = line.quantity - line.invoiced_quantity;
+        if *qty < 0 || *qty > open {
+            return Err(quantity_error(format!(
+                "Line {} ({}): {} can be invoiced, not {}.",
+                line.line_no, line.item, open, qty
+            )));
+        }
+        inputs.push((line, *qty));
+    }
+    let first = inv::Entity::find().filter(inv::Column::OrderId.eq(order_id)).count(&txn).await? == 0;
+    let charges = Money::from_minor(if first { order.charges_minor } else { 0 }, currency);
+    let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
+    let line_inputs: Vec<InvoiceLineInput> = inputs
+        .iter()
+        .map(|(l, q)| InvoiceLineInput { quantity: i64::from(*q), unit_price: Money::from_minor(l.unit_price_minor, currency) })
+        .collect();
+    let amounts = invoice_amounts(&line_inputs, charges, tax, currency).map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
+    let invoice = inv::ActiveModel {
+        number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
+        order_id: Set(order_id),
+        currency: Set(currency.code().to_string()),
+        amount_minor: Set(amounts.total.minor()),
+        posted_at: Set(now),
+        posted_by: Set(actor.to_string()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    let mut am: inv::ActiveModel = invoice.clone().into();
+    am.number = Set(format!("INV-{:06}", invoice.id));
+    let invoice = am.update(&txn).await?;
+    let mut fully_invoiced = true;
+    for (line, qty) in &inputs {
+        il::ActiveModel {
+            invoice_id: Set(invoice.id),
+            order_line_id: Set(line.id),
+            quantity: Set(*qty),
+            amount_minor: Set(line.unit_price_minor * i64::from(*qty)),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        // Conditional on the quantity read above: a concurrent invoicing of the same line loses.
+        let updated = sol::Entity::update_many()
+            .col_expr(sol::Column::InvoicedQuantity, Expr::value(line.invoiced_quantity + qty))
+            .filter(sol::Column::Id.eq(line.id))
+            .filter(sol::Column::InvoicedQuantity.eq(line.invoiced_quantity))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(ServiceError::Conflict("The order was invoiced by someone else at the same time; reload and try again.".into()));
+        }
+    }
+    for l in &lines {
+        let now_invoiced = l.invoiced_quantity + inputs.iter().find(|(x, _)| x.id == l.id).map(|(_, q)| *q).unwrap_or(0);
+        if now_invoiced < l.quantity {
+            fully_invoiced = false;
+        }
+    }
+    let status = if fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced };
+    so::Entity::update_many()
+        .col_expr(so::Column::Status, Expr::value(status.code()))
+        .filter(so::Column::Id.eq(order_id))
+        .exec(&txn)
+        .await?;
+    post_journal(
+        &txn,
+        now,
+        &format!("invoice:{}", invoice.id),
+        JournalKind::CustomerInvoice,
+        order_id,
+        Some(invoice.id),
+        currency,
+        &format!("Customer invoice {} for {}", invoice.number, order.number),
+        vec![
+            JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
+            JournalLine::credit(accounts::SALES_REVENUE, amounts.lines),
+            JournalLine::credit(accounts::CHARGES_REVENUE, amounts.charges),
+            JournalLine::credit(accounts::SALES_TAX, amounts.tax),
+        ],
+    )
+    .await?;
+    let feature_on = features::load(&txn).await?.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
+    let monitoring = parameters::load(&txn).await?.cards_payment_status_monitoring();
+    let process = pp::ActiveModel {
+        invoice_id: Set(invoice.id),
+        order_id: Set(order_id),
+        monitored: Set(feature_on && monitoring),
+        status: Set(ProcessStatus::Running.code().to_string()),
+        capture_path: Set(None),
+        captured_minor: Set(0),
+        last_error: Set(None),
+        lease_owner: Set(Some(s.instance.clone())),
+        lease_until: Set(Some(now + s.lease)),
+        terminated_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    for stage in Stage::ALL {
+        let done = stage == Stage::PostInvoice;
+        ps::ActiveModel {
+            process_id: Set(process.id),
+            stage: Set(stage.code().to_string()),
+            status: Set(if done { StageStatus::Succeeded } else { StageStatus::Pending }.code().to_string()),
+            attempts: Set(i32::from(done)),
+            started_at: Set(done.then_some(now)),
+            finished_at: Set(done.then_some(now)),
+            error: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    log(
+        &txn,
+        now,
+        process.id,
+        Stage::PostInvoice,
+        1,
+        format!(
+            "Posted {} for {}: lines {}, charges {}, tax {} ({}%), total {}.",
+            invoice.number, order.number, amounts.lines, amounts.charges, amounts.tax, order.tax_percent, amounts.total
+        ),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((invoice, process.id))
+}
+
+/// Posts a balanced journal once per `source` (R-LED-1); a second post of the same source is a no-op.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn post_journal(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    source: &str,
+    kind: JournalKind,
+    order_id: i32,
+    invoice_id: Option<i32>,
+    currency: Currency,
+    description: &str,
+    lines: Vec<JournalLine>,
+) -> ServiceResult<Option<journal::Model>> {
+    if journal::Entity::find().filter(journal::Column::Source.eq(source)).one(db).await?.is_some() {
+        return Ok(None);
+    }
+    let lines = balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?;
+    let j = journal::ActiveModel {
+        number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
+        source: Set(source.to_string()),
+        kind: Set(kind.code().to_string()),
+        order_id: Set(order_id),
+        invoice_id: Set(invoice_id),
+        currency: Set(currency.code().to_string()),
+        prepayment: Set(false),
+        description: Set(description.to_string()),
+        posted_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    let mut am: journal::ActiveModel = j.clone().into();
+    am.number = Set(format!("JNL-{:06}", j.id));
+    let j = am.update(db).await?;
+    let rows: Vec<jl::ActiveModel> = lines
+        .into_iter()
+        .map(|l| jl::ActiveModel {
+            journal_id: Set(j.id),
+            account: Set(l.account),
+            debit_minor: Set(l.debit),
+            credit_minor: Set(l.credit),
+            ..Default::default()
+        })
+        .collect();
+    jl::Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(Some(j))
+}
+
+pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
+    stage_log::ActiveModel {
+        process_id: Set(process_id),
+        stage: Set(stage.code().to_string()),
+        attempt: Set(attempt),
+        at: Set(at),
+        message: Set(message),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+/// Extends this server's lease on a running process; false if another server holds it.
+async fn renew_lease(s: &Services, process_id: i32) -> Result<bool, DbErr> {
+    let now = s.now();
+    let res = pp::Entity::update_many()
+        .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
+        .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
+        .filter(
+            Condition::any()
+                .add(pp::Column::LeaseOwner.eq(s.instance.clone()))
+                .add(pp::Column::LeaseUntil.is_null())
+                .add(pp::Column::LeaseUntil.lt(now)),
+        )
+        .exec(&s.db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Runs the process's remaining stages while this server holds its lease. Returns where it stands.
+pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> {
+    loop {
+        let p = pp::Entity::find_by_id(process_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
+        let status = ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running);
+        if status != ProcessStatus::Running {
+            return Ok(status);
+        }
+        let rows = ps::Entity::find().filter(ps::Column::ProcessId.eq(process_id)).all(&s.db).await?;
+        let next = Stage::ALL.into_iter().find(|st| {
+            rows.iter()
+                .find(|r| r.stage == st.code())
+                .is_none_or(|r| !matches!(StageStatus::from_code(&r.status), Some(StageStatus::Succeeded | StageStatus::Skipped)))
+        });
+        let Some(stage) = next else {
+            finish_process(s, process_id, ProcessStatus::Completed, None).await?;
+            return Ok(ProcessStatus::Completed);
+        };
+        if !renew_lease(s, process_id).await? {
+            return Ok(ProcessStatus::Running);
+        }
+        let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
+        let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
+        let now = s.now();
+        let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
+        set_stage(&s.db, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
+        log(
+            &s.db,
+            now,
+            process_id,
+            stage,
+            attempt,
+            if interrupted {
+                format!("Attempt {attempt} started after an interruption of the previous attempt.")
+            } else {
+                format!("Attempt {attempt} started.")
+            },
+        )
+        .await?;
+        let end = match stage {
+            Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
+            Stage::CaptureOrRefund => stages::capture(s, &p, attempt).await?,
+            Stage::PostPaymentJournal => stages::payment_journal(s, &p).await?,
+            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &p, attempt).await?,
+        };
+        let now = s.now();
+        match end {
+            StageEnd::Succeeded(msg) => {
+                set_stage(&s.db, process_id, stage, StageStatus::Succeeded, attempt, None, Some(now), None).await?;
+                log(&s.db, now, process_id, stage, attempt, msg).await?;
+            }
+            StageEnd::Skipped(msg) => {
+                set_stage(&s.db, process_id, stage, StageStatus::Skipped, attempt, None, Some(now), None).await?;
+                log(&s.db, now, process_id, stage, attempt, msg).await?;
+            }
+            StageEnd::Failed(msg) => {
+                let txn = s.db.begin().await?;
+                set_stage(&txn, process_id, stage, StageStatus::Failed, attempt, None, Some(now), Some(msg.clone())).await?;
+                log(&txn, now, process_id, stage, attempt, format!("Failed: {msg}")).await?;
+                pp::Entity::update_many()
+                    .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Incomplete.code()))
+                    .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
+                    .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+                    .col_expr(pp::Column::LastError, Expr::value(Some(format!("{}: {msg}", stage.label()))))
+                    .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+                    .filter(pp::Column::Id.eq(process_id))
+                    .exec(&txn)
+                    .await?;
+                txn.commit().await?;
+                return Ok(ProcessStatus::Incomplete);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn set_stage(
+    db: &impl ConnectionTrait,
+    process_id: i32,
+    stage: Stage,
+    status: StageStatus,
+    attempts: i32,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+) -> Result<(), DbErr> {
+    let mut q = ps::Entity::update_many()
+        .col_expr(ps::Column::Status, Expr::value(status.code()))
+        .col_expr(ps::Column::Attempts, Expr::value(attempts))
+        .col_expr(ps::Column::Error, Expr::value(error));
+    if let Some(t) = started_at {
+        q = q.col_expr(ps::Column::StartedAt, Expr::value(t)).col_expr(ps::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None));
+    }
+    if let Some(t) = finished_at {
+        q = q.col_expr(ps::Column::FinishedAt, Expr::value(t));
+    }
+    q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(stage.code())).exec(db).await.map(|_| ())
+}
+
+async fn finish_process(s: &Services, process_id: i32, status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
+    pp::Entity::update_many()
+        .col_expr(pp::Column::Status, Expr::value(status.code()))
+        .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(pp::Column::LastError, Expr::value(error))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(s.now()))
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
+        .exec(&s.db)
+        .await
+        .map(|_| ())
+}
+
+/// Resume (R-PIP-4): restarts an incomplete process from its failed stage. Exactly one of two
+/// concurrent resumes wins; the other is told the process is no longer incomplete.
+pub async fn resume(s: &Services, actor: &str, process_id: i32) -> ServiceResult<InvoiceOutcome> {
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    let claimed = pp::Entity::update_many()
+        .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Running.code()))
+        .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
+        .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
+        .exec(&txn)
+        .await?;
+    let p = pp::Entity::find_by_id(process_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
+    if claimed.rows_affected != 1 {
+        let status = ProcessStatus::from_code(&p.status).map(|s| s.label()).unwrap_or("unknown");
+        return Err(ServiceError::Conflict(format!("Only an incomplete payment can be resumed; this one is {status}.")));
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    audit::record(&txn, now, actor, "payment_process.resume", &invoice.number, None, None).await?;
+    txn.commit().await?;
+    let status = run(s, process_id).await?;
+    outcome(s, invoice, process_id, status).await
+}
+
+/// Terminate (R-PIP-4): ends an incomplete process, with the reason, audited.
+pub async fn terminate(s: &Services, actor: &str, process_id: i32, reason: &str) -> ServiceResult<()> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ServiceError::field("reason", "Give the reason for terminating (at most 500 characters)."));
+    }
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    let done = pp::Entity::update_many()
+        .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Terminated.code()))
+        .col_expr(pp::Column::TerminatedReason, Expr::value(reason))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
+        .exec(&txn)
+        .await?;
+    let p = pp::Entity::find_by_id(process_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
+    if done.rows_affected != 1 {
+        let status = ProcessStatus::from_code(&p.status).map(|s| s.label()).unwrap_or("unknown");
+        return Err(ServiceError::Conflict(format!("Only an incomplete payment can be terminated; this one is {status}.")));
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    audit::record(
+        &txn,
+        now,
+        actor,
+        "payment_process.terminate",
+        &invoice.number,
+        Some(serde_json::json!({ "status": "incomplete", "error": p.last_error })),
+        Some(serde_json::json!({ "status": "terminated", "reason": reason })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// What one recovery pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    pub taken_over: u32,
+    pub completed: u32,
+    pub incomplete: u32,
+    pub requests_resolved: u32,
+}
+
+/// Takes over up to `batch` running processes whose lease ran out (their server stopped) and runs
+/// them to completion or to Incomplete; then resolves order authorizations left pending.
+pub async fn recover(s: &Services, batch: u64) -> ServiceResult<RecoveryReport> {
+    let mut report = RecoveryReport::default();
+    let now = s.now();
+    let stale = pp::Entity::find()
+        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
+        .filter(Condition::any().add(pp::Column::LeaseUntil.is_null()).add(pp::Column::LeaseUntil.lt(now)))
+        .order_by_asc(pp::Column::Id)
+        .limit(batch)
+        .all(&s.db)
+        .await?;
+    for p in stale {
+        if !renew_lease(s, p.id).await? {
+            continue;
+        }
+        report.taken_over += 1;
+        match run(s, p.id).await? {
+            ProcessStatus::Completed => report.completed += 1,
+            ProcessStatus::Incomplete => report.incomplete += 1,
+            _ => {}
+        }
+    }
+    report.requests_resolved = stages::resolve_placement_requests(s, batch).await?;
+    Ok(report)
+}

@@ -1,0 +1,108 @@
+//! Processor requests: the durable intent written (with its tracking id) before every processor
+//! call, and the outcome written after. A crash between the two leaves a `pending` row that
+//! recovery resolves by asking the processor about that tracking id, never by charging again.
+use crate::connector::{ConnectorError, Outcome};
+use crate::domain::money::Money;
+use crate::domain::order::{Command, RequestStatus};
+use crate::domain::pipeline::Stage;
+use crate::entity::processor_request as pr;
+use crate::service::Services;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+
+/// What a request is for.
+#[derive(Clone, Copy, Debug)]
+pub struct Purpose {
+    pub order_id: i32,
+    pub authorization_id: Option<i32>,
+    pub process: Option<(i32, Stage)>,
+}
+
+/// Obtains a tracking id from the connector and writes the intent (status pending) before the call.
+pub async fn begin(s: &Services, connector_id: i32, command: Command, amount: Money, purpose: Purpose) -> Result<pr::Model, BeginError> {
+    let reference = s.connector.payment_reference(command, amount).await.map_err(BeginError::Connector)?;
+    let m = pr::ActiveModel {
+        tracking_id: Set(reference.tracking_id),
+        connector_id: Set(connector_id),
+        command: Set(command.code().to_string()),
+        currency: Set(amount.currency().code().to_string()),
+        amount_minor: Set(amount.minor()),
+        order_id: Set(purpose.order_id),
+        authorization_id: Set(purpose.authorization_id),
+        process_id: Set(purpose.process.map(|p| p.0)),
+        stage: Set(purpose.process.map(|p| p.1.code().to_string())),
+        status: Set(RequestStatus::Pending.code().to_string()),
+        processor_reference: Set(None),
+        message: Set(None),
+        initiated_at: Set(reference.initiated_at),
+        completed_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&s.db)
+    .await
+    .map_err(BeginError::Database)?;
+    Ok(m)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error("{0}")]
+    Connector(ConnectorError),
+    #[error("{0}")]
+    Database(DbErr),
+}
+
+/// Writes the outcome of a request (inside the caller's transaction, with its effects).
+pub async fn finish(
+    db: &impl ConnectionTrait,
+    request: &pr::Model,
+    status: RequestStatus,
+    processor_reference: Option<String>,
+    message: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    let mut am: pr::ActiveModel = request.clone().into();
+    am.status = Set(status.code().to_string());
+    am.processor_reference = Set(processor_reference);
+    am.message = Set(message);
+    am.completed_at = Set(if matches!(status, RequestStatus::Pending | RequestStatus::Unknown) { None } else { Some(at) });
+    am.update(db).await.map(|_| ())
+}
+
+/// The latest request of a process stage, if any.
+pub async fn latest_for_stage(db: &impl ConnectionTrait, process_id: i32, stage: Stage) -> Result<Option<pr::Model>, DbErr> {
+    pr::Entity::find()
+        .filter(pr::Column::ProcessId.eq(process_id))
+        .filter(pr::Column::Stage.eq(stage.code()))
+        .order_by_desc(pr::Column::Id)
+        .one(db)
+        .await
+}
+
+/// How a call (or a query about an earlier call) came out.
+#[derive(Clone, Debug)]
+pub enum Resolution {
+    Done(Outcome),
+    /// Nothing happened at the processor; safe to send the same tracking id again.
+    NotProcessed(String),
+    /// Still unknown (timeout, and the processor could not be asked).
+    Unknown(String),
+}
+
+/// Turns a call's result into a resolution; on a timeout, asks the processor about the tracking id.
+pub async fn resolve<T>(s: &Services, tracking_id: &str, result: Result<T, ConnectorError>, wrap: impl FnOnce(T) -> Outcome) -> Resolution {
+    match result {
+        Ok(v) => Resolution::Done(wrap(v)),
+        Err(ConnectorError::Declined { code, message }) => Resolution::Done(Outcome::Declined { code, message }),
+        Err(e @ (ConnectorError::Unavailable(_) | ConnectorError::Invalid(_))) => Resolution::NotProcessed(e.to_string()),
+        Err(ConnectorError::Timeout) => ask(s, tracking_id).await,
+    }
+}
+
+/// Asks the processor what became of a tracking id (R-CAP-5).
+pub async fn ask(s: &Services, tracking_id: &str) -> Resolution {
+    match s.connector.query(tracking_id).await {
+        Ok(Some(outcome)) => Resolution::Done(outcome),
+        Ok(None) => Resolution::NotProcessed(format!("the processor has no record of tracking id {tracking_id}")),
+        Err(e) => Resolution::Unknown(format!("the processor did not answer and could not be asked about tracking id {tracking_id}: {e}")),
+    }
+}

@@ -1,0 +1,387 @@
+//! Stages 2–4 of the invoice payment process. Each is idempotent: it first looks at what an earlier
+//! attempt recorded, asks the processor about any request whose outcome was not recorded, and only
+//! then sends a request, reusing the earlier tracking id when the processor never received it.
+use super::requests::{self, Purpose, Resolution};
+use super::{log, post_journal, StageEnd};
+use crate::connector::{ConnectorError, Outcome};
+use crate::domain::capture::{capture_path, CaptureConditions, CapturePath};
+use crate::domain::money::{Currency, Money};
+use crate::domain::order::{accounts, AuthorizationStatus, Command, JournalKind, JournalLine, RequestStatus, Tender};
+use crate::domain::parameters::PaymentMethodVariant;
+use crate::domain::pipeline::Stage;
+use crate::entity::{
+    authorization as au, capture as cap, connector, connector_merchant_property as cmp, invoice as inv, payment_line as pl,
+    payment_process as pp, processor_request as pr, sales_order as so,
+};
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::{features, for_update, orders, parameters, Services};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+
+fn currency(code: &str) -> Currency {
+    Currency::from_code(code).unwrap_or(Currency::Usd)
+}
+
+async fn conditions(s: &Services, order: &so::Model, auth: &au::Model) -> ServiceResult<CaptureConditions> {
+    let feats = features::load(&s.db).await?;
+    let params = parameters::load(&s.db).await?;
+    let props = cmp::Entity::find_by_id((auth.connector_id, order.channel_id)).one(&s.db).await?;
+    let conn = connector::Entity::find_by_id(auth.connector_id).one(&s.db).await?;
+    Ok(CaptureConditions {
+        supports_multiple_captures: auth.supports_multiple_captures,
+        incremental_capture_feature: feats.is_enabled(crate::Feature::IncrementalCapture),
+        credit_card_authorization: params.credit_card_authorization(),
+        expired: auth.expires_at <= s.now(),
+        request_protection: props.as_ref().is_some_and(|p| p.enable_request_protection),
+        payment_method_variant: PaymentMethodVariant::from_code(&auth.payment_method_variant),
+        non_incremental_capture_methods: props.map(|p| p.non_incremental_capture_methods).unwrap_or_default(),
+        merchant_allows_multiple_partial_captures: conn.is_some_and(|c| c.allow_multiple_partial_capture),
+    })
+}
+
+fn path_text(path: &CapturePath) -> String {
+    match path {
+        CapturePath::Incremental => "Incremental capture against the original authorization".into(),
+        CapturePath::Legacy(reasons) => format!(
+            "Legacy capture, then a new authorization for the balance, because {}",
+            reasons.iter().map(|r| r.message()).collect::<Vec<_>>().join("; ")
+        ),
+    }
+}
+
+/// Stage 2: capture the invoiced amount against the order's authorization (R-CAP-1..5).
+pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+    let stage = Stage::CaptureOrRefund;
+    if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
+        match RequestStatus::from_code(&req.status) {
+            Some(RequestStatus::Succeeded) => {
+                return Ok(StageEnd::Succeeded(format!("Already captured by tracking id {}.", req.tracking_id)));
+            }
+            Some(RequestStatus::Pending | RequestStatus::Unknown | RequestStatus::Failed) => {
+                let auth = au::Entity::find_by_id(req.authorization_id.unwrap_or_default())
+                    .one(&s.db)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound("authorization of the capture request".into()))?;
+                log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
+                return match requests::ask(s, &req.tracking_id).await {
+                    Resolution::NotProcessed(why) => {
+                        log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
+                        let current = pp::Entity::find_by_id(p.id).one(&s.db).await?;
+                        let final_capture = current.and_then(|c| c.capture_path).is_some_and(|t| t.starts_with("Legacy"));
+                        send_capture(s, p, &req, &auth, attempt, final_capture).await
+                    }
+                    other => record_capture(s, p, &req, &auth, other).await,
+                };
+            }
+            _ => {}
+        }
+    }
+    let order = orders::find(&s.db, p.order_id).await?;
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let cur = currency(&invoice.currency);
+    let cards = pl::Entity::find().filter(pl::Column::OrderId.eq(order.id)).filter(pl::Column::Tender.eq(Tender::Card.code())).count(&s.db).await?;
+    if cards == 0 {
+        return Ok(StageEnd::Skipped("The order has no card payment; nothing to capture.".into()));
+    }
+    let Some(auth) = au::Entity::find()
+        .filter(au::Column::OrderId.eq(order.id))
+        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+        .order_by_desc(au::Column::Id)
+        .one(&s.db)
+        .await?
+    else {
+        return Ok(StageEnd::Failed(format!("{} has no open card authorization; take a new payment on the order, then resume.", order.number)));
+    };
+    if auth.expires_at <= s.now() {
+        return Ok(StageEnd::Failed(format!(
+            "The authorization expired on {} and cannot be captured (R-AUT-3); take a new payment on the order, then resume.",
+            auth.expires_at.format("%Y-%m-%d")
+        )));
+    }
+    let path = capture_path(&conditions(s, &order, &auth).await?);
+    let remaining = auth.amount_minor - auth.captured_minor;
+    let amount = std::cmp::min(invoice.amount_minor, remaining);
+    if amount <= 0 {
+        return Ok(StageEnd::Failed("Nothing is left on the authorization to capture; take a new payment, then resume.".into()));
+    }
+    pp::Entity::update_many()
+        .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
+        .filter(pp::Column::Id.eq(p.id))
+        .exec(&s.db)
+        .await?;
+    let mut msg = format!("{}.", path_text(&path));
+    if amount < invoice.amount_minor {
+        msg.push_str(&format!(
+            " The invoice ({}) exceeds what is left on the authorization; {} is captured and the rest stays due (R-CAP-4).",
+            Money::from_minor(invoice.amount_minor, cur),
+            Money::from_minor(amount, cur)
+        ));
+    }
+    log(&s.db, s.now(), p.id, stage, attempt, msg).await?;
+    let req = requests::begin(
+        s,
+        auth.connector_id,
+        Command::Capture,
+        Money::from_minor(amount, cur),
+        Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)) },
+    )
+    .await
+    .map_err(|e| ServiceError::Conflict(e.to_string()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
+    };
+    log(
+        &s.db,
+        s.now(),
+        p.id,
+        stage,
+        attempt,
+        format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference),
+    )
+    .await?;
+    send_capture(s, p, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
+}
+
+async fn send_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await;
+    if matches!(result, Err(ConnectorError::Timeout)) {
+        log(&s.db, s.now(), p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
+    }
+    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
+    record_capture(s, p, req, auth, resolution).await
+}
+
+async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
+    let now = s.now();
+    let cur = currency(&req.currency);
+    let txn = s.db.begin().await?;
+    let end = match resolution {
+        Resolution::Done(Outcome::Captured(c)) => {
+            let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
+            let captured = a.captured_minor + c.amount.minor();
+            let status = if captured >= a.amount_minor {
+                AuthorizationStatus::FullyCaptured
+            } else if c.authorization_closed {
+                AuthorizationStatus::Closed
+            } else {
+                AuthorizationStatus::Open
+            };
+            cap::ActiveModel {
+                authorization_id: Set(a.id),
+                order_id: Set(a.order_id),
+                invoice_id: Set(Some(p.invoice_id)),
+                amount_minor: Set(c.amount.minor()),
+                refunded_minor: Set(0),
+                processor_reference: Set(c.reference.clone()),
+                tracking_id: Set(req.tracking_id.clone()),
+                captured_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            au::Entity::update_many()
+                .col_expr(au::Column::CapturedMinor, Expr::value(captured))
+                .col_expr(au::Column::Status, Expr::value(status.code()))
+                .filter(au::Column::Id.eq(a.id))
+                .exec(&txn)
+                .await?;
+            pp::Entity::update_many()
+                .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(c.amount.minor()))
+                .filter(pp::Column::Id.eq(p.id))
+                .exec(&txn)
+                .await?;
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
+            StageEnd::Succeeded(format!(
+                "Captured {} (capture {}, tracking id {}); {} of {} authorized is now captured; authorization {}.",
+                c.amount,
+                c.reference,
+                req.tracking_id,
+                Money::from_minor(captured, cur),
+                Money::from_minor(a.amount_minor, cur),
+                status.label().to_lowercase()
+            ))
+        }
+        Resolution::Done(Outcome::Declined { code, message }) => {
+            requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
+            StageEnd::Failed(format!("The processor declined the capture ({code}): {message}"))
+        }
+        Resolution::Done(other) => {
+            requests::finish(&txn, req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
+            StageEnd::Failed("The processor gave an unexpected answer to the capture.".into())
+        }
+        Resolution::NotProcessed(m) => {
+            requests::finish(&txn, req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
+            StageEnd::Failed(format!("The capture was not processed ({m}). Resume sends it again with the same tracking id."))
+        }
+        Resolution::Unknown(m) => {
+            requests::finish(&txn, req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
+            StageEnd::Failed(format!("The outcome of the capture is unknown ({m}). Resume asks the processor first and never captures twice."))
+        }
+    };
+    txn.commit().await?;
+    Ok(end)
+}
+
+/// Stage 3: post the customer payment journal for what stage 2 captured (once per process).
+pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> {
+    let p = pp::Entity::find_by_id(p.id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
+    if p.captured_minor == 0 {
+        return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
+    }
+    let fired = crate::connector::faults::fire(&s.db, "journal").await?;
+    if fired.error_before {
+        return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let order = orders::find(&s.db, p.order_id).await?;
+    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
+    let txn = s.db.begin().await?;
+    let posted = post_journal(
+        &txn,
+        s.now(),
+        &format!("payment:process:{}", p.id),
+        JournalKind::CustomerPayment,
+        p.order_id,
+        Some(p.invoice_id),
+        amount.currency(),
+        &format!("Card payment for {} ({})", invoice.number, order.number),
+        vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(match posted {
+        Some(j) => StageEnd::Succeeded(format!("Posted payment journal {} for {amount}: debit {}, credit {}.", j.number, accounts::CARD_CLEARING, accounts::ACCOUNTS_RECEIVABLE)),
+        None => StageEnd::Succeeded("The payment journal had already been posted.".into()),
+    })
+}
+
+/// Stage 4: authorize what is left to invoice when no open authorization covers it (R-CAP-3).
+pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+    let stage = Stage::AuthorizeRemaining;
+    let line_of = |order_id: i32| async move {
+        pl::Entity::find()
+            .filter(pl::Column::OrderId.eq(order_id))
+            .filter(pl::Column::Tender.eq(Tender::Card.code()))
+            .order_by_desc(pl::Column::Id)
+            .one(&s.db)
+            .await
+    };
+    if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
+        match RequestStatus::from_code(&req.status) {
+            Some(RequestStatus::Succeeded) => return Ok(StageEnd::Succeeded(format!("Already authorized by tracking id {}.", req.tracking_id))),
+            Some(RequestStatus::Pending | RequestStatus::Unknown | RequestStatus::Failed) => {
+                let line = line_of(p.order_id).await?.ok_or_else(|| ServiceError::NotFound("card payment line".into()))?;
+                log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
+                let resolution = match requests::ask(s, &req.tracking_id).await {
+                    Resolution::NotProcessed(why) => {
+                        log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
+                        let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+                        let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+                        requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await
+                    }
+                    other => other,
+                };
+                return finish_authorization(s, &req, &line, resolution).await;
+            }
+            _ => {}
+        }
+    }
+    let order = orders::find(&s.db, p.order_id).await?;
+    let balance = orders::balance(&s.db, &order).await?;
+    if balance.minor() == 0 {
+        return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
+    }
+    let Some(line) = line_of(order.id).await? else {
+        return Ok(StageEnd::Skipped("The order has no card payment; the balance is paid otherwise.".into()));
+    };
+    let now = s.now();
+    let open = au::Entity::find()
+        .filter(au::Column::OrderId.eq(order.id))
+        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+        .all(&s.db)
+        .await?;
+    let covered: i64 = open.iter().filter(|a| a.expires_at > now).map(|a| a.amount_minor - a.captured_minor).sum();
+    let incremental = pp::Entity::find_by_id(p.id).one(&s.db).await?.and_then(|x| x.capture_path).is_some_and(|t| t.starts_with("Incremental"));
+    if incremental && covered > 0 && covered < balance.minor() {
+        // R-CAP-1 and R-AUT-2: the original authorization is retained, no overlapping one is
+        // taken; a total that grew without an edit of the payment line is captured only up to it.
+        return Ok(StageEnd::Skipped(format!(
+            "The original authorization is retained with {} for the {} still to invoice; only the authorized amount will be captured.",
+            Money::from_minor(covered, balance.currency()),
+            balance
+        )));
+    }
+    if covered >= balance.minor() {
+        return Ok(StageEnd::Skipped(format!(
+            "The open authorization keeps {} for the {} still to invoice; no new authorization is needed.",
+            Money::from_minor(covered, balance.currency()),
+            balance
+        )));
+    }
+    let amount = Money::from_minor(balance.minor() - covered, balance.currency());
+    let previous = au::Entity::find().filter(au::Column::OrderId.eq(order.id)).order_by_desc(au::Column::Id).one(&s.db).await?;
+    let req = match requests::begin(
+        s,
+        line.connector_id.unwrap_or_default(),
+        Command::Authorize,
+        amount,
+        Purpose { order_id: order.id, authorization_id: previous.map(|a| a.id), process: Some((p.id, stage)) },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
+    };
+    log(&s.db, s.now(), p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
+    let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
+    finish_authorization(s, &req, &line, resolution).await
+}
+
+async fn finish_authorization(s: &Services, req: &pr::Model, line: &pl::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let (status, message) = orders::record_authorization(s, req, line, resolution, req.authorization_id).await?;
+    Ok(match (status, message) {
+        (crate::domain::order::PaymentStatus::Authorized, _) => {
+            StageEnd::Succeeded(format!("Authorized the remaining {amount} (tracking id {}).", req.tracking_id))
+        }
+        (_, Some(m)) => StageEnd::Failed(m),
+        (_, None) => StageEnd::Failed("The remaining amount was not authorized.".into()),
+    })
+}
+
+/// Resolves authorization requests of order placement whose outcome was never recorded (the
+/// server stopped between the call and the outcome): asks the processor, then records.
+pub(super) async fn resolve_placement_requests(s: &Services, batch: u64) -> ServiceResult<u32> {
+    let stale_before = s.now() - s.lease;
+    let pending = pr::Entity::find()
+        .filter(pr::Column::ProcessId.is_null())
+        .filter(pr::Column::Command.eq(Command::Authorize.code()))
+        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
+        .filter(pr::Column::InitiatedAt.lt(stale_before))
+        .order_by_asc(pr::Column::Id)
+        .limit(batch)
+        .all(&s.db)
+        .await?;
+    let mut n = 0;
+    for req in pending {
+        let Some(line) = pl::Entity::find()
+            .filter(pl::Column::OrderId.eq(req.order_id))
+            .filter(pl::Column::Tender.eq(Tender::Card.code()))
+            .order_by_desc(pl::Column::Id)
+            .one(&s.db)
+            .await?
+        else {
+            continue;
+        };
+        let resolution = requests::ask(s, &req.tracking_id).await;
+        if matches!(resolution, Resolution::Unknown(_)) {
+            continue;
+        }
+        orders::record_authorization(s, &req, &line, resolution, req.authorization_id).await?;
+        n += 1;
+    }
+    Ok(n)
+}

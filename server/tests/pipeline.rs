@@ -1,0 +1,307 @@
+//! The invoice payment pipeline against real databases (SQLite and PostgreSQL) and the real
+//! processor simulator: incremental and legacy capture, faults, resume, terminate, recovery after a
+//! crash between intent and outcome, and the invariants after each.
+use payments::connector::{faults, simulator};
+use payments::db_test;
+use payments::domain::order::{AuthorizationStatus, Command, PaymentStatus};
+use payments::domain::payment_views::OrderDetail;
+use payments::domain::pipeline::{ProcessStatus, Stage, StageStatus};
+use payments::entity::{audit_log, capture, payment_process, processor_request, process_stage};
+use payments::pipeline::{self, invariants, queries, requests};
+use payments::service::{orders, Services};
+use payments::testing::{enable_pipeline, fixture, OrderBuilder, TestDb};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+async fn detail(s: &Services, order_id: i32) -> OrderDetail {
+    orders::detail(s, order_id).await.unwrap()
+}
+
+/// Invoices `qty` of each line (in line order).
+async fn invoice(s: &Services, order_id: i32, qty: &[i32]) -> payments::domain::payment_views::InvoiceOutcome {
+    let d = detail(s, order_id).await;
+    let q: Vec<(i32, i32)> = d.lines.iter().zip(qty).map(|(l, q)| (l.id, *q)).collect();
+    pipeline::invoice(s, "finance", order_id, &q).await.unwrap()
+}
+
+async fn assert_clean(db: &TestDb) {
+    let r = invariants::check(&db.services.db).await.unwrap();
+    assert!(r.clean(), "invariants: {r:?}");
+}
+
+db_test!(incremental_capture_keeps_one_authorization_for_two_invoices, |db| {
+    // R-CAP-1, R-CAP-6, R-PIP-1
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").line("Stove", 1, "45.50").tax("8.25").place(s).await;
+    assert_eq!(placed.payment_status, PaymentStatus::Authorized);
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.authorizations.len(), 1);
+    assert_eq!(d.authorizations[0].amount.minor(), 37_400, "345.50 + 8.25 % (28.50375 → 28.50, rounded once) = 374.00");
+    assert!(d.authorizations[0].supports_multiple_captures);
+
+    let first = invoice(s, placed.order_id, &[1, 0]).await;
+    assert_eq!(first.status, ProcessStatus::Completed, "{first:?}");
+    assert_eq!(first.amount.minor(), 16_238, "150.00 + 8.25 % = 162.375 → 162.38");
+    let second = invoice(s, placed.order_id, &[1, 1]).await;
+    assert_eq!(second.status, ProcessStatus::Completed, "{second:?}");
+
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.authorizations.len(), 1, "no new authorization on the incremental path");
+    let auth = &d.authorizations[0];
+    assert_eq!(auth.captures.len(), 2, "one authorization, two captures");
+    // Tax rounded per invoice: 162.38 + 211.63 = 374.01, a cent over the authorization. R-CAP-4:
+    // never capture more than authorized; the cent stays due on the second invoice.
+    assert_eq!(second.amount.minor(), 21_163);
+    assert_eq!(auth.captures[1].amount.minor(), 21_162);
+    assert_eq!(auth.captured.minor(), 37_400);
+    assert_eq!(auth.status, AuthorizationStatus::FullyCaptured);
+    let h2 = queries::history(&s.db, second.process_id).await.unwrap();
+    let log2 = &h2.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap().log;
+    assert!(log2.iter().any(|l| l.message.contains("exceeds what is left on the authorization")), "{log2:?}");
+    assert_eq!(d.balance.minor(), 0);
+    assert_eq!(d.journals.len(), 4, "two invoice journals and two payment journals");
+    let h = queries::history(&s.db, first.process_id).await.unwrap();
+    assert!(h.capture_path.as_deref().unwrap().starts_with("Incremental"), "{:?}", h.capture_path);
+    let auth_stage = h.stages.iter().find(|st| st.stage == Stage::AuthorizeRemaining).unwrap();
+    assert_eq!(auth_stage.status, StageStatus::Skipped, "the original authorization covers the rest");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_clean(&db).await;
+});
+
+db_test!(legacy_path_captures_then_authorizes_the_balance, |db| {
+    // R-CAP-3: incremental capture feature off → capture the invoiced amount, new authorization for the rest.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, false).await;
+    let placed = OrderBuilder::new(&fx).line("Chair", 4, "25.00").place(s).await;
+    let first = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(first.status, ProcessStatus::Completed, "{first:?}");
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.authorizations.len(), 2, "a new authorization for the balance");
+    assert_eq!(d.authorizations[0].status, AuthorizationStatus::Closed);
+    assert_eq!(d.authorizations[0].captured.minor(), 2_500);
+    assert_eq!(d.authorizations[1].amount.minor(), 7_500);
+    assert_eq!(d.authorizations[1].replaces, Some(d.authorizations[0].id));
+    let h = queries::history(&s.db, first.process_id).await.unwrap();
+    assert!(h.capture_path.as_deref().unwrap().contains("Extensibility to support incremental credit card capture is off"));
+    let second = invoice(s, placed.order_id, &[3]).await;
+    assert_eq!(second.status, ProcessStatus::Completed);
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.authorizations.len(), 2, "fully invoiced: nothing left to authorize");
+    assert_eq!(d.authorizations[1].captures.len(), 1, "legacy: one capture per authorization");
+    assert_clean(&db).await;
+});
+
+db_test!(interac_is_never_captured_incrementally, |db| {
+    // R-CAP-2: the payment method variant is in Non incremental capture payment methods, and the
+    // processor says the authorization does not support multiple captures.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Lamp", 2, "10.00").card("6363680000000007").place(s).await;
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Completed);
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    let path = h.capture_path.unwrap();
+    assert!(path.contains("did not say SupportsMultipleCaptures") && path.contains("Non incremental capture payment methods"), "{path}");
+    assert_eq!(detail(s, placed.order_id).await.authorizations.len(), 2);
+    assert_clean(&db).await;
+});
+
+db_test!(a_journal_fault_leaves_the_payment_incomplete_and_resume_does_not_capture_again, |db| {
+    // R-PIP-3, R-PIP-4, R-PIP-5
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Kayak", 1, "500.00").place(s).await;
+    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
+    assert!(out.error.as_deref().unwrap().contains("Post the payment journal"), "{:?}", out.error);
+    let rows = queries::incomplete(&s.db, None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].failed_stage, Some(Stage::PostPaymentJournal));
+    assert_eq!(rows[0].attempts, 1);
+    assert_eq!(queries::incomplete(&s.db, Some(out.invoice_id)).await.unwrap().len(), 1);
+    assert!(queries::invoice_is_card_related(&s.db, out.invoice_id).await.unwrap());
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1);
+
+    let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert_eq!(resumed.status, ProcessStatus::Completed);
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1, "no second capture");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    let journal = h.stages.iter().find(|st| st.stage == Stage::PostPaymentJournal).unwrap();
+    assert_eq!((journal.status, journal.attempts), (StageStatus::Succeeded, 2));
+    assert!(journal.log.iter().any(|l| l.message.contains("injected fault")));
+    let capture_stage = h.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap();
+    assert_eq!(capture_stage.attempts, 1, "the capture stage was not run again");
+    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty());
+    let again = pipeline::resume(s, "finance", out.process_id).await.unwrap_err();
+    assert!(again.to_string().contains("Only an incomplete payment can be resumed"), "{again}");
+    assert_clean(&db).await;
+});
+
+db_test!(a_timeout_after_the_capture_is_resolved_by_asking_not_by_capturing_again, |db| {
+    // R-CAP-5
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Bike", 1, "800.00").place(s).await;
+    faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    let cap = h.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap();
+    assert!(cap.log.iter().any(|l| l.message.contains("No answer in time; asking the processor")), "{:?}", cap.log);
+    assert_clean(&db).await;
+});
+
+db_test!(an_error_before_the_capture_is_retried_with_the_same_tracking_id, |db| {
+    // R-CAP-5: a retried request reuses its PaymentTrackingId.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Boots", 1, "120.00").place(s).await;
+    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
+    let rows = queries::incomplete(&s.db, None).await.unwrap();
+    assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
+    assert!(rows[0].reason.as_deref().unwrap().contains("not processed"), "{:?}", rows[0].reason);
+    let first = processor_request::Entity::find()
+        .filter(processor_request::Column::Command.eq(Command::Capture.code()))
+        .one(&s.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert_eq!(resumed.status, ProcessStatus::Completed);
+    let caps = capture::Entity::find().all(&s.db).await.unwrap();
+    assert_eq!(caps.len(), 1);
+    assert_eq!(caps[0].tracking_id, first.tracking_id, "the retry reused the tracking id");
+    assert_eq!(processor_request::Entity::find().filter(processor_request::Column::Command.eq("capture")).count(&s.db).await.unwrap(), 1);
+    assert_clean(&db).await;
+});
+
+db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_capture, |db| {
+    // Killbill-style: the intent is durable before the call; recovery asks the processor.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Canoe", 1, "900.00").place(s).await;
+    let d = detail(s, placed.order_id).await;
+    // Stage 1 as invoicing does it, then the capture sent but its outcome never recorded (crash).
+    let (inv, process_id) = pipeline::post_invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    let auth = payments::entity::authorization::Entity::find().one(&s.db).await.unwrap().unwrap();
+    let amount = payments::domain::money::Money::from_minor(inv.amount_minor, payments::domain::money::Currency::Usd);
+    let req = requests::begin(
+        s,
+        auth.connector_id,
+        Command::Capture,
+        amount,
+        requests::Purpose { order_id: placed.order_id, authorization_id: Some(auth.id), process: Some((process_id, Stage::CaptureOrRefund)) },
+    )
+    .await
+    .unwrap();
+    s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, false).await.unwrap();
+    process_stage::Entity::update_many()
+        .col_expr(process_stage::Column::Status, sea_orm::sea_query::Expr::value("running"))
+        .filter(process_stage::Column::ProcessId.eq(process_id))
+        .filter(process_stage::Column::Stage.eq("capture_or_refund"))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    // The server "restarts": its lease runs out, recovery takes over.
+    assert_eq!(pipeline::recover(s, 10).await.unwrap().taken_over, 0, "a live lease is not taken over");
+    db.clock.advance(chrono::Duration::seconds(31));
+    let report = pipeline::recover(s, 10).await.unwrap();
+    assert_eq!((report.taken_over, report.completed), (1, 1), "{report:?}");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "the processor captured once");
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1);
+    let p = payment_process::Entity::find_by_id(process_id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(p.status, "completed");
+    assert_clean(&db).await;
+});
+
+db_test!(terminate_needs_a_reason_and_is_audited, |db| {
+    // R-PIP-4
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Paddle", 2, "30.00").place(s).await;
+    faults::add(&s.db, s.now(), "capture", "error_before", "1", "", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
+    let err = pipeline::terminate(s, "finance", out.process_id, "  ").await.unwrap_err();
+    assert_eq!(err.code(), "PS_VALIDATION");
+    assert_eq!(queries::incomplete(&s.db, None).await.unwrap().len(), 1, "a refused terminate changes nothing");
+    pipeline::terminate(s, "finance", out.process_id, "Customer paid by bank transfer").await.unwrap();
+    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty());
+    let entry = audit_log::Entity::find().filter(audit_log::Column::Action.eq("payment_process.terminate")).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(entry.actor, "finance");
+    assert!(entry.after.unwrap().contains("Customer paid by bank transfer"));
+    assert!(pipeline::resume(s, "finance", out.process_id).await.is_err(), "a terminated process cannot be resumed");
+});
+
+db_test!(two_resumes_of_one_process_never_both_run, |db| {
+    // R-PIP-4 under concurrency: the claim is one conditional UPDATE.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tarp", 1, "40.00").place(s).await;
+    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    let other = Services { instance: "other-server".into(), ..s.clone() };
+    let (a, b) = tokio::join!(pipeline::resume(s, "finance", out.process_id), pipeline::resume(&other, "supervisor", out.process_id));
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one resume wins: {a:?} / {b:?}");
+    assert_eq!(payments::entity::journal::Entity::find().count(&s.db).await.unwrap(), 2);
+    assert_clean(&db).await;
+});
+
+db_test!(without_status_monitoring_invoicing_is_one_step_and_nothing_is_listed, |db| {
+    // R-PIP-6
+    let s = &db.services;
+    let fx = fixture(s).await;
+    let placed = OrderBuilder::new(&fx).line("Rope", 3, "9.99").place(s).await;
+    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[3]).await;
+    assert!(out.error.is_some(), "the failure is reported to whoever invoiced");
+    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty(), "nothing shows on the Incomplete cards payment page");
+    let p = payment_process::Entity::find_by_id(out.process_id).one(&s.db).await.unwrap().unwrap();
+    assert!(!p.monitored);
+});
+
+db_test!(invoicing_more_than_is_open_is_refused_and_writes_nothing, |db| {
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
+    let d = detail(s, placed.order_id).await;
+    for q in [3, -1] {
+        let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, q)]).await.unwrap_err();
+        assert_eq!(err.code(), "PS_VALIDATION", "{err}");
+    }
+    let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 0)]).await.unwrap_err();
+    assert!(err.to_string().contains("at least one line"));
+    assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert_eq!(payments::entity::journal::Entity::find().count(&s.db).await.unwrap(), 0);
+    invoice(s, placed.order_id, &[2]).await;
+    let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap_err();
+    assert!(err.to_string().contains("0 can be invoiced"), "{err}");
+});
+
+db_test!(a_declined_card_is_recorded_and_the_order_cannot_capture, |db| {
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").card("4000000000000002").place(s).await;
+    assert_eq!(placed.payment_status, PaymentStatus::Declined);
+    assert!(placed.message.unwrap().contains("declined"));
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
+    assert!(out.error.unwrap().contains("no open card authorization"));
+    assert_clean(&db).await;
+});
