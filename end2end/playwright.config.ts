@@ -14,8 +14,14 @@ if (!process.env.PAYSTAGE_E2E_PORT) {
   ]).toString().trim();
   process.env.PAYSTAGE_E2E_PASSWORD = randomBytes(12).toString('hex');
   process.env.PAYSTAGE_E2E_DB = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-')), 'e2e.db');
+  process.env.PAYSTAGE_E2E_PORT2 = execFileSync(process.execPath, [
+    '-e',
+    "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
+  ]).toString().trim();
+  process.env.PAYSTAGE_E2E_DB2 = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-orders-')), 'e2e.db');
 }
 const port = process.env.PAYSTAGE_E2E_PORT;
+const port2 = process.env.PAYSTAGE_E2E_PORT2;
 const root = resolve(__dirname, '..');
 const bin = process.env.PAYSTAGE_BIN ?? join(root, 'target/debug/paystage');
 
@@ -38,19 +44,22 @@ export default defineConfig({
         '--disable-sync', '--no-first-run', '--disable-quic'],
     },
   },
-  webServer: {
+  // Server 1: demo users and reference data, every feature off (the feature and parameter tests
+  // start from there). Server 2: demo orders too, with the card payment features on (pipeline tests).
+  webServer: [port, port2].map((p, i) => ({
     command: `${bin} serve`,
-    url: `http://127.0.0.1:${port}/healthz`,
+    url: `http://127.0.0.1:${p}/healthz`,
     timeout: 120_000,
     reuseExistingServer: false,
-    stdout: 'pipe',
+    stdout: 'pipe' as const,
     env: {
-      DATABASE_URL: `sqlite://${process.env.PAYSTAGE_E2E_DB}`,
-      PAYSTAGE_PORT: port!,
+      DATABASE_URL: `sqlite://${i === 0 ? process.env.PAYSTAGE_E2E_DB : process.env.PAYSTAGE_E2E_DB2}`,
+      PAYSTAGE_PORT: p!,
       PAYSTAGE_DEMO: 'true',
+      PAYSTAGE_DEMO_ORDERS: i === 0 ? 'false' : 'true',
       PAYSTAGE_DEMO_PASSWORD: process.env.PAYSTAGE_E2E_PASSWORD!,
       PAYSTAGE_SITE_ROOT: join(root, 'target/site'),
       PAYSTAGE_LOG: 'warn',
     },
-  },
+  })),
 });

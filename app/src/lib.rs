@@ -47,6 +47,15 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=login::LoginPage />
                 <Route path=path!("/") view=|| view! { <Layout><home::HomePage /></Layout> } />
                 <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
+                <Route path=path!("/orders") view=|| view! { <Layout><orders::OrdersPage /></Layout> } />
+                <Route path=path!("/orders/new") view=|| view! { <Layout><new_order::NewOrderPage /></Layout> } />
+                <Route path=path!("/orders/:id") view=|| view! { <Layout><orders::OrderDetailPage /></Layout> } />
+                <Route path=path!("/payments/incomplete") view=|| view! { <Layout><incomplete::IncompletePage /></Layout> } />
+                <Route
+                    path=path!("/payments/process/:id")
+                    view=|| view! { <Layout><incomplete::ProcessHistoryPage /></Layout> }
+                />
+                <Route path=path!("/admin/simulator") view=|| view! { <Layout><simulator::SimulatorPage /></Layout> } />
                 <Route path=path!("/admin/features") view=|| view! { <Layout><features::FeaturesPage /></Layout> } />
                 <Route path=path!("/admin/users") view=|| view! { <Layout><users::UsersPage /></Layout> } />
                 <Route path=path!("/admin/audit") view=|| view! { <Layout><audit::AuditPage /></Layout> } />

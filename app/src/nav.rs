@@ -34,9 +34,14 @@ pub struct PageDef {
 }
 
 const ADMIN: &[Role] = &[Role::Administrator];
+const ORDERS: &[Role] = &[Role::Finance, Role::CallCenter];
+const FINANCE: &[Role] = &[Role::Finance];
 
 pub const PAGES: &[PageDef] = &[
     PageDef { path: "/", title: "Overview", group: NavGroup::Home, roles: &[] },
+    PageDef { path: "/orders", title: "Sales orders", group: NavGroup::AccountsReceivable, roles: ORDERS },
+    PageDef { path: "/orders/new", title: "New sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
+    PageDef { path: "/payments/incomplete", title: "Incomplete cards payment", group: NavGroup::AccountsReceivable, roles: FINANCE },
     PageDef {
         path: "/parameters/accounts-receivable",
         title: "Accounts receivable parameters",
@@ -57,14 +62,37 @@ pub const PAGES: &[PageDef] = &[
     PageDef { path: "/admin/features", title: "Feature management", group: NavGroup::SystemAdministration, roles: ADMIN },
     PageDef { path: "/admin/users", title: "Users", group: NavGroup::SystemAdministration, roles: ADMIN },
     PageDef { path: "/admin/audit", title: "Audit log", group: NavGroup::SystemAdministration, roles: ADMIN },
+    PageDef { path: "/admin/simulator", title: "Processor simulator", group: NavGroup::SystemAdministration, roles: ADMIN },
 ];
+
+/// Pages reached from other pages, not listed in the navigation; `:id` matches one path segment.
+pub const DETAIL_PAGES: &[PageDef] = &[
+    PageDef { path: "/orders/:id", title: "Sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
+    PageDef { path: "/payments/process/:id", title: "Payment stages", group: NavGroup::AccountsReceivable, roles: FINANCE },
+];
+
+fn matches_pattern(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with(':') => {
+                if b.is_empty() {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
 
 /// Pages anyone may open.
 pub const PUBLIC_PATHS: &[&str] = &["/login"];
 
 pub fn page_for(path: &str) -> Option<&'static PageDef> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    PAGES.iter().find(|p| p.path == path)
+    PAGES.iter().find(|p| p.path == path).or_else(|| DETAIL_PAGES.iter().find(|p| matches_pattern(p.path, path)))
 }
 
 #[cfg(test)]
@@ -76,6 +104,14 @@ mod tests {
         for p in PAGES.iter().filter(|p| p.path.starts_with("/parameters") || p.path.starts_with("/admin")) {
             assert_eq!(p.roles, ADMIN, "{}", p.path);
         }
+    }
+
+    #[test]
+    fn detail_pages_are_guarded_by_pattern() {
+        assert_eq!(page_for("/orders/12").map(|p| p.roles), Some(ORDERS));
+        assert_eq!(page_for("/orders/new").map(|p| p.title), Some("New sales order"));
+        assert_eq!(page_for("/payments/process/3").map(|p| p.roles), Some(FINANCE));
+        assert!(page_for("/orders/12/extra").is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 const pages = [
   '/', '/admin/features', '/admin/users', '/admin/audit', '/parameters/accounts-receivable',
   '/parameters/call-center', '/parameters/commerce', '/parameters/payment-properties', '/parameters/connectors',
-  '/parameters/electronic-payment-setup',
+  '/parameters/electronic-payment-setup', '/admin/simulator',
 ];
 
 test('every page renders and hydrates cleanly', async ({ page }) => {

@@ -268,7 +268,7 @@ impl OrderBuilder {
     }
 
     /// Tokenizes the card on the simulator (as its acceptance page does) and places the order.
-    pub async fn place(mut self, s: &Services) -> crate::service::orders::PlacedOrder {
+    pub async fn place(mut self, s: &Services) -> crate::domain::payment_views::PlacedOrder {
         let t = s
             .connector
             .tokenize(crate::connector::CardEntry { number: self.card_number.clone(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })

@@ -17,6 +17,9 @@ pub struct Config {
     pub site_root: PathBuf,
     /// `PAYSTAGE_DEMO`: seed demo users and data on first start (default false).
     pub demo: bool,
+    /// `PAYSTAGE_DEMO_ORDERS`: with demo mode, also turn on the card payment features and place
+    /// demo orders in every state (default: the value of `PAYSTAGE_DEMO`).
+    pub demo_orders: bool,
     /// `PAYSTAGE_ADMIN_PASSWORD`: the first administrator's password (random when unset).
     pub admin_password: Option<String>,
     /// `PAYSTAGE_DEMO_PASSWORD`: one password for all demo users, for automated tests.
@@ -30,6 +33,12 @@ pub struct Config {
     pub public_origin: Option<String>,
     /// `PAYSTAGE_LOG`: log filter (default `info`).
     pub log: String,
+    /// `PAYSTAGE_LEASE_SECONDS`: how long a server's claim on a running payment process lasts before
+    /// another server's recovery may take it over (default 30, 1–3600).
+    pub lease_seconds: u32,
+    /// `PAYSTAGE_RECOVERY_SECONDS`: how often recovery looks for payment processes left in flight
+    /// (default 15, 1–3600). It also runs once at start-up.
+    pub recovery_seconds: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,6 +83,7 @@ impl Config {
         };
         let site_root = PathBuf::from(get("PAYSTAGE_SITE_ROOT").unwrap_or_else(|| "target/site".into()));
         let demo = get("PAYSTAGE_DEMO").map(|v| parse_bool("PAYSTAGE_DEMO", &v)).transpose()?.unwrap_or(false);
+        let demo_orders = get("PAYSTAGE_DEMO_ORDERS").map(|v| parse_bool("PAYSTAGE_DEMO_ORDERS", &v)).transpose()?.unwrap_or(demo);
         let secure_cookies =
             get("PAYSTAGE_SECURE_COOKIES").map(|v| parse_bool("PAYSTAGE_SECURE_COOKIES", &v)).transpose()?.unwrap_or(false);
         let check_password = |var: &'static str| -> Result<Option<String>, ConfigError> {
@@ -104,18 +114,32 @@ impl Config {
             }
         };
         let log = get("PAYSTAGE_LOG").unwrap_or_else(|| "info".into());
+        let seconds = |var: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if (1..=3600).contains(&n) => Ok(n),
+                    _ => Err(err(var, format!("\"{v}\" is not a number of seconds from 1 to 3600"))),
+                },
+            }
+        };
+        let lease_seconds = seconds("PAYSTAGE_LEASE_SECONDS", 30)?;
+        let recovery_seconds = seconds("PAYSTAGE_RECOVERY_SECONDS", 15)?;
         Ok(Config {
             database_url,
             host,
             port,
             site_root,
             demo,
+            demo_orders,
             admin_password,
             demo_password,
             secure_cookies,
             session_hours,
             public_origin,
             log,
+            lease_seconds,
+            recovery_seconds,
         })
     }
 }
@@ -148,6 +172,11 @@ mod tests {
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");
         assert_eq!(cfg(&[("PAYSTAGE_SESSION_HOURS", "0")]).unwrap_err().var, "PAYSTAGE_SESSION_HOURS");
         assert_eq!(cfg(&[("PAYSTAGE_PUBLIC_ORIGIN", "pay.example.com")]).unwrap_err().var, "PAYSTAGE_PUBLIC_ORIGIN");
+        assert_eq!(
+            cfg(&[("PAYSTAGE_LEASE_SECONDS", "0")]).unwrap_err().to_string(),
+            "PAYSTAGE_LEASE_SECONDS: \"0\" is not a number of seconds from 1 to 3600"
+        );
+        assert_eq!(cfg(&[("PAYSTAGE_RECOVERY_SECONDS", "soon")]).unwrap_err().var, "PAYSTAGE_RECOVERY_SECONDS");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Paystage server: start-up (configuration, database, migrations, first-start accounts), the
 //! HTTP router with its security layers, and background loops. `main.rs` adds the CLI around it.
 pub mod config;
+pub mod processor;
 pub mod security;
 pub mod session_store;
 
@@ -40,13 +41,14 @@ pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), Sta
     let db = payments::db::connect_and_migrate(&config.database_url)
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
-    let services = Services::new(db, Arc::new(SystemClock));
+    let services = Services::new(db, Arc::new(SystemClock)).with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)));
     let report = bootstrap(
         &services,
         &BootstrapOptions {
             demo: config.demo,
             admin_password: config.admin_password.clone(),
             demo_password: config.demo_password.clone(),
+            demo_orders: config.demo_orders,
         },
     )
     .await
@@ -80,6 +82,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
     let security = Arc::new(SecurityConfig { public_origin: config.public_origin.clone(), secure: config.secure_cookies });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/processor/acceptance", get(processor::form).post(processor::submit))
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -104,8 +107,34 @@ pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError
     })
 }
 
-/// Deletes expired sessions every hour.
-pub fn spawn_background_jobs(services: &Services) {
+/// Payment processes recovered per pass of the recovery job.
+pub const RECOVERY_BATCH: u64 = 200;
+
+/// Deletes expired sessions every hour, and runs payment recovery at start-up and every
+/// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3).
+pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32) {
+    let recovery = services.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(u64::from(recovery_seconds)));
+        loop {
+            every.tick().await;
+            loop {
+                match payments::pipeline::recover(&recovery, RECOVERY_BATCH).await {
+                    Ok(r) if r.taken_over > 0 || r.requests_resolved > 0 => {
+                        tracing::info!(taken_over = r.taken_over, completed = r.completed, incomplete = r.incomplete, requests = r.requests_resolved, "payment recovery");
+                        if u64::from(r.taken_over) < RECOVERY_BATCH {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "payment recovery failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    });
     use tower_sessions::session_store::ExpiredDeletion;
     let store = session_store::DbSessionStore::new(services.db.clone());
     tokio::spawn(async move {

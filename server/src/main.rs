@@ -59,7 +59,7 @@ async fn main() {
             let listener = server::bind(&config).await.unwrap_or_else(|e| fail(e));
             let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
             let (services, report) = server::prepare(&config).await.unwrap_or_else(|e| fail(e));
-            server::spawn_background_jobs(&services);
+            server::spawn_background_jobs(&services, config.recovery_seconds);
             let app = server::router(&config, services, addr);
             let url = format!("http://{addr}");
             println!("Paystage is listening on {url} (database: {})", config.database_url);

@@ -17,7 +17,7 @@ struct TestApp {
 
 async fn spawn(db: &TestDb) -> TestApp {
     let password = payments::service::access::generate_password();
-    bootstrap(&db.services, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some(password.clone()) })
+    bootstrap(&db.services, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some(password.clone()), demo_orders: false })
         .await
         .unwrap();
     let site = tempfile::tempdir().unwrap();
@@ -57,9 +57,57 @@ async fn signed_in(app: &TestApp, username: &str) -> Client {
     c
 }
 
+/// Records the payment pages' calls act on: an order with an open line, two incomplete payment
+/// processes (journal fault), a card token and a fault.
+struct Ids {
+    order: i32,
+    line: i32,
+    resume: i32,
+    terminate: i32,
+    token: String,
+    fault: i32,
+}
+
+async fn payment_records(db: &TestDb) -> Ids {
+    use payments::service::orders::{self, CardForm, LineForm, OrderForm};
+    let s = &db.services;
+    payments::testing::enable_pipeline(s, true).await;
+    let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+        let form = OrderForm {
+            customer_id: "1".into(),
+            channel_id: "3".into(),
+            currency: "USD".into(),
+            tax_percent: "0".into(),
+            charges: "0".into(),
+            lines: vec![LineForm { item: "Tent".into(), quantity: "2".into(), unit_price: "100.00".into(), requested_ship_date: "2026-12-01".into() }],
+            card: card(t),
+        };
+        let placed = orders::place(s, "finance", &form).await.unwrap();
+        made.push((placed.order_id, orders::detail(s, placed.order_id).await.unwrap().lines[0].id));
+    }
+    let mut processes = Vec::new();
+    for (order, line) in &made[1..] {
+        payments::connector::faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+        processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
+    }
+    let fault = payments::connector::faults::add(&s.db, s.now(), "void", "latency", "1", "", "5").await.unwrap();
+    let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
+    Ids { order: made[0].0, line: made[0].1, resume: processes[0], terminate: processes[1], token, fault }
+}
+
 /// Everything an administrator can change, for before/after comparison.
 async fn snapshot(db: &TestDb) -> String {
     let s = &db.services.db;
+    let payments_state = format!(
+        "{:?}|{:?}|{:?}|{:?}",
+        payments::entity::sales_order::Entity::find().all(s).await.unwrap().len(),
+        payments::entity::invoice::Entity::find().all(s).await.unwrap().len(),
+        payments::entity::payment_process::Entity::find().order_by_asc(payments::entity::payment_process::Column::Id).all(s).await.unwrap().iter().map(|p| p.status.clone()).collect::<Vec<_>>(),
+        payments::entity::sim_fault::Entity::find().all(s).await.unwrap().len(),
+    );
     let features = feature::Entity::find().order_by_asc(feature::Column::Key).all(s).await.unwrap();
     let params = parameter::Entity::find().order_by_asc(parameter::Column::Key).all(s).await.unwrap();
     let users = user::Entity::find().order_by_asc(user::Column::Id).all(s).await.unwrap();
@@ -72,7 +120,7 @@ async fn snapshot(db: &TestDb) -> String {
         .await
         .unwrap();
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{payments_state}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         features.iter().map(|f| (&f.key, f.enabled)).collect::<Vec<_>>(),
         params.iter().map(|p| (&p.key, &p.value)).collect::<Vec<_>>(),
         users.iter().map(|u| (&u.username, &u.password_hash)).collect::<Vec<_>>(),
@@ -92,9 +140,11 @@ enum Who {
 }
 
 /// Every server function, who may call it, and a request that would change something.
-fn matrix() -> Vec<(&'static str, &'static [Who], String)> {
+fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
     use Who::*;
     const ADMIN: &[Who] = &[Admin];
+    const ORDERS: &[Who] = &[Finance, CallCenter];
+    const FINANCE: &[Who] = &[Finance];
     const ANYONE: &[Who] = &[Anonymous, Admin, Finance, CallCenter];
     vec![
         ("/api/login", ANYONE, String::new()),
@@ -127,15 +177,36 @@ fn matrix() -> Vec<(&'static str, &'static [Who], String)> {
         ),
         ("/api/set_user_roles", ADMIN, "user_id=3&role_administrator=on".into()),
         ("/api/list_customers", &[Finance, CallCenter], String::new()),
+        ("/api/list_orders", ORDERS, "status=&customer=&channel=&page=1".into()),
+        ("/api/order_detail", ORDERS, format!("id={}", ids.order)),
+        ("/api/invoice_order", FINANCE, format!("order_id={}&quantities[{}]=1", ids.order, ids.line)),
+        ("/api/new_order_choices", ORDERS, String::new()),
+        (
+            "/api/place_order",
+            ORDERS,
+            format!(
+                "customer_id=1&channel_id=1&currency=USD&tax_percent=0&charges=0&lines[item_1]=Lamp&lines[quantity_1]=1\
+                 &lines[unit_price_1]=10.00&lines[ship_date_1]=2026-12-01&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30",
+                ids.token
+            ),
+        ),
+        ("/api/incomplete_payments", FINANCE, String::new()),
+        ("/api/resume_payment", FINANCE, format!("process_id={}", ids.resume)),
+        ("/api/terminate_payment", FINANCE, format!("process_id={}&reason=settled+by+bank+transfer", ids.terminate)),
+        ("/api/payment_history", FINANCE, format!("process_id={}", ids.resume)),
+        ("/api/simulator_overview", ADMIN, String::new()),
+        ("/api/add_fault", ADMIN, "point=capture&kind=latency&rate=1&times=1&latency_ms=5".into()),
+        ("/api/remove_fault", ADMIN, format!("id={}", ids.fault)),
     ]
 }
 
 db_test!(every_server_function_checks_the_role_on_the_server, |db| {
     let app = spawn(&db).await;
+    let ids = payment_records(&db).await;
     // The matrix must name every registered server function, so a new one cannot be forgotten.
     let registered: BTreeSet<String> =
         leptos::server_fn::axum::server_fn_paths().map(|(p, _)| p.to_string()).collect();
-    let listed: BTreeSet<String> = matrix().into_iter().map(|(p, _, _)| p.to_string()).collect();
+    let listed: BTreeSet<String> = matrix(&ids).into_iter().map(|(p, _, _)| p.to_string()).collect();
     assert_eq!(registered, listed, "the role matrix must list exactly the registered server functions");
 
     let before = snapshot(&db).await;
@@ -146,7 +217,7 @@ db_test!(every_server_function_checks_the_role_on_the_server, |db| {
             Who::CallCenter => signed_in(&app, "callcenter").await,
             Who::Admin => signed_in(&app, "admin").await,
         };
-        for (path, allowed, body) in matrix() {
+        for (path, allowed, body) in matrix(&ids) {
             if allowed.contains(&who) {
                 continue;
             }
@@ -166,7 +237,7 @@ db_test!(every_server_function_checks_the_role_on_the_server, |db| {
     // The same requests from an administrator go through and do change things: the bodies are real.
     let admin = signed_in(&app, "admin").await;
     let finance = signed_in(&app, "finance").await;
-    for (path, allowed, body) in matrix().into_iter().filter(|(_, allowed, _)| !allowed.contains(&Who::Anonymous)) {
+    for (path, allowed, body) in matrix(&ids).into_iter().filter(|(_, allowed, _)| !allowed.contains(&Who::Anonymous)) {
         let c = if allowed.contains(&Who::Admin) { &admin } else { &finance };
         let res = c
             .post(format!("{}{path}", app.base))
@@ -185,6 +256,15 @@ db_test!(every_server_function_checks_the_role_on_the_server, |db| {
     assert_ne!(snapshot(&db).await, before);
     let created = payments::service::access::find_by_username(&db.services.db, "mallory").await.unwrap();
     assert!(created.is_some());
+    let statuses: Vec<String> = payments::entity::payment_process::Entity::find()
+        .order_by_asc(payments::entity::payment_process::Column::Id)
+        .all(&db.services.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.status)
+        .collect();
+    assert_eq!(statuses, vec!["completed", "terminated", "completed"], "resumed, terminated, and the new invoice");
 });
 
 db_test!(pages_are_guarded_on_the_server, |db| {

@@ -56,6 +56,7 @@ db_test!(incremental_capture_keeps_one_authorization_for_two_invoices, |db| {
     assert_eq!(auth.captures[1].amount.minor(), 21_162);
     assert_eq!(auth.captured.minor(), 37_400);
     assert_eq!(auth.status, AuthorizationStatus::FullyCaptured);
+    assert_eq!(d.payments[0].status, PaymentStatus::Paid, "a fully captured card payment is paid");
     let h2 = queries::history(&s.db, second.process_id).await.unwrap();
     let log2 = &h2.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap().log;
     assert!(log2.iter().any(|l| l.message.contains("exceeds what is left on the authorization")), "{log2:?}");
@@ -304,4 +305,33 @@ db_test!(a_declined_card_is_recorded_and_the_order_cannot_capture, |db| {
     assert_eq!(out.status, ProcessStatus::Incomplete);
     assert!(out.error.unwrap().contains("no open card authorization"));
     assert_clean(&db).await;
+});
+
+db_test!(demo_orders_show_every_state, |db| {
+    // Issue 3: the demo shows orders in every state, incomplete processes failed at different stages.
+    use payments::service::bootstrap::{bootstrap, BootstrapOptions};
+    let s = &db.services;
+    let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: true };
+    bootstrap(s, &opts).await.unwrap();
+    let page = orders::list(&s.db, &Default::default(), 1).await.unwrap();
+    assert_eq!(page.total, 8);
+    let statuses: std::collections::BTreeSet<_> = page.rows.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.len(), 3, "open, partially invoiced and invoiced orders: {statuses:?}");
+    let failed: std::collections::BTreeSet<_> = queries::incomplete(&s.db, None).await.unwrap().iter().filter_map(|r| r.failed_stage).collect();
+    assert_eq!(
+        failed,
+        [Stage::CaptureOrRefund, Stage::PostPaymentJournal, Stage::AuthorizeRemaining].into_iter().collect(),
+        "incomplete processes at three different stages"
+    );
+    assert!(faults::list(&s.db).await.unwrap().is_empty(), "the demo leaves no fault behind");
+    let declined = payments::entity::payment_line::Entity::find()
+        .filter(payments::entity::payment_line::Column::Status.eq(PaymentStatus::Declined.code()))
+        .count(&s.db)
+        .await
+        .unwrap();
+    assert_eq!(declined, 1);
+    assert_clean(&db).await;
+    // Bootstrapping again adds nothing.
+    bootstrap(s, &opts).await.unwrap();
+    assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 8);
 });

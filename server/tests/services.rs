@@ -166,7 +166,7 @@ db_test!(users_are_validated_and_an_admin_keeps_their_own_role, |db| {
 
 db_test!(demo_bootstrap_is_idempotent, |db| {
     let s = &db.services;
-    let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) };
+    let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: false };
     let first = bootstrap(s, &opts).await.unwrap();
     let names: Vec<_> = first.created_users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, vec!["admin", "finance", "callcenter", "supervisor"]);
@@ -197,7 +197,7 @@ db_test!(a_first_start_without_demo_creates_only_an_administrator, |db| {
 db_test!(merchant_properties_and_durations_refuse_bad_input, |db| {
     // R-PAR-5, R-PAR-6, R-PAR-7
     let s = &db.services;
-    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) })
+    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: false })
         .await
         .unwrap();
     let conn = setup::connectors(&s.db).await.unwrap().remove(0);
@@ -233,7 +233,7 @@ db_test!(merchant_properties_and_durations_refuse_bad_input, |db| {
 
 db_test!(exactly_one_default_connector, |db| {
     let s = &db.services;
-    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()) })
+    bootstrap(s, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: false })
         .await
         .unwrap();
     let conn = setup::connectors(&s.db).await.unwrap().remove(0);

@@ -6,21 +6,14 @@ use crate::domain::parameters::FieldError;
 use crate::entity::sim_fault;
 use crate::error::{ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
+
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// Where a fault can strike.
-pub const POINTS: &[(&str, &str)] = &[
-    ("authorize", "Processor: authorize"),
-    ("capture", "Processor: capture"),
-    ("refund", "Processor: refund"),
-    ("void", "Processor: void"),
-    ("any", "Processor: every request"),
-    ("journal", "Paystage: post the payment journal"),
-];
+pub use crate::domain::views::{FaultView, FAULT_POINTS as POINTS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
@@ -53,19 +46,6 @@ impl FaultKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultView {
-    pub id: i32,
-    pub point: String,
-    pub kind: FaultKind,
-    /// Probability from 0 to 1.
-    pub rate: String,
-    /// Times left to fire; `None` = until removed.
-    pub remaining: Option<i32>,
-    pub latency_ms: i32,
-    pub created_at: DateTime<Utc>,
-}
-
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
     Ok(sim_fault::Entity::find()
         .order_by_asc(sim_fault::Column::Id)
@@ -75,7 +55,8 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
         .filter_map(|f| {
             Some(FaultView {
                 id: f.id,
-                kind: FaultKind::from_code(&f.kind)?,
+                kind_label: FaultKind::from_code(&f.kind)?.label().to_string(),
+                kind: f.kind,
                 point: f.point,
                 rate: f.rate,
                 remaining: f.remaining,

@@ -16,18 +16,6 @@ use sea_orm::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Test cards: number → (variant, card type, behaviour). Other numbers are accepted by prefix.
-pub const TEST_CARDS: &[(&str, &str, &str)] = &[
-    ("4111111111111111", "visa", "approve"),
-    ("5555555555554444", "mc", "approve"),
-    ("378282246310005", "amex", "approve"),
-    ("6011111111111117", "discover", "approve"),
-    ("6363680000000007", "interac", "approve"),
-    ("4000000000000002", "visa", "declined"),
-    ("4000000000009995", "visa", "insufficient_funds"),
-    ("4000000000000069", "visa", "expired_card"),
-];
-
 fn luhn_ok(number: &str) -> bool {
     let mut sum = 0;
     for (i, c) in number.chars().rev().enumerate() {
@@ -44,8 +32,9 @@ fn luhn_ok(number: &str) -> bool {
 }
 
 fn variant_of(number: &str) -> Option<(&'static str, &'static str)> {
-    if let Some((_, v, b)) = TEST_CARDS.iter().find(|(n, _, _)| *n == number) {
-        return Some((v, b));
+    if let Some((_, v, b)) = crate::domain::views::TEST_CARDS.iter().find(|(n, _, _)| *n == number) {
+        let behaviour = b.split(' ').next().unwrap_or("approve");
+        return Some((v, behaviour));
     }
     let v = if number.starts_with("636368") {
         "interac"

@@ -1,6 +1,7 @@
 //! Read models of the order and payment pages: plain data, serializable, compiled into the wasm too.
 use super::money::Money;
 use super::order::{AuthorizationStatus, OrderStatus, PaymentStatus, Tender};
+
 use super::pipeline::{ProcessStatus, Stage, StageStatus};
 use super::views::ChannelKind;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -195,4 +196,14 @@ pub struct InvoiceOutcome {
     pub process_id: i32,
     pub status: ProcessStatus,
     pub error: Option<String>,
+}
+
+/// What placing an order did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedOrder {
+    pub order_id: i32,
+    pub number: String,
+    pub payment_status: PaymentStatus,
+    /// Why the payment is not authorized, when it is not.
+    pub message: Option<String>,
 }

@@ -131,3 +131,42 @@ pub struct CustomerView {
     pub name: String,
     pub email: Option<String>,
 }
+
+/// An injected fault of the processor simulator (or of Paystage's journal posting).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultView {
+    pub id: i32,
+    pub point: String,
+    pub kind: String,
+    pub kind_label: String,
+    /// Probability from 0 to 1.
+    pub rate: String,
+    /// Times left to fire; `None` = until removed.
+    pub remaining: Option<i32>,
+    pub latency_ms: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a fault can strike: code and label.
+pub const FAULT_POINTS: &[(&str, &str)] = &[
+    ("capture", "Processor: capture"),
+    ("authorize", "Processor: authorize"),
+    ("refund", "Processor: refund"),
+    ("void", "Processor: void"),
+    ("query", "Processor: status query"),
+    ("any", "Processor: every request"),
+    ("journal", "Paystage: post the payment journal"),
+];
+
+/// The simulator's test cards: number, payment method variant, behaviour. Other valid numbers are
+/// accepted by their prefix (4 Visa, 5 Mastercard, 34/37 Amex, 6011 Discover, 636368 Interac).
+pub const TEST_CARDS: &[(&str, &str, &str)] = &[
+    ("4111111111111111", "visa", "approve"),
+    ("5555555555554444", "mc", "approve"),
+    ("378282246310005", "amex", "approve"),
+    ("6011111111111117", "discover", "approve"),
+    ("6363680000000007", "interac", "approve (never multiple captures)"),
+    ("4000000000000002", "visa", "declined"),
+    ("4000000000009995", "visa", "insufficient_funds"),
+    ("4000000000000069", "visa", "expired_card"),
+];

@@ -193,6 +193,13 @@ async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au:
                 .exec(&txn)
                 .await?;
             requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
+            if status == AuthorizationStatus::FullyCaptured {
+                pl::Entity::update_many()
+                    .col_expr(pl::Column::Status, Expr::value(crate::domain::order::PaymentStatus::Paid.code()))
+                    .filter(pl::Column::Id.eq(a.payment_line_id))
+                    .exec(&txn)
+                    .await?;
+            }
             StageEnd::Succeeded(format!(
                 "Captured {} (capture {}, tracking id {}); {} of {} authorized is now captured; authorization {}.",
                 c.amount,

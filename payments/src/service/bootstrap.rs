@@ -16,6 +16,9 @@ pub struct BootstrapOptions {
     pub admin_password: Option<String>,
     /// Password for every demo user (`PAYSTAGE_DEMO_PASSWORD`, for automated tests); random when absent.
     pub demo_password: Option<String>,
+    /// With `demo`: also turn on the card payment features and place and invoice demo orders in
+    /// every state (`PAYSTAGE_DEMO_ORDERS`).
+    pub demo_orders: bool,
 }
 
 /// A user created by this start, with the password to print once.
@@ -56,7 +59,7 @@ pub async fn bootstrap(s: &Services, opts: &BootstrapOptions) -> ServiceResult<B
                 create(s, &mut report, username, name, roles, password).await?;
             }
         }
-        report.demo_data_created = seed_reference_data(s).await?;
+        report.demo_data_created = seed_reference_data(s, opts.demo_orders).await?;
     }
     Ok(report)
 }
@@ -86,7 +89,7 @@ async fn create(
 
 /// Stores and channels, the simulator connector and its properties, durations and customers.
 /// Returns false when they were already there.
-async fn seed_reference_data(s: &Services) -> ServiceResult<bool> {
+async fn seed_reference_data(s: &Services, orders: bool) -> ServiceResult<bool> {
     if customer::Entity::find().count(&s.db).await? > 0 {
         return Ok(false);
     }
@@ -135,5 +138,8 @@ async fn seed_reference_data(s: &Services) -> ServiceResult<bool> {
     audit::record(&txn, s.now(), audit::SYSTEM, "demo_data.create", "Stores, channels, connector, customers", None, None)
         .await?;
     txn.commit().await?;
+    if orders {
+        super::demo::seed_orders(s).await?;
+    }
     Ok(true)
 }

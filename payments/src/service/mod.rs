@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod clock;
 pub mod customers;
+pub mod demo;
 pub mod features;
 pub mod orders;
 pub mod parameters;

@@ -159,15 +159,6 @@ impl NewOrder {
     }
 }
 
-/// What placing an order did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PlacedOrder {
-    pub order_id: i32,
-    pub number: String,
-    pub payment_status: PaymentStatus,
-    pub message: Option<String>,
-}
-
 pub async fn default_connector(db: &impl ConnectionTrait) -> ServiceResult<connector::Model> {
     connector::Entity::find()
         .filter(connector::Column::IsDefault.eq(true))

@@ -1,0 +1,217 @@
+//! Incomplete cards payment (R-PIP-5): incomplete processes of the selected invoice, or all of them,
+//! with Resume, Terminate (asks a reason; audited) and View history, which lists every stage and
+//! opens the chosen stage's execution log (R-PIP-4).
+use super::orders::process_badge;
+use crate::components::{loaded, successes, PageHeader};
+use crate::error::AppError;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use payments::domain::payment_views::{IncompleteRow, InvoiceOutcome, ProcessHistory};
+use payments::domain::pipeline::{ProcessStatus, Stage, StageStatus};
+
+#[server(endpoint = "incomplete_payments")]
+pub async fn incomplete_payments(invoice: Option<i32>) -> Result<Vec<IncompleteRow>, AppError> {
+    use crate::auth::ssr::{require, services};
+    require(&[payments::Role::Finance]).await?;
+    let s = services()?;
+    if let Some(id) = invoice {
+        if !payments::pipeline::queries::invoice_is_card_related(&s.db, id).await? {
+            return Err(AppError::Refused("This invoice is not related to a card payment; it has no card payment process.".into()));
+        }
+    }
+    Ok(payments::pipeline::queries::incomplete(&s.db, invoice).await?)
+}
+
+#[server(endpoint = "resume_payment")]
+pub async fn resume_payment(process_id: i32) -> Result<InvoiceOutcome, AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    Ok(payments::pipeline::resume(&services()?, &user.username, process_id).await?)
+}
+
+#[server(endpoint = "terminate_payment")]
+pub async fn terminate_payment(process_id: i32, reason: String) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    payments::pipeline::terminate(&services()?, &user.username, process_id, &reason)
+        .await
+        .map_err(|e| AppError::from(e).with_scope(process_id.to_string()))
+}
+
+#[server(endpoint = "payment_history")]
+pub async fn payment_history(process_id: i32) -> Result<ProcessHistory, AppError> {
+    use crate::auth::ssr::{require, services};
+    require(&[payments::Role::Finance]).await?;
+    Ok(payments::pipeline::queries::history(&services()?.db, process_id).await?)
+}
+
+#[component]
+pub fn IncompletePage() -> impl IntoView {
+    let query = use_query_map();
+    let invoice = move || query.read().get("invoice").and_then(|v| v.parse::<i32>().ok());
+    let resume = ServerAction::<ResumePayment>::new();
+    let terminate = ServerAction::<TerminatePayment>::new();
+    let changes = successes(move || matches!(resume.value().get(), Some(Ok(_))) || matches!(terminate.value().get(), Some(Ok(()))));
+    let data = Resource::new(move || (invoice(), changes.get()), |(i, _)| incomplete_payments(i));
+    view! {
+        <PageHeader
+            title="Incomplete cards payment"
+            intro="Card payments whose invoice was posted but a later stage failed. Resume restarts from the failed stage and never repeats a capture or a journal; Terminate ends the process after you settle it by hand."
+        />
+        {move || invoice().map(|_| view! { <p class="toolbar"><span class="muted">"Showing one invoice."</span><a href="/payments/incomplete">"Show all incomplete payments"</a></p> })}
+        {move || match resume.value().get() {
+            Some(Ok(o)) if o.status == ProcessStatus::Completed => Some(view! {
+                <div class="notice success" role="status">{format!("{}: the card payment completed.", o.invoice_number)}</div>
+            }.into_any()),
+            Some(Ok(o)) => Some(view! {
+                <div class="notice error" role="alert">{format!("{} is still incomplete: {}", o.invoice_number, o.error.unwrap_or_default())}</div>
+            }.into_any()),
+            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            None => None,
+        }}
+        {move || match terminate.value().get() {
+            Some(Ok(())) => Some(view! { <div class="notice success" role="status">"The card payment process was terminated."</div> }.into_any()),
+            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            None => None,
+        }}
+        {loaded(data, move |rows: Vec<IncompleteRow>| {
+            if rows.is_empty() {
+                return view! { <p class="panel muted" data-testid="no-incomplete">"No incomplete card payment."</p> }.into_any();
+            }
+            let rows = rows
+                .into_iter()
+                .map(|r| {
+                    let history = format!("/payments/process/{}", r.process_id);
+                    let order = format!("/orders/{}", r.order_id);
+                    let reason_id = format!("reason-{}", r.process_id);
+                    view! {
+                        <tr data-invoice=r.invoice_number.clone()>
+                            <td class="nowrap">{r.invoice_number.clone()}</td>
+                            <td class="nowrap"><a href=order>{r.order_number.clone()}</a></td>
+                            <td>{r.customer.clone()}</td>
+                            <td class="num">{r.amount.to_string()}</td>
+                            <td>{r.failed_stage.map(|s| format!("{}. {}", s.number(), s.label()))}</td>
+                            <td class="reason">{r.reason.clone()}</td>
+                            <td class="num">{r.attempts}</td>
+                            <td class="nowrap">{r.last_attempt.map(|t| t.format("%Y-%m-%d %H:%M").to_string())}</td>
+                            <td class="row-actions">
+                                <ActionForm action=resume>
+                                    <input type="hidden" name="process_id" value=r.process_id />
+                                    <button type="submit" class="primary">"Resume"</button>
+                                </ActionForm>
+                                <details>
+                                    <summary class="button secondary">"Terminate"</summary>
+                                    <ActionForm action=terminate attr:class="terminate-form">
+                                        <input type="hidden" name="process_id" value=r.process_id />
+                                        <label for=reason_id.clone()>"Reason (kept in the audit log)"</label>
+                                        <input id=reason_id name="reason" required maxlength="500" placeholder="e.g. settled by bank transfer" />
+                                        <button type="submit" class="danger">"Terminate process"</button>
+                                    </ActionForm>
+                                </details>
+                                <a href=history>"View history"</a>
+                            </td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <table class="grid">
+                    <thead>
+                        <tr>
+                            <th>"Invoice"</th>
+                            <th>"Order"</th>
+                            <th>"Customer"</th>
+                            <th class="num">"Amount"</th>
+                            <th>"Failed stage"</th>
+                            <th>"Reason"</th>
+                            <th class="num">"Attempts"</th>
+                            <th>"Last attempt"</th>
+                            <th></th>
+                        </tr>
+                    </thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            }
+                .into_any()
+        })}
+    }
+}
+
+fn stage_class(s: StageStatus) -> &'static str {
+    match s {
+        StageStatus::Succeeded => "badge on",
+        StageStatus::Skipped | StageStatus::Pending => "badge off",
+        StageStatus::Running => "badge warn",
+        StageStatus::Failed => "badge bad",
+    }
+}
+
+/// View history: every stage with its status and times; choosing a stage shows its execution log.
+#[component]
+pub fn ProcessHistoryPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = move || params.read().get("id").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+    let chosen = move || query.read().get("stage").and_then(|s| Stage::from_code(&s));
+    let data = Resource::new(id, payment_history);
+    view! {
+        {loaded(data, move |h: ProcessHistory| {
+            let selected = chosen()
+                .or_else(|| h.stages.iter().find(|s| s.status == StageStatus::Failed).map(|s| s.stage))
+                .unwrap_or(Stage::PostInvoice);
+            let base = format!("/payments/process/{}", h.process_id);
+            let stages = h
+                .stages
+                .iter()
+                .map(|s| {
+                    let href = format!("{base}?stage={}", s.stage.code());
+                    let current = s.stage == selected;
+                    view! {
+                        <tr class:selected=current data-stage=s.stage.code()>
+                            <td><a href=href>{format!("{}. {}", s.stage.number(), s.stage.label())}</a></td>
+                            <td><span class=stage_class(s.status)>{s.status.label()}</span></td>
+                            <td class="num">{s.attempts}</td>
+                            <td class="nowrap">{s.started_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())}</td>
+                            <td class="nowrap">{s.finished_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())}</td>
+                            <td>{s.error.clone()}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let log = h.stages.iter().find(|s| s.stage == selected).map(|s| s.log.clone()).unwrap_or_default();
+            let order = format!("/orders/{}", h.order_id);
+            view! {
+                <leptos_meta::Title text=format!("Payment stages of {}", h.invoice_number) />
+                <div class="page-header">
+                    <h1>"Payment stages of " {h.invoice_number.clone()} {process_badge(h.status)}</h1>
+                    <p class="intro">
+                        "Sales order " <a href=order>{h.order_number.clone()}</a>
+                        {h.capture_path.clone().map(|p| format!(" · {p}"))}
+                        {h.terminated_reason.clone().map(|r| format!(" · terminated: {r}"))}
+                    </p>
+                </div>
+                <table class="grid stages">
+                    <thead>
+                        <tr><th>"Payment stage"</th><th>"Status"</th><th class="num">"Attempts"</th><th>"Started"</th><th>"Finished"</th><th>"Error"</th></tr>
+                    </thead>
+                    <tbody>{stages}</tbody>
+                </table>
+                <section class="panel" data-testid="execution-log">
+                    <h2>{format!("Execution log: {}. {}", selected.number(), selected.label())}</h2>
+                    {if log.is_empty() {
+                        view! { <p class="muted">"This stage has not run."</p> }.into_any()
+                    } else {
+                        view! {
+                            <ol class="log">
+                                {log.into_iter().map(|l| view! {
+                                    <li><span class="muted small nowrap">{format!("{} · attempt {}", l.at.format("%Y-%m-%d %H:%M:%S"), l.attempt)}</span> {l.message}</li>
+                                }).collect_view()}
+                            </ol>
+                        }.into_any()
+                    }}
+                </section>
+                <p><a href="/payments/incomplete">"← Incomplete cards payment"</a></p>
+            }
+        })}
+    }
+}

@@ -1,0 +1,437 @@
+//! Sales orders: the list with filters and paging, and the order page with lines, payment lines,
+//! authorizations with their captures nested under them (R-CAP-6), invoices with the state of their
+//! payment process, journals, and the Invoice action for chosen lines and quantities.
+use crate::components::{loaded, successes, PageHeader};
+use crate::error::AppError;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use payments::domain::order::{AuthorizationStatus, OrderStatus};
+use payments::domain::payment_views::{AuthorizationView, InvoiceOutcome, JournalView, OrderDetail, OrderPage};
+use payments::domain::pipeline::ProcessStatus;
+use payments::domain::views::ChannelView;
+use std::collections::BTreeMap;
+
+#[server(endpoint = "list_orders")]
+pub async fn list_orders(status: String, customer: String, channel: String, page: u64) -> Result<(OrderPage, Vec<ChannelView>), AppError> {
+    use crate::auth::ssr::{require, services};
+    use payments::Role;
+    require(&[Role::Finance, Role::CallCenter]).await?;
+    let s = services()?;
+    let filter = payments::domain::payment_views::OrderFilter { status: Some(status), customer: Some(customer), channel: Some(channel) };
+    let page = payments::service::orders::list(&s.db, &filter, page).await?;
+    Ok((page, payments::service::setup::channels(&s.db).await?))
+}
+
+#[server(endpoint = "order_detail")]
+pub async fn load_order(id: i32) -> Result<OrderDetail, AppError> {
+    use crate::auth::ssr::{require, services};
+    use payments::Role;
+    require(&[Role::Finance, Role::CallCenter]).await?;
+    Ok(payments::service::orders::detail(&services()?, id).await?)
+}
+
+/// Invoices the quantities typed per order line (`quantities[<line id>]`), then runs the payment
+/// process (R-PIP-1).
+#[server(endpoint = "invoice_order")]
+pub async fn invoice_order(order_id: i32, quantities: BTreeMap<String, String>) -> Result<InvoiceOutcome, AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    let mut parsed = Vec::new();
+    for (line, qty) in &quantities {
+        let qty = qty.trim();
+        if qty.is_empty() {
+            continue;
+        }
+        let (Ok(line), Ok(q)) = (line.parse::<i32>(), qty.parse::<i32>()) else {
+            return Err(AppError::Invalid {
+                message: format!("Quantities must be whole numbers; {qty:?} is not."),
+                fields: vec![],
+                scope: None,
+            });
+        };
+        parsed.push((line, q));
+    }
+    Ok(payments::pipeline::invoice(&services()?, &user.username, order_id, &parsed).await?)
+}
+
+fn status_badge(status: OrderStatus) -> impl IntoView {
+    let class = match status {
+        OrderStatus::Invoiced => "badge on",
+        OrderStatus::PartiallyInvoiced => "badge warn",
+        OrderStatus::Open => "badge off",
+    };
+    view! { <span class=class>{status.label()}</span> }
+}
+
+pub fn process_badge(status: ProcessStatus) -> impl IntoView {
+    let class = match status {
+        ProcessStatus::Completed => "badge on",
+        ProcessStatus::Incomplete | ProcessStatus::NotPosted => "badge bad",
+        ProcessStatus::Running => "badge warn",
+        ProcessStatus::Terminated => "badge off",
+    };
+    view! { <span class=class data-process-status=status.code()>{status.label()}</span> }
+}
+
+fn list_link(page: u64, status: &str, customer: &str, channel: &str) -> String {
+    let enc = |s: &str| s.replace('%', "%25").replace('&', "%26").replace(' ', "+").replace('#', "%23");
+    format!("/orders?page={page}&status={}&customer={}&channel={}", enc(status), enc(customer), enc(channel))
+}
+
+#[component]
+pub fn OrdersPage() -> impl IntoView {
+    let query = use_query_map();
+    let get = move |k: &'static str| move || query.read().get(k).unwrap_or_default();
+    let (status, customer, channel) = (get("status"), get("customer"), get("channel"));
+    let page = move || query.read().get("page").and_then(|p| p.parse().ok()).unwrap_or(1u64);
+    let data = Resource::new(move || (status(), customer(), channel(), page()), |(s, c, ch, p)| list_orders(s, c, ch, p));
+    view! {
+        <PageHeader
+            title="Sales orders"
+            intro="Orders taken in stores, the call center and the web shop, with where their card payments stand."
+        />
+        <div class="toolbar">
+            <a class="button primary" href="/orders/new">"New sales order"</a>
+        </div>
+        {loaded(data, move |(d, channels): (OrderPage, Vec<ChannelView>)| {
+            let (st, cu, ch) = (status(), customer(), channel());
+            let status_options = OrderStatus::ALL
+                .iter()
+                .map(|s| view! { <option value=s.code() selected=st == s.code()>{s.label()}</option> })
+                .collect_view();
+            let channel_options = channels
+                .into_iter()
+                .map(|c| {
+                    let id = c.id.to_string();
+                    view! { <option value=id.clone() selected=ch == id>{c.name}</option> }
+                })
+                .collect_view();
+            let rows = d
+                .rows
+                .iter()
+                .map(|o| {
+                    let href = format!("/orders/{}", o.id);
+                    view! {
+                        <tr data-order=o.number.clone()>
+                            <td class="nowrap"><a href=href>{o.number.clone()}</a></td>
+                            <td>{o.customer_account.clone()}" · "{o.customer_name.clone()}</td>
+                            <td>{o.channel_name.clone()}</td>
+                            <td>
+                                {status_badge(o.status)}
+                                {o.do_not_process.then(|| view! { <span class="badge bad">"Do not process"</span> })}
+                                {(o.incomplete > 0).then(|| view! { <span class="badge bad">{format!("{} incomplete", o.incomplete)}</span> })}
+                            </td>
+                            <td class="num">{o.total.to_string()}</td>
+                            <td class="num">{o.invoiced.to_string()}</td>
+                            <td class="nowrap">{o.created_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let prev = (d.page > 1).then(|| view! { <a href=list_link(d.page - 1, &st, &cu, &ch)>"← Newer"</a> });
+            let next = (d.page < d.pages).then(|| view! { <a href=list_link(d.page + 1, &st, &cu, &ch)>"Older →"</a> });
+            view! {
+                <form method="get" action="/orders" class="toolbar">
+                    <label class="inline" for="order-status">"Status"</label>
+                    <select id="order-status" name="status">
+                        <option value="">"All"</option>
+                        {status_options}
+                        <option value="do_not_process" selected=st == "do_not_process">"Do not process"</option>
+                    </select>
+                    <label class="inline" for="order-customer">"Customer"</label>
+                    <input id="order-customer" name="customer" value=cu.clone() placeholder="account or name" />
+                    <label class="inline" for="order-channel">"Channel"</label>
+                    <select id="order-channel" name="channel">
+                        <option value="">"All"</option>
+                        {channel_options}
+                    </select>
+                    <button type="submit" class="secondary">"Filter"</button>
+                </form>
+                {if d.rows.is_empty() {
+                    view! { <p class="muted">"No sales order matches."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="grid">
+                            <thead>
+                                <tr>
+                                    <th>"Order"</th>
+                                    <th>"Customer"</th>
+                                    <th>"Channel"</th>
+                                    <th>"Status"</th>
+                                    <th class="num">"Total"</th>
+                                    <th class="num">"Invoiced"</th>
+                                    <th>"Created"</th>
+                                </tr>
+                            </thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    }
+                        .into_any()
+                }}
+                <div class="pager">
+                    {prev}
+                    <span class="muted">{format!("Page {} of {} · {} orders", d.page, d.pages, d.total)}</span>
+                    {next}
+                </div>
+            }
+        })}
+    }
+}
+
+fn invoice_notice(v: Option<Result<InvoiceOutcome, AppError>>) -> Option<AnyView> {
+    match v {
+        Some(Ok(o)) if o.status == ProcessStatus::Completed => Some(
+            view! {
+                <div class="notice success" role="status">
+                    {format!("Invoice {} posted for {}; the card payment completed.", o.invoice_number, o.amount)}
+                </div>
+            }
+            .into_any(),
+        ),
+        Some(Ok(o)) => {
+            let href = format!("/payments/incomplete?invoice={}", o.invoice_id);
+            Some(
+                view! {
+                    <div class="notice warning" role="status">
+                        {format!(
+                            "Invoice {} posted for {}, but the card payment is {}: {}. ",
+                            o.invoice_number,
+                            o.amount,
+                            o.status.label().to_lowercase(),
+                            o.error.clone().unwrap_or_default(),
+                        )}
+                        <a href=href>"Open Incomplete cards payment"</a>
+                    </div>
+                }
+                .into_any(),
+            )
+        }
+        Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+        None => None,
+    }
+}
+
+#[component]
+pub fn OrderDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+    let invoice = ServerAction::<InvoiceOrder>::new();
+    let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_))));
+    let data = Resource::new(move || (id(), saves.get()), |(id, _)| load_order(id));
+    view! {
+        {move || invoice_notice(invoice.value().get())}
+        {loaded(data, move |d: OrderDetail| {
+            let o = d.order.clone();
+            let open_lines = d.lines.iter().any(|l| l.invoiced_quantity < l.quantity);
+            view! {
+                <leptos_meta::Title text=format!("Sales order {}", o.number) />
+                <div class="page-header">
+                    <h1>"Sales order " {o.number.clone()} {status_badge(o.status)}
+                        {o.do_not_process.then(|| view! { <span class="badge bad">"Do not process"</span> })}
+                    </h1>
+                    <p class="intro">
+                        {format!("{} · {} · {} · taken {}", o.customer_account, o.customer_name, o.channel_name, o.created_at.format("%Y-%m-%d %H:%M UTC"))}
+                    </p>
+                </div>
+                <section class="panel summary">
+                    <div><span class="muted small">"Order total"</span><strong>{o.total.to_string()}</strong></div>
+                    <div><span class="muted small">"Invoiced"</span><strong>{o.invoiced.to_string()}</strong></div>
+                    <div><span class="muted small">"Left to invoice"</span><strong data-testid="balance">{d.balance.to_string()}</strong></div>
+                    <div><span class="muted small">"Tax · charges"</span><strong>{format!("{} % · {}", d.tax_percent, d.charges)}</strong></div>
+                </section>
+                <section class="panel">
+                    <h2>"Lines"</h2>
+                    <ActionForm action=invoice>
+                        <input type="hidden" name="order_id" value=o.id />
+                        <table class="grid">
+                            <thead>
+                                <tr>
+                                    <th>"#"</th>
+                                    <th>"Item"</th>
+                                    <th class="num">"Ordered"</th>
+                                    <th class="num">"Invoiced"</th>
+                                    <th class="num">"Unit price"</th>
+                                    <th>"Requested ship date"</th>
+                                    <th>"Invoice now"</th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {d.lines.iter().map(|l| {
+                                    let open = l.quantity - l.invoiced_quantity;
+                                    let name = format!("quantities[{}]", l.id);
+                                    let label = format!("Quantity to invoice for line {}", l.line_no);
+                                    view! {
+                                        <tr data-line=l.line_no>
+                                            <td>{l.line_no}</td>
+                                            <td>{l.item.clone()}</td>
+                                            <td class="num">{l.quantity}</td>
+                                            <td class="num">{l.invoiced_quantity}</td>
+                                            <td class="num">{l.unit_price.to_string()}</td>
+                                            <td>{l.requested_ship_date.to_string()}</td>
+                                            <td>
+                                                {if open > 0 {
+                                                    view! { <input class="qty" name=name aria-label=label inputmode="numeric" placeholder=format!("0–{open}") /> }.into_any()
+                                                } else {
+                                                    view! { <span class="muted">"Invoiced"</span> }.into_any()
+                                                }}
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                        {open_lines.then(|| view! {
+                            <div class="actions"><button type="submit" class="primary">"Invoice"</button>
+                            <span class="muted small">" Posts the invoice, captures the card, posts the payment journal and authorizes what remains."</span></div>
+                        })}
+                    </ActionForm>
+                </section>
+                <section class="panel">
+                    <h2>"Payment lines"</h2>
+                    <table class="grid">
+                        <thead><tr><th>"Tender"</th><th>"Card"</th><th class="num">"Amount"</th><th>"Payment status"</th></tr></thead>
+                        <tbody>
+                            {d.payments.iter().map(|p| view! {
+                                <tr>
+                                    <td>{p.tender.label()}</td>
+                                    <td>{p.card.clone().unwrap_or_default()}</td>
+                                    <td class="num">{p.amount.to_string()}</td>
+                                    <td>{p.status.label()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </section>
+                <section class="panel">
+                    <h2>"Authorizations and captures"</h2>
+                    {if d.authorizations.is_empty() {
+                        view! { <p class="muted">"No authorization."</p> }.into_any()
+                    } else {
+                        d.authorizations.iter().map(authorization_view).collect_view().into_any()
+                    }}
+                </section>
+                <section class="panel">
+                    <h2>"Invoices"</h2>
+                    {if d.invoices.is_empty() {
+                        view! { <p class="muted">"Not invoiced yet."</p> }.into_any()
+                    } else {
+                        view! {
+                            <table class="grid">
+                                <thead><tr><th>"Invoice"</th><th class="num">"Amount"</th><th>"Posted"</th><th>"Card payment"</th><th></th></tr></thead>
+                                <tbody>
+                                    {d.invoices.iter().map(|i| {
+                                        let process = i.process.clone();
+                                        view! {
+                                            <tr data-invoice=i.number.clone()>
+                                                <td>{i.number.clone()}</td>
+                                                <td class="num">{i.amount.to_string()}</td>
+                                                <td class="nowrap">{i.posted_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                                                <td>
+                                                    {process.clone().map(|p| view! {
+                                                        {process_badge(p.status)}
+                                                        {(!p.monitored).then(|| view! { <span class="muted small">" one step (monitoring off)"</span> })}
+                                                        {p.last_error.clone().filter(|_| p.status != ProcessStatus::Completed).map(|e| view! { <p class="small">{e}</p> })}
+                                                    })}
+                                                </td>
+                                                <td class="nowrap">
+                                                    {process.clone().map(|p| {
+                                                        let history = format!("/payments/process/{}", p.id);
+                                                        let incomplete = format!("/payments/incomplete?invoice={}", i.id);
+                                                        view! {
+                                                            <a href=history>"View history"</a>
+                                                            {(p.status == ProcessStatus::Incomplete && p.monitored).then(|| view! { " · " <a href=incomplete>"Incomplete cards payment"</a> })}
+                                                        }
+                                                    })}
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any()
+                    }}
+                </section>
+                <section class="panel">
+                    <h2>"Journals"</h2>
+                    {if d.journals.is_empty() {
+                        view! { <p class="muted">"Nothing posted yet."</p> }.into_any()
+                    } else {
+                        d.journals.iter().map(journal_view).collect_view().into_any()
+                    }}
+                </section>
+            }
+        })}
+    }
+}
+
+fn authorization_view(a: &AuthorizationView) -> impl IntoView {
+    let status_class = match a.status {
+        AuthorizationStatus::Open => "badge on",
+        AuthorizationStatus::FullyCaptured | AuthorizationStatus::Closed => "badge off",
+        AuthorizationStatus::Voided | AuthorizationStatus::Expired => "badge bad",
+    };
+    view! {
+        <div class="authorization" data-authorization=a.id>
+            <div class="authorization-head">
+                <strong>{format!("{} •••• {}", a.card_type, a.last_four)}</strong>
+                <span class=status_class>{a.status.label()}</span>
+                {a.expired.then(|| view! { <span class="badge bad">"Expired"</span> })}
+                <span class="muted small">
+                    {format!(
+                        " {} authorized · {} captured · {} · expires {}{}",
+                        a.amount,
+                        a.captured,
+                        if a.supports_multiple_captures { "supports multiple captures" } else { "single capture" },
+                        a.expires_at.format("%Y-%m-%d"),
+                        a.replaces.map(|r| format!(" · replaces authorization {r}")).unwrap_or_default(),
+                    )}
+                </span>
+            </div>
+            <p class="small muted">{format!("Processor reference {} · variant {}", a.processor_reference, a.payment_method_variant)}</p>
+            {if a.captures.is_empty() {
+                view! { <p class="small muted">"No capture yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="grid nested">
+                        <thead><tr><th>"Capture"</th><th>"Invoice"</th><th class="num">"Amount"</th><th>"Captured"</th><th>"Tracking id"</th></tr></thead>
+                        <tbody>
+                            {a.captures.iter().map(|c| view! {
+                                <tr class="capture">
+                                    <td>{c.processor_reference.clone()}</td>
+                                    <td>{c.invoice_number.clone().unwrap_or_default()}</td>
+                                    <td class="num">{c.amount.to_string()}</td>
+                                    <td class="nowrap">{c.captured_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                                    <td><code>{c.tracking_id.clone()}</code></td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </div>
+    }
+}
+
+fn journal_view(j: &JournalView) -> impl IntoView {
+    view! {
+        <div class="journal" data-journal=j.number.clone()>
+            <p>
+                <strong>{j.number.clone()}</strong>
+                " · "{j.kind_label.clone()}" · "{j.description.clone()}
+                <span class="muted small">{format!(" · posted {}", j.posted_at.format("%Y-%m-%d %H:%M"))}</span>
+            </p>
+            <table class="grid nested">
+                <thead><tr><th>"Account"</th><th class="num">"Debit"</th><th class="num">"Credit"</th></tr></thead>
+                <tbody>
+                    {j.lines.iter().map(|l| view! {
+                        <tr>
+                            <td>{l.account.clone()}</td>
+                            <td class="num">{(l.debit.minor() != 0).then(|| l.debit.to_string())}</td>
+                            <td class="num">{(l.credit.minor() != 0).then(|| l.credit.to_string())}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}

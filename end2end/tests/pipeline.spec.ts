@@ -1,0 +1,132 @@
+import { test, expect, Page } from '@playwright/test';
+import { signIn, gotoHydrated } from './helpers';
+import { mkdirSync } from 'node:fs';
+
+// Against the second server, which has demo orders and the card payment features on (issue 3).
+test.use({ baseURL: `http://127.0.0.1:${process.env.PAYSTAGE_E2E_PORT2}` });
+test.beforeAll(() => mkdirSync('screenshots', { recursive: true }));
+
+async function invoiceLines(page: Page, quantities: Record<number, string>) {
+  for (const [line, qty] of Object.entries(quantities)) {
+    await page.getByLabel(`Quantity to invoice for line ${line}`).fill(qty);
+  }
+  await page.getByRole('button', { name: 'Invoice', exact: true }).click();
+}
+
+test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial invoices, one authorization with two captures', async ({ page }) => {
+  await signIn(page, 'supervisor');
+  await gotoHydrated(page, '/orders/new');
+  await page.screenshot({ path: 'screenshots/new-order.png', fullPage: true });
+  await page.getByRole('link', { name: "Enter the card on the processor's payment page" }).click();
+  await expect(page.locator('h1')).toHaveText('Card details');
+  await page.getByLabel('Card number').fill('4111 1111 1111 1112');
+  await page.getByLabel('Expiry (MM/YY)').fill('12/30');
+  await page.getByLabel('Name on card').fill('Jamie Rivera');
+  await page.getByRole('button', { name: 'Save card' }).click();
+  await expect(page.getByRole('alert')).toContainText('The card number is not valid');
+  await expect(page.getByLabel('Card number')).toHaveValue('');
+  await page.getByLabel('Card number').fill('4111 1111 1111 1111');
+  await page.screenshot({ path: 'screenshots/processor-acceptance.png', fullPage: true });
+  await page.getByRole('button', { name: 'Save card' }).click();
+  await expect(page.getByTestId('card')).toContainText('Visa •••• 1111 · Jamie Rivera');
+  expect(page.url()).not.toContain('4111111111111111');
+  await page.waitForLoadState('networkidle');
+  await page.getByLabel('Customer').selectOption({ label: 'C-1001 · Contoso Retail' });
+  await page.getByLabel('Item, line 1').fill('Tent');
+  await page.getByLabel('Quantity, line 1').fill('2');
+  await page.getByLabel('Unit price, line 1').fill('150.00');
+  await page.getByLabel('Item, line 2').fill('Stove');
+  await page.getByLabel('Quantity, line 2').fill('1');
+  await page.getByLabel('Unit price, line 2').fill('45.50');
+  await page.getByRole('button', { name: 'Place order and authorize' }).click();
+  await expect(page.locator('h1')).toContainText('Sales order SO-');
+  await expect(page.getByTestId('balance')).toHaveText('345.50 USD');
+  await page.waitForLoadState('networkidle');
+
+  await invoiceLines(page, { 1: '1' });
+  await expect(page.getByRole('status')).toContainText('the card payment completed');
+  await expect(page.getByTestId('balance')).toHaveText('195.50 USD');
+  await invoiceLines(page, { 1: '1', 2: '1' });
+  await expect(page.getByRole('status')).toContainText('the card payment completed');
+  await expect(page.getByTestId('balance')).toHaveText('0.00 USD');
+  await expect(page.locator('[data-authorization]')).toHaveCount(1);
+  await expect(page.locator('[data-authorization] tr.capture')).toHaveCount(2);
+  await expect(page.locator('[data-authorization]')).toContainText('Fully captured');
+  await expect(page.locator('[data-process-status="completed"]')).toHaveCount(2);
+  await page.screenshot({ path: 'screenshots/order-incremental.png', fullPage: true });
+});
+
+test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; Resume completes it without a second capture', async ({ page }) => {
+  await signIn(page, 'admin');
+  await gotoHydrated(page, '/admin/simulator');
+  await page.getByLabel('Where').selectOption('journal');
+  await page.getByLabel('Kind').selectOption('error_before');
+  await page.getByRole('button', { name: 'Add fault' }).click();
+  await expect(page.getByRole('status')).toHaveText('Fault added.');
+  await expect(page.locator('tr[data-fault]')).toHaveCount(1);
+  await page.screenshot({ path: 'screenshots/admin-simulator-fault.png', fullPage: true });
+
+  await signIn(page, 'supervisor');
+  await gotoHydrated(page, '/orders?customer=Adatum');
+  await page.screenshot({ path: 'screenshots/orders.png', fullPage: true });
+  await page.getByRole('link', { name: /SO-/ }).first().click();
+  await expect(page.locator('h1')).toContainText('Sales order');
+  await page.waitForLoadState('networkidle');
+  await invoiceLines(page, { 1: '1' });
+  const notice = page.getByRole('status');
+  await expect(notice).toContainText('the card payment is incomplete');
+  await expect(notice).toContainText('Post the payment journal');
+  await notice.getByRole('link', { name: 'Open Incomplete cards payment' }).click();
+  await expect(page.locator('h1')).toHaveText('Incomplete cards payment');
+  const row = page.locator('tbody tr');
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText('3. Post the payment journal');
+  await expect(row).toContainText('injected fault');
+  const invoice = await row.getAttribute('data-invoice');
+
+  await row.getByRole('link', { name: 'View history' }).click();
+  await expect(page.locator('h1')).toContainText(`Payment stages of ${invoice}`);
+  await expect(page.getByTestId('execution-log')).toContainText('Execution log: 3. Post the payment journal');
+  await expect(page.getByTestId('execution-log')).toContainText('injected fault');
+  await page.getByRole('link', { name: '2. Capture or refund the card' }).click();
+  await expect(page.getByTestId('execution-log')).toContainText('Captured');
+  await page.screenshot({ path: 'screenshots/payment-history.png', fullPage: true });
+
+  await gotoHydrated(page, `/payments/incomplete`);
+  await page.screenshot({ path: 'screenshots/incomplete.png', fullPage: true });
+  await page.locator(`tr[data-invoice="${invoice}"]`).getByRole('button', { name: 'Resume' }).click();
+  await expect(page.getByRole('status')).toHaveText(`${invoice}: the card payment completed.`);
+  await expect(page.locator(`tr[data-invoice="${invoice}"]`)).toHaveCount(0);
+  await gotoHydrated(page, '/orders?customer=Adatum');
+  await page.getByRole('link', { name: /SO-/ }).first().click();
+  await expect(page.locator(`tr[data-invoice="${invoice}"] [data-process-status="completed"]`)).toBeVisible();
+  await expect(page.locator('[data-authorization] tr.capture')).toHaveCount(1);
+  await expect(page.locator('[data-journal]')).toHaveCount(2);
+});
+
+test('R-PIP-4: Terminate asks for a reason and is audited', async ({ page }) => {
+  await signIn(page, 'supervisor');
+  await gotoHydrated(page, '/payments/incomplete');
+  const row = page.locator('tr[data-invoice="INV-000005"]');
+  await expect(row).toContainText('2. Capture or refund the card');
+  await row.locator('summary', { hasText: 'Terminate' }).click();
+  await row.getByRole('button', { name: 'Terminate process' }).click();
+  await expect(row, 'an empty reason is not sent').toHaveCount(1);
+  await row.getByLabel('Reason (kept in the audit log)').fill('Customer paid by bank transfer');
+  await row.getByRole('button', { name: 'Terminate process' }).click();
+  await expect(page.getByRole('status')).toHaveText('The card payment process was terminated.');
+  await expect(page.locator('tr[data-invoice="INV-000005"]')).toHaveCount(0);
+
+  await signIn(page, 'admin');
+  await page.goto('/admin/audit?action=payment_process.terminate');
+  await expect(page.locator('tr[data-action="payment_process.terminate"]')).toContainText('Customer paid by bank transfer');
+  await expect(page.locator('tr[data-action="payment_process.terminate"]')).toContainText('supervisor');
+});
+
+test('the Incomplete cards payment page is refused to the call center, who still sees sales orders', async ({ page }) => {
+  await signIn(page, 'callcenter');
+  const res = await page.goto('/payments/incomplete');
+  expect(res?.status()).toBe(403);
+  await gotoHydrated(page, '/orders');
+  await expect(page.locator('h1')).toHaveText('Sales orders');
+});

@@ -1,0 +1,99 @@
+//! Demo orders in every state, made by running the real services (placement, the pipeline, the
+//! simulator with injected faults): fully and partially invoiced with incremental capture, the
+//! legacy path with a new authorization, a declined card, and incomplete payments failed at the
+//! capture, journal and authorize-remaining stages.
+use super::orders::{place, CardForm, LineForm, OrderForm};
+use super::{audit, features, parameters, Services};
+use crate::connector::{faults, CardEntry};
+use crate::domain::parameters::{keys, ParameterGroup};
+use crate::entity::{channel, customer};
+use crate::error::{ServiceError, ServiceResult};
+use crate::Feature;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+struct DemoOrder {
+    customer: &'static str,
+    channel: &'static str,
+    card: &'static str,
+    tax: &'static str,
+    lines: &'static [(&'static str, i32, &'static str)],
+    /// Quantities to invoice per round, per line.
+    invoices: &'static [&'static [i32]],
+    /// A fault active during the last invoice round: (point, kind).
+    fault: Option<(&'static str, &'static str)>,
+}
+
+const ORDERS: &[DemoOrder] = &[
+    DemoOrder { customer: "C-1001", channel: "CALL", card: "4111111111111111", tax: "8.25", lines: &[("Trail tent", 2, "149.99"), ("Camp stove", 1, "45.50")], invoices: &[&[1, 0], &[1, 1]], fault: None },
+    DemoOrder { customer: "C-1002", channel: "HOUSTON", card: "5555555555554444", tax: "8.25", lines: &[("Touring kayak", 3, "420.00")], invoices: &[&[1]], fault: None },
+    DemoOrder { customer: "C-1003", channel: "WEB", card: "378282246310005", tax: "0", lines: &[("Sofa", 1, "899.00"), ("Cushion", 4, "19.90")], invoices: &[], fault: None },
+    DemoOrder { customer: "C-1004", channel: "CALL", card: "4111111111111111", tax: "6.5", lines: &[("City bike", 1, "650.00"), ("Helmet", 2, "45.00")], invoices: &[&[1, 2]], fault: Some(("journal", "error_before")) },
+    DemoOrder { customer: "C-1005", channel: "WEB", card: "6011111111111117", tax: "0", lines: &[("Hiking boots", 2, "120.00")], invoices: &[&[1]], fault: Some(("capture", "error_before")) },
+    DemoOrder { customer: "C-1001", channel: "HOUSTON", card: "6363680000000007", tax: "5", lines: &[("Desk lamp", 4, "30.00")], invoices: &[&[1]], fault: None },
+    DemoOrder { customer: "C-1002", channel: "CALL", card: "6363680000000007", tax: "0", lines: &[("Folding chair", 6, "25.00")], invoices: &[&[2]], fault: Some(("authorize", "error_before")) },
+    DemoOrder { customer: "C-1004", channel: "CALL", card: "4000000000000002", tax: "0", lines: &[("Canoe paddle", 2, "35.00")], invoices: &[], fault: None },
+];
+
+/// Turns on the improved flow with status monitoring and incremental capture (and its
+/// prerequisites), as a merchant running Paystage would, then places and invoices the demo orders.
+pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
+    for f in [
+        Feature::ImproveCardsPaymentFlow,
+        Feature::UnifiedPaymentPostingJournalDefaults,
+        Feature::OmniChannelPayments,
+        Feature::DuplicatePaymentProtection,
+        Feature::RefundsOverMultipleCaptures,
+        Feature::ManualVoidOfExpiredLines,
+        Feature::OmniChannelCommerceOrderPayments,
+        Feature::IncrementalCapture,
+    ] {
+        features::set(s, audit::SYSTEM, f, true).await?;
+    }
+    let mut ar = std::collections::BTreeMap::new();
+    ar.insert(keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
+    ar.insert(keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
+    ar.insert(keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
+    parameters::save_group(s, audit::SYSTEM, ParameterGroup::AccountsReceivable, &ar).await?;
+    let today = s.now().date_naive();
+    for o in ORDERS {
+        let cust = customer::Entity::find().filter(customer::Column::Account.eq(o.customer)).one(&s.db).await?;
+        let chan = channel::Entity::find().filter(channel::Column::Code.eq(o.channel)).one(&s.db).await?;
+        let (Some(cust), Some(chan)) = (cust, chan) else { continue };
+        let token = s
+            .connector
+            .tokenize(CardEntry { number: o.card.into(), expiry: "12/30".into(), holder: cust.name.clone() })
+            .await
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let form = OrderForm {
+            customer_id: cust.id.to_string(),
+            channel_id: chan.id.to_string(),
+            currency: "USD".into(),
+            tax_percent: o.tax.into(),
+            charges: "0".into(),
+            lines: o
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, (item, q, p))| LineForm {
+                    item: (*item).into(),
+                    quantity: q.to_string(),
+                    unit_price: (*p).into(),
+                    requested_ship_date: (today + chrono::Duration::days(3 + i as i64)).to_string(),
+                })
+                .collect(),
+            card: CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry },
+        };
+        let placed = place(s, "callcenter", &form).await?;
+        let lines = super::orders::detail(s, placed.order_id).await?.lines;
+        for (round, qty) in o.invoices.iter().enumerate() {
+            let last = round + 1 == o.invoices.len();
+            if let (true, Some((point, kind))) = (last, o.fault) {
+                faults::add(&s.db, s.now(), point, kind, "1", "1", "").await?;
+            }
+            let q: Vec<(i32, i32)> = lines.iter().zip(qty.iter()).map(|(l, q)| (l.id, *q)).collect();
+            crate::pipeline::invoice(s, "finance", placed.order_id, &q).await?;
+            faults::clear(&s.db).await?;
+        }
+    }
+    Ok(())
+}

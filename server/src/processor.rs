@@ -1,0 +1,111 @@
+//! The processor simulator's hosted acceptance page, served on its own route as a payment service
+//! provider's page would be. The card number is typed here and handed only to the simulator's
+//! `tokenize`; the browser is sent back to Paystage with the token, card type, last four digits,
+//! holder and expiry (R-TOK-1). Nothing here logs or stores the card number.
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use payments::connector::CardEntry;
+use payments::service::Services;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct AcceptanceQuery {
+    #[serde(rename = "return")]
+    pub return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct AcceptanceForm {
+    #[serde(rename = "return")]
+    pub return_to: String,
+    pub number: String,
+    pub expiry: String,
+    pub holder: String,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only a local Paystage path is a valid return address.
+fn safe_return(r: Option<&str>) -> String {
+    match r {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains('?') => p.to_string(),
+        _ => "/orders/new".to_string(),
+    }
+}
+
+fn page(return_to: &str, holder: &str, expiry: &str, error: Option<&str>) -> Response {
+    let error = error.map(|e| format!("<div class=\"notice error\" role=\"alert\">{}</div>", esc(e))).unwrap_or_default();
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Secure card payment · Processor simulator</title><link rel=\"stylesheet\" href=\"/pkg/paystage.css\"></head>\
+         <body><div class=\"login-wrap\"><div class=\"login-card acceptance\">\
+         <div class=\"brand\"><span class=\"brand-mark\">S</span>Processor simulator</div>\
+         <h1>Card details</h1><p class=\"muted small\">Entered on the payment processor's page. The merchant receives a token, never the card number.</p>\
+         {error}\
+         <form method=\"post\" action=\"/processor/acceptance\" autocomplete=\"off\">\
+         <input type=\"hidden\" name=\"return\" value=\"{ret}\">\
+         <div class=\"field\"><label for=\"number\">Card number</label><input id=\"number\" name=\"number\" inputmode=\"numeric\" autocomplete=\"off\" required></div>\
+         <div class=\"field\"><label for=\"expiry\">Expiry (MM/YY)</label><input id=\"expiry\" name=\"expiry\" value=\"{expiry}\" placeholder=\"12/29\" required></div>\
+         <div class=\"field\"><label for=\"holder\">Name on card</label><input id=\"holder\" name=\"holder\" value=\"{holder}\" required></div>\
+         <button type=\"submit\" class=\"primary wide\">Save card</button></form>\
+         <p class=\"small\"><a href=\"{ret}\">Cancel</a> · test cards are listed on the Processor simulator page.</p>\
+         </div></div></body></html>",
+        ret = esc(return_to),
+        holder = esc(holder),
+        expiry = esc(expiry),
+    );
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+pub async fn form(Query(q): Query<AcceptanceQuery>) -> Response {
+    page(&safe_return(q.return_to.as_deref()), "", "", None)
+}
+
+pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceForm>) -> Response {
+    let return_to = safe_return(Some(&f.return_to));
+    let card = CardEntry { number: f.number, expiry: f.expiry.clone(), holder: f.holder.clone() };
+    match services.connector.tokenize(card).await {
+        Ok(t) => Redirect::to(&format!(
+            "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}",
+            enc(&t.token),
+            enc(&t.card_type),
+            enc(&t.last_four),
+            enc(&t.holder),
+            enc(&t.expiry)
+        ))
+        .into_response(),
+        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        assert_eq!(safe_return(Some("/orders/new")), "/orders/new");
+        for bad in ["https://evil.example", "//evil.example", "/\\evil", "/orders/new?x=1"] {
+            assert_eq!(safe_return(Some(bad)), "/orders/new", "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_and_encoded() {
+        assert_eq!(esc("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");
+        assert_eq!(enc("Jamie O'Neil & co"), "Jamie%20O%27Neil%20%26%20co");
+    }
+}
