@@ -87,7 +87,8 @@ pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceFo
             enc(&t.expiry)
         ))
         .into_response(),
-        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&e.to_string())),
+        Err(payments::connector::ConnectorError::Invalid(m)) => page(&return_to, &f.holder, &f.expiry, Some(&m)),
+        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&format!("The card could not be saved: {e}. Try again."))),
     }
 }
 
