@@ -54,6 +54,15 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
   await expect(page.locator('[data-authorization]')).toContainText('Fully captured');
   await expect(page.locator('[data-process-status="completed"]')).toHaveCount(2);
   await page.screenshot({ path: 'screenshots/order-incremental.png', fullPage: true });
+
+  // A return of one tent: a credit note, refunded against the captures, with a refund journal.
+  await page.getByLabel('Quantity to credit for line 1').fill('1');
+  await page.getByRole('button', { name: 'Post credit note' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Credit note' })).toContainText('the card refund completed');
+  await expect(page.locator('tr[data-line="1"] td').nth(4)).toHaveText('1');
+  await expect(page.locator('[data-invoice^="CRN-"] [data-process-status="completed"]')).toHaveCount(1);
+  await expect(page.getByText(/Card refund for CRN-/)).toBeVisible();
+  await page.screenshot({ path: 'screenshots/order-credit-note.png', fullPage: true });
 });
 
 test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; Resume completes it without a second capture', async ({ page }) => {

@@ -8,7 +8,11 @@
 pub mod domain;
 
 #[cfg(feature = "server")]
+pub mod bench;
+#[cfg(feature = "server")]
 pub mod connector;
+#[cfg(feature = "server")]
+pub mod crashpoint;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]

@@ -22,6 +22,77 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Faults the processor simulator injects (also on System administration > Processor simulator).
+    Faults {
+        #[command(subcommand)]
+        command: FaultsCommand,
+    },
+    /// Run payment recovery once: finish processes left in flight by a stopped server.
+    Recover,
+    /// Invoice N orders in partial rounds through a real server process while killing it K times
+    /// and injecting processor faults at rate F; then recover and check every invariant. Prints one
+    /// JSON line last; exits non-zero if any count is not zero. Use an empty database.
+    Chaos {
+        /// Database to run on (empty): sqlite://path or postgres://…
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1000)]
+        orders: u32,
+        #[arg(long, default_value_t = 20)]
+        kills: u32,
+        /// Probability that a processor request or journal posting meets an injected fault.
+        #[arg(long, default_value_t = 0.1)]
+        fault_rate: f64,
+        /// Invoicings in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+    },
+    /// Benchmarks; each prints its figures as one JSON line last.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FaultsCommand {
+    /// List the active faults.
+    List,
+    /// Add a fault: POINT is capture, authorize, refund, void, query, any or journal; KIND is
+    /// error_before, timeout_after or latency.
+    Add {
+        point: String,
+        kind: String,
+        /// Probability from 0 to 1.
+        #[arg(long, default_value = "1")]
+        rate: String,
+        /// Times it fires; empty for until removed.
+        #[arg(long, default_value = "")]
+        times: String,
+        #[arg(long, default_value = "0")]
+        latency_ms: String,
+    },
+    /// Remove one fault.
+    Remove { id: i32 },
+    /// Remove every fault.
+    Clear,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Invoice N prepared two-line orders through all four stages.
+    Invoicing {
+        /// Database to run on (a fresh one is best): sqlite://path or postgres://…
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1000)]
+        orders: u32,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        /// Processor latency per request, injected as a simulator fault.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -45,6 +116,13 @@ fn print_credentials(report: &BootstrapReport, url: &str) {
         let roles = u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(" + ");
         println!("  {:<12} {:<24} {}", u.username, u.password, roles);
     }
+}
+
+/// The database and services, without first-start accounts or demo data (for maintenance commands).
+async fn open_services(config: &Config) -> payments::service::Services {
+    let db = payments::db::connect_and_migrate(&config.database_url).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+    payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock))
+        .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
 }
 
 #[tokio::main]
@@ -73,6 +151,72 @@ async fn main() {
                 .await
                 .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             println!("Migrations applied to {}", config.database_url);
+        }
+        Command::Faults { command } => {
+            let services = open_services(&config).await;
+            use payments::connector::faults;
+            match command {
+                FaultsCommand::List => {
+                    for f in faults::list(&services.db).await.unwrap_or_else(|e| fail(e)) {
+                        let times = f.remaining.map(|n| n.to_string()).unwrap_or_else(|| "until removed".into());
+                        println!(
+                            "{:>4}  {:<10} {:<14} rate {:<6} times {:<14} latency {} ms, fired {}",
+                            f.id, f.point, f.kind, f.rate, times, f.latency_ms, f.fired
+                        );
+                    }
+                }
+                FaultsCommand::Add { point, kind, rate, times, latency_ms } => {
+                    let id = faults::add(&services.db, services.now(), &point, &kind, &rate, &times, &latency_ms)
+                        .await
+                        .unwrap_or_else(|e| fail(e));
+                    println!("Fault {id} added.");
+                }
+                FaultsCommand::Remove { id } => {
+                    if !faults::remove(&services.db, id).await.unwrap_or_else(|e| fail(e)) {
+                        fail(format!("there is no fault {id}"));
+                    }
+                    println!("Fault {id} removed.");
+                }
+                FaultsCommand::Clear => println!("{} faults removed.", faults::clear(&services.db).await.unwrap_or_else(|e| fail(e))),
+            }
+        }
+        Command::Recover => {
+            let services = open_services(&config).await;
+            let mut total = payments::pipeline::RecoveryReport::default();
+            loop {
+                let r = payments::pipeline::recover(&services, server::RECOVERY_BATCH).await.unwrap_or_else(|e| fail(e));
+                total.taken_over += r.taken_over;
+                total.completed += r.completed;
+                total.incomplete += r.incomplete;
+                total.requests_resolved += r.requests_resolved;
+                if u64::from(r.taken_over) < server::RECOVERY_BATCH {
+                    break;
+                }
+            }
+            println!("{}", serde_json::to_string(&total).unwrap_or_default());
+        }
+        Command::Chaos { database, orders, kills, fault_rate, concurrency } => {
+            let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("cannot find the paystage binary: {e}")));
+            let work_dir = std::env::temp_dir().join(format!("paystage-chaos-{}", std::process::id()));
+            eprintln!("chaos: server logs in {}", work_dir.display());
+            let opts = server::chaos::ChaosOptions { database, orders, kills, fault_rate, concurrency, exe, work_dir };
+            let (report, details) = server::chaos::run(&opts).await.unwrap_or_else(|e| fail(format!("chaos: {e:#}")));
+            for d in &details {
+                eprintln!("chaos: {d}");
+            }
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            if !report.clean() {
+                std::process::exit(1);
+            }
+        }
+        Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms } } => {
+            let db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            eprintln!("bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency");
+            let report = payments::bench::invoicing(&services, payments::bench::BenchOptions { orders, concurrency, latency_ms })
+                .await
+                .unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Users { command: UsersCommand::ResetPassword { username } } => {
             let (services, _) = server::prepare(&config).await.unwrap_or_else(|e| fail(e));

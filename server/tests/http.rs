@@ -180,6 +180,7 @@ fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/list_orders", ORDERS, "status=&customer=&channel=&page=1".into()),
         ("/api/order_detail", ORDERS, format!("id={}", ids.order)),
         ("/api/invoice_order", FINANCE, format!("order_id={}&quantities[{}]=1", ids.order, ids.line)),
+        ("/api/credit_order", FINANCE, format!("order_id={}&quantities[{}]=1", ids.order, ids.line)),
         ("/api/new_order_choices", ORDERS, String::new()),
         (
             "/api/place_order",

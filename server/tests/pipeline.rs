@@ -203,7 +203,7 @@ db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_captur
         auth.connector_id,
         Command::Capture,
         amount,
-        requests::Purpose { order_id: placed.order_id, authorization_id: Some(auth.id), process: Some((process_id, Stage::CaptureOrRefund)) },
+        requests::Purpose { order_id: placed.order_id, authorization_id: Some(auth.id), process: Some((process_id, Stage::CaptureOrRefund)), capture_id: None },
     )
     .await
     .unwrap();
@@ -334,4 +334,93 @@ db_test!(demo_orders_show_every_state, |db| {
     // Bootstrapping again adds nothing.
     bootstrap(s, &opts).await.unwrap();
     assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 8);
+});
+
+db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariants, |db| {
+    // The bench command at a small size: every invoice completes, figures are sane.
+    let s = &db.services;
+    let r = payments::bench::invoicing(s, payments::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
+    assert_eq!((r.orders, r.not_completed), (12, 0), "{r:?}");
+    assert!(r.invoices_per_sec > 0.0 && r.p50_ms <= r.p99_ms && r.peak_rss_mb > 0.0, "{r:?}");
+    assert_eq!(r.commits_per_invoice.is_some(), db.backend == payments::db::Backend::Postgres, "{r:?}");
+    assert_eq!(payments::entity::capture::Entity::find().count(&s.db).await.unwrap(), 12, "incremental: one capture per invoice");
+    assert!(faults::list(&s.db).await.unwrap().is_empty(), "the latency fault is removed afterwards");
+    assert_clean(&db).await;
+});
+
+/// Credits `qty` of each line (in line order).
+async fn credit(s: &Services, order_id: i32, qty: &[i32]) -> Result<payments::domain::payment_views::InvoiceOutcome, payments::error::ServiceError> {
+    let d = detail(s, order_id).await;
+    let q: Vec<(i32, i32)> = d.lines.iter().zip(qty).map(|(l, q)| (l.id, *q)).filter(|(_, q)| *q != 0).collect();
+    pipeline::credit(s, "finance", order_id, &q).await
+}
+
+db_test!(a_credit_note_refunds_over_two_captures_and_posts_a_refund_journal, |db| {
+    // R-PIP-1 stage 2 "or refund", R-CAP-4 (refunds over multiple captures), R-LED-1.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
+    invoice(s, placed.order_id, &[1]).await;
+    invoice(s, placed.order_id, &[1]).await;
+    let out = credit(s, placed.order_id, &[2]).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    assert!(out.invoice_number.starts_with("CRN-"), "{out:?}");
+    assert_eq!(out.amount.minor(), -30_000);
+    let d = detail(s, placed.order_id).await;
+    let caps = &d.authorizations[0].captures;
+    assert_eq!(caps.len(), 2);
+    assert!(caps.iter().all(|c| c.refunded == c.amount), "each capture refunded in full: {caps:?}");
+    assert_eq!(d.lines[0].credited_quantity, 2);
+    assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 2, "one refund per capture");
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    let stage = |st: Stage| h.stages.iter().find(|x| x.stage == st).unwrap().clone();
+    assert_eq!(stage(Stage::CaptureOrRefund).status, StageStatus::Succeeded);
+    assert_eq!(stage(Stage::PostPaymentJournal).status, StageStatus::Succeeded);
+    assert_eq!(stage(Stage::AuthorizeRemaining).status, StageStatus::Skipped);
+    // Nothing more can be credited, and nothing is refunded twice.
+    let again = credit(s, placed.order_id, &[1]).await.unwrap_err();
+    assert!(again.to_string().contains("0 can be credited"), "{again}");
+    assert_clean(&db).await;
+});
+
+db_test!(without_refunds_over_multiple_captures_a_refund_must_fit_one_capture, |db| {
+    // R-CAP-4: with the feature off (and so incremental capture, which needs it, R-FEA-2), a refund
+    // larger than any single capture fails (incomplete, with the reason), and succeeds on resume
+    // once the feature is on.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, false).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
+    invoice(s, placed.order_id, &[1]).await;
+    invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(payments::entity::capture::Entity::find().count(&s.db).await.unwrap(), 2, "legacy: two captures of 150.00");
+    let out = credit(s, placed.order_id, &[2]).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
+    assert!(out.error.as_deref().unwrap_or_default().contains("No single capture"), "{out:?}");
+    assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 0, "nothing refunded");
+    enable_pipeline(s, true).await;
+    let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert_eq!(resumed.status, ProcessStatus::Completed, "{resumed:?}");
+    assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 2);
+    assert_clean(&db).await;
+});
+
+db_test!(a_refund_whose_answer_was_lost_is_asked_about_not_sent_again, |db| {
+    // R-CAP-5 for refunds: a timeout after the effect, then resume: one refund at the processor.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
+    invoice(s, placed.order_id, &[1]).await;
+    faults::add(&s.db, s.now(), "refund", "timeout_after", "1", "1", "0").await.unwrap();
+    faults::add(&s.db, s.now(), "query", "error_before", "1", "1", "0").await.unwrap();
+    let out = credit(s, placed.order_id, &[1]).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
+    assert!(out.error.as_deref().unwrap_or_default().contains("unknown"), "{out:?}");
+    let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert_eq!(resumed.status, ProcessStatus::Completed, "{resumed:?}");
+    assert_eq!(payments::entity::sim_refund::Entity::find().count(&s.db).await.unwrap(), 1, "refunded once");
+    assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 1);
+    assert_clean(&db).await;
 });

@@ -36,22 +36,35 @@ pub async fn load_order(id: i32) -> Result<OrderDetail, AppError> {
 pub async fn invoice_order(order_id: i32, quantities: BTreeMap<String, String>) -> Result<InvoiceOutcome, AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Finance]).await?;
+    let parsed = parse_quantities(&quantities)?;
+    Ok(payments::pipeline::invoice(&services()?, &user.username, order_id, &parsed).await?)
+}
+
+/// Credits (returns) the quantities typed per invoiced line: posts a credit note, refunds the card
+/// against the order's captures and posts the refund journal (R-PIP-1, R-CAP-4).
+#[server(endpoint = "credit_order")]
+pub async fn credit_order(order_id: i32, quantities: BTreeMap<String, String>) -> Result<InvoiceOutcome, AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    let parsed = parse_quantities(&quantities)?;
+    Ok(payments::pipeline::credit(&services()?, &user.username, order_id, &parsed).await?)
+}
+
+/// `quantities[<line id>]` as typed; empty fields are skipped.
+#[cfg(feature = "ssr")]
+fn parse_quantities(quantities: &BTreeMap<String, String>) -> Result<Vec<(i32, i32)>, AppError> {
     let mut parsed = Vec::new();
-    for (line, qty) in &quantities {
+    for (line, qty) in quantities {
         let qty = qty.trim();
         if qty.is_empty() {
             continue;
         }
         let (Ok(line), Ok(q)) = (line.parse::<i32>(), qty.parse::<i32>()) else {
-            return Err(AppError::Invalid {
-                message: format!("Quantities must be whole numbers; {qty:?} is not."),
-                fields: vec![],
-                scope: None,
-            });
+            return Err(AppError::Invalid { message: format!("Quantities must be whole numbers; {qty:?} is not."), fields: vec![], scope: None });
         };
         parsed.push((line, q));
     }
-    Ok(payments::pipeline::invoice(&services()?, &user.username, order_id, &parsed).await?)
+    Ok(parsed)
 }
 
 fn status_badge(status: OrderStatus) -> impl IntoView {
@@ -183,7 +196,11 @@ fn invoice_notice(v: Option<Result<InvoiceOutcome, AppError>>) -> Option<AnyView
         Some(Ok(o)) if o.status == ProcessStatus::Completed => Some(
             view! {
                 <div class="notice success" role="status">
-                    {format!("Invoice {} posted for {}; the card payment completed.", o.invoice_number, o.amount)}
+                    {if o.invoice_number.starts_with("CRN") {
+                        format!("Credit note {} posted for {}; the card refund completed.", o.invoice_number, o.amount)
+                    } else {
+                        format!("Invoice {} posted for {}; the card payment completed.", o.invoice_number, o.amount)
+                    }}
                 </div>
             }
             .into_any(),
@@ -194,7 +211,8 @@ fn invoice_notice(v: Option<Result<InvoiceOutcome, AppError>>) -> Option<AnyView
                 view! {
                     <div class="notice warning" role="status">
                         {format!(
-                            "Invoice {} posted for {}, but the card payment is {}: {}. ",
+                            "{} {} posted for {}, but the card payment is {}: {}. ",
+                            if o.invoice_number.starts_with("CRN") { "Credit note" } else { "Invoice" },
                             o.invoice_number,
                             o.amount,
                             o.status.label().to_lowercase(),
@@ -216,13 +234,17 @@ pub fn OrderDetailPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
     let invoice = ServerAction::<InvoiceOrder>::new();
+    let credit = ServerAction::<CreditOrder>::new();
     let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_))));
-    let data = Resource::new(move || (id(), saves.get()), |(id, _)| load_order(id));
+    let credits = successes(move || matches!(credit.value().get(), Some(Ok(_))));
+    let data = Resource::new(move || (id(), saves.get(), credits.get()), |(id, _, _)| load_order(id));
     view! {
         {move || invoice_notice(invoice.value().get())}
+        {move || invoice_notice(credit.value().get())}
         {loaded(data, move |d: OrderDetail| {
             let o = d.order.clone();
             let open_lines = d.lines.iter().any(|l| l.invoiced_quantity < l.quantity);
+            let creditable: Vec<_> = d.lines.iter().filter(|l| l.invoiced_quantity > l.credited_quantity).cloned().collect();
             view! {
                 <leptos_meta::Title text=format!("Sales order {}", o.number) />
                 <div class="page-header">
@@ -250,6 +272,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                                     <th>"Item"</th>
                                     <th class="num">"Ordered"</th>
                                     <th class="num">"Invoiced"</th>
+                                    <th class="num">"Credited"</th>
                                     <th class="num">"Unit price"</th>
                                     <th>"Requested ship date"</th>
                                     <th>"Invoice now"</th>
@@ -266,6 +289,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                                             <td>{l.item.clone()}</td>
                                             <td class="num">{l.quantity}</td>
                                             <td class="num">{l.invoiced_quantity}</td>
+                                            <td class="num">{l.credited_quantity}</td>
                                             <td class="num">{l.unit_price.to_string()}</td>
                                             <td>{l.requested_ship_date.to_string()}</td>
                                             <td>
@@ -286,6 +310,34 @@ pub fn OrderDetailPage() -> impl IntoView {
                         })}
                     </ActionForm>
                 </section>
+                {(!creditable.is_empty()).then(|| view! {
+                    <section class="panel" aria-labelledby="credit-title">
+                        <h2 id="credit-title">"Credit note (return)"</h2>
+                        <ActionForm action=credit>
+                            <input type="hidden" name="order_id" value=o.id />
+                            <table class="grid">
+                                <thead><tr><th>"#"</th><th>"Item"</th><th class="num">"Invoiced, not credited"</th><th>"Credit now"</th></tr></thead>
+                                <tbody>
+                                    {creditable.iter().map(|l| {
+                                        let left = l.invoiced_quantity - l.credited_quantity;
+                                        view! {
+                                            <tr data-credit-line=l.line_no>
+                                                <td>{l.line_no}</td>
+                                                <td>{l.item.clone()}</td>
+                                                <td class="num">{left}</td>
+                                                <td><input class="qty" name=format!("quantities[{}]", l.id)
+                                                    aria-label=format!("Quantity to credit for line {}", l.line_no)
+                                                    inputmode="numeric" placeholder=format!("0–{left}") /></td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            <div class="actions"><button type="submit">"Post credit note"</button>
+                            <span class="muted small">" Posts the credit note, refunds the card against its captures and posts the refund journal."</span></div>
+                        </ActionForm>
+                    </section>
+                })}
                 <section class="panel">
                     <h2>"Payment lines"</h2>
                     <table class="grid">

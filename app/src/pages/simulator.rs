@@ -83,7 +83,7 @@ pub fn SimulatorPage() -> impl IntoView {
             }
             view! {
                 <table class="grid">
-                    <thead><tr><th>"Where"</th><th>"Kind"</th><th class="num">"Rate"</th><th class="num">"Times left"</th><th class="num">"Latency"</th><th></th></tr></thead>
+                    <thead><tr><th>"Where"</th><th>"Kind"</th><th class="num">"Rate"</th><th class="num">"Times left"</th><th class="num">"Latency"</th><th class="num">"Fired"</th><th></th></tr></thead>
                     <tbody>
                         {faults.into_iter().map(|f| view! {
                             <tr data-fault=f.id>
@@ -92,6 +92,7 @@ pub fn SimulatorPage() -> impl IntoView {
                                 <td class="num">{f.rate.clone()}</td>
                                 <td class="num">{f.remaining.map(|n| n.to_string()).unwrap_or_else(|| "until removed".into())}</td>
                                 <td class="num">{format!("{} ms", f.latency_ms)}</td>
+                                <td class="num">{f.fired}</td>
                                 <td>
                                     <ActionForm action=remove>
                                         <input type="hidden" name="id" value=f.id />

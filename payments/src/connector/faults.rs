@@ -62,6 +62,7 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
                 remaining: f.remaining,
                 latency_ms: f.latency_ms,
                 created_at: f.created_at,
+                fired: f.fired,
             })
         })
         .collect())
@@ -121,6 +122,7 @@ pub async fn add(
         remaining: Set(remaining),
         latency_ms: Set(latency),
         created_at: Set(now),
+        fired: Set(0),
         ..Default::default()
     }
     .insert(db)
@@ -172,9 +174,18 @@ pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr
             if taken == 0 {
                 continue;
             }
-            if n - 1 == 0 {
-                sim_fault::Entity::delete_by_id(f.id).exec(db).await?;
-            }
+        }
+        {
+            use sea_orm::sea_query::{Expr, ExprTrait};
+            use sea_orm::{ColumnTrait, QueryFilter};
+            sim_fault::Entity::update_many()
+                .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
+                .filter(sim_fault::Column::Id.eq(f.id))
+                .exec(db)
+                .await?;
+        }
+        if f.remaining == Some(1) {
+            sim_fault::Entity::delete_by_id(f.id).exec(db).await?;
         }
         match FaultKind::from_code(&f.kind) {
             Some(FaultKind::ErrorBefore) => fired.error_before = true,

@@ -46,6 +46,8 @@ pub struct OrderLineView {
     pub item: String,
     pub quantity: i32,
     pub invoiced_quantity: i32,
+    /// Of the invoiced quantity, how much credit notes have credited (returned).
+    pub credited_quantity: i32,
     pub unit_price: Money,
     pub requested_ship_date: NaiveDate,
 }

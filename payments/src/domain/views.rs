@@ -145,6 +145,8 @@ pub struct FaultView {
     pub remaining: Option<i32>,
     pub latency_ms: i32,
     pub created_at: DateTime<Utc>,
+    /// Times it has fired so far.
+    pub fired: i32,
 }
 
 /// Where a fault can strike: code and label.

@@ -21,6 +21,8 @@ pub struct Model {
     pub message: Option<String>,
     pub initiated_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// For a refund: the capture it is made against.
+    pub capture_id: Option<i32>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -13,6 +13,8 @@ pub struct Model {
     pub unit_price_minor: i64,
     pub requested_ship_date: Date,
     pub invoiced_quantity: i32,
+    /// Of the invoiced quantity, how much a credit note has since credited (returned).
+    pub credited_quantity: i32,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -12,6 +12,8 @@ pub struct Model {
     pub remaining: Option<i32>,
     pub latency_ms: i32,
     pub created_at: DateTimeUtc,
+    /// Times the fault has fired.
+    pub fired: i32,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

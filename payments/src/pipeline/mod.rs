@@ -38,8 +38,26 @@ pub(crate) enum StageEnd {
 /// Invoices `quantities` (order line id, quantity) of an order, then runs the payment process.
 pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
     let (invoice, process_id) = post_invoice(s, actor, order_id, quantities).await?;
+    crate::crashpoint::hit("after:post_invoice");
     let status = run(s, process_id).await?;
     outcome(s, invoice, process_id, status).await
+}
+
+/// Credits (returns) `quantities` (order line id, quantity) of invoiced lines: posts a credit note,
+/// then the payment process refunds the card against the order's captures (stage 2), posts the
+/// refund payment journal (stage 3); a credit leaves nothing to authorize (stage 4).
+pub async fn credit(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
+    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::CreditNote).await?;
+    crate::crashpoint::hit("after:post_invoice");
+    let status = run(s, process_id).await?;
+    outcome(s, invoice, process_id, status).await
+}
+
+/// What stage 1 posts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Document {
+    Invoice,
+    CreditNote,
 }
 
 async fn outcome(s: &Services, invoice: inv::Model, process_id: i32, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
@@ -61,9 +79,19 @@ fn quantity_error(message: impl Into<String>) -> ServiceError {
 /// Stage 1: creates and posts the customer invoice and its journal, and creates the payment process
 /// (leased to this server), all in one transaction. Nothing is written if anything is wrong.
 pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<(inv::Model, i32)> {
+    post_document(s, actor, order_id, quantities, Document::Invoice).await
+}
+
+/// Stage 1 for an invoice or a credit note. A credit note carries negative quantities and amount.
+async fn post_document(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], doc: Document) -> ServiceResult<(inv::Model, i32)> {
+    let credit = doc == Document::CreditNote;
     let wanted: Vec<(i32, i32)> = quantities.iter().copied().filter(|(_, q)| *q != 0).collect();
     if wanted.is_empty() {
-        return Err(quantity_error("Enter a quantity to invoice on at least one line."));
+        return Err(quantity_error(if credit {
+            "Enter a quantity to credit on at least one line."
+        } else {
+            "Enter a quantity to invoice on at least one line."
+        }));
     }
     let now = s.now();
     let txn = s.db.begin().await?;
@@ -74,33 +102,51 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
     if order.do_not_process {
         return Err(ServiceError::Conflict(format!("{} is on hold (Do not process); take a new payment first.", order.number)));
     }
+    // One payment process at a time per order: the next invoice's capture and the balance to
+    // authorize depend on how the previous one ended (R-CAP-1, R-CAP-3).
+    let unfinished = pp::Entity::find()
+        .filter(pp::Column::OrderId.eq(order_id))
+        .filter(pp::Column::Status.is_in([ProcessStatus::Running.code(), ProcessStatus::Incomplete.code()]))
+        .order_by_asc(pp::Column::Id)
+        .one(&txn)
+        .await?;
+    if let Some(p) = unfinished {
+        let number = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.map(|i| i.number).unwrap_or_default();
+        return Err(ServiceError::Conflict(if p.status == ProcessStatus::Incomplete.code() {
+            format!("The card payment of {number} is incomplete: resume or terminate it on Incomplete cards payment before invoicing {} again.", order.number)
+        } else {
+            format!("The card payment of {number} is still being processed; invoice {} again in a moment.", order.number)
+        }));
+    }
     let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
     let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order_id)).all(&txn).await?;
     let mut inputs = Vec::new();
     for (line_id, qty) in &wanted {
         let line = lines.iter().find(|l| l.id == *line_id).ok_or_else(|| quantity_error("A line does not belong to this order."))?;
-        let open = line.quantity - line.invoiced_quantity;
+        let (open, verb) = if credit {
+            (line.invoiced_quantity - line.credited_quantity, "credited")
+        } else {
+            (line.quantity - line.invoiced_quantity, "invoiced")
+        };
         if *qty < 0 || *qty > open {
-            return Err(quantity_error(format!(
-                "Line {} ({}): {} can be invoiced, not {}.",
-                line.line_no, line.item, open, qty
-            )));
+            return Err(quantity_error(format!("Line {} ({}): {} can be {verb}, not {}.", line.line_no, line.item, open, qty)));
         }
         inputs.push((line, *qty));
     }
     let first = inv::Entity::find().filter(inv::Column::OrderId.eq(order_id)).count(&txn).await? == 0;
-    let charges = Money::from_minor(if first { order.charges_minor } else { 0 }, currency);
+    let charges = Money::from_minor(if first && !credit { order.charges_minor } else { 0 }, currency);
     let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
     let line_inputs: Vec<InvoiceLineInput> = inputs
         .iter()
         .map(|(l, q)| InvoiceLineInput { quantity: i64::from(*q), unit_price: Money::from_minor(l.unit_price_minor, currency) })
         .collect();
     let amounts = invoice_amounts(&line_inputs, charges, tax, currency).map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
+    let sign: i64 = if credit { -1 } else { 1 };
     let invoice = inv::ActiveModel {
         number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
         order_id: Set(order_id),
         currency: Set(currency.code().to_string()),
-        amount_minor: Set(amounts.total.minor()),
+        amount_minor: Set(sign * amounts.total.minor()),
         posted_at: Set(now),
         posted_by: Set(actor.to_string()),
         ..Default::default()
@@ -108,24 +154,29 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
     .insert(&txn)
     .await?;
     let mut am: inv::ActiveModel = invoice.clone().into();
-    am.number = Set(format!("INV-{:06}", invoice.id));
+    am.number = Set(format!("{}-{:06}", if credit { "CRN" } else { "INV" }, invoice.id));
     let invoice = am.update(&txn).await?;
     let mut fully_invoiced = true;
     for (line, qty) in &inputs {
         il::ActiveModel {
             invoice_id: Set(invoice.id),
             order_line_id: Set(line.id),
-            quantity: Set(*qty),
-            amount_minor: Set(line.unit_price_minor * i64::from(*qty)),
+            quantity: Set(if credit { -*qty } else { *qty }),
+            amount_minor: Set(sign * line.unit_price_minor * i64::from(*qty)),
             ..Default::default()
         }
         .insert(&txn)
         .await?;
         // Conditional on the quantity read above: a concurrent invoicing of the same line loses.
+        let (column, before) = if credit {
+            (sol::Column::CreditedQuantity, line.credited_quantity)
+        } else {
+            (sol::Column::InvoicedQuantity, line.invoiced_quantity)
+        };
         let updated = sol::Entity::update_many()
-            .col_expr(sol::Column::InvoicedQuantity, Expr::value(line.invoiced_quantity + qty))
+            .col_expr(column, Expr::value(before + qty))
             .filter(sol::Column::Id.eq(line.id))
-            .filter(sol::Column::InvoicedQuantity.eq(line.invoiced_quantity))
+            .filter(column.eq(before))
             .exec(&txn)
             .await?;
         if updated.rows_affected != 1 {
@@ -138,12 +189,30 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
             fully_invoiced = false;
         }
     }
-    let status = if fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced };
-    so::Entity::update_many()
-        .col_expr(so::Column::Status, Expr::value(status.code()))
-        .filter(so::Column::Id.eq(order_id))
-        .exec(&txn)
-        .await?;
+    if !credit {
+        let status = if fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced };
+        so::Entity::update_many()
+            .col_expr(so::Column::Status, Expr::value(status.code()))
+            .filter(so::Column::Id.eq(order_id))
+            .exec(&txn)
+            .await?;
+    }
+    let journal_lines = if credit {
+        // A credit note reverses revenue and tax; a correction is a new entry (R-LED-1).
+        vec![
+            JournalLine::debit(accounts::SALES_REVENUE, amounts.lines),
+            JournalLine::debit(accounts::SALES_TAX, amounts.tax),
+            JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
+        ]
+    } else {
+        vec![
+            JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
+            JournalLine::credit(accounts::SALES_REVENUE, amounts.lines),
+            JournalLine::credit(accounts::CHARGES_REVENUE, amounts.charges),
+            JournalLine::credit(accounts::SALES_TAX, amounts.tax),
+        ]
+    };
+    let what = if credit { "Credit note" } else { "Customer invoice" };
     post_journal(
         &txn,
         now,
@@ -152,13 +221,8 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
         order_id,
         Some(invoice.id),
         currency,
-        &format!("Customer invoice {} for {}", invoice.number, order.number),
-        vec![
-            JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
-            JournalLine::credit(accounts::SALES_REVENUE, amounts.lines),
-            JournalLine::credit(accounts::CHARGES_REVENUE, amounts.charges),
-            JournalLine::credit(accounts::SALES_TAX, amounts.tax),
-        ],
+        &format!("{what} {} for {}", invoice.number, order.number),
+        journal_lines,
     )
     .await?;
     let feature_on = features::load(&txn).await?.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
@@ -200,10 +264,17 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
         process.id,
         Stage::PostInvoice,
         1,
-        format!(
-            "Posted {} for {}: lines {}, charges {}, tax {} ({}%), total {}.",
-            invoice.number, order.number, amounts.lines, amounts.charges, amounts.tax, order.tax_percent, amounts.total
-        ),
+        if credit {
+            format!(
+                "Posted credit note {} for {}: lines {}, tax {} ({}%), total {} to refund.",
+                invoice.number, order.number, amounts.lines, amounts.tax, order.tax_percent, amounts.total
+            )
+        } else {
+            format!(
+                "Posted {} for {}: lines {}, charges {}, tax {} ({}%), total {}.",
+                invoice.number, order.number, amounts.lines, amounts.charges, amounts.tax, order.tax_percent, amounts.total
+            )
+        },
     )
     .await?;
     txn.commit().await?;
@@ -342,10 +413,12 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
             StageEnd::Succeeded(msg) => {
                 set_stage(&s.db, process_id, stage, StageStatus::Succeeded, attempt, None, Some(now), None).await?;
                 log(&s.db, now, process_id, stage, attempt, msg).await?;
+                crate::crashpoint::hit(&format!("after:{}", stage.code()));
             }
             StageEnd::Skipped(msg) => {
                 set_stage(&s.db, process_id, stage, StageStatus::Skipped, attempt, None, Some(now), None).await?;
                 log(&s.db, now, process_id, stage, attempt, msg).await?;
+                crate::crashpoint::hit(&format!("after:{}", stage.code()));
             }
             StageEnd::Failed(msg) => {
                 let txn = s.db.begin().await?;

@@ -15,6 +15,8 @@ pub struct Purpose {
     pub order_id: i32,
     pub authorization_id: Option<i32>,
     pub process: Option<(i32, Stage)>,
+    /// For a refund: the capture it is made against.
+    pub capture_id: Option<i32>,
 }
 
 /// Obtains a tracking id from the connector and writes the intent (status pending) before the call.
@@ -35,6 +37,7 @@ pub async fn begin(s: &Services, connector_id: i32, command: Command, amount: Mo
         message: Set(None),
         initiated_at: Set(reference.initiated_at),
         completed_at: Set(None),
+        capture_id: Set(purpose.capture_id),
         ..Default::default()
     }
     .insert(&s.db)

@@ -52,6 +52,9 @@ fn path_text(path: &CapturePath) -> String {
 /// Stage 2: capture the invoiced amount against the order's authorization (R-CAP-1..5).
 pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::CaptureOrRefund;
+    if is_credit(s, p).await? {
+        return refund(s, p, attempt).await;
+    }
     if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
         match RequestStatus::from_code(&req.status) {
             Some(RequestStatus::Succeeded) => {
@@ -123,7 +126,7 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
         auth.connector_id,
         Command::Capture,
         Money::from_minor(amount, cur),
-        Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)) },
+        Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None },
     )
     .await
     .map_err(|e| ServiceError::Conflict(e.to_string()));
@@ -145,7 +148,9 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
 
 async fn send_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
     let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    crate::crashpoint::hit("capture:intent");
     let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await;
+    crate::crashpoint::hit("capture:sent");
     if matches!(result, Err(ConnectorError::Timeout)) {
         log(&s.db, s.now(), p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
     }
@@ -231,9 +236,210 @@ async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au:
     Ok(end)
 }
 
-/// Stage 3: post the customer payment journal for what stage 2 captured (once per process).
+/// Whether the process is for a credit note (negative amount): stage 2 refunds instead of capturing.
+async fn is_credit(s: &Services, p: &pp::Model) -> ServiceResult<bool> {
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    Ok(invoice.amount_minor < 0)
+}
+
+/// What the process's refund requests have refunded (their recorded, approved outcomes).
+pub(crate) async fn refunded_by(db: &impl sea_orm::ConnectionTrait, process_id: i32) -> Result<i64, sea_orm::DbErr> {
+    Ok(pr::Entity::find()
+        .filter(pr::Column::ProcessId.eq(process_id))
+        .filter(pr::Column::Command.eq(Command::Refund.code()))
+        .filter(pr::Column::Status.eq(RequestStatus::Succeeded.code()))
+        .all(db)
+        .await?
+        .iter()
+        .map(|r| r.amount_minor)
+        .sum())
+}
+
+/// Stage 2 of a credit note: refund its amount against the order's captures, newest first, over
+/// several captures only with Refunds over multiple captures on; never more than was captured
+/// (R-CAP-4). Earlier requests whose outcome was not recorded are settled first (R-CAP-5).
+async fn refund(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+    let stage = Stage::CaptureOrRefund;
+    let earlier = pr::Entity::find()
+        .filter(pr::Column::ProcessId.eq(p.id))
+        .filter(pr::Column::Stage.eq(stage.code()))
+        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
+        .order_by_asc(pr::Column::Id)
+        .all(&s.db)
+        .await?;
+    for req in earlier {
+        log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of refund tracking id {}.", req.tracking_id)).await?;
+        let resolution = match requests::ask(s, &req.tracking_id).await {
+            Resolution::NotProcessed(why) => {
+                log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the refund again with the same tracking id.")).await?;
+                send_refund(s, &req).await?
+            }
+            other => other,
+        };
+        if let Some(failure) = record_refund(s, &req, resolution).await? {
+            return Ok(StageEnd::Failed(failure));
+        }
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let cur = currency(&invoice.currency);
+    let target = -invoice.amount_minor;
+    let done = refunded_by(&s.db, p.id).await?;
+    let remaining = target - done;
+    if remaining <= 0 {
+        return Ok(StageEnd::Succeeded(format!("Refunded {} for {}.", Money::from_minor(done, cur), invoice.number)));
+    }
+    let caps: Vec<cap::Model> = cap::Entity::find()
+        .filter(cap::Column::OrderId.eq(p.order_id))
+        .order_by_desc(cap::Column::Id)
+        .all(&s.db)
+        .await?
+        .into_iter()
+        .filter(|c| c.amount_minor > c.refunded_minor)
+        .collect();
+    let refundable: i64 = caps.iter().map(|c| c.amount_minor - c.refunded_minor).sum();
+    if refundable == 0 {
+        return Ok(if done > 0 {
+            StageEnd::Succeeded(format!("Refunded {}; nothing more was captured on the order.", Money::from_minor(done, cur)))
+        } else {
+            StageEnd::Skipped("Nothing captured on the order is left to refund; the credit stays on the customer's account.".into())
+        });
+    }
+    let over_multiple = features::load(&s.db).await?.is_enabled(crate::Feature::RefundsOverMultipleCaptures);
+    let amount = Ord::min(remaining, refundable);
+    let mut plan: Vec<(cap::Model, i64)> = Vec::new();
+    if over_multiple {
+        let mut left = amount;
+        for c in caps {
+            if left == 0 {
+                break;
+            }
+            let take = Ord::min(left, c.amount_minor - c.refunded_minor);
+            left -= take;
+            plan.push((c, take));
+        }
+    } else {
+        match caps.into_iter().find(|c| c.amount_minor - c.refunded_minor >= amount) {
+            Some(c) => plan.push((c, amount)),
+            None => {
+                return Ok(StageEnd::Failed(format!(
+                    "No single capture can take back {}; turn on Refunds over multiple captures, or credit less, then resume (R-CAP-4).",
+                    Money::from_minor(amount, cur)
+                )))
+            }
+        }
+    }
+    if amount < remaining {
+        log(
+            &s.db,
+            s.now(),
+            p.id,
+            stage,
+            attempt,
+            format!(
+                "Only {} captured is left to refund; the other {} stays as credit on the customer's account.",
+                Money::from_minor(amount, cur),
+                Money::from_minor(remaining - amount, cur)
+            ),
+        )
+        .await?;
+    }
+    for (c, take) in plan {
+        let auth = au::Entity::find_by_id(c.authorization_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
+        let req = match requests::begin(
+            s,
+            auth.connector_id,
+            Command::Refund,
+            Money::from_minor(take, cur),
+            Purpose { order_id: p.order_id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: Some(c.id) },
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
+        };
+        log(
+            &s.db,
+            s.now(),
+            p.id,
+            stage,
+            attempt,
+            format!("Refund of {} against capture {} requested with tracking id {}.", Money::from_minor(take, cur), c.processor_reference, req.tracking_id),
+        )
+        .await?;
+        let resolution = send_refund(s, &req).await?;
+        if let Some(failure) = record_refund(s, &req, resolution).await? {
+            return Ok(StageEnd::Failed(failure));
+        }
+    }
+    let total = refunded_by(&s.db, p.id).await?;
+    Ok(StageEnd::Succeeded(format!("Refunded {} for {}.", Money::from_minor(total, cur), invoice.number)))
+}
+
+async fn send_refund(s: &Services, req: &pr::Model) -> ServiceResult<Resolution> {
+    let c = cap::Entity::find_by_id(req.capture_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    crate::crashpoint::hit("refund:intent");
+    let result = s.connector.refund(&req.tracking_id, &c.processor_reference, amount).await;
+    crate::crashpoint::hit("refund:sent");
+    Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Refunded).await)
+}
+
+/// Records a refund's outcome with its effects in one transaction; `Some(reason)` if it failed.
+async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) -> ServiceResult<Option<String>> {
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    let failure = match resolution {
+        Resolution::Done(Outcome::Refunded(r)) => {
+            let c = for_update(cap::Entity::find_by_id(req.capture_id.unwrap_or_default()), &txn)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
+            crate::entity::refund::ActiveModel {
+                capture_id: Set(c.id),
+                order_id: Set(c.order_id),
+                amount_minor: Set(r.amount.minor()),
+                processor_reference: Set(r.reference.clone()),
+                tracking_id: Set(req.tracking_id.clone()),
+                refunded_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            cap::Entity::update_many()
+                .col_expr(cap::Column::RefundedMinor, Expr::value(c.refunded_minor + r.amount.minor()))
+                .filter(cap::Column::Id.eq(c.id))
+                .exec(&txn)
+                .await?;
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference), None, now).await?;
+            None
+        }
+        Resolution::Done(Outcome::Declined { code, message }) => {
+            requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
+            Some(format!("The processor declined the refund ({code}): {message}"))
+        }
+        Resolution::Done(other) => {
+            requests::finish(&txn, req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
+            Some("The processor gave an unexpected answer to the refund.".into())
+        }
+        Resolution::NotProcessed(m) => {
+            requests::finish(&txn, req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
+            Some(format!("The refund was not processed ({m}). Resume sends it again."))
+        }
+        Resolution::Unknown(m) => {
+            requests::finish(&txn, req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
+            Some(format!("The outcome of the refund is unknown ({m}). Resume asks the processor first and never refunds twice."))
+        }
+    };
+    txn.commit().await?;
+    Ok(failure)
+}
+
+/// Stage 3: post the customer payment journal for what stage 2 captured or refunded (once per process).
 pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> {
     let p = pp::Entity::find_by_id(p.id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
+    if is_credit(s, &p).await? {
+        return refund_journal(s, &p).await;
+    }
     if p.captured_minor == 0 {
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
     }
@@ -264,9 +470,45 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
     })
 }
 
+/// Stage 3 of a credit note: the refund payment journal (debit receivable, credit card clearing).
+async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> {
+    let refunded = refunded_by(&s.db, p.id).await?;
+    if refunded == 0 {
+        return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
+    }
+    let fired = crate::connector::faults::fire(&s.db, "journal").await?;
+    if fired.error_before {
+        return Ok(StageEnd::Failed("The refund journal could not be posted (injected fault). Resume posts it; the card is not refunded again.".into()));
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let order = orders::find(&s.db, p.order_id).await?;
+    let amount = Money::from_minor(refunded, currency(&invoice.currency));
+    let txn = s.db.begin().await?;
+    let posted = post_journal(
+        &txn,
+        s.now(),
+        &format!("payment:process:{}", p.id),
+        JournalKind::CustomerPayment,
+        p.order_id,
+        Some(p.invoice_id),
+        amount.currency(),
+        &format!("Card refund for {} ({})", invoice.number, order.number),
+        vec![JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amount), JournalLine::credit(accounts::CARD_CLEARING, amount)],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(match posted {
+        Some(j) => StageEnd::Succeeded(format!("Posted refund journal {} for {amount}: debit {}, credit {}.", j.number, accounts::ACCOUNTS_RECEIVABLE, accounts::CARD_CLEARING)),
+        None => StageEnd::Succeeded("The refund journal had already been posted.".into()),
+    })
+}
+
 /// Stage 4: authorize what is left to invoice when no open authorization covers it (R-CAP-3).
 pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::AuthorizeRemaining;
+    if is_credit(s, p).await? {
+        return Ok(StageEnd::Skipped("A credit note leaves nothing to authorize.".into()));
+    }
     let line_of = |order_id: i32| async move {
         pl::Entity::find()
             .filter(pl::Column::OrderId.eq(order_id))
@@ -285,7 +527,9 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
                     Resolution::NotProcessed(why) => {
                         log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
                         let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+                        crate::crashpoint::hit("authorize:intent");
                         let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+                        crate::crashpoint::hit("authorize:sent");
                         requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await
                     }
                     other => other,
@@ -334,7 +578,7 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
         line.connector_id.unwrap_or_default(),
         Command::Authorize,
         amount,
-        Purpose { order_id: order.id, authorization_id: previous.map(|a| a.id), process: Some((p.id, stage)) },
+        Purpose { order_id: order.id, authorization_id: previous.map(|a| a.id), process: Some((p.id, stage)), capture_id: None },
     )
     .await
     {
@@ -342,7 +586,9 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
         Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
     };
     log(&s.db, s.now(), p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
+    crate::crashpoint::hit("authorize:intent");
     let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+    crate::crashpoint::hit("authorize:sent");
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
     finish_authorization(s, &req, &line, resolution).await
 }

@@ -208,6 +208,7 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
             unit_price_minor: Set(price.minor()),
             requested_ship_date: Set(*date),
             invoiced_quantity: Set(0),
+            credited_quantity: Set(0),
             ..Default::default()
         }
         .insert(&txn)
@@ -245,7 +246,7 @@ pub async fn authorize_payment_line(
 ) -> ServiceResult<(PaymentStatus, Option<String>)> {
     let token = line.card_token.clone().ok_or_else(|| ServiceError::Conflict("The payment line has no card token.".into()))?;
     let connector_id = line.connector_id.ok_or_else(|| ServiceError::Conflict("The payment line has no connector.".into()))?;
-    let req = requests::begin(s, connector_id, Command::Authorize, amount, Purpose { order_id: line.order_id, authorization_id: replaces, process: None })
+    let req = requests::begin(s, connector_id, Command::Authorize, amount, Purpose { order_id: line.order_id, authorization_id: replaces, process: None, capture_id: None })
         .await
         .map_err(|e| ServiceError::Conflict(format!("The authorization could not be started: {e}")))?;
     let result = s.connector.authorize(&req.tracking_id, &token, amount).await;
@@ -459,6 +460,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
             item: l.item,
             quantity: l.quantity,
             invoiced_quantity: l.invoiced_quantity,
+            credited_quantity: l.credited_quantity,
             unit_price: money(l.unit_price_minor),
             requested_ship_date: l.requested_ship_date,
         })
