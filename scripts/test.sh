@@ -27,7 +27,7 @@ status=0
 bash scripts/build-site.sh debug || exit 1
 
 echo "== cargo test (workspace; SQLite and PostgreSQL)"
-cargo test --workspace --exclude frontend 2>&1 | tee "$LOG/cargo.txt"
+cargo test --workspace --exclude frontend --no-fail-fast 2>&1 | tee "$LOG/cargo.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # cargo test also built target/debug/paystage, the binary the browser tests start.

@@ -10,7 +10,7 @@ use crate::entity::{connector_merchant_property as cmp, customer};
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::orders::{self, CardForm, LineForm, OrderForm};
 use crate::service::{audit, features, parameters, setup, Services};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +31,49 @@ pub struct BenchReport {
     pub invoices_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Transactions committed per invoice, from `pg_stat_database`; `null` on SQLite, which keeps
-    /// no such counter.
+    /// Transactions committed per invoice: PostgreSQL's own counter (`pg_stat_database`, the
+    /// whole database), or on SQLite a commit hook on the connection.
     pub commits_per_invoice: Option<f64>,
     pub peak_rss_mb: f64,
+    /// SQL statements run per invoice (reads and writes, the simulator's included), when the
+    /// connection was [`meter`]ed.
+    pub statements_per_invoice: f64,
     /// Invoices whose payment process did not complete (should be 0).
     pub not_completed: u32,
+}
+
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+type Profile = std::collections::HashMap<String, (u64, Duration)>;
+static PROFILE: std::sync::Mutex<Option<Profile>> = std::sync::Mutex::new(None);
+
+/// Counts every statement this connection runs (for `statements_per_invoice`); with
+/// `PAYSTAGE_BENCH_PROFILE=1` also keeps count and time per statement text, printed by
+/// [`print_profile`].
+pub fn meter(db: &mut sea_orm::DatabaseConnection) {
+    if std::env::var("PAYSTAGE_BENCH_PROFILE").is_ok_and(|v| v == "1") {
+        *PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profile::new());
+    }
+    db.set_metric_callback(|info| {
+        STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = guard.as_mut() {
+            let key: String = info.statement.sql.chars().take(110).collect();
+            let e = p.entry(key).or_default();
+            e.0 += 1;
+            e.1 += info.elapsed;
+        }
+    });
+}
+
+/// The statements that took the most time, when profiling is on (stderr).
+pub fn print_profile(invoices: u32) {
+    let guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(p) = guard.as_ref() else { return };
+    let mut rows: Vec<_> = p.iter().collect();
+    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    for (sql, (n, t)) in rows.into_iter().take(25) {
+        eprintln!("{:>8.2} per invoice {:>9.1} ms  {sql}", *n as f64 / f64::from(invoices.max(1)), t.as_secs_f64() * 1000.0);
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -49,6 +86,9 @@ pub fn peak_rss_mb() -> f64 {
 }
 
 async fn commits(s: &Services) -> ServiceResult<Option<i64>> {
+    if s.db.get_database_backend() == DbBackend::Sqlite {
+        return Ok(Some(crate::db::sqlite_commits() as i64));
+    }
     if s.db.get_database_backend() != DbBackend::Postgres {
         return Ok(None);
     }
@@ -162,6 +202,10 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     }
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));
     let commits_before = commits(s).await?;
+    if let Some(p) = PROFILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        p.clear();
+    }
+    let statements_before = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
@@ -191,9 +235,11 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         not_completed += n;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let statements = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed) - statements_before;
+    print_profile(opts.orders);
     faults::clear(&s.db).await?;
     // pg_stat_database is updated when a backend reports its statistics: give it a moment.
-    if commits_before.is_some() {
+    if s.db.get_database_backend() == DbBackend::Postgres {
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     let commits_after = commits(s).await?;
@@ -215,6 +261,82 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
             _ => None,
         },
         peak_rss_mb: round2(peak_rss_mb()),
+        statements_per_invoice: round2(statements as f64 / f64::from(opts.orders)),
         not_completed,
+    })
+}
+
+/// The figures of `paystage bench expiry`, printed as the command's last line.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpiryBenchReport {
+    pub authorizations: u64,
+    pub expired: u64,
+    pub seconds: f64,
+    pub peak_rss_mb: f64,
+    pub orders_held: u64,
+}
+
+/// `paystage bench expiry`: bulk-creates `n` authorized orders whose authorizations expired a day
+/// ago (set-based SQL, not timed), then times the expiry job over all of them.
+pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
+    if n == 0 || n > 50_000_000 {
+        return Err(ServiceError::field("authorizations", "--authorizations must be between 1 and 50,000,000"));
+    }
+    let (cust, channel) = prepare_setup(s).await?;
+    let conn = setup::ensure_simulator_connector(&s.db).await?;
+    let backend = s.db.get_database_backend();
+    let ph = |i: usize| if backend == DbBackend::Postgres { format!("${i}") } else { "?".to_string() };
+    let (t, f) = if backend == DbBackend::Postgres { ("TRUE", "FALSE") } else { ("1", "0") };
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let now = s.now();
+    let expired_at = now - chrono::Duration::days(1);
+    let authorized_at = now - chrono::Duration::days(8);
+    let series = format!("WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n})");
+    let prefix = format!("XB{run}-");
+    let txn = s.db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO sales_orders (number, customer_id, channel_id, currency, tax_percent, charges_minor, status, do_not_process, created_at, created_by) \
+             {series} SELECT '{prefix}' || x, {cust}, {channel}, 'USD', '0', 0, 'open', {f}, {p1}, 'bench' FROM g",
+            p1 = ph(1)
+        ),
+        [sea_orm::Value::from(authorized_at)],
+    ))
+    .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO payment_lines (order_id, tender, amount_minor, status, connector_id, card_token, card_type, last_four, holder, expiry, created_at) \
+             SELECT id, 'card', 10000, 'authorized', {conn}, 'tok-' || number, 'Visa', '1111', 'Bench', '12/30', {p1} FROM sales_orders WHERE number LIKE '{prefix}%'",
+            p1 = ph(1)
+        ),
+        [sea_orm::Value::from(authorized_at)],
+    ))
+    .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO authorizations (order_id, payment_line_id, connector_id, processor_reference, tracking_id, currency, amount_minor, captured_minor, \
+             supports_multiple_captures, payment_method_variant, card_type, last_four, authorized_at, expires_at, status, replaces_id) \
+             SELECT p.order_id, p.id, {conn}, 'ref-' || o.number, 'trk-' || o.number, 'USD', 10000, 0, {t}, 'visa', 'Visa', '1111', {p1}, {p2}, 'open', NULL \
+             FROM payment_lines p JOIN sales_orders o ON o.id = p.order_id WHERE o.number LIKE '{prefix}%'",
+            p1 = ph(1),
+            p2 = ph(2)
+        ),
+        [sea_orm::Value::from(authorized_at), sea_orm::Value::from(expired_at)],
+    ))
+    .await?;
+    txn.commit().await?;
+    s.db.execute_unprepared("ANALYZE").await?;
+    let started = Instant::now();
+    let r = crate::service::jobs::expire_authorizations(s, crate::service::jobs::EXPIRY_BATCH).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(ExpiryBenchReport {
+        authorizations: n,
+        expired: r.expired,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        peak_rss_mb: (peak_rss_mb() * 100.0).round() / 100.0,
+        orders_held: r.orders_held,
     })
 }

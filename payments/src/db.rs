@@ -1,7 +1,17 @@
 //! Database connections for both supported backends, and migration at start-up.
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Transactions committed through SQLite connections of this process (a commit hook on each
+/// connection); PostgreSQL keeps its own counter in `pg_stat_database`.
+static SQLITE_COMMITS: AtomicU64 = AtomicU64::new(0);
+
+/// How many transactions this process has committed on SQLite so far.
+pub fn sqlite_commits() -> u64 {
+    SQLITE_COMMITS.load(Ordering::Relaxed)
+}
 
 /// Which backend a `DATABASE_URL` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,12 +59,24 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                         .map_err(|e| DbErr::Custom(format!("cannot create folder {}: {e}", parent.display())))?;
                 }
             }
-            opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            let sync = sqlite_synchronous()?;
+            opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
                     .foreign_keys(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                    .synchronous(sync)
                     .busy_timeout(Duration::from_secs(10))
+            });
+            opts.map_sqlx_sqlite_pool_opts(|o| {
+                o.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.lock_handle().await?.set_commit_hook(|| {
+                            SQLITE_COMMITS.fetch_add(1, Ordering::Relaxed);
+                            true
+                        });
+                        Ok(())
+                    })
+                })
             });
         }
         Backend::Postgres => {
@@ -62,6 +84,19 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         }
     }
     Database::connect(opts).await
+}
+
+/// `PAYSTAGE_SQLITE_SYNC`: `full` (the default) makes every commit durable on disk before it
+/// returns, power loss included; `normal` (WAL) keeps every commit across a crash of the process but
+/// may lose the last ones on power loss or an operating-system crash, in exchange for far fewer
+/// disk flushes.
+fn sqlite_synchronous() -> Result<sea_orm::sqlx::sqlite::SqliteSynchronous, DbErr> {
+    use sea_orm::sqlx::sqlite::SqliteSynchronous;
+    match std::env::var("PAYSTAGE_SQLITE_SYNC").ok().as_deref().map(str::trim) {
+        None | Some("") | Some("full") => Ok(SqliteSynchronous::Full),
+        Some("normal") => Ok(SqliteSynchronous::Normal),
+        Some(other) => Err(DbErr::Custom(format!("PAYSTAGE_SQLITE_SYNC must be full or normal, not {other:?}"))),
+    }
 }
 
 /// Applies every pending migration.

@@ -39,6 +39,8 @@ pub struct Config {
     /// `PAYSTAGE_RECOVERY_SECONDS`: how often recovery looks for payment processes left in flight
     /// (default 15, 1–3600). It also runs once at start-up.
     pub recovery_seconds: u32,
+    /// How often the authorization expiry job runs (R-AUT-3/4).
+    pub expiry_seconds: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,6 +127,7 @@ impl Config {
         };
         let lease_seconds = seconds("PAYSTAGE_LEASE_SECONDS", 30)?;
         let recovery_seconds = seconds("PAYSTAGE_RECOVERY_SECONDS", 15)?;
+        let expiry_seconds = seconds("PAYSTAGE_EXPIRY_SECONDS", 300)?;
         Ok(Config {
             database_url,
             host,
@@ -140,6 +143,7 @@ impl Config {
             log,
             lease_seconds,
             recovery_seconds,
+            expiry_seconds,
         })
     }
 }

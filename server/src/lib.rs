@@ -112,8 +112,23 @@ pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError
 pub const RECOVERY_BATCH: u64 = 200;
 
 /// Deletes expired sessions every hour, and runs payment recovery at start-up and every
-/// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3).
-pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32) {
+/// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3); and
+/// the authorization expiry job at start-up and every `expiry_seconds` (R-AUT-3/4).
+pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_seconds: u32) {
+    let expiry = services.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(u64::from(expiry_seconds)));
+        loop {
+            every.tick().await;
+            match payments::service::jobs::expire_authorizations(&expiry, payments::service::jobs::EXPIRY_BATCH).await {
+                Ok(r) if r.expired > 0 => {
+                    tracing::info!(expired = r.expired, pending = r.pending_authorization, declined = r.declined, held = r.orders_held, "authorization expiry");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "authorization expiry failed; will retry"),
+            }
+        }
+    });
     let recovery = services.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(u64::from(recovery_seconds)));

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: u32,
     },
+    /// Background jobs, run once now (they also run on their own in the server).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Benchmarks; each prints its figures as one JSON line last.
     Bench {
         #[command(subcommand)]
@@ -93,6 +98,29 @@ enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         latency_ms: u32,
     },
+    /// Bulk-create N authorizations already past their expiry, then time the expiry job over them.
+    Expiry {
+        /// Database to run on (a fresh one is best): sqlite://path or postgres://…
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 100_000)]
+        authorizations: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run a job once and print what it did as one JSON line.
+    Run {
+        #[arg(value_enum)]
+        job: Job,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Job {
+    /// R-AUT-3/4: expire authorizations past their expiry; their orders are held.
+    Expiry,
 }
 
 #[derive(Subcommand)]
@@ -137,7 +165,7 @@ async fn main() {
             let listener = server::bind(&config).await.unwrap_or_else(|e| fail(e));
             let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
             let (services, report) = server::prepare(&config).await.unwrap_or_else(|e| fail(e));
-            server::spawn_background_jobs(&services, config.recovery_seconds);
+            server::spawn_background_jobs(&services, config.recovery_seconds, config.expiry_seconds);
             let app = server::router(&config, services, addr);
             let url = format!("http://{addr}");
             println!("Paystage is listening on {url} (database: {})", config.database_url);
@@ -210,10 +238,25 @@ async fn main() {
             }
         }
         Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms } } => {
-            let db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            let mut db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            payments::bench::meter(&mut db);
             let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
             eprintln!("bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency");
             let report = payments::bench::invoicing(&services, payments::bench::BenchOptions { orders, concurrency, latency_ms })
+                .await
+                .unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        }
+        Command::Bench { command: BenchCommand::Expiry { database, authorizations } } => {
+            let db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            eprintln!("bench: creating {authorizations} expired authorizations, then running the expiry job over them");
+            let report = payments::bench::expiry(&services, authorizations).await.unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        }
+        Command::Jobs { command: JobsCommand::Run { job: Job::Expiry } } => {
+            let services = open_services(&config).await;
+            let report = payments::service::jobs::expire_authorizations(&services, payments::service::jobs::EXPIRY_BATCH)
                 .await
                 .unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());

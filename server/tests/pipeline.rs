@@ -342,7 +342,9 @@ db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariant
     let r = payments::bench::invoicing(s, payments::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
     assert_eq!((r.orders, r.not_completed), (12, 0), "{r:?}");
     assert!(r.invoices_per_sec > 0.0 && r.p50_ms <= r.p99_ms && r.peak_rss_mb > 0.0, "{r:?}");
-    assert_eq!(r.commits_per_invoice.is_some(), db.backend == payments::db::Backend::Postgres, "{r:?}");
+    // Counted on both databases (PostgreSQL's counter, SQLite's commit hook): posting the invoice,
+    // the capture intent and its outcome are separate commits at the least.
+    assert!(r.commits_per_invoice.is_some_and(|c| c >= 3.0), "{r:?}");
     assert_eq!(payments::entity::capture::Entity::find().count(&s.db).await.unwrap(), 12, "incremental: one capture per invoice");
     assert!(faults::list(&s.db).await.unwrap().is_empty(), "the latency fault is removed afterwards");
     assert_clean(&db).await;

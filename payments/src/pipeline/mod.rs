@@ -343,8 +343,16 @@ pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id
     .map(|_| ())
 }
 
+/// Appends a line to a stage's execution log in a bookkeeping transaction (see
+/// [`crate::service::begin_bookkeeping`]).
+pub(crate) async fn log_relaxed(s: &Services, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    log(&txn, s.now(), process_id, stage, attempt, message).await?;
+    txn.commit().await
+}
+
 /// Extends this server's lease on a running process; false if another server holds it.
-async fn renew_lease(s: &Services, process_id: i32) -> Result<bool, DbErr> {
+async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
     let now = s.now();
     let res = pp::Entity::update_many()
         .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
@@ -358,7 +366,7 @@ async fn renew_lease(s: &Services, process_id: i32) -> Result<bool, DbErr> {
                 .add(pp::Column::LeaseUntil.is_null())
                 .add(pp::Column::LeaseUntil.lt(now)),
         )
-        .exec(&s.db)
+        .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
 }
@@ -378,19 +386,23 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
                 .is_none_or(|r| !matches!(StageStatus::from_code(&r.status), Some(StageStatus::Succeeded | StageStatus::Skipped)))
         });
         let Some(stage) = next else {
-            finish_process(s, process_id, ProcessStatus::Completed, None).await?;
+            finish_process(s, &s.db, process_id, ProcessStatus::Completed, None).await?;
             return Ok(ProcessStatus::Completed);
         };
-        if !renew_lease(s, process_id).await? {
-            return Ok(ProcessStatus::Running);
-        }
         let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
         let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
         let now = s.now();
         let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
-        set_stage(&s.db, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
+        // Lease renewal, the stage's Running mark and its log line commit together: one commit
+        // per stage start, and no mark without the lease.
+        let txn = crate::service::begin_bookkeeping(&s.db).await?;
+        if !renew_lease(s, &txn, process_id).await? {
+            txn.rollback().await?;
+            return Ok(ProcessStatus::Running);
+        }
+        set_stage(&txn, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
         log(
-            &s.db,
+            &txn,
             now,
             process_id,
             stage,
@@ -402,6 +414,7 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
             },
         )
         .await?;
+        txn.commit().await?;
         let end = match stage {
             Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
             Stage::CaptureOrRefund => stages::capture(s, &p, attempt).await?,
@@ -411,17 +424,15 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
         let now = s.now();
         match end {
             StageEnd::Succeeded(msg) => {
-                set_stage(&s.db, process_id, stage, StageStatus::Succeeded, attempt, None, Some(now), None).await?;
-                log(&s.db, now, process_id, stage, attempt, msg).await?;
+                end_stage(s, process_id, stage, StageStatus::Succeeded, attempt, now, msg).await?;
                 crate::crashpoint::hit(&format!("after:{}", stage.code()));
             }
             StageEnd::Skipped(msg) => {
-                set_stage(&s.db, process_id, stage, StageStatus::Skipped, attempt, None, Some(now), None).await?;
-                log(&s.db, now, process_id, stage, attempt, msg).await?;
+                end_stage(s, process_id, stage, StageStatus::Skipped, attempt, now, msg).await?;
                 crate::crashpoint::hit(&format!("after:{}", stage.code()));
             }
             StageEnd::Failed(msg) => {
-                let txn = s.db.begin().await?;
+                let txn = crate::service::begin_bookkeeping(&s.db).await?;
                 set_stage(&txn, process_id, stage, StageStatus::Failed, attempt, None, Some(now), Some(msg.clone())).await?;
                 log(&txn, now, process_id, stage, attempt, format!("Failed: {msg}")).await?;
                 pp::Entity::update_many()
@@ -438,6 +449,18 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
             }
         }
     }
+}
+
+/// Marks a stage done and logs why, in one transaction; after the last stage the process completes
+/// in that same transaction.
+async fn end_stage(s: &Services, process_id: i32, stage: Stage, status: StageStatus, attempt: i32, now: DateTime<Utc>, msg: String) -> Result<(), DbErr> {
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    set_stage(&txn, process_id, stage, status, attempt, None, Some(now), None).await?;
+    log(&txn, now, process_id, stage, attempt, msg).await?;
+    if Stage::ALL.last() == Some(&stage) {
+        finish_process(s, &txn, process_id, ProcessStatus::Completed, None).await?;
+    }
+    txn.commit().await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -464,7 +487,7 @@ async fn set_stage(
     q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(stage.code())).exec(db).await.map(|_| ())
 }
 
-async fn finish_process(s: &Services, process_id: i32, status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
+async fn finish_process(s: &Services, db: &impl ConnectionTrait, process_id: i32, status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
     pp::Entity::update_many()
         .col_expr(pp::Column::Status, Expr::value(status.code()))
         .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
@@ -473,7 +496,7 @@ async fn finish_process(s: &Services, process_id: i32, status: ProcessStatus, er
         .col_expr(pp::Column::UpdatedAt, Expr::value(s.now()))
         .filter(pp::Column::Id.eq(process_id))
         .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
-        .exec(&s.db)
+        .exec(db)
         .await
         .map(|_| ())
 }
@@ -562,7 +585,7 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<RecoveryReport> 
         .all(&s.db)
         .await?;
     for p in stale {
-        if !renew_lease(s, p.id).await? {
+        if !renew_lease(s, &s.db, p.id).await? {
             continue;
         }
         report.taken_over += 1;

@@ -2,7 +2,7 @@
 //! attempt recorded, asks the processor about any request whose outcome was not recorded, and only
 //! then sends a request, reusing the earlier tracking id when the processor never received it.
 use super::requests::{self, Purpose, Resolution};
-use super::{log, post_journal, StageEnd};
+use super::{log, log_relaxed, post_journal, StageEnd};
 use crate::connector::{ConnectorError, Outcome};
 use crate::domain::capture::{capture_path, CaptureConditions, CapturePath};
 use crate::domain::money::{Currency, Money};
@@ -16,7 +16,7 @@ use crate::entity::{
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, orders, parameters, Services};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 fn currency(code: &str) -> Currency {
     Currency::from_code(code).unwrap_or(Currency::Usd)
@@ -65,10 +65,10 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
                     .one(&s.db)
                     .await?
                     .ok_or_else(|| ServiceError::NotFound("authorization of the capture request".into()))?;
-                log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
+                log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
                 return match requests::ask(s, &req.tracking_id).await {
                     Resolution::NotProcessed(why) => {
-                        log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
+                        log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
                         let current = pp::Entity::find_by_id(p.id).one(&s.db).await?;
                         let final_capture = current.and_then(|c| c.capture_path).is_some_and(|t| t.starts_with("Legacy"));
                         send_capture(s, p, &req, &auth, attempt, final_capture).await
@@ -107,11 +107,6 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
     if amount <= 0 {
         return Ok(StageEnd::Failed("Nothing is left on the authorization to capture; take a new payment, then resume.".into()));
     }
-    pp::Entity::update_many()
-        .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
-        .filter(pp::Column::Id.eq(p.id))
-        .exec(&s.db)
-        .await?;
     let mut msg = format!("{}.", path_text(&path));
     if amount < invoice.amount_minor {
         msg.push_str(&format!(
@@ -120,7 +115,14 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
             Money::from_minor(amount, cur)
         ));
     }
-    log(&s.db, s.now(), p.id, stage, attempt, msg).await?;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    pp::Entity::update_many()
+        .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
+        .filter(pp::Column::Id.eq(p.id))
+        .exec(&txn)
+        .await?;
+    log(&txn, s.now(), p.id, stage, attempt, msg).await?;
+    txn.commit().await?;
     let req = requests::begin(
         s,
         auth.connector_id,
@@ -134,9 +136,8 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
         Ok(r) => r,
         Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
     };
-    log(
-        &s.db,
-        s.now(),
+    log_relaxed(
+        s,
         p.id,
         stage,
         attempt,
@@ -152,7 +153,7 @@ async fn send_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::M
     let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await;
     crate::crashpoint::hit("capture:sent");
     if matches!(result, Err(ConnectorError::Timeout)) {
-        log(&s.db, s.now(), p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
+        log_relaxed(s, p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
     }
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
     record_capture(s, p, req, auth, resolution).await
@@ -161,7 +162,7 @@ async fn send_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::M
 async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
     let now = s.now();
     let cur = currency(&req.currency);
-    let txn = s.db.begin().await?;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let end = match resolution {
         Resolution::Done(Outcome::Captured(c)) => {
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
@@ -268,10 +269,10 @@ async fn refund(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<Stag
         .all(&s.db)
         .await?;
     for req in earlier {
-        log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of refund tracking id {}.", req.tracking_id)).await?;
+        log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of refund tracking id {}.", req.tracking_id)).await?;
         let resolution = match requests::ask(s, &req.tracking_id).await {
             Resolution::NotProcessed(why) => {
-                log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the refund again with the same tracking id.")).await?;
+                log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the refund again with the same tracking id.")).await?;
                 send_refund(s, &req).await?
             }
             other => other,
@@ -387,7 +388,7 @@ async fn send_refund(s: &Services, req: &pr::Model) -> ServiceResult<Resolution>
 /// Records a refund's outcome with its effects in one transaction; `Some(reason)` if it failed.
 async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) -> ServiceResult<Option<String>> {
     let now = s.now();
-    let txn = s.db.begin().await?;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let failure = match resolution {
         Resolution::Done(Outcome::Refunded(r)) => {
             let c = for_update(cap::Entity::find_by_id(req.capture_id.unwrap_or_default()), &txn)
@@ -450,7 +451,7 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
     let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
     let order = orders::find(&s.db, p.order_id).await?;
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
-    let txn = s.db.begin().await?;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let posted = post_journal(
         &txn,
         s.now(),
@@ -483,7 +484,7 @@ async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> 
     let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
     let order = orders::find(&s.db, p.order_id).await?;
     let amount = Money::from_minor(refunded, currency(&invoice.currency));
-    let txn = s.db.begin().await?;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let posted = post_journal(
         &txn,
         s.now(),
@@ -522,10 +523,10 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
             Some(RequestStatus::Succeeded) => return Ok(StageEnd::Succeeded(format!("Already authorized by tracking id {}.", req.tracking_id))),
             Some(RequestStatus::Pending | RequestStatus::Unknown | RequestStatus::Failed) => {
                 let line = line_of(p.order_id).await?.ok_or_else(|| ServiceError::NotFound("card payment line".into()))?;
-                log(&s.db, s.now(), p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
+                log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
                 let resolution = match requests::ask(s, &req.tracking_id).await {
                     Resolution::NotProcessed(why) => {
-                        log(&s.db, s.now(), p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
+                        log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
                         let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
                         crate::crashpoint::hit("authorize:intent");
                         let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
@@ -585,7 +586,7 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
         Ok(r) => r,
         Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
     };
-    log(&s.db, s.now(), p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
+    log_relaxed(s, p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
     crate::crashpoint::hit("authorize:intent");
     let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
     crate::crashpoint::hit("authorize:sent");

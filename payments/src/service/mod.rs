@@ -7,6 +7,7 @@ pub mod clock;
 pub mod customers;
 pub mod demo;
 pub mod features;
+pub mod jobs;
 pub mod orders;
 pub mod parameters;
 pub mod setup;
@@ -60,4 +61,21 @@ pub(crate) fn for_update<E: EntityTrait>(select: Select<E>, db: &impl Connection
         DbBackend::Postgres => select.lock_exclusive(),
         _ => select,
     }
+}
+
+/// Begins a transaction for pipeline bookkeeping whose loss in a database crash recovery redoes:
+/// stage marks and logs, a processor request's recorded outcome (the request stays pending and
+/// is asked about again), a payment journal (posted once per source). On PostgreSQL its commit
+/// does not wait for the WAL flush (`synchronous_commit = off` for this transaction only). The
+/// WAL is written in order, so such a commit can only be lost together with everything after
+/// it; every commit that must be on disk before money moves, the intent before a processor call
+/// above all, stays synchronous and flushes these with it. SQLite's durability is set per
+/// connection (`PAYSTAGE_SQLITE_SYNC`).
+pub(crate) async fn begin_bookkeeping(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL synchronous_commit TO off").await?;
+    }
+    Ok(txn)
 }

@@ -1,0 +1,108 @@
+//! The authorization lifecycle against real databases (SQLite and PostgreSQL): the expiry job
+//! (R-AUT-3, R-AUT-4), moved through time by the injected clock instead of sleeping.
+use payments::db_test;
+use payments::domain::order::{AuthorizationStatus, PaymentStatus};
+use payments::domain::pipeline::ProcessStatus;
+use payments::entity::{audit_log, sales_order};
+use payments::pipeline::{self, invariants};
+use payments::service::jobs::{expire_authorizations, ExpiryReport};
+use payments::service::{orders, setup};
+use payments::testing::{enable_pipeline, fixture, OrderBuilder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
+    // R-AUT-3: no pre-authorization duration for the store → AR "Number of days before expired" (7
+    // with enable_pipeline). R-AUT-4: payment back to Pending Authorization, order held.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
+    let d = orders::detail(s, placed.order_id).await.unwrap();
+    assert_eq!(d.authorizations[0].expires_at - d.authorizations[0].authorized_at, chrono::Duration::days(7));
+
+    db.clock.advance(chrono::Duration::days(7) - chrono::Duration::seconds(1));
+    assert_eq!(expire_authorizations(s, 100).await.unwrap(), ExpiryReport::default(), "one second before expiry nothing happens");
+
+    db.clock.advance(chrono::Duration::seconds(1));
+    let r = expire_authorizations(s, 100).await.unwrap();
+    assert_eq!((r.expired, r.pending_authorization, r.declined, r.orders_held, r.batches), (1, 1, 0, 1, 1));
+    let d = orders::detail(s, placed.order_id).await.unwrap();
+    assert_eq!(d.authorizations[0].status, AuthorizationStatus::Expired);
+    assert_eq!(d.payments[0].status, PaymentStatus::PendingAuthorization);
+    let order = sales_order::Entity::find_by_id(placed.order_id).one(&s.db).await.unwrap().unwrap();
+    assert!(order.do_not_process, "the order is held");
+    let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("job.expiry")).count(&s.db).await.unwrap();
+    assert_eq!(audited, 1);
+
+    // Idempotent: a second run finds nothing more.
+    assert_eq!(expire_authorizations(s, 100).await.unwrap(), ExpiryReport::default());
+
+    // R-AUT-3/4: the held order cannot be invoiced (an expired authorization is never captured);
+    // the refusal is clear and writes nothing.
+    let q: Vec<(i32, i32)> = d.lines.iter().map(|l| (l.id, 1)).collect();
+    let err = pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap_err().to_string();
+    assert!(err.contains("on hold (Do not process); take a new payment first"), "{err}");
+    assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert!(invariants::check(&s.db).await.unwrap().clean());
+});
+
+db_test!(the_store_pre_authorization_duration_wins_over_the_ar_days, |db| {
+    // R-AUT-3: Visa at this store keeps its authorization 3 days, not the AR 7.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    setup::save_pre_authorization_duration(s, "admin", &fx.pos.to_string(), "visa", "3").await.unwrap();
+    let placed = OrderBuilder::new(&fx).channel(fx.pos).line("Lamp", 1, "20.00").place(s).await;
+    db.clock.advance(chrono::Duration::days(3));
+    let r = expire_authorizations(s, 100).await.unwrap();
+    assert_eq!(r.expired, 1);
+    let d = orders::detail(s, placed.order_id).await.unwrap();
+    assert_eq!(d.authorizations[0].status, AuthorizationStatus::Expired);
+});
+
+db_test!(online_storefront_payments_become_declined_on_expiry, |db| {
+    // R-AUT-4: for online storefront orders the payment is set to Declined.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let web = OrderBuilder::new(&fx).channel(fx.online).line("Mug", 2, "8.00").place(s).await;
+    let store = OrderBuilder::new(&fx).channel(fx.pos).line("Mug", 1, "8.00").place(s).await;
+    db.clock.advance(chrono::Duration::days(8));
+    let r = expire_authorizations(s, 100).await.unwrap();
+    assert_eq!((r.expired, r.declined, r.pending_authorization, r.orders_held), (2, 1, 1, 2));
+    assert_eq!(orders::detail(s, web.order_id).await.unwrap().payments[0].status, PaymentStatus::Declined);
+    assert_eq!(orders::detail(s, store.order_id).await.unwrap().payments[0].status, PaymentStatus::PendingAuthorization);
+});
+
+db_test!(expiry_runs_in_bounded_batches_and_skips_what_is_captured, |db| {
+    // Bounded batches, each its own transaction; fully captured authorizations have nothing left
+    // to expire and are left alone.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut open = Vec::new();
+    for i in 0..5 {
+        open.push(OrderBuilder::new(&fx).line("Pen", 1 + i, "2.00").place(s).await.order_id);
+    }
+    let captured = OrderBuilder::new(&fx).line("Book", 1, "12.00").place(s).await.order_id;
+    let d = orders::detail(s, captured).await.unwrap();
+    let out = pipeline::invoice(s, "finance", captured, &[(d.lines[0].id, 1)]).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Completed);
+    db.clock.advance(chrono::Duration::days(30));
+    let r = expire_authorizations(s, 2).await.unwrap();
+    assert_eq!((r.expired, r.batches, r.orders_held), (5, 3, 5), "5 in batches of 2");
+    let held = sales_order::Entity::find().filter(sales_order::Column::DoNotProcess.eq(true)).count(&s.db).await.unwrap();
+    assert_eq!(held, 5);
+    let d = orders::detail(s, captured).await.unwrap();
+    assert_eq!(d.authorizations[0].status, AuthorizationStatus::FullyCaptured);
+    assert!(invariants::check(&s.db).await.unwrap().clean());
+});
+
+db_test!(the_expiry_bench_expires_every_authorization, |db| {
+    // `paystage bench expiry` at a small size: the bulk-created authorizations all expire.
+    let s = &db.services;
+    let r = payments::bench::expiry(s, 2_500).await.unwrap();
+    assert_eq!((r.authorizations, r.expired, r.orders_held), (2_500, 2_500, 2_500), "{r:?}");
+    assert!(r.seconds > 0.0 && r.peak_rss_mb > 0.0, "{r:?}");
+    assert!(payments::bench::expiry(s, 0).await.is_err(), "zero authorizations is refused");
+});
