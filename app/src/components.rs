@@ -199,3 +199,54 @@ pub fn YesNoSelect(name: String, value: bool, #[prop(optional)] id: Option<Strin
         </select>
     }
 }
+
+/// The consent / acknowledgement dialog (R-TOK-3, R-TOK-4, R-TOK-6). It opens when the last
+/// submission of `action` was refused with [`AppError::ConfirmationRequired`], inside the form it
+/// belongs to: OK writes the confirmation's code into the form's hidden `confirmed` input and
+/// submits the form again; Cancel closes it, and nothing is authorized or stored.
+#[component]
+pub fn ConfirmationDialog(
+    /// The last submission's error, if any.
+    #[prop(into)]
+    error: Signal<Option<AppError>>,
+    /// The action's version, so a Cancel holds for this submission only.
+    #[prop(into)]
+    version: Signal<usize>,
+    confirmed: NodeRef<leptos::html::Input>,
+    /// What Cancel leaves the user with.
+    cancelled_text: &'static str,
+) -> impl IntoView {
+    let cancelled_at = RwSignal::new(None::<usize>);
+    let pending = move || {
+        error.with(|e| match e {
+            Some(AppError::ConfirmationRequired { code, title, text }) => Some((code.clone(), title.clone(), text.clone())),
+            _ => None,
+        })
+    };
+    move || {
+        let (code, title, text) = pending()?;
+        if cancelled_at.get() == Some(version.get()) {
+            return Some(view! { <div class="notice warning" role="status" data-testid="confirmation-cancelled">{cancelled_text}</div> }.into_any());
+        }
+        let ok = move |_| {
+            if let Some(input) = confirmed.get() {
+                input.set_value(&code);
+            }
+        };
+        Some(
+            view! {
+                <div class="modal-backdrop">
+                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="confirmation-title">
+                        <h2 id="confirmation-title">{title}</h2>
+                        <p>{text}</p>
+                        <div class="actions">
+                            <button type="submit" class="primary" on:click=ok>"OK"</button>
+                            <button type="button" on:click=move |_| cancelled_at.set(Some(version.get_untracked()))>"Cancel"</button>
+                        </div>
+                    </div>
+                </div>
+            }
+            .into_any(),
+        )
+    }
+}

@@ -20,6 +20,10 @@ pub enum AppError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// The user must confirm `text` (consent, acknowledgement) and submit again with
+    /// `confirmed=code`; nothing changed.
+    #[error("{title}: {text}")]
+    ConfirmationRequired { code: String, title: String, text: String },
     #[error("Something went wrong on the server: {0}")]
     Server(String),
 }
@@ -80,6 +84,7 @@ impl From<payments::error::ServiceError> for AppError {
             S::Feature(f) => AppError::Refused(f.to_string()),
             S::Conflict(m) => AppError::Refused(m),
             S::NotFound(m) => AppError::NotFound(m),
+            S::ConfirmationRequired(c) => AppError::ConfirmationRequired { code: c.code().into(), title: c.title().into(), text: c.text().into() },
             S::Database(db) => {
                 tracing::error!(error = %db, "database error");
                 AppError::Server("the database could not complete the request; nothing was changed".into())

@@ -47,6 +47,13 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=login::LoginPage />
                 <Route path=path!("/") view=|| view! { <Layout><home::HomePage /></Layout> } />
                 <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
+                <Route path=path!("/customers/:id/cards") view=|| view! { <Layout><customers::CustomerCardsPage /></Layout> } />
+                <Route path=path!("/orders/:id/payment") view=|| view! { <Layout><payment::NewPaymentPage /></Layout> } />
+                <Route path=path!("/payments/authorizations") view=|| view! { <Layout><authorizations::AuthorizationsPage /></Layout> } />
+                <Route
+                    path=path!("/payments/authorizations/:id")
+                    view=|| view! { <Layout><authorizations::AuthorizationDetailPage /></Layout> }
+                />
                 <Route path=path!("/orders") view=|| view! { <Layout><orders::OrdersPage /></Layout> } />
                 <Route path=path!("/orders/new") view=|| view! { <Layout><new_order::NewOrderPage /></Layout> } />
                 <Route path=path!("/orders/:id") view=|| view! { <Layout><orders::OrderDetailPage /></Layout> } />

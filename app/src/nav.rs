@@ -42,6 +42,7 @@ pub const PAGES: &[PageDef] = &[
     PageDef { path: "/orders", title: "Sales orders", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/orders/new", title: "New sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/payments/incomplete", title: "Incomplete cards payment", group: NavGroup::AccountsReceivable, roles: FINANCE },
+    PageDef { path: "/payments/authorizations", title: "Authorization management", group: NavGroup::RetailAndCommerce, roles: ORDERS },
     PageDef {
         path: "/parameters/accounts-receivable",
         title: "Accounts receivable parameters",
@@ -69,6 +70,9 @@ pub const PAGES: &[PageDef] = &[
 pub const DETAIL_PAGES: &[PageDef] = &[
     PageDef { path: "/orders/:id", title: "Sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/payments/process/:id", title: "Payment stages", group: NavGroup::AccountsReceivable, roles: FINANCE },
+    PageDef { path: "/orders/:id/payment", title: "New payment", group: NavGroup::AccountsReceivable, roles: ORDERS },
+    PageDef { path: "/payments/authorizations/:id", title: "Authorization", group: NavGroup::RetailAndCommerce, roles: ORDERS },
+    PageDef { path: "/customers/:id/cards", title: "Customer credit cards", group: NavGroup::RetailAndCommerce, roles: ORDERS },
 ];
 
 fn matches_pattern(pattern: &str, path: &str) -> bool {

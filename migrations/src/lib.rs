@@ -5,12 +5,16 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_foundation;
 mod m20261122_000002_payments;
 mod m20261122_000003_credits;
+mod m20261123_000004_tokens;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_foundation::Migration), Box::new(m20261122_000002_payments::Migration), Box::new(m20261122_000003_credits::Migration)]
+        vec![
+            Box::new(m20261122_000001_foundation::Migration), Box::new(m20261122_000002_payments::Migration), Box::new(m20261122_000003_credits::Migration),
+            Box::new(m20261123_000004_tokens::Migration),
+        ]
     }
 }

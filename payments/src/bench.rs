@@ -182,6 +182,7 @@ pub async fn prepare_orders_with(
                 .map(|(item, q, p)| LineForm { item: (*item).into(), quantity: (*q).into(), unit_price: (*p).into(), requested_ship_date: today.clone() })
                 .collect(),
             card: CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry },
+            ..Default::default()
         };
         let placed = orders::place(s, "bench", &form).await?;
         let lines = orders::detail(s, placed.order_id).await?.lines.into_iter().map(|l| l.id).collect();

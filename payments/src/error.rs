@@ -14,6 +14,10 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The user must confirm this (consent, acknowledgement) before the request can go ahead;
+    /// nothing was written.
+    #[error("{}: {}", .0.title(), .0.text())]
+    ConfirmationRequired(crate::domain::tokens::Confirmation),
     #[error("The database could not complete the request: {0}")]
     Database(#[from] DbErr),
 }
@@ -34,6 +38,7 @@ impl ServiceError {
             ServiceError::Feature(FeatureToggleError::RequiredBy { .. }) => "PS_FEATURE_REQUIRED_BY",
             ServiceError::NotFound(_) => "PS_NOT_FOUND",
             ServiceError::Conflict(_) => "PS_CONFLICT",
+            ServiceError::ConfirmationRequired(_) => "PS_CONFIRMATION_REQUIRED",
             ServiceError::Database(_) => "PS_DATABASE",
         }
     }

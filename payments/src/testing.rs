@@ -268,19 +268,105 @@ impl OrderBuilder {
     }
 
     /// Tokenizes the card on the simulator (as its acceptance page does) and places the order.
-    pub async fn place(mut self, s: &Services) -> crate::domain::payment_views::PlacedOrder {
-        let t = s
-            .connector
-            .tokenize(crate::connector::CardEntry { number: self.card_number.clone(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
-            .await
-            .expect("test card is valid");
-        self.form.card = crate::service::orders::CardForm {
-            token: t.token,
-            card_type: t.card_type,
-            last_four: t.last_four,
-            holder: t.holder,
-            expiry: t.expiry,
-        };
-        crate::service::orders::place(s, "test", &self.form).await.expect("order is placed")
+    pub async fn place(self, s: &Services) -> crate::domain::payment_views::PlacedOrder {
+        self.try_place(s).await.expect("order is placed")
     }
+}
+
+/// Sets some parameters of `group`, keeping the others as they are (R-PAR pages save whole groups).
+pub async fn set_parameters(s: &Services, group: crate::domain::parameters::ParameterGroup, values: &[(&str, &str)]) {
+    let current = crate::service::parameters::load(&s.db).await.unwrap();
+    let mut input: std::collections::BTreeMap<String, String> =
+        group.definitions().map(|d| (d.key.to_string(), current.raw(d.key).to_string())).collect();
+    for (k, v) in values {
+        input.insert(k.to_string(), v.to_string());
+    }
+    crate::service::parameters::save_group(s, "test", group, &input).await.unwrap();
+}
+
+/// Turns on nonrecurring tokens with their prerequisites (R-FEA-2), on top of [`enable_pipeline`].
+pub async fn enable_nonrecurring_tokens(s: &Services) {
+    use crate::Feature::*;
+    enable_pipeline(s, true).await;
+    for f in [RestrictPaymentTokenUsage, NonrecurringTokens] {
+        crate::service::features::set(s, "test", f, true).await.unwrap();
+    }
+}
+
+/// A card tokenized on the simulator, as its acceptance page hands it back.
+pub async fn card_form(s: &Services, number: &str) -> crate::service::orders::CardForm {
+    let t = s
+        .connector
+        .tokenize(crate::connector::CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
+        .await
+        .expect("test card is valid");
+    crate::service::orders::CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }
+}
+
+impl OrderBuilder {
+    /// The requested ship date of every line so far, `days` after the test epoch.
+    pub fn ship_in(mut self, days: i64) -> Self {
+        let d = (test_epoch().date_naive() + chrono::Duration::days(days)).to_string();
+        for l in &mut self.form.lines {
+            l.requested_ship_date = d.clone();
+        }
+        self
+    }
+
+    pub fn kind(mut self, code: &str) -> Self {
+        self.form.order_kind = code.into();
+        self
+    }
+
+    pub fn confirmed(mut self, code: &str) -> Self {
+        self.form.confirmed = code.into();
+        self
+    }
+
+    pub fn save_card(mut self) -> Self {
+        self.form.save_card = true;
+        self
+    }
+
+    /// Like [`OrderBuilder::place`], returning the service's answer instead of expecting success.
+    pub async fn try_place(mut self, s: &Services) -> crate::error::ServiceResult<crate::domain::payment_views::PlacedOrder> {
+        if self.form.saved_card_id.is_empty() {
+            self.form.card = card_form(s, &self.card_number).await;
+        }
+        crate::service::orders::place(s, "test", &self.form).await
+    }
+
+    pub fn saved_card(mut self, id: i32) -> Self {
+        self.form.saved_card_id = id.to_string();
+        self
+    }
+}
+
+/// Every row of every table as text (R-TOK-1 tests search it for card numbers).
+pub async fn dump_text(db: &sea_orm::DatabaseConnection) -> String {
+    use sea_orm::{DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let mut out = String::new();
+    let tables_sql = match backend {
+        DbBackend::Postgres => "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'",
+        _ => "SELECT name FROM sqlite_master WHERE type = 'table'",
+    };
+    let tables = db.query_all_raw(Statement::from_string(backend, tables_sql)).await.unwrap();
+    for t in tables {
+        let name: String = t.try_get("", "name").unwrap();
+        let sql = match backend {
+            DbBackend::Postgres => format!("SELECT t::text AS row FROM \"{name}\" t"),
+            _ => {
+                let cols = db.query_all_raw(Statement::from_string(backend, format!("PRAGMA table_info(\"{name}\")"))).await.unwrap();
+                let cols: Vec<String> =
+                    cols.iter().map(|c| format!("quote(\"{}\")", c.try_get::<String>("", "name").unwrap())).collect();
+                format!("SELECT {} AS row FROM \"{name}\"", cols.join(" || ',' || "))
+            }
+        };
+        for r in db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap() {
+            out.push_str(&r.try_get::<String>("", "row").unwrap_or_default());
+            out.push('\n');
+        }
+    }
+    out
 }

@@ -33,6 +33,8 @@ pub struct ServerSpec {
     pub crash_at: Option<String>,
     /// Where the server's output goes (`<name>.log`); also its (empty) site root.
     pub work_dir: PathBuf,
+    /// `PAYSTAGE_LOG`; `warn` when not set.
+    pub log_filter: Option<String>,
 }
 
 /// A running `paystage` server process.
@@ -60,7 +62,7 @@ impl ServerProcess {
             .env("PAYSTAGE_LEASE_SECONDS", spec.lease_seconds.to_string())
             .env("PAYSTAGE_RECOVERY_SECONDS", spec.recovery_seconds.to_string())
             .env("PAYSTAGE_DEMO", "false")
-            .env("PAYSTAGE_LOG", "warn")
+            .env("PAYSTAGE_LOG", spec.log_filter.as_deref().unwrap_or("warn"))
             .env_remove("PAYSTAGE_CRASH_AT")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -367,6 +369,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         recovery_seconds: 1,
         crash_at: None,
         work_dir: opts.work_dir.clone(),
+        log_filter: None,
     };
     let mut server = ServerProcess::start(&spec, "chaos-server").await?;
     let session = Session::sign_in(&server.base, "finance", &password).await?;

@@ -2,9 +2,11 @@
 //! HTTP router with its security layers, and background loops. `main.rs` adds the CLI around it.
 pub mod chaos;
 pub mod config;
+pub mod html;
 pub mod processor;
 pub mod security;
 pub mod session_store;
+pub mod storefront;
 
 use app::state::AppState;
 use app::{shell, App};
@@ -84,6 +86,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/processor/acceptance", get(processor::form).post(processor::submit))
+        .route("/shop", get(storefront::page).post(storefront::submit))
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -113,7 +116,8 @@ pub const RECOVERY_BATCH: u64 = 200;
 
 /// Deletes expired sessions every hour, and runs payment recovery at start-up and every
 /// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3); and
-/// the authorization expiry job at start-up and every `expiry_seconds` (R-AUT-3/4).
+/// the authorization jobs at start-up and every `expiry_seconds`: expiry (R-AUT-3/4), then the
+/// authorization resubmit job (R-AUT-1).
 pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_seconds: u32) {
     let expiry = services.clone();
     tokio::spawn(async move {
@@ -126,6 +130,13 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "authorization expiry failed; will retry"),
+            }
+            match payments::service::jobs::resubmit_authorizations(&expiry, payments::service::jobs::RESUBMIT_BATCH).await {
+                Ok(r) if r.authorized + r.declined + r.not_completed > 0 => {
+                    tracing::info!(authorized = r.authorized, declined = r.declined, not_completed = r.not_completed, nonrecurring = r.nonrecurring, "authorization resubmit");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "authorization resubmit failed; will retry"),
             }
         }
     });

@@ -121,6 +121,8 @@ enum JobsCommand {
 enum Job {
     /// R-AUT-3/4: expire authorizations past their expiry; their orders are held.
     Expiry,
+    /// R-AUT-1: authorize future orders (and pending recurring-token payments) now within Future order days.
+    Resubmit,
 }
 
 #[derive(Subcommand)]
@@ -257,6 +259,13 @@ async fn main() {
         Command::Jobs { command: JobsCommand::Run { job: Job::Expiry } } => {
             let services = open_services(&config).await;
             let report = payments::service::jobs::expire_authorizations(&services, payments::service::jobs::EXPIRY_BATCH)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        }
+        Command::Jobs { command: JobsCommand::Run { job: Job::Resubmit } } => {
+            let services = open_services(&config).await;
+            let report = payments::service::jobs::resubmit_authorizations(&services, payments::service::jobs::RESUBMIT_BATCH)
                 .await
                 .unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());

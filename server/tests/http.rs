@@ -66,6 +66,13 @@ struct Ids {
     terminate: i32,
     token: String,
     fault: i32,
+    /// An authorized card payment line (R-AUT-2 adjustment).
+    adjust_line: i32,
+    /// An order whose authorization expired and is held (R-AUT-4/5), and its payment line.
+    expired_order: i32,
+    expired_line: i32,
+    /// A card on file of customer 1.
+    card: i32,
 }
 
 async fn payment_records(db: &TestDb) -> Ids {
@@ -84,6 +91,7 @@ async fn payment_records(db: &TestDb) -> Ids {
             charges: "0".into(),
             lines: vec![LineForm { item: "Tent".into(), quantity: "2".into(), unit_price: "100.00".into(), requested_ship_date: "2026-12-01".into() }],
             card: card(t),
+            ..Default::default()
         };
         let placed = orders::place(s, "finance", &form).await.unwrap();
         made.push((placed.order_id, orders::detail(s, placed.order_id).await.unwrap().lines[0].id));
@@ -95,7 +103,49 @@ async fn payment_records(db: &TestDb) -> Ids {
     }
     let fault = payments::connector::faults::add(&s.db, s.now(), "void", "latency", "1", "", "5").await.unwrap();
     let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
-    Ids { order: made[0].0, line: made[0].1, resume: processes[0], terminate: processes[1], token, fault }
+    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let saved = payments::service::cards::add(s, "finance", 1, &card(t), true).await.unwrap();
+    let payment_line = |order: i32| async move {
+        payments::entity::payment_line::Entity::find()
+            .filter(payments::entity::payment_line::Column::OrderId.eq(order))
+            .one(&db.services.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let adjust_line = payment_line(made[0].0).await;
+    // A fourth order whose authorization has expired: Pending Authorization, held.
+    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let form = OrderForm {
+        customer_id: "1".into(),
+        channel_id: "3".into(),
+        currency: "USD".into(),
+        lines: vec![LineForm { item: "Lamp".into(), quantity: "1".into(), unit_price: "40.00".into(), requested_ship_date: "2026-12-01".into() }],
+        card: card(t),
+        ..Default::default()
+    };
+    let expired_order = orders::place(s, "finance", &form).await.unwrap().order_id;
+    payments::entity::authorization::Entity::update_many()
+        .col_expr(payments::entity::authorization::Column::ExpiresAt, sea_orm::sea_query::Expr::value(s.now() - chrono::Duration::days(1)))
+        .filter(payments::entity::authorization::Column::OrderId.eq(expired_order))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    payments::service::jobs::expire_authorizations(s, 100).await.unwrap();
+    let expired_line = payment_line(expired_order).await;
+    Ids {
+        order: made[0].0,
+        line: made[0].1,
+        resume: processes[0],
+        terminate: processes[1],
+        token,
+        fault,
+        adjust_line,
+        expired_order,
+        expired_line,
+        card: saved.id,
+    }
 }
 
 /// Everything an administrator can change, for before/after comparison.
@@ -187,8 +237,30 @@ fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
             ORDERS,
             format!(
                 "customer_id=1&channel_id=1&currency=USD&tax_percent=0&charges=0&lines[item_1]=Lamp&lines[quantity_1]=1\
-                 &lines[unit_price_1]=10.00&lines[ship_date_1]=2026-12-01&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30",
+                 &lines[unit_price_1]=10.00&lines[ship_date_1]=2026-12-01&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30\
+                 &order_kind=customer_order&saved_card_id=&confirmed=",
                 ids.token
+            ),
+        ),
+        ("/api/saved_cards", ORDERS, "customer_id=1".into()),
+        ("/api/customer_cards", ORDERS, "customer_id=1".into()),
+        (
+            "/api/add_customer_card",
+            ORDERS,
+            format!("customer_id=2&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30&agreed=yes", ids.token),
+        ),
+        ("/api/delete_customer_card", ORDERS, format!("customer_id=1&card_id={}", ids.card)),
+        ("/api/authorization_list", ORDERS, "status=pending_authorization&page=1".into()),
+        ("/api/authorization_detail", ORDERS, format!("payment_line_id={}", ids.expired_line)),
+        ("/api/void_expired_line", FINANCE, format!("payment_line_id={}", ids.expired_line)),
+        ("/api/adjust_payment", ORDERS, format!("payment_line_id={}&amount=150.00", ids.adjust_line)),
+        ("/api/new_payment_form", ORDERS, format!("order_id={}", ids.expired_order)),
+        (
+            "/api/take_new_payment",
+            ORDERS,
+            format!(
+                "order_id={}&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30&saved_card_id=&confirmed=",
+                ids.expired_order, ids.token
             ),
         ),
         ("/api/incomplete_payments", FINANCE, String::new()),
@@ -401,4 +473,74 @@ fn migrate_creates_the_database_and_is_idempotent() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Migrations applied to sqlite://"));
     }
     assert!(db.exists(), "the SQLite file and its folder are created");
+}
+
+db_test!(the_web_shop_takes_an_order_with_a_nonrecurring_token_over_http, |db| {
+    // R-TOK-7 and R-TOK-1, through real HTTP: the shopper types the card on the processor's page
+    // only, is sent back with a token, pays; the order is on the online store channel, paid with a
+    // nonrecurring token, and nothing is saved on file. Bad input is refused and writes nothing.
+    let app = spawn(&db).await;
+    payments::testing::enable_nonrecurring_tokens(&db.services).await;
+    let c = client();
+    let page = c.get(format!("{}/shop", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Enter your card on the secure payment page"));
+    let res = c
+        .post(format!("{}/processor/acceptance", app.base))
+        .form(&[("return", "/shop"), ("number", "4111 1111 1111 1111"), ("expiry", "10/30"), ("holder", "Sam Shopper")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection());
+    let location = res.headers()[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("/shop?token=") && !location.contains("4111111111111111"), "{location}");
+    let query: Vec<(String, String)> = url_pairs(location.split_once('?').unwrap().1);
+    let mut form: Vec<(String, String)> = query.clone();
+    form.extend([("email".into(), "not-an-email".into()), ("name".into(), "Sam Shopper".into()), ("quantity_1".into(), "2".into())]);
+    let refused = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
+    assert!(refused.contains("Enter your e-mail address"), "{refused}");
+    assert_eq!(payments::entity::sales_order::Entity::find().all(&db.services.db).await.unwrap().len(), 0);
+
+    let mut form = query.clone();
+    form.extend([("email".into(), "Sam@Shop.example".into()), ("name".into(), "Sam Shopper".into()), ("quantity_1".into(), "2".into()), ("quantity_3".into(), "1".into())]);
+    let done = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
+    assert!(done.contains("Thank you") && done.contains("SO-"), "{done}");
+    let orders = payments::entity::sales_order::Entity::find().all(&db.services.db).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    let d = payments::service::orders::detail(&db.services, orders[0].id).await.unwrap();
+    assert_eq!(d.order.channel_kind, payments::domain::views::ChannelKind::OnlineStore);
+    assert_eq!(d.order.total.minor(), 2 * 12900 + 3495);
+    assert_eq!(d.payments[0].token_kind, payments::domain::tokens::TokenKind::Nonrecurring);
+    assert_eq!(d.payments[0].status, payments::domain::order::PaymentStatus::Authorized);
+    assert!(payments::entity::customer_card::Entity::find().all(&db.services.db).await.unwrap().is_empty(), "nothing saved on file");
+    // The same shopper again: the customer account is found by e-mail, not opened twice.
+    c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap();
+    let shoppers = payments::entity::customer::Entity::find()
+        .filter(payments::entity::customer::Column::Email.eq("sam@shop.example"))
+        .all(&db.services.db)
+        .await
+        .unwrap();
+    assert_eq!(shoppers.len(), 1);
+    assert!(shoppers[0].account.starts_with("WEB-"));
+});
+
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let bytes = v.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%' && i + 2 < bytes.len() {
+                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                    i += 1;
+                }
+            }
+            (k.to_string(), String::from_utf8(out).unwrap())
+        })
+        .collect()
 }

@@ -314,7 +314,13 @@ db_test!(demo_orders_show_every_state, |db| {
     let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: true };
     bootstrap(s, &opts).await.unwrap();
     let page = orders::list(&s.db, &Default::default(), 1).await.unwrap();
-    assert_eq!(page.total, 8);
+    assert_eq!(page.total, 9);
+    // Issue 4: an authorization past its expiry with its order held (R-AUT-4), and a card on file.
+    let held: Vec<_> = page.rows.iter().filter(|r| r.do_not_process).collect();
+    assert_eq!(held.len(), 1, "one order held by an expired authorization");
+    let pending = payments::service::authorizations::list(s, "pending_authorization", 1).await.unwrap();
+    assert!(pending.rows.iter().any(|r| r.order_id == held[0].id && r.expired()));
+    assert_eq!(payments::entity::customer_card::Entity::find().count(&s.db).await.unwrap(), 1);
     let statuses: std::collections::BTreeSet<_> = page.rows.iter().map(|r| r.status).collect();
     assert_eq!(statuses.len(), 3, "open, partially invoiced and invoiced orders: {statuses:?}");
     let failed: std::collections::BTreeSet<_> = queries::incomplete(&s.db, None).await.unwrap().iter().filter_map(|r| r.failed_stage).collect();
@@ -333,7 +339,7 @@ db_test!(demo_orders_show_every_state, |db| {
     assert_clean(&db).await;
     // Bootstrapping again adds nothing.
     bootstrap(s, &opts).await.unwrap();
-    assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 8);
+    assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 9);
 });
 
 db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariants, |db| {

@@ -30,6 +30,7 @@ fn spec(db: &TestDb, dir: &std::path::Path, crash_at: Option<&str>) -> ServerSpe
         recovery_seconds: 1,
         crash_at: crash_at.map(str::to_string),
         work_dir: dir.to_path_buf(),
+        log_filter: None,
     }
 }
 
@@ -167,4 +168,56 @@ db_test!(chaos_at_a_small_size_is_clean, |db| {
     // Three partial invoices per order; incremental orders show one authorization with three captures.
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 36);
     assert_invariants(&s).await;
+});
+
+db_test!(no_card_number_reaches_the_database_or_the_server_log, |db| {
+    // R-TOK-1 with a real server process logging at the most verbose level: cards are typed on the
+    // processor's acceptance page (and one is refused there), orders are paid in the web shop, and
+    // afterwards neither the server's log nor any row of any table holds a full card number.
+    let s = real_time(&db);
+    let password = payments::service::access::generate_password();
+    server::chaos::prepare_database(&s, &password).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = ServerProcess::start(&ServerSpec { log_filter: Some("trace".into()), ..spec(&db, dir.path(), None) }, "verbose").await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cards = ["4111111111111111", "5555555555554444", "4000000000000002"];
+    for (i, number) in cards.iter().enumerate() {
+        let res = http
+            .post(format!("{}/processor/acceptance", srv.base))
+            .form(&[("return", "/shop"), ("number", number), ("expiry", "10/30"), ("holder", "Sam Shopper")])
+            .send()
+            .await
+            .unwrap();
+        let location = res.headers()[reqwest::header::LOCATION].to_str().unwrap().to_string();
+        let mut form: Vec<(String, String)> = location
+            .split_once('?')
+            .unwrap()
+            .1
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.replace("%20", " ").replace("%2F", "/").replace("%E2%80%A2", "")))
+            .collect();
+        form.extend([("email".into(), format!("shopper{i}@shop.example")), ("name".into(), "Sam Shopper".into()), ("quantity_1".into(), "1".into())]);
+        let page = http.post(format!("{}/shop", srv.base)).form(&form).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("Thank you") || page.contains("declined"), "{page}");
+    }
+    let refused = http
+        .post(format!("{}/processor/acceptance", srv.base))
+        .form(&[("return", "/shop"), ("number", "4111111111111112"), ("expiry", "10/30"), ("holder", "Sam Shopper")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("The card number is not valid") && !refused.contains("4111111111111112"), "the refusal does not echo the number");
+    srv.kill().await.unwrap();
+    let log = std::fs::read_to_string(dir.path().join("verbose.log")).unwrap();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is verbose, so the test can fail");
+    let dump = payments::testing::dump_text(&s.db).await;
+    assert_eq!(payments::entity::sales_order::Entity::find().count(&s.db).await.unwrap(), 3);
+    for number in cards.iter().chain(["4111111111111112"].iter()) {
+        assert!(!log.contains(number), "card number {number} in the server log");
+        assert!(!dump.contains(number), "card number {number} in the database");
+    }
 });

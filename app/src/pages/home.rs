@@ -40,6 +40,10 @@ pub fn HomePage() -> impl IntoView {
                         {roles} "."
                     </p>
                     {groups}
+                    <p class="muted small">
+                        "The online store's web shop, where shoppers pay with a card that Paystage never saves: "
+                        <a href="/shop" rel="external">"/shop"</a>
+                    </p>
                 }
                     .into_any()
             })}

@@ -1,24 +1,64 @@
 //! New sales order (call center and finance): customer, channel, lines with requested ship dates,
 //! and a card payment. The card is typed only on the processor's acceptance page, which hands back
 //! a token, card type, last four digits, holder and expiry (R-TOK-1); the order is then authorized.
-use crate::components::{field_error, loaded, PageHeader};
+use crate::components::{field_error, loaded, ConfirmationDialog, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
-use payments::domain::views::{ChannelView, CustomerView};
 use payments::domain::payment_views::PlacedOrder;
+use payments::domain::views::{ChannelView, CustomerView, SavedCardView};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const LINE_ROWS: usize = 4;
 
+/// What the New sales order form offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFormChoices {
+    pub customers: Vec<CustomerView>,
+    pub channels: Vec<ChannelView>,
+    pub today: String,
+    /// "Save payment information" is offered (R-TOK-6).
+    pub card_on_file_offered: bool,
+    /// R-FEA-3: nonrecurring tokens are on but do not take effect.
+    pub token_warning: Option<String>,
+}
+
 #[server(endpoint = "new_order_choices")]
-pub async fn new_order_choices() -> Result<(Vec<CustomerView>, Vec<ChannelView>, String), AppError> {
+pub async fn new_order_choices() -> Result<OrderFormChoices, AppError> {
     use crate::auth::ssr::{require, services};
     use payments::Role;
     require(&[Role::Finance, Role::CallCenter]).await?;
     let s = services()?;
     let (customers, channels) = payments::service::orders::choices(&s.db).await?;
-    Ok((customers, channels, s.now().date_naive().to_string()))
+    let features = payments::service::features::load(&s.db).await?;
+    let params = payments::service::parameters::load(&s.db).await?;
+    Ok(OrderFormChoices {
+        customers,
+        channels,
+        today: s.now().date_naive().to_string(),
+        card_on_file_offered: payments::domain::tokens::card_on_file_offered(
+            features.is_enabled(payments::Feature::RestrictPaymentTokenUsage),
+            params.allow_customer_card_on_file(),
+        ),
+        token_warning: (features.is_enabled(payments::Feature::NonrecurringTokens) && !features.nonrecurring_tokens_in_effect()).then(|| {
+            "Enable use of nonrecurring tokens in Commerce is on, but Enable unified payments experience in POS is also on: nonrecurring tokens do not take effect, so every card is saved as a recurring token (R-FEA-3).".to_string()
+        }),
+    })
+}
+
+/// The customer's cards on file, for the Number list (R-TOK-6). Customer 0 means the first
+/// customer of the list, the one the form starts with.
+#[server(endpoint = "saved_cards")]
+pub async fn saved_cards(customer_id: i32) -> Result<Vec<SavedCardView>, AppError> {
+    use crate::auth::ssr::{require, services};
+    require(&[payments::Role::Finance, payments::Role::CallCenter]).await?;
+    let s = services()?;
+    let id = match customer_id {
+        0 => payments::service::customers::list(&s.db).await?.first().map(|c| c.id).unwrap_or_default(),
+        id => id,
+    };
+    Ok(payments::service::cards::saved(&s.db, id).await?)
 }
 
 /// Places the order and authorizes the card for its total. `lines` holds `item_N`, `quantity_N`,
@@ -37,6 +77,10 @@ pub async fn place_order(
     last_four: String,
     holder: String,
     expiry: String,
+    order_kind: String,
+    saved_card_id: String,
+    save_card: Option<String>,
+    confirmed: String,
 ) -> Result<PlacedOrder, AppError> {
     use crate::auth::ssr::{require, services};
     use payments::service::orders::{CardForm, LineForm, OrderForm};
@@ -58,24 +102,84 @@ pub async fn place_order(
             })
             .collect(),
         card: CardForm { token, card_type, last_four, holder, expiry },
+        order_kind,
+        saved_card_id,
+        save_card: save_card.is_some_and(|v| !v.is_empty()),
+        confirmed,
     };
     let placed = payments::service::orders::place(&services()?, &user.username, &form).await?;
     leptos_axum::redirect(&format!("/orders/{}?placed=1", placed.order_id));
     Ok(placed)
 }
 
+/// The card section of a payment form: a card on file of the customer (the Number list) or the
+/// card just entered on the processor's page, whose token, type, last four, holder and expiry
+/// travel in hidden fields. `return_to` is where the processor's page sends the browser back.
+#[component]
+pub fn CardChoice(
+    saved: Vec<SavedCardView>,
+    return_to: String,
+    #[prop(optional)] offer_save: bool,
+) -> impl IntoView {
+    let query = use_query_map();
+    let q = move |k: &'static str| query.read_untracked().get(k).unwrap_or_default();
+    let token = q("token");
+    let has_card = !token.is_empty();
+    let card_line = format!("{} •••• {} · {} · expires {}", q("card_type"), q("last_four"), q("holder"), q("expiry"));
+    let acceptance = format!("/processor/acceptance?return={return_to}");
+    let has_saved = !saved.is_empty();
+    view! {
+        {has_saved.then(|| view! {
+            <label class="stacked">
+                "Number (saved cards on file)"
+                <select name="saved_card_id" data-testid="saved-cards">
+                    <option value="" selected=has_card>{if has_card { "Use the card entered below" } else { "— choose a saved card —" }}</option>
+                    {saved.iter().map(|c| view! { <option value=c.id>{c.label()}</option> }).collect_view()}
+                </select>
+            </label>
+        })}
+        {(!has_saved).then(|| view! { <input type="hidden" name="saved_card_id" value="" /> })}
+        {if has_card {
+            view! {
+                <p data-testid="card">"New card: " {card_line} " " <a rel="external" href=acceptance.clone()>"Use another card"</a></p>
+            }.into_any()
+        } else {
+            view! {
+                <p>
+                    <a class="button secondary" rel="external" href=acceptance.clone()>"Enter the card on the processor's payment page"</a>
+                </p>
+            }.into_any()
+        }}
+        {(offer_save && has_card).then(|| view! {
+            <label class="checkbox-line">
+                <input type="checkbox" name="save_card" value="yes" data-testid="save-card" aria-label="Save payment information" />
+                <span>"Save payment information — saves this card on the customer's account as a card on file (call center orders; only with the customer's agreement)."</span>
+            </label>
+        })}
+        <input type="hidden" name="token" value=token />
+        <input type="hidden" name="card_type" value=q("card_type") />
+        <input type="hidden" name="last_four" value=q("last_four") />
+        <input type="hidden" name="holder" value=q("holder") />
+        <input type="hidden" name="expiry" value=q("expiry") />
+    }
+}
+
 #[component]
 pub fn NewOrderPage() -> impl IntoView {
-    let query = use_query_map();
-    let q = move |k: &'static str| query.read().get(k).unwrap_or_default();
     let place = ServerAction::<PlaceOrder>::new();
     let data = Resource::new(|| (), |_| new_order_choices());
+    let confirmed = NodeRef::<leptos::html::Input>::new();
+    // Created here, not inside the choices' view, so that server and browser create the
+    // resources in the same order (hydration).
+    let customer = RwSignal::new(0);
+    let cards = Resource::new(move || customer.get(), saved_cards);
     view! {
         <PageHeader
             title="New sales order"
             intro="Take an order and authorize the customer's card for its total. The card number is entered on the payment processor's page; Paystage keeps only its token."
         />
         {move || match place.value().get() {
+            Some(Err(AppError::ConfirmationRequired { .. })) => None,
             Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
             Some(Ok(p)) => {
                 let href = format!("/orders/{}", p.order_id);
@@ -89,10 +193,9 @@ pub fn NewOrderPage() -> impl IntoView {
             }
             None => None,
         }}
-        {loaded(data, move |(customers, channels, today): (Vec<CustomerView>, Vec<ChannelView>, String)| {
-            let token = q("token");
-            let has_card = !token.is_empty();
-            let card_line = format!("{} •••• {} · {} · expires {}", q("card_type"), q("last_four"), q("holder"), q("expiry"));
+        {loaded(data, move |c: OrderFormChoices| {
+            let offer_save = c.card_on_file_offered;
+            let today = c.today.clone();
             let rows = (1..=LINE_ROWS)
                 .map(|n| {
                     let today = today.clone();
@@ -108,40 +211,47 @@ pub fn NewOrderPage() -> impl IntoView {
                 })
                 .collect_view();
             view! {
+                {c.token_warning.clone().map(|w| view! { <div class="notice warning" role="status" data-testid="token-warning">{w}</div> })}
                 <ActionForm action=place>
+                    <ConfirmationDialog
+                        error=Signal::derive(move || place.value().get().and_then(|r| r.err()))
+                        version=Signal::derive(move || place.version().get())
+                        confirmed=confirmed
+                        cancelled_text="Not authorized: the customer's consent was not confirmed, so nothing was placed. Confirm it, or move the requested ship dates inside the threshold and place the order again."
+                    />
+                    <input type="hidden" name="confirmed" value="" node_ref=confirmed />
                     <section class="panel">
-                        <h2>"1. Card"</h2>
-                        {if has_card {
-                            view! {
-                                <p data-testid="card">{card_line} " " <a rel="external" href="/processor/acceptance?return=/orders/new">"Use another card"</a></p>
-                            }.into_any()
-                        } else {
-                            view! {
-                                <p>
-                                    <a class="button secondary" rel="external" href="/processor/acceptance?return=/orders/new">"Enter the card on the processor's payment page"</a>
-                                </p>
-                            }.into_any()
-                        }}
+                        <h2>"1. Customer and card"</h2>
+                        <label class="stacked">
+                            "Customer"
+                            <select name="customer_id" on:change=move |ev| customer.set(event_target_value(&ev).parse().unwrap_or_default())>
+                                {c.customers.iter().map(|c| view! { <option value=c.id>{format!("{} · {}", c.account, c.name)}</option> }).collect_view()}
+                            </select>
+                        </label>
+                        <Transition fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                let saved = cards.await.unwrap_or_default();
+                                view! { <CardChoice saved=saved return_to="/orders/new".to_string() offer_save=offer_save /> }
+                            })}
+                        </Transition>
                         {field_error(place.value(), "card", None)}
-                        <input type="hidden" name="token" value=token />
-                        <input type="hidden" name="card_type" value=q("card_type") />
-                        <input type="hidden" name="last_four" value=q("last_four") />
-                        <input type="hidden" name="holder" value=q("holder") />
-                        <input type="hidden" name="expiry" value=q("expiry") />
+                        {field_error(place.value(), "saved_card_id", None)}
+                        {field_error(place.value(), "save_card", None)}
                     </section>
                     <section class="panel">
                         <h2>"2. Order"</h2>
                         <div class="row-form">
                             <label class="stacked">
-                                "Customer"
-                                <select name="customer_id">
-                                    {customers.into_iter().map(|c| view! { <option value=c.id>{format!("{} · {}", c.account, c.name)}</option> }).collect_view()}
+                                "Channel"
+                                <select name="channel_id">
+                                    {c.channels.iter().map(|c| view! { <option value=c.id>{format!("{} ({})", c.name, c.kind.label())}</option> }).collect_view()}
                                 </select>
                             </label>
                             <label class="stacked">
-                                "Channel"
-                                <select name="channel_id">
-                                    {channels.into_iter().map(|c| view! { <option value=c.id>{format!("{} ({})", c.name, c.kind.label())}</option> }).collect_view()}
+                                "Order type"
+                                <select name="order_kind" aria-label="Order type">
+                                    <option value="customer_order">"Customer order (ships later)"</option>
+                                    <option value="cash_and_carry">"Cash and carry (POS: goods taken now)"</option>
                                 </select>
                             </label>
                             <label class="stacked">
@@ -153,6 +263,7 @@ pub fn NewOrderPage() -> impl IntoView {
                             <label class="stacked">"Tax %" <input name="tax_percent" value="0" inputmode="decimal" class="amount" /></label>
                             <label class="stacked">"Charges" <input name="charges" value="0" inputmode="decimal" class="amount" /></label>
                         </div>
+                        {field_error(place.value(), "order_kind", None)}
                         {field_error(place.value(), "tax_percent", None)}
                         {field_error(place.value(), "charges", None)}
                         <table class="grid lines">
@@ -168,7 +279,7 @@ pub fn NewOrderPage() -> impl IntoView {
                             };
                             f.into_iter().map(|k| field_error(place.value(), k, None)).collect_view()
                         }).collect_view()}
-                        <div class="actions"><button type="submit" class="primary" disabled=!has_card>"Place order and authorize"</button></div>
+                        <div class="actions"><button type="submit" class="primary">"Place order and authorize"</button></div>
                     </section>
                 </ActionForm>
             }

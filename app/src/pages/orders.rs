@@ -237,14 +237,31 @@ pub fn OrderDetailPage() -> impl IntoView {
     let credit = ServerAction::<CreditOrder>::new();
     let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_))));
     let credits = successes(move || matches!(credit.value().get(), Some(Ok(_))));
-    let data = Resource::new(move || (id(), saves.get(), credits.get()), |(id, _, _)| load_order(id));
+    let adjust = ServerAction::<crate::pages::payment::AdjustPayment>::new();
+    let adjusts = successes(move || matches!(adjust.value().get(), Some(Ok(_))));
+    let data = Resource::new(move || (id(), saves.get(), credits.get(), adjusts.get()), |(id, _, _, _)| load_order(id));
+    let query = leptos_router::hooks::use_query_map();
     view! {
+        {move || query.read().get("payment").and_then(|c| payments::domain::order::PaymentStatus::from_code(&c)).map(|st| {
+            let class = if st == payments::domain::order::PaymentStatus::Authorized { "notice success" } else { "notice error" };
+            view! { <div class=class role="status" data-testid="new-payment-status">{format!("New payment: {}.", st.label())}</div> }
+        })}
+        {move || match adjust.value().get() {
+            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
+            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            None => None,
+        }}
         {move || invoice_notice(invoice.value().get())}
         {move || invoice_notice(credit.value().get())}
         {loaded(data, move |d: OrderDetail| {
             let o = d.order.clone();
             let open_lines = d.lines.iter().any(|l| l.invoiced_quantity < l.quantity);
             let creditable: Vec<_> = d.lines.iter().filter(|l| l.invoiced_quantity > l.credited_quantity).cloned().collect();
+            let needs_payment = d.balance.minor() > 0
+                && (o.do_not_process
+                    || !d.payments.iter().any(|p| {
+                        matches!(p.status, payments::domain::order::PaymentStatus::Authorized | payments::domain::order::PaymentStatus::Paid)
+                    }));
             view! {
                 <leptos_meta::Title text=format!("Sales order {}", o.number) />
                 <div class="page-header">
@@ -341,18 +358,37 @@ pub fn OrderDetailPage() -> impl IntoView {
                 <section class="panel">
                     <h2>"Payment lines"</h2>
                     <table class="grid">
-                        <thead><tr><th>"Tender"</th><th>"Card"</th><th class="num">"Amount"</th><th>"Payment status"</th></tr></thead>
+                        <thead><tr><th>"Tender"</th><th>"Card"</th><th>"Token"</th><th class="num">"Amount"</th><th>"Payment status"</th><th>"Edit authorized amount"</th></tr></thead>
                         <tbody>
-                            {d.payments.iter().map(|p| view! {
-                                <tr>
-                                    <td>{p.tender.label()}</td>
-                                    <td>{p.card.clone().unwrap_or_default()}</td>
-                                    <td class="num">{p.amount.to_string()}</td>
-                                    <td>{p.status.label()}</td>
-                                </tr>
+                            {d.payments.clone().into_iter().map(|p| {
+                                let editable = p.tender == payments::domain::order::Tender::Card && p.status == payments::domain::order::PaymentStatus::Authorized;
+                                view! {
+                                    <tr data-payment-line=p.id>
+                                        <td>{p.tender.label()}</td>
+                                        <td>{p.card.clone().unwrap_or_default()}</td>
+                                        <td>{p.token_kind.label()}</td>
+                                        <td class="num">{p.amount.to_string()}</td>
+                                        <td>{crate::pages::authorizations::payment_badge(p.status)}</td>
+                                        <td>
+                                            {editable.then(|| view! {
+                                                <ActionForm action=adjust attr:class="inline-form">
+                                                    <input type="hidden" name="payment_line_id" value=p.id />
+                                                    <input class="amount" name="amount" aria-label="New authorized amount" inputmode="decimal" value=p.amount.to_decimal().to_string() />
+                                                    " " <button type="submit">"Adjust"</button>
+                                                </ActionForm>
+                                            })}
+                                        </td>
+                                    </tr>
+                                }
                             }).collect_view()}
                         </tbody>
                     </table>
+                    {needs_payment.then(|| view! {
+                        <div class="actions">
+                            <a class="button primary" rel="external" href=format!("/processor/acceptance?return=/orders/{}/payment", o.id)>"Take a new payment"</a>
+                            <span class="muted small">" The order needs a new card authorization before it can be invoiced."</span>
+                        </div>
+                    })}
                 </section>
                 <section class="panel">
                     <h2>"Authorizations and captures"</h2>
@@ -420,14 +456,14 @@ fn authorization_view(a: &AuthorizationView) -> impl IntoView {
     let status_class = match a.status {
         AuthorizationStatus::Open => "badge on",
         AuthorizationStatus::FullyCaptured | AuthorizationStatus::Closed => "badge off",
-        AuthorizationStatus::Voided | AuthorizationStatus::Expired => "badge bad",
+        AuthorizationStatus::Voided | AuthorizationStatus::Expired | AuthorizationStatus::Declined => "badge bad",
     };
     view! {
         <div class="authorization" data-authorization=a.id>
             <div class="authorization-head">
                 <strong>{format!("{} •••• {}", a.card_type, a.last_four)}</strong>
                 <span class=status_class>{a.status.label()}</span>
-                {a.expired.then(|| view! { <span class="badge bad">"Expired"</span> })}
+                {(a.expired && a.status == AuthorizationStatus::Open).then(|| view! { <span class="badge bad">"Expired"</span> })}
                 <span class="muted small">
                     {format!(
                         " {} authorized · {} captured · {} · expires {}{}",

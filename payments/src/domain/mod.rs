@@ -6,4 +6,5 @@ pub mod order;
 pub mod parameters;
 pub mod payment_views;
 pub mod pipeline;
+pub mod tokens;
 pub mod views;

@@ -55,6 +55,10 @@ coded_enum!(
         Authorized = "authorized" / "Authorized",
         Paid = "paid" / "Paid",
         Declined = "declined" / "Declined",
+        /// An expired authorization voided by hand (R-AUT-5).
+        Voided = "voided" / "Voided",
+        /// Superseded by a new payment taken on the order (R-AUT-4/5).
+        Replaced = "replaced" / "Replaced by a new payment",
     }
 );
 
@@ -68,6 +72,8 @@ coded_enum!(
         Closed = "closed" / "Closed",
         Voided = "voided" / "Voided",
         Expired = "expired" / "Expired",
+        /// An adjustment was declined: the original is considered declined (R-AUT-2).
+        Declined = "declined" / "Declined",
     }
 );
 
@@ -90,6 +96,7 @@ coded_enum!(
         Capture = "capture" / "Capture",
         Refund = "refund" / "Refund",
         Void = "void" / "Void",
+        Adjust = "adjust" / "Adjust authorization",
     }
 );
 

@@ -3,6 +3,7 @@ use super::money::Money;
 use super::order::{AuthorizationStatus, OrderStatus, PaymentStatus, Tender};
 
 use super::pipeline::{ProcessStatus, Stage, StageStatus};
+use super::tokens::TokenKind;
 use super::views::ChannelKind;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,7 @@ pub struct PaymentLineView {
     pub status: PaymentStatus,
     /// "Visa •••• 1111 · J. Doe · 12/28" for cards.
     pub card: Option<String>,
+    pub token_kind: TokenKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,4 +210,82 @@ pub struct PlacedOrder {
     pub payment_status: PaymentStatus,
     /// Why the payment is not authorized, when it is not.
     pub message: Option<String>,
+}
+
+/// The authorization behind a payment line, as Authorization management shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationResponseView {
+    pub id: i32,
+    pub status: AuthorizationStatus,
+    pub amount: Money,
+    pub captured: Money,
+    pub processor_reference: String,
+    pub tracking_id: String,
+    pub supports_multiple_captures: bool,
+    pub payment_method_variant: String,
+    pub authorized_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Expired by status or by date (R-AUT-3).
+    pub expired: bool,
+}
+
+/// One payment line on the Authorization management page (R-AUT-5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRow {
+    pub payment_line_id: i32,
+    pub order_id: i32,
+    pub order_number: String,
+    pub order_status: OrderStatus,
+    pub do_not_process: bool,
+    pub customer_account: String,
+    pub customer_name: String,
+    pub channel_name: String,
+    pub amount: Money,
+    pub payment_status: PaymentStatus,
+    pub token_kind: TokenKind,
+    /// "Visa •••• 1111".
+    pub card: String,
+    /// The line's latest authorization, if it was ever authorized.
+    pub authorization: Option<AuthorizationResponseView>,
+}
+
+impl AuthorizationRow {
+    pub fn expired(&self) -> bool {
+        self.authorization.as_ref().is_some_and(|a| a.expired)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationPage {
+    pub rows: Vec<AuthorizationRow>,
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+}
+
+/// A recorded consent or acknowledgement (R-TOK-3/4/6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentView {
+    pub kind: String,
+    pub text_shown: String,
+    pub given_by: String,
+    pub given_at: DateTime<Utc>,
+}
+
+/// The detail of one payment line on Authorization management (R-AUT-5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationDetail {
+    pub row: AuthorizationRow,
+    pub holder: String,
+    pub expiry: String,
+    /// Every authorization of the line, newest first.
+    pub responses: Vec<AuthorizationResponseView>,
+    /// Pre-authorization duration of the store for this payment type, and the AR fallback (R-AUT-3).
+    pub pre_authorization_days: Option<u32>,
+    pub ar_days_before_expired: u32,
+    pub consents: Vec<ConsentView>,
+    /// What is left to invoice on the order.
+    pub balance: Money,
+    /// Why the expired line cannot be voided by hand, or None when it can (R-AUT-5).
+    pub void_refusal: Option<String>,
 }

@@ -171,4 +171,33 @@ pub const TEST_CARDS: &[(&str, &str, &str)] = &[
     ("4000000000000002", "visa", "declined"),
     ("4000000000009995", "visa", "insufficient_funds"),
     ("4000000000000069", "visa", "expired_card"),
+    ("4000000000000010", "visa", "adjust_declined (authorizes; declines every authorization adjustment)"),
 ];
+
+/// A card on file of a customer (a recurring token; R-TOK-6, R-TOK-8). Never the card number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCardView {
+    pub id: i32,
+    pub card_type: String,
+    pub last_four: String,
+    pub holder: String,
+    pub expiry: String,
+    pub added_at: DateTime<Utc>,
+    pub added_by: String,
+}
+
+impl SavedCardView {
+    /// "Jamie Rivera · Visa •••• 1111 · 12/30", as the Number list shows it.
+    pub fn label(&self) -> String {
+        format!("{} · {} •••• {} · {}", self.holder, self.card_type, self.last_four, self.expiry)
+    }
+}
+
+/// The Customer credit cards page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerCards {
+    pub customer: CustomerView,
+    pub cards: Vec<SavedCardView>,
+    /// Adding a card needs a default payment connector (R-TOK-8); when there is none, why not.
+    pub cannot_add: Option<String>,
+}

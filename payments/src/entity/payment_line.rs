@@ -17,6 +17,10 @@ pub struct Model {
     pub holder: Option<String>,
     pub expiry: Option<String>,
     pub created_at: DateTimeUtc,
+    /// `none`, `nonrecurring` or `recurring` (R-TOK-1).
+    pub token_kind: String,
+    /// The card on file this line was paid with, if any.
+    pub customer_card_id: Option<i32>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -17,6 +17,8 @@ pub struct Model {
     pub do_not_process: bool,
     pub created_at: DateTimeUtc,
     pub created_by: String,
+    /// `cash_and_carry` or `customer_order` (R-TOK-2/3).
+    pub order_kind: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -21,6 +21,19 @@ pub struct Purpose {
 
 /// Obtains a tracking id from the connector and writes the intent (status pending) before the call.
 pub async fn begin(s: &Services, connector_id: i32, command: Command, amount: Money, purpose: Purpose) -> Result<pr::Model, BeginError> {
+    begin_in(&s.db, s, connector_id, command, amount, purpose).await
+}
+
+/// [`begin`] inside the caller's transaction: the intent is written together with whatever
+/// claims the work (a job commits it with the row it re-checked under lock).
+pub async fn begin_in(
+    db: &impl ConnectionTrait,
+    s: &Services,
+    connector_id: i32,
+    command: Command,
+    amount: Money,
+    purpose: Purpose,
+) -> Result<pr::Model, BeginError> {
     let reference = s.connector.payment_reference(command, amount).await.map_err(BeginError::Connector)?;
     let m = pr::ActiveModel {
         tracking_id: Set(reference.tracking_id),
@@ -40,7 +53,7 @@ pub async fn begin(s: &Services, connector_id: i32, command: Command, amount: Mo
         capture_id: Set(purpose.capture_id),
         ..Default::default()
     }
-    .insert(&s.db)
+    .insert(db)
     .await
     .map_err(BeginError::Database)?;
     Ok(m)

@@ -573,6 +573,13 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
         )));
     }
     let amount = Money::from_minor(balance.minor() - covered, balance.currency());
+    if !crate::domain::tokens::TokenKind::from_code(&line.token_kind).is_some_and(|k| k.can_reauthorize()) {
+        // R-AUT-3: a nonrecurring token is never re-authorized; a new payment must be taken.
+        return Ok(StageEnd::Failed(format!(
+            "The card was paid with a nonrecurring token, which is never re-authorized (R-AUT-3): take a new payment for the remaining {amount} on {}, then resume.",
+            order.number
+        )));
+    }
     let previous = au::Entity::find().filter(au::Column::OrderId.eq(order.id)).order_by_desc(au::Column::Id).one(&s.db).await?;
     let req = match requests::begin(
         s,

@@ -1,7 +1,8 @@
 //! Demo orders in every state, made by running the real services (placement, the pipeline, the
 //! simulator with injected faults): fully and partially invoiced with incremental capture, the
 //! legacy path with a new authorization, a declined card, and incomplete payments failed at the
-//! capture, journal and authorize-remaining stages.
+//! capture, journal and authorize-remaining stages; an expired authorization with its order held,
+//! and a card on file.
 use super::orders::{place, CardForm, LineForm, OrderForm};
 use super::{audit, features, parameters, Services};
 use crate::connector::{faults, CardEntry};
@@ -82,6 +83,7 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
                 })
                 .collect(),
             card: CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry },
+            ..Default::default()
         };
         let placed = place(s, "callcenter", &form).await?;
         let lines = super::orders::detail(s, placed.order_id).await?.lines;
@@ -94,6 +96,56 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
             crate::pipeline::invoice(s, "finance", placed.order_id, &q).await?;
             faults::clear(&s.db).await?;
         }
+    }
+    seed_authorization_lifecycle(s).await
+}
+
+/// Issue 4's states: an order authorized ten days ago whose authorization has expired (Pending
+/// Authorization, Do not process), a card on file, and nonrecurring tokens turned on (with
+/// Restrict Payment Token usage) for the orders taken from now on.
+async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
+    use super::clock::ManualClock;
+    let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1005")).one(&s.db).await? else { return Ok(()) };
+    let Some(chan) = channel::Entity::find().filter(channel::Column::Code.eq("CALL")).one(&s.db).await? else { return Ok(()) };
+    let token = s
+        .connector
+        .tokenize(CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: cust.name.clone() })
+        .await
+        .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+    let card = CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry };
+    // Placed ten days ago (the AR days before expired are 7), by the same services on a clock
+    // set back; the expiry job then runs now.
+    let then = s.now() - chrono::Duration::days(10);
+    let past = Services { clock: std::sync::Arc::new(ManualClock::new(then)), ..s.clone() };
+    let form = OrderForm {
+        customer_id: cust.id.to_string(),
+        channel_id: chan.id.to_string(),
+        currency: "USD".into(),
+        tax_percent: "0".into(),
+        charges: "0".into(),
+        lines: vec![LineForm {
+            item: "Standing desk".into(),
+            quantity: "1".into(),
+            unit_price: "540.00".into(),
+            requested_ship_date: (then.date_naive() + chrono::Duration::days(14)).to_string(),
+        }],
+        card: card.clone(),
+        ..Default::default()
+    };
+    place(&past, "callcenter", &form).await?;
+    super::jobs::expire_authorizations(s, super::jobs::EXPIRY_BATCH).await?;
+    let c1 = customer::Entity::find().filter(customer::Column::Account.eq("C-1001")).one(&s.db).await?;
+    if let Some(c1) = c1 {
+        let t = s
+            .connector
+            .tokenize(CardEntry { number: "378282246310005".into(), expiry: "09/29".into(), holder: c1.name.clone() })
+            .await
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let saved = CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
+        super::cards::add(s, "callcenter", c1.id, &saved, true).await?;
+    }
+    for f in [Feature::RestrictPaymentTokenUsage, Feature::NonrecurringTokens] {
+        features::set(s, audit::SYSTEM, f, true).await?;
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! same functions, each taking the [`Services`] handle (database + clock).
 pub mod access;
 pub mod audit;
+pub mod authorizations;
 pub mod bootstrap;
+pub mod cards;
 pub mod clock;
 pub mod customers;
 pub mod demo;
@@ -11,6 +13,7 @@ pub mod jobs;
 pub mod orders;
 pub mod parameters;
 pub mod setup;
+pub mod storefront;
 
 use crate::connector::simulator::ProcessorSimulator;
 use crate::connector::Connector;

@@ -49,6 +49,14 @@ pub struct OrderForm {
     pub charges: String,
     pub lines: Vec<LineForm>,
     pub card: CardForm,
+    /// `cash_and_carry` or `customer_order` (the default); cash and carry is for POS stores only.
+    pub order_kind: String,
+    /// A card on file of the customer, used instead of `card` (R-TOK-6).
+    pub saved_card_id: String,
+    /// "Save payment information" (R-TOK-6).
+    pub save_card: bool,
+    /// The code of the confirmation the user accepted (consent, acknowledgement), if any.
+    pub confirmed: String,
 }
 
 /// A valid order, ready to store.
@@ -128,7 +136,8 @@ impl NewOrder {
             errors.push(FieldError::new("line1_item", "Add at least one line."));
         }
         let c = &f.card;
-        let card_ok = c.token.trim().len() >= 8
+        let card_ok = !f.saved_card_id.trim().is_empty()
+            || c.token.trim().len() >= 8
             && c.last_four.len() == 4
             && c.last_four.chars().all(|ch| ch.is_ascii_digit())
             && !c.holder.trim().is_empty()
@@ -167,18 +176,104 @@ pub async fn default_connector(db: &impl ConnectionTrait) -> ServiceResult<conne
         .ok_or_else(|| ServiceError::Conflict("No default payment connector is configured (Payment connectors page).".into()))
 }
 
-/// Places an order and authorizes its card payment for the order total.
+/// The card an order is paid with, after the token rules were applied.
+pub(crate) struct ChosenCard {
+    pub(crate) card: CardForm,
+    pub(crate) saved: Option<crate::entity::customer_card::Model>,
+}
+
+pub(crate) async fn chosen_card(db: &impl ConnectionTrait, form: &OrderForm, customer_id: i32) -> ServiceResult<ChosenCard> {
+    let raw = form.saved_card_id.trim();
+    if raw.is_empty() {
+        return Ok(ChosenCard { card: form.card.clone(), saved: None });
+    }
+    let card = raw
+        .parse::<i32>()
+        .ok()
+        .and_then(|id| if id > 0 { Some(id) } else { None });
+    let found = match card {
+        Some(id) => crate::entity::customer_card::Entity::find_by_id(id).one(db).await?,
+        None => None,
+    };
+    match found {
+        Some(c) if c.customer_id == customer_id && c.deleted_at.is_none() => Ok(ChosenCard {
+            card: CardForm {
+                token: c.token.clone(),
+                card_type: c.card_type.clone(),
+                last_four: c.last_four.clone(),
+                holder: c.holder.clone(),
+                expiry: c.expiry.clone(),
+            },
+            saved: Some(c),
+        }),
+        _ => Err(ServiceError::field("saved_card_id", "Choose one of the customer's saved cards, or enter a new card.")),
+    }
+}
+
+/// Places an order and authorizes its card payment for the order total, under the token rules of
+/// its channel (R-TOK-2..7): cash and carry is captured at once and never tokenized; a POS
+/// customer order shipping beyond the threshold needs the customer's consent; a call center future
+/// order needs a recurring token and, with Delay authorization, is authorized later by the
+/// resubmit job (R-AUT-1). When a confirmation is needed and was not given, nothing is written and
+/// [`ServiceError::ConfirmationRequired`] says what to confirm.
 pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult<PlacedOrder> {
-    let order = NewOrder::parse(form, s.now().date_naive()).map_err(ServiceError::Validation)?;
+    use crate::domain::tokens::{self, OrderKind, TokenContext};
+    let today = s.now().date_naive();
+    let order = NewOrder::parse(form, today).map_err(ServiceError::Validation)?;
     let total = order.total()?;
+    let kind = match form.order_kind.trim() {
+        "" => OrderKind::CustomerOrder,
+        k => OrderKind::from_code(k).ok_or_else(|| ServiceError::field("order_kind", "Choose cash and carry or customer order."))?,
+    };
     let txn = s.db.begin().await?;
     if customer::Entity::find_by_id(order.customer_id).one(&txn).await?.is_none() {
         return Err(ServiceError::field("customer_id", "Choose a customer."));
     }
-    if channel::Entity::find_by_id(order.channel_id).one(&txn).await?.is_none() {
+    let Some(chan) = channel::Entity::find_by_id(order.channel_id).one(&txn).await? else {
         return Err(ServiceError::field("channel_id", "Choose a channel."));
+    };
+    let channel_kind = ChannelKind::from_code(&chan.kind).unwrap_or(ChannelKind::PosStore);
+    if kind == OrderKind::CashAndCarry && channel_kind != ChannelKind::PosStore {
+        return Err(ServiceError::field("order_kind", "Cash and carry is for POS store sales; choose customer order."));
     }
     let conn = default_connector(&txn).await?;
+    let chosen = chosen_card(&txn, form, order.customer_id).await?;
+    let features = super::features::load(&txn).await?;
+    let params = parameters::load(&txn).await?;
+    if form.save_card {
+        if !tokens::card_on_file_offered(features.is_enabled(crate::Feature::RestrictPaymentTokenUsage), params.allow_customer_card_on_file()) {
+            return Err(ServiceError::field(
+                "save_card",
+                "Saving payment information is not offered: it needs the feature Restrict Payment Token usage to Order context and Allow customer card on file = Yes (Call center parameters).",
+            ));
+        }
+        if channel_kind != ChannelKind::CallCenter || chosen.saved.is_some() {
+            return Err(ServiceError::field("save_card", "Payment information is saved on file for new cards on call center orders only."));
+        }
+    }
+    let latest_ship = order.lines.iter().map(|l| l.3).max().unwrap_or(today);
+    let earliest_ship = order.lines.iter().map(|l| l.3).min().unwrap_or(today);
+    let future_order = channel_kind == ChannelKind::CallCenter
+        && kind == OrderKind::CustomerOrder
+        && params.future_orders()
+        && (earliest_ship - today).num_days() > i64::from(params.future_order_days());
+    let decision = tokens::decide(&TokenContext {
+        channel: channel_kind,
+        order_kind: kind,
+        nonrecurring_in_effect: features.nonrecurring_tokens_in_effect(),
+        latest_ship_date: latest_ship,
+        today,
+        min_days_for_storing_token: params.min_order_processing_days_for_storing_card_token(),
+        always_store_token: params.always_store_card_token_on_order_balance_authorization(),
+        future_order,
+        saved_card: chosen.saved.is_some(),
+        save_requested: form.save_card,
+    });
+    if let Some(c) = decision.confirmation {
+        if form.confirmed.trim() != c.code() {
+            return Err(ServiceError::ConfirmationRequired(c));
+        }
+    }
     let now = s.now();
     let m = so::ActiveModel {
         number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
@@ -191,6 +286,7 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         do_not_process: Set(false),
         created_at: Set(now),
         created_by: Set(actor.to_string()),
+        order_kind: Set(kind.code().to_string()),
         ..Default::default()
     }
     .insert(&txn)
@@ -214,26 +310,101 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         .insert(&txn)
         .await?;
     }
-    let line = pl::ActiveModel {
-        order_id: Set(m.id),
+    let saved = match (&chosen.saved, decision.save_on_file) {
+        (Some(c), _) => Some(c.id),
+        (None, true) => Some(super::cards::insert(&txn, now, actor, order.customer_id, conn.id, &chosen.card).await?.id),
+        (None, false) => None,
+    };
+    let line = insert_card_line(&txn, m.id, total, conn.id, &chosen.card, decision.kind, saved, now).await?;
+    if let Some(c) = decision.confirmation {
+        record_confirmation(&txn, now, actor, m.id, Some(line.id), c).await?;
+    }
+    audit::record(
+        &txn,
+        now,
+        actor,
+        "order.place",
+        &number,
+        None,
+        Some(serde_json::json!({ "total": total.to_string(), "kind": kind.code(), "token": decision.kind.code(), "card_on_file": saved })),
+    )
+    .await?;
+    txn.commit().await?;
+    if future_order && params.delay_authorization() {
+        let from = earliest_ship - chrono::Duration::days(i64::from(params.future_order_days()));
+        return Ok(PlacedOrder {
+            order_id: m.id,
+            number,
+            payment_status: PaymentStatus::PendingAuthorization,
+            message: Some(format!(
+                "Future order: the authorization resubmit job authorizes the card from {from} (Future order days before the ship date, R-AUT-1)."
+            )),
+        });
+    }
+    let (payment_status, mut message) = authorize_payment_line(s, &line, total, None).await?;
+    if kind == OrderKind::CashAndCarry && payment_status == PaymentStatus::Authorized {
+        // R-TOK-2: the customer leaves with the goods; the whole order is invoiced and captured now.
+        let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(m.id)).all(&s.db).await?;
+        let q: Vec<(i32, i32)> = lines.iter().map(|l| (l.id, l.quantity)).collect();
+        let outcome = crate::pipeline::invoice(s, actor, m.id, &q).await?;
+        message = Some(format!("Cash and carry: invoice {} posted and the card captured ({}).", outcome.invoice_number, outcome.status.label()));
+    }
+    Ok(PlacedOrder { order_id: m.id, number, payment_status, message })
+}
+
+/// A card payment line for `amount`, waiting for its authorization.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_card_line(
+    db: &impl ConnectionTrait,
+    order_id: i32,
+    amount: Money,
+    connector_id: i32,
+    card: &CardForm,
+    token_kind: crate::domain::tokens::TokenKind,
+    customer_card_id: Option<i32>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<pl::Model, DbErr> {
+    pl::ActiveModel {
+        order_id: Set(order_id),
         tender: Set(Tender::Card.code().to_string()),
-        amount_minor: Set(total.minor()),
+        amount_minor: Set(amount.minor()),
         status: Set(PaymentStatus::PendingAuthorization.code().to_string()),
-        connector_id: Set(Some(conn.id)),
-        card_token: Set(Some(order.card.token.trim().to_string())),
-        card_type: Set(Some(order.card.card_type.trim().to_string())),
-        last_four: Set(Some(order.card.last_four.clone())),
-        holder: Set(Some(order.card.holder.trim().to_string())),
-        expiry: Set(Some(order.card.expiry.trim().to_string())),
+        connector_id: Set(Some(connector_id)),
+        card_token: Set(Some(card.token.trim().to_string())),
+        card_type: Set(Some(card.card_type.trim().to_string())),
+        last_four: Set(Some(card.last_four.trim().to_string())),
+        holder: Set(Some(card.holder.trim().to_string())),
+        expiry: Set(Some(card.expiry.trim().to_string())),
         created_at: Set(now),
+        token_kind: Set(token_kind.code().to_string()),
+        customer_card_id: Set(customer_card_id),
         ..Default::default()
     }
-    .insert(&txn)
-    .await?;
-    audit::record(&txn, now, actor, "order.place", &number, None, Some(serde_json::json!({ "total": total.to_string() }))).await?;
-    txn.commit().await?;
-    let (payment_status, message) = authorize_payment_line(s, &line, total, None).await?;
-    Ok(PlacedOrder { order_id: m.id, number, payment_status, message })
+    .insert(db)
+    .await
+}
+
+/// Keeps the evidence of a consent or acknowledgement: who, when, the words shown, the order.
+pub(crate) async fn record_confirmation(
+    db: &impl ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+    actor: &str,
+    order_id: i32,
+    payment_line_id: Option<i32>,
+    c: crate::domain::tokens::Confirmation,
+) -> Result<(), DbErr> {
+    crate::entity::token_consent::ActiveModel {
+        order_id: Set(order_id),
+        payment_line_id: Set(payment_line_id),
+        kind: Set(c.code().to_string()),
+        text_shown: Set(c.text().to_string()),
+        given_by: Set(actor.to_string()),
+        given_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
 }
 
 /// Authorizes `amount` on a card payment line: intent, call, outcome. Returns the payment status
@@ -343,6 +514,18 @@ pub async fn expiry_days(db: &impl ConnectionTrait, channel_id: i32, variant: &s
         return Ok(d.days.max(1) as u32);
     }
     Ok(parameters::load(db).await?.days_before_expired())
+}
+
+/// The requested ship dates of the order's lines that still have something to invoice.
+pub async fn open_ship_dates(db: &impl ConnectionTrait, order_id: i32) -> Result<Vec<NaiveDate>, DbErr> {
+    Ok(sol::Entity::find()
+        .filter(sol::Column::OrderId.eq(order_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|l| l.invoiced_quantity < l.quantity)
+        .map(|l| l.requested_ship_date)
+        .collect())
 }
 
 /// What is left to invoice on an order: the lines not yet invoiced, the charges if no invoice took
@@ -485,6 +668,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
                     p.expiry.clone().unwrap_or_default()
                 )
             }),
+            token_kind: crate::domain::tokens::TokenKind::from_code(&p.token_kind).unwrap_or(crate::domain::tokens::TokenKind::Recurring),
         })
         .collect();
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(id)).order_by_asc(inv::Column::Id).all(db).await?;

@@ -1,0 +1,137 @@
+//! Customer credit cards (R-TOK-6, R-TOK-8): recurring tokens saved on a customer with their
+//! agreement. Only tokens and what identifies the card to a person (type, last four, holder,
+//! expiry) are kept. Deleting keeps the row (marked deleted), so the record of what was on file
+//! and who removed it is never lost; every change is audited.
+use super::{audit, orders, Services};
+use crate::domain::views::{CustomerCards, CustomerView, SavedCardView};
+use crate::entity::{customer, customer_card as cc};
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::orders::CardForm;
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+
+fn view(c: cc::Model) -> SavedCardView {
+    SavedCardView {
+        id: c.id,
+        card_type: c.card_type,
+        last_four: c.last_four,
+        holder: c.holder,
+        expiry: c.expiry,
+        added_at: c.created_at,
+        added_by: c.created_by,
+    }
+}
+
+/// The customer's cards on file, oldest first (deleted ones are not offered).
+pub async fn saved(db: &impl ConnectionTrait, customer_id: i32) -> Result<Vec<SavedCardView>, DbErr> {
+    Ok(cc::Entity::find()
+        .filter(cc::Column::CustomerId.eq(customer_id))
+        .filter(cc::Column::DeletedAt.is_null())
+        .order_by_asc(cc::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(view)
+        .collect())
+}
+
+pub async fn for_customer(db: &impl ConnectionTrait, customer_id: i32) -> ServiceResult<CustomerCards> {
+    let c = customer::Entity::find_by_id(customer_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
+    let cannot_add = orders::default_connector(db).await.err().map(|e| e.to_string());
+    Ok(CustomerCards {
+        customer: CustomerView { id: c.id, account: c.account, name: c.name, email: c.email },
+        cards: saved(db, customer_id).await?,
+        cannot_add,
+    })
+}
+
+pub(crate) fn check_card(card: &CardForm) -> ServiceResult<()> {
+    let ok = card.token.trim().len() >= 8
+        && card.last_four.len() == 4
+        && card.last_four.chars().all(|ch| ch.is_ascii_digit())
+        && !card.holder.trim().is_empty()
+        && !card.card_type.trim().is_empty();
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::field("card", "Enter the card on the processor's payment page first."))
+    }
+}
+
+pub(crate) async fn insert(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    actor: &str,
+    customer_id: i32,
+    connector_id: i32,
+    card: &CardForm,
+) -> ServiceResult<cc::Model> {
+    check_card(card)?;
+    let m = cc::ActiveModel {
+        customer_id: Set(customer_id),
+        connector_id: Set(connector_id),
+        token: Set(card.token.trim().to_string()),
+        card_type: Set(card.card_type.trim().to_string()),
+        last_four: Set(card.last_four.trim().to_string()),
+        holder: Set(card.holder.trim().to_string()),
+        expiry: Set(card.expiry.trim().to_string()),
+        created_at: Set(now),
+        created_by: Set(actor.to_string()),
+        deleted_at: Set(None),
+        deleted_by: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    audit::record(
+        db,
+        now,
+        actor,
+        "card.add",
+        &format!("customer {customer_id}"),
+        None,
+        Some(serde_json::json!({ "card": m.id, "card_type": m.card_type, "last_four": m.last_four, "holder": m.holder })),
+    )
+    .await?;
+    Ok(m)
+}
+
+/// Adds a card on file (New customer credit card). Needs a default connector (R-TOK-8) and the
+/// customer's agreement, confirmed by the user.
+pub async fn add(s: &Services, actor: &str, customer_id: i32, card: &CardForm, agreed: bool) -> ServiceResult<SavedCardView> {
+    let txn = s.db.begin().await?;
+    customer::Entity::find_by_id(customer_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
+    let conn = orders::default_connector(&txn).await?;
+    check_card(card)?;
+    if !agreed {
+        return Err(ServiceError::field("agreed", "Confirm that the customer agrees to save this card before you save it."));
+    }
+    let m = insert(&txn, s.now(), actor, customer_id, conn.id, card).await?;
+    txn.commit().await?;
+    Ok(view(m))
+}
+
+/// Deletes a card on file: it is no longer offered; the row stays, marked deleted, and audited.
+pub async fn delete(s: &Services, actor: &str, customer_id: i32, card_id: i32) -> ServiceResult<()> {
+    let txn = s.db.begin().await?;
+    let c = cc::Entity::find_by_id(card_id)
+        .one(&txn)
+        .await?
+        .filter(|c| c.customer_id == customer_id && c.deleted_at.is_none())
+        .ok_or_else(|| ServiceError::NotFound("That card is not on file for this customer (it may have been deleted already).".into()))?;
+    let now = s.now();
+    let before = serde_json::json!({ "card": c.id, "card_type": c.card_type, "last_four": c.last_four, "holder": c.holder });
+    let mut am: cc::ActiveModel = c.into();
+    am.deleted_at = Set(Some(now));
+    am.deleted_by = Set(Some(actor.to_string()));
+    am.update(&txn).await?;
+    audit::record(&txn, now, actor, "card.delete", &format!("customer {customer_id}"), Some(before), None).await?;
+    txn.commit().await?;
+    Ok(())
+}
