@@ -49,6 +49,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
                 <Route path=path!("/customers/:id/cards") view=|| view! { <Layout><customers::CustomerCardsPage /></Layout> } />
                 <Route path=path!("/orders/:id/payment") view=|| view! { <Layout><payment::NewPaymentPage /></Layout> } />
+                <Route path=path!("/orders/:id/cancel") view=|| view! { <Layout><prepayments::CancelOrderPage /></Layout> } />
+                <Route path=path!("/journals") view=|| view! { <Layout><prepayments::JournalsPage /></Layout> } />
+                <Route path=path!("/deposits") view=|| view! { <Layout><prepayments::AccountDepositPage /></Layout> } />
                 <Route path=path!("/payments/authorizations") view=|| view! { <Layout><authorizations::AuthorizationsPage /></Layout> } />
                 <Route
                     path=path!("/payments/authorizations/:id")

@@ -42,6 +42,7 @@ pub const PAGES: &[PageDef] = &[
     PageDef { path: "/orders", title: "Sales orders", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/orders/new", title: "New sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/payments/incomplete", title: "Incomplete cards payment", group: NavGroup::AccountsReceivable, roles: FINANCE },
+    PageDef { path: "/journals", title: "Journals", group: NavGroup::AccountsReceivable, roles: FINANCE },
     PageDef { path: "/payments/authorizations", title: "Authorization management", group: NavGroup::RetailAndCommerce, roles: ORDERS },
     PageDef {
         path: "/parameters/accounts-receivable",
@@ -50,6 +51,7 @@ pub const PAGES: &[PageDef] = &[
         roles: ADMIN,
     },
     PageDef { path: "/customers", title: "Customers", group: NavGroup::RetailAndCommerce, roles: &[Role::Finance, Role::CallCenter] },
+    PageDef { path: "/deposits", title: "Customer account deposit", group: NavGroup::RetailAndCommerce, roles: ORDERS },
     PageDef { path: "/parameters/commerce", title: "Commerce parameters", group: NavGroup::RetailAndCommerce, roles: ADMIN },
     PageDef { path: "/parameters/call-center", title: "Call center parameters", group: NavGroup::RetailAndCommerce, roles: ADMIN },
     PageDef { path: "/parameters/payment-properties", title: "Payment properties", group: NavGroup::RetailAndCommerce, roles: ADMIN },
@@ -71,6 +73,8 @@ pub const DETAIL_PAGES: &[PageDef] = &[
     PageDef { path: "/orders/:id", title: "Sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
     PageDef { path: "/payments/process/:id", title: "Payment stages", group: NavGroup::AccountsReceivable, roles: FINANCE },
     PageDef { path: "/orders/:id/payment", title: "New payment", group: NavGroup::AccountsReceivable, roles: ORDERS },
+    PageDef { path: "/orders/:id/cancel", title: "Cancel order", group: NavGroup::AccountsReceivable, roles: FINANCE },
+    PageDef { path: "/journals.csv", title: "Journals (CSV)", group: NavGroup::AccountsReceivable, roles: FINANCE },
     PageDef { path: "/payments/authorizations/:id", title: "Authorization", group: NavGroup::RetailAndCommerce, roles: ORDERS },
     PageDef { path: "/customers/:id/cards", title: "Customer credit cards", group: NavGroup::RetailAndCommerce, roles: ORDERS },
 ];

@@ -6,6 +6,7 @@ mod m20261122_000001_foundation;
 mod m20261122_000002_payments;
 mod m20261122_000003_credits;
 mod m20261123_000004_tokens;
+mod m20261123_000005_prepayments;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_foundation::Migration), Box::new(m20261122_000002_payments::Migration), Box::new(m20261122_000003_credits::Migration),
             Box::new(m20261123_000004_tokens::Migration),
+            Box::new(m20261123_000005_prepayments::Migration),
         ]
     }
 }

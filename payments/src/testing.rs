@@ -330,10 +330,24 @@ impl OrderBuilder {
 
     /// Like [`OrderBuilder::place`], returning the service's answer instead of expecting success.
     pub async fn try_place(mut self, s: &Services) -> crate::error::ServiceResult<crate::domain::payment_views::PlacedOrder> {
-        if self.form.saved_card_id.is_empty() {
+        if self.form.saved_card_id.is_empty() && !self.card_number.is_empty() {
             self.form.card = card_form(s, &self.card_number).await;
         }
         crate::service::orders::place(s, "test", &self.form).await
+    }
+
+    /// A prepayment order (R-PRE-2/3): `deposit` (blank: the default), its cash and customer
+    /// account parts; the card pays the rest of the deposit.
+    pub fn deposit(mut self, deposit: &str, cash: &str, customer_account: &str) -> Self {
+        self.form.prepayment = true;
+        self.form.deposit = crate::service::prepayments::DepositForm { deposit: deposit.into(), cash: cash.into(), customer_account: customer_account.into() };
+        self
+    }
+
+    /// No card at all (a prepayment paid in cash or on account).
+    pub fn no_card(mut self) -> Self {
+        self.card_number.clear();
+        self
     }
 
     pub fn saved_card(mut self, id: i32) -> Self {

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod config;
 pub mod html;
+pub mod journals_csv;
 pub mod processor;
 pub mod security;
 pub mod session_store;
@@ -87,6 +88,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/processor/acceptance", get(processor::form).post(processor::submit))
         .route("/shop", get(storefront::page).post(storefront::submit))
+        .route("/journals.csv", get(journals_csv::export))
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -73,6 +73,10 @@ struct Ids {
     expired_line: i32,
     /// A card on file of customer 1.
     card: i32,
+    /// Two prepayment orders paid in cash (R-PRE-2): one to pick up, one to cancel; a POS store.
+    pick_up: i32,
+    cancel: i32,
+    pos: i32,
 }
 
 async fn payment_records(db: &TestDb) -> Ids {
@@ -134,7 +138,30 @@ async fn payment_records(db: &TestDb) -> Ids {
         .unwrap();
     payments::service::jobs::expire_authorizations(s, 100).await.unwrap();
     let expired_line = payment_line(expired_order).await;
+    let pos = payments::entity::channel::Entity::find()
+        .filter(payments::entity::channel::Column::Kind.eq("pos_store"))
+        .one(&s.db)
+        .await
+        .unwrap()
+        .expect("a POS store")
+        .id;
+    let mut prepaid = Vec::new();
+    for _ in 0..2 {
+        let form = OrderForm {
+            customer_id: "1".into(),
+            channel_id: pos.to_string(),
+            currency: "USD".into(),
+            lines: vec![LineForm { item: "Chair".into(), quantity: "1".into(), unit_price: "50.00".into(), requested_ship_date: "2026-12-01".into() }],
+            prepayment: true,
+            deposit: payments::service::prepayments::DepositForm { deposit: "15.00".into(), cash: "15.00".into(), customer_account: String::new() },
+            ..Default::default()
+        };
+        prepaid.push(orders::place(s, "finance", &form).await.unwrap().order_id);
+    }
     Ids {
+        pick_up: prepaid[0],
+        cancel: prepaid[1],
+        pos,
         order: made[0].0,
         line: made[0].1,
         resume: processes[0],
@@ -270,6 +297,12 @@ fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/simulator_overview", ADMIN, String::new()),
         ("/api/add_fault", ADMIN, "point=capture&kind=latency&rate=1&times=1&latency_ms=5".into()),
         ("/api/remove_fault", ADMIN, format!("id={}", ids.fault)),
+        ("/api/pick_up_order", ORDERS, format!("order_id={}&cash=35.00", ids.pick_up)),
+        ("/api/cancellation_preview", FINANCE, format!("order_id={}", ids.cancel)),
+        ("/api/cancel_order", FINANCE, format!("order_id={}&charge=", ids.cancel)),
+        ("/api/deposit_choices", ORDERS, String::new()),
+        ("/api/take_account_deposit", ORDERS, format!("customer_id=1&channel_id={}&currency=USD&amount=10.00", ids.pos)),
+        ("/api/list_journals", FINANCE, "order=&customer=&kind=&from=&to=&page=1".into()),
     ]
 }
 

@@ -12,5 +12,6 @@ pub mod orders;
 pub mod parameters;
 pub mod payment;
 pub mod payment_setup;
+pub mod prepayments;
 pub mod simulator;
 pub mod users;

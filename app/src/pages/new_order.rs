@@ -22,6 +22,8 @@ pub struct OrderFormChoices {
     pub card_on_file_offered: bool,
     /// R-FEA-3: nonrecurring tokens are on but do not take effect.
     pub token_warning: Option<String>,
+    /// The Commerce parameters' default deposit percentage (R-PRE-2).
+    pub deposit_percent: String,
 }
 
 #[server(endpoint = "new_order_choices")]
@@ -41,6 +43,7 @@ pub async fn new_order_choices() -> Result<OrderFormChoices, AppError> {
             features.is_enabled(payments::Feature::RestrictPaymentTokenUsage),
             params.allow_customer_card_on_file(),
         ),
+        deposit_percent: params.default_deposit_percent().normalize().to_string(),
         token_warning: (features.is_enabled(payments::Feature::NonrecurringTokens) && !features.nonrecurring_tokens_in_effect()).then(|| {
             "Enable use of nonrecurring tokens in Commerce is on, but Enable unified payments experience in POS is also on: nonrecurring tokens do not take effect, so every card is saved as a recurring token (R-FEA-3).".to_string()
         }),
@@ -81,6 +84,10 @@ pub async fn place_order(
     saved_card_id: String,
     save_card: Option<String>,
     confirmed: String,
+    #[server(default)] prepayment: Option<String>,
+    #[server(default)] deposit: String,
+    #[server(default)] deposit_cash: String,
+    #[server(default)] deposit_account: String,
 ) -> Result<PlacedOrder, AppError> {
     use crate::auth::ssr::{require, services};
     use payments::service::orders::{CardForm, LineForm, OrderForm};
@@ -106,6 +113,8 @@ pub async fn place_order(
         saved_card_id,
         save_card: save_card.is_some_and(|v| !v.is_empty()),
         confirmed,
+        prepayment: prepayment.is_some_and(|v| !v.is_empty()),
+        deposit: payments::service::prepayments::DepositForm { deposit, cash: deposit_cash, customer_account: deposit_account },
     };
     let placed = payments::service::orders::place(&services()?, &user.username, &form).await?;
     leptos_axum::redirect(&format!("/orders/{}?placed=1", placed.order_id));
@@ -279,6 +288,23 @@ pub fn NewOrderPage() -> impl IntoView {
                             };
                             f.into_iter().map(|k| field_error(place.value(), k, None)).collect_view()
                         }).collect_view()}
+                    </section>
+                    <section class="panel" aria-labelledby="deposit-title">
+                        <h2 id="deposit-title">"3. Deposit (prepayment)"</h2>
+                        <p class="muted small">{format!(
+                            "A customer order at a store can take a deposit; a call center order with the prepayment attribute is paid in advance. Leave the deposit blank for the default: {} % of the total at a store, the whole order at the call center. The card pays what cash and customer account do not, and is also authorized for what is due at pickup.",
+                            c.deposit_percent
+                        )}</p>
+                        <label class="check"><input type="checkbox" name="prepayment" value="yes" />" Prepayment: take a deposit"</label>
+                        <div class="row-form">
+                            <label class="stacked">"Deposit" <input name="deposit" inputmode="decimal" class="amount" placeholder=format!("{} %", c.deposit_percent) /></label>
+                            <label class="stacked">"of which cash" <input name="deposit_cash" inputmode="decimal" class="amount" placeholder="0.00" /></label>
+                            <label class="stacked">"of which customer account" <input name="deposit_account" inputmode="decimal" class="amount" placeholder="0.00" /></label>
+                        </div>
+                        {field_error(place.value(), "prepayment", None)}
+                        {field_error(place.value(), "deposit", None)}
+                        {field_error(place.value(), "deposit_cash", None)}
+                        {field_error(place.value(), "deposit_account", None)}
                         <div class="actions"><button type="submit" class="primary">"Place order and authorize"</button></div>
                     </section>
                 </ActionForm>

@@ -6,7 +6,7 @@ use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use payments::domain::order::{AuthorizationStatus, OrderStatus};
-use payments::domain::payment_views::{AuthorizationView, InvoiceOutcome, JournalView, OrderDetail, OrderPage};
+use payments::domain::payment_views::{AuthorizationView, InvoiceOutcome, OrderDetail, OrderPage};
 use payments::domain::pipeline::ProcessStatus;
 use payments::domain::views::ChannelView;
 use std::collections::BTreeMap;
@@ -72,6 +72,7 @@ fn status_badge(status: OrderStatus) -> impl IntoView {
         OrderStatus::Invoiced => "badge on",
         OrderStatus::PartiallyInvoiced => "badge warn",
         OrderStatus::Open => "badge off",
+        OrderStatus::Cancelled => "badge bad",
     };
     view! { <span class=class>{status.label()}</span> }
 }
@@ -239,7 +240,9 @@ pub fn OrderDetailPage() -> impl IntoView {
     let credits = successes(move || matches!(credit.value().get(), Some(Ok(_))));
     let adjust = ServerAction::<crate::pages::payment::AdjustPayment>::new();
     let adjusts = successes(move || matches!(adjust.value().get(), Some(Ok(_))));
-    let data = Resource::new(move || (id(), saves.get(), credits.get(), adjusts.get()), |(id, _, _, _)| load_order(id));
+    let pick_up = ServerAction::<crate::pages::prepayments::PickUpOrder>::new();
+    let pickups = crate::pages::prepayments::pickups(pick_up);
+    let data = Resource::new(move || (id(), saves.get(), credits.get(), adjusts.get(), pickups.get()), |(id, _, _, _, _)| load_order(id));
     let query = leptos_router::hooks::use_query_map();
     view! {
         {move || query.read().get("payment").and_then(|c| payments::domain::order::PaymentStatus::from_code(&c)).map(|st| {
@@ -250,6 +253,11 @@ pub fn OrderDetailPage() -> impl IntoView {
             Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
             Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
             None => None,
+        }}
+        {move || match pick_up.value().get() {
+            Some(Ok(m)) => Some(view! { <div class="notice success" role="status" data-testid="picked-up">{m}</div> }.into_any()),
+            Some(Err(e)) if e.field_message("cash", None).is_none() => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            _ => None,
         }}
         {move || invoice_notice(invoice.value().get())}
         {move || invoice_notice(credit.value().get())}
@@ -278,6 +286,13 @@ pub fn OrderDetailPage() -> impl IntoView {
                     <div><span class="muted small">"Left to invoice"</span><strong data-testid="balance">{d.balance.to_string()}</strong></div>
                     <div><span class="muted small">"Tax · charges"</span><strong>{format!("{} % · {}", d.tax_percent, d.charges)}</strong></div>
                 </section>
+                {d.prepayment.clone().map(|p| crate::pages::prepayments::prepayment_panel(o.id, p, d.balance.minor() > 0, pick_up))}
+                {d.cancel_refusal.is_none().then(|| view! {
+                    <div class="toolbar">
+                        <a class="button secondary" href=format!("/orders/{}/cancel", o.id) data-testid="cancel-order">"Cancel order"</a>
+                        <span class="muted small">" Shows the refund and cancellation charge before anything is posted."</span>
+                    </div>
+                })}
                 <section class="panel">
                     <h2>"Lines"</h2>
                     <ActionForm action=invoice>
@@ -444,7 +459,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                     {if d.journals.is_empty() {
                         view! { <p class="muted">"Nothing posted yet."</p> }.into_any()
                     } else {
-                        d.journals.iter().map(journal_view).collect_view().into_any()
+                        d.journals.iter().map(crate::pages::prepayments::journal_view).collect_view().into_any()
                     }}
                 </section>
             }
@@ -496,30 +511,6 @@ fn authorization_view(a: &AuthorizationView) -> impl IntoView {
                     </table>
                 }.into_any()
             }}
-        </div>
-    }
-}
-
-fn journal_view(j: &JournalView) -> impl IntoView {
-    view! {
-        <div class="journal" data-journal=j.number.clone()>
-            <p>
-                <strong>{j.number.clone()}</strong>
-                " · "{j.kind_label.clone()}" · "{j.description.clone()}
-                <span class="muted small">{format!(" · posted {}", j.posted_at.format("%Y-%m-%d %H:%M"))}</span>
-            </p>
-            <table class="grid nested">
-                <thead><tr><th>"Account"</th><th class="num">"Debit"</th><th class="num">"Credit"</th></tr></thead>
-                <tbody>
-                    {j.lines.iter().map(|l| view! {
-                        <tr>
-                            <td>{l.account.clone()}</td>
-                            <td class="num">{(l.debit.minor() != 0).then(|| l.debit.to_string())}</td>
-                            <td class="num">{(l.credit.minor() != 0).then(|| l.credit.to_string())}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
         </div>
     }
 }

@@ -6,5 +6,6 @@ pub mod order;
 pub mod parameters;
 pub mod payment_views;
 pub mod pipeline;
+pub mod prepayment;
 pub mod tokens;
 pub mod views;

@@ -36,6 +36,8 @@ coded_enum!(
         Open = "open" / "Open order",
         PartiallyInvoiced = "partially_invoiced" / "Partially invoiced",
         Invoiced = "invoiced" / "Invoiced",
+        /// Cancelled; its deposit refunded less the cancellation charge (R-PRE-4).
+        Cancelled = "cancelled" / "Cancelled",
     }
 );
 
@@ -104,6 +106,14 @@ coded_enum!(
     JournalKind {
         CustomerInvoice = "customer_invoice" / "Customer invoice",
         CustomerPayment = "customer_payment" / "Customer payment journal",
+        /// A payment taken in cash (R-PRE-2).
+        Cash = "cash" / "Cash journal",
+        /// Money given back: a cancelled deposit or a return (R-PRE-4/5).
+        RefundPayment = "refund_payment" / "Refund payment journal",
+        /// A deposit applied to an invoice on pickup or delivery (R-PRE-2).
+        PrepaymentSettlement = "prepayment_settlement" / "Prepayment settlement",
+        /// The part of a cancelled deposit the merchant keeps (R-PRE-4).
+        CancellationCharge = "cancellation_charge" / "Cancellation charge",
     }
 );
 
@@ -114,6 +124,10 @@ pub mod accounts {
     pub const CHARGES_REVENUE: &str = "Freight and charges";
     pub const SALES_TAX: &str = "Sales tax payable";
     pub const CARD_CLEARING: &str = "Card clearing";
+    pub const CASH: &str = "Cash";
+    /// What customers paid in advance: a liability until applied to an invoice (R-PRE).
+    pub const CUSTOMER_PREPAYMENTS: &str = "Customer prepayments";
+    pub const CANCELLATION_CHARGES: &str = "Cancellation charges revenue";
 }
 
 /// One line of an invoice being drawn up: quantity × unit price.

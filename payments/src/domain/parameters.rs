@@ -165,7 +165,7 @@ pub const PARAMETERS: &[ParameterDef] = &[
         key: keys::CANCELLATION_CHARGE_PERCENT,
         group: Commerce,
         label: "Cancellation charge percentage",
-        help: "Part of the order total kept as a charge when a customer order is cancelled.",
+        help: "Part of the order total kept as a charge when a customer order with a deposit is cancelled (never more than the deposit paid).",
         kind: Percent,
         default: "0",
     },

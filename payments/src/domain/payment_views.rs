@@ -62,6 +62,10 @@ pub struct PaymentLineView {
     /// "Visa •••• 1111 · J. Doe · 12/28" for cards.
     pub card: Option<String>,
     pub token_kind: TokenKind,
+    /// A deposit line (R-PRE-2).
+    pub prepayment: bool,
+    /// Given back of a cash or customer-account line.
+    pub refunded: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,8 +131,81 @@ pub struct JournalView {
     pub kind_label: String,
     pub description: String,
     pub posted_at: DateTime<Utc>,
+    /// The Prepayment journal voucher flag (R-PRE-1/2).
     pub prepayment: bool,
+    pub order_id: Option<i32>,
+    pub order_number: Option<String>,
+    /// Account and name of the customer.
+    pub customer: Option<String>,
+    pub tender: Option<Tender>,
     pub lines: Vec<JournalLineView>,
+}
+
+/// Filters of the Journals page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalFilter {
+    /// Sales order number (exact, or its digits).
+    pub order: Option<String>,
+    /// Customer account or name (contains).
+    pub customer: Option<String>,
+    /// A journal kind code.
+    pub kind: Option<String>,
+    /// Posted on or after (YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Posted on or before (YYYY-MM-DD).
+    pub to: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalPage {
+    pub rows: Vec<JournalView>,
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+}
+
+/// A deposit line and what it paid (R-PRE-2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositPaid {
+    pub payment_line_id: i32,
+    pub tender: Tender,
+    pub paid: Money,
+    pub refunded: Money,
+}
+
+/// The prepayment of an order as the order page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepaymentView {
+    pub deposit: Money,
+    pub paid: Vec<DepositPaid>,
+    pub paid_total: Money,
+    /// Applied to invoices (settlement journals).
+    pub applied: Money,
+    pub unapplied: Money,
+    /// Still to pay on pickup or delivery: what is left to invoice less the unapplied deposit.
+    pub due_at_pickup: Money,
+    /// What the order's open card authorizations can still capture.
+    pub card_authorized: Money,
+    pub cancellation_charge: Option<Money>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// What cancelling an order will do, shown before the user confirms (R-PRE-4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationPreview {
+    pub order_id: i32,
+    pub order_number: String,
+    pub customer: String,
+    pub percent: String,
+    pub paid: Money,
+    pub charge: Money,
+    pub refund_total: Money,
+    /// Per deposit line: tender and the amount given back.
+    pub refunds: Vec<(Tender, Money)>,
+    /// Left on open card authorizations, released (voided) on cancel.
+    pub release: Money,
+    /// The journals the cancellation posts: kind label, lines.
+    pub journals: Vec<(String, Vec<JournalLineView>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +220,10 @@ pub struct OrderDetail {
     pub authorizations: Vec<AuthorizationView>,
     pub invoices: Vec<InvoiceView>,
     pub journals: Vec<JournalView>,
+    /// For an order paid in advance (R-PRE-2/3).
+    pub prepayment: Option<PrepaymentView>,
+    /// Why the order cannot be cancelled now, if it cannot.
+    pub cancel_refusal: Option<String>,
 }
 
 /// One line of the Incomplete cards payment page (R-PIP-5).

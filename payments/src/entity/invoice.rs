@@ -13,6 +13,9 @@ pub struct Model {
     pub amount_minor: i64,
     pub posted_at: DateTimeUtc,
     pub posted_by: String,
+    /// Settled otherwise than by the pipeline's card capture or refund: deposits applied and cash
+    /// taken at pickup; on a credit note, the part refunded in cash (negative).
+    pub prepaid_minor: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,4 +1,5 @@
 //! SeaORM entities, one per table of the `migrations` crate.
+pub mod account_deposit;
 pub mod audit_log;
 pub mod authorization;
 pub mod capture;

@@ -21,6 +21,10 @@ pub struct Model {
     pub token_kind: String,
     /// The card on file this line was paid with, if any.
     pub customer_card_id: Option<i32>,
+    /// A deposit line (R-PRE-2).
+    pub prepayment: bool,
+    /// Given back of a cash or customer-account line (card refunds are in `refunds`).
+    pub refunded_minor: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

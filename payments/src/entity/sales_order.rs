@@ -19,6 +19,13 @@ pub struct Model {
     pub created_by: String,
     /// `cash_and_carry` or `customer_order` (R-TOK-2/3).
     pub order_kind: String,
+    /// Paid in advance (R-PRE-2/3): deposit lines are captured or posted when the order is taken.
+    pub prepayment: bool,
+    /// The deposit asked for (R-PRE-2).
+    pub deposit_minor: i64,
+    /// Kept when the order was cancelled (R-PRE-4).
+    pub cancellation_charge_minor: i64,
+    pub cancelled_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

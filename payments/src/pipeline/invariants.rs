@@ -2,7 +2,7 @@
 //! captured ≤ authorized, refunded ≤ captured, every journal balances (R-LED-1), per order captured −
 //! refunded = posted card payment journals once no process is unfinished, Paystage's records equal
 //! the simulator's ledger, and no tracking id moves money twice.
-use crate::domain::order::{accounts, JournalKind};
+use crate::domain::order::accounts;
 use crate::domain::pipeline::ProcessStatus;
 use crate::entity::{
     authorization as au, capture as cap, journal, journal_line as jl, payment_process as pp, processor_request as pr, refund, sim_authorization as sa,
@@ -142,10 +142,17 @@ pub async fn check(db: &impl ConnectionTrait) -> Result<InvariantReport, DbErr> 
             _ => {}
         }
     }
-    // Per order, once every process has ended normally: captured − refunded = card payment journals.
-    let orders: BTreeSet<i32> = processes.iter().map(|p| p.order_id).collect();
+    // Per order, once every process has ended normally and no request waits for its outcome:
+    // captured − refunded = what the order's journals put through Card clearing (payments,
+    // deposits, refunds of returns and of cancelled deposits).
+    let orders: BTreeSet<i32> = processes.iter().map(|p| p.order_id).chain(caps.iter().map(|c| c.order_id)).collect();
+    let requests = pr::Entity::find()
+        .filter(pr::Column::Status.is_in([crate::domain::order::RequestStatus::Pending.code(), crate::domain::order::RequestStatus::Unknown.code()]))
+        .all(db)
+        .await?;
     for order in orders {
-        let unsettled = processes.iter().any(|p| p.order_id == order && p.status != ProcessStatus::Completed.code());
+        let unsettled = processes.iter().any(|p| p.order_id == order && p.status != ProcessStatus::Completed.code())
+            || requests.iter().any(|q| q.order_id == order);
         if unsettled {
             continue;
         }
@@ -153,12 +160,12 @@ pub async fn check(db: &impl ConnectionTrait) -> Result<InvariantReport, DbErr> 
         let refunded: i64 = refunds.iter().filter(|x| x.order_id == order).map(|x| x.amount_minor).sum();
         let journaled: i64 = journals
             .iter()
-            .filter(|j| j.order_id == order && j.kind == JournalKind::CustomerPayment.code())
+            .filter(|j| j.order_id == Some(order))
             .flat_map(|j| lines.iter().filter(move |l| l.journal_id == j.id && l.account == accounts::CARD_CLEARING))
             .map(|l| l.debit_minor - l.credit_minor)
             .sum();
         if captured - refunded != journaled {
-            violation(&mut r, format!("order {order}: captured {captured} − refunded {refunded} ≠ card journals {journaled}"));
+            violation(&mut r, format!("order {order}: captured {captured} − refunded {refunded} ≠ card clearing journals {journaled}"));
         }
     }
     Ok(r)

@@ -37,7 +37,13 @@ pub(crate) enum StageEnd {
 
 /// Invoices `quantities` (order line id, quantity) of an order, then runs the payment process.
 pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
-    let (invoice, process_id) = post_invoice(s, actor, order_id, quantities).await?;
+    invoice_settled(s, actor, order_id, quantities, 0).await
+}
+
+/// [`invoice`] with cash taken at pickup (R-PRE-2): stage 1 applies the order's deposit and the
+/// cash in the invoice's own transaction, and the card capture takes only the rest.
+pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], cash_minor: i64) -> ServiceResult<InvoiceOutcome> {
+    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
     crate::crashpoint::hit("after:post_invoice");
     let status = run(s, process_id).await?;
     outcome(s, invoice, process_id, status).await
@@ -47,7 +53,7 @@ pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i3
 /// then the payment process refunds the card against the order's captures (stage 2), posts the
 /// refund payment journal (stage 3); a credit leaves nothing to authorize (stage 4).
 pub async fn credit(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
-    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::CreditNote).await?;
+    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::CreditNote, 0).await?;
     crate::crashpoint::hit("after:post_invoice");
     let status = run(s, process_id).await?;
     outcome(s, invoice, process_id, status).await
@@ -79,11 +85,18 @@ fn quantity_error(message: impl Into<String>) -> ServiceError {
 /// Stage 1: creates and posts the customer invoice and its journal, and creates the payment process
 /// (leased to this server), all in one transaction. Nothing is written if anything is wrong.
 pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<(inv::Model, i32)> {
-    post_document(s, actor, order_id, quantities, Document::Invoice).await
+    post_document(s, actor, order_id, quantities, Document::Invoice, 0).await
 }
 
 /// Stage 1 for an invoice or a credit note. A credit note carries negative quantities and amount.
-async fn post_document(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], doc: Document) -> ServiceResult<(inv::Model, i32)> {
+async fn post_document(
+    s: &Services,
+    actor: &str,
+    order_id: i32,
+    quantities: &[(i32, i32)],
+    doc: Document,
+    cash_minor: i64,
+) -> ServiceResult<(inv::Model, i32)> {
     let credit = doc == Document::CreditNote;
     let wanted: Vec<(i32, i32)> = quantities.iter().copied().filter(|(_, q)| *q != 0).collect();
     if wanted.is_empty() {
@@ -101,6 +114,9 @@ async fn post_document(s: &Services, actor: &str, order_id: i32, quantities: &[(
         .ok_or_else(|| ServiceError::NotFound(format!("There is no sales order with id {order_id}.")))?;
     if order.do_not_process {
         return Err(ServiceError::Conflict(format!("{} is on hold (Do not process); take a new payment first.", order.number)));
+    }
+    if order.status == OrderStatus::Cancelled.code() {
+        return Err(ServiceError::Conflict(format!("{} was cancelled; nothing can be invoiced or credited.", order.number)));
     }
     // One payment process at a time per order: the next invoice's capture and the balance to
     // authorize depend on how the previous one ended (R-CAP-1, R-CAP-3).
@@ -216,15 +232,29 @@ async fn post_document(s: &Services, actor: &str, order_id: i32, quantities: &[(
     post_journal(
         &txn,
         now,
-        &format!("invoice:{}", invoice.id),
-        JournalKind::CustomerInvoice,
-        order_id,
-        Some(invoice.id),
-        currency,
-        &format!("{what} {} for {}", invoice.number, order.number),
+        Posting {
+            invoice_id: Some(invoice.id),
+            ..Posting::for_order(&order, format!("invoice:{}", invoice.id), JournalKind::CustomerInvoice, format!("{what} {} for {}", invoice.number, order.number))
+        },
         journal_lines,
     )
     .await?;
+    // Deposits applied and cash at pickup (R-PRE-2), or the cash part of a return (R-PRE-5), are
+    // settled here, in the invoice's transaction; the card capture or refund takes the rest.
+    let prepaid = if credit {
+        -crate::service::prepayments::refund_cash_part(&txn, now, &order, &invoice).await?
+    } else if order.prepayment || cash_minor > 0 {
+        crate::service::prepayments::settle_invoice(&txn, now, &order, &invoice, cash_minor).await?
+    } else {
+        0
+    };
+    let invoice = if prepaid != 0 {
+        let mut am: inv::ActiveModel = invoice.into();
+        am.prepaid_minor = Set(prepaid);
+        am.update(&txn).await?
+    } else {
+        invoice
+    };
     let feature_on = features::load(&txn).await?.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
     let monitoring = parameters::load(&txn).await?.cards_payment_status_monitoring();
     let process = pp::ActiveModel {
@@ -281,33 +311,55 @@ async fn post_document(s: &Services, actor: &str, order_id: i32, quantities: &[(
     Ok((invoice, process.id))
 }
 
+/// What a journal is about: its source (unique, so posting twice is a no-op), kind, order or
+/// customer, invoice, the method money moved by, and whether it is a prepayment journal voucher.
+#[derive(Clone, Debug)]
+pub(crate) struct Posting {
+    pub source: String,
+    pub kind: JournalKind,
+    pub order_id: Option<i32>,
+    pub customer_id: Option<i32>,
+    pub invoice_id: Option<i32>,
+    pub tender: Option<crate::domain::order::Tender>,
+    pub prepayment: bool,
+    pub currency: Currency,
+    pub description: String,
+}
+
+impl Posting {
+    pub fn for_order(order: &so::Model, source: String, kind: JournalKind, description: String) -> Posting {
+        Posting {
+            source,
+            kind,
+            order_id: Some(order.id),
+            customer_id: Some(order.customer_id),
+            invoice_id: None,
+            tender: None,
+            prepayment: false,
+            currency: Currency::from_code(&order.currency).unwrap_or(Currency::Usd),
+            description,
+        }
+    }
+}
+
 /// Posts a balanced journal once per `source` (R-LED-1); a second post of the same source is a no-op.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn post_journal(
-    db: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    source: &str,
-    kind: JournalKind,
-    order_id: i32,
-    invoice_id: Option<i32>,
-    currency: Currency,
-    description: &str,
-    lines: Vec<JournalLine>,
-) -> ServiceResult<Option<journal::Model>> {
-    if journal::Entity::find().filter(journal::Column::Source.eq(source)).one(db).await?.is_some() {
+pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, p: Posting, lines: Vec<JournalLine>) -> ServiceResult<Option<journal::Model>> {
+    if journal::Entity::find().filter(journal::Column::Source.eq(p.source.as_str())).one(db).await?.is_some() {
         return Ok(None);
     }
     let lines = balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?;
     let j = journal::ActiveModel {
         number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
-        source: Set(source.to_string()),
-        kind: Set(kind.code().to_string()),
-        order_id: Set(order_id),
-        invoice_id: Set(invoice_id),
-        currency: Set(currency.code().to_string()),
-        prepayment: Set(false),
-        description: Set(description.to_string()),
+        source: Set(p.source),
+        kind: Set(p.kind.code().to_string()),
+        order_id: Set(p.order_id),
+        invoice_id: Set(p.invoice_id),
+        currency: Set(p.currency.code().to_string()),
+        prepayment: Set(p.prepayment),
+        description: Set(p.description),
         posted_at: Set(now),
+        customer_id: Set(p.customer_id),
+        tender: Set(p.tender.map(|t| t.code().to_string())),
         ..Default::default()
     }
     .insert(db)
@@ -570,6 +622,8 @@ pub struct RecoveryReport {
     pub completed: u32,
     pub incomplete: u32,
     pub requests_resolved: u32,
+    /// Deposits captured and cancellations finished after an interruption (R-PRE).
+    pub prepayments: u32,
 }
 
 /// Takes over up to `batch` running processes whose lease ran out (their server stopped) and runs
@@ -596,5 +650,6 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<RecoveryReport> 
         }
     }
     report.requests_resolved = stages::resolve_placement_requests(s, batch).await?;
+    report.prepayments = crate::service::prepayments::recover(s, batch).await?;
     Ok(report)
 }

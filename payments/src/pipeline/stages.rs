@@ -2,7 +2,7 @@
 //! attempt recorded, asks the processor about any request whose outcome was not recorded, and only
 //! then sends a request, reusing the earlier tracking id when the processor never received it.
 use super::requests::{self, Purpose, Resolution};
-use super::{log, log_relaxed, post_journal, StageEnd};
+use super::{log, log_relaxed, post_journal, Posting, StageEnd};
 use crate::connector::{ConnectorError, Outcome};
 use crate::domain::capture::{capture_path, CaptureConditions, CapturePath};
 use crate::domain::money::{Currency, Money};
@@ -82,6 +82,14 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
     let order = orders::find(&s.db, p.order_id).await?;
     let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
     let cur = currency(&invoice.currency);
+    let due = invoice.amount_minor - invoice.prepaid_minor;
+    if due <= 0 {
+        return Ok(StageEnd::Skipped(format!(
+            "{} is settled by the deposit and cash taken ({}); nothing to capture.",
+            invoice.number,
+            Money::from_minor(invoice.prepaid_minor, cur)
+        )));
+    }
     let cards = pl::Entity::find().filter(pl::Column::OrderId.eq(order.id)).filter(pl::Column::Tender.eq(Tender::Card.code())).count(&s.db).await?;
     if cards == 0 {
         return Ok(StageEnd::Skipped("The order has no card payment; nothing to capture.".into()));
@@ -103,15 +111,18 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
     }
     let path = capture_path(&conditions(s, &order, &auth).await?);
     let remaining = auth.amount_minor - auth.captured_minor;
-    let amount = std::cmp::min(invoice.amount_minor, remaining);
+    let amount = std::cmp::min(due, remaining);
     if amount <= 0 {
         return Ok(StageEnd::Failed("Nothing is left on the authorization to capture; take a new payment, then resume.".into()));
     }
     let mut msg = format!("{}.", path_text(&path));
-    if amount < invoice.amount_minor {
+    if invoice.prepaid_minor > 0 {
+        msg.push_str(&format!(" {} of the invoice is settled by the deposit and cash; the card pays {}.", Money::from_minor(invoice.prepaid_minor, cur), Money::from_minor(due, cur)));
+    }
+    if amount < due {
         msg.push_str(&format!(
-            " The invoice ({}) exceeds what is left on the authorization; {} is captured and the rest stays due (R-CAP-4).",
-            Money::from_minor(invoice.amount_minor, cur),
+            " The amount due ({}) exceeds what is left on the authorization; {} is captured and the rest stays due (R-CAP-4).",
+            Money::from_minor(due, cur),
             Money::from_minor(amount, cur)
         ));
     }
@@ -283,7 +294,8 @@ async fn refund(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<Stag
     }
     let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
     let cur = currency(&invoice.currency);
-    let target = -invoice.amount_minor;
+    // The part of a return refunded in cash was settled with the credit note (R-PRE-5).
+    let target = -(invoice.amount_minor - invoice.prepaid_minor);
     let done = refunded_by(&s.db, p.id).await?;
     let remaining = target - done;
     if remaining <= 0 {
@@ -455,12 +467,11 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
     let posted = post_journal(
         &txn,
         s.now(),
-        &format!("payment:process:{}", p.id),
-        JournalKind::CustomerPayment,
-        p.order_id,
-        Some(p.invoice_id),
-        amount.currency(),
-        &format!("Card payment for {} ({})", invoice.number, order.number),
+        Posting {
+            invoice_id: Some(p.invoice_id),
+            tender: Some(Tender::Card),
+            ..Posting::for_order(&order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
+        },
         vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)],
     )
     .await?;
@@ -488,12 +499,11 @@ async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> 
     let posted = post_journal(
         &txn,
         s.now(),
-        &format!("payment:process:{}", p.id),
-        JournalKind::CustomerPayment,
-        p.order_id,
-        Some(p.invoice_id),
-        amount.currency(),
-        &format!("Card refund for {} ({})", invoice.number, order.number),
+        Posting {
+            invoice_id: Some(p.invoice_id),
+            tender: Some(Tender::Card),
+            ..Posting::for_order(&order, format!("payment:process:{}", p.id), JournalKind::RefundPayment, format!("Card refund for {} ({})", invoice.number, order.number))
+        },
         vec![JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amount), JournalLine::credit(accounts::CARD_CLEARING, amount)],
     )
     .await?;
@@ -545,6 +555,12 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
     if balance.minor() == 0 {
         return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
     }
+    // What the deposit already paid is not authorized again (R-PRE-2).
+    let unapplied = crate::service::prepayments::unapplied_deposit(&s.db, &order).await?;
+    if unapplied >= balance.minor() {
+        return Ok(StageEnd::Skipped(format!("The deposit ({}) covers what remains to invoice; nothing to authorize.", Money::from_minor(unapplied, balance.currency()))));
+    }
+    let balance = Money::from_minor(balance.minor() - unapplied, balance.currency());
     let Some(line) = line_of(order.id).await? else {
         return Ok(StageEnd::Skipped("The order has no card payment; the balance is paid otherwise.".into()));
     };

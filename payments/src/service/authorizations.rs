@@ -285,6 +285,28 @@ pub async fn void_expired(s: &Services, actor: &str, payment_line_id: i32) -> Se
         .one(&s.db)
         .await?
         .ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
+    let audit_entry = Audit {
+        actor: actor.to_string(),
+        action: "authorization.void",
+        target: d.row.order_number.clone(),
+        before: serde_json::json!({ "payment_line": payment_line_id, "authorization": auth.processor_reference, "status": auth.status }),
+    };
+    let left = release(s, &auth, PaymentStatus::Voided, Some(audit_entry)).await?;
+    Ok(format!("The expired authorization {} of {} was voided; {left} released.", auth.processor_reference, d.row.order_number))
+}
+
+/// An audit entry written with the outcome of a release.
+pub(crate) struct Audit {
+    pub actor: String,
+    pub action: &'static str,
+    pub target: String,
+    pub before: serde_json::Value,
+}
+
+/// Voids what is left on an authorization through the processor (intent, call, outcome) and marks
+/// it voided and its payment line `line_status`, in one transaction with the audit entry if any.
+/// Returns the amount released.
+pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: PaymentStatus, audit_entry: Option<Audit>) -> ServiceResult<Money> {
     let cur = currency(&auth.currency);
     let left = Money::from_minor(auth.amount_minor - auth.captured_minor, cur);
     let purpose = Purpose { order_id: auth.order_id, authorization_id: Some(auth.id), process: None, capture_id: None };
@@ -321,19 +343,21 @@ pub async fn void_expired(s: &Services, actor: &str, payment_line_id: i32) -> Se
         }
     };
     requests::finish(&txn, &req, status, Some(auth.processor_reference.clone()), message, now).await?;
-    set_statuses(&txn, auth.id, AuthorizationStatus::Voided, payment_line_id, PaymentStatus::Voided).await?;
-    audit::record(
-        &txn,
-        now,
-        actor,
-        "authorization.void",
-        &d.row.order_number,
-        Some(serde_json::json!({ "payment_line": payment_line_id, "authorization": auth.processor_reference, "status": auth.status })),
-        Some(serde_json::json!({ "status": AuthorizationStatus::Voided.code(), "released": left.to_string(), "tracking_id": req.tracking_id })),
-    )
-    .await?;
+    set_statuses(&txn, auth.id, AuthorizationStatus::Voided, auth.payment_line_id, line_status).await?;
+    if let Some(a) = audit_entry {
+        audit::record(
+            &txn,
+            now,
+            &a.actor,
+            a.action,
+            &a.target,
+            Some(a.before),
+            Some(serde_json::json!({ "status": AuthorizationStatus::Voided.code(), "released": left.to_string(), "tracking_id": req.tracking_id })),
+        )
+        .await?;
+    }
     txn.commit().await?;
-    Ok(format!("The expired authorization {} of {} was voided; {left} released.", auth.processor_reference, d.row.order_number))
+    Ok(left)
 }
 
 async fn set_statuses(

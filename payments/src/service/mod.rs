@@ -10,8 +10,10 @@ pub mod customers;
 pub mod demo;
 pub mod features;
 pub mod jobs;
+pub mod journals;
 pub mod orders;
 pub mod parameters;
+pub mod prepayments;
 pub mod setup;
 pub mod storefront;
 

@@ -9,7 +9,7 @@ use crate::domain::payment_views::*;
 use crate::domain::pipeline::{ProcessStatus, Stage};
 use crate::domain::views::ChannelKind;
 use crate::entity::{
-    authorization as au, capture as cap, channel, connector, customer, invoice as inv, journal, journal_line, payment_line as pl,
+    authorization as au, capture as cap, channel, connector, customer, invoice as inv, journal, payment_line as pl,
     payment_process as pp, pre_authorization_duration as pad, process_stage as ps, sales_order as so, sales_order_line as sol,
 };
 use crate::error::{ServiceError, ServiceResult};
@@ -57,6 +57,10 @@ pub struct OrderForm {
     pub save_card: bool,
     /// The code of the confirmation the user accepted (consent, acknowledgement), if any.
     pub confirmed: String,
+    /// Paid in advance: a customer order with deposit (POS) or a call center order with the
+    /// prepayment attribute (R-PRE-2/3).
+    pub prepayment: bool,
+    pub deposit: super::prepayments::DepositForm,
 }
 
 /// A valid order, ready to store.
@@ -136,7 +140,10 @@ impl NewOrder {
             errors.push(FieldError::new("line1_item", "Add at least one line."));
         }
         let c = &f.card;
-        let card_ok = !f.saved_card_id.trim().is_empty()
+        // A prepayment order paid without a card (cash, customer account) needs none.
+        let no_card = f.saved_card_id.trim().is_empty() && f.card.token.trim().is_empty();
+        let card_ok = (f.prepayment && no_card)
+            || !f.saved_card_id.trim().is_empty()
             || c.token.trim().len() >= 8
             && c.last_four.len() == 4
             && c.last_four.chars().all(|ch| ch.is_ascii_digit())
@@ -240,6 +247,28 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
     let chosen = chosen_card(&txn, form, order.customer_id).await?;
     let features = super::features::load(&txn).await?;
     let params = parameters::load(&txn).await?;
+    let has_card = !chosen.card.token.trim().is_empty();
+    let split = if form.prepayment {
+        if kind == OrderKind::CashAndCarry {
+            return Err(ServiceError::field("prepayment", "Cash and carry is paid in full at once; a deposit is for customer orders."));
+        }
+        if !matches!(channel_kind, ChannelKind::PosStore | ChannelKind::CallCenter) {
+            return Err(ServiceError::field("prepayment", "Deposits are taken at POS stores and by the call center."));
+        }
+        let split = super::prepayments::split_deposit(&form.deposit, total, params.default_deposit_percent(), channel_kind)?;
+        if split.card.minor() > 0 && !has_card {
+            return Err(ServiceError::field("card", format!("The card part of the deposit is {}: enter the card on the processor's payment page first.", split.card)));
+        }
+        Some(split)
+    } else {
+        None
+    };
+    // A prepayment order's card is authorized for its part of the deposit and for what is left to
+    // pay at pickup; the deposit part is captured right away (R-PRE-2).
+    let card_amount = match &split {
+        Some(sp) => Money::from_minor(sp.card.minor() + total.minor() - sp.deposit.minor(), total.currency()),
+        None => total,
+    };
     if form.save_card {
         if !tokens::card_on_file_offered(features.is_enabled(crate::Feature::RestrictPaymentTokenUsage), params.allow_customer_card_on_file()) {
             return Err(ServiceError::field(
@@ -269,7 +298,7 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         saved_card: chosen.saved.is_some(),
         save_requested: form.save_card,
     });
-    if let Some(c) = decision.confirmation {
+    if let Some(c) = decision.confirmation.filter(|_| has_card) {
         if form.confirmed.trim() != c.code() {
             return Err(ServiceError::ConfirmationRequired(c));
         }
@@ -287,6 +316,9 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         created_at: Set(now),
         created_by: Set(actor.to_string()),
         order_kind: Set(kind.code().to_string()),
+        prepayment: Set(split.is_some()),
+        deposit_minor: Set(split.map(|sp| sp.deposit.minor()).unwrap_or(0)),
+        cancellation_charge_minor: Set(0),
         ..Default::default()
     }
     .insert(&txn)
@@ -294,7 +326,7 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
     let number = format!("SO-{:06}", m.id);
     let mut am: so::ActiveModel = m.clone().into();
     am.number = Set(number.clone());
-    am.update(&txn).await?;
+    let m = am.update(&txn).await?;
     for (i, (item, qty, price, date)) in order.lines.iter().enumerate() {
         sol::ActiveModel {
             order_id: Set(m.id),
@@ -315,10 +347,25 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         (None, true) => Some(super::cards::insert(&txn, now, actor, order.customer_id, conn.id, &chosen.card).await?.id),
         (None, false) => None,
     };
-    let line = insert_card_line(&txn, m.id, total, conn.id, &chosen.card, decision.kind, saved, now).await?;
-    if let Some(c) = decision.confirmation {
-        record_confirmation(&txn, now, actor, m.id, Some(line.id), c).await?;
+    if let Some(sp) = &split {
+        super::prepayments::post_deposit_lines(&txn, now, &m, sp).await?;
     }
+    let line = if has_card && card_amount.minor() > 0 {
+        let line = insert_card_line(&txn, m.id, card_amount, conn.id, &chosen.card, decision.kind, saved, now).await?;
+        if split.is_some() {
+            pl::Entity::update_many()
+                .col_expr(pl::Column::Prepayment, sea_orm::sea_query::Expr::value(true))
+                .filter(pl::Column::Id.eq(line.id))
+                .exec(&txn)
+                .await?;
+        }
+        if let Some(c) = decision.confirmation {
+            record_confirmation(&txn, now, actor, m.id, Some(line.id), c).await?;
+        }
+        Some(line)
+    } else {
+        None
+    };
     audit::record(
         &txn,
         now,
@@ -326,11 +373,25 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
         "order.place",
         &number,
         None,
-        Some(serde_json::json!({ "total": total.to_string(), "kind": kind.code(), "token": decision.kind.code(), "card_on_file": saved })),
+        Some(serde_json::json!({
+            "total": total.to_string(),
+            "kind": kind.code(),
+            "token": decision.kind.code(),
+            "card_on_file": saved,
+            "deposit": split.map(|sp| serde_json::json!({ "amount": sp.deposit.to_string(), "card": sp.card.to_string(), "cash": sp.cash.to_string(), "customer_account": sp.customer_account.to_string() })),
+        })),
     )
     .await?;
     txn.commit().await?;
-    if future_order && params.delay_authorization() {
+    let Some(line) = line else {
+        return Ok(PlacedOrder {
+            order_id: m.id,
+            number,
+            payment_status: PaymentStatus::Paid,
+            message: split.map(|sp| format!("Deposit of {} taken; {} is due at pickup.", sp.deposit, Money::from_minor(total.minor() - sp.deposit.minor(), total.currency()))),
+        });
+    };
+    if future_order && params.delay_authorization() && split.is_none() {
         let from = earliest_ship - chrono::Duration::days(i64::from(params.future_order_days()));
         return Ok(PlacedOrder {
             order_id: m.id,
@@ -341,7 +402,15 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
             )),
         });
     }
-    let (payment_status, mut message) = authorize_payment_line(s, &line, total, None).await?;
+    let (payment_status, mut message) = authorize_payment_line(s, &line, card_amount, None).await?;
+    if let (Some(sp), PaymentStatus::Authorized) = (&split, payment_status) {
+        let problem = super::prepayments::capture_deposit(s, m.id).await?;
+        let due = Money::from_minor(total.minor() - sp.deposit.minor(), total.currency());
+        message = Some(match problem {
+            None => format!("Deposit of {} taken (card {}, cash {}, customer account {}); {due} is due at pickup.", sp.deposit, sp.card, sp.cash, sp.customer_account),
+            Some(p) => format!("The order is placed but the card deposit was not captured: {p}"),
+        });
+    }
     if kind == OrderKind::CashAndCarry && payment_status == PaymentStatus::Authorized {
         // R-TOK-2: the customer leaves with the goods; the whole order is invoiced and captured now.
         let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(m.id)).all(&s.db).await?;
@@ -669,6 +738,8 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
                 )
             }),
             token_kind: crate::domain::tokens::TokenKind::from_code(&p.token_kind).unwrap_or(crate::domain::tokens::TokenKind::Recurring),
+            prepayment: p.prepayment,
+            refunded: money(p.refunded_minor),
         })
         .collect();
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(id)).order_by_asc(inv::Column::Id).all(db).await?;
@@ -732,7 +803,9 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
             posted_at: i.posted_at,
         })
         .collect();
-    let journals = journals_of(db, id, currency).await?;
+    let journals = journals_of(db, id).await?;
+    let prepayment = super::prepayments::view(db, &o).await?;
+    let cancel_refusal = super::prepayments::cancel_refusal(db, &o).await?;
     Ok(OrderDetail {
         order: order_row(db, o.clone()).await?,
         tax_percent: o.tax_percent,
@@ -743,36 +816,14 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
         authorizations,
         invoices,
         journals,
+        prepayment,
+        cancel_refusal,
     })
 }
 
-async fn journals_of(db: &impl ConnectionTrait, order_id: i32, currency: Currency) -> ServiceResult<Vec<JournalView>> {
+async fn journals_of(db: &impl ConnectionTrait, order_id: i32) -> ServiceResult<Vec<JournalView>> {
     let js = journal::Entity::find().filter(journal::Column::OrderId.eq(order_id)).order_by_asc(journal::Column::Id).all(db).await?;
-    let lines = journal_line::Entity::find()
-        .filter(journal_line::Column::JournalId.is_in(js.iter().map(|j| j.id).collect::<Vec<_>>()))
-        .order_by_asc(journal_line::Column::Id)
-        .all(db)
-        .await?;
-    Ok(js
-        .into_iter()
-        .map(|j| JournalView {
-            lines: lines
-                .iter()
-                .filter(|l| l.journal_id == j.id)
-                .map(|l| JournalLineView {
-                    account: l.account.clone(),
-                    debit: Money::from_minor(l.debit_minor, currency),
-                    credit: Money::from_minor(l.credit_minor, currency),
-                })
-                .collect(),
-            id: j.id,
-            number: j.number,
-            kind_label: crate::domain::order::JournalKind::from_code(&j.kind).map(|k| k.label()).unwrap_or("Journal").to_string(),
-            description: j.description,
-            posted_at: j.posted_at,
-            prepayment: j.prepayment,
-        })
-        .collect())
+    super::journals::views(db, js).await
 }
 
 /// The customers and channels an order can be placed for.
