@@ -314,7 +314,8 @@ db_test!(demo_orders_show_every_state, |db| {
     let opts = BootstrapOptions { demo: true, admin_password: None, demo_password: Some("demo password 123".into()), demo_orders: true };
     bootstrap(s, &opts).await.unwrap();
     let page = orders::list(&s.db, &Default::default(), 1).await.unwrap();
-    assert_eq!(page.total, 9);
+    assert_eq!(page.total, 10, "issue 5 adds a deposit order");
+    assert!(payments::entity::sales_order::Entity::find().all(&s.db).await.unwrap().iter().any(|o| o.prepayment && o.deposit_minor == 18000));
     // Issue 4: an authorization past its expiry with its order held (R-AUT-4), and a card on file.
     let held: Vec<_> = page.rows.iter().filter(|r| r.do_not_process).collect();
     assert_eq!(held.len(), 1, "one order held by an expired authorization");
@@ -339,7 +340,7 @@ db_test!(demo_orders_show_every_state, |db| {
     assert_clean(&db).await;
     // Bootstrapping again adds nothing.
     bootstrap(s, &opts).await.unwrap();
-    assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 9);
+    assert_eq!(orders::list(&s.db, &Default::default(), 1).await.unwrap().total, 10);
 });
 
 db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariants, |db| {

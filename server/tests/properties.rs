@@ -139,3 +139,156 @@ proptest! {
         rt.block_on(scenario(ops))?;
     }
 }
+
+/// Issue 5: operations on prepayment orders.
+#[derive(Clone, Debug)]
+enum PrepayOp {
+    /// Invoice (deliver) part of an order: the deposit is applied first.
+    Invoice { order: usize, line: usize, qty: i32 },
+    /// Pick up everything left, `cash_percent` of what is due paid in cash.
+    PickUp { order: usize, cash_percent: i64 },
+    /// Cancel (refused once invoiced).
+    Cancel { order: usize },
+    /// Return part of what was invoiced.
+    Credit { order: usize, line: usize, qty: i32 },
+    Fault { point: &'static str, kind: &'static str },
+    Recover,
+}
+
+fn prepay_op() -> impl Strategy<Value = PrepayOp> {
+    prop_oneof![
+        3 => (0..3usize, 0..2usize, 1..3i32).prop_map(|(order, line, qty)| PrepayOp::Invoice { order, line, qty }),
+        2 => (0..3usize, 0..=100i64).prop_map(|(order, cash_percent)| PrepayOp::PickUp { order, cash_percent }),
+        2 => (0..3usize).prop_map(|order| PrepayOp::Cancel { order }),
+        2 => (0..3usize, 0..2usize, 1..3i32).prop_map(|(order, line, qty)| PrepayOp::Credit { order, line, qty }),
+        1 => prop_oneof![Just(("capture", "error_before")), Just(("refund", "timeout_after")), Just(("void", "error_before"))]
+            .prop_map(|(point, kind)| PrepayOp::Fault { point, kind }),
+        1 => Just(PrepayOp::Recover),
+    ]
+}
+
+async fn prepay_scenario(deposits: Vec<(i64, i64)>, charge_percent: i64, ops: Vec<PrepayOp>) -> Result<(), TestCaseError> {
+    use payments::domain::order::{accounts, JournalKind, OrderStatus};
+    use payments::domain::parameters::{keys, ParameterGroup};
+    use payments::entity::{journal, journal_line, sales_order};
+    let db = TestDb::sqlite().await;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    payments::testing::set_parameters(s, ParameterGroup::Commerce, &[(keys::CANCELLATION_CHARGE_PERCENT, &charge_percent.to_string())]).await;
+    let mut orders = Vec::new();
+    let mut totals = Vec::new();
+    for (i, (deposit_percent, cash_percent)) in deposits.iter().enumerate() {
+        let b = match i {
+            0 => OrderBuilder::new(&fx).channel(fx.pos).line("Tent", 3, "150.00").line("Stove", 2, "45.50").tax("8.25"),
+            1 => OrderBuilder::new(&fx).channel(fx.pos).line("Lamp", 2, "19.99").line("Rope", 3, "7.35"),
+            _ => OrderBuilder::new(&fx).channel(fx.call_center).line("Boots", 1, "120.00").line("Socks", 4, "9.95").charges("12.50"),
+        };
+        let total = payments::service::orders::NewOrder::parse(&b.form, s.now().date_naive()).unwrap().total().unwrap().minor();
+        let deposit = (total * deposit_percent / 100).max(1);
+        let cash = deposit * cash_percent / 100;
+        let money = |m: i64| format!("{}.{:02}", m / 100, m % 100);
+        let placed = b.deposit(&money(deposit), &money(cash), "").place(s).await;
+        orders.push(placed.order_id);
+        totals.push(total);
+    }
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            PrepayOp::Invoice { order, line, qty } => {
+                if let Some(q) = clamp(&db, orders[*order], *line, *qty, false).await {
+                    let _ = payments::pipeline::invoice(s, "prop", orders[*order], &[q]).await;
+                }
+            }
+            PrepayOp::PickUp { order, cash_percent } => {
+                let o = sales_order::Entity::find_by_id(orders[*order]).one(&s.db).await.unwrap().unwrap();
+                if let Ok(Some(v)) = payments::service::prepayments::view(&s.db, &o).await {
+                    let cash = v.due_at_pickup.minor() * cash_percent / 100;
+                    let _ = payments::service::prepayments::pick_up(s, "prop", o.id, &format!("{}.{:02}", cash / 100, cash % 100)).await;
+                }
+            }
+            PrepayOp::Cancel { order } => {
+                let o = sales_order::Entity::find_by_id(orders[*order]).one(&s.db).await.unwrap().unwrap();
+                let paid: i64 = payments::service::prepayments::deposits_paid(&s.db, &o).await.unwrap().iter().map(|d| d.paid.minor()).sum();
+                if payments::service::prepayments::cancel(s, "prop", o.id, None).await.is_ok() {
+                    // R-PRE-4: the charge is the percentage of the order total, rounded once (half
+                    // up), never more than was paid; the rest goes back; all exact to the minor unit.
+                    let expected = ((totals[*order] * charge_percent + 50) / 100).min(paid);
+                    let o = sales_order::Entity::find_by_id(o.id).one(&s.db).await.unwrap().unwrap();
+                    prop_assert_eq!(o.cancellation_charge_minor, expected, "charge of order {}", o.number);
+                    let js = journal::Entity::find().filter(journal::Column::OrderId.eq(o.id)).all(&s.db).await.unwrap();
+                    let lines = journal_line::Entity::find()
+                        .filter(journal_line::Column::JournalId.is_in(js.iter().map(|j| j.id).collect::<Vec<_>>()))
+                        .all(&s.db)
+                        .await
+                        .unwrap();
+                    let posted_charge: i64 = js
+                        .iter()
+                        .filter(|j| j.kind == JournalKind::CancellationCharge.code())
+                        .flat_map(|j| lines.iter().filter(move |l| l.journal_id == j.id && l.account == accounts::CANCELLATION_CHARGES))
+                        .map(|l| l.credit_minor)
+                        .sum();
+                    prop_assert_eq!(posted_charge, expected);
+                    prop_assert_eq!(o.status.as_str(), OrderStatus::Cancelled.code());
+                }
+            }
+            PrepayOp::Credit { order, line, qty } => {
+                if let Some(q) = clamp(&db, orders[*order], *line, *qty, true).await {
+                    let _ = payments::pipeline::credit(s, "prop", orders[*order], &[q]).await;
+                }
+            }
+            PrepayOp::Fault { point, kind } => {
+                payments::connector::faults::add(&s.db, s.now(), point, kind, "1", "1", "0").await.unwrap();
+            }
+            PrepayOp::Recover => recover(&db).await,
+        }
+        let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+        prop_assert!(r.double_captures == 0 && r.lost_journals == 0 && r.invariant_violations == 0, "after step {step} ({op:?}): {r:#?}");
+    }
+    payments::connector::faults::clear(&s.db).await.unwrap();
+    for _ in 0..10 {
+        recover(&db).await;
+        let open = incomplete(&db).await;
+        if open.is_empty() {
+            break;
+        }
+        for p in open {
+            let _ = payments::pipeline::resume(s, "prop", p.id).await;
+        }
+    }
+    // Per order: captured − refunded = what the journals put through Card clearing, and the
+    // customer prepayments of a cancelled order are cleared to zero.
+    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    prop_assert!(r.clean() && r.incomplete_processes == 0, "at the end: {r:#?}");
+    for id in &orders {
+        let o = sales_order::Entity::find_by_id(*id).one(&s.db).await.unwrap().unwrap();
+        if o.status != OrderStatus::Cancelled.code() {
+            continue;
+        }
+        let js: Vec<i32> = journal::Entity::find().filter(journal::Column::OrderId.eq(o.id)).all(&s.db).await.unwrap().iter().map(|j| j.id).collect();
+        let prepay: i64 = journal_line::Entity::find()
+            .filter(journal_line::Column::JournalId.is_in(js))
+            .filter(journal_line::Column::Account.eq(accounts::CUSTOMER_PREPAYMENTS))
+            .all(&s.db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.credit_minor - l.debit_minor)
+            .sum();
+        prop_assert_eq!(prepay, 0, "{} cancelled: its prepayments are all refunded or kept", o.number);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_deposits_invoices_cancels_and_returns_keep_the_ledger(
+        deposits in proptest::collection::vec((5..=100i64, 0..=100i64), 3),
+        charge_percent in 0..=25i64,
+        ops in proptest::collection::vec(prepay_op(), 1..16),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(prepay_scenario(deposits, charge_percent, ops))?;
+    }
+}

@@ -97,7 +97,40 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
             faults::clear(&s.db).await?;
         }
     }
+    seed_prepayments(s).await?;
     seed_authorization_lifecycle(s).await
+}
+
+/// Issue 5's states: a POS customer order with a deposit paid half in cash, half by card (to pick
+/// up), and a customer account deposit.
+async fn seed_prepayments(s: &Services) -> ServiceResult<()> {
+    let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1002")).one(&s.db).await? else { return Ok(()) };
+    let Some(store) = channel::Entity::find().filter(channel::Column::Code.eq("HOUSTON")).one(&s.db).await? else { return Ok(()) };
+    let token = s
+        .connector
+        .tokenize(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: cust.name.clone() })
+        .await
+        .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+    let form = OrderForm {
+        customer_id: cust.id.to_string(),
+        channel_id: store.id.to_string(),
+        currency: "USD".into(),
+        tax_percent: "8.25".into(),
+        charges: "0".into(),
+        lines: vec![LineForm {
+            item: "Patio set".into(),
+            quantity: "1".into(),
+            unit_price: "600.00".into(),
+            requested_ship_date: (s.now().date_naive() + chrono::Duration::days(5)).to_string(),
+        }],
+        card: CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry },
+        prepayment: true,
+        deposit: super::prepayments::DepositForm { deposit: "180.00".into(), cash: "90.00".into(), customer_account: String::new() },
+        ..Default::default()
+    };
+    place(s, "supervisor", &form).await?;
+    super::prepayments::account_deposit(s, "supervisor", cust.id, store.id, "USD", "50.00").await?;
+    Ok(())
 }
 
 /// Issue 4's states: an order authorized ten days ago whose authorization has expired (Pending

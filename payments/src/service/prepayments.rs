@@ -395,13 +395,28 @@ pub async fn deposits_paid(db: &impl ConnectionTrait, order: &so::Model) -> Serv
         .await?;
     let caps = deposit_captures(db, order.id).await?;
     let auths = au::Entity::find().filter(au::Column::OrderId.eq(order.id)).all(db).await?;
+    // Deposits given back are the refunds made outside any invoice process (cancellations); a
+    // return's card refund may draw on a deposit capture but gives back an invoice, not a deposit.
+    let given_back: Vec<(i32, i64)> = {
+        let refunds = refund::Entity::find().filter(refund::Column::CaptureId.is_in(caps.iter().map(|c| c.id).collect::<Vec<_>>())).all(db).await?;
+        let outside: Vec<String> = pr::Entity::find()
+            .filter(pr::Column::TrackingId.is_in(refunds.iter().map(|r| r.tracking_id.clone()).collect::<Vec<_>>()))
+            .filter(pr::Column::ProcessId.is_null())
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|q| q.tracking_id)
+            .collect();
+        refunds.into_iter().filter(|r| outside.contains(&r.tracking_id)).map(|r| (r.capture_id, r.amount_minor)).collect()
+    };
     let mut out = Vec::new();
     for l in lines {
         let tender = Tender::from_code(&l.tender).unwrap_or(Tender::Card);
         let (paid, refunded) = if tender == Tender::Card {
             let mine: Vec<&cap::Model> =
                 caps.iter().filter(|c| auths.iter().any(|a| a.id == c.authorization_id && a.payment_line_id == l.id)).collect();
-            (mine.iter().map(|c| c.amount_minor).sum(), mine.iter().map(|c| c.refunded_minor).sum())
+            let back: i64 = given_back.iter().filter(|(cid, _)| mine.iter().any(|c| c.id == *cid)).map(|(_, a)| a).sum();
+            (mine.iter().map(|c| c.amount_minor).sum(), back)
         } else if l.status == PaymentStatus::Paid.code() {
             (l.amount_minor, l.refunded_minor)
         } else {
@@ -821,7 +836,7 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
     let cur = currency(&order.currency);
     if let Some(expected) = expected_charge.map(str::trim).filter(|e| !e.is_empty()) {
         // The user confirmed what the preview showed; if the parameters changed since, say so.
-        if expected != Money::from_minor(plan.charge, cur).to_decimal().to_string() {
+        if Decimal::from_str(expected).ok() != Some(Money::from_minor(plan.charge, cur).to_decimal()) {
             return Err(ServiceError::Conflict(format!(
                 "The cancellation charge is now {} (the Commerce parameters changed); look at the preview again.",
                 Money::from_minor(plan.charge, cur)
@@ -1077,7 +1092,14 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<u32> {
     for o in open {
         let due = card_deposit_due(&s.db, &o).await?;
         let captured: i64 = deposit_captures(&s.db, o.id).await?.iter().map(|c| c.amount_minor).sum();
-        if due > captured {
+        // Only with an open authorization: a declined card waits for a new payment, not for recovery.
+        let authorized = au::Entity::find()
+            .filter(au::Column::OrderId.eq(o.id))
+            .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+            .one(&s.db)
+            .await?
+            .is_some();
+        if due > captured && authorized {
             capture_deposit(s, o.id).await?;
             touched += 1;
         }
