@@ -370,7 +370,11 @@ db_test!(every_server_function_checks_the_role_on_the_server, |db| {
         .into_iter()
         .map(|p| p.status)
         .collect();
-    assert_eq!(statuses, vec!["completed", "terminated", "completed", "completed"], "resumed, terminated, the new invoice, and the credit note");
+    assert_eq!(
+        statuses,
+        vec!["completed", "terminated", "completed", "completed", "completed"],
+        "resumed, terminated, the new invoice, the credit note, and the pickup's invoice"
+    );
 });
 
 db_test!(pages_are_guarded_on_the_server, |db| {

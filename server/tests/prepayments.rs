@@ -205,7 +205,7 @@ db_test!(cancel_refunds_the_deposit_by_tender_less_the_charge, |db| {
     let before = journal::Entity::find().count(&s.db).await.unwrap();
     let p = prepayments::cancel_preview(s, placed.order_id).await.unwrap();
     assert_eq!((p.paid.minor(), p.charge.minor(), p.refund_total.minor(), p.release.minor()), (6000, 2000, 4000, 14000));
-    assert_eq!(p.refunds.iter().map(|(t, m)| (*t, m.minor())).collect::<Vec<_>>(), vec![(Tender::Card, 3000), (Tender::Cash, 1000)]);
+    assert_eq!(p.refunds.iter().map(|(t, m)| (*t, m.minor())).collect::<Vec<_>>(), vec![(Tender::Cash, 1000), (Tender::Card, 3000)]);
     assert_eq!(p.journals.len(), 3, "charge, card refund, cash refund");
     assert_eq!(journal::Entity::find().count(&s.db).await.unwrap(), before, "the preview posts nothing");
 

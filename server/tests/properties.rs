@@ -184,7 +184,10 @@ async fn prepay_scenario(deposits: Vec<(i64, i64)>, charge_percent: i64, ops: Ve
             1 => OrderBuilder::new(&fx).channel(fx.pos).line("Lamp", 2, "19.99").line("Rope", 3, "7.35"),
             _ => OrderBuilder::new(&fx).channel(fx.call_center).line("Boots", 1, "120.00").line("Socks", 4, "9.95").charges("12.50"),
         };
-        let total = payments::service::orders::NewOrder::parse(&b.form, s.now().date_naive()).unwrap().total().unwrap().minor();
+        // The order's total as the service computes it (a prepayment form parses without a card).
+        let mut form = b.form.clone();
+        form.prepayment = true;
+        let total = payments::service::orders::NewOrder::parse(&form, s.now().date_naive()).unwrap().total().unwrap().minor();
         let deposit = (total * deposit_percent / 100).max(1);
         let cash = deposit * cash_percent / 100;
         let money = |m: i64| format!("{}.{:02}", m / 100, m % 100);
