@@ -379,10 +379,13 @@ pub fn OrderDetailPage() -> impl IntoView {
                                 let editable = p.tender == payments::domain::order::Tender::Card && p.status == payments::domain::order::PaymentStatus::Authorized;
                                 view! {
                                     <tr data-payment-line=p.id>
-                                        <td>{p.tender.label()}</td>
+                                        <td>{p.tender.label()}{p.prepayment.then(|| view! { " " <span class="badge off">"Deposit"</span> })}</td>
                                         <td>{p.card.clone().unwrap_or_default()}</td>
-                                        <td>{p.token_kind.label()}</td>
-                                        <td class="num">{p.amount.to_string()}</td>
+                                        <td>{(p.tender == payments::domain::order::Tender::Card).then(|| p.token_kind.label())}</td>
+                                        <td class="num">
+                                            {p.amount.to_string()}
+                                            {(p.refunded.minor() != 0).then(|| view! { <div class="muted small">{format!("{} given back", p.refunded)}</div> })}
+                                        </td>
                                         <td>{crate::pages::authorizations::payment_badge(p.status)}</td>
                                         <td>
                                             {editable.then(|| view! {

@@ -7,6 +7,7 @@ pub mod invariants;
 pub mod queries;
 pub mod requests;
 mod stages;
+pub(crate) use stages::record_refund_row;
 
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{accounts, balanced, invoice_amounts, InvoiceLineInput, JournalKind, JournalLine, OrderStatus};

@@ -122,3 +122,33 @@ pub async fn ask(s: &Services, tracking_id: &str) -> Resolution {
         Err(e) => Resolution::Unknown(format!("the processor did not answer and could not be asked about tracking id {tracking_id}: {e}")),
     }
 }
+
+/// Records a resolution that moved no money (declined, not processed, unknown, an unexpected
+/// answer) with the request, and returns what to tell the user. `what` names the operation
+/// ("deposit capture"); `retry` says who sends it again ("recovery", "Resume").
+pub async fn finish_unsuccessful(
+    db: &impl ConnectionTrait,
+    request: &pr::Model,
+    resolution: Resolution,
+    what: &str,
+    retry: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<String, DbErr> {
+    let (status, message, text) = match resolution {
+        Resolution::Done(Outcome::Declined { code, message }) => {
+            let text = format!("The processor declined the {what} ({code}): {message}");
+            (RequestStatus::Declined, format!("{code}: {message}"), text)
+        }
+        Resolution::Done(other) => (RequestStatus::Failed, format!("unexpected answer {other:?}"), format!("The processor gave an unexpected answer to the {what}.")),
+        Resolution::NotProcessed(m) => {
+            let text = format!("The {what} was not processed ({m}); {retry} sends it again with the same tracking id.");
+            (RequestStatus::Failed, m, text)
+        }
+        Resolution::Unknown(m) => {
+            let text = format!("The outcome of the {what} is unknown ({m}); {retry} asks the processor first and never moves money twice.");
+            (RequestStatus::Unknown, m, text)
+        }
+    };
+    finish(db, request, status, None, Some(message), at).await?;
+    Ok(text)
+}

@@ -397,32 +397,44 @@ async fn send_refund(s: &Services, req: &pr::Model) -> ServiceResult<Resolution>
     Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Refunded).await)
 }
 
+/// The refund row of a processor refund and the capture's refunded total, under the capture's lock
+/// (shared by credit notes and cancelled deposits). Returns the capture as it was.
+pub(crate) async fn record_refund_row(
+    txn: &impl sea_orm::ConnectionTrait,
+    req: &pr::Model,
+    r: &crate::connector::Refunded,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<cap::Model> {
+    let c = for_update(cap::Entity::find_by_id(req.capture_id.unwrap_or_default()), txn)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
+    crate::entity::refund::ActiveModel {
+        capture_id: Set(c.id),
+        order_id: Set(c.order_id),
+        amount_minor: Set(r.amount.minor()),
+        processor_reference: Set(r.reference.clone()),
+        tracking_id: Set(req.tracking_id.clone()),
+        refunded_at: Set(now),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    cap::Entity::update_many()
+        .col_expr(cap::Column::RefundedMinor, Expr::value(c.refunded_minor + r.amount.minor()))
+        .filter(cap::Column::Id.eq(c.id))
+        .exec(txn)
+        .await?;
+    Ok(c)
+}
+
 /// Records a refund's outcome with its effects in one transaction; `Some(reason)` if it failed.
 async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) -> ServiceResult<Option<String>> {
     let now = s.now();
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let failure = match resolution {
         Resolution::Done(Outcome::Refunded(r)) => {
-            let c = for_update(cap::Entity::find_by_id(req.capture_id.unwrap_or_default()), &txn)
-                .one(&txn)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
-            crate::entity::refund::ActiveModel {
-                capture_id: Set(c.id),
-                order_id: Set(c.order_id),
-                amount_minor: Set(r.amount.minor()),
-                processor_reference: Set(r.reference.clone()),
-                tracking_id: Set(req.tracking_id.clone()),
-                refunded_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
-            cap::Entity::update_many()
-                .col_expr(cap::Column::RefundedMinor, Expr::value(c.refunded_minor + r.amount.minor()))
-                .filter(cap::Column::Id.eq(c.id))
-                .exec(&txn)
-                .await?;
+            record_refund_row(&txn, req, &r, now).await?;
             requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference), None, now).await?;
             None
         }

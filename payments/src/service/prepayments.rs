@@ -360,22 +360,7 @@ async fn record_deposit_capture(s: &Services, req: &pr::Model, resolution: Resol
             .await?;
             None
         }
-        Resolution::Done(Outcome::Declined { code, message }) => {
-            requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
-            Some(format!("The processor declined the deposit capture ({code}): {message}"))
-        }
-        Resolution::Done(other) => {
-            requests::finish(&txn, req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
-            Some("The processor gave an unexpected answer to the deposit capture.".into())
-        }
-        Resolution::NotProcessed(m) => {
-            requests::finish(&txn, req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
-            Some(format!("The deposit capture was not processed ({m}); recovery sends it again."))
-        }
-        Resolution::Unknown(m) => {
-            requests::finish(&txn, req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
-            Some(format!("The outcome of the deposit capture is unknown ({m}); recovery asks the processor and never captures twice."))
-        }
+        other => Some(requests::finish_unsuccessful(&txn, req, other, "deposit capture", "recovery", now).await?),
     };
     txn.commit().await?;
     Ok(msg)
@@ -1016,27 +1001,8 @@ async fn record_deposit_refund(s: &Services, req: &pr::Model, resolution: Resolu
     let txn = s.db.begin().await?;
     let failure = match resolution {
         Resolution::Done(Outcome::Refunded(r)) => {
-            let c = for_update(cap::Entity::find_by_id(req.capture_id.unwrap_or_default()), &txn)
-                .one(&txn)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
+            let c = crate::pipeline::record_refund_row(&txn, req, &r, now).await?;
             let order = so::Entity::find_by_id(c.order_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("order".into()))?;
-            refund::ActiveModel {
-                capture_id: Set(c.id),
-                order_id: Set(c.order_id),
-                amount_minor: Set(r.amount.minor()),
-                processor_reference: Set(r.reference.clone()),
-                tracking_id: Set(req.tracking_id.clone()),
-                refunded_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
-            cap::Entity::update_many()
-                .col_expr(cap::Column::RefundedMinor, Expr::value(c.refunded_minor + r.amount.minor()))
-                .filter(cap::Column::Id.eq(c.id))
-                .exec(&txn)
-                .await?;
             requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference), None, now).await?;
             post_journal(
                 &txn,
@@ -1051,22 +1017,7 @@ async fn record_deposit_refund(s: &Services, req: &pr::Model, resolution: Resolu
             .await?;
             None
         }
-        Resolution::Done(Outcome::Declined { code, message }) => {
-            requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
-            Some(format!("The processor declined the card refund ({code}): {message}"))
-        }
-        Resolution::Done(other) => {
-            requests::finish(&txn, req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
-            Some("The processor gave an unexpected answer to the card refund.".into())
-        }
-        Resolution::NotProcessed(m) => {
-            requests::finish(&txn, req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
-            Some(format!("The card refund was not processed ({m}); recovery sends it again."))
-        }
-        Resolution::Unknown(m) => {
-            requests::finish(&txn, req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
-            Some(format!("The outcome of the card refund is unknown ({m}); recovery asks the processor and never refunds twice."))
-        }
+        other => Some(requests::finish_unsuccessful(&txn, req, other, "card refund", "recovery", now).await?),
     };
     txn.commit().await?;
     Ok(failure)
