@@ -107,6 +107,7 @@ db_test!(pos_order_with_deposit_half_card_half_cash_is_settled_on_pickup, |db| {
     );
     let view = prepayments::view(&s.db, &order).await.unwrap().unwrap();
     assert_eq!((view.paid_total.minor(), view.unapplied.minor(), view.due_at_pickup.minor()), (6000, 6000, 14000));
+    assert_eq!(orders::detail(s, order.id).await.unwrap().order.total.minor(), 20000, "the order total, not a payment line's");
     assert_clean(s).await;
 
     let msg = prepayments::pick_up(s, "clerk", order.id, "").await.unwrap();

@@ -329,24 +329,28 @@ pub fn JournalsPage() -> impl IntoView {
                 } else {
                     view! {
                         <table class="grid" data-testid="journals">
-                            <thead><tr><th>"Journal"</th><th>"Posted"</th><th>"Type"</th><th>"Prepayment journal voucher"</th><th>"Order"</th><th>"Customer"</th><th>"Tender"</th><th>"Lines"</th></tr></thead>
+                            <thead><tr><th>"Journal"</th><th>"Type"</th><th>"Prepayment journal voucher"</th><th>"Order · customer"</th><th>"Lines"</th></tr></thead>
                             <tbody>
                                 {d.rows.iter().map(|j| view! {
                                     <tr data-journal=j.number.clone() data-kind=j.kind_label.clone()>
-                                        <td class="nowrap">{j.number.clone()}</td>
-                                        <td class="nowrap">{j.posted_at.format("%Y-%m-%d %H:%M").to_string()}</td>
-                                        <td>{j.kind_label.clone()}<div class="muted small">{j.description.clone()}</div></td>
+                                        <td class="nowrap">{j.number.clone()}<div class="muted small">{j.posted_at.format("%Y-%m-%d %H:%M").to_string()}</div></td>
+                                        <td>
+                                            {j.kind_label.clone()}
+                                            {j.tender.map(|t| view! { " · " <span class="muted">{t.label()}</span> })}
+                                            <div class="muted small">{j.description.clone()}</div>
+                                        </td>
                                         <td>{if j.prepayment { "Yes" } else { "No" }}</td>
-                                        <td class="nowrap">{j.order_id.map(|id| view! { <a href=format!("/orders/{id}")>{j.order_number.clone().unwrap_or_default()}</a> })}</td>
-                                        <td>{j.customer.clone().unwrap_or_default()}</td>
-                                        <td>{j.tender.map(|t| t.label()).unwrap_or("")}</td>
+                                        <td>
+                                            {j.order_id.map(|id| view! { <a href=format!("/orders/{id}")>{j.order_number.clone().unwrap_or_default()}</a> })}
+                                            <div class="small">{j.customer.clone().unwrap_or_default()}</div>
+                                        </td>
                                         <td>
                                             <table class="grid nested">
                                                 <tbody>{j.lines.iter().map(|l| view! {
                                                     <tr>
                                                         <td>{l.account.clone()}</td>
-                                                        <td class="num">{(l.debit.minor() != 0).then(|| format!("Dr {}", l.debit))}</td>
-                                                        <td class="num">{(l.credit.minor() != 0).then(|| format!("Cr {}", l.credit))}</td>
+                                                        <td class="num nowrap">{(l.debit.minor() != 0).then(|| format!("Dr {}", l.debit))}</td>
+                                                        <td class="num nowrap">{(l.credit.minor() != 0).then(|| format!("Cr {}", l.credit))}</td>
                                                     </tr>
                                                 }).collect_view()}</tbody>
                                             </table>

@@ -665,8 +665,8 @@ async fn order_row(db: &impl ConnectionTrait, o: so::Model) -> ServiceResult<Ord
     let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
     let cust = customer::Entity::find_by_id(o.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
-    let payments = pl::Entity::find().filter(pl::Column::OrderId.eq(o.id)).all(db).await?;
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(o.id)).all(db).await?;
+    let total = order_total(db, &o).await?;
     let incomplete = pp::Entity::find()
         .filter(pp::Column::OrderId.eq(o.id))
         .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
@@ -681,12 +681,25 @@ async fn order_row(db: &impl ConnectionTrait, o: so::Model) -> ServiceResult<Ord
         channel_name: chan.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
         channel_kind: chan.and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore),
         status: OrderStatus::from_code(&o.status).unwrap_or(OrderStatus::Open),
-        total: Money::from_minor(payments.first().map(|p| p.amount_minor).unwrap_or(0), currency),
+        total,
         invoiced: Money::from_minor(invoices.iter().map(|i| i.amount_minor).sum(), currency),
         do_not_process: o.do_not_process,
         created_at: o.created_at,
         incomplete,
     })
+}
+
+/// The order's total: every line at its full quantity, the charges, and tax on both, rounded once
+/// (partial invoices round their own tax, so their sum may differ from this by a minor unit).
+pub async fn order_total(db: &impl ConnectionTrait, o: &so::Model) -> ServiceResult<Money> {
+    let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
+    let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(o.id)).all(db).await?;
+    let inputs: Vec<InvoiceLineInput> =
+        lines.iter().map(|l| InvoiceLineInput { quantity: i64::from(l.quantity), unit_price: Money::from_minor(l.unit_price_minor, currency) }).collect();
+    let tax = Decimal::from_str(&o.tax_percent).unwrap_or_default();
+    invoice_amounts(&inputs, Money::from_minor(o.charges_minor, currency), tax, currency)
+        .map(|a| a.total)
+        .map_err(|e| ServiceError::Conflict(format!("The order total cannot be computed: {e}")))
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i32) -> ServiceResult<so::Model> {
