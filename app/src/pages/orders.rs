@@ -263,9 +263,10 @@ pub fn OrderDetailPage() -> impl IntoView {
         {move || invoice_notice(credit.value().get())}
         {loaded(data, move |d: OrderDetail| {
             let o = d.order.clone();
-            let open_lines = d.lines.iter().any(|l| l.invoiced_quantity < l.quantity);
+            let cancelled = o.status == OrderStatus::Cancelled;
+            let open_lines = !cancelled && d.lines.iter().any(|l| l.invoiced_quantity < l.quantity);
             let creditable: Vec<_> = d.lines.iter().filter(|l| l.invoiced_quantity > l.credited_quantity).cloned().collect();
-            let needs_payment = d.balance.minor() > 0
+            let needs_payment = !cancelled && d.balance.minor() > 0
                 && (o.do_not_process
                     || !d.payments.iter().any(|p| {
                         matches!(p.status, payments::domain::order::PaymentStatus::Authorized | payments::domain::order::PaymentStatus::Paid)
@@ -283,7 +284,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                 <section class="panel summary">
                     <div><span class="muted small">"Order total"</span><strong>{o.total.to_string()}</strong></div>
                     <div><span class="muted small">"Invoiced"</span><strong>{o.invoiced.to_string()}</strong></div>
-                    <div><span class="muted small">"Left to invoice"</span><strong data-testid="balance">{d.balance.to_string()}</strong></div>
+                    <div><span class="muted small">"Left to invoice"</span><strong data-testid="balance">{if cancelled { "— (cancelled)".to_string() } else { d.balance.to_string() }}</strong></div>
                     <div><span class="muted small">"Tax · charges"</span><strong>{format!("{} % · {}", d.tax_percent, d.charges)}</strong></div>
                 </section>
                 {d.prepayment.clone().map(|p| crate::pages::prepayments::prepayment_panel(o.id, p, d.balance.minor() > 0, pick_up))}
@@ -325,10 +326,10 @@ pub fn OrderDetailPage() -> impl IntoView {
                                             <td class="num">{l.unit_price.to_string()}</td>
                                             <td>{l.requested_ship_date.to_string()}</td>
                                             <td>
-                                                {if open > 0 {
+                                                {if open > 0 && !cancelled {
                                                     view! { <input class="qty" name=name aria-label=label inputmode="numeric" placeholder=format!("0–{open}") /> }.into_any()
                                                 } else {
-                                                    view! { <span class="muted">"Invoiced"</span> }.into_any()
+                                                    view! { <span class="muted">{if cancelled { "Cancelled" } else { "Invoiced" }}</span> }.into_any()
                                                 }}
                                             </td>
                                         </tr>

@@ -206,35 +206,32 @@ pub fn AccountDepositPage() -> impl IntoView {
         {loaded(choices, move |(customers, stores): (Vec<CustomerView>, Vec<ChannelView>)| view! {
             <section class="panel">
                 <ActionForm action=take>
-                    <div class="form-grid">
-                        <label for="dep-customer">"Customer"</label>
-                        <div>
-                            <select id="dep-customer" name="customer_id">
+                    <div class="row-form">
+                        <label class="stacked">
+                            "Customer"
+                            <select name="customer_id">
                                 <option value="">"Choose…"</option>
                                 {customers.into_iter().map(|c| view! { <option value=c.id.to_string()>{format!("{} · {}", c.account, c.name)}</option> }).collect_view()}
                             </select>
-                            {field_error(take.value(), "customer_id", None)}
-                        </div>
-                        <label for="dep-store">"Store"</label>
-                        <div>
-                            <select id="dep-store" name="channel_id">
+                        </label>
+                        <label class="stacked">
+                            "Store"
+                            <select name="channel_id">
                                 {stores.into_iter().map(|c| view! { <option value=c.id.to_string()>{c.name}</option> }).collect_view()}
                             </select>
-                            {field_error(take.value(), "channel_id", None)}
-                        </div>
-                        <label for="dep-currency">"Currency"</label>
-                        <div>
-                            <select id="dep-currency" name="currency">
+                        </label>
+                        <label class="stacked">
+                            "Currency"
+                            <select name="currency">
                                 <option value="USD">"USD"</option>
                                 <option value="EUR">"EUR"</option>
                             </select>
-                        </div>
-                        <label for="dep-amount">"Amount (cash)"</label>
-                        <div>
-                            <input id="dep-amount" name="amount" inputmode="decimal" placeholder="0.00" />
-                            {field_error(take.value(), "amount", None)}
-                        </div>
+                        </label>
+                        <label class="stacked">"Amount (cash)" <input name="amount" inputmode="decimal" class="amount" placeholder="0.00" /></label>
                     </div>
+                    {field_error(take.value(), "customer_id", None)}
+                    {field_error(take.value(), "channel_id", None)}
+                    {field_error(take.value(), "amount", None)}
                     <div class="actions"><button type="submit" class="primary">"Take deposit"</button></div>
                 </ActionForm>
             </section>

@@ -978,7 +978,8 @@ async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceResult<Optio
     }
     if problems.is_empty() {
         for a in au::Entity::find().filter(au::Column::OrderId.eq(order.id)).filter(au::Column::Status.eq(AuthorizationStatus::Open.code())).all(&s.db).await? {
-            if let Err(e) = super::authorizations::release(s, &a, if a.captured_minor > 0 { PaymentStatus::Paid } else { PaymentStatus::Voided }, None).await {
+            // The order is cancelled: whatever was captured has been given back, the rest is voided.
+            if let Err(e) = super::authorizations::release(s, &a, PaymentStatus::Voided, None).await {
                 problems.push(format!("The card authorization was not released: {e}"));
             }
         }
