@@ -292,14 +292,14 @@ pub fn NewOrderPage() -> impl IntoView {
                     <section class="panel" aria-labelledby="deposit-title">
                         <h2 id="deposit-title">"3. Deposit (prepayment)"</h2>
                         <p class="muted small">{format!(
-                            "A customer order at a store can take a deposit; a call center order with the prepayment attribute is paid in advance. Leave the deposit blank for the default: {} % of the total at a store, the whole order at the call center. The card pays what cash and customer account do not, and is also authorized for what is due at pickup.",
+                            "A customer order at a store can take a deposit; a call center order with the prepayment attribute is paid in advance. Leave the deposit blank for the default: {} % of the total at a store, the whole order at the call center. The card pays what cash and on account (the customer account tender) do not, and is also authorized for what is due at pickup.",
                             c.deposit_percent
                         )}</p>
                         <label class="check"><input type="checkbox" name="prepayment" value="yes" />" Prepayment: take a deposit"</label>
                         <div class="row-form">
                             <label class="stacked">"Deposit" <input name="deposit" inputmode="decimal" class="amount" placeholder=format!("{} %", c.deposit_percent) /></label>
                             <label class="stacked">"of which cash" <input name="deposit_cash" inputmode="decimal" class="amount" placeholder="0.00" /></label>
-                            <label class="stacked">"of which customer account" <input name="deposit_account" inputmode="decimal" class="amount" placeholder="0.00" /></label>
+                            <label class="stacked">"of which on account" <input name="deposit_account" inputmode="decimal" class="amount" placeholder="0.00" /></label>
                         </div>
                         {field_error(place.value(), "prepayment", None)}
                         {field_error(place.value(), "deposit", None)}
