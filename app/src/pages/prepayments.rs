@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use payments::domain::order::JournalKind;
 use payments::domain::payment_views::{CancellationPreview, JournalPage, JournalView, PrepaymentView};
-use payments::domain::views::{ChannelKind, ChannelView, CustomerView};
+use payments::domain::views::{ChannelView, CustomerView};
 
 /// Pickup or delivery of a prepayment order: the invoice is issued through the invoice pipeline,
 /// the deposit applied, `cash` taken now, the card captured for the rest (R-PRE-2).
@@ -41,7 +41,7 @@ pub async fn deposit_choices() -> Result<(Vec<CustomerView>, Vec<ChannelView>), 
     require(&[Role::Finance, Role::CallCenter]).await?;
     let s = services()?;
     let (customers, channels) = payments::service::orders::choices(&s.db).await?;
-    Ok((customers, channels.into_iter().filter(|c| c.kind == ChannelKind::PosStore).collect()))
+    Ok((customers, channels.into_iter().filter(|c| c.kind == payments::domain::views::ChannelKind::PosStore).collect()))
 }
 
 /// A customer account deposit at POS (R-PRE-1).
