@@ -12,9 +12,6 @@ use serde::Serialize;
 /// Authorizations expired per transaction.
 pub const EXPIRY_BATCH: u64 = 10_000;
 
-/// Authorizations expired per transaction on PostgreSQL, where one batch is one statement.
-pub const EXPIRY_BATCH_PG: u64 = 50_000;
-
 /// Payment lines looked at per batch by the resubmit job.
 pub const RESUBMIT_BATCH: u64 = 200;
 
