@@ -62,6 +62,10 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
   await expect(page.locator('tr[data-line="1"] td').nth(4)).toHaveText('1');
   await expect(page.locator('[data-invoice^="CRN-"] [data-process-status="completed"]')).toHaveCount(1);
   await expect(page.getByText(/Card refund for CRN-/)).toBeVisible();
+  // The refund shows against the capture it came from, and the header says the total is net.
+  await expect(page.getByTestId('capture-refunded')).toHaveCount(2);
+  await expect(page.getByTestId('capture-refunded').filter({ hasText: '150.00 USD' })).toHaveCount(1);
+  await expect(page.getByText('Invoiced, net of credit notes')).toBeVisible();
   await page.screenshot({ path: 'screenshots/order-credit-note.png', fullPage: true });
 });
 

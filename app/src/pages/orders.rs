@@ -283,7 +283,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                 </div>
                 <section class="panel summary">
                     <div><span class="muted small">"Order total"</span><strong>{o.total.to_string()}</strong></div>
-                    <div><span class="muted small">"Invoiced"</span><strong>{o.invoiced.to_string()}</strong></div>
+                    <div><span class="muted small">{if d.invoices.iter().any(|i| i.amount.minor() < 0) { "Invoiced, net of credit notes" } else { "Invoiced" }}</span><strong>{o.invoiced.to_string()}</strong></div>
                     <div><span class="muted small">"Left to invoice"</span><strong data-testid="balance">{if cancelled { "— (cancelled)".to_string() } else { d.balance.to_string() }}</strong></div>
                     <div><span class="muted small">"Tax · charges"</span><strong>{format!("{} % · {}", d.tax_percent, d.charges)}</strong></div>
                 </section>
@@ -498,15 +498,20 @@ fn authorization_view(a: &AuthorizationView) -> impl IntoView {
             {if a.captures.is_empty() {
                 view! { <p class="small muted">"No capture yet."</p> }.into_any()
             } else {
+                // Refunds are shown against the capture they were made from (R-PRE-5, R-CAP-6).
+                let any_refund = a.captures.iter().any(|c| c.refunded.minor() != 0);
                 view! {
                     <table class="grid nested">
-                        <thead><tr><th>"Capture"</th><th>"Invoice"</th><th class="num">"Amount"</th><th>"Captured"</th><th>"Tracking id"</th></tr></thead>
+                        <thead><tr><th>"Capture"</th><th>"Invoice"</th><th class="num">"Amount"</th>
+                            {any_refund.then(|| view! { <th class="num">"Refunded"</th> })}
+                            <th>"Captured"</th><th>"Tracking id"</th></tr></thead>
                         <tbody>
                             {a.captures.iter().map(|c| view! {
                                 <tr class="capture">
                                     <td>{c.processor_reference.clone()}</td>
-                                    <td>{c.invoice_number.clone().unwrap_or_default()}</td>
+                                    <td class="nowrap">{c.invoice_number.clone().unwrap_or_default()}</td>
                                     <td class="num">{c.amount.to_string()}</td>
+                                    {any_refund.then(|| view! { <td class="num" data-testid="capture-refunded">{if c.refunded.minor() == 0 { "—".to_string() } else { c.refunded.to_string() }}</td> })}
                                     <td class="nowrap">{c.captured_at.format("%Y-%m-%d %H:%M").to_string()}</td>
                                     <td><code>{c.tracking_id.clone()}</code></td>
                                 </tr>
