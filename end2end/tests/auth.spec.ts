@@ -46,3 +46,21 @@ test('an anonymous visitor is sent to sign in and comes back afterwards', async 
   await expect(page.getByRole('heading', { name: 'Customers', level: 1 })).toBeVisible();
   await expect(page.getByRole('cell', { name: 'Contoso Retail' })).toBeVisible();
 });
+
+test('the overview shows finance where card payments stand, and each count opens its page', async ({ page }) => {
+  await signIn(page, 'finance');
+  await page.goto('/');
+  await expect(page.getByRole('heading', { name: 'Where card payments stand' })).toBeVisible();
+  await expect(page.locator('[data-standing]')).toHaveCount(4);
+  await expect(page.locator('[data-standing="pending"]')).toContainText('Pending Authorization');
+  await page.screenshot({ path: 'screenshots/overview-finance.png', fullPage: true });
+  await page.locator('[data-standing="incomplete"]').click();
+  await expect(page.locator('h1')).toHaveText('Incomplete cards payment');
+});
+
+test('the call center, without the finance role, gets no payment counts', async ({ page }) => {
+  await signIn(page, 'callcenter');
+  await page.goto('/');
+  await expect(page.locator('h1')).toHaveText('Overview');
+  await expect(page.getByRole('heading', { name: 'Where card payments stand' })).toHaveCount(0);
+});

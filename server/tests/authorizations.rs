@@ -19,9 +19,15 @@ db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
     let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
     let d = orders::detail(s, placed.order_id).await.unwrap();
     assert_eq!(d.authorizations[0].expires_at - d.authorizations[0].authorized_at, chrono::Duration::days(7));
+    // The overview's counts follow the authorization through its life: with 7 days left it
+    // counts as expiring within 7 days.
+    use payments::service::standing::standing;
+    let st = standing(s).await.unwrap();
+    assert_eq!((st.expiring_soon, st.pending_authorization, st.orders_on_hold, st.incomplete_processes), (1, 0, 0, 0));
 
     db.clock.advance(chrono::Duration::days(7) - chrono::Duration::seconds(1));
     assert_eq!(expire_authorizations(s, 100).await.unwrap(), ExpiryReport::default(), "one second before expiry nothing happens");
+    assert_eq!(standing(s).await.unwrap().expiring_soon, 1, "expires in one second");
 
     db.clock.advance(chrono::Duration::seconds(1));
     let r = expire_authorizations(s, 100).await.unwrap();
@@ -31,6 +37,8 @@ db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
     assert_eq!(d.payments[0].status, PaymentStatus::PendingAuthorization);
     let order = sales_order::Entity::find_by_id(placed.order_id).one(&s.db).await.unwrap().unwrap();
     assert!(order.do_not_process, "the order is held");
+    let st = standing(s).await.unwrap();
+    assert_eq!((st.expiring_soon, st.pending_authorization, st.orders_on_hold), (0, 1, 1), "the overview counts the held order");
     let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("job.expiry")).count(&s.db).await.unwrap();
     assert_eq!(audited, 1);
 

@@ -291,6 +291,7 @@ fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
             ),
         ),
         ("/api/incomplete_payments", FINANCE, String::new()),
+        ("/api/payment_standing", ANYONE, String::new()),
         ("/api/resume_payment", FINANCE, format!("process_id={}", ids.resume)),
         ("/api/terminate_payment", FINANCE, format!("process_id={}&reason=settled+by+bank+transfer", ids.terminate)),
         ("/api/payment_history", FINANCE, format!("process_id={}", ids.resume)),

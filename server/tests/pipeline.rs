@@ -331,6 +331,10 @@ db_test!(demo_orders_show_every_state, |db| {
         "incomplete processes at three different stages"
     );
     assert!(faults::list(&s.db).await.unwrap().is_empty(), "the demo leaves no fault behind");
+    // The overview's counts agree with the pages they link to.
+    let st = payments::service::standing::standing(s).await.unwrap();
+    assert_eq!(st.incomplete_processes as usize, queries::incomplete(&s.db, None).await.unwrap().len());
+    assert_eq!((st.pending_authorization, st.orders_on_hold), (pending.total, 1));
     let declined = payments::entity::payment_line::Entity::find()
         .filter(payments::entity::payment_line::Column::Status.eq(PaymentStatus::Declined.code()))
         .count(&s.db)

@@ -1,13 +1,52 @@
-use crate::components::{PageHeader, UserResource};
+use crate::components::{loaded, PageHeader, UserResource};
 use crate::nav::{NavGroup, PAGES};
+use crate::error::AppError;
 use leptos::prelude::*;
+use payments::domain::payment_views::PaymentStanding;
 
-/// The overview: who you are and the pages your roles open, grouped as in the navigation.
+/// The overview's counts, for finance users; anyone else gets `None` (and no figures).
+#[server(endpoint = "payment_standing")]
+pub async fn load_payment_standing() -> Result<Option<PaymentStanding>, AppError> {
+    use crate::auth::ssr::{current_user, services};
+    if !current_user().await?.is_some_and(|u| u.has(payments::Role::Finance)) {
+        return Ok(None);
+    }
+    Ok(Some(payments::service::standing::standing(&services()?).await?))
+}
+
+/// Where card payments stand: each count links to the page that works it.
+fn standing_panel(st: PaymentStanding) -> impl IntoView {
+    let tile = |n: u64, label: &'static str, href: &'static str, key: &'static str, attention: bool| {
+        let class = if n > 0 && attention { "standing attention" } else { "standing" };
+        view! {
+            <a class=class href=href data-standing=key>
+                <strong>{n.to_string()}</strong>
+                <span class="small">{label}</span>
+            </a>
+        }
+    };
+    view! {
+        <section class="panel">
+            <h2>"Where card payments stand"</h2>
+            <div class="standing-grid">
+                {tile(st.incomplete_processes, "incomplete card payments to resume or terminate", "/payments/incomplete", "incomplete", true)}
+                {tile(st.pending_authorization, "payments in Pending Authorization: a new payment is needed", "/payments/authorizations?status=pending_authorization", "pending", true)}
+                {tile(st.orders_on_hold, "orders on hold (Do not process)", "/payments/authorizations?status=pending_authorization", "held", true)}
+                {tile(st.expiring_soon, "authorizations expiring within 7 days", "/payments/authorizations?status=authorized", "expiring", false)}
+            </div>
+        </section>
+    }
+}
+
+/// The overview: for finance users where card payments stand, then who you are and the pages
+/// your roles open, grouped as in the navigation.
 #[component]
 pub fn HomePage() -> impl IntoView {
     let user = expect_context::<UserResource>();
+    let standing = Resource::new(|| (), |_| load_payment_standing());
     view! {
         <PageHeader title="Overview" intro="Where each card payment stands, from authorization to the last invoice." />
+        {loaded(standing, |st| st.map(standing_panel))}
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 let Some(u) = user.await.ok().flatten() else {

@@ -370,3 +370,21 @@ pub struct AuthorizationDetail {
     /// Why the expired line cannot be voided by hand, or None when it can (R-AUT-5).
     pub void_refusal: Option<String>,
 }
+
+/// Where card payments stand, counted for the overview (finance users): each figure is a queue
+/// someone has to work, and links to the page that works it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentStanding {
+    /// Invoice payment processes waiting on Incomplete cards payment (R-PIP-5).
+    pub incomplete_processes: u64,
+    /// Card payment lines in Pending Authorization (R-AUT-4): a new payment is needed.
+    pub pending_authorization: u64,
+    /// Orders on hold (Do not process).
+    pub orders_on_hold: u64,
+    /// Open authorizations that expire within [`PaymentStanding::EXPIRING_DAYS`] days.
+    pub expiring_soon: u64,
+}
+
+impl PaymentStanding {
+    pub const EXPIRING_DAYS: i64 = 7;
+}

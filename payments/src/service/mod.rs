@@ -15,6 +15,7 @@ pub mod orders;
 pub mod parameters;
 pub mod prepayments;
 pub mod setup;
+pub mod standing;
 pub mod storefront;
 
 use crate::connector::simulator::ProcessorSimulator;
