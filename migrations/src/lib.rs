@@ -7,6 +7,7 @@ mod m20261122_000002_payments;
 mod m20261122_000003_credits;
 mod m20261123_000004_tokens;
 mod m20261123_000005_prepayments;
+mod m20261130_000006_open_authorizations_index;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_foundation::Migration), Box::new(m20261122_000002_payments::Migration), Box::new(m20261122_000003_credits::Migration),
             Box::new(m20261123_000004_tokens::Migration),
             Box::new(m20261123_000005_prepayments::Migration),
+            Box::new(m20261130_000006_open_authorizations_index::Migration),
         ]
     }
 }

@@ -60,6 +60,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                 }
             }
             let sync = sqlite_synchronous()?;
+            // A local file has no server or network to drop the connection: no ping on checkout
+            // (it cost a round trip to sqlx's worker thread before every statement outside a
+            // transaction).
+            opts.test_before_acquire(false);
             opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
                     .foreign_keys(true)
@@ -80,7 +84,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             });
         }
         Backend::Postgres => {
-            opts.max_connections(16).min_connections(1);
+            // Ping only a connection idle long enough for the server, a proxy or a firewall to
+            // have dropped it; a busy connection goes straight to work (a ping on every checkout
+            // was one extra round trip per statement run outside a transaction).
+            opts.max_connections(16).min_connections(1).test_before_acquire_if_idle_for(Duration::from_secs(30));
         }
     }
     Database::connect(opts).await

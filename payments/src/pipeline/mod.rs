@@ -275,7 +275,7 @@ async fn post_document(
     }
     .insert(&txn)
     .await?;
-    for stage in Stage::ALL {
+    let stage_rows = Stage::ALL.into_iter().map(|stage| {
         let done = stage == Stage::PostInvoice;
         ps::ActiveModel {
             process_id: Set(process.id),
@@ -286,9 +286,8 @@ async fn post_document(
             finished_at: Set(done.then_some(now)),
             error: Set(None),
         }
-        .insert(&txn)
-        .await?;
-    }
+    });
+    ps::Entity::insert_many(stage_rows).exec_without_returning(&txn).await?;
     log(
         &txn,
         now,
@@ -424,34 +423,66 @@ async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -
     Ok(res.rows_affected == 1)
 }
 
+/// A stage that ended, not yet written: its end mark and log line are committed together with the
+/// start of the next stage (or with the process's completion), one commit between two stages.
+struct Ended {
+    stage: Stage,
+    status: StageStatus,
+    attempt: i32,
+    at: DateTime<Utc>,
+    message: String,
+}
+
+impl Ended {
+    async fn write(&self, db: &impl ConnectionTrait, process_id: i32) -> Result<(), DbErr> {
+        set_stage(db, process_id, self.stage, self.status, self.attempt, None, Some(self.at), None).await?;
+        log(db, self.at, process_id, self.stage, self.attempt, self.message.clone()).await
+    }
+}
+
 /// Runs the process's remaining stages while this server holds its lease. Returns where it stands.
+/// The process, its stage rows, invoice and order are read once; every commit that starts a stage
+/// renews the lease first (a conditional UPDATE), so a server that lost the lease stops there.
 pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> {
+    let p = pp::Entity::find_by_id(process_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
+    let status = ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running);
+    if status != ProcessStatus::Running {
+        return Ok(status);
+    }
+    let mut rows = ps::Entity::find().filter(ps::Column::ProcessId.eq(process_id)).all(&s.db).await?;
+    let mut ctx = stages::Ctx::load(s, p).await?;
+    let mut ended: Option<Ended> = None;
     loop {
-        let p = pp::Entity::find_by_id(process_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
-        let status = ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running);
-        if status != ProcessStatus::Running {
-            return Ok(status);
-        }
-        let rows = ps::Entity::find().filter(ps::Column::ProcessId.eq(process_id)).all(&s.db).await?;
         let next = Stage::ALL.into_iter().find(|st| {
             rows.iter()
                 .find(|r| r.stage == st.code())
                 .is_none_or(|r| !matches!(StageStatus::from_code(&r.status), Some(StageStatus::Succeeded | StageStatus::Skipped)))
         });
         let Some(stage) = next else {
-            finish_process(s, &s.db, process_id, ProcessStatus::Completed, None).await?;
+            let txn = crate::service::begin_bookkeeping(&s.db).await?;
+            if let Some(e) = &ended {
+                e.write(&txn, process_id).await?;
+            }
+            finish_process(s, &txn, process_id, ProcessStatus::Completed, None).await?;
+            txn.commit().await?;
+            if let Some(e) = ended {
+                crate::crashpoint::hit(&format!("after:{}", e.stage.code()));
+            }
             return Ok(ProcessStatus::Completed);
         };
         let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
         let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
         let now = s.now();
         let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
-        // Lease renewal, the stage's Running mark and its log line commit together: one commit
-        // per stage start, and no mark without the lease.
+        // The previous stage's end, the lease renewal, this stage's Running mark and its log line
+        // commit together: one commit per stage, and no mark without the lease.
         let txn = crate::service::begin_bookkeeping(&s.db).await?;
         if !renew_lease(s, &txn, process_id).await? {
             txn.rollback().await?;
             return Ok(ProcessStatus::Running);
+        }
+        if let Some(e) = &ended {
+            e.write(&txn, process_id).await?;
         }
         set_stage(&txn, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
         log(
@@ -468,22 +499,19 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
         )
         .await?;
         txn.commit().await?;
+        if let Some(e) = ended.take() {
+            crate::crashpoint::hit(&format!("after:{}", e.stage.code()));
+        }
         let end = match stage {
             Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
-            Stage::CaptureOrRefund => stages::capture(s, &p, attempt).await?,
-            Stage::PostPaymentJournal => stages::payment_journal(s, &p).await?,
-            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &p, attempt).await?,
+            Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await?,
+            Stage::PostPaymentJournal => stages::payment_journal(s, &ctx).await?,
+            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &ctx, attempt).await?,
         };
         let now = s.now();
-        match end {
-            StageEnd::Succeeded(msg) => {
-                end_stage(s, process_id, stage, StageStatus::Succeeded, attempt, now, msg).await?;
-                crate::crashpoint::hit(&format!("after:{}", stage.code()));
-            }
-            StageEnd::Skipped(msg) => {
-                end_stage(s, process_id, stage, StageStatus::Skipped, attempt, now, msg).await?;
-                crate::crashpoint::hit(&format!("after:{}", stage.code()));
-            }
+        let (status, message) = match end {
+            StageEnd::Succeeded(msg) => (StageStatus::Succeeded, msg),
+            StageEnd::Skipped(msg) => (StageStatus::Skipped, msg),
             StageEnd::Failed(msg) => {
                 let txn = crate::service::begin_bookkeeping(&s.db).await?;
                 set_stage(&txn, process_id, stage, StageStatus::Failed, attempt, None, Some(now), Some(msg.clone())).await?;
@@ -500,20 +528,16 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
                 txn.commit().await?;
                 return Ok(ProcessStatus::Incomplete);
             }
+        };
+        match rows.iter_mut().find(|r| r.stage == stage.code()) {
+            Some(r) => {
+                r.status = status.code().to_string();
+                r.attempts = attempt;
+            }
+            None => return Err(ServiceError::NotFound(format!("the {} stage of payment process {process_id}", stage.label()))),
         }
+        ended = Some(Ended { stage, status, attempt, at: now, message });
     }
-}
-
-/// Marks a stage done and logs why, in one transaction; after the last stage the process completes
-/// in that same transaction.
-async fn end_stage(s: &Services, process_id: i32, stage: Stage, status: StageStatus, attempt: i32, now: DateTime<Utc>, msg: String) -> Result<(), DbErr> {
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
-    set_stage(&txn, process_id, stage, status, attempt, None, Some(now), None).await?;
-    log(&txn, now, process_id, stage, attempt, msg).await?;
-    if Stage::ALL.last() == Some(&stage) {
-        finish_process(s, &txn, process_id, ProcessStatus::Completed, None).await?;
-    }
-    txn.commit().await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -16,7 +16,28 @@ use crate::entity::{
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, orders, parameters, Services};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+
+/// What the stages of one run of a process read: the process as this run knows it (updated as its
+/// stages capture and choose a path), its invoice and its order, each read once per run.
+pub(super) struct Ctx {
+    pub p: pp::Model,
+    pub invoice: inv::Model,
+    pub order: so::Model,
+}
+
+impl Ctx {
+    pub(super) async fn load(s: &Services, p: pp::Model) -> ServiceResult<Ctx> {
+        let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+        let order = orders::find(&s.db, p.order_id).await?;
+        Ok(Ctx { p, invoice, order })
+    }
+
+    /// A credit note (negative amount): stage 2 refunds instead of capturing.
+    fn is_credit(&self) -> bool {
+        self.invoice.amount_minor < 0
+    }
+}
 
 fn currency(code: &str) -> Currency {
     Currency::from_code(code).unwrap_or(Currency::Usd)
@@ -50,11 +71,12 @@ fn path_text(path: &CapturePath) -> String {
 }
 
 /// Stage 2: capture the invoiced amount against the order's authorization (R-CAP-1..5).
-pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::CaptureOrRefund;
-    if is_credit(s, p).await? {
-        return refund(s, p, attempt).await;
+    if ctx.is_credit() {
+        return refund(s, ctx, attempt).await;
     }
+    let p = &ctx.p;
     if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
         match RequestStatus::from_code(&req.status) {
             Some(RequestStatus::Succeeded) => {
@@ -69,18 +91,16 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
                 return match requests::ask(s, &req.tracking_id).await {
                     Resolution::NotProcessed(why) => {
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
-                        let current = pp::Entity::find_by_id(p.id).one(&s.db).await?;
-                        let final_capture = current.and_then(|c| c.capture_path).is_some_and(|t| t.starts_with("Legacy"));
-                        send_capture(s, p, &req, &auth, attempt, final_capture).await
+                        let final_capture = p.capture_path.as_deref().is_some_and(|t| t.starts_with("Legacy"));
+                        send_capture(s, ctx, &req, &auth, attempt, final_capture).await
                     }
-                    other => record_capture(s, p, &req, &auth, other).await,
+                    other => record_capture(s, ctx, &req, &auth, other).await,
                 };
             }
             _ => {}
         }
     }
-    let order = orders::find(&s.db, p.order_id).await?;
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let (order, invoice) = (&ctx.order, &ctx.invoice);
     let cur = currency(&invoice.currency);
     let due = invoice.amount_minor - invoice.prepaid_minor;
     if due <= 0 {
@@ -109,7 +129,7 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
             auth.expires_at.format("%Y-%m-%d")
         )));
     }
-    let path = capture_path(&conditions(s, &order, &auth).await?);
+    let path = capture_path(&conditions(s, order, &auth).await?);
     let remaining = auth.amount_minor - auth.captured_minor;
     let amount = std::cmp::min(due, remaining);
     if amount <= 0 {
@@ -126,56 +146,60 @@ pub(super) async fn capture(s: &Services, p: &pp::Model, attempt: i32) -> Servic
             Money::from_minor(amount, cur)
         ));
     }
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    // The chosen path, its log lines and the request's intent commit together, durably, before
+    // the processor is called (R-CAP-5).
+    let txn = s.db.begin().await?;
     pp::Entity::update_many()
         .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
         .filter(pp::Column::Id.eq(p.id))
         .exec(&txn)
         .await?;
     log(&txn, s.now(), p.id, stage, attempt, msg).await?;
-    txn.commit().await?;
-    let req = requests::begin(
-        s,
-        auth.connector_id,
-        Command::Capture,
-        Money::from_minor(amount, cur),
-        Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None },
-    )
-    .await
-    .map_err(|e| ServiceError::Conflict(e.to_string()));
-    let req = match req {
+    let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None };
+    let req = match requests::begin_in(&txn, s, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose).await {
         Ok(r) => r,
-        Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
+        Err(e) => {
+            txn.rollback().await?;
+            return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}")));
+        }
     };
-    log_relaxed(
-        s,
+    log(
+        &txn,
+        s.now(),
         p.id,
         stage,
         attempt,
         format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference),
     )
     .await?;
-    send_capture(s, p, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
+    txn.commit().await?;
+    ctx.p.capture_path = Some(path_text(&path));
+    send_capture(s, ctx, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
 }
 
-async fn send_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
+async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
     let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
     crate::crashpoint::hit("capture:intent");
     let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await;
     crate::crashpoint::hit("capture:sent");
     if matches!(result, Err(ConnectorError::Timeout)) {
-        log_relaxed(s, p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
+        log_relaxed(s, ctx.p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
     }
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
-    record_capture(s, p, req, auth, resolution).await
+    record_capture(s, ctx, req, auth, resolution).await
 }
 
-async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
+/// Records a capture's outcome with its effects in one transaction; a capture also adds to what
+/// this run's process has captured.
+async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
+    let p = &ctx.p;
     let now = s.now();
     let cur = currency(&req.currency);
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    let mut captured_now = 0;
     let end = match resolution {
         Resolution::Done(Outcome::Captured(c)) => {
+            captured_now = c.amount.minor();
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let captured = a.captured_minor + c.amount.minor();
             let status = if captured >= a.amount_minor {
@@ -245,13 +269,8 @@ async fn record_capture(s: &Services, p: &pp::Model, req: &pr::Model, auth: &au:
         }
     };
     txn.commit().await?;
+    ctx.p.captured_minor += captured_now;
     Ok(end)
-}
-
-/// Whether the process is for a credit note (negative amount): stage 2 refunds instead of capturing.
-async fn is_credit(s: &Services, p: &pp::Model) -> ServiceResult<bool> {
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
-    Ok(invoice.amount_minor < 0)
 }
 
 /// What the process's refund requests have refunded (their recorded, approved outcomes).
@@ -270,8 +289,9 @@ pub(crate) async fn refunded_by(db: &impl sea_orm::ConnectionTrait, process_id: 
 /// Stage 2 of a credit note: refund its amount against the order's captures, newest first, over
 /// several captures only with Refunds over multiple captures on; never more than was captured
 /// (R-CAP-4). Earlier requests whose outcome was not recorded are settled first (R-CAP-5).
-async fn refund(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::CaptureOrRefund;
+    let p = &ctx.p;
     let earlier = pr::Entity::find()
         .filter(pr::Column::ProcessId.eq(p.id))
         .filter(pr::Column::Stage.eq(stage.code()))
@@ -292,7 +312,7 @@ async fn refund(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<Stag
             return Ok(StageEnd::Failed(failure));
         }
     }
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    let invoice = &ctx.invoice;
     let cur = currency(&invoice.currency);
     // The part of a return refunded in cash was settled with the credit note (R-PRE-5).
     let target = -(invoice.amount_minor - invoice.prepaid_minor);
@@ -460,10 +480,10 @@ async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) ->
 }
 
 /// Stage 3: post the customer payment journal for what stage 2 captured or refunded (once per process).
-pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> {
-    let p = pp::Entity::find_by_id(p.id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
-    if is_credit(s, &p).await? {
-        return refund_journal(s, &p).await;
+pub(super) async fn payment_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
+    let p = &ctx.p;
+    if ctx.is_credit() {
+        return refund_journal(s, ctx).await;
     }
     if p.captured_minor == 0 {
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
@@ -472,8 +492,7 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
     if fired.error_before {
         return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
     }
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
-    let order = orders::find(&s.db, p.order_id).await?;
+    let (invoice, order) = (&ctx.invoice, &ctx.order);
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let posted = post_journal(
@@ -482,7 +501,7 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
         Posting {
             invoice_id: Some(p.invoice_id),
             tender: Some(Tender::Card),
-            ..Posting::for_order(&order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
+            ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
         },
         vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)],
     )
@@ -495,7 +514,8 @@ pub(super) async fn payment_journal(s: &Services, p: &pp::Model) -> ServiceResul
 }
 
 /// Stage 3 of a credit note: the refund payment journal (debit receivable, credit card clearing).
-async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> {
+async fn refund_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
+    let p = &ctx.p;
     let refunded = refunded_by(&s.db, p.id).await?;
     if refunded == 0 {
         return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
@@ -504,8 +524,7 @@ async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> 
     if fired.error_before {
         return Ok(StageEnd::Failed("The refund journal could not be posted (injected fault). Resume posts it; the card is not refunded again.".into()));
     }
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
-    let order = orders::find(&s.db, p.order_id).await?;
+    let (invoice, order) = (&ctx.invoice, &ctx.order);
     let amount = Money::from_minor(refunded, currency(&invoice.currency));
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let posted = post_journal(
@@ -514,7 +533,7 @@ async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> 
         Posting {
             invoice_id: Some(p.invoice_id),
             tender: Some(Tender::Card),
-            ..Posting::for_order(&order, format!("payment:process:{}", p.id), JournalKind::RefundPayment, format!("Card refund for {} ({})", invoice.number, order.number))
+            ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::RefundPayment, format!("Card refund for {} ({})", invoice.number, order.number))
         },
         vec![JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amount), JournalLine::credit(accounts::CARD_CLEARING, amount)],
     )
@@ -527,9 +546,10 @@ async fn refund_journal(s: &Services, p: &pp::Model) -> ServiceResult<StageEnd> 
 }
 
 /// Stage 4: authorize what is left to invoice when no open authorization covers it (R-CAP-3).
-pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i32) -> ServiceResult<StageEnd> {
+pub(super) async fn authorize_remaining(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::AuthorizeRemaining;
-    if is_credit(s, p).await? {
+    let p = &ctx.p;
+    if ctx.is_credit() {
         return Ok(StageEnd::Skipped("A credit note leaves nothing to authorize.".into()));
     }
     let line_of = |order_id: i32| async move {
@@ -562,13 +582,13 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
             _ => {}
         }
     }
-    let order = orders::find(&s.db, p.order_id).await?;
-    let balance = orders::balance(&s.db, &order).await?;
+    let order = &ctx.order;
+    let balance = orders::balance(&s.db, order).await?;
     if balance.minor() == 0 {
         return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
     }
     // What the deposit already paid is not authorized again (R-PRE-2).
-    let unapplied = crate::service::prepayments::unapplied_deposit(&s.db, &order).await?;
+    let unapplied = crate::service::prepayments::unapplied_deposit(&s.db, order).await?;
     if unapplied >= balance.minor() {
         return Ok(StageEnd::Skipped(format!("The deposit ({}) covers what remains to invoice; nothing to authorize.", Money::from_minor(unapplied, balance.currency()))));
     }
@@ -583,7 +603,7 @@ pub(super) async fn authorize_remaining(s: &Services, p: &pp::Model, attempt: i3
         .all(&s.db)
         .await?;
     let covered: i64 = open.iter().filter(|a| a.expires_at > now).map(|a| a.amount_minor - a.captured_minor).sum();
-    let incremental = pp::Entity::find_by_id(p.id).one(&s.db).await?.and_then(|x| x.capture_path).is_some_and(|t| t.starts_with("Incremental"));
+    let incremental = p.capture_path.as_deref().is_some_and(|t| t.starts_with("Incremental"));
     if incremental && covered > 0 && covered < balance.minor() {
         // R-CAP-1 and R-AUT-2: the original authorization is retained, no overlapping one is
         // taken; a total that grew without an edit of the payment line is captured only up to it.
