@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
 };
 use std::str::FromStr;
@@ -150,7 +150,9 @@ async fn post_document(
         }
         inputs.push((line, *qty));
     }
-    let first = inv::Entity::find().filter(inv::Column::OrderId.eq(order_id)).count(&txn).await? == 0;
+    // Every invoice takes a positive quantity of some line and credit notes never lower an
+    // invoiced quantity, so "no line invoiced yet" is "no invoice yet".
+    let first = lines.iter().all(|l| l.invoiced_quantity == 0);
     let charges = Money::from_minor(if first && !credit { order.charges_minor } else { 0 }, currency);
     let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
     let line_inputs: Vec<InvoiceLineInput> = inputs
@@ -381,18 +383,32 @@ pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, 
     Ok(Some(j))
 }
 
-pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
-    stage_log::ActiveModel {
-        process_id: Set(process_id),
-        stage: Set(stage.code().to_string()),
-        attempt: Set(attempt),
-        at: Set(at),
-        message: Set(message),
-        ..Default::default()
+/// One line of a stage's execution log.
+pub(crate) struct LogLine {
+    pub at: DateTime<Utc>,
+    pub stage: Stage,
+    pub attempt: i32,
+    pub message: String,
+}
+
+/// Appends lines to a process's execution log in one statement.
+pub(crate) async fn log_lines(db: &impl ConnectionTrait, process_id: i32, lines: Vec<LogLine>) -> Result<(), DbErr> {
+    if lines.is_empty() {
+        return Ok(());
     }
-    .insert(db)
-    .await
-    .map(|_| ())
+    let rows = lines.into_iter().map(|l| stage_log::ActiveModel {
+        process_id: Set(process_id),
+        stage: Set(l.stage.code().to_string()),
+        attempt: Set(l.attempt),
+        at: Set(l.at),
+        message: Set(l.message),
+        ..Default::default()
+    });
+    stage_log::Entity::insert_many(rows).exec_without_returning(db).await.map(|_| ())
+}
+
+pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
+    log_lines(db, process_id, vec![LogLine { at, stage, attempt, message }]).await
 }
 
 /// Appends a line to a stage's execution log in a bookkeeping transaction (see
@@ -434,9 +450,10 @@ struct Ended {
 }
 
 impl Ended {
-    async fn write(&self, db: &impl ConnectionTrait, process_id: i32) -> Result<(), DbErr> {
+    /// Writes the end mark; returns the log line, for the caller to write with its own.
+    async fn write(self, db: &impl ConnectionTrait, process_id: i32) -> Result<LogLine, DbErr> {
         set_stage(db, process_id, self.stage, self.status, self.attempt, None, Some(self.at), None).await?;
-        log(db, self.at, process_id, self.stage, self.attempt, self.message.clone()).await
+        Ok(LogLine { at: self.at, stage: self.stage, attempt: self.attempt, message: self.message })
     }
 }
 
@@ -460,13 +477,15 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
         });
         let Some(stage) = next else {
             let txn = crate::service::begin_bookkeeping(&s.db).await?;
-            if let Some(e) = &ended {
-                e.write(&txn, process_id).await?;
+            let last = ended.as_ref().map(|e| e.stage);
+            if let Some(e) = ended.take() {
+                let line = e.write(&txn, process_id).await?;
+                log_lines(&txn, process_id, vec![line]).await?;
             }
             finish_process(s, &txn, process_id, ProcessStatus::Completed, None).await?;
             txn.commit().await?;
-            if let Some(e) = ended {
-                crate::crashpoint::hit(&format!("after:{}", e.stage.code()));
+            if let Some(stage) = last {
+                crate::crashpoint::hit(&format!("after:{}", stage.code()));
             }
             return Ok(ProcessStatus::Completed);
         };
@@ -481,26 +500,26 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
             txn.rollback().await?;
             return Ok(ProcessStatus::Running);
         }
-        if let Some(e) = &ended {
-            e.write(&txn, process_id).await?;
+        let mut lines = Vec::with_capacity(2);
+        let previous = ended.as_ref().map(|e| e.stage);
+        if let Some(e) = ended.take() {
+            lines.push(e.write(&txn, process_id).await?);
         }
         set_stage(&txn, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
-        log(
-            &txn,
-            now,
-            process_id,
+        lines.push(LogLine {
+            at: now,
             stage,
             attempt,
-            if interrupted {
+            message: if interrupted {
                 format!("Attempt {attempt} started after an interruption of the previous attempt.")
             } else {
                 format!("Attempt {attempt} started.")
             },
-        )
-        .await?;
+        });
+        log_lines(&txn, process_id, lines).await?;
         txn.commit().await?;
-        if let Some(e) = ended.take() {
-            crate::crashpoint::hit(&format!("after:{}", e.stage.code()));
+        if let Some(stage) = previous {
+            crate::crashpoint::hit(&format!("after:{}", stage.code()));
         }
         let end = match stage {
             Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),

@@ -2,7 +2,7 @@
 //! attempt recorded, asks the processor about any request whose outcome was not recorded, and only
 //! then sends a request, reusing the earlier tracking id when the processor never received it.
 use super::requests::{self, Purpose, Resolution};
-use super::{log, log_relaxed, post_journal, Posting, StageEnd};
+use super::{log, log_relaxed, post_journal, LogLine, Posting, StageEnd};
 use crate::connector::{ConnectorError, Outcome};
 use crate::domain::capture::{capture_path, CaptureConditions, CapturePath};
 use crate::domain::money::{Currency, Money};
@@ -154,7 +154,6 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
         .filter(pp::Column::Id.eq(p.id))
         .exec(&txn)
         .await?;
-    log(&txn, s.now(), p.id, stage, attempt, msg).await?;
     let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None };
     let req = match requests::begin_in(&txn, s, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose).await {
         Ok(r) => r,
@@ -163,13 +162,12 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
             return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}")));
         }
     };
-    log(
+    let now = s.now();
+    let requested = format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference);
+    super::log_lines(
         &txn,
-        s.now(),
         p.id,
-        stage,
-        attempt,
-        format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference),
+        vec![LogLine { at: now, stage, attempt, message: msg }, LogLine { at: now, stage, attempt, message: requested }],
     )
     .await?;
     txn.commit().await?;

@@ -609,7 +609,8 @@ pub async fn balance(db: &impl ConnectionTrait, order: &so::Model) -> ServiceRes
             unit_price: Money::from_minor(l.unit_price_minor, currency),
         })
         .collect();
-    let invoiced_before = inv::Entity::find().filter(inv::Column::OrderId.eq(order.id)).count(db).await? > 0;
+    // An invoice always takes a positive quantity of some line (credit notes never lower it).
+    let invoiced_before = lines.iter().any(|l| l.invoiced_quantity > 0);
     let charges = Money::from_minor(if invoiced_before { 0 } else { order.charges_minor }, currency);
     let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
     if inputs.iter().all(|i| i.quantity == 0) {
