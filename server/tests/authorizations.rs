@@ -106,6 +106,40 @@ db_test!(expiry_runs_in_bounded_batches_and_skips_what_is_captured, |db| {
     assert!(invariants::check(&s.db).await.unwrap().clean());
 });
 
+db_test!(two_expiry_runs_at_once_expire_each_authorization_exactly_once, |db| {
+    // R-AUT-4 with two servers: two runs of the job at the same moment (on PostgreSQL each run is
+    // two workers on disjoint shares of the orders, and the runs skip each other's locked rows)
+    // expire every due authorization once, hold every order once, and fail nothing.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut placed = Vec::new();
+    for i in 0..14 {
+        placed.push(OrderBuilder::new(&fx).line("Lamp", 1 + i % 3, "9.50").place(s).await.order_id);
+    }
+    db.clock.advance(chrono::Duration::days(30));
+    let other = s.clone();
+    let (a, b) = tokio::join!(expire_authorizations(s, 3), expire_authorizations(&other, 3));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.expired + b.expired, 14, "each authorization expired by exactly one run: {a:?} {b:?}");
+    assert_eq!(a.orders_held + b.orders_held, 14, "{a:?} {b:?}");
+    assert_eq!(a.pending_authorization + b.pending_authorization, 14, "{a:?} {b:?}");
+    let audited: Vec<audit_log::Model> = audit_log::Entity::find().filter(audit_log::Column::Action.eq("job.expiry")).all(&s.db).await.unwrap();
+    let in_audit: i64 = audited
+        .iter()
+        .map(|e| e.after.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()).and_then(|v| v["expired"].as_i64()).unwrap_or(0))
+        .sum();
+    assert_eq!(in_audit, 14, "the batches' audit entries add up to what expired");
+    for id in placed {
+        let d = orders::detail(s, id).await.unwrap();
+        assert_eq!(d.authorizations[0].status, AuthorizationStatus::Expired);
+        assert_eq!(d.payments[0].status, PaymentStatus::PendingAuthorization);
+    }
+    let held = sales_order::Entity::find().filter(sales_order::Column::DoNotProcess.eq(true)).count(&s.db).await.unwrap();
+    assert_eq!(held, 14);
+    assert_eq!(expire_authorizations(s, 3).await.unwrap(), ExpiryReport::default(), "nothing is left for a third run");
+});
+
 db_test!(the_expiry_bench_expires_every_authorization, |db| {
     // `paystage bench expiry` at a small size: the bulk-created authorizations all expire.
     let s = &db.services;
