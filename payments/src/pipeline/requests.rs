@@ -35,7 +35,20 @@ pub async fn begin_in(
     purpose: Purpose,
 ) -> Result<pr::Model, BeginError> {
     let reference = s.connector.payment_reference(command, amount).await.map_err(BeginError::Connector)?;
-    let m = pr::ActiveModel {
+    record_intent(db, connector_id, command, amount, purpose, reference).await.map_err(BeginError::Database)
+}
+
+/// Writes the intent (status pending) for a tracking id already obtained from the connector, in
+/// the caller's transaction. Obtaining the id first keeps a connector call out of the transaction.
+pub async fn record_intent(
+    db: &impl ConnectionTrait,
+    connector_id: i32,
+    command: Command,
+    amount: Money,
+    purpose: Purpose,
+    reference: crate::connector::PaymentReference,
+) -> Result<pr::Model, DbErr> {
+    pr::ActiveModel {
         tracking_id: Set(reference.tracking_id),
         connector_id: Set(connector_id),
         command: Set(command.code().to_string()),
@@ -55,8 +68,6 @@ pub async fn begin_in(
     }
     .insert(db)
     .await
-    .map_err(BeginError::Database)?;
-    Ok(m)
 }
 
 #[derive(Debug, thiserror::Error)]

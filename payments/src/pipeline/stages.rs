@@ -146,8 +146,12 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
             Money::from_minor(amount, cur)
         ));
     }
-    // The chosen path, its log lines and the request's intent commit together, durably, before
-    // the processor is called (R-CAP-5).
+    // The tracking id is obtained from the connector first (R-CAP-5); then the chosen path, its
+    // log lines and the request's intent commit together, durably, before the processor is called.
+    let reference = match s.connector.payment_reference(Command::Capture, Money::from_minor(amount, cur)).await {
+        Ok(r) => r,
+        Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
+    };
     let txn = s.db.begin().await?;
     pp::Entity::update_many()
         .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
@@ -155,13 +159,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
         .exec(&txn)
         .await?;
     let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None };
-    let req = match requests::begin_in(&txn, s, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose).await {
-        Ok(r) => r,
-        Err(e) => {
-            txn.rollback().await?;
-            return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}")));
-        }
-    };
+    let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose, reference).await?;
     let now = s.now();
     let requested = format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference);
     super::log_lines(
