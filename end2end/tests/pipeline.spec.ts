@@ -95,6 +95,10 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   await expect(row).toHaveCount(1);
   await expect(row).toContainText('3. Post the payment journal');
   await expect(row).toContainText('injected fault');
+  // The nine columns and the actions fit beside the navigation: no sideways scrolling at 1280 px.
+  await expect(row.locator('td')).toHaveCount(9);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow, 'the page is no wider than the window').toBeLessThanOrEqual(0);
   const invoice = await row.getAttribute('data-invoice');
 
   await row.getByRole('link', { name: 'View history' }).click();

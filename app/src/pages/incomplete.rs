@@ -93,8 +93,13 @@ pub fn IncompletePage() -> impl IntoView {
                             <td>{r.failed_stage.map(|s| format!("{}. {}", s.number(), s.label()))}</td>
                             <td class="reason">{r.reason.clone()}</td>
                             <td class="num">{r.attempts}</td>
-                            <td class="nowrap">{r.last_attempt.map(|t| t.format("%Y-%m-%d %H:%M").to_string())}</td>
-                            <td class="row-actions">
+                            <td>
+                                {r.last_attempt.map(|t| view! {
+                                    <span class="nowrap">{t.format("%Y-%m-%d").to_string()}</span>" "
+                                    <span class="nowrap">{t.format("%H:%M").to_string()}</span>
+                                })}
+                            </td>
+                            <td><div class="row-actions">
                                 <ActionForm action=resume>
                                     <input type="hidden" name="process_id" value=r.process_id />
                                     <button type="submit" class="primary">"Resume"</button>
@@ -109,13 +114,13 @@ pub fn IncompletePage() -> impl IntoView {
                                     </ActionForm>
                                 </details>
                                 <a href=history>"View history"</a>
-                            </td>
+                            </div></td>
                         </tr>
                     }
                 })
                 .collect_view();
             view! {
-                <table class="grid">
+                <table class="grid incomplete">
                     <thead>
                         <tr>
                             <th>"Invoice"</th>
