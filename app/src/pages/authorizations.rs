@@ -100,7 +100,7 @@ pub fn AuthorizationsPage() -> impl IntoView {
                     view! { <p class="muted">"No card payment lines match."</p> }.into_any()
                 } else {
                     view! {
-                        <table class="grid">
+                        <table class="grid compact">
                             <thead><tr>
                                 <th>"Sales order"</th><th>"Customer account"</th><th>"Card"</th>
                                 <th class="num">"Amount"</th><th>"Payment status"</th><th>"Expired"</th><th>"Expires"</th><th>"Order"</th>

@@ -120,7 +120,7 @@ pub fn IncompletePage() -> impl IntoView {
                 })
                 .collect_view();
             view! {
-                <table class="grid incomplete">
+                <table class="grid compact">
                     <thead>
                         <tr>
                             <th>"Invoice"</th>
