@@ -437,3 +437,24 @@ db_test!(a_refund_whose_answer_was_lost_is_asked_about_not_sent_again, |db| {
     assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 1);
     assert_clean(&db).await;
 });
+
+db_test!(charges_are_invoiced_once_with_the_first_invoice_also_after_a_credit_note, |db| {
+    // R-MON-1, R-CAP-4: the order's charges go on its first invoice only ("first" is told from the
+    // lines' invoiced quantities), and the balance left to authorize stops counting them once
+    // invoiced; a credit note in between changes neither.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Boots", 2, "100.00").charges("10.00").tax("0").place(s).await;
+    assert_eq!(detail(s, placed.order_id).await.balance.minor(), 21_000);
+    let first = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!((first.status, first.amount.minor()), (ProcessStatus::Completed, 11_000), "100.00 + the 10.00 charges");
+    assert_eq!(detail(s, placed.order_id).await.balance.minor(), 10_000, "the charges are no longer due");
+    let line = detail(s, placed.order_id).await.lines[0].id;
+    let credit = pipeline::credit(s, "finance", placed.order_id, &[(line, 1)]).await.unwrap();
+    assert_eq!((credit.status, credit.amount.minor()), (ProcessStatus::Completed, -10_000));
+    let second = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!((second.status, second.amount.minor()), (ProcessStatus::Completed, 10_000), "no charges a second time");
+    assert_eq!(detail(s, placed.order_id).await.balance.minor(), 0);
+    assert_clean(&db).await;
+});
