@@ -1,5 +1,7 @@
 //! Paystage's schema. One file per change; every migration must behave the same on SQLite and
-//! PostgreSQL (money as integer minor units, timestamps with time zone, no backend-specific SQL).
+//! PostgreSQL (money as integer minor units, timestamps with time zone, no backend-specific SQL;
+//! the one exception is a PostgreSQL storage parameter that SQLite has no counterpart for, see
+//! migration 7).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_foundation;
@@ -8,6 +10,7 @@ mod m20261122_000003_credits;
 mod m20261123_000004_tokens;
 mod m20261123_000005_prepayments;
 mod m20261130_000006_open_authorizations_index;
+mod m20261130_000007_hot_update_room;
 
 pub struct Migrator;
 
@@ -19,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_tokens::Migration),
             Box::new(m20261123_000005_prepayments::Migration),
             Box::new(m20261130_000006_open_authorizations_index::Migration),
+            Box::new(m20261130_000007_hot_update_room::Migration),
         ]
     }
 }

@@ -147,9 +147,15 @@ pub async fn expire_authorizations(s: &Services, batch: u64) -> ServiceResult<Ex
 }
 
 /// Concurrent workers of the PostgreSQL expiry job. Each takes the authorizations of its own
-/// share of the orders (`order_id % workers`), so two workers never touch the same order or
-/// payment line and never wait on each other's locks; the database runs them on separate cores.
+/// share of the orders, so two workers never touch the same order or payment line and never wait
+/// on each other's locks; the database runs them on separate cores.
 pub const EXPIRY_WORKERS_PG: u32 = 2;
+
+/// Orders are shared out between the workers in blocks of this many consecutive ids
+/// (`order_id / block % workers`), not one by one: rows are stored roughly in id order, so with
+/// blocks each worker changes pages of its own instead of both changing every page (measured on
+/// 1,000,000 authorizations: fewer page images in the log and no waits on page locks).
+pub const EXPIRY_SHARE_BLOCK: u32 = 1024;
 
 /// The PostgreSQL form of [`expire_authorizations`]: [`EXPIRY_WORKERS_PG`] workers, each running
 /// batches of one statement whose data-modifying CTEs expire the authorizations, move their payment
@@ -197,15 +203,18 @@ async fn expire_share_pg(s: &Services, batch: u64, share: u32) -> ServiceResult<
     let pending = PaymentStatus::PendingAuthorization.code();
     let online = ChannelKind::OnlineStore.code();
     let workers = EXPIRY_WORKERS_PG;
-    // `= ANY(ARRAY(…))` looks the due rows up by primary key; a join with `due` was planned as a
-    // hash join over every open authorization, once per batch.
+    let block = EXPIRY_SHARE_BLOCK;
+    // The due rows are updated where `due` found them: `ctid = ANY(ARRAY(…))` is a TID scan, no
+    // index descent per row (a join with `due` was planned as a hash join over every open
+    // authorization, once per batch). The row lock taken in `due` keeps each row where it is
+    // until this transaction ends, so the physical address read there is still the row's here.
     let sql = format!(
         "WITH due AS (
-            SELECT id FROM authorizations
-             WHERE status = '{open}' AND expires_at <= $1 AND order_id % {workers} = {share}
+            SELECT ctid AS tid FROM authorizations
+             WHERE status = '{open}' AND expires_at <= $1 AND order_id / {block} % {workers} = {share}
              LIMIT {batch} FOR UPDATE SKIP LOCKED
          ), exp AS (
-            UPDATE authorizations a SET status = '{expired}' WHERE a.id = ANY(ARRAY(SELECT id FROM due)) AND a.status = '{open}'
+            UPDATE authorizations a SET status = '{expired}' WHERE a.ctid = ANY(ARRAY(SELECT tid FROM due)) AND a.status = '{open}'
             RETURNING a.payment_line_id, a.order_id
          ), lines AS (
             UPDATE payment_lines p
