@@ -3,8 +3,12 @@
 //! written, and the write-ahead log carries one small record instead of one per index. The expiry
 //! job updates three rows per authorization (the authorization, its payment line, its order), and
 //! invoicing updates the same rows again; with pages packed full (fillfactor 100, the default)
-//! none of those updates found room. Measured on 1,000,000 expiring authorizations: payment-line
-//! and order updates became 98 % HOT and the job's log volume fell by about a third.
+//! none of those updates found room. Measured with `bench expiry` on 1,000,000 authorizations
+//! laid out as the application writes them: about a quarter of the job's order and payment-line
+//! updates become HOT (the job changes every row of a page in one batch, and a fifth of a page
+//! holds about a quarter of its rows again); the run took 33.7–35.3 s with this migration and
+//! 38.7 s without. The authorization's own update cannot be HOT: its status is in the predicate
+//! of the expiry index.
 //!
 //! `fillfactor` only shapes pages written from now on (existing pages keep their rows until they
 //! are rewritten, by `VACUUM FULL` or naturally), so the migration is instant on a large database.

@@ -42,7 +42,15 @@ async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
 }
 
 fn client() -> Client {
-    Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
+    // A request that gets no answer fails the test with the URL it waited on instead of stalling
+    // the whole run (one full run hung once in `pages_are_guarded_on_the_server`, idle, and did
+    // not reproduce; this makes the next occurrence say where).
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 async fn signed_in(app: &TestApp, username: &str) -> Client {
