@@ -11,6 +11,7 @@ mod m20261123_000004_tokens;
 mod m20261123_000005_prepayments;
 mod m20261130_000006_open_authorizations_index;
 mod m20261130_000007_hot_update_room;
+mod m20261201_000008_expiry_watermark;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_prepayments::Migration),
             Box::new(m20261130_000006_open_authorizations_index::Migration),
             Box::new(m20261130_000007_hot_update_room::Migration),
+            Box::new(m20261201_000008_expiry_watermark::Migration),
         ]
     }
 }

@@ -275,6 +275,17 @@ pub struct ExpiryBenchReport {
     pub seconds: f64,
     pub peak_rss_mb: f64,
     pub orders_held: u64,
+    /// After the run: the overview's counts (Pending Authorization, orders on hold, …), which
+    /// apply expiry as they count (`service::expiry`), in milliseconds.
+    pub overview_ms: f64,
+    /// After the run: the first page of Authorization management filtered by Pending
+    /// Authorization, in milliseconds.
+    pub pending_page_ms: f64,
+    /// The sweep that then stores expiry on every order's rows (`service::expiry::store_expired`).
+    pub store_seconds: f64,
+    /// The overview's counts and the Pending Authorization page once the sweep is done.
+    pub overview_after_store_ms: f64,
+    pub pending_page_after_store_ms: f64,
 }
 
 /// `paystage bench expiry`: bulk-creates `n` authorized orders whose authorizations expired a day
@@ -295,6 +306,11 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
     let now = s.now();
     let expired_at = now - chrono::Duration::days(1);
     let authorized_at = now - chrono::Duration::days(8);
+    if let Some(wm) = crate::service::expiry::watermark(&s.db).await?.filter(|wm| *wm >= expired_at) {
+        return Err(ServiceError::Conflict(format!(
+            "the expiry job has already run on this database up to {wm}, past the bench's expiry date; use a fresh database"
+        )));
+    }
     let series = format!("WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n})");
     let prefix = format!("XB{run}-");
     let txn = s.db.begin().await?;
@@ -350,13 +366,50 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
         s.db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
     }
     let started = Instant::now();
-    let r = crate::service::jobs::expire_authorizations(s, crate::service::jobs::EXPIRY_BATCH).await?;
+    let r = crate::service::jobs::expire_authorizations(s).await?;
     let seconds = started.elapsed().as_secs_f64();
+    // What readers pay for expiry not being stored row by row: the overview and the Pending
+    // Authorization list over every authorization just expired.
+    let ms = |t: Instant| (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let t = Instant::now();
+    let st = crate::service::standing::standing(s).await?;
+    let overview_ms = ms(t);
+    let t = Instant::now();
+    let page = crate::service::authorizations::list(s, "pending_authorization", 1).await?;
+    let pending_page_ms = ms(t);
+    let check = |st: &crate::domain::payment_views::PaymentStanding, listed: u64, when: &str| {
+        if st.pending_authorization < r.pending_authorization || listed < r.pending_authorization || st.orders_on_hold < r.orders_held {
+            return Err(ServiceError::Conflict(format!(
+                "{when} the overview counts {} pending and {} held, the list {listed} pending; the job reported {r:?}",
+                st.pending_authorization, st.orders_on_hold
+            )));
+        }
+        Ok(())
+    };
+    check(&st, page.total, "after the job")?;
+    let t = Instant::now();
+    let stored = crate::service::expiry::store_expired(s, crate::service::expiry::STORE_BATCH).await?;
+    let store_seconds = (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    if stored.authorizations != r.expired {
+        return Err(ServiceError::Conflict(format!("the sweep stored {stored:?}; the job expired {r:?}")));
+    }
+    let t = Instant::now();
+    let st = crate::service::standing::standing(s).await?;
+    let overview_after_store_ms = ms(t);
+    let t = Instant::now();
+    let page = crate::service::authorizations::list(s, "pending_authorization", 1).await?;
+    let pending_page_after_store_ms = ms(t);
+    check(&st, page.total, "after the sweep")?;
     Ok(ExpiryBenchReport {
         authorizations: n,
         expired: r.expired,
         seconds: (seconds * 1000.0).round() / 1000.0,
         peak_rss_mb: (peak_rss_mb() * 100.0).round() / 100.0,
         orders_held: r.orders_held,
+        overview_ms,
+        pending_page_ms,
+        store_seconds,
+        overview_after_store_ms,
+        pending_page_after_store_ms,
     })
 }

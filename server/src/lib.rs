@@ -118,20 +118,28 @@ pub const RECOVERY_BATCH: u64 = 200;
 
 /// Deletes expired sessions every hour, and runs payment recovery at start-up and every
 /// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3); and
-/// the authorization jobs at start-up and every `expiry_seconds`: expiry (R-AUT-3/4), then the
-/// authorization resubmit job (R-AUT-1).
+/// the authorization jobs at start-up and every `expiry_seconds`: expiry (R-AUT-3/4) and the
+/// sweep that stores it on the rows, then the authorization resubmit job (R-AUT-1).
 pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_seconds: u32) {
     let expiry = services.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(u64::from(expiry_seconds)));
         loop {
             every.tick().await;
-            match payments::service::jobs::expire_authorizations(&expiry, payments::service::jobs::EXPIRY_BATCH).await {
+            match payments::service::jobs::expire_authorizations(&expiry).await {
                 Ok(r) if r.expired > 0 => {
                     tracing::info!(expired = r.expired, pending = r.pending_authorization, declined = r.declined, held = r.orders_held, "authorization expiry");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "authorization expiry failed; will retry"),
+            }
+            // Expiry is in effect once the job ran; the sweep stores it on the rows.
+            match payments::service::expiry::store_expired(&expiry, payments::service::expiry::STORE_BATCH).await {
+                Ok(r) if r.authorizations > 0 => {
+                    tracing::info!(authorizations = r.authorizations, lines = r.lines, orders = r.orders, "expiry stored on the rows");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "storing expiry on the rows failed; the next pass continues"),
             }
             match payments::service::jobs::resubmit_authorizations(&expiry, payments::service::jobs::RESUBMIT_BATCH).await {
                 Ok(r) if r.authorized + r.declined + r.not_completed > 0 => {

@@ -258,10 +258,13 @@ async fn main() {
         }
         Command::Jobs { command: JobsCommand::Run { job: Job::Expiry } } => {
             let services = open_services(&config).await;
-            let report = payments::service::jobs::expire_authorizations(&services, payments::service::jobs::EXPIRY_BATCH)
+            let report = payments::service::jobs::expire_authorizations(&services)
                 .await
                 .unwrap_or_else(|e| fail(e));
-            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            let stored = payments::service::expiry::store_expired(&services, payments::service::expiry::STORE_BATCH)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::json!({ "expiry": report, "stored": stored }));
         }
         Command::Jobs { command: JobsCommand::Run { job: Job::Resubmit } } => {
             let services = open_services(&config).await;

@@ -144,7 +144,7 @@ async fn payment_records(db: &TestDb) -> Ids {
         .exec(&s.db)
         .await
         .unwrap();
-    payments::service::jobs::expire_authorizations(s, 100).await.unwrap();
+    payments::service::jobs::expire_authorizations(s).await.unwrap();
     let expired_line = payment_line(expired_order).await;
     let pos = payments::entity::channel::Entity::find()
         .filter(payments::entity::channel::Column::Kind.eq("pos_store"))

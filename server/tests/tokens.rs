@@ -271,7 +271,7 @@ db_test!(authorization_management_lists_expired_lines_and_voids_them, |db| {
     let placed = OrderBuilder::new(&fx).line("Desk", 1, "300.00").place(s).await;
     OrderBuilder::new(&fx).line("Pen", 1, "3.00").place(s).await;
     db.clock.advance(chrono::Duration::days(8));
-    expire_authorizations(s, 100).await.unwrap();
+    expire_authorizations(s).await.unwrap();
     let page = authorizations::list(s, "pending_authorization", 1).await.unwrap();
     assert_eq!(page.total, 2);
     let row = page.rows.iter().find(|r| r.order_id == placed.order_id).unwrap();
@@ -298,6 +298,11 @@ db_test!(authorization_management_lists_expired_lines_and_voids_them, |db| {
     assert!(m.contains("voided"), "{m}");
     let d = authorizations::detail(s, row.payment_line_id).await.unwrap();
     assert_eq!((d.row.payment_status, d.responses[0].status), (PaymentStatus::Voided, AuthorizationStatus::Voided));
+    // The void changed the order, so expiry was stored on it first: the order stays held until
+    // a new payment is taken, in its row and on its page (R-AUT-4).
+    assert!(d.row.do_not_process && orders::detail(s, placed.order_id).await.unwrap().order.do_not_process);
+    let o = sales_order::Entity::find_by_id(placed.order_id).one(&s.db).await.unwrap().unwrap();
+    assert!(o.do_not_process, "stored on the order's row");
     assert!(authorizations::void_expired(s, "finance", row.payment_line_id).await.is_err(), "voided once");
     assert_eq!(audit_log::Entity::find().filter(audit_log::Column::Action.eq("authorization.void")).count(&s.db).await.unwrap(), 1);
 

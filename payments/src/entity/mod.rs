@@ -8,6 +8,7 @@ pub mod connector;
 pub mod connector_merchant_property;
 pub mod customer;
 pub mod customer_card;
+pub mod expiry_watermark;
 pub mod feature;
 pub mod invoice;
 pub mod invoice_line;

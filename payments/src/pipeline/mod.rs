@@ -113,6 +113,8 @@ async fn post_document(
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("There is no sales order with id {order_id}.")))?;
+    // Expiry is stored on the order first (R-AUT-4): an order it holds is refused below.
+    let order = crate::service::expiry::settle(&txn, order).await?;
     if order.do_not_process {
         return Err(ServiceError::Conflict(format!("{} is on hold (Do not process); take a new payment first.", order.number)));
     }

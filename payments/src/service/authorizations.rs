@@ -4,6 +4,7 @@
 //! adjustment of an authorization when its payment line is edited (R-AUT-2). Every processor call
 //! is preceded by its durable intent and followed by its outcome (R-CAP-5).
 use super::orders::{self, CardForm};
+use super::expiry::{overlay_at, payment_status_is, settle, watermark, Overlay, Watermark};
 use super::{audit, parameters, Services};
 use crate::connector::Outcome;
 use crate::domain::money::{Currency, Money};
@@ -33,9 +34,9 @@ fn currency(code: &str) -> Currency {
     Currency::from_code(code).unwrap_or(Currency::Usd)
 }
 
-fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>) -> AuthorizationResponseView {
+fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>, expiry: &Overlay) -> AuthorizationResponseView {
     let cur = currency(&a.currency);
-    let status = AuthorizationStatus::from_code(&a.status).unwrap_or(AuthorizationStatus::Open);
+    let status = expiry.authorization_status(a);
     AuthorizationResponseView {
         id: a.id,
         status,
@@ -51,8 +52,9 @@ fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>) -> Authoriza
     }
 }
 
-async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<chrono::Utc>) -> ServiceResult<AuthorizationRow> {
+async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<chrono::Utc>, wm: Watermark) -> ServiceResult<AuthorizationRow> {
     let order = orders::find(db, line.order_id).await?;
+    let expiry = overlay_at(db, &order, wm).await?;
     let cust = customer::Entity::find_by_id(order.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(order.channel_id).one(db).await?;
     let latest = au::Entity::find().filter(au::Column::PaymentLineId.eq(line.id)).order_by_desc(au::Column::Id).one(db).await?;
@@ -61,42 +63,43 @@ async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<
         order_id: order.id,
         order_number: order.number.clone(),
         order_status: OrderStatus::from_code(&order.status).unwrap_or(OrderStatus::Open),
-        do_not_process: order.do_not_process,
+        do_not_process: expiry.do_not_process(&order),
         customer_account: cust.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
         customer_name: cust.map(|c| c.name).unwrap_or_default(),
         channel_name: chan.map(|c| c.name).unwrap_or_default(),
         amount: Money::from_minor(line.amount_minor, currency(&order.currency)),
-        payment_status: PaymentStatus::from_code(&line.status).unwrap_or(PaymentStatus::PendingAuthorization),
+        payment_status: expiry.payment_status(line),
         token_kind: TokenKind::from_code(&line.token_kind).unwrap_or(TokenKind::Recurring),
         card: format!("{} •••• {}", line.card_type.clone().unwrap_or_default(), line.last_four.clone().unwrap_or_default()),
-        authorization: latest.as_ref().map(|a| response_view(a, now)),
+        authorization: latest.as_ref().map(|a| response_view(a, now, &expiry)),
     })
 }
 
 /// Card payment lines, newest first, filtered by payment status (or `expired`), with paging.
+/// Statuses are those with expiry applied (`service::expiry`).
 pub async fn list(s: &Services, status: &str, page: u64) -> ServiceResult<AuthorizationPage> {
     let now = s.now();
+    let wm = watermark(&s.db).await?;
     let mut q = pl::Entity::find().filter(pl::Column::Tender.eq(Tender::Card.code())).order_by_desc(pl::Column::Id);
     match status.trim() {
         "" => {}
         EXPIRED_FILTER => {
-            let expired = au::Entity::find()
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(au::Column::Status.eq(AuthorizationStatus::Expired.code()))
-                        .add(
-                            sea_orm::Condition::all()
-                                .add(au::Column::Status.eq(AuthorizationStatus::Open.code()))
-                                .add(au::Column::ExpiresAt.lte(now)),
-                        ),
-                )
-                .all(&s.db)
-                .await?;
-            q = q.filter(pl::Column::Id.is_in(expired.into_iter().map(|a| a.payment_line_id).collect::<Vec<_>>()));
+            // Lines with an authorization past its expiry: expired by the job, or open and past
+            // `expires_at` by the clock (the job has not run since).
+            q = q.filter(Expr::cust_with_values(
+                format!(
+                    "EXISTS (SELECT 1 FROM authorizations x WHERE x.payment_line_id = payment_lines.id \
+                     AND (x.status = '{expired}' OR (x.status = '{open}' AND x.expires_at <= {param})))",
+                    param = if s.db.get_database_backend() == sea_orm::DbBackend::Postgres { "$1" } else { "?" },
+                    expired = AuthorizationStatus::Expired.code(),
+                    open = AuthorizationStatus::Open.code()
+                ),
+                [now],
+            ));
         }
         code => {
             let st = PaymentStatus::from_code(code).ok_or_else(|| ServiceError::field("status", format!("There is no payment status \"{code}\".")))?;
-            q = q.filter(pl::Column::Status.eq(st.code()));
+            q = q.filter(payment_status_is(s.db.get_database_backend(), st, wm));
         }
     }
     let paginator = q.paginate(&s.db, PAGE_SIZE);
@@ -105,7 +108,7 @@ pub async fn list(s: &Services, status: &str, page: u64) -> ServiceResult<Author
     let page = page.clamp(1, pages);
     let mut rows = Vec::new();
     for line in paginator.fetch_page(page - 1).await? {
-        rows.push(row(&s.db, &line, now).await?);
+        rows.push(row(&s.db, &line, now, wm).await?);
     }
     Ok(AuthorizationPage { rows, page, pages, total })
 }
@@ -132,15 +135,17 @@ fn void_refusal(features: &crate::domain::features::FeatureSet, row: &Authorizat
 pub async fn detail(s: &Services, payment_line_id: i32) -> ServiceResult<AuthorizationDetail> {
     let now = s.now();
     let line = card_line(&s.db, payment_line_id).await?;
-    let row = row(&s.db, &line, now).await?;
+    let wm = watermark(&s.db).await?;
+    let row = row(&s.db, &line, now, wm).await?;
     let order = orders::find(&s.db, line.order_id).await?;
+    let expiry = overlay_at(&s.db, &order, wm).await?;
     let responses: Vec<AuthorizationResponseView> = au::Entity::find()
         .filter(au::Column::PaymentLineId.eq(line.id))
         .order_by_desc(au::Column::Id)
         .all(&s.db)
         .await?
         .iter()
-        .map(|a| response_view(a, now))
+        .map(|a| response_view(a, now, &expiry))
         .collect();
     let variant = responses.first().map(|r| r.payment_method_variant.clone()).unwrap_or_default();
     let pre = pad::Entity::find_by_id((order.channel_id, variant)).one(&s.db).await?.map(|d| d.days.max(1) as u32);
@@ -233,6 +238,10 @@ pub async fn new_payment(
     let conn = orders::default_connector(&s.db).await?;
     let now = s.now();
     let txn = s.db.begin().await?;
+    // Expiry is stored on the order's rows first, so the lines it moved are replaced below and the
+    // audit shows the hold the new payment releases.
+    let order = super::for_update(so::Entity::find_by_id(order.id), &txn).one(&txn).await?.unwrap_or(order);
+    let order = settle(&txn, order).await?;
     let replaced = pl::Entity::update_many()
         .col_expr(pl::Column::Status, Expr::value(PaymentStatus::Replaced.code()))
         .filter(pl::Column::OrderId.eq(order.id))
@@ -281,6 +290,12 @@ pub async fn void_expired(s: &Services, actor: &str, payment_line_id: i32) -> Se
     if let Some(why) = d.void_refusal {
         return Err(ServiceError::Conflict(why));
     }
+    // Expiry is stored first: the order stays held after the void, until a new payment is taken.
+    let txn = s.db.begin().await?;
+    if let Some(order) = super::for_update(so::Entity::find_by_id(d.row.order_id), &txn).one(&txn).await? {
+        settle(&txn, order).await?;
+    }
+    txn.commit().await?;
     let auth = au::Entity::find_by_id(d.row.authorization.as_ref().map(|a| a.id).unwrap_or_default())
         .one(&s.db)
         .await?

@@ -166,7 +166,8 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
         ..Default::default()
     };
     place(&past, "callcenter", &form).await?;
-    super::jobs::expire_authorizations(s, super::jobs::EXPIRY_BATCH).await?;
+    super::jobs::expire_authorizations(s).await?;
+    super::expiry::store_expired(s, super::expiry::STORE_BATCH).await?;
     let c1 = customer::Entity::find().filter(customer::Column::Account.eq("C-1001")).one(&s.db).await?;
     if let Some(c1) = c1 {
         let t = s

@@ -8,6 +8,7 @@ pub mod cards;
 pub mod clock;
 pub mod customers;
 pub mod demo;
+pub mod expiry;
 pub mod features;
 pub mod jobs;
 pub mod journals;

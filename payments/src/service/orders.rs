@@ -625,10 +625,11 @@ pub const PAGE_SIZE: u64 = 25;
 
 /// Orders, newest first, filtered by status, customer (account or name) and channel.
 pub async fn list(db: &impl ConnectionTrait, filter: &OrderFilter, page: u64) -> ServiceResult<OrderPage> {
+    let wm = super::expiry::watermark(db).await?;
     let mut q = so::Entity::find().order_by_desc(so::Column::Id);
     if let Some(st) = filter.status.as_deref().filter(|v| !v.is_empty()) {
         if st == "do_not_process" {
-            q = q.filter(so::Column::DoNotProcess.eq(true));
+            q = q.filter(super::expiry::order_held(db.get_database_backend(), wm));
         } else {
             q = q.filter(so::Column::Status.eq(st));
         }
@@ -657,12 +658,14 @@ pub async fn list(db: &impl ConnectionTrait, filter: &OrderFilter, page: u64) ->
     let orders = paginator.fetch_page(page - 1).await?;
     let mut rows = Vec::with_capacity(orders.len());
     for o in orders {
-        rows.push(order_row(db, o).await?);
+        rows.push(order_row(db, o, wm).await?);
     }
     Ok(OrderPage { rows, page, pages, total })
 }
 
-async fn order_row(db: &impl ConnectionTrait, o: so::Model) -> ServiceResult<OrderRow> {
+/// One order's row; Do not process with expiry applied (`service::expiry`).
+async fn order_row(db: &impl ConnectionTrait, o: so::Model, wm: super::expiry::Watermark) -> ServiceResult<OrderRow> {
+    let held = super::expiry::overlay_at(db, &o, wm).await?.do_not_process(&o);
     let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
     let cust = customer::Entity::find_by_id(o.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
@@ -684,7 +687,7 @@ async fn order_row(db: &impl ConnectionTrait, o: so::Model) -> ServiceResult<Ord
         status: OrderStatus::from_code(&o.status).unwrap_or(OrderStatus::Open),
         total,
         invoiced: Money::from_minor(invoices.iter().map(|i| i.amount_minor).sum(), currency),
-        do_not_process: o.do_not_process,
+        do_not_process: held,
         created_at: o.created_at,
         incomplete,
     })
@@ -714,6 +717,9 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
     let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
     let money = |m: i64| Money::from_minor(m, currency);
     let balance = balance(db, &o).await?;
+    // Expiry not yet stored on this order's rows (`service::expiry`).
+    let wm = super::expiry::watermark(db).await?;
+    let expiry = super::expiry::overlay_at(db, &o, wm).await?;
     let lines = sol::Entity::find()
         .filter(sol::Column::OrderId.eq(id))
         .order_by_asc(sol::Column::LineNo)
@@ -741,7 +747,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
             id: p.id,
             tender: Tender::from_code(&p.tender).unwrap_or(Tender::Card),
             amount: money(p.amount_minor),
-            status: PaymentStatus::from_code(&p.status).unwrap_or(PaymentStatus::PendingAuthorization),
+            status: expiry.payment_status(&p),
             card: p.last_four.as_ref().map(|l4| {
                 format!(
                     "{} •••• {} · {} · {}",
@@ -769,7 +775,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
             id: a.id,
             amount: money(a.amount_minor),
             captured: money(a.captured_minor),
-            status: AuthorizationStatus::from_code(&a.status).unwrap_or(AuthorizationStatus::Open),
+            status: expiry.authorization_status(&a),
             supports_multiple_captures: a.supports_multiple_captures,
             payment_method_variant: a.payment_method_variant,
             card_type: a.card_type,
@@ -821,7 +827,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
     let prepayment = super::prepayments::view(db, &o).await?;
     let cancel_refusal = super::prepayments::cancel_refusal(db, &o).await?;
     Ok(OrderDetail {
-        order: order_row(db, o.clone()).await?,
+        order: order_row(db, o.clone(), wm).await?,
         tax_percent: o.tax_percent,
         charges: money(o.charges_minor),
         balance,

@@ -813,6 +813,8 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("There is no sales order with id {order_id}.")))?;
+    // Expiry is stored on the order first (R-AUT-4): expired authorizations are not voided below.
+    let order = super::expiry::settle(&txn, order).await?;
     if let Some(why) = cancel_refusal(&txn, &order).await? {
         return Err(ServiceError::Conflict(why));
     }
