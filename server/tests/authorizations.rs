@@ -200,7 +200,7 @@ db_test!(an_authorization_expires_with_the_run_after_its_expiry_not_before, |db|
     enable_pipeline(s, true).await;
     let first = OrderBuilder::new(&fx).line("Lamp", 1, "20.00").place(s).await.order_id;
     db.clock.advance(chrono::Duration::days(2));
-    let second = OrderBuilder::new(&fx).line("Desk", 1, "90.00").place(s).await.order_id;
+    let second = OrderBuilder::new(&fx).line("Desk", 1, "90.00").ship_in(2).place(s).await.order_id;
     db.clock.advance(chrono::Duration::days(6)); // day 8: the first is due (7 days), the second at day 9
     let r = expire_authorizations(s).await.unwrap();
     assert_eq!((r.expired, r.pending_authorization, r.orders_held), (1, 1, 1));
