@@ -288,6 +288,25 @@ pub struct ExpiryBenchReport {
     pub pending_page_after_store_ms: f64,
 }
 
+/// Times the overview's counts and the first Pending Authorization page (milliseconds each), and
+/// checks they count at least what the expiry run `r` reported.
+async fn timed_reads(s: &Services, r: &crate::service::jobs::ExpiryReport, when: &str) -> ServiceResult<(f64, f64)> {
+    let ms = |t: Instant| (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let t = Instant::now();
+    let st = crate::service::standing::standing(s).await?;
+    let overview_ms = ms(t);
+    let t = Instant::now();
+    let listed = crate::service::authorizations::list(s, "pending_authorization", 1).await?.total;
+    let page_ms = ms(t);
+    if st.pending_authorization < r.pending_authorization || listed < r.pending_authorization || st.orders_on_hold < r.orders_held {
+        return Err(ServiceError::Conflict(format!(
+            "{when} the overview counts {} pending and {} held, the list {listed} pending; the job reported {r:?}",
+            st.pending_authorization, st.orders_on_hold
+        )));
+    }
+    Ok((overview_ms, page_ms))
+}
+
 /// `paystage bench expiry`: bulk-creates `n` authorized orders whose authorizations expired a day
 /// ago (set-based SQL, not timed), then times the expiry job over all of them. Rows are created
 /// in order, order by order, as the application creates them (an order, its payment line, its
@@ -369,37 +388,15 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
     let r = crate::service::jobs::expire_authorizations(s).await?;
     let seconds = started.elapsed().as_secs_f64();
     // What readers pay for expiry not being stored row by row: the overview and the Pending
-    // Authorization list over every authorization just expired.
-    let ms = |t: Instant| (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-    let t = Instant::now();
-    let st = crate::service::standing::standing(s).await?;
-    let overview_ms = ms(t);
-    let t = Instant::now();
-    let page = crate::service::authorizations::list(s, "pending_authorization", 1).await?;
-    let pending_page_ms = ms(t);
-    let check = |st: &crate::domain::payment_views::PaymentStanding, listed: u64, when: &str| {
-        if st.pending_authorization < r.pending_authorization || listed < r.pending_authorization || st.orders_on_hold < r.orders_held {
-            return Err(ServiceError::Conflict(format!(
-                "{when} the overview counts {} pending and {} held, the list {listed} pending; the job reported {r:?}",
-                st.pending_authorization, st.orders_on_hold
-            )));
-        }
-        Ok(())
-    };
-    check(&st, page.total, "after the job")?;
+    // Authorization list over every authorization just expired, then again once stored.
+    let (overview_ms, pending_page_ms) = timed_reads(s, &r, "after the job").await?;
     let t = Instant::now();
     let stored = crate::service::expiry::store_expired(s, crate::service::expiry::STORE_BATCH).await?;
     let store_seconds = (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     if stored.authorizations != r.expired {
         return Err(ServiceError::Conflict(format!("the sweep stored {stored:?}; the job expired {r:?}")));
     }
-    let t = Instant::now();
-    let st = crate::service::standing::standing(s).await?;
-    let overview_after_store_ms = ms(t);
-    let t = Instant::now();
-    let page = crate::service::authorizations::list(s, "pending_authorization", 1).await?;
-    let pending_page_after_store_ms = ms(t);
-    check(&st, page.total, "after the sweep")?;
+    let (overview_after_store_ms, pending_page_after_store_ms) = timed_reads(s, &r, "after the sweep").await?;
     Ok(ExpiryBenchReport {
         authorizations: n,
         expired: r.expired,

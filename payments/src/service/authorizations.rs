@@ -52,13 +52,14 @@ fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>, expiry: &Ove
     }
 }
 
-async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<chrono::Utc>, wm: Watermark) -> ServiceResult<AuthorizationRow> {
+/// The line's row, and the expiry overlay of its order it was read with.
+async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<chrono::Utc>, wm: Watermark) -> ServiceResult<(AuthorizationRow, Overlay)> {
     let order = orders::find(db, line.order_id).await?;
     let expiry = overlay_at(db, &order, wm).await?;
     let cust = customer::Entity::find_by_id(order.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(order.channel_id).one(db).await?;
     let latest = au::Entity::find().filter(au::Column::PaymentLineId.eq(line.id)).order_by_desc(au::Column::Id).one(db).await?;
-    Ok(AuthorizationRow {
+    let row = AuthorizationRow {
         payment_line_id: line.id,
         order_id: order.id,
         order_number: order.number.clone(),
@@ -72,7 +73,8 @@ async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<
         token_kind: TokenKind::from_code(&line.token_kind).unwrap_or(TokenKind::Recurring),
         card: format!("{} •••• {}", line.card_type.clone().unwrap_or_default(), line.last_four.clone().unwrap_or_default()),
         authorization: latest.as_ref().map(|a| response_view(a, now, &expiry)),
-    })
+    };
+    Ok((row, expiry))
 }
 
 /// Card payment lines, newest first, filtered by payment status (or `expired`), with paging.
@@ -108,7 +110,7 @@ pub async fn list(s: &Services, status: &str, page: u64) -> ServiceResult<Author
     let page = page.clamp(1, pages);
     let mut rows = Vec::new();
     for line in paginator.fetch_page(page - 1).await? {
-        rows.push(row(&s.db, &line, now, wm).await?);
+        rows.push(row(&s.db, &line, now, wm).await?.0);
     }
     Ok(AuthorizationPage { rows, page, pages, total })
 }
@@ -136,9 +138,8 @@ pub async fn detail(s: &Services, payment_line_id: i32) -> ServiceResult<Authori
     let now = s.now();
     let line = card_line(&s.db, payment_line_id).await?;
     let wm = watermark(&s.db).await?;
-    let row = row(&s.db, &line, now, wm).await?;
+    let (row, expiry) = row(&s.db, &line, now, wm).await?;
     let order = orders::find(&s.db, line.order_id).await?;
-    let expiry = overlay_at(&s.db, &order, wm).await?;
     let responses: Vec<AuthorizationResponseView> = au::Entity::find()
         .filter(au::Column::PaymentLineId.eq(line.id))
         .order_by_desc(au::Column::Id)

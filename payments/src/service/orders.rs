@@ -658,14 +658,14 @@ pub async fn list(db: &impl ConnectionTrait, filter: &OrderFilter, page: u64) ->
     let orders = paginator.fetch_page(page - 1).await?;
     let mut rows = Vec::with_capacity(orders.len());
     for o in orders {
-        rows.push(order_row(db, o, wm).await?);
+        let held = super::expiry::overlay_at(db, &o, wm).await?.do_not_process(&o);
+        rows.push(order_row(db, o, held).await?);
     }
     Ok(OrderPage { rows, page, pages, total })
 }
 
-/// One order's row; Do not process with expiry applied (`service::expiry`).
-async fn order_row(db: &impl ConnectionTrait, o: so::Model, wm: super::expiry::Watermark) -> ServiceResult<OrderRow> {
-    let held = super::expiry::overlay_at(db, &o, wm).await?.do_not_process(&o);
+/// One order's row; `held` is Do not process with expiry applied (`service::expiry`).
+async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: bool) -> ServiceResult<OrderRow> {
     let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
     let cust = customer::Entity::find_by_id(o.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
@@ -827,7 +827,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
     let prepayment = super::prepayments::view(db, &o).await?;
     let cancel_refusal = super::prepayments::cancel_refusal(db, &o).await?;
     Ok(OrderDetail {
-        order: order_row(db, o.clone(), wm).await?,
+        order: order_row(db, o.clone(), expiry.do_not_process(&o)).await?,
         tax_percent: o.tax_percent,
         charges: money(o.charges_minor),
         balance,
