@@ -458,3 +458,80 @@ db_test!(charges_are_invoiced_once_with_the_first_invoice_also_after_a_credit_no
     assert_eq!(detail(s, placed.order_id).await.balance.minor(), 0);
     assert_clean(&db).await;
 });
+
+db_test!(one_invoice_records_every_stage_with_its_marks_and_log_in_order, |db| {
+    // R-PIP-2: the stage marks written with each stage's own first write (or the next stage's, or
+    // the completion) read exactly as a stage-by-stage record: every stage started and ended,
+    // once, with its log lines in the order they happened.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    assert_eq!(out.error, None);
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    assert_eq!(h.status, ProcessStatus::Completed);
+    let expected = [
+        (Stage::PostInvoice, StageStatus::Succeeded, vec!["Posted INV-"]),
+        (Stage::CaptureOrRefund, StageStatus::Succeeded, vec!["Attempt 1 started.", "Incremental capture", "Capture of 150.00 USD requested", "Captured 150.00 USD"]),
+        (Stage::PostPaymentJournal, StageStatus::Succeeded, vec!["Attempt 1 started.", "Posted payment journal JNL-"]),
+        (Stage::AuthorizeRemaining, StageStatus::Skipped, vec!["Attempt 1 started.", "The order is fully invoiced"]),
+    ];
+    assert_eq!(h.stages.len(), expected.len());
+    let mut previous_end = None;
+    for (st, (stage, status, lines)) in h.stages.iter().zip(expected) {
+        assert_eq!((st.stage, st.status, st.attempts, st.error.as_deref()), (stage, status, 1, None), "{st:?}");
+        let (started, finished) = (st.started_at.expect("started"), st.finished_at.expect("finished"));
+        assert!(started <= finished, "{st:?}");
+        if let Some(end) = previous_end {
+            assert!(end <= started, "a stage starts after the previous one ended: {st:?}");
+        }
+        previous_end = Some(finished);
+        let messages: Vec<&str> = st.log.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages.len(), lines.len(), "{stage:?}: {messages:?}");
+        for (m, want) in messages.iter().zip(lines) {
+            assert!(m.starts_with(want), "{stage:?}: {m:?} should start with {want:?} in {messages:?}");
+        }
+        assert!(st.log.iter().all(|l| l.attempt == 1));
+    }
+    assert_clean(&db).await;
+});
+
+db_test!(a_run_without_the_lease_writes_nothing_and_sends_nothing, |db| {
+    // R-PIP-2, R-CAP-5: stage marks are written lazily, but always behind the lease. A process
+    // another server holds is left exactly as it was: no mark, no log line, no request, no capture.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Kayak", 1, "500.00").place(s).await;
+    let d = detail(s, placed.order_id).await;
+    let (_, process_id) = pipeline::post_invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    let until = s.now() + chrono::Duration::minutes(10);
+    payment_process::Entity::update_many()
+        .col_expr(payment_process::Column::LeaseOwner, sea_orm::sea_query::Expr::value("another-server"))
+        .col_expr(payment_process::Column::LeaseUntil, sea_orm::sea_query::Expr::value(until))
+        .filter(payment_process::Column::Id.eq(process_id))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    let before = queries::history(&s.db, process_id).await.unwrap();
+    assert_eq!(pipeline::run(s, process_id).await.unwrap(), ProcessStatus::Running);
+    assert_eq!(queries::history(&s.db, process_id).await.unwrap(), before, "nothing written");
+    assert_eq!(processor_request::Entity::find().filter(processor_request::Column::ProcessId.eq(process_id)).count(&s.db).await.unwrap(), 0);
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the processor was not called");
+    let p = payment_process::Entity::find_by_id(process_id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(p.lease_owner.as_deref(), Some("another-server"));
+
+    // Once that lease runs out, this server takes the process over and finishes it.
+    payment_process::Entity::update_many()
+        .col_expr(payment_process::Column::LeaseUntil, sea_orm::sea_query::Expr::value(s.now() - chrono::Duration::seconds(1)))
+        .filter(payment_process::Column::Id.eq(process_id))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    assert_eq!(pipeline::run(s, process_id).await.unwrap(), ProcessStatus::Completed);
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    assert_clean(&db).await;
+});

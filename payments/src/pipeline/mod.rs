@@ -4,6 +4,7 @@
 //! holds its lease (a conditional UPDATE, so two servers on one PostgreSQL never both run it);
 //! recovery takes over processes whose lease ran out and finishes them.
 pub mod invariants;
+mod marks;
 pub mod queries;
 pub mod requests;
 mod stages;
@@ -34,6 +35,8 @@ pub(crate) enum StageEnd {
     Succeeded(String),
     Skipped(String),
     Failed(String),
+    /// Another server took the process over: this run wrote nothing and stops.
+    LeaseLost,
 }
 
 /// Invoices `quantities` (order line id, quantity) of an order, then runs the payment process.
@@ -44,20 +47,44 @@ pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i3
 /// [`invoice`] with cash taken at pickup (R-PRE-2): stage 1 applies the order's deposit and the
 /// cash in the invoice's own transaction, and the card capture takes only the rest.
 pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], cash_minor: i64) -> ServiceResult<InvoiceOutcome> {
-    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
+    let posted = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
     crate::crashpoint::hit("after:post_invoice");
-    let status = run(s, process_id).await?;
-    outcome(s, invoice, process_id, status).await
+    run_posted(s, posted).await
 }
 
 /// Credits (returns) `quantities` (order line id, quantity) of invoiced lines: posts a credit note,
 /// then the payment process refunds the card against the order's captures (stage 2), posts the
 /// refund payment journal (stage 3); a credit leaves nothing to authorize (stage 4).
 pub async fn credit(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
-    let (invoice, process_id) = post_document(s, actor, order_id, quantities, Document::CreditNote, 0).await?;
+    let posted = post_document(s, actor, order_id, quantities, Document::CreditNote, 0).await?;
     crate::crashpoint::hit("after:post_invoice");
-    let status = run(s, process_id).await?;
-    outcome(s, invoice, process_id, status).await
+    run_posted(s, posted).await
+}
+
+/// What stage 1 wrote: the invoice, its payment process and stage rows, and the order as it now
+/// stands, so that the run that follows reads none of them again.
+struct Posted {
+    invoice: inv::Model,
+    process: pp::Model,
+    order: so::Model,
+    stages: Vec<ps::Model>,
+    /// The features and parameters stage 1 read, which the rest of this run uses.
+    settings: (crate::domain::features::FeatureSet, crate::domain::parameters::Parameters),
+}
+
+async fn run_posted(s: &Services, posted: Posted) -> ServiceResult<InvoiceOutcome> {
+    let Posted { invoice, process, order, stages, settings } = posted;
+    let process_id = process.id;
+    let ctx = stages::Ctx { p: process, invoice: invoice.clone(), order, marks: Default::default(), fresh: Some(settings) };
+    let (status, error) = run_loaded(s, ctx, stages).await?;
+    Ok(InvoiceOutcome {
+        invoice_id: invoice.id,
+        invoice_number: invoice.number,
+        amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
+        process_id,
+        status,
+        error,
+    })
 }
 
 /// What stage 1 posts.
@@ -86,7 +113,7 @@ fn quantity_error(message: impl Into<String>) -> ServiceError {
 /// Stage 1: creates and posts the customer invoice and its journal, and creates the payment process
 /// (leased to this server), all in one transaction. Nothing is written if anything is wrong.
 pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<(inv::Model, i32)> {
-    post_document(s, actor, order_id, quantities, Document::Invoice, 0).await
+    post_document(s, actor, order_id, quantities, Document::Invoice, 0).await.map(|p| (p.invoice, p.process.id))
 }
 
 /// Stage 1 for an invoice or a credit note. A credit note carries negative quantities and amount.
@@ -97,7 +124,7 @@ async fn post_document(
     quantities: &[(i32, i32)],
     doc: Document,
     cash_minor: i64,
-) -> ServiceResult<(inv::Model, i32)> {
+) -> ServiceResult<Posted> {
     let credit = doc == Document::CreditNote;
     let wanted: Vec<(i32, i32)> = quantities.iter().copied().filter(|(_, q)| *q != 0).collect();
     if wanted.is_empty() {
@@ -178,16 +205,15 @@ async fn post_document(
     am.number = Set(format!("{}-{:06}", if credit { "CRN" } else { "INV" }, invoice.id));
     let invoice = am.update(&txn).await?;
     let mut fully_invoiced = true;
+    let invoice_lines = inputs.iter().map(|(line, qty)| il::ActiveModel {
+        invoice_id: Set(invoice.id),
+        order_line_id: Set(line.id),
+        quantity: Set(if credit { -*qty } else { *qty }),
+        amount_minor: Set(sign * line.unit_price_minor * i64::from(*qty)),
+        ..Default::default()
+    });
+    il::Entity::insert_many(invoice_lines).exec_without_returning(&txn).await?;
     for (line, qty) in &inputs {
-        il::ActiveModel {
-            invoice_id: Set(invoice.id),
-            order_line_id: Set(line.id),
-            quantity: Set(if credit { -*qty } else { *qty }),
-            amount_minor: Set(sign * line.unit_price_minor * i64::from(*qty)),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
         // Conditional on the quantity read above: a concurrent invoicing of the same line loses.
         let (column, before) = if credit {
             (sol::Column::CreditedQuantity, line.credited_quantity)
@@ -210,6 +236,7 @@ async fn post_document(
             fully_invoiced = false;
         }
     }
+    let mut order = order;
     if !credit {
         let status = if fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced };
         so::Entity::update_many()
@@ -217,6 +244,7 @@ async fn post_document(
             .filter(so::Column::Id.eq(order_id))
             .exec(&txn)
             .await?;
+        order.status = status.code().to_string();
     }
     let journal_lines = if credit {
         // A credit note reverses revenue and tax; a correction is a new entry (R-LED-1).
@@ -234,7 +262,7 @@ async fn post_document(
         ]
     };
     let what = if credit { "Credit note" } else { "Customer invoice" };
-    post_journal(
+    post_new_journal(
         &txn,
         now,
         Posting {
@@ -260,8 +288,10 @@ async fn post_document(
     } else {
         invoice
     };
-    let feature_on = features::load(&txn).await?.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
-    let monitoring = parameters::load(&txn).await?.cards_payment_status_monitoring();
+    let feats = features::load(&txn).await?;
+    let params = parameters::load(&txn).await?;
+    let feature_on = feats.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
+    let monitoring = params.cards_payment_status_monitoring();
     let process = pp::ActiveModel {
         invoice_id: Set(invoice.id),
         order_id: Set(order_id),
@@ -279,19 +309,22 @@ async fn post_document(
     }
     .insert(&txn)
     .await?;
-    let stage_rows = Stage::ALL.into_iter().map(|stage| {
-        let done = stage == Stage::PostInvoice;
-        ps::ActiveModel {
-            process_id: Set(process.id),
-            stage: Set(stage.code().to_string()),
-            status: Set(if done { StageStatus::Succeeded } else { StageStatus::Pending }.code().to_string()),
-            attempts: Set(i32::from(done)),
-            started_at: Set(done.then_some(now)),
-            finished_at: Set(done.then_some(now)),
-            error: Set(None),
-        }
-    });
-    ps::Entity::insert_many(stage_rows).exec_without_returning(&txn).await?;
+    let stages: Vec<ps::Model> = Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            let done = stage == Stage::PostInvoice;
+            ps::Model {
+                process_id: process.id,
+                stage: stage.code().to_string(),
+                status: if done { StageStatus::Succeeded } else { StageStatus::Pending }.code().to_string(),
+                attempts: i32::from(done),
+                started_at: done.then_some(now),
+                finished_at: done.then_some(now),
+                error: None,
+            }
+        })
+        .collect();
+    ps::Entity::insert_many(stages.iter().cloned().map(ps::ActiveModel::from)).exec_without_returning(&txn).await?;
     log(
         &txn,
         now,
@@ -312,7 +345,7 @@ async fn post_document(
     )
     .await?;
     txn.commit().await?;
-    Ok((invoice, process.id))
+    Ok(Posted { invoice, process, order, stages, settings: (feats, params) })
 }
 
 /// What a journal is about: its source (unique, so posting twice is a no-op), kind, order or
@@ -351,6 +384,12 @@ pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, 
     if journal::Entity::find().filter(journal::Column::Source.eq(p.source.as_str())).one(db).await?.is_some() {
         return Ok(None);
     }
+    post_new_journal(db, now, p, lines).await.map(Some)
+}
+
+/// [`post_journal`] for a source that cannot have been posted yet (it names a row this
+/// transaction or this run created); the unique source still refuses a second post.
+pub(crate) async fn post_new_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, p: Posting, lines: Vec<JournalLine>) -> ServiceResult<journal::Model> {
     let lines = balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?;
     let j = journal::ActiveModel {
         number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
@@ -382,10 +421,11 @@ pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, 
         })
         .collect();
     jl::Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(Some(j))
+    Ok(j)
 }
 
 /// One line of a stage's execution log.
+#[derive(Debug)]
 pub(crate) struct LogLine {
     pub at: DateTime<Utc>,
     pub stage: Stage,
@@ -421,56 +461,27 @@ pub(crate) async fn log_relaxed(s: &Services, process_id: i32, stage: Stage, att
     txn.commit().await
 }
 
-/// Extends this server's lease on a running process; false if another server holds it.
-async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
-    let now = s.now();
-    let res = pp::Entity::update_many()
-        .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
-        .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
-        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
-        .filter(pp::Column::Id.eq(process_id))
-        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
-        .filter(
-            Condition::any()
-                .add(pp::Column::LeaseOwner.eq(s.instance.clone()))
-                .add(pp::Column::LeaseUntil.is_null())
-                .add(pp::Column::LeaseUntil.lt(now)),
-        )
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-/// A stage that ended, not yet written: its end mark and log line are committed together with the
-/// start of the next stage (or with the process's completion), one commit between two stages.
-struct Ended {
-    stage: Stage,
-    status: StageStatus,
-    attempt: i32,
-    at: DateTime<Utc>,
-    message: String,
-}
-
-impl Ended {
-    /// Writes the end mark; returns the log line, for the caller to write with its own.
-    async fn write(self, db: &impl ConnectionTrait, process_id: i32) -> Result<LogLine, DbErr> {
-        set_stage(db, process_id, self.stage, self.status, self.attempt, None, Some(self.at), None).await?;
-        Ok(LogLine { at: self.at, stage: self.stage, attempt: self.attempt, message: self.message })
-    }
-}
-
 /// Runs the process's remaining stages while this server holds its lease. Returns where it stands.
-/// The process, its stage rows, invoice and order are read once; every commit that starts a stage
-/// renews the lease first (a conditional UPDATE), so a server that lost the lease stops there.
+/// The process, its stage rows, invoice and order are read once.
 pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> {
     let p = pp::Entity::find_by_id(process_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment process".into()))?;
     let status = ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running);
     if status != ProcessStatus::Running {
         return Ok(status);
     }
-    let mut rows = ps::Entity::find().filter(ps::Column::ProcessId.eq(process_id)).all(&s.db).await?;
-    let mut ctx = stages::Ctx::load(s, p).await?;
-    let mut ended: Option<Ended> = None;
+    let rows = ps::Entity::find().filter(ps::Column::ProcessId.eq(process_id)).all(&s.db).await?;
+    let ctx = stages::Ctx::load(s, p).await?;
+    Ok(run_loaded(s, ctx, rows).await?.0)
+}
+
+/// [`run`] with the process, its stage rows, invoice and order already in hand (invoicing has
+/// just written them). Returns the status and, unless completed, the process's last error.
+///
+/// Stage marks are written lazily ([`marks::Marks`]): a stage's start and end marks commit with
+/// the stage's own first write, or with the next stage's, or with the process's completion; every
+/// such commit renews the lease first, so a server that lost the lease writes nothing and stops.
+async fn run_loaded(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::Model>) -> ServiceResult<(ProcessStatus, Option<String>)> {
+    let process_id = ctx.p.id;
     loop {
         let next = Stage::ALL.into_iter().find(|st| {
             rows.iter()
@@ -479,75 +490,59 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
         });
         let Some(stage) = next else {
             let txn = crate::service::begin_bookkeeping(&s.db).await?;
-            let last = ended.as_ref().map(|e| e.stage);
-            if let Some(e) = ended.take() {
-                let line = e.write(&txn, process_id).await?;
-                log_lines(&txn, process_id, vec![line]).await?;
+            if !ctx.marks.flush(s, &txn, process_id).await? {
+                txn.rollback().await?;
+                return Ok((ProcessStatus::Running, None));
             }
             finish_process(s, &txn, process_id, ProcessStatus::Completed, None).await?;
             txn.commit().await?;
-            if let Some(stage) = last {
-                crate::crashpoint::hit(&format!("after:{}", stage.code()));
-            }
-            return Ok(ProcessStatus::Completed);
+            ctx.marks.committed();
+            return Ok((ProcessStatus::Completed, None));
         };
         let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
         let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
-        let now = s.now();
         let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
-        // The previous stage's end, the lease renewal, this stage's Running mark and its log line
-        // commit together: one commit per stage, and no mark without the lease.
-        let txn = crate::service::begin_bookkeeping(&s.db).await?;
-        if !renew_lease(s, &txn, process_id).await? {
-            txn.rollback().await?;
-            return Ok(ProcessStatus::Running);
-        }
-        let mut lines = Vec::with_capacity(2);
-        let previous = ended.as_ref().map(|e| e.stage);
-        if let Some(e) = ended.take() {
-            lines.push(e.write(&txn, process_id).await?);
-        }
-        set_stage(&txn, process_id, stage, StageStatus::Running, attempt, Some(now), None, None).await?;
-        lines.push(LogLine {
-            at: now,
+        ctx.marks.start(
             stage,
             attempt,
-            message: if interrupted {
+            s.now(),
+            if interrupted {
                 format!("Attempt {attempt} started after an interruption of the previous attempt.")
             } else {
                 format!("Attempt {attempt} started.")
             },
-        });
-        log_lines(&txn, process_id, lines).await?;
-        txn.commit().await?;
-        if let Some(stage) = previous {
-            crate::crashpoint::hit(&format!("after:{}", stage.code()));
-        }
+        );
         let end = match stage {
             Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
             Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await?,
-            Stage::PostPaymentJournal => stages::payment_journal(s, &ctx).await?,
-            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &ctx, attempt).await?,
+            Stage::PostPaymentJournal => stages::payment_journal(s, &mut ctx).await?,
+            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &mut ctx, attempt).await?,
         };
         let now = s.now();
         let (status, message) = match end {
             StageEnd::Succeeded(msg) => (StageStatus::Succeeded, msg),
             StageEnd::Skipped(msg) => (StageStatus::Skipped, msg),
+            StageEnd::LeaseLost => return Ok((ProcessStatus::Running, None)),
             StageEnd::Failed(msg) => {
+                let error = format!("{}: {msg}", stage.label());
+                ctx.marks.end(stage, StageStatus::Failed, attempt, now, Some(msg.clone()), format!("Failed: {msg}"));
                 let txn = crate::service::begin_bookkeeping(&s.db).await?;
-                set_stage(&txn, process_id, stage, StageStatus::Failed, attempt, None, Some(now), Some(msg.clone())).await?;
-                log(&txn, now, process_id, stage, attempt, format!("Failed: {msg}")).await?;
+                if !ctx.marks.flush(s, &txn, process_id).await? {
+                    txn.rollback().await?;
+                    return Ok((ProcessStatus::Running, None));
+                }
                 pp::Entity::update_many()
                     .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Incomplete.code()))
                     .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
                     .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-                    .col_expr(pp::Column::LastError, Expr::value(Some(format!("{}: {msg}", stage.label()))))
+                    .col_expr(pp::Column::LastError, Expr::value(Some(error.clone())))
                     .col_expr(pp::Column::UpdatedAt, Expr::value(now))
                     .filter(pp::Column::Id.eq(process_id))
                     .exec(&txn)
                     .await?;
                 txn.commit().await?;
-                return Ok(ProcessStatus::Incomplete);
+                ctx.marks.committed();
+                return Ok((ProcessStatus::Incomplete, Some(error)));
             }
         };
         match rows.iter_mut().find(|r| r.stage == stage.code()) {
@@ -557,32 +552,8 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
             }
             None => return Err(ServiceError::NotFound(format!("the {} stage of payment process {process_id}", stage.label()))),
         }
-        ended = Some(Ended { stage, status, attempt, at: now, message });
+        ctx.marks.end(stage, status, attempt, now, None, message);
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn set_stage(
-    db: &impl ConnectionTrait,
-    process_id: i32,
-    stage: Stage,
-    status: StageStatus,
-    attempts: i32,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-) -> Result<(), DbErr> {
-    let mut q = ps::Entity::update_many()
-        .col_expr(ps::Column::Status, Expr::value(status.code()))
-        .col_expr(ps::Column::Attempts, Expr::value(attempts))
-        .col_expr(ps::Column::Error, Expr::value(error));
-    if let Some(t) = started_at {
-        q = q.col_expr(ps::Column::StartedAt, Expr::value(t)).col_expr(ps::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None));
-    }
-    if let Some(t) = finished_at {
-        q = q.col_expr(ps::Column::FinishedAt, Expr::value(t));
-    }
-    q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(stage.code())).exec(db).await.map(|_| ())
 }
 
 async fn finish_process(s: &Services, db: &impl ConnectionTrait, process_id: i32, status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
@@ -685,7 +656,7 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<RecoveryReport> 
         .all(&s.db)
         .await?;
     for p in stale {
-        if !renew_lease(s, &s.db, p.id).await? {
+        if !marks::renew_lease(s, &s.db, p.id).await? {
             continue;
         }
         report.taken_over += 1;

@@ -24,28 +24,53 @@ pub(super) struct Ctx {
     pub p: pp::Model,
     pub invoice: inv::Model,
     pub order: so::Model,
+    /// Stage marks and log lines this run has not written yet.
+    pub marks: super::marks::Marks,
+    /// Set when this run follows the invoicing that created the process, in the same call: the
+    /// features and parameters it read. Nothing else can have acted on the process yet (this
+    /// server holds its lease), so no earlier request or payment journal of it exists.
+    pub fresh: Option<(crate::domain::features::FeatureSet, crate::domain::parameters::Parameters)>,
 }
 
 impl Ctx {
     pub(super) async fn load(s: &Services, p: pp::Model) -> ServiceResult<Ctx> {
         let invoice = inv::Entity::find_by_id(p.invoice_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
         let order = orders::find(&s.db, p.order_id).await?;
-        Ok(Ctx { p, invoice, order })
+        Ok(Ctx { p, invoice, order, marks: Default::default(), fresh: None })
     }
 
     /// A credit note (negative amount): stage 2 refunds instead of capturing.
     fn is_credit(&self) -> bool {
         self.invoice.amount_minor < 0
     }
+
+    /// Writes the pending stage marks in a transaction of their own, before a stage writes
+    /// outside a transaction that flushes them; false if another server holds the lease.
+    async fn flush_now(&mut self, s: &Services) -> Result<bool, sea_orm::DbErr> {
+        let id = self.p.id;
+        self.marks.flush_now(s, id).await
+    }
+}
+
+/// Stops the stage when another server took the process over.
+macro_rules! flushed {
+    ($ctx:expr, $s:expr) => {
+        if !$ctx.flush_now($s).await? {
+            return Ok(StageEnd::LeaseLost);
+        }
+    };
 }
 
 fn currency(code: &str) -> Currency {
     Currency::from_code(code).unwrap_or(Currency::Usd)
 }
 
-async fn conditions(s: &Services, order: &so::Model, auth: &au::Model) -> ServiceResult<CaptureConditions> {
-    let feats = features::load(&s.db).await?;
-    let params = parameters::load(&s.db).await?;
+async fn conditions(s: &Services, ctx: &Ctx, auth: &au::Model) -> ServiceResult<CaptureConditions> {
+    let order = &ctx.order;
+    let (feats, params) = match &ctx.fresh {
+        Some((f, p)) => (f.clone(), p.clone()),
+        None => (features::load(&s.db).await?, parameters::load(&s.db).await?),
+    };
     let props = cmp::Entity::find_by_id((auth.connector_id, order.channel_id)).one(&s.db).await?;
     let conn = connector::Entity::find_by_id(auth.connector_id).one(&s.db).await?;
     Ok(CaptureConditions {
@@ -74,15 +99,18 @@ fn path_text(path: &CapturePath) -> String {
 pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::CaptureOrRefund;
     if ctx.is_credit() {
+        flushed!(ctx, s);
         return refund(s, ctx, attempt).await;
     }
-    let p = &ctx.p;
-    if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
+    let earlier = if ctx.fresh.is_some() { None } else { requests::latest_for_stage(&s.db, ctx.p.id, stage).await? };
+    if let Some(req) = earlier {
         match RequestStatus::from_code(&req.status) {
             Some(RequestStatus::Succeeded) => {
                 return Ok(StageEnd::Succeeded(format!("Already captured by tracking id {}.", req.tracking_id)));
             }
             Some(RequestStatus::Pending | RequestStatus::Unknown | RequestStatus::Failed) => {
+                flushed!(ctx, s);
+                let p = &ctx.p;
                 let auth = au::Entity::find_by_id(req.authorization_id.unwrap_or_default())
                     .one(&s.db)
                     .await?
@@ -100,7 +128,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
             _ => {}
         }
     }
-    let (order, invoice) = (&ctx.order, &ctx.invoice);
+    let (p, order, invoice) = (&ctx.p, &ctx.order, &ctx.invoice);
     let cur = currency(&invoice.currency);
     let due = invoice.amount_minor - invoice.prepaid_minor;
     if due <= 0 {
@@ -129,7 +157,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
             auth.expires_at.format("%Y-%m-%d")
         )));
     }
-    let path = capture_path(&conditions(s, order, &auth).await?);
+    let path = capture_path(&conditions(s, ctx, &auth).await?);
     let remaining = auth.amount_minor - auth.captured_minor;
     let amount = std::cmp::min(due, remaining);
     if amount <= 0 {
@@ -152,23 +180,27 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
         Ok(r) => r,
         Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
     };
+    let (process_id, order_id) = (p.id, order.id);
     let txn = s.db.begin().await?;
     pp::Entity::update_many()
         .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
-        .filter(pp::Column::Id.eq(p.id))
+        .filter(pp::Column::Id.eq(process_id))
         .exec(&txn)
         .await?;
-    let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((p.id, stage)), capture_id: None };
+    let purpose = Purpose { order_id, authorization_id: Some(auth.id), process: Some((process_id, stage)), capture_id: None };
     let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose, reference).await?;
     let now = s.now();
     let requested = format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference);
-    super::log_lines(
-        &txn,
-        p.id,
-        vec![LogLine { at: now, stage, attempt, message: msg }, LogLine { at: now, stage, attempt, message: requested }],
-    )
-    .await?;
+    ctx.marks.line(LogLine { at: now, stage, attempt, message: msg });
+    ctx.marks.line(LogLine { at: now, stage, attempt, message: requested });
+    // The lease, this stage's start mark (and the previous stage's end) and the log lines commit
+    // with the intent: without the lease, nothing is written and nothing is sent.
+    if !ctx.marks.flush(s, &txn, process_id).await? {
+        txn.rollback().await?;
+        return Ok(StageEnd::LeaseLost);
+    }
     txn.commit().await?;
+    ctx.marks.committed();
     ctx.p.capture_path = Some(path_text(&path));
     send_capture(s, ctx, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
 }
@@ -476,11 +508,11 @@ async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) ->
 }
 
 /// Stage 3: post the customer payment journal for what stage 2 captured or refunded (once per process).
-pub(super) async fn payment_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
-    let p = &ctx.p;
+pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult<StageEnd> {
     if ctx.is_credit() {
         return refund_journal(s, ctx).await;
     }
+    let p = &ctx.p;
     if p.captured_minor == 0 {
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
     }
@@ -490,19 +522,25 @@ pub(super) async fn payment_journal(s: &Services, ctx: &Ctx) -> ServiceResult<St
     }
     let (invoice, order) = (&ctx.invoice, &ctx.order);
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
+    let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
-    let posted = post_journal(
-        &txn,
-        s.now(),
-        Posting {
-            invoice_id: Some(p.invoice_id),
-            tender: Some(Tender::Card),
-            ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
-        },
-        vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)],
-    )
-    .await?;
+    if !ctx.marks.flush(s, &txn, process_id).await? {
+        txn.rollback().await?;
+        return Ok(StageEnd::LeaseLost);
+    }
+    let posting = Posting {
+        invoice_id: Some(p.invoice_id),
+        tender: Some(Tender::Card),
+        ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
+    };
+    let lines = vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)];
+    let posted = if ctx.fresh.is_some() {
+        super::post_new_journal(&txn, s.now(), posting, lines).await.map(Some)?
+    } else {
+        post_journal(&txn, s.now(), posting, lines).await?
+    };
     txn.commit().await?;
+    ctx.marks.committed();
     Ok(match posted {
         Some(j) => StageEnd::Succeeded(format!("Posted payment journal {} for {amount}: debit {}, credit {}.", j.number, accounts::CARD_CLEARING, accounts::ACCOUNTS_RECEIVABLE)),
         None => StageEnd::Succeeded("The payment journal had already been posted.".into()),
@@ -510,7 +548,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &Ctx) -> ServiceResult<St
 }
 
 /// Stage 3 of a credit note: the refund payment journal (debit receivable, credit card clearing).
-async fn refund_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
+async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult<StageEnd> {
     let p = &ctx.p;
     let refunded = refunded_by(&s.db, p.id).await?;
     if refunded == 0 {
@@ -522,7 +560,12 @@ async fn refund_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
     }
     let (invoice, order) = (&ctx.invoice, &ctx.order);
     let amount = Money::from_minor(refunded, currency(&invoice.currency));
+    let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    if !ctx.marks.flush(s, &txn, process_id).await? {
+        txn.rollback().await?;
+        return Ok(StageEnd::LeaseLost);
+    }
     let posted = post_journal(
         &txn,
         s.now(),
@@ -535,6 +578,7 @@ async fn refund_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
     )
     .await?;
     txn.commit().await?;
+    ctx.marks.committed();
     Ok(match posted {
         Some(j) => StageEnd::Succeeded(format!("Posted refund journal {} for {amount}: debit {}, credit {}.", j.number, accounts::ACCOUNTS_RECEIVABLE, accounts::CARD_CLEARING)),
         None => StageEnd::Succeeded("The refund journal had already been posted.".into()),
@@ -542,9 +586,8 @@ async fn refund_journal(s: &Services, ctx: &Ctx) -> ServiceResult<StageEnd> {
 }
 
 /// Stage 4: authorize what is left to invoice when no open authorization covers it (R-CAP-3).
-pub(super) async fn authorize_remaining(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResult<StageEnd> {
+pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::AuthorizeRemaining;
-    let p = &ctx.p;
     if ctx.is_credit() {
         return Ok(StageEnd::Skipped("A credit note leaves nothing to authorize.".into()));
     }
@@ -556,10 +599,13 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &Ctx, attempt: i32) -
             .one(&s.db)
             .await
     };
-    if let Some(req) = requests::latest_for_stage(&s.db, p.id, stage).await? {
+    let earlier = if ctx.fresh.is_some() { None } else { requests::latest_for_stage(&s.db, ctx.p.id, stage).await? };
+    if let Some(req) = earlier {
         match RequestStatus::from_code(&req.status) {
             Some(RequestStatus::Succeeded) => return Ok(StageEnd::Succeeded(format!("Already authorized by tracking id {}.", req.tracking_id))),
             Some(RequestStatus::Pending | RequestStatus::Unknown | RequestStatus::Failed) => {
+                flushed!(ctx, s);
+                let p = &ctx.p;
                 let line = line_of(p.order_id).await?.ok_or_else(|| ServiceError::NotFound("card payment line".into()))?;
                 log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
                 let resolution = match requests::ask(s, &req.tracking_id).await {
@@ -578,7 +624,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &Ctx, attempt: i32) -
             _ => {}
         }
     }
-    let order = &ctx.order;
+    let (p, order) = (&ctx.p, &ctx.order);
     let balance = orders::balance(&s.db, order).await?;
     if balance.minor() == 0 {
         return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
@@ -625,6 +671,9 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &Ctx, attempt: i32) -
         )));
     }
     let previous = au::Entity::find().filter(au::Column::OrderId.eq(order.id)).order_by_desc(au::Column::Id).one(&s.db).await?;
+    flushed!(ctx, s);
+    let p = &ctx.p;
+    let order = &ctx.order;
     let req = match requests::begin(
         s,
         line.connector_id.unwrap_or_default(),

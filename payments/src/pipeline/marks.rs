@@ -1,0 +1,147 @@
+//! Stage marks not yet written (R-PIP-2). A stage's start mark, its end mark and their log lines
+//! are written by the stage's first own transaction (the capture's intent, the payment journal),
+//! or, for a stage that writes nothing of its own, together with the next stage's first write or
+//! the process's completion. So the happy path of an invoice commits once per effect, not once
+//! per effect and once per stage boundary. Every flush renews this server's lease first in the
+//! same transaction: nothing is written, and no processor request is recorded, without the lease.
+use super::LogLine;
+use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
+use crate::entity::{payment_process as pp, process_stage as ps};
+use crate::service::Services;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+
+/// One stage row's pending change: its latest status, with the start and end times to set.
+#[derive(Clone, Debug)]
+struct Mark {
+    stage: Stage,
+    status: StageStatus,
+    attempt: i32,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+}
+
+/// The marks and log lines of one run of a process that are not written yet.
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    marks: Vec<Mark>,
+    lines: Vec<LogLine>,
+    /// The last stage whose end is among the marks (its `after:` crash point follows the commit).
+    ended: Option<Stage>,
+    /// The stage whose end the last flush wrote, for [`Marks::committed`].
+    flushed_end: Option<Stage>,
+}
+
+impl Marks {
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty() && self.lines.is_empty()
+    }
+
+    fn mark(&mut self, stage: Stage) -> &mut Mark {
+        if let Some(i) = self.marks.iter().position(|m| m.stage == stage) {
+            return &mut self.marks[i];
+        }
+        self.marks.push(Mark { stage, status: StageStatus::Pending, attempt: 0, started_at: None, finished_at: None, error: None });
+        self.marks.last_mut().expect("just pushed")
+    }
+
+    /// A stage's attempt started at `at`.
+    pub fn start(&mut self, stage: Stage, attempt: i32, at: DateTime<Utc>, message: String) {
+        let m = self.mark(stage);
+        m.status = StageStatus::Running;
+        m.attempt = attempt;
+        m.started_at = Some(at);
+        m.finished_at = None;
+        m.error = None;
+        self.lines.push(LogLine { at, stage, attempt, message });
+    }
+
+    /// A stage's attempt ended at `at` with `status` (a failure carries its error).
+    pub fn end(&mut self, stage: Stage, status: StageStatus, attempt: i32, at: DateTime<Utc>, error: Option<String>, message: String) {
+        let m = self.mark(stage);
+        m.status = status;
+        m.attempt = attempt;
+        m.finished_at = Some(at);
+        m.error = error;
+        self.lines.push(LogLine { at, stage, attempt, message });
+        self.ended = Some(stage);
+    }
+
+    /// A log line of the running stage, written with the marks.
+    pub fn line(&mut self, line: LogLine) {
+        self.lines.push(line);
+    }
+
+    /// Renews this server's lease and writes the pending marks and lines in `txn`; false (nothing
+    /// written) if another server holds the lease. With nothing pending, writes nothing.
+    pub async fn flush(&mut self, s: &Services, txn: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
+        self.flushed_end = None;
+        if self.is_empty() {
+            return Ok(true);
+        }
+        if !renew_lease(s, txn, process_id).await? {
+            return Ok(false);
+        }
+        for m in std::mem::take(&mut self.marks) {
+            let mut q = ps::Entity::update_many()
+                .col_expr(ps::Column::Status, Expr::value(m.status.code()))
+                .col_expr(ps::Column::Attempts, Expr::value(m.attempt))
+                .col_expr(ps::Column::Error, Expr::value(m.error));
+            if let Some(t) = m.started_at {
+                q = q.col_expr(ps::Column::StartedAt, Expr::value(t));
+            }
+            if m.started_at.is_some() || m.finished_at.is_some() {
+                q = q.col_expr(ps::Column::FinishedAt, Expr::value(m.finished_at));
+            }
+            q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(m.stage.code())).exec(txn).await?;
+        }
+        super::log_lines(txn, process_id, std::mem::take(&mut self.lines)).await?;
+        self.flushed_end = self.ended.take();
+        Ok(true)
+    }
+
+    /// After the commit of a transaction that flushed: the crash point of the stage whose end it
+    /// recorded.
+    pub fn committed(&mut self) {
+        if let Some(stage) = self.flushed_end.take() {
+            crate::crashpoint::hit(&format!("after:{}", stage.code()));
+        }
+    }
+
+    /// Flushes in a transaction of its own (before a stage writes outside its own transaction).
+    pub async fn flush_now(&mut self, s: &Services, process_id: i32) -> Result<bool, DbErr> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let txn = crate::service::begin_bookkeeping(&s.db).await?;
+        if !self.flush(s, &txn, process_id).await? {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.commit().await?;
+        self.committed();
+        Ok(true)
+    }
+}
+
+/// Extends this server's lease on a running process; false if another server holds it.
+pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
+    let now = s.now();
+    let res = pp::Entity::update_many()
+        .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
+        .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
+        .filter(
+            Condition::any()
+                .add(pp::Column::LeaseOwner.eq(s.instance.clone()))
+                .add(pp::Column::LeaseUntil.is_null())
+                .add(pp::Column::LeaseUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
