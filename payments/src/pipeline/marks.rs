@@ -28,10 +28,11 @@ struct Mark {
 pub(crate) struct Marks {
     marks: Vec<Mark>,
     lines: Vec<LogLine>,
-    /// The last stage whose end is among the marks (its `after:` crash point follows the commit).
-    ended: Option<Stage>,
-    /// The stage whose end the last flush wrote, for [`Marks::committed`].
-    flushed_end: Option<Stage>,
+    /// The stages whose result (succeeded or nothing to do) is among the marks, in order: their
+    /// `after:` crash points follow the commit.
+    ended: Vec<Stage>,
+    /// The stages whose results the last flush wrote, for [`Marks::committed`].
+    flushed_ends: Vec<Stage>,
 }
 
 impl Marks {
@@ -66,7 +67,9 @@ impl Marks {
         m.finished_at = Some(at);
         m.error = error;
         self.lines.push(LogLine { at, stage, attempt, message });
-        self.ended = Some(stage);
+        if status != StageStatus::Failed {
+            self.ended.push(stage);
+        }
     }
 
     /// A log line of the running stage, written with the marks.
@@ -77,7 +80,7 @@ impl Marks {
     /// Renews this server's lease and writes the pending marks and lines in `txn`; false (nothing
     /// written) if another server holds the lease. With nothing pending, writes nothing.
     pub async fn flush(&mut self, s: &Services, txn: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
-        self.flushed_end = None;
+        self.flushed_ends.clear();
         if self.is_empty() {
             return Ok(true);
         }
@@ -98,14 +101,14 @@ impl Marks {
             q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(m.stage.code())).exec(txn).await?;
         }
         super::log_lines(txn, process_id, std::mem::take(&mut self.lines)).await?;
-        self.flushed_end = self.ended.take();
+        self.flushed_ends = std::mem::take(&mut self.ended);
         Ok(true)
     }
 
-    /// After the commit of a transaction that flushed: the crash point of the stage whose end it
-    /// recorded.
+    /// After the commit of a transaction that flushed: the crash points of the stages whose
+    /// results it recorded, in stage order.
     pub fn committed(&mut self) {
-        if let Some(stage) = self.flushed_end.take() {
+        for stage in std::mem::take(&mut self.flushed_ends) {
             crate::crashpoint::hit(&format!("after:{}", stage.code()));
         }
     }
