@@ -77,14 +77,18 @@ async fn run_posted(s: &Services, posted: Posted) -> ServiceResult<InvoiceOutcom
     let process_id = process.id;
     let ctx = stages::Ctx { p: process, invoice: invoice.clone(), order, marks: Default::default(), fresh: Some(settings) };
     let (status, error) = run_loaded(s, ctx, stages).await?;
-    Ok(InvoiceOutcome {
+    Ok(outcome_of(invoice, process_id, status, error))
+}
+
+fn outcome_of(invoice: inv::Model, process_id: i32, status: ProcessStatus, error: Option<String>) -> InvoiceOutcome {
+    InvoiceOutcome {
         invoice_id: invoice.id,
         invoice_number: invoice.number,
         amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
         process_id,
         status,
         error,
-    })
+    }
 }
 
 /// What stage 1 posts.
@@ -96,14 +100,8 @@ enum Document {
 
 async fn outcome(s: &Services, invoice: inv::Model, process_id: i32, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
     let p = pp::Entity::find_by_id(process_id).one(&s.db).await?;
-    Ok(InvoiceOutcome {
-        invoice_id: invoice.id,
-        invoice_number: invoice.number,
-        amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
-        process_id,
-        status,
-        error: p.and_then(|p| p.last_error).filter(|_| status != ProcessStatus::Completed),
-    })
+    let error = p.and_then(|p| p.last_error).filter(|_| status != ProcessStatus::Completed);
+    Ok(outcome_of(invoice, process_id, status, error))
 }
 
 fn quantity_error(message: impl Into<String>) -> ServiceError {
