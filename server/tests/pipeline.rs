@@ -535,3 +535,24 @@ db_test!(a_run_without_the_lease_writes_nothing_and_sends_nothing, |db| {
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
     assert_clean(&db).await;
 });
+
+db_test!(a_fault_counts_every_time_it_fires_and_a_limited_one_stops, |db| {
+    // The fault injector's counters (issue 3): the count of an unlimited fault is committed
+    // without waiting for the log flush on PostgreSQL, and must still count every fire.
+    let s = &db.services;
+    let latency = faults::add(&s.db, s.now(), "any", "latency", "1", "", "1").await.unwrap();
+    let twice = faults::add(&s.db, s.now(), "capture", "error_before", "1", "2", "").await.unwrap();
+    let mut errors = 0;
+    for _ in 0..5 {
+        let f = faults::fire(&s.db, "capture").await.unwrap();
+        assert_eq!(f.latency_ms, 1);
+        errors += u32::from(f.error_before);
+    }
+    // The journal point is Paystage's own: an "any" fault never fires there.
+    assert_eq!(faults::fire(&s.db, "journal").await.unwrap(), faults::Fired::default());
+    assert_eq!(errors, 2, "a fault limited to 2 uses fires twice");
+    let listed = faults::list(&s.db).await.unwrap();
+    let fired = |id: i32| listed.iter().find(|f| f.id == id).map(|f| f.fired);
+    assert_eq!(fired(latency), Some(5));
+    assert_eq!(fired(twice), None, "a fault whose uses are spent is removed");
+});

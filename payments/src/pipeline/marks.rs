@@ -9,7 +9,7 @@ use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{payment_process as pp, process_stage as ps};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 /// One stage row's pending change: its latest status, with the start and end times to set.
@@ -33,11 +33,13 @@ pub(crate) struct Marks {
     ended: Vec<Stage>,
     /// The stages whose results the last flush wrote, for [`Marks::committed`].
     flushed_ends: Vec<Stage>,
+    /// The capture path chosen by this run, written on the process with the next lease renewal.
+    capture_path: Option<String>,
 }
 
 impl Marks {
     pub fn is_empty(&self) -> bool {
-        self.marks.is_empty() && self.lines.is_empty()
+        self.marks.is_empty() && self.lines.is_empty() && self.capture_path.is_none()
     }
 
     fn mark(&mut self, stage: Stage) -> &mut Mark {
@@ -72,6 +74,11 @@ impl Marks {
         }
     }
 
+    /// The capture path the running stage chose, written on the process with the marks.
+    pub fn capture_path(&mut self, path: String) {
+        self.capture_path = Some(path);
+    }
+
     /// A log line of the running stage, written with the marks.
     pub fn line(&mut self, line: LogLine) {
         self.lines.push(line);
@@ -84,21 +91,42 @@ impl Marks {
         if self.is_empty() {
             return Ok(true);
         }
-        if !renew_lease(s, txn, process_id).await? {
+        if !renew_lease_setting(s, txn, process_id, self.capture_path.take()).await? {
             return Ok(false);
         }
-        for m in std::mem::take(&mut self.marks) {
-            let mut q = ps::Entity::update_many()
-                .col_expr(ps::Column::Status, Expr::value(m.status.code()))
-                .col_expr(ps::Column::Attempts, Expr::value(m.attempt))
-                .col_expr(ps::Column::Error, Expr::value(m.error));
-            if let Some(t) = m.started_at {
-                q = q.col_expr(ps::Column::StartedAt, Expr::value(t));
+        // Every pending mark in one statement: each column is set per stage row by a CASE on
+        // the stage, and left as it is where a mark does not set it.
+        let marks = std::mem::take(&mut self.marks);
+        let is = |m: &Mark| ps::Column::Stage.eq(m.stage.code());
+        let per_stage = |values: Vec<(&Mark, Expr)>, column: ps::Column| -> Option<Expr> {
+            if values.is_empty() {
+                return None;
             }
-            if m.started_at.is_some() || m.finished_at.is_some() {
-                q = q.col_expr(ps::Column::FinishedAt, Expr::value(m.finished_at));
+            let case = values.into_iter().fold(CaseStatement::new(), |c, (m, v)| c.case(is(m), v));
+            Some(case.finally(Expr::col(column)).into())
+        };
+        let mut q = ps::Entity::update_many();
+        let columns = [
+            (ps::Column::Status, marks.iter().map(|m| (m, Expr::value(m.status.code()))).collect::<Vec<_>>()),
+            (ps::Column::Attempts, marks.iter().map(|m| (m, Expr::value(m.attempt))).collect()),
+            (ps::Column::Error, marks.iter().map(|m| (m, Expr::value(m.error.clone()))).collect()),
+            (ps::Column::StartedAt, marks.iter().filter_map(|m| Some((m, Expr::value(m.started_at?)))).collect()),
+            // A mark that starts or ends an attempt sets its finish (a start clears it).
+            (
+                ps::Column::FinishedAt,
+                marks.iter().filter(|m| m.started_at.is_some() || m.finished_at.is_some()).map(|m| (m, Expr::value(m.finished_at))).collect(),
+            ),
+        ];
+        for (column, values) in columns {
+            if let Some(e) = per_stage(values, column) {
+                q = q.col_expr(column, e);
             }
-            q.filter(ps::Column::ProcessId.eq(process_id)).filter(ps::Column::Stage.eq(m.stage.code())).exec(txn).await?;
+        }
+        if !marks.is_empty() {
+            q.filter(ps::Column::ProcessId.eq(process_id))
+            .filter(ps::Column::Stage.is_in(marks.iter().map(|m| m.stage.code())))
+            .exec(txn)
+            .await?;
         }
         super::log_lines(txn, process_id, std::mem::take(&mut self.lines)).await?;
         self.flushed_ends = std::mem::take(&mut self.ended);
@@ -131,8 +159,17 @@ impl Marks {
 
 /// Extends this server's lease on a running process; false if another server holds it.
 pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
+    renew_lease_setting(s, db, process_id, None).await
+}
+
+/// [`renew_lease`], setting the process's capture path in the same statement.
+async fn renew_lease_setting(s: &Services, db: &impl ConnectionTrait, process_id: i32, capture_path: Option<String>) -> Result<bool, DbErr> {
     let now = s.now();
-    let res = pp::Entity::update_many()
+    let mut q = pp::Entity::update_many();
+    if let Some(path) = capture_path {
+        q = q.col_expr(pp::Column::CapturePath, Expr::value(path));
+    }
+    let res = q
         .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
         .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
         .col_expr(pp::Column::UpdatedAt, Expr::value(now))

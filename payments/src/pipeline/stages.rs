@@ -182,19 +182,15 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     };
     let (process_id, order_id) = (p.id, order.id);
     let txn = s.db.begin().await?;
-    pp::Entity::update_many()
-        .col_expr(pp::Column::CapturePath, Expr::value(path_text(&path)))
-        .filter(pp::Column::Id.eq(process_id))
-        .exec(&txn)
-        .await?;
     let purpose = Purpose { order_id, authorization_id: Some(auth.id), process: Some((process_id, stage)), capture_id: None };
     let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose, reference).await?;
     let now = s.now();
     let requested = format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference);
     ctx.marks.line(LogLine { at: now, stage, attempt, message: msg });
     ctx.marks.line(LogLine { at: now, stage, attempt, message: requested });
-    // The lease, this stage's start mark (and the previous stage's end) and the log lines commit
-    // with the intent: without the lease, nothing is written and nothing is sent.
+    ctx.marks.capture_path(path_text(&path));
+    // The lease, the chosen path, this stage's start mark (and the previous stage's end) and the
+    // log lines commit with the intent: without the lease, nothing is written and nothing is sent.
     if !ctx.marks.flush(s, &txn, process_id).await? {
         txn.rollback().await?;
         return Ok(StageEnd::LeaseLost);
