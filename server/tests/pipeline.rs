@@ -556,3 +556,38 @@ db_test!(a_fault_counts_every_time_it_fires_and_a_limited_one_stops, |db| {
     assert_eq!(fired(latency), Some(5));
     assert_eq!(fired(twice), None, "a fault whose uses are spent is removed");
 });
+
+db_test!(stage_two_skips_an_order_without_a_card_and_fails_one_without_an_open_authorization, |db| {
+    // R-CAP-1, R-PIP-3: stage 2 looks for the open authorization first; only without one does
+    // it matter whether the order was paid by card at all.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let stage_of = |h: &payments::domain::payment_views::ProcessHistory, stage: Stage| h.stages.iter().find(|st| st.stage == stage).cloned().unwrap();
+
+    // Paid by deposit and cash only: nothing to capture, and the process completes.
+    let cash = OrderBuilder::new(&fx).channel(fx.pos).line("Sofa", 1, "100.00").deposit("40.00", "40.00", "").no_card().place(s).await;
+    let out = invoice(s, cash.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    let st = stage_of(&h, Stage::CaptureOrRefund);
+    assert_eq!(st.status, StageStatus::Skipped);
+    assert!(st.log.iter().any(|l| l.message == "The order has no card payment; nothing to capture."), "{:?}", st.log);
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
+
+    // Paid by card, but its authorization is no longer open: the stage fails and says what to do.
+    let card = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
+    payments::entity::authorization::Entity::update_many()
+        .col_expr(payments::entity::authorization::Column::Status, sea_orm::sea_query::Expr::value(AuthorizationStatus::Closed.code()))
+        .filter(payments::entity::authorization::Column::OrderId.eq(card.order_id))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    let out = invoice(s, card.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
+    assert!(out.error.as_deref().unwrap().contains("has no open card authorization; take a new payment"), "{out:?}");
+    let h = queries::history(&s.db, out.process_id).await.unwrap();
+    assert_eq!(stage_of(&h, Stage::CaptureOrRefund).status, StageStatus::Failed);
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the processor was not called");
+});

@@ -138,10 +138,8 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
             Money::from_minor(invoice.prepaid_minor, cur)
         )));
     }
-    let cards = pl::Entity::find().filter(pl::Column::OrderId.eq(order.id)).filter(pl::Column::Tender.eq(Tender::Card.code())).count(&s.db).await?;
-    if cards == 0 {
-        return Ok(StageEnd::Skipped("The order has no card payment; nothing to capture.".into()));
-    }
+    // An open authorization belongs to a card payment line; only without one does it matter
+    // whether the order was paid by card at all.
     let Some(auth) = au::Entity::find()
         .filter(au::Column::OrderId.eq(order.id))
         .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
@@ -149,6 +147,10 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
         .one(&s.db)
         .await?
     else {
+        let cards = pl::Entity::find().filter(pl::Column::OrderId.eq(order.id)).filter(pl::Column::Tender.eq(Tender::Card.code())).count(&s.db).await?;
+        if cards == 0 {
+            return Ok(StageEnd::Skipped("The order has no card payment; nothing to capture.".into()));
+        }
         return Ok(StageEnd::Failed(format!("{} has no open card authorization; take a new payment on the order, then resume.", order.number)));
     };
     if auth.expires_at <= s.now() {
@@ -512,14 +514,15 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     if p.captured_minor == 0 {
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
     }
-    let fired = crate::connector::faults::fire(&s.db, "journal").await?;
-    if fired.error_before {
-        return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
-    }
     let (invoice, order) = (&ctx.invoice, &ctx.order);
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
     let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    // The injected fault is drawn (and a use of it consumed) in the journal's transaction.
+    if crate::connector::faults::fire(&txn, "journal").await?.error_before {
+        txn.commit().await?;
+        return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
+    }
     if !ctx.marks.flush(s, &txn, process_id).await? {
         txn.rollback().await?;
         return Ok(StageEnd::LeaseLost);
@@ -621,7 +624,15 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
         }
     }
     let (p, order) = (&ctx.p, &ctx.order);
-    let balance = orders::balance(&s.db, order).await?;
+    // A run that follows its own invoicing knows whether that invoice took the rest of every line:
+    // stage 1 set the order's status from the lines it had just read and updated. Line
+    // quantities never change after placement, and no other invoice of the order can be posted
+    // while this process runs, so the balance is still nothing.
+    let balance = if ctx.fresh.is_some() && order.status == crate::domain::order::OrderStatus::Invoiced.code() {
+        Money::zero(currency(&order.currency))
+    } else {
+        orders::balance(&s.db, order).await?
+    };
     if balance.minor() == 0 {
         return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
     }
