@@ -1,6 +1,7 @@
 //! The cost of one statement's round trip through SeaORM and the driver, without the pipeline:
 //! the floor under any design that runs statements one at a time (issue 3's throughput targets).
-//! `cargo run --release -p payments --features server --example roundtrip -- URL [N]`
+//! `cargo run --release -p payments --features server --example roundtrip -- URL [N]` (it creates and
+//! drops a scratch table, `roundtrip_probe`, in that database)
 //! prints one JSON line: microseconds per `SELECT 1` (on the pool, and inside a transaction), per
 //! four `SELECT 1` in one transaction, per single-row INSERT inside one transaction,
 //! per BEGIN+INSERT+COMMIT, and per row of 64-row multi-row INSERTs, each measured over N.
