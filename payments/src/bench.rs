@@ -191,8 +191,13 @@ pub async fn prepare_orders_with(
     Ok(out)
 }
 
+/// The statement counter belongs to the process: benchmarks in one process (the test suite runs
+/// one per database) take turns, so that each counts only its own statements.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Invoices every prepared order in full, `concurrency` at a time.
 pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchReport> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     if opts.orders == 0 || opts.concurrency == 0 {
         return Err(ServiceError::field("orders", "--orders and --concurrency must be at least 1"));
     }

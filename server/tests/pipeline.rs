@@ -349,6 +349,7 @@ db_test!(demo_orders_show_every_state, |db| {
 
 db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariants, |db| {
     // The bench command at a small size: every invoice completes, figures are sane.
+    payments::bench::meter(&mut db.services.db);
     let s = &db.services;
     let r = payments::bench::invoicing(s, payments::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
     assert_eq!((r.orders, r.not_completed), (12, 0), "{r:?}");
@@ -356,6 +357,9 @@ db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariant
     // Counted on both databases (PostgreSQL's counter, SQLite's commit hook): posting the invoice,
     // the capture intent and its outcome are separate commits at the least.
     assert!(r.commits_per_invoice.is_some_and(|c| c >= 3.0), "{r:?}");
+    // Every statement is a round trip to the database (issue 3, README "what one statement and one
+    // transaction cost"): the happy path, the simulator's own included, runs 49 on both databases.
+    assert!(r.statements_per_invoice > 0.0 && r.statements_per_invoice <= 49.0, "more statements per invoice than before: {r:?}");
     assert_eq!(payments::entity::capture::Entity::find().count(&s.db).await.unwrap(), 12, "incremental: one capture per invoice");
     assert!(faults::list(&s.db).await.unwrap().is_empty(), "the latency fault is removed afterwards");
     assert_clean(&db).await;
