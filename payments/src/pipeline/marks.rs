@@ -124,9 +124,9 @@ impl Marks {
         }
         if !marks.is_empty() {
             q.filter(ps::Column::ProcessId.eq(process_id))
-            .filter(ps::Column::Stage.is_in(marks.iter().map(|m| m.stage.code())))
-            .exec(txn)
-            .await?;
+                .filter(ps::Column::Stage.is_in(marks.iter().map(|m| m.stage.code())))
+                .exec(txn)
+                .await?;
         }
         super::log_lines(txn, process_id, std::mem::take(&mut self.lines)).await?;
         self.flushed_ends = std::mem::take(&mut self.ended);
