@@ -1,6 +1,7 @@
 //! The cost of one statement's round trip through SeaORM and the driver, without the pipeline:
 //! the floor under any design that runs statements one at a time (issue 3's throughput targets).
-//! `cargo run --release -p payments --features server --example roundtrip -- URL [N]` (it creates and
+//! `cargo run --release -p payments --features server --example roundtrip -- URL [N]` (N from 100,
+//! default 5000; it creates and
 //! drops a scratch table, `roundtrip_probe`, in that database)
 //! prints one JSON line: microseconds per `SELECT 1` (on the pool, and inside a transaction), per
 //! four `SELECT 1` in one transaction, per single-row INSERT inside one transaction,
@@ -12,7 +13,10 @@ use std::time::Instant;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let url = args.next().ok_or("usage: roundtrip URL [N]")?;
-    let n: u32 = args.next().map(|v| v.parse()).transpose()?.unwrap_or(5_000);
+    let n: u32 = match args.next() {
+        None => 5_000,
+        Some(v) => v.parse().ok().filter(|n| (100..=10_000_000).contains(n)).ok_or_else(|| format!("N must be a whole number from 100 to 10000000, not {v:?}"))?,
+    };
     let db = payments::db::connect(&url).await?;
     let backend = db.get_database_backend();
     let ph = |i: usize| if backend == DbBackend::Postgres { format!("${i}") } else { "?".into() };
