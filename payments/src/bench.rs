@@ -38,6 +38,9 @@ pub struct BenchReport {
     /// SQL statements run per invoice (reads and writes, the simulator's included), when the
     /// connection was [`meter`]ed.
     pub statements_per_invoice: f64,
+    /// Invoices posted per turn of stage 1 ([`crate::pipeline::InvoiceBatches`]): how many
+    /// invoicings were posted together, on average.
+    pub invoices_per_turn: f64,
     /// Invoices whose payment process did not complete (should be 0).
     pub not_completed: u32,
 }
@@ -212,6 +215,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         p.clear();
     }
     let statements_before = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed);
+    let turns_before = s.invoicing.counts();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
@@ -242,6 +246,8 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     }
     let elapsed = started.elapsed().as_secs_f64();
     let statements = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed) - statements_before;
+    let turns_after = s.invoicing.counts();
+    let (turns, batched) = (turns_after.0 - turns_before.0, turns_after.1 - turns_before.1);
     print_profile(opts.orders);
     faults::clear(&s.db).await?;
     // pg_stat_database is updated when a backend reports its statistics. A backend that goes idle
@@ -271,6 +277,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         },
         peak_rss_mb: round2(peak_rss_mb()),
         statements_per_invoice: round2(statements as f64 / f64::from(opts.orders)),
+        invoices_per_turn: if turns == 0 { 0.0 } else { round2(batched as f64 / turns as f64) },
         not_completed,
     })
 }

@@ -97,6 +97,10 @@ enum BenchCommand {
         /// Processor latency per request, injected as a simulator fault.
         #[arg(long, default_value_t = 0)]
         latency_ms: u32,
+        /// Post every invoice on its own, never together with others (the path before batching,
+        /// for comparison).
+        #[arg(long)]
+        one_at_a_time: bool,
     },
     /// Bulk-create N authorizations already past their expiry, then time the expiry job over them.
     Expiry {
@@ -239,10 +243,13 @@ async fn main() {
                 std::process::exit(1);
             }
         }
-        Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms } } => {
+        Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms, one_at_a_time } } => {
             let mut db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             payments::bench::meter(&mut db);
-            let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            let mut services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            if one_at_a_time {
+                services = services.one_at_a_time();
+            }
             eprintln!("bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency");
             let report = payments::bench::invoicing(&services, payments::bench::BenchOptions { orders, concurrency, latency_ms })
                 .await

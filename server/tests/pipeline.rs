@@ -595,3 +595,134 @@ db_test!(stage_two_skips_an_order_without_a_card_and_fails_one_without_an_open_a
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the processor was not called");
 });
+
+/// `text` without its identifiers (INV-000012, SO-…, JNL-…, tracking ids, references: a digit and
+/// a dash, or long); amounts such as 150.00 are kept.
+fn plain(text: &str) -> String {
+    text.split(' ')
+        .map(|w| {
+            let core = w.trim_end_matches(['.', ',', ';', ':', ')']);
+            if core.chars().any(|c| c.is_ascii_digit()) && (core.contains('-') || core.len() >= 16) {
+                w.replacen(core, "#", 1)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Everything an invoicing wrote for one order, with ids, numbers, tracking ids and times left
+/// out, so that two orders placed alike compare equal when invoiced alike.
+async fn written_for(s: &Services, order_id: i32) -> Vec<String> {
+    use payments::entity::{invoice, invoice_line, journal, journal_line, sales_order, sales_order_line, stage_log};
+    use sea_orm::QueryOrder;
+    let mut out = Vec::new();
+    let order = sales_order::Entity::find_by_id(order_id).one(&s.db).await.unwrap().unwrap();
+    out.push(format!("order {} {}", order.status, order.do_not_process));
+    let lines = sales_order_line::Entity::find().filter(sales_order_line::Column::OrderId.eq(order_id)).order_by_asc(sales_order_line::Column::LineNo).all(&s.db).await.unwrap();
+    for l in &lines {
+        out.push(format!("line {} invoiced {} credited {}", l.line_no, l.invoiced_quantity, l.credited_quantity));
+    }
+    for i in invoice::Entity::find().filter(invoice::Column::OrderId.eq(order_id)).order_by_asc(invoice::Column::Id).all(&s.db).await.unwrap() {
+        assert_eq!(i.number, format!("INV-{:06}", i.id), "an invoice is numbered after its id");
+        out.push(format!("invoice {} {} prepaid {} by {}", i.amount_minor, i.currency, i.prepaid_minor, i.posted_by));
+        for il in invoice_line::Entity::find().filter(invoice_line::Column::InvoiceId.eq(i.id)).order_by_asc(invoice_line::Column::Id).all(&s.db).await.unwrap() {
+            let no = lines.iter().find(|l| l.id == il.order_line_id).unwrap().line_no;
+            out.push(format!("  invoice line {no} quantity {} amount {}", il.quantity, il.amount_minor));
+        }
+        let p = payment_process::Entity::find().filter(payment_process::Column::InvoiceId.eq(i.id)).one(&s.db).await.unwrap().unwrap();
+        out.push(format!("  process {} monitored {} path {:?} captured {} error {:?}", p.status, p.monitored, p.capture_path, p.captured_minor, p.last_error));
+        for st in process_stage::Entity::find().filter(process_stage::Column::ProcessId.eq(p.id)).order_by_asc(process_stage::Column::Stage).all(&s.db).await.unwrap() {
+            out.push(format!("  stage {} {} attempts {} started {} finished {} error {:?}", st.stage, st.status, st.attempts, st.started_at.is_some(), st.finished_at.is_some(), st.error));
+        }
+        for l in stage_log::Entity::find().filter(stage_log::Column::ProcessId.eq(p.id)).order_by_asc(stage_log::Column::Id).all(&s.db).await.unwrap() {
+            out.push(format!("  log {} attempt {}: {}", l.stage, l.attempt, plain(&l.message)));
+        }
+    }
+    for j in journal::Entity::find().filter(journal::Column::OrderId.eq(order_id)).order_by_asc(journal::Column::Id).all(&s.db).await.unwrap() {
+        assert_eq!(j.number, format!("JNL-{:06}", j.id), "a journal is numbered after its id");
+        out.push(format!("journal {} {} {:?} {:?} {}", j.kind, j.currency, j.tender, j.customer_id.is_some(), plain(&j.description)));
+        for l in journal_line::Entity::find().filter(journal_line::Column::JournalId.eq(j.id)).order_by_asc(journal_line::Column::Id).all(&s.db).await.unwrap() {
+            out.push(format!("  {} debit {} credit {}", l.account, l.debit_minor, l.credit_minor));
+        }
+    }
+    out
+}
+
+db_test!(invoicings_posted_together_write_what_each_writes_on_its_own, |db| {
+    // Issue 3: the batched stage 1 writes exactly what the one-at-a-time path writes (R-PIP-1,
+    // R-PIP-2, R-LED-1), and leaves what it does not take to that path, whose answers are the same.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let alone = s.clone().one_at_a_time();
+    let shapes: [&[i32]; 3] = [&[1, 2], &[1, 0], &[0, 1]];
+    let place = || OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").tax("8.25").charges("12.00");
+    let mut pairs = Vec::new();
+    for _ in shapes {
+        pairs.push((place().place(s).await.order_id, place().place(s).await.order_id));
+    }
+    // Refused by both paths alike: more than is open, and an order on hold.
+    let over = (place().place(s).await.order_id, place().place(s).await.order_id);
+    let held = (place().place(s).await.order_id, place().place(s).await.order_id);
+    for id in [held.0, held.1] {
+        payments::entity::sales_order::Entity::update_many()
+            .col_expr(payments::entity::sales_order::Column::DoNotProcess, sea_orm::sea_query::Expr::value(true))
+            .filter(payments::entity::sales_order::Column::Id.eq(id))
+            .exec(&s.db)
+            .await
+            .unwrap();
+    }
+    let quantities = |order_id: i32, qty: Vec<i32>| async move {
+        let d = detail(s, order_id).await;
+        d.lines.iter().zip(qty).map(|(l, q)| (l.id, q)).collect::<Vec<(i32, i32)>>()
+    };
+
+    // One at a time.
+    let mut answers_alone = Vec::new();
+    for ((_, order), qty) in pairs.iter().zip(shapes) {
+        let out = pipeline::invoice(&alone, "finance", *order, &quantities(*order, qty.to_vec()).await).await.unwrap();
+        assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    }
+    for (order, qty) in [(over.1, vec![2, 0]), (held.1, vec![1, 0])] {
+        answers_alone.push(plain(&pipeline::invoice(&alone, "finance", order, &quantities(order, qty).await).await.unwrap_err().to_string()));
+    }
+    assert_eq!(s.invoicing.counts(), (0, 0), "nothing went through a batch yet");
+
+    // Together: all five wait while the turn is held, then one turn takes them.
+    let turn = s.invoicing.hold().await;
+    let mut work = Vec::new();
+    for ((order, _), qty) in pairs.iter().zip(shapes).map(|(p, q)| (p, q.to_vec())).chain([(&over, vec![2, 0]), (&held, vec![1, 0])]) {
+        let q = quantities(*order, qty).await;
+        let s = s.clone();
+        let order = *order;
+        work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
+    }
+    while s.invoicing.waiting() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(turn);
+    let mut answers_together = Vec::new();
+    for (i, w) in work.into_iter().enumerate() {
+        let out = w.await.unwrap();
+        if i < 3 {
+            let out = out.unwrap();
+            assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+        } else {
+            answers_together.push(plain(&out.unwrap_err().to_string()));
+        }
+    }
+    assert_eq!(s.invoicing.counts(), (1, 3), "one turn posted the three it could; the two refused went their own way");
+    assert_eq!(answers_together, answers_alone, "the same refusals");
+    assert!(answers_alone[0].contains("can be invoiced, not 2") && answers_alone[1].contains("on hold"), "{answers_alone:?}");
+    for (together, alone_id) in pairs {
+        assert_eq!(written_for(s, together).await, written_for(s, alone_id).await);
+    }
+    for (a, b) in [over, held] {
+        let (wa, wb) = (written_for(s, a).await, written_for(s, b).await);
+        assert_eq!(wa, wb);
+        assert!(!wa.iter().any(|l| l.starts_with("invoice")), "a refused invoicing writes nothing: {wa:?}");
+    }
+    assert_clean(&db).await;
+});

@@ -3,12 +3,14 @@
 //! status, attempts, times, error and an execution log. A process is run only by the server that
 //! holds its lease (a conditional UPDATE, so two servers on one PostgreSQL never both run it);
 //! recovery takes over processes whose lease ran out and finishes them.
+mod batch;
 pub mod invariants;
 mod marks;
 pub mod queries;
 pub mod requests;
 mod stages;
 pub(crate) use stages::record_refund_row;
+pub use batch::InvoiceBatches;
 
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{accounts, balanced, invoice_amounts, InvoiceLineInput, JournalKind, JournalLine, OrderStatus};
@@ -22,7 +24,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::service::{audit, features, for_update, parameters, Services};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
@@ -47,7 +49,13 @@ pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i3
 /// [`invoice`] with cash taken at pickup (R-PRE-2): stage 1 applies the order's deposit and the
 /// cash in the invoice's own transaction, and the card capture takes only the rest.
 pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], cash_minor: i64) -> ServiceResult<InvoiceOutcome> {
-    let posted = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
+    // Invoicings without cash are posted together with whatever others this server is posting
+    // at the same moment; one the batch does not take is posted on its own, as here.
+    let batched = if cash_minor == 0 { batch::post(s, actor, order_id, quantities).await? } else { None };
+    let posted = match batched {
+        Some(posted) => posted,
+        None => post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?,
+    };
     crate::crashpoint::hit("after:post_invoice");
     run_posted(s, posted).await
 }
@@ -114,6 +122,200 @@ pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: 
     post_document(s, actor, order_id, quantities, Document::Invoice, 0).await.map(|p| (p.invoice, p.process.id))
 }
 
+/// What stage 1 posts for chosen quantities of an order's lines, checked and computed the same way
+/// by the one-at-a-time and the batched path ([`batch`]).
+struct Plan<'a> {
+    credit: bool,
+    /// Each order line to invoice (or credit) with its quantity, in the order asked.
+    inputs: Vec<(&'a sol::Model, i32)>,
+    amounts: crate::domain::order::InvoiceAmounts,
+    currency: Currency,
+    /// After this invoice, nothing of any line is left to invoice.
+    fully_invoiced: bool,
+}
+
+impl<'a> Plan<'a> {
+    /// Checks `wanted` (order line id, quantity; none zero) against the order's `lines` as they
+    /// stand, and computes the document's amounts.
+    fn new(order: &so::Model, lines: &'a [sol::Model], wanted: &[(i32, i32)], credit: bool) -> ServiceResult<Plan<'a>> {
+        let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
+        let mut inputs = Vec::new();
+        for (line_id, qty) in wanted {
+            let line = lines.iter().find(|l| l.id == *line_id).ok_or_else(|| quantity_error("A line does not belong to this order."))?;
+            let (open, verb) = if credit {
+                (line.invoiced_quantity - line.credited_quantity, "credited")
+            } else {
+                (line.quantity - line.invoiced_quantity, "invoiced")
+            };
+            if *qty < 0 || *qty > open {
+                return Err(quantity_error(format!("Line {} ({}): {} can be {verb}, not {}.", line.line_no, line.item, open, qty)));
+            }
+            inputs.push((line, *qty));
+        }
+        // Every invoice takes a positive quantity of some line and credit notes never lower an
+        // invoiced quantity, so "no line invoiced yet" is "no invoice yet".
+        let first = lines.iter().all(|l| l.invoiced_quantity == 0);
+        let charges = Money::from_minor(if first && !credit { order.charges_minor } else { 0 }, currency);
+        let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
+        let line_inputs: Vec<InvoiceLineInput> = inputs
+            .iter()
+            .map(|(l, q)| InvoiceLineInput { quantity: i64::from(*q), unit_price: Money::from_minor(l.unit_price_minor, currency) })
+            .collect();
+        let amounts =
+            invoice_amounts(&line_inputs, charges, tax, currency).map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
+        let fully_invoiced = lines
+            .iter()
+            .all(|l| l.invoiced_quantity + inputs.iter().find(|(x, _)| x.id == l.id).map(|(_, q)| *q).unwrap_or(0) >= l.quantity);
+        Ok(Plan { credit, inputs, amounts, currency, fully_invoiced })
+    }
+
+    fn sign(&self) -> i64 {
+        if self.credit {
+            -1
+        } else {
+            1
+        }
+    }
+
+    /// The document's row, numbered provisionally until its id is known ([`Plan::number`]).
+    fn document(&self, order_id: i32, now: DateTime<Utc>, actor: &str) -> inv::ActiveModel {
+        inv::ActiveModel {
+            number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
+            order_id: Set(order_id),
+            currency: Set(self.currency.code().to_string()),
+            amount_minor: Set(self.sign() * self.amounts.total.minor()),
+            posted_at: Set(now),
+            posted_by: Set(actor.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn number(&self, invoice_id: i32) -> String {
+        format!("{}-{:06}", if self.credit { "CRN" } else { "INV" }, invoice_id)
+    }
+
+    fn invoice_lines(&self, invoice_id: i32) -> impl Iterator<Item = il::ActiveModel> + '_ {
+        self.inputs.iter().map(move |(line, qty)| il::ActiveModel {
+            invoice_id: Set(invoice_id),
+            order_line_id: Set(line.id),
+            quantity: Set(if self.credit { -*qty } else { *qty }),
+            amount_minor: Set(self.sign() * line.unit_price_minor * i64::from(*qty)),
+            ..Default::default()
+        })
+    }
+
+    /// The quantity column this document moves, and each line's (id, quantity before, after).
+    fn line_moves(&self) -> (sol::Column, Vec<(i32, i32, i32)>) {
+        let moves = self.inputs.iter().map(|(line, qty)| {
+            let before = if self.credit { line.credited_quantity } else { line.invoiced_quantity };
+            (line.id, before, before + qty)
+        });
+        (if self.credit { sol::Column::CreditedQuantity } else { sol::Column::InvoicedQuantity }, moves.collect())
+    }
+
+    /// The order's status after an invoice (a credit note leaves it as it is).
+    fn order_status(&self) -> Option<OrderStatus> {
+        (!self.credit).then_some(if self.fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced })
+    }
+
+    /// The customer invoice journal; a credit note reverses revenue and tax (a correction is a
+    /// new entry, R-LED-1).
+    fn journal(&self, order: &so::Model, invoice: &inv::Model) -> (Posting, Vec<JournalLine>) {
+        let a = &self.amounts;
+        let lines = if self.credit {
+            vec![
+                JournalLine::debit(accounts::SALES_REVENUE, a.lines),
+                JournalLine::debit(accounts::SALES_TAX, a.tax),
+                JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, a.total),
+            ]
+        } else {
+            vec![
+                JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, a.total),
+                JournalLine::credit(accounts::SALES_REVENUE, a.lines),
+                JournalLine::credit(accounts::CHARGES_REVENUE, a.charges),
+                JournalLine::credit(accounts::SALES_TAX, a.tax),
+            ]
+        };
+        let what = if self.credit { "Credit note" } else { "Customer invoice" };
+        let posting = Posting {
+            invoice_id: Some(invoice.id),
+            ..Posting::for_order(order, format!("invoice:{}", invoice.id), JournalKind::CustomerInvoice, format!("{what} {} for {}", invoice.number, order.number))
+        };
+        (posting, lines)
+    }
+
+    /// Stage 1's line in the execution log.
+    fn posted_message(&self, order: &so::Model, invoice: &inv::Model) -> String {
+        let a = &self.amounts;
+        if self.credit {
+            format!("Posted credit note {} for {}: lines {}, tax {} ({}%), total {} to refund.", invoice.number, order.number, a.lines, a.tax, order.tax_percent, a.total)
+        } else {
+            format!(
+                "Posted {} for {}: lines {}, charges {}, tax {} ({}%), total {}.",
+                invoice.number, order.number, a.lines, a.charges, a.tax, order.tax_percent, a.total
+            )
+        }
+    }
+}
+
+/// A new payment process for `invoice`, leased to this server.
+fn new_process(s: &Services, now: DateTime<Utc>, invoice: &inv::Model, monitored: bool) -> pp::ActiveModel {
+    pp::ActiveModel {
+        invoice_id: Set(invoice.id),
+        order_id: Set(invoice.order_id),
+        monitored: Set(monitored),
+        status: Set(ProcessStatus::Running.code().to_string()),
+        capture_path: Set(None),
+        captured_minor: Set(0),
+        last_error: Set(None),
+        lease_owner: Set(Some(s.instance.clone())),
+        lease_until: Set(Some(now + s.lease)),
+        terminated_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+/// A new process's stage rows: stage 1 succeeded at `now` (it is the invoice's own transaction),
+/// the others pending.
+fn new_stage_rows(process_id: i32, now: DateTime<Utc>) -> Vec<ps::Model> {
+    Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            let done = stage == Stage::PostInvoice;
+            ps::Model {
+                process_id,
+                stage: stage.code().to_string(),
+                status: if done { StageStatus::Succeeded } else { StageStatus::Pending }.code().to_string(),
+                attempts: i32::from(done),
+                started_at: done.then_some(now),
+                finished_at: done.then_some(now),
+                error: None,
+            }
+        })
+        .collect()
+}
+
+/// Whether new processes are monitored stage by stage (R-PIP-6).
+fn monitored(feats: &crate::domain::features::FeatureSet, params: &crate::domain::parameters::Parameters) -> bool {
+    feats.is_enabled(crate::Feature::ImproveCardsPaymentFlow) && params.cards_payment_status_monitoring()
+}
+
+/// Gives rows their numbers, now that their ids are known: one UPDATE for all of them.
+async fn set_numbers<E: EntityTrait>(db: &impl ConnectionTrait, id: E::Column, number: E::Column, rows: &[(i32, String)]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let case = rows.iter().fold(CaseStatement::new(), |c, (i, n)| c.case(id.eq(*i), Expr::value(n.clone())));
+    E::update_many()
+        .col_expr(number, case.finally(Expr::col(number)).into())
+        .filter(id.is_in(rows.iter().map(|(i, _)| *i)))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
 /// Stage 1 for an invoice or a credit note. A credit note carries negative quantities and amount.
 async fn post_document(
     s: &Services,
@@ -124,7 +326,7 @@ async fn post_document(
     cash_minor: i64,
 ) -> ServiceResult<Posted> {
     let credit = doc == Document::CreditNote;
-    let wanted: Vec<(i32, i32)> = quantities.iter().copied().filter(|(_, q)| *q != 0).collect();
+    let wanted = wanted(quantities);
     if wanted.is_empty() {
         return Err(quantity_error(if credit {
             "Enter a quantity to credit on at least one line."
@@ -150,7 +352,7 @@ async fn post_document(
     // authorize depend on how the previous one ended (R-CAP-1, R-CAP-3).
     let unfinished = pp::Entity::find()
         .filter(pp::Column::OrderId.eq(order_id))
-        .filter(pp::Column::Status.is_in([ProcessStatus::Running.code(), ProcessStatus::Incomplete.code()]))
+        .filter(pp::Column::Status.is_in(unfinished()))
         .order_by_asc(pp::Column::Id)
         .one(&txn)
         .await?;
@@ -162,81 +364,28 @@ async fn post_document(
             format!("The card payment of {number} is still being processed; invoice {} again in a moment.", order.number)
         }));
     }
-    let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
     let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order_id)).all(&txn).await?;
-    let mut inputs = Vec::new();
-    for (line_id, qty) in &wanted {
-        let line = lines.iter().find(|l| l.id == *line_id).ok_or_else(|| quantity_error("A line does not belong to this order."))?;
-        let (open, verb) = if credit {
-            (line.invoiced_quantity - line.credited_quantity, "credited")
-        } else {
-            (line.quantity - line.invoiced_quantity, "invoiced")
-        };
-        if *qty < 0 || *qty > open {
-            return Err(quantity_error(format!("Line {} ({}): {} can be {verb}, not {}.", line.line_no, line.item, open, qty)));
-        }
-        inputs.push((line, *qty));
-    }
-    // Every invoice takes a positive quantity of some line and credit notes never lower an
-    // invoiced quantity, so "no line invoiced yet" is "no invoice yet".
-    let first = lines.iter().all(|l| l.invoiced_quantity == 0);
-    let charges = Money::from_minor(if first && !credit { order.charges_minor } else { 0 }, currency);
-    let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
-    let line_inputs: Vec<InvoiceLineInput> = inputs
-        .iter()
-        .map(|(l, q)| InvoiceLineInput { quantity: i64::from(*q), unit_price: Money::from_minor(l.unit_price_minor, currency) })
-        .collect();
-    let amounts = invoice_amounts(&line_inputs, charges, tax, currency).map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
-    let sign: i64 = if credit { -1 } else { 1 };
-    let invoice = inv::ActiveModel {
-        number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
-        order_id: Set(order_id),
-        currency: Set(currency.code().to_string()),
-        amount_minor: Set(sign * amounts.total.minor()),
-        posted_at: Set(now),
-        posted_by: Set(actor.to_string()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let mut am: inv::ActiveModel = invoice.clone().into();
-    am.number = Set(format!("{}-{:06}", if credit { "CRN" } else { "INV" }, invoice.id));
-    let invoice = am.update(&txn).await?;
-    let mut fully_invoiced = true;
-    let invoice_lines = inputs.iter().map(|(line, qty)| il::ActiveModel {
-        invoice_id: Set(invoice.id),
-        order_line_id: Set(line.id),
-        quantity: Set(if credit { -*qty } else { *qty }),
-        amount_minor: Set(sign * line.unit_price_minor * i64::from(*qty)),
-        ..Default::default()
-    });
-    il::Entity::insert_many(invoice_lines).exec_without_returning(&txn).await?;
-    for (line, qty) in &inputs {
-        // Conditional on the quantity read above: a concurrent invoicing of the same line loses.
-        let (column, before) = if credit {
-            (sol::Column::CreditedQuantity, line.credited_quantity)
-        } else {
-            (sol::Column::InvoicedQuantity, line.invoiced_quantity)
-        };
+    let plan = Plan::new(&order, &lines, &wanted, credit)?;
+    let invoice = plan.document(order_id, now, actor).insert(&txn).await?;
+    let number = plan.number(invoice.id);
+    set_numbers::<inv::Entity>(&txn, inv::Column::Id, inv::Column::Number, &[(invoice.id, number.clone())]).await?;
+    let invoice = inv::Model { number, ..invoice };
+    il::Entity::insert_many(plan.invoice_lines(invoice.id)).exec_without_returning(&txn).await?;
+    // Conditional on the quantity read above: a concurrent invoicing of the same line loses.
+    let (column, moves) = plan.line_moves();
+    for (line_id, before, after) in moves {
         let updated = sol::Entity::update_many()
-            .col_expr(column, Expr::value(before + qty))
-            .filter(sol::Column::Id.eq(line.id))
+            .col_expr(column, Expr::value(after))
+            .filter(sol::Column::Id.eq(line_id))
             .filter(column.eq(before))
             .exec(&txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(ServiceError::Conflict("The order was invoiced by someone else at the same time; reload and try again.".into()));
-        }
-    }
-    for l in &lines {
-        let now_invoiced = l.invoiced_quantity + inputs.iter().find(|(x, _)| x.id == l.id).map(|(_, q)| *q).unwrap_or(0);
-        if now_invoiced < l.quantity {
-            fully_invoiced = false;
+            return Err(concurrent_invoicing());
         }
     }
     let mut order = order;
-    if !credit {
-        let status = if fully_invoiced { OrderStatus::Invoiced } else { OrderStatus::PartiallyInvoiced };
+    if let Some(status) = plan.order_status() {
         so::Entity::update_many()
             .col_expr(so::Column::Status, Expr::value(status.code()))
             .filter(so::Column::Id.eq(order_id))
@@ -244,32 +393,8 @@ async fn post_document(
             .await?;
         order.status = status.code().to_string();
     }
-    let journal_lines = if credit {
-        // A credit note reverses revenue and tax; a correction is a new entry (R-LED-1).
-        vec![
-            JournalLine::debit(accounts::SALES_REVENUE, amounts.lines),
-            JournalLine::debit(accounts::SALES_TAX, amounts.tax),
-            JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
-        ]
-    } else {
-        vec![
-            JournalLine::debit(accounts::ACCOUNTS_RECEIVABLE, amounts.total),
-            JournalLine::credit(accounts::SALES_REVENUE, amounts.lines),
-            JournalLine::credit(accounts::CHARGES_REVENUE, amounts.charges),
-            JournalLine::credit(accounts::SALES_TAX, amounts.tax),
-        ]
-    };
-    let what = if credit { "Credit note" } else { "Customer invoice" };
-    post_new_journal(
-        &txn,
-        now,
-        Posting {
-            invoice_id: Some(invoice.id),
-            ..Posting::for_order(&order, format!("invoice:{}", invoice.id), JournalKind::CustomerInvoice, format!("{what} {} for {}", invoice.number, order.number))
-        },
-        journal_lines,
-    )
-    .await?;
+    let (posting, journal_lines) = plan.journal(&order, &invoice);
+    post_new_journal(&txn, now, posting, journal_lines).await?;
     // Deposits applied and cash at pickup (R-PRE-2), or the cash part of a return (R-PRE-5), are
     // settled here, in the invoice's transaction; the card capture or refund takes the rest.
     let prepaid = if credit {
@@ -288,62 +413,26 @@ async fn post_document(
     };
     let feats = features::load(&txn).await?;
     let params = parameters::load(&txn).await?;
-    let feature_on = feats.is_enabled(crate::Feature::ImproveCardsPaymentFlow);
-    let monitoring = params.cards_payment_status_monitoring();
-    let process = pp::ActiveModel {
-        invoice_id: Set(invoice.id),
-        order_id: Set(order_id),
-        monitored: Set(feature_on && monitoring),
-        status: Set(ProcessStatus::Running.code().to_string()),
-        capture_path: Set(None),
-        captured_minor: Set(0),
-        last_error: Set(None),
-        lease_owner: Set(Some(s.instance.clone())),
-        lease_until: Set(Some(now + s.lease)),
-        terminated_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let stages: Vec<ps::Model> = Stage::ALL
-        .into_iter()
-        .map(|stage| {
-            let done = stage == Stage::PostInvoice;
-            ps::Model {
-                process_id: process.id,
-                stage: stage.code().to_string(),
-                status: if done { StageStatus::Succeeded } else { StageStatus::Pending }.code().to_string(),
-                attempts: i32::from(done),
-                started_at: done.then_some(now),
-                finished_at: done.then_some(now),
-                error: None,
-            }
-        })
-        .collect();
+    let process = new_process(s, now, &invoice, monitored(&feats, &params)).insert(&txn).await?;
+    let stages = new_stage_rows(process.id, now);
     ps::Entity::insert_many(stages.iter().cloned().map(ps::ActiveModel::from)).exec_without_returning(&txn).await?;
-    log(
-        &txn,
-        now,
-        process.id,
-        Stage::PostInvoice,
-        1,
-        if credit {
-            format!(
-                "Posted credit note {} for {}: lines {}, tax {} ({}%), total {} to refund.",
-                invoice.number, order.number, amounts.lines, amounts.tax, order.tax_percent, amounts.total
-            )
-        } else {
-            format!(
-                "Posted {} for {}: lines {}, charges {}, tax {} ({}%), total {}.",
-                invoice.number, order.number, amounts.lines, amounts.charges, amounts.tax, order.tax_percent, amounts.total
-            )
-        },
-    )
-    .await?;
+    log(&txn, now, process.id, Stage::PostInvoice, 1, plan.posted_message(&order, &invoice)).await?;
     txn.commit().await?;
     Ok(Posted { invoice, process, order, stages, settings: (feats, params) })
+}
+
+/// The statuses of a process that still has work to do (or waits for a user to resume it).
+fn unfinished() -> [&'static str; 2] {
+    [ProcessStatus::Running.code(), ProcessStatus::Incomplete.code()]
+}
+
+/// The quantities asked for, without the zero ones.
+fn wanted(quantities: &[(i32, i32)]) -> Vec<(i32, i32)> {
+    quantities.iter().copied().filter(|(_, q)| *q != 0).collect()
+}
+
+fn concurrent_invoicing() -> ServiceError {
+    ServiceError::Conflict("The order was invoiced by someone else at the same time; reload and try again.".into())
 }
 
 /// What a journal is about: its source (unique, so posting twice is a no-op), kind, order or
@@ -388,38 +477,56 @@ pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, 
 /// [`post_journal`] for a source that cannot have been posted yet (it names a row this
 /// transaction or this run created); the unique source still refuses a second post.
 pub(crate) async fn post_new_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, p: Posting, lines: Vec<JournalLine>) -> ServiceResult<journal::Model> {
-    let lines = balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?;
-    let j = journal::ActiveModel {
-        number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
-        source: Set(p.source),
-        kind: Set(p.kind.code().to_string()),
-        order_id: Set(p.order_id),
-        invoice_id: Set(p.invoice_id),
-        currency: Set(p.currency.code().to_string()),
-        prepayment: Set(p.prepayment),
-        description: Set(p.description),
-        posted_at: Set(now),
-        customer_id: Set(p.customer_id),
-        tender: Set(p.tender.map(|t| t.code().to_string())),
-        ..Default::default()
+    let mut posted = post_new_journals(db, vec![(now, p, lines)]).await?;
+    posted.pop().ok_or_else(|| ServiceError::Conflict("The journal was not posted.".into()))
+}
+
+/// [`post_new_journal`] for many journals in three statements (the journals, their numbers,
+/// their lines); returned in the order given. Nothing is posted if one of them does not balance.
+pub(crate) async fn post_new_journals(db: &impl ConnectionTrait, journals: Vec<(DateTime<Utc>, Posting, Vec<JournalLine>)>) -> ServiceResult<Vec<journal::Model>> {
+    let mut rows = Vec::with_capacity(journals.len());
+    let mut all_lines = Vec::with_capacity(journals.len());
+    for (now, p, lines) in journals {
+        all_lines.push(balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?);
+        rows.push(journal::ActiveModel {
+            number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
+            source: Set(p.source),
+            kind: Set(p.kind.code().to_string()),
+            order_id: Set(p.order_id),
+            invoice_id: Set(p.invoice_id),
+            currency: Set(p.currency.code().to_string()),
+            prepayment: Set(p.prepayment),
+            description: Set(p.description),
+            posted_at: Set(now),
+            customer_id: Set(p.customer_id),
+            tender: Set(p.tender.map(|t| t.code().to_string())),
+            ..Default::default()
+        });
     }
-    .insert(db)
-    .await?;
-    let mut am: journal::ActiveModel = j.clone().into();
-    am.number = Set(format!("JNL-{:06}", j.id));
-    let j = am.update(db).await?;
-    let rows: Vec<jl::ActiveModel> = lines
-        .into_iter()
-        .map(|l| jl::ActiveModel {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sources: Vec<String> = rows.iter().map(|r| r.source.clone().unwrap()).collect();
+    let inserted = journal::Entity::insert_many(rows).exec_with_returning(db).await?;
+    // Matched by source (unique), whatever order the database returned the rows in.
+    let mut posted = Vec::with_capacity(sources.len());
+    for source in &sources {
+        let j = inserted.iter().find(|j| &j.source == source).cloned().ok_or_else(|| DbErr::RecordNotInserted)?;
+        posted.push(journal::Model { number: format!("JNL-{:06}", j.id), ..j });
+    }
+    let numbers: Vec<(i32, String)> = posted.iter().map(|j| (j.id, j.number.clone())).collect();
+    set_numbers::<journal::Entity>(db, journal::Column::Id, journal::Column::Number, &numbers).await?;
+    let line_rows = posted.iter().zip(all_lines).flat_map(|(j, lines)| {
+        lines.into_iter().map(move |l| jl::ActiveModel {
             journal_id: Set(j.id),
             account: Set(l.account),
             debit_minor: Set(l.debit),
             credit_minor: Set(l.credit),
             ..Default::default()
         })
-        .collect();
-    jl::Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(j)
+    });
+    jl::Entity::insert_many(line_rows).exec_without_returning(db).await?;
+    Ok(posted)
 }
 
 /// One line of a stage's execution log.
@@ -433,17 +540,25 @@ pub(crate) struct LogLine {
 
 /// Appends lines to a process's execution log in one statement.
 pub(crate) async fn log_lines(db: &impl ConnectionTrait, process_id: i32, lines: Vec<LogLine>) -> Result<(), DbErr> {
-    if lines.is_empty() {
+    log_lines_of(db, lines.into_iter().map(|l| (process_id, l))).await
+}
+
+/// Appends lines to the execution logs of several processes, (process, line), in one statement.
+pub(crate) async fn log_lines_of(db: &impl ConnectionTrait, lines: impl IntoIterator<Item = (i32, LogLine)>) -> Result<(), DbErr> {
+    let rows: Vec<stage_log::ActiveModel> = lines
+        .into_iter()
+        .map(|(process_id, l)| stage_log::ActiveModel {
+            process_id: Set(process_id),
+            stage: Set(l.stage.code().to_string()),
+            attempt: Set(l.attempt),
+            at: Set(l.at),
+            message: Set(l.message),
+            ..Default::default()
+        })
+        .collect();
+    if rows.is_empty() {
         return Ok(());
     }
-    let rows = lines.into_iter().map(|l| stage_log::ActiveModel {
-        process_id: Set(process_id),
-        stage: Set(l.stage.code().to_string()),
-        attempt: Set(l.attempt),
-        at: Set(l.at),
-        message: Set(l.message),
-        ..Default::default()
-    });
     stage_log::Entity::insert_many(rows).exec_without_returning(db).await.map(|_| ())
 }
 

@@ -23,7 +23,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait, Value};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait, Value};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -112,6 +112,21 @@ pub async fn overlay_at(db: &impl ConnectionTrait, order: &so::Model, wm: Waterm
     Ok(derive(wm, &open, &lines, online))
 }
 
+/// Which of `orders` have an open authorization the expiry job has passed, i.e. something for
+/// [`settle`] to store (no watermark row yet compares as NULL, so nothing is due): one statement.
+pub(crate) async fn due_orders(db: &impl ConnectionTrait, orders: impl IntoIterator<Item = i32>) -> Result<Vec<i32>, sea_orm::DbErr> {
+    au::Entity::find()
+        .select_only()
+        .column(au::Column::OrderId)
+        .distinct()
+        .filter(au::Column::OrderId.is_in(orders))
+        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+        .filter(Expr::cust("authorizations.expires_at <= (SELECT w.expired_through FROM expiry_watermark w WHERE w.id = 1)"))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// Stores what expiry changed on `order` in its rows: the authorizations become Expired, the
 /// lines Pending Authorization or Declined, the order Do not process. Call it in the transaction
 /// of the change, after locking the order (PostgreSQL) so no other change interleaves; each update
@@ -120,13 +135,7 @@ pub async fn overlay_at(db: &impl ConnectionTrait, order: &so::Model, wm: Waterm
 pub async fn settle(db: &impl ConnectionTrait, order: so::Model) -> ServiceResult<so::Model> {
     // Every invoice passes here, and almost every order has nothing to store: one statement tells
     // (no watermark row yet compares as NULL, so nothing is due).
-    let due = au::Entity::find()
-        .filter(au::Column::OrderId.eq(order.id))
-        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
-        .filter(Expr::cust("authorizations.expires_at <= (SELECT w.expired_through FROM expiry_watermark w WHERE w.id = 1)"))
-        .one(db)
-        .await?;
-    if due.is_none() {
+    if due_orders(db, [order.id]).await?.is_empty() {
         return Ok(order);
     }
     let o = overlay(db, &order).await?;

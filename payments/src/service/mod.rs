@@ -36,6 +36,9 @@ pub struct Services {
     pub instance: String,
     /// How long a lease on a payment process lasts before recovery may take it over.
     pub lease: chrono::Duration,
+    /// Invoicings waiting to be posted together (shared by clones of these services, which must
+    /// keep the same database).
+    pub invoicing: Arc<crate::pipeline::InvoiceBatches>,
 }
 
 impl Services {
@@ -48,7 +51,15 @@ impl Services {
             connector,
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
+            invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),
         }
+    }
+
+    /// These services with every invoicing posted on its own, never batched with others (the
+    /// path a batch leaves unusual invoicings to; tests compare the two).
+    pub fn one_at_a_time(mut self) -> Self {
+        self.invoicing = Arc::new(crate::pipeline::InvoiceBatches::new(false));
+        self
     }
 
     pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
