@@ -8,14 +8,22 @@
 //! to the one-at-a-time path, which reports it or posts it as before. A database error before the
 //! commit undoes the whole turn and leaves every invoicing of it to that path: nothing of the turn
 //! was written.
-use super::{log_lines_of, monitored, new_process, new_stage_rows, post_new_journals, set_numbers, unfinished, wanted, LogLine, Plan, Posted};
-use crate::domain::order::OrderStatus;
-use crate::domain::pipeline::Stage;
-use crate::entity::{invoice as inv, invoice_line as il, payment_process as pp, process_stage as ps, sales_order as so, sales_order_line as sol};
+use super::{log_lines_of, marks, monitored, stages, Ended, new_process, new_stage_rows, post_new_journals, set_numbers, unfinished, wanted, LogLine, Plan, Posted};
+use crate::domain::order::{AuthorizationStatus, Command, OrderStatus, PaymentStatus, RequestStatus};
+use crate::domain::payment_views::InvoiceOutcome;
+use super::requests::{Purpose, Resolution};
+use crate::connector::Outcome;
+use crate::domain::capture::{capture_path, CapturePath};
+use crate::domain::money::{Currency, Money};
+use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
+use crate::entity::{
+    authorization as au, capture as cap, connector, connector_merchant_property as cmp, invoice as inv, invoice_line as il, payment_line as pl,
+    payment_process as pp, process_stage as ps, processor_request as pr, sales_order as so, sales_order_line as sol, sim_fault,
+};
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, parameters, Services};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +35,9 @@ pub struct InvoiceBatches {
     enabled: bool,
     waiting: std::sync::Mutex<Vec<Job>>,
     turn: Arc<tokio::sync::Mutex<()>>,
+    next_job: AtomicU64,
+    /// The invoicings waiting for each step of stages 2–4 ([`StepKind`]).
+    steps: [Gather; 4],
     /// Turns that posted at least one invoice, and the invoices they posted.
     turns: AtomicU64,
     posted: AtomicU64,
@@ -34,7 +45,15 @@ pub struct InvoiceBatches {
 
 impl InvoiceBatches {
     pub fn new(enabled: bool) -> Self {
-        InvoiceBatches { enabled, waiting: Default::default(), turn: Default::default(), turns: AtomicU64::new(0), posted: AtomicU64::new(0) }
+        InvoiceBatches {
+            enabled,
+            waiting: Default::default(),
+            turn: Default::default(),
+            next_job: AtomicU64::new(0),
+            steps: Default::default(),
+            turns: AtomicU64::new(0),
+            posted: AtomicU64::new(0),
+        }
     }
 
     /// Takes the turn and keeps it until the guard is dropped: invoicings wait, then the next turn
@@ -57,11 +76,12 @@ impl InvoiceBatches {
 /// An invoicing waiting for a turn. It carries its own services: a clone may name another server
 /// instance or clock (the database is the same).
 struct Job {
+    id: u64,
     s: Services,
     actor: String,
     order_id: i32,
     wanted: Vec<(i32, i32)>,
-    reply: oneshot::Sender<ServiceResult<Option<Posted>>>,
+    reply: oneshot::Sender<ServiceResult<Option<Going>>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -70,43 +90,241 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Posts the invoice of `quantities` of an order together with the others waiting. `None`: this
-/// invoicing is left to the one-at-a-time path (nothing of it was written).
-pub(super) async fn post(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<Option<Posted>> {
+/// Invoices `quantities` of an order together with the others waiting: posts the invoice, then
+/// runs its payment process, each step together with whatever other invoicings are at the same
+/// step. `None`: this invoicing is left to the one-at-a-time path (nothing of it was written).
+pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<Option<InvoiceOutcome>> {
     let wanted = wanted(quantities);
     if !s.invoicing.enabled || wanted.is_empty() {
         return Ok(None);
     }
     let (reply, mut answer) = oneshot::channel();
-    let job = Job { s: s.clone(), actor: actor.to_string(), order_id, wanted, reply };
+    let id = s.invoicing.next_job.fetch_add(1, Ordering::Relaxed);
+    let job = Job { id, s: s.clone(), actor: actor.to_string(), order_id, wanted, reply };
     s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(job);
-    let turn = s.invoicing.turn.clone().lock_owned().await;
-    // The turn before this one may have posted this invoicing already.
-    if let Ok(done) = answer.try_recv() {
-        return done;
-    }
-    let jobs = std::mem::take(&mut *s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-    if jobs.is_empty() {
-        // Taken by a turn whose caller went away while it ran; it answers when it is done.
-        drop(turn);
-    } else {
-        // The turn runs to its end even if this caller goes away, and keeps the turn until then:
-        // every invoicing it took gets its answer.
-        let batches = s.invoicing.clone();
-        tokio::spawn(async move {
-            let posted = post_all(jobs).await;
-            if posted > 0 {
-                batches.turns.fetch_add(1, Ordering::Relaxed);
-                batches.posted.fetch_add(posted, Ordering::Relaxed);
-            }
-            drop(turn);
-        });
-    }
-    answer.await.map_err(|_| ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into()))?
+    // Wait for the turn, or for a turn that took this invoicing to answer (that turn lasts until
+    // its invoicings, this one among them, are done).
+    let lock = s.invoicing.turn.clone().lock_owned();
+    tokio::pin!(lock);
+    let early = tokio::select! {
+        biased;
+        done = &mut answer => Err(done),
+        turn = &mut lock => Ok(turn),
+    };
+    let done = match early {
+        Err(done) => done,
+        Ok(turn) => {
+            take_turn(s, id, turn).await;
+            answer.await
+        }
+    };
+    let stopped = || ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into());
+    let Some(g) = done.map_err(|_| stopped())?? else {
+        return Ok(None);
+    };
+    crate::crashpoint::hit("after:post_invoice");
+    run(g).await.map(Some)
 }
 
-/// Posts every job it can in one transaction and answers each; returns how many it posted.
-async fn post_all(jobs: Vec<Job>) -> u64 {
+/// With the turn: posts every invoicing waiting, this one (`id`) among them, unless an earlier
+/// turn took it.
+async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>) {
+    // Let the invoicings that are on their way (the callers a finished turn has just answered)
+    // join this turn rather than form the next one.
+    let mut seen = 0;
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+        let now_waiting = s.invoicing.waiting();
+        if now_waiting == seen {
+            break;
+        }
+        seen = now_waiting;
+    }
+    // Only an invoicing still waiting takes the turn's work: one an earlier turn took is answered
+    // by that turn, and taking the others now would split them into turns of one.
+    let jobs = {
+        let mut waiting = s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.iter().any(|j| j.id == id) {
+            std::mem::take(&mut *waiting)
+        } else {
+            Vec::new()
+        }
+    };
+    if jobs.is_empty() {
+        return;
+    }
+    // The turn runs to its end even if this caller goes away (every invoicing it took gets its
+    // answer). It lasts until every invoicing it posted has finished its run, so that they go
+    // through the later steps together and those arriving meanwhile form the next turn.
+    let batches = s.invoicing.clone();
+    tokio::spawn(async move {
+        let posted = post_all(jobs, Arc::new(turn)).await;
+        if posted > 0 {
+            batches.turns.fetch_add(1, Ordering::Relaxed);
+            batches.posted.fetch_add(posted, Ordering::Relaxed);
+        }
+    });
+}
+
+/// Stages 2–4 of a batched invoicing: each step together with the other invoicings at that step
+/// on this server (one transaction for all of them), the processor call on its own. An invoicing
+/// whose stage goes any other way than the plain one is run on from there one at a time.
+async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
+    let batches = g.s.invoicing.clone();
+    if g.alone {
+        return finish(g, None).await;
+    }
+    let mut g = match gather(&batches.steps[0], g, StepKind::Intents).await? {
+        Flow::Next(g) => g,
+        Flow::Out(out) => return out,
+    };
+    let stage = Stage::CaptureOrRefund;
+    let (auth, req, final_capture) = g.capture.clone().ok_or_else(|| ServiceError::Conflict("no capture was requested".into()))?;
+    crate::crashpoint::hit("capture:intent");
+    let result = stages::call_capture(&g.s, &req, &auth, final_capture).await;
+    crate::crashpoint::hit("capture:sent");
+    match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
+        Resolution::Done(Outcome::Captured(c)) => g.captured = Some(c),
+        other => {
+            let s = g.s.clone();
+            let end = stages::record_capture(&s, &mut g.ctx, &req, &auth, other).await?;
+            return finish(g, Some(Ended { stage, attempt: 1, end })).await;
+        }
+    }
+    let mut g = g;
+    for kind in [StepKind::Captures, StepKind::Journals, StepKind::Completions] {
+        g = match gather(&batches.steps[kind as usize], g, kind).await? {
+            Flow::Next(g) => g,
+            Flow::Out(out) => return out,
+        };
+    }
+    Err(ServiceError::Conflict(format!("payment process {} did not complete", g.ctx.p.id)))
+}
+
+/// Runs the rest of a batched invoicing one at a time, from where it stands (see [`Going::hand_over`]).
+async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome> {
+    let Going { s, ctx, rows, .. } = g;
+    let (invoice, process_id) = (ctx.invoice.clone(), ctx.p.id);
+    let (status, error) = super::run_loaded_from(&s, ctx, rows, ended).await?;
+    Ok(super::outcome_of(invoice, process_id, status, error))
+}
+
+/// The steps of stages 2–4 that invoicings take together, in order.
+#[derive(Clone, Copy, Debug)]
+enum StepKind {
+    Intents = 0,
+    Captures = 1,
+    Journals = 2,
+    Completions = 3,
+}
+
+/// Invoicings waiting for one step, and whose turn it is to run it.
+#[derive(Default)]
+struct Gather {
+    waiting: std::sync::Mutex<Vec<(u64, Going, oneshot::Sender<Step>)>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Gather {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gather").finish_non_exhaustive()
+    }
+}
+
+/// How a step left one invoicing.
+enum Step {
+    /// On to the next step.
+    Next(Going),
+    /// To be run on one at a time from here, `ended` being the stage this step ran.
+    HandOver(Going, Option<Ended>),
+    /// The step ended the run with this status.
+    Done(Going, ProcessStatus),
+    /// The step failed (ticket, error); its process stays running under this server's lease, for
+    /// recovery to finish.
+    Failed(u64, String),
+}
+
+enum Flow {
+    Next(Going),
+    Out(ServiceResult<InvoiceOutcome>),
+}
+
+/// Runs step `kind` for `g` together with every invoicing waiting for the same step: whoever gets
+/// the turn while still waiting runs it for all of them (in a spawned task, so that a caller going
+/// away abandons no one), and each gets back how the step left it.
+async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
+    let ticket = g.ticket;
+    let (tx, rx) = oneshot::channel();
+    q.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((ticket, g, tx));
+    let turn = q.turn.clone().lock_owned().await;
+    let taken = {
+        let mut waiting = q.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.iter().any(|(t, ..)| *t == ticket) {
+            std::mem::take(&mut *waiting)
+        } else {
+            Vec::new()
+        }
+    };
+    if taken.is_empty() {
+        drop(turn);
+    } else {
+        tokio::spawn(async move {
+            let mut senders = Vec::with_capacity(taken.len());
+            let mut gs = Vec::with_capacity(taken.len());
+            for (t, g, tx) in taken {
+                senders.push((t, tx));
+                gs.push(g);
+            }
+            let mut out = step(kind, gs).await;
+            drop(turn);
+            for (t, tx) in senders {
+                let mine = out.iter().position(|o| o.ticket() == Some(t)).map(|i| out.swap_remove(i));
+                let _ = tx.send(mine.unwrap_or(Step::Failed(t, "the step lost this invoicing".into())));
+            }
+        });
+    }
+    let step = rx.await.map_err(|_| ServiceError::Conflict("Invoicing stopped unexpectedly; the payment process is finished by recovery.".into()))?;
+    Ok(match step {
+        Step::Next(g) => Flow::Next(g),
+        Step::HandOver(g, ended) => Flow::Out(finish(g, ended).await),
+        Step::Done(g, status) => Flow::Out(Ok(g.outcome(status))),
+        Step::Failed(_, text) => Flow::Out(Err(ServiceError::Database(sea_orm::DbErr::Custom(text)))),
+    })
+}
+
+impl Step {
+    fn ticket(&self) -> Option<u64> {
+        match self {
+            Step::Next(g) | Step::HandOver(g, _) | Step::Done(g, _) => Some(g.ticket),
+            Step::Failed(t, _) => Some(*t),
+        }
+    }
+}
+
+/// One step for all of `gs`; a database error fails the step for all those still in it (as on
+/// the one-at-a-time path, their processes stay running under the lease until recovery).
+async fn step(kind: StepKind, mut gs: Vec<Going>) -> Vec<Step> {
+    let s = gs[0].s.clone();
+    let mut out = Vec::new();
+    let result = match kind {
+        StepKind::Intents => request_captures(&s, &mut gs, &mut out).await,
+        StepKind::Captures => record_captures(&s, &mut gs).await,
+        StepKind::Journals => post_payment_journals(&s, &mut gs, &mut out).await,
+        StepKind::Completions => complete(&s, &mut gs, &mut out).await,
+    };
+    match result {
+        Ok(()) => out.extend(gs.into_iter().map(Step::Next)),
+        Err(e) => {
+            let text = e.to_string();
+            out.extend(gs.into_iter().map(|g| Step::Failed(g.ticket, text.clone())));
+        }
+    }
+    out
+}
+
+/// Posts every job it can in one transaction and answers each: with what was posted for it, or
+/// `None` to go the one-at-a-time way. Returns how many it posted.
+async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> u64 {
     let mut taken = Vec::new();
     let mut left = Vec::new();
     match post_many(&jobs).await {
@@ -134,12 +352,20 @@ async fn post_all(jobs: Vec<Job>) -> u64 {
             return 0;
         }
     }
-    let n = taken.len() as u64;
-    for (job, p) in taken {
-        let _ = job.reply.send(Ok(Some(p)));
-    }
     for job in left {
         let _ = job.reply.send(Ok(None));
+    }
+    // Stages 2–4 are run together by services alike (same server instance, clock, connector and
+    // lease); another's invoicing is run on its own.
+    let first = taken.first().map(|(job, _)| job.s.clone());
+    let n = taken.len() as u64;
+    for (job, posted) in taken {
+        let alone = first.as_ref().is_some_and(|f| {
+            let js = &job.s;
+            !(js.instance == f.instance && js.lease == f.lease && Arc::ptr_eq(&js.clock, &f.clock) && Arc::ptr_eq(&js.connector, &f.connector))
+        });
+        let Job { id, s, reply, .. } = job;
+        let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, turn.clone()))));
     }
     n
 }
@@ -289,4 +515,275 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<Posted>>, Failure> {
         settings: (feats.clone(), params.clone()),
     });
     Ok(plans.iter().map(|p| p.as_ref().and_then(|_| posted.next())).collect())
+}
+
+// Stages 2–4 together.
+
+/// A batched invoicing between stages: its services, its ticket in the steps' queues, its run as
+/// the one-at-a-time path would hold it at the same point (process, invoice, order, pending marks,
+/// stage rows), the capture requested for it (authorization, intent, whether it is the final
+/// capture) and the capture taken.
+struct Going {
+    s: Services,
+    ticket: u64,
+    /// Its services differ from the turn's: run on its own after stage 1.
+    alone: bool,
+    ctx: stages::Ctx,
+    rows: Vec<ps::Model>,
+    capture: Option<(au::Model, pr::Model, bool)>,
+    captured: Option<crate::connector::Captured>,
+    /// Its share of the turn that posted it: the turn ends when every invoicing of it is done.
+    _turn: Arc<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Going {
+    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> Going {
+        let Posted { invoice, process, order, stages, settings } = posted;
+        let ctx = stages::Ctx { p: process, invoice, order, marks: Default::default(), fresh: Some(settings) };
+        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, _turn: turn }
+    }
+
+    fn outcome(self, status: ProcessStatus) -> InvoiceOutcome {
+        super::outcome_of(self.ctx.invoice, self.ctx.p.id, status, None)
+    }
+}
+
+/// Stage 2 up to the processor: finds each order's open authorization, chooses the capture path
+/// (R-CAP-2) and commits every intent (R-CAP-5) with the stage's start, in one transaction.
+async fn request_captures(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
+    let stage = Stage::CaptureOrRefund;
+    let now = s.now();
+    let open = au::Entity::find()
+        .filter(au::Column::OrderId.is_in(gs.iter().map(|g| g.ctx.order.id)))
+        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+        .order_by_desc(au::Column::Id)
+        .all(&s.db)
+        .await?;
+    let connector_ids: HashSet<i32> = open.iter().map(|a| a.connector_id).collect();
+    let props = cmp::Entity::find().filter(cmp::Column::ConnectorId.is_in(connector_ids.clone())).all(&s.db).await?;
+    let conns = connector::Entity::find().filter(connector::Column::Id.is_in(connector_ids)).all(&s.db).await?;
+    let mut kept = Vec::new();
+    let mut intents = Vec::new();
+    for g in std::mem::take(gs) {
+        let (order, invoice) = (&g.ctx.order, &g.ctx.invoice);
+        let due = invoice.amount_minor - invoice.prepaid_minor;
+        let plain = open.iter().find(|a| a.order_id == order.id).filter(|a| due > 0 && a.expires_at > now).zip(g.ctx.fresh.as_ref());
+        let Some((auth, (feats, params))) = plain else {
+            out.push(Step::HandOver(g, None));
+            continue;
+        };
+        let props = props.iter().find(|p| p.connector_id == auth.connector_id && p.channel_id == order.channel_id);
+        let conn = conns.iter().find(|c| c.id == auth.connector_id);
+        let path = capture_path(&stages::conditions_of(auth, feats, params, props, conn, now));
+        let amount = std::cmp::min(due, auth.amount_minor - auth.captured_minor);
+        if amount <= 0 {
+            out.push(Step::HandOver(g, None));
+            continue;
+        }
+        let money = Money::from_minor(amount, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd));
+        let Ok(reference) = s.connector.payment_reference(Command::Capture, money).await else {
+            out.push(Step::HandOver(g, None));
+            continue;
+        };
+        let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((g.ctx.p.id, stage)), capture_id: None };
+        intents.push(super::requests::intent(auth.connector_id, Command::Capture, money, purpose, reference));
+        let message = stages::capture_message(&path, invoice, due, amount);
+        kept.push((g, auth.clone(), path, message));
+    }
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let txn = s.db.begin().await?;
+    let tracking: Vec<String> = intents.iter().map(|i| i.tracking_id.clone().unwrap()).collect();
+    let recorded = pr::Entity::insert_many(intents).exec_with_returning(&txn).await?;
+    for ((g, auth, path, message), tracking_id) in kept.iter_mut().zip(&tracking) {
+        let req = recorded.iter().find(|r| &r.tracking_id == tracking_id).cloned().ok_or(sea_orm::DbErr::RecordNotInserted)?;
+        g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
+        g.ctx.marks.line(LogLine { at: now, stage, attempt: 1, message: std::mem::take(message) });
+        g.ctx.marks.line(LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(&req, auth) });
+        g.ctx.marks.capture_path(stages::path_text(path));
+        g.capture = Some((auth.clone(), req, matches!(path, CapturePath::Legacy(_))));
+    }
+    let mut runs: Vec<(i32, &mut marks::Marks)> = kept.iter_mut().map(|(g, ..)| (g.ctx.p.id, &mut g.ctx.marks)).collect();
+    if !marks::flush_many(s, &txn, &mut runs).await? {
+        // Another server took one of them over: nothing is written or sent; each goes its own way
+        // (and the one taken over stops there, writing nothing).
+        txn.rollback().await?;
+        for (mut g, ..) in kept {
+            g.ctx.marks = Default::default();
+            g.capture = None;
+            out.push(Step::HandOver(g, None));
+        }
+        return Ok(());
+    }
+    txn.commit().await?;
+    for (mut g, _, path, _) in kept {
+        g.ctx.marks.committed();
+        g.ctx.p.capture_path = Some(stages::path_text(&path));
+        gs.push(g);
+    }
+    Ok(())
+}
+
+/// Stage 2 after the processor: the captures taken (each invoicing made its own call) recorded
+/// with their effects in one transaction.
+async fn record_captures(s: &Services, gs: &mut Vec<Going>) -> ServiceResult<()> {
+    let stage = Stage::CaptureOrRefund;
+    let mut captured = Vec::new();
+    for g in std::mem::take(gs) {
+        let c = g.captured.clone().ok_or_else(|| ServiceError::Conflict("no capture was taken".into()))?;
+        captured.push((g, c));
+    }
+    if captured.is_empty() {
+        return Ok(());
+    }
+    let now = s.now();
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
+    let locked = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), &txn).all(&txn).await?;
+    let (mut auth_total, mut auth_status, mut process_total, mut reference) = (CaseStatement::new(), CaseStatement::new(), CaseStatement::new(), CaseStatement::new());
+    let (mut rows, mut paid, mut messages, mut requests) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, c) in &captured {
+        let (auth, req, _) = g.capture.as_ref().expect("requested above");
+        let a = locked.iter().find(|a| a.id == auth.id).ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
+        let total = a.captured_minor + c.amount.minor();
+        let status = stages::status_after_capture(a, total, c.authorization_closed);
+        rows.push(cap::ActiveModel {
+            authorization_id: Set(a.id),
+            order_id: Set(a.order_id),
+            invoice_id: Set(Some(g.ctx.p.invoice_id)),
+            amount_minor: Set(c.amount.minor()),
+            refunded_minor: Set(0),
+            processor_reference: Set(c.reference.clone()),
+            tracking_id: Set(req.tracking_id.clone()),
+            captured_at: Set(now),
+            ..Default::default()
+        });
+        auth_total = auth_total.case(au::Column::Id.eq(a.id), Expr::value(total));
+        auth_status = auth_status.case(au::Column::Id.eq(a.id), Expr::value(status.code()));
+        process_total = process_total.case(pp::Column::Id.eq(g.ctx.p.id), Expr::value(c.amount.minor()));
+        reference = reference.case(pr::Column::Id.eq(req.id), Expr::value(c.reference.clone()));
+        requests.push(req.id);
+        if status == AuthorizationStatus::FullyCaptured {
+            paid.push(a.payment_line_id);
+        }
+        messages.push(stages::captured_message(c, req, a, total, status));
+    }
+    cap::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+    au::Entity::update_many()
+        .col_expr(au::Column::CapturedMinor, auth_total.finally(Expr::col(au::Column::CapturedMinor)).into())
+        .col_expr(au::Column::Status, auth_status.finally(Expr::col(au::Column::Status)).into())
+        .filter(au::Column::Id.is_in(locked.iter().map(|a| a.id)))
+        .exec(&txn)
+        .await?;
+    pp::Entity::update_many()
+        .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(Into::<Expr>::into(process_total.finally(Expr::value(0i64)))))
+        .filter(pp::Column::Id.is_in(captured.iter().map(|(g, _)| g.ctx.p.id)))
+        .exec(&txn)
+        .await?;
+    pr::Entity::update_many()
+        .col_expr(pr::Column::Status, Expr::value(RequestStatus::Succeeded.code()))
+        .col_expr(pr::Column::ProcessorReference, reference.finally(Expr::col(pr::Column::ProcessorReference)).into())
+        .col_expr(pr::Column::Message, Expr::value(Option::<String>::None))
+        .col_expr(pr::Column::CompletedAt, Expr::value(Some(now)))
+        .filter(pr::Column::Id.is_in(requests))
+        .exec(&txn)
+        .await?;
+    if !paid.is_empty() {
+        pl::Entity::update_many()
+            .col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code()))
+            .filter(pl::Column::Id.is_in(paid))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    let now = s.now();
+    for ((mut g, c), message) in captured.into_iter().zip(messages) {
+        g.ctx.p.captured_minor += c.amount.minor();
+        super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
+        g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, message);
+        gs.push(g);
+    }
+    Ok(())
+}
+
+/// Stage 3: the customer payment journals, with the marks of stages 2 and 3, in one transaction.
+/// With a fault injected at the journal, each goes its own way, where the fault is drawn.
+async fn post_payment_journals(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
+    let stage = Stage::PostPaymentJournal;
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    if sim_fault::Entity::find().filter(sim_fault::Column::Point.eq("journal")).count(&txn).await? > 0 {
+        txn.rollback().await?;
+        out.extend(std::mem::take(gs).into_iter().map(|g| Step::HandOver(g, None)));
+        return Ok(());
+    }
+    let now = s.now();
+    for g in gs.iter_mut() {
+        g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
+    }
+    let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
+    if !marks::flush_many(s, &txn, &mut runs).await? {
+        txn.rollback().await?;
+        lease_lost(gs, out);
+        return Ok(());
+    }
+    let journals = gs
+        .iter()
+        .map(|g| {
+            let (posting, lines) = stages::payment_posting(&g.ctx);
+            (now, posting, lines)
+        })
+        .collect();
+    let journals = post_new_journals(&txn, journals).await?;
+    txn.commit().await?;
+    let now = s.now();
+    for (g, j) in gs.iter_mut().zip(journals) {
+        g.ctx.marks.committed();
+        let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
+        super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
+        g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, stages::journal_posted(&j, amount));
+    }
+    Ok(())
+}
+
+/// Stage 4 for orders now fully invoiced (nothing to authorize), and the completions, in one
+/// transaction. An order with a balance goes its own way to authorize it (R-CAP-3).
+async fn complete(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
+    let stage = Stage::AuthorizeRemaining;
+    let now = s.now();
+    for mut g in std::mem::take(gs) {
+        if g.ctx.order.status == OrderStatus::Invoiced.code() {
+            g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
+            super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Skipped, 1)?;
+            g.ctx.marks.end(stage, StageStatus::Skipped, 1, now, None, stages::FULLY_INVOICED.to_string());
+            gs.push(g);
+        } else {
+            out.push(Step::HandOver(g, None));
+        }
+    }
+    if gs.is_empty() {
+        return Ok(());
+    }
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
+    if !marks::flush_many(s, &txn, &mut runs).await? {
+        txn.rollback().await?;
+        lease_lost(gs, out);
+        return Ok(());
+    }
+    let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
+    super::finish_processes(s, &txn, &ids, ProcessStatus::Completed, None).await?;
+    txn.commit().await?;
+    for mut g in std::mem::take(gs) {
+        g.ctx.marks.committed();
+        out.push(Step::Done(g, ProcessStatus::Completed));
+    }
+    Ok(())
+}
+
+/// Another server took one of these processes over (this one stalled past its lease): as on the
+/// one-at-a-time path, this run writes nothing more and reports them running. The others stay
+/// under this server's lease until it runs out; then recovery finishes them.
+fn lease_lost(gs: &mut Vec<Going>, out: &mut Vec<Step>) {
+    out.extend(std::mem::take(gs).into_iter().map(|g| Step::Done(g, ProcessStatus::Running)));
 }

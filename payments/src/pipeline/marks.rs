@@ -9,7 +9,7 @@ use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{payment_process as pp, process_stage as ps};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 /// One stage row's pending change: its latest status, with the start and end times to set.
@@ -87,50 +87,7 @@ impl Marks {
     /// Renews this server's lease and writes the pending marks and lines in `txn`; false (nothing
     /// written) if another server holds the lease. With nothing pending, writes nothing.
     pub async fn flush(&mut self, s: &Services, txn: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
-        self.flushed_ends.clear();
-        if self.is_empty() {
-            return Ok(true);
-        }
-        if !renew_lease_setting(s, txn, process_id, self.capture_path.take()).await? {
-            return Ok(false);
-        }
-        // Every pending mark in one statement: each column is set per stage row by a CASE on
-        // the stage, and left as it is where a mark does not set it.
-        let marks = std::mem::take(&mut self.marks);
-        let is = |m: &Mark| ps::Column::Stage.eq(m.stage.code());
-        let per_stage = |values: Vec<(&Mark, Expr)>, column: ps::Column| -> Option<Expr> {
-            if values.is_empty() {
-                return None;
-            }
-            let case = values.into_iter().fold(CaseStatement::new(), |c, (m, v)| c.case(is(m), v));
-            Some(case.finally(Expr::col(column)).into())
-        };
-        let mut q = ps::Entity::update_many();
-        let columns = [
-            (ps::Column::Status, marks.iter().map(|m| (m, Expr::value(m.status.code()))).collect::<Vec<_>>()),
-            (ps::Column::Attempts, marks.iter().map(|m| (m, Expr::value(m.attempt))).collect()),
-            (ps::Column::Error, marks.iter().map(|m| (m, Expr::value(m.error.clone()))).collect()),
-            (ps::Column::StartedAt, marks.iter().filter_map(|m| Some((m, Expr::value(m.started_at?)))).collect()),
-            // A mark that starts or ends an attempt sets its finish (a start clears it).
-            (
-                ps::Column::FinishedAt,
-                marks.iter().filter(|m| m.started_at.is_some() || m.finished_at.is_some()).map(|m| (m, Expr::value(m.finished_at))).collect(),
-            ),
-        ];
-        for (column, values) in columns {
-            if let Some(e) = per_stage(values, column) {
-                q = q.col_expr(column, e);
-            }
-        }
-        if !marks.is_empty() {
-            q.filter(ps::Column::ProcessId.eq(process_id))
-                .filter(ps::Column::Stage.is_in(marks.iter().map(|m| m.stage.code())))
-                .exec(txn)
-                .await?;
-        }
-        super::log_lines(txn, process_id, std::mem::take(&mut self.lines)).await?;
-        self.flushed_ends = std::mem::take(&mut self.ended);
-        Ok(true)
+        flush_many(s, txn, &mut [(process_id, self)]).await
     }
 
     /// After the commit of a transaction that flushed: the crash points of the stages whose
@@ -157,23 +114,85 @@ impl Marks {
     }
 }
 
-/// Extends this server's lease on a running process; false if another server holds it.
-pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
-    renew_lease_setting(s, db, process_id, None).await
+/// [`Marks::flush`] for the runs of several processes, (process, marks), in the same three
+/// statements whatever their number: one lease renewal (with the capture paths chosen), one
+/// UPDATE of every pending stage mark, one INSERT of every log line. False, with nothing written
+/// and every mark kept, if this server does not hold the lease of all of them.
+pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<bool, DbErr> {
+    for (_, m) in runs.iter_mut() {
+        m.flushed_ends.clear();
+    }
+    let pending: Vec<&mut (i32, &mut Marks)> = runs.iter_mut().filter(|(_, m)| !m.is_empty()).collect();
+    if pending.is_empty() {
+        return Ok(true);
+    }
+    let ids: Vec<i32> = pending.iter().map(|(id, _)| *id).collect();
+    let paths: Vec<(i32, String)> = pending.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
+    if !renew_leases(s, txn, &ids, &paths).await? {
+        return Ok(false);
+    }
+    // Every pending mark in one statement: each column is set per stage row by a CASE on the
+    // process and stage, and left as it is where a mark does not set it.
+    let mut marks: Vec<(i32, Mark)> = Vec::new();
+    let mut lines = Vec::new();
+    for (id, m) in pending {
+        m.capture_path = None;
+        marks.extend(std::mem::take(&mut m.marks).into_iter().map(|mark| (*id, mark)));
+        lines.extend(std::mem::take(&mut m.lines).into_iter().map(|line| (*id, line)));
+        m.flushed_ends = std::mem::take(&mut m.ended);
+    }
+    let is = |(id, m): &(i32, Mark)| ps::Column::ProcessId.eq(*id).and(ps::Column::Stage.eq(m.stage.code()));
+    let per_stage = |values: Vec<(&(i32, Mark), Expr)>, column: ps::Column| -> Option<Expr> {
+        if values.is_empty() {
+            return None;
+        }
+        let case = values.into_iter().fold(CaseStatement::new(), |c, (m, v)| c.case(is(m), v));
+        Some(case.finally(Expr::col(column)).into())
+    };
+    let mut q = ps::Entity::update_many();
+    let columns = [
+        (ps::Column::Status, marks.iter().map(|m| (m, Expr::value(m.1.status.code()))).collect::<Vec<_>>()),
+        (ps::Column::Attempts, marks.iter().map(|m| (m, Expr::value(m.1.attempt))).collect()),
+        (ps::Column::Error, marks.iter().map(|m| (m, Expr::value(m.1.error.clone()))).collect()),
+        (ps::Column::StartedAt, marks.iter().filter_map(|m| Some((m, Expr::value(m.1.started_at?)))).collect()),
+        // A mark that starts or ends an attempt sets its finish (a start clears it).
+        (
+            ps::Column::FinishedAt,
+            marks.iter().filter(|m| m.1.started_at.is_some() || m.1.finished_at.is_some()).map(|m| (m, Expr::value(m.1.finished_at))).collect(),
+        ),
+    ];
+    for (column, values) in columns {
+        if let Some(e) = per_stage(values, column) {
+            q = q.col_expr(column, e);
+        }
+    }
+    if !marks.is_empty() {
+        q.filter(marks.iter().fold(Condition::any(), |c, m| c.add(is(m)))).exec(txn).await?;
+    }
+    super::log_lines_of(txn, lines).await?;
+    Ok(true)
 }
 
-/// [`renew_lease`], setting the process's capture path in the same statement.
-async fn renew_lease_setting(s: &Services, db: &impl ConnectionTrait, process_id: i32, capture_path: Option<String>) -> Result<bool, DbErr> {
+/// Extends this server's lease on a running process; false if another server holds it.
+pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process_id: i32) -> Result<bool, DbErr> {
+    renew_leases(s, db, &[process_id], &[]).await
+}
+
+/// [`renew_lease`] for several processes in one statement, setting the capture paths given
+/// (process, path) in it; false if another server holds any of them (then the caller's
+/// transaction must not commit what it wrote).
+async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, String)]) -> Result<bool, DbErr> {
     let now = s.now();
     let mut q = pp::Entity::update_many();
-    if let Some(path) = capture_path {
-        q = q.col_expr(pp::Column::CapturePath, Expr::value(path));
+    if !capture_paths.is_empty() {
+        let case = capture_paths.iter().fold(CaseStatement::new(), |c, (id, path)| c.case(pp::Column::Id.eq(*id), Expr::value(path.clone())));
+        q = q.col_expr(pp::Column::CapturePath, case.finally(Expr::col(pp::Column::CapturePath)).into());
     }
     let res = q
         .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
         .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
         .col_expr(pp::Column::UpdatedAt, Expr::value(now))
-        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Id.is_in(ids.iter().copied()))
         .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
         .filter(
             Condition::any()
@@ -183,5 +202,5 @@ async fn renew_lease_setting(s: &Services, db: &impl ConnectionTrait, process_id
         )
         .exec(db)
         .await?;
-    Ok(res.rows_affected == 1)
+    Ok(res.rows_affected == ids.len() as u64)
 }

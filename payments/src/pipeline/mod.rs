@@ -49,13 +49,14 @@ pub async fn invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i3
 /// [`invoice`] with cash taken at pickup (R-PRE-2): stage 1 applies the order's deposit and the
 /// cash in the invoice's own transaction, and the card capture takes only the rest.
 pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)], cash_minor: i64) -> ServiceResult<InvoiceOutcome> {
-    // Invoicings without cash are posted together with whatever others this server is posting
-    // at the same moment; one the batch does not take is posted on its own, as here.
-    let batched = if cash_minor == 0 { batch::post(s, actor, order_id, quantities).await? } else { None };
-    let posted = match batched {
-        Some(posted) => posted,
-        None => post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?,
-    };
+    // Invoicings without cash are run together with whatever others this server is invoicing at
+    // the same moment; one the batch does not take is posted and run on its own, as here.
+    if cash_minor == 0 {
+        if let Some(outcome) = batch::invoice(s, actor, order_id, quantities).await? {
+            return Ok(outcome);
+        }
+    }
+    let posted = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
     crate::crashpoint::hit("after:post_invoice");
     run_posted(s, posted).await
 }
@@ -593,7 +594,20 @@ pub async fn run(s: &Services, process_id: i32) -> ServiceResult<ProcessStatus> 
 /// Stage marks are written lazily ([`marks::Marks`]): a stage's start and end marks commit with
 /// the stage's own first write, or with the next stage's, or with the process's completion; every
 /// such commit renews the lease first, so a server that lost the lease writes nothing and stops.
-async fn run_loaded(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::Model>) -> ServiceResult<(ProcessStatus, Option<String>)> {
+async fn run_loaded(s: &Services, ctx: stages::Ctx, rows: Vec<ps::Model>) -> ServiceResult<(ProcessStatus, Option<String>)> {
+    run_loaded_from(s, ctx, rows, None).await
+}
+
+/// A stage whose attempt was started and run elsewhere (by [`batch`]): its stage, attempt and how
+/// it ended. Its start mark and log lines are in the run's marks or already written.
+pub(super) struct Ended {
+    pub stage: Stage,
+    pub attempt: i32,
+    pub end: StageEnd,
+}
+
+/// [`run_loaded`], first finishing the stage `ended` (the next one to run) as the stage itself would.
+async fn run_loaded_from(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::Model>, mut ended: Option<Ended>) -> ServiceResult<(ProcessStatus, Option<String>)> {
     let process_id = ctx.p.id;
     loop {
         let next = Stage::ALL.into_iter().find(|st| {
@@ -612,24 +626,22 @@ async fn run_loaded(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::Model>
             ctx.marks.committed();
             return Ok((ProcessStatus::Completed, None));
         };
-        let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
-        let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
-        let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
-        ctx.marks.start(
-            stage,
-            attempt,
-            s.now(),
-            if interrupted {
-                format!("Attempt {attempt} started after an interruption of the previous attempt.")
-            } else {
-                format!("Attempt {attempt} started.")
-            },
-        );
-        let end = match stage {
-            Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
-            Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await?,
-            Stage::PostPaymentJournal => stages::payment_journal(s, &mut ctx).await?,
-            Stage::AuthorizeRemaining => stages::authorize_remaining(s, &mut ctx, attempt).await?,
+        let (attempt, end) = match ended.take() {
+            Some(e) if e.stage == stage => (e.attempt, e.end),
+            Some(e) => return Err(ServiceError::Conflict(format!("payment process {process_id} was handed over at {:?}, but {stage:?} is next", e.stage))),
+            None => {
+                let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
+                let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;
+                let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
+                ctx.marks.start(stage, attempt, s.now(), start_message(attempt, interrupted));
+                let end = match stage {
+                    Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
+                    Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await?,
+                    Stage::PostPaymentJournal => stages::payment_journal(s, &mut ctx).await?,
+                    Stage::AuthorizeRemaining => stages::authorize_remaining(s, &mut ctx, attempt).await?,
+                };
+                (attempt, end)
+            }
         };
         let now = s.now();
         let (status, message) = match end {
@@ -658,25 +670,45 @@ async fn run_loaded(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::Model>
                 return Ok((ProcessStatus::Incomplete, Some(error)));
             }
         };
-        match rows.iter_mut().find(|r| r.stage == stage.code()) {
-            Some(r) => {
-                r.status = status.code().to_string();
-                r.attempts = attempt;
-            }
-            None => return Err(ServiceError::NotFound(format!("the {} stage of payment process {process_id}", stage.label()))),
-        }
+        ended_in(&mut rows, process_id, stage, status, attempt)?;
         ctx.marks.end(stage, status, attempt, now, None, message);
     }
 }
 
+/// The log line that starts a stage's attempt.
+fn start_message(attempt: i32, interrupted: bool) -> String {
+    if interrupted {
+        format!("Attempt {attempt} started after an interruption of the previous attempt.")
+    } else {
+        format!("Attempt {attempt} started.")
+    }
+}
+
+/// Records in a run's copy of the stage rows that `stage` ended with `status`.
+fn ended_in(rows: &mut [ps::Model], process_id: i32, stage: Stage, status: StageStatus, attempt: i32) -> ServiceResult<()> {
+    match rows.iter_mut().find(|r| r.stage == stage.code()) {
+        Some(r) => {
+            r.status = status.code().to_string();
+            r.attempts = attempt;
+            Ok(())
+        }
+        None => Err(ServiceError::NotFound(format!("the {} stage of payment process {process_id}", stage.label()))),
+    }
+}
+
 async fn finish_process(s: &Services, db: &impl ConnectionTrait, process_id: i32, status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
+    finish_processes(s, db, &[process_id], status, error).await
+}
+
+/// Ends running processes with `status`, releasing their leases: one statement.
+async fn finish_processes(s: &Services, db: &impl ConnectionTrait, ids: &[i32], status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
     pp::Entity::update_many()
         .col_expr(pp::Column::Status, Expr::value(status.code()))
         .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(pp::Column::LastError, Expr::value(error))
         .col_expr(pp::Column::UpdatedAt, Expr::value(s.now()))
-        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Id.is_in(ids.iter().copied()))
         .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
         .exec(db)
         .await

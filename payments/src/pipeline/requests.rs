@@ -48,6 +48,11 @@ pub async fn record_intent(
     purpose: Purpose,
     reference: crate::connector::PaymentReference,
 ) -> Result<pr::Model, DbErr> {
+    intent(connector_id, command, amount, purpose, reference).insert(db).await
+}
+
+/// The row of an intent (status pending), for [`record_intent`] or for writing many together.
+pub(crate) fn intent(connector_id: i32, command: Command, amount: Money, purpose: Purpose, reference: crate::connector::PaymentReference) -> pr::ActiveModel {
     pr::ActiveModel {
         tracking_id: Set(reference.tracking_id),
         connector_id: Set(connector_id),
@@ -66,8 +71,6 @@ pub async fn record_intent(
         capture_id: Set(purpose.capture_id),
         ..Default::default()
     }
-    .insert(db)
-    .await
 }
 
 #[derive(Debug, thiserror::Error)]

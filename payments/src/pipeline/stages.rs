@@ -73,19 +73,32 @@ async fn conditions(s: &Services, ctx: &Ctx, auth: &au::Model) -> ServiceResult<
     };
     let props = cmp::Entity::find_by_id((auth.connector_id, order.channel_id)).one(&s.db).await?;
     let conn = connector::Entity::find_by_id(auth.connector_id).one(&s.db).await?;
-    Ok(CaptureConditions {
+    Ok(conditions_of(auth, &feats, &params, props.as_ref(), conn.as_ref(), s.now()))
+}
+
+/// The conditions of R-CAP-2 for capturing against `auth` at `now`, from the settings, the
+/// merchant properties of the authorization's connector on the order's channel, and the connector.
+pub(super) fn conditions_of(
+    auth: &au::Model,
+    feats: &crate::domain::features::FeatureSet,
+    params: &crate::domain::parameters::Parameters,
+    props: Option<&cmp::Model>,
+    conn: Option<&connector::Model>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> CaptureConditions {
+    CaptureConditions {
         supports_multiple_captures: auth.supports_multiple_captures,
         incremental_capture_feature: feats.is_enabled(crate::Feature::IncrementalCapture),
         credit_card_authorization: params.credit_card_authorization(),
-        expired: auth.expires_at <= s.now(),
-        request_protection: props.as_ref().is_some_and(|p| p.enable_request_protection),
+        expired: auth.expires_at <= now,
+        request_protection: props.is_some_and(|p| p.enable_request_protection),
         payment_method_variant: PaymentMethodVariant::from_code(&auth.payment_method_variant),
-        non_incremental_capture_methods: props.map(|p| p.non_incremental_capture_methods).unwrap_or_default(),
+        non_incremental_capture_methods: props.map(|p| p.non_incremental_capture_methods.clone()).unwrap_or_default(),
         merchant_allows_multiple_partial_captures: conn.is_some_and(|c| c.allow_multiple_partial_capture),
-    })
+    }
 }
 
-fn path_text(path: &CapturePath) -> String {
+pub(super) fn path_text(path: &CapturePath) -> String {
     match path {
         CapturePath::Incremental => "Incremental capture against the original authorization".into(),
         CapturePath::Legacy(reasons) => format!(
@@ -165,17 +178,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     if amount <= 0 {
         return Ok(StageEnd::Failed("Nothing is left on the authorization to capture; take a new payment, then resume.".into()));
     }
-    let mut msg = format!("{}.", path_text(&path));
-    if invoice.prepaid_minor > 0 {
-        msg.push_str(&format!(" {} of the invoice is settled by the deposit and cash; the card pays {}.", Money::from_minor(invoice.prepaid_minor, cur), Money::from_minor(due, cur)));
-    }
-    if amount < due {
-        msg.push_str(&format!(
-            " The amount due ({}) exceeds what is left on the authorization; {} is captured and the rest stays due (R-CAP-4).",
-            Money::from_minor(due, cur),
-            Money::from_minor(amount, cur)
-        ));
-    }
+    let msg = capture_message(&path, invoice, due, amount);
     // The tracking id is obtained from the connector first (R-CAP-5); then the chosen path, its
     // log lines and the request's intent commit together, durably, before the processor is called.
     let reference = match s.connector.payment_reference(Command::Capture, Money::from_minor(amount, cur)).await {
@@ -187,7 +190,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     let purpose = Purpose { order_id, authorization_id: Some(auth.id), process: Some((process_id, stage)), capture_id: None };
     let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose, reference).await?;
     let now = s.now();
-    let requested = format!("Capture of {} requested with tracking id {} (authorization {}).", Money::from_minor(amount, cur), req.tracking_id, auth.processor_reference);
+    let requested = capture_requested(&req, &auth);
     ctx.marks.line(LogLine { at: now, stage, attempt, message: msg });
     ctx.marks.line(LogLine { at: now, stage, attempt, message: requested });
     ctx.marks.capture_path(path_text(&path));
@@ -203,24 +206,90 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     send_capture(s, ctx, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
 }
 
-async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
-    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
-    crate::crashpoint::hit("capture:intent");
-    let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await;
-    crate::crashpoint::hit("capture:sent");
-    if matches!(result, Err(ConnectorError::Timeout)) {
-        log_relaxed(s, ctx.p.id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
+/// The capture stage's first log line: the path, and what the card pays of the invoice.
+pub(super) fn capture_message(path: &CapturePath, invoice: &inv::Model, due: i64, amount: i64) -> String {
+    let cur = currency(&invoice.currency);
+    let mut msg = format!("{}.", path_text(path));
+    if invoice.prepaid_minor > 0 {
+        msg.push_str(&format!(" {} of the invoice is settled by the deposit and cash; the card pays {}.", Money::from_minor(invoice.prepaid_minor, cur), Money::from_minor(due, cur)));
     }
-    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
+    if amount < due {
+        msg.push_str(&format!(
+            " The amount due ({}) exceeds what is left on the authorization; {} is captured and the rest stays due (R-CAP-4).",
+            Money::from_minor(due, cur),
+            Money::from_minor(amount, cur)
+        ));
+    }
+    msg
+}
+
+pub(super) fn capture_requested(req: &pr::Model, auth: &au::Model) -> String {
+    format!(
+        "Capture of {} requested with tracking id {} (authorization {}).",
+        Money::from_minor(req.amount_minor, currency(&req.currency)),
+        req.tracking_id,
+        auth.processor_reference
+    )
+}
+
+/// The authorization's status after a capture brought its captured total to `captured`.
+pub(super) fn status_after_capture(a: &au::Model, captured: i64, closed: bool) -> AuthorizationStatus {
+    if captured >= a.amount_minor {
+        AuthorizationStatus::FullyCaptured
+    } else if closed {
+        AuthorizationStatus::Closed
+    } else {
+        AuthorizationStatus::Open
+    }
+}
+
+/// How the capture stage ends when the capture `c` was recorded.
+pub(super) fn captured_message(c: &crate::connector::Captured, req: &pr::Model, a: &au::Model, captured: i64, status: AuthorizationStatus) -> String {
+    let cur = currency(&req.currency);
+    format!(
+        "Captured {} (capture {}, tracking id {}); {} of {} authorized is now captured; authorization {}.",
+        c.amount,
+        c.reference,
+        req.tracking_id,
+        Money::from_minor(captured, cur),
+        Money::from_minor(a.amount_minor, cur),
+        status.label().to_lowercase()
+    )
+}
+
+async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
+    crate::crashpoint::hit("capture:intent");
+    let result = call_capture(s, req, auth, final_capture).await;
+    crate::crashpoint::hit("capture:sent");
+    let resolution = resolve_capture(s, ctx.p.id, req, attempt, result).await?;
     record_capture(s, ctx, req, auth, resolution).await
+}
+
+/// Sends the capture of an intent already recorded.
+pub(super) async fn call_capture(s: &Services, req: &pr::Model, auth: &au::Model, final_capture: bool) -> Result<crate::connector::Captured, ConnectorError> {
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await
+}
+
+/// What became of a capture: its answer, or after a timeout what the processor says about it.
+pub(super) async fn resolve_capture(
+    s: &Services,
+    process_id: i32,
+    req: &pr::Model,
+    attempt: i32,
+    result: Result<crate::connector::Captured, ConnectorError>,
+) -> ServiceResult<Resolution> {
+    if matches!(result, Err(ConnectorError::Timeout)) {
+        log_relaxed(s, process_id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
+    }
+    Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await)
 }
 
 /// Records a capture's outcome with its effects in one transaction; a capture also adds to what
 /// this run's process has captured.
-async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
+pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
     let p = &ctx.p;
     let now = s.now();
-    let cur = currency(&req.currency);
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let mut captured_now = 0;
     let end = match resolution {
@@ -228,13 +297,7 @@ async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au:
             captured_now = c.amount.minor();
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let captured = a.captured_minor + c.amount.minor();
-            let status = if captured >= a.amount_minor {
-                AuthorizationStatus::FullyCaptured
-            } else if c.authorization_closed {
-                AuthorizationStatus::Closed
-            } else {
-                AuthorizationStatus::Open
-            };
+            let status = status_after_capture(&a, captured, c.authorization_closed);
             cap::ActiveModel {
                 authorization_id: Set(a.id),
                 order_id: Set(a.order_id),
@@ -267,15 +330,7 @@ async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au:
                     .exec(&txn)
                     .await?;
             }
-            StageEnd::Succeeded(format!(
-                "Captured {} (capture {}, tracking id {}); {} of {} authorized is now captured; authorization {}.",
-                c.amount,
-                c.reference,
-                req.tracking_id,
-                Money::from_minor(captured, cur),
-                Money::from_minor(a.amount_minor, cur),
-                status.label().to_lowercase()
-            ))
+            StageEnd::Succeeded(captured_message(&c, req, &a, captured, status))
         }
         Resolution::Done(Outcome::Declined { code, message }) => {
             requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
@@ -514,7 +569,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     if p.captured_minor == 0 {
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
     }
-    let (invoice, order) = (&ctx.invoice, &ctx.order);
+    let invoice = &ctx.invoice;
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
     let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
@@ -527,12 +582,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
         txn.rollback().await?;
         return Ok(StageEnd::LeaseLost);
     }
-    let posting = Posting {
-        invoice_id: Some(p.invoice_id),
-        tender: Some(Tender::Card),
-        ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
-    };
-    let lines = vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)];
+    let (posting, lines) = payment_posting(ctx);
     let posted = if ctx.fresh.is_some() {
         super::post_new_journal(&txn, s.now(), posting, lines).await.map(Some)?
     } else {
@@ -541,10 +591,30 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     txn.commit().await?;
     ctx.marks.committed();
     Ok(match posted {
-        Some(j) => StageEnd::Succeeded(format!("Posted payment journal {} for {amount}: debit {}, credit {}.", j.number, accounts::CARD_CLEARING, accounts::ACCOUNTS_RECEIVABLE)),
+        Some(j) => StageEnd::Succeeded(journal_posted(&j, amount)),
         None => StageEnd::Succeeded("The payment journal had already been posted.".into()),
     })
 }
+
+/// The customer payment journal of what the process captured (debit card clearing, credit
+/// receivable), posted once per process.
+pub(super) fn payment_posting(ctx: &Ctx) -> (Posting, Vec<JournalLine>) {
+    let (p, invoice, order) = (&ctx.p, &ctx.invoice, &ctx.order);
+    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
+    let posting = Posting {
+        invoice_id: Some(p.invoice_id),
+        tender: Some(Tender::Card),
+        ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
+    };
+    (posting, vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)])
+}
+
+pub(super) fn journal_posted(j: &crate::entity::journal::Model, amount: Money) -> String {
+    format!("Posted payment journal {} for {amount}: debit {}, credit {}.", j.number, accounts::CARD_CLEARING, accounts::ACCOUNTS_RECEIVABLE)
+}
+
+/// How stage 4 ends for an order with nothing left to invoice.
+pub(super) const FULLY_INVOICED: &str = "The order is fully invoiced; nothing remains to authorize.";
 
 /// Stage 3 of a credit note: the refund payment journal (debit receivable, credit card clearing).
 async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult<StageEnd> {
@@ -634,7 +704,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
         orders::balance(&s.db, order).await?
     };
     if balance.minor() == 0 {
-        return Ok(StageEnd::Skipped("The order is fully invoiced; nothing remains to authorize.".into()));
+        return Ok(StageEnd::Skipped(FULLY_INVOICED.into()));
     }
     // What the deposit already paid is not authorized again (R-PRE-2).
     let unapplied = crate::service::prepayments::unapplied_deposit(&s.db, order).await?;
