@@ -203,7 +203,10 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
 
 /// Runs the rest of a batched invoicing one at a time, from where it stands (see [`Going::hand_over`]).
 async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome> {
-    let Going { s, ctx, rows, .. } = g;
+    let Going { s, ctx, rows, _turn: turn, .. } = g;
+    // Out of the group: the next turn need not wait for this run (an authorization of the
+    // balance, a retry) to end.
+    drop(turn);
     let (invoice, process_id) = (ctx.invoice.clone(), ctx.p.id);
     let (status, error) = super::run_loaded_from(&s, ctx, rows, ended).await?;
     Ok(super::outcome_of(invoice, process_id, status, error))
