@@ -1,13 +1,16 @@
-//! Stage 1 for many invoicings at once (issue #3). Invoicings that arrive while this server is
-//! posting others wait their turn; the next turn posts everything waiting in one transaction with
-//! one statement per kind of row (orders locked, lines moved, invoices, lines, journals, processes,
-//! stage rows and log lines), instead of some twenty statements per invoice. Each invoice is
-//! checked and computed exactly as on its own ([`super::Plan`]); an invoicing with anything
-//! unusual (an order on hold, cancelled, with a deposit, with an authorization expiry has not
-//! stored yet, an unfinished process, a quantity that is refused, the same order twice) is left
-//! to the one-at-a-time path, which reports it or posts it as before. A database error before the
-//! commit undoes the whole turn and leaves every invoicing of it to that path: nothing of the turn
-//! was written.
+//! Many invoicings at once (issue #3). Invoicings that arrive while this server is invoicing
+//! others wait their turn; the next turn posts everything waiting in one transaction with one
+//! statement per kind of row (orders locked, lines moved, invoices, lines, journals, processes,
+//! stage rows and log lines), instead of some twenty statements per invoice, and the group then
+//! takes each later step of stages 2–4 together ([`gather`]): one transaction per step for all of
+//! them, each processor call on its own. Each invoice is checked and computed exactly as on its
+//! own ([`super::Plan`]); an invoicing with anything unusual (an order on hold, cancelled, with a
+//! deposit, with an authorization expiry has not stored yet, an unfinished process, a quantity
+//! that is refused, the same order twice) is left to the one-at-a-time path, which reports it or
+//! posts it as before, and a run that leaves the plain path later continues one at a time from
+//! the stage it stands at. A database error before stage 1's commit undoes the whole turn and
+//! leaves every invoicing of it to that path: nothing of the turn was written. See "Invoicings
+//! that arrive together run together" in docs/ARCHITECTURE.md.
 use super::{log_lines_of, marks, monitored, stages, Ended, new_process, new_stage_rows, post_new_journals, set_numbers, unfinished, wanted, LogLine, Plan, Posted};
 use crate::domain::order::{AuthorizationStatus, Command, OrderStatus, PaymentStatus, RequestStatus};
 use crate::domain::payment_views::InvoiceOutcome;
