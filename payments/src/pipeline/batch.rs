@@ -26,7 +26,7 @@ use crate::entity::{
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, parameters, Services};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -654,17 +654,7 @@ async fn record_captures(s: &Services, gs: &mut Vec<Going>) -> ServiceResult<()>
         let a = locked.iter().find(|a| a.id == auth.id).ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
         let total = a.captured_minor + c.amount.minor();
         let status = stages::status_after_capture(a, total, c.authorization_closed);
-        rows.push(cap::ActiveModel {
-            authorization_id: Set(a.id),
-            order_id: Set(a.order_id),
-            invoice_id: Set(Some(g.ctx.p.invoice_id)),
-            amount_minor: Set(c.amount.minor()),
-            refunded_minor: Set(0),
-            processor_reference: Set(c.reference.clone()),
-            tracking_id: Set(req.tracking_id.clone()),
-            captured_at: Set(now),
-            ..Default::default()
-        });
+        rows.push(stages::capture_row(a, Some(g.ctx.p.invoice_id), c, req, now));
         auth_total = auth_total.case(au::Column::Id.eq(a.id), Expr::value(total));
         auth_status = auth_status.case(au::Column::Id.eq(a.id), Expr::value(status.code()));
         process_total = process_total.case(pp::Column::Id.eq(g.ctx.p.id), Expr::value(c.amount.minor()));

@@ -9,7 +9,7 @@ mod marks;
 pub mod queries;
 pub mod requests;
 mod stages;
-pub(crate) use stages::record_refund_row;
+pub(crate) use stages::{capture_row, record_refund_row, status_after_capture};
 pub use batch::InvoiceBatches;
 
 use crate::domain::money::{Currency, Money};

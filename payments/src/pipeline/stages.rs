@@ -232,8 +232,24 @@ pub(super) fn capture_requested(req: &pr::Model, auth: &au::Model) -> String {
     )
 }
 
+/// The row recording capture `c` of request `req` against authorization `a` (for an invoice, or
+/// a deposit with none).
+pub(crate) fn capture_row(a: &au::Model, invoice_id: Option<i32>, c: &crate::connector::Captured, req: &pr::Model, now: chrono::DateTime<chrono::Utc>) -> cap::ActiveModel {
+    cap::ActiveModel {
+        authorization_id: Set(a.id),
+        order_id: Set(a.order_id),
+        invoice_id: Set(invoice_id),
+        amount_minor: Set(c.amount.minor()),
+        refunded_minor: Set(0),
+        processor_reference: Set(c.reference.clone()),
+        tracking_id: Set(req.tracking_id.clone()),
+        captured_at: Set(now),
+        ..Default::default()
+    }
+}
+
 /// The authorization's status after a capture brought its captured total to `captured`.
-pub(super) fn status_after_capture(a: &au::Model, captured: i64, closed: bool) -> AuthorizationStatus {
+pub(crate) fn status_after_capture(a: &au::Model, captured: i64, closed: bool) -> AuthorizationStatus {
     if captured >= a.amount_minor {
         AuthorizationStatus::FullyCaptured
     } else if closed {
@@ -298,18 +314,7 @@ pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model,
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let captured = a.captured_minor + c.amount.minor();
             let status = status_after_capture(&a, captured, c.authorization_closed);
-            cap::ActiveModel {
-                authorization_id: Set(a.id),
-                order_id: Set(a.order_id),
-                invoice_id: Set(Some(p.invoice_id)),
-                amount_minor: Set(c.amount.minor()),
-                refunded_minor: Set(0),
-                processor_reference: Set(c.reference.clone()),
-                tracking_id: Set(req.tracking_id.clone()),
-                captured_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
+            capture_row(&a, Some(p.invoice_id), &c, req, now).insert(&txn)
             .await?;
             au::Entity::update_many()
                 .col_expr(au::Column::CapturedMinor, Expr::value(captured))

@@ -313,26 +313,8 @@ async fn record_deposit_capture(s: &Services, req: &pr::Model, resolution: Resol
                 .ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let order = for_update(so::Entity::find_by_id(a.order_id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("order".into()))?;
             let captured = a.captured_minor + c.amount.minor();
-            let status = if captured >= a.amount_minor {
-                AuthorizationStatus::FullyCaptured
-            } else if c.authorization_closed {
-                AuthorizationStatus::Closed
-            } else {
-                AuthorizationStatus::Open
-            };
-            cap::ActiveModel {
-                authorization_id: Set(a.id),
-                order_id: Set(a.order_id),
-                invoice_id: Set(None),
-                amount_minor: Set(c.amount.minor()),
-                refunded_minor: Set(0),
-                processor_reference: Set(c.reference.clone()),
-                tracking_id: Set(req.tracking_id.clone()),
-                captured_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
+            let status = crate::pipeline::status_after_capture(&a, captured, c.authorization_closed);
+            crate::pipeline::capture_row(&a, None, &c, &req, now).insert(&txn).await?;
             au::Entity::update_many()
                 .col_expr(au::Column::CapturedMinor, Expr::value(captured))
                 .col_expr(au::Column::Status, Expr::value(status.code()))
