@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, QueryOrder, Set};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -147,8 +148,58 @@ pub struct Fired {
     pub latency_ms: u64,
 }
 
+/// Draws the faults at `point` and counts those that fire, in `db` (a transaction's writes stay
+/// in it).
 pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr> {
+    let (fired, unlimited) = draw(db, point).await?;
+    count(db, &unlimited).await?;
+    Ok(fired)
+}
+
+/// [`fire`] on its own, outside any transaction: what the processor simulator calls before every
+/// request. On PostgreSQL the count of a fault that fires until removed is written in one round
+/// trip, in a transaction that does not wait for the log flush: every concurrent request that
+/// fires one fault updates the same row, and waiting for a flush while holding that row's lock
+/// queued concurrent requests one flush after another (issue #3: 32 captures with a latency
+/// fault). The two statements go as one simple query, which PostgreSQL runs as one implicit
+/// transaction (rolled back whole on an error). The count is a figure for the administrator page; a crash may lose its last few
+/// increments, never a use of a fault given a number of times, which [`draw`] consumes before
+/// the fault fires.
+pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
+    let (fired, unlimited) = draw(db, point).await?;
+    if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
+        let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
+        db.execute_unprepared(&format!(
+            "SET LOCAL synchronous_commit = off; UPDATE sim_fault SET fired = fired + 1 WHERE id IN ({})",
+            ids.join(", ")
+        ))
+        .await?;
+    } else {
+        count(db, &unlimited).await?;
+    }
+    Ok(fired)
+}
+
+/// Counts one more firing of each fault in `ids`.
+async fn count(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sim_fault::Entity::update_many()
+        .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
+        .filter(sim_fault::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The faults that fire now at `point`, and the ids of those that fire until removed (still to
+/// count). A fault given a number of times is consumed and counted here, in one statement that a
+/// concurrent caller who took the same use first makes a no-op (the fault does not fire then);
+/// its last use deletes it.
+async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>), DbErr> {
     let mut fired = Fired::default();
+    let mut unlimited = Vec::new();
     let faults = sim_fault::Entity::find().all(db).await?;
     for f in faults {
         let applies = f.point == point || (f.point == "any" && point != "journal");
@@ -161,38 +212,32 @@ pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr
         if draw >= rate {
             continue;
         }
-        if let Some(n) = f.remaining {
-            // Consume one use; a fault used up by a concurrent caller does not fire here.
-            use sea_orm::{ColumnTrait, QueryFilter};
-            let taken = sim_fault::Entity::update_many()
-                .col_expr(sim_fault::Column::Remaining, sea_orm::sea_query::Expr::value(n - 1))
-                .filter(sim_fault::Column::Id.eq(f.id))
-                .filter(sim_fault::Column::Remaining.eq(n))
-                .exec(db)
-                .await?
-                .rows_affected;
-            if taken == 0 {
-                continue;
+        match f.remaining {
+            None => unlimited.push(f.id),
+            Some(n) => {
+                let mine = sim_fault::Column::Id.eq(f.id).and(sim_fault::Column::Remaining.eq(n));
+                let taken = if n <= 1 {
+                    sim_fault::Entity::delete_many().filter(mine).exec(db).await?.rows_affected
+                } else {
+                    sim_fault::Entity::update_many()
+                        .col_expr(sim_fault::Column::Remaining, Expr::value(n - 1))
+                        .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
+                        .filter(mine)
+                        .exec(db)
+                        .await?
+                        .rows_affected
+                };
+                if taken == 0 {
+                    continue;
+                }
             }
-        }
-        {
-            use sea_orm::sea_query::{Expr, ExprTrait};
-            use sea_orm::{ColumnTrait, QueryFilter};
-            sim_fault::Entity::update_many()
-                .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
-                .filter(sim_fault::Column::Id.eq(f.id))
-                .exec(db)
-                .await?;
-        }
-        if f.remaining == Some(1) {
-            sim_fault::Entity::delete_by_id(f.id).exec(db).await?;
         }
         match FaultKind::from_code(&f.kind) {
             Some(FaultKind::ErrorBefore) => fired.error_before = true,
             Some(FaultKind::TimeoutAfter) => fired.timeout_after = true,
-            Some(FaultKind::Latency) => fired.latency_ms += f.latency_ms.max(0) as u64,
+            Some(FaultKind::Latency) => fired.latency_ms += std::cmp::max(f.latency_ms, 0) as u64,
             None => {}
         }
     }
-    Ok(fired)
+    Ok((fired, unlimited))
 }

@@ -92,7 +92,7 @@ impl ProcessorSimulator {
 
     /// Faults before the request: latency, then an error before any effect.
     async fn before(&self, point: &str) -> ConnectorResult<faults::Fired> {
-        let fired = faults::fire(&self.db, point).await.map_err(db_error)?;
+        let fired = faults::fire_alone(&self.db, point).await.map_err(db_error)?;
         if fired.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(fired.latency_ms)).await;
         }
@@ -447,7 +447,7 @@ impl Connector for ProcessorSimulator {
     }
 
     async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>> {
-        let fired = faults::fire(&self.db, "query").await.map_err(db_error)?;
+        let fired = faults::fire_alone(&self.db, "query").await.map_err(db_error)?;
         if fired.error_before {
             return Err(ConnectorError::Unavailable("injected fault".into()));
         }

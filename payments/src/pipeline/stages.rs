@@ -628,7 +628,7 @@ async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult<StageEnd> 
     if refunded == 0 {
         return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
     }
-    let fired = crate::connector::faults::fire(&s.db, "journal").await?;
+    let fired = crate::connector::faults::fire_alone(&s.db, "journal").await?;
     if fired.error_before {
         return Ok(StageEnd::Failed("The refund journal could not be posted (injected fault). Resume posts it; the card is not refunded again.".into()));
     }
