@@ -41,6 +41,20 @@ pub struct Config {
     pub recovery_seconds: u32,
     /// How often the authorization expiry job runs (R-AUT-3/4).
     pub expiry_seconds: u32,
+    /// `PAYSTAGE_CPUS`: `one` or `all`; unset, `one` on SQLite and `all` on PostgreSQL.
+    pub cpus: Option<Cpus>,
+    /// `PAYSTAGE_WORKER_THREADS`: threads of the async runtime (1–1024); unset, one with `one`
+    /// CPU, otherwise one per CPU.
+    pub worker_threads: Option<usize>,
+}
+
+/// `PAYSTAGE_CPUS`: which CPUs the process runs on (see `crate::runtime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cpus {
+    /// Every CPU the machine gives the process.
+    All,
+    /// The one CPU the process starts on.
+    One,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -128,6 +142,19 @@ impl Config {
         let lease_seconds = seconds("PAYSTAGE_LEASE_SECONDS", 30)?;
         let recovery_seconds = seconds("PAYSTAGE_RECOVERY_SECONDS", 15)?;
         let expiry_seconds = seconds("PAYSTAGE_EXPIRY_SECONDS", 300)?;
+        let cpus = match get("PAYSTAGE_CPUS").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("one") => Some(Cpus::One),
+            Some("all") => Some(Cpus::All),
+            Some(other) => return Err(err("PAYSTAGE_CPUS", format!("\"{other}\" is not one or all"))),
+        };
+        let worker_threads = match get("PAYSTAGE_WORKER_THREADS").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Some(n),
+                _ => return Err(err("PAYSTAGE_WORKER_THREADS", format!("\"{v}\" is not a number of threads from 1 to 1024"))),
+            },
+        };
         Ok(Config {
             database_url,
             host,
@@ -144,6 +171,8 @@ impl Config {
             lease_seconds,
             recovery_seconds,
             expiry_seconds,
+            cpus,
+            worker_threads,
         })
     }
 }
@@ -176,6 +205,9 @@ mod tests {
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");
         assert_eq!(cfg(&[("PAYSTAGE_SESSION_HOURS", "0")]).unwrap_err().var, "PAYSTAGE_SESSION_HOURS");
         assert_eq!(cfg(&[("PAYSTAGE_PUBLIC_ORIGIN", "pay.example.com")]).unwrap_err().var, "PAYSTAGE_PUBLIC_ORIGIN");
+        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "two")]).unwrap_err().to_string(), "PAYSTAGE_CPUS: \"two\" is not one or all");
+        assert_eq!(cfg(&[("PAYSTAGE_WORKER_THREADS", "0")]).unwrap_err().var, "PAYSTAGE_WORKER_THREADS");
+        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "one"), ("PAYSTAGE_WORKER_THREADS", "2")]).map(|c| (c.cpus, c.worker_threads)).unwrap(), (Some(Cpus::One), Some(2)));
         assert_eq!(
             cfg(&[("PAYSTAGE_LEASE_SECONDS", "0")]).unwrap_err().to_string(),
             "PAYSTAGE_LEASE_SECONDS: \"0\" is not a number of seconds from 1 to 3600"

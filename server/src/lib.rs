@@ -5,6 +5,7 @@ pub mod config;
 pub mod html;
 pub mod journals_csv;
 pub mod processor;
+pub mod runtime;
 pub mod security;
 pub mod session_store;
 pub mod storefront;

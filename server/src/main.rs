@@ -159,10 +159,23 @@ async fn open_services(config: &Config) -> payments::service::Services {
         .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
     let config = Config::from_env().unwrap_or_else(|e| fail(StartError::from(e)));
+    // The database this command works on decides the runtime's default shape.
+    let database = match &cli.command {
+        Some(Command::Chaos { database, .. })
+        | Some(Command::Bench { command: BenchCommand::Invoicing { database, .. } })
+        | Some(Command::Bench { command: BenchCommand::Expiry { database, .. } }) => database.as_str(),
+        _ => config.database_url.as_str(),
+    };
+    let available = std::thread::available_parallelism().map_or(1, usize::from);
+    let plan = server::runtime::Plan::of(config.cpus, config.worker_threads, payments::db::Backend::of_url(database), available);
+    let runtime = plan.build().unwrap_or_else(|e| fail(format!("cannot start the async runtime ({plan:?}): {e}")));
+    runtime.block_on(run(cli, config));
+}
+
+async fn run(cli: Cli, config: Config) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()))
         .init();

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -156,28 +156,50 @@ pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr
     Ok(fired)
 }
 
-/// [`fire`] on its own, outside any transaction: what the processor simulator calls before every
-/// request. On PostgreSQL the count of a fault that fires until removed is written in one round
-/// trip, in a transaction that does not wait for the log flush: every concurrent request that
-/// fires one fault updates the same row, and waiting for a flush while holding that row's lock
-/// queued concurrent requests one flush after another (issue #3: 32 captures with a latency
-/// fault). The two statements go as one simple query, which PostgreSQL runs as one implicit
-/// transaction (rolled back whole on an error). The count is a figure for the administrator page; a crash may lose its last few
-/// increments, never a use of a fault given a number of times, which [`draw`] consumes before
-/// the fault fires.
+/// [`fire`] on its own, outside any transaction (the journal's fault point, the simulator's
+/// queries): [`fire_for_request`], then the counts it leaves.
 pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
+    let (fired, tally) = fire_for_request(db, point).await?;
+    count(db, &tally.0).await?;
+    Ok(fired)
+}
+
+/// Faults drawn for a request whose counts are still to write ([`count_in`]), in the request's
+/// own transaction.
+#[derive(Debug, Default)]
+pub struct Tally(Vec<i32>);
+
+/// The faults that fire for a processor request about to run. A fault that fires until removed
+/// is counted where it costs the request least:
+/// - On PostgreSQL, at once, in one round trip, in a transaction that does not wait for the log
+///   flush. Every concurrent request that fires one fault updates the same row; waiting for a
+///   flush while holding that row's lock queued concurrent requests one flush after another
+///   (issue #3: 32 captures with a latency fault). The two statements go as one simple query,
+///   which PostgreSQL runs as one implicit transaction (rolled back whole on an error).
+/// - On SQLite, by the request's own transaction ([`count_in`]): one writer at a time, so there is
+///   no lock to queue on, and a commit of its own would be one more log sync per request.
+///
+/// The count is a figure for the administrator page; a crash may lose its last few increments,
+/// never a use of a fault given a number of times, which [`draw`] consumes before the fault fires.
+pub async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(Fired, Tally), DbErr> {
     let (fired, unlimited) = draw(db, point).await?;
     if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
         let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
         db.execute_unprepared(&format!(
-            "SET LOCAL synchronous_commit = off; UPDATE sim_fault SET fired = fired + 1 WHERE id IN ({})",
+            "SET LOCAL synchronous_commit = off; UPDATE \"{}\" SET fired = fired + 1 WHERE id IN ({})",
+            sim_fault::Entity.table_name(),
             ids.join(", ")
         ))
         .await?;
-    } else {
-        count(db, &unlimited).await?;
+        return Ok((fired, Tally::default()));
     }
-    Ok(fired)
+    Ok((fired, Tally(unlimited)))
+}
+
+/// Writes the counts a [`fire_for_request`] left, in `db` (the request's transaction, or on its
+/// own when the request ends without one).
+pub async fn count_in(db: &impl ConnectionTrait, tally: &Tally) -> Result<(), DbErr> {
+    count(db, &tally.0).await
 }
 
 /// Counts one more firing of each fault in `ids`.

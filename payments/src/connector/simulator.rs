@@ -90,16 +90,18 @@ impl ProcessorSimulator {
         ProcessorSimulator { db, clock }
     }
 
-    /// Faults before the request: latency, then an error before any effect.
-    async fn before(&self, point: &str) -> ConnectorResult<faults::Fired> {
-        let fired = faults::fire_alone(&self.db, point).await.map_err(db_error)?;
+    /// Faults before the request: latency, then an error before any effect. What fired is still
+    /// to count in the request's transaction ([`faults::fire_for_request`]).
+    async fn before(&self, point: &str) -> ConnectorResult<(faults::Fired, faults::Tally)> {
+        let (fired, tally) = faults::fire_for_request(&self.db, point).await.map_err(db_error)?;
         if fired.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(fired.latency_ms)).await;
         }
         if fired.error_before {
+            faults::count_in(&self.db, &tally).await.map_err(db_error)?;
             return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
         }
-        Ok(fired)
+        Ok((fired, tally))
     }
 
     fn after<T>(fired: faults::Fired, result: ConnectorResult<T>) -> ConnectorResult<T> {
@@ -168,13 +170,22 @@ impl ProcessorSimulator {
         if tracking_id.trim().is_empty() {
             return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
         }
-        let fired = self.before(point).await?;
+        let (fired, tally) = self.before(point).await?;
         let txn = self.db.begin().await.map_err(db_error)?;
+        faults::count_in(&txn, &tally).await.map_err(db_error)?;
         if let Some(previous) = self.replay::<T>(&txn, tracking_id, command).await? {
             txn.commit().await.map_err(db_error)?;
             return Self::after(fired, previous);
         }
-        let outcome = effect(&txn).await?;
+        let outcome = match effect(&txn).await {
+            Ok(outcome) => outcome,
+            Err(refused) => {
+                // Refused before any effect: the transaction is undone, the fault still counted.
+                txn.rollback().await.map_err(db_error)?;
+                faults::count_in(&self.db, &tally).await.map_err(db_error)?;
+                return Err(refused);
+            }
+        };
         Self::record(&txn, tracking_id, command, amount, &outcome, self.clock.now()).await?;
         txn.commit().await.map_err(db_error)?;
         let result = match outcome {

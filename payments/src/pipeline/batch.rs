@@ -184,7 +184,21 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
     let stage = Stage::CaptureOrRefund;
     let (auth, req, final_capture) = g.capture.clone().ok_or_else(|| ServiceError::Conflict("no capture was requested".into()))?;
     crate::crashpoint::hit("capture:intent");
-    let result = stages::call_capture(&g.s, &req, &auth, final_capture).await;
+    // A call that is not answered at once (a processor's latency) gives up this invoicing's share
+    // of the turn: once the whole group waits on the processor, the next group is posted
+    // meanwhile instead of waiting for this one to end. Quick answers keep the group together.
+    let result = {
+        let s = g.s.clone();
+        let call = stages::call_capture(&s, &req, &auth, final_capture);
+        tokio::pin!(call);
+        tokio::select! {
+            r = &mut call => r,
+            _ = tokio::time::sleep(SLOW_CALL) => {
+                g.turn = None;
+                call.await
+            }
+        }
+    };
     crate::crashpoint::hit("capture:sent");
     match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
         Resolution::Done(Outcome::Captured(c)) => g.captured = Some(c),
@@ -206,7 +220,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
 
 /// Runs the rest of a batched invoicing one at a time, from where it stands (see [`Going::hand_over`]).
 async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome> {
-    let Going { s, ctx, rows, _turn: turn, .. } = g;
+    let Going { s, ctx, rows, turn, .. } = g;
     // Out of the group: the next turn need not wait for this run (an authorization of the
     // balance, a retry) to end.
     drop(turn);
@@ -214,6 +228,9 @@ async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome>
     let (status, error) = super::run_loaded_from(&s, ctx, rows, ended).await?;
     Ok(super::outcome_of(invoice, process_id, status, error))
 }
+
+/// How long a processor call may take before its invoicing gives up its share of the turn.
+const SLOW_CALL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The steps of stages 2–4 that invoicings take together, in order.
 #[derive(Clone, Copy, Debug)]
@@ -263,12 +280,17 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
     let (tx, rx) = oneshot::channel();
     q.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((ticket, g, tx));
     let turn = q.turn.clone().lock_owned().await;
-    let taken = {
+    // Everything waiting that runs alike with this invoicing (two groups of one server may be at
+    // the same step; a group of other services waits for the next turn).
+    let taken: Vec<_> = {
         let mut waiting = q.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting.iter().any(|(t, ..)| *t == ticket) {
-            std::mem::take(&mut *waiting)
-        } else {
-            Vec::new()
+        match waiting.iter().find(|(t, ..)| *t == ticket).map(|(_, g, _)| g.s.clone()) {
+            Some(mine) => {
+                let (taken, rest) = std::mem::take(&mut *waiting).into_iter().partition(|(_, g, _)| alike(&g.s, &mine));
+                *waiting = rest;
+                taken
+            }
+            None => Vec::new(),
         }
     };
     if taken.is_empty() {
@@ -366,10 +388,7 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -
     let first = taken.first().map(|(job, _)| job.s.clone());
     let n = taken.len() as u64;
     for (job, posted) in taken {
-        let alone = first.as_ref().is_some_and(|f| {
-            let js = &job.s;
-            !(js.instance == f.instance && js.lease == f.lease && Arc::ptr_eq(&js.clock, &f.clock) && Arc::ptr_eq(&js.connector, &f.connector))
-        });
+        let alone = first.as_ref().is_some_and(|f| !alike(&job.s, f));
         let Job { id, s, reply, .. } = job;
         let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, turn.clone()))));
     }
@@ -391,6 +410,12 @@ impl From<ServiceError> for Failure {
     fn from(e: ServiceError) -> Self {
         Failure::BeforeCommit(e)
     }
+}
+
+/// Whether two invoicings' services may run a step together: same server instance, lease, clock
+/// and connector (clones of one `Services` are; tests make others).
+fn alike(a: &Services, b: &Services) -> bool {
+    a.instance == b.instance && a.lease == b.lease && Arc::ptr_eq(&a.clock, &b.clock) && Arc::ptr_eq(&a.connector, &b.connector)
 }
 
 /// One transaction for all of `jobs`; for each, what was posted, or `None` for one left out.
@@ -538,15 +563,16 @@ struct Going {
     rows: Vec<ps::Model>,
     capture: Option<(au::Model, pr::Model, bool)>,
     captured: Option<crate::connector::Captured>,
-    /// Its share of the turn that posted it: the turn ends when every invoicing of it is done.
-    _turn: Arc<tokio::sync::OwnedMutexGuard<()>>,
+    /// Its share of the turn that posted it: the turn ends when every invoicing of it is done or
+    /// has given up its share (leaving the group, or waiting on a slow processor call).
+    turn: Option<Arc<tokio::sync::OwnedMutexGuard<()>>>,
 }
 
 impl Going {
     fn new(ticket: u64, s: Services, alone: bool, posted: Posted, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> Going {
         let Posted { invoice, process, order, stages, settings } = posted;
         let ctx = stages::Ctx { p: process, invoice, order, marks: Default::default(), fresh: Some(settings) };
-        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, _turn: turn }
+        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, turn: Some(turn) }
     }
 
     fn outcome(self, status: ProcessStatus) -> InvoiceOutcome {
