@@ -162,15 +162,17 @@ async fn open_services(config: &Config) -> payments::service::Services {
 fn main() {
     let cli = Cli::parse();
     let config = Config::from_env().unwrap_or_else(|e| fail(StartError::from(e)));
-    // The database this command works on decides the runtime's default shape.
-    let database = match &cli.command {
-        Some(Command::Chaos { database, .. })
-        | Some(Command::Bench { command: BenchCommand::Invoicing { database, .. } })
-        | Some(Command::Bench { command: BenchCommand::Expiry { database, .. } }) => database.as_str(),
-        _ => config.database_url.as_str(),
+    // The database this command works on decides the runtime's default shape. `chaos` starts
+    // server processes, which inherit its CPUs: it keeps all of them unless told otherwise, and
+    // each server it starts picks its own.
+    let (database, cpus) = match &cli.command {
+        Some(Command::Chaos { database, .. }) => (database.as_str(), config.cpus.or(Some(server::config::Cpus::All))),
+        Some(Command::Bench { command: BenchCommand::Invoicing { database, .. } })
+        | Some(Command::Bench { command: BenchCommand::Expiry { database, .. } }) => (database.as_str(), config.cpus),
+        _ => (config.database_url.as_str(), config.cpus),
     };
     let available = std::thread::available_parallelism().map_or(1, usize::from);
-    let plan = server::runtime::Plan::of(config.cpus, config.worker_threads, payments::db::Backend::of_url(database), available);
+    let plan = server::runtime::Plan::of(cpus, config.worker_threads, payments::db::Backend::of_url(database), available);
     let runtime = plan.build().unwrap_or_else(|e| fail(format!("cannot start the async runtime ({plan:?}): {e}")));
     runtime.block_on(run(cli, config));
 }
