@@ -728,3 +728,38 @@ db_test!(invoicings_posted_together_write_what_each_writes_on_its_own, |db| {
     }
     assert_clean(&db).await;
 });
+
+db_test!(a_group_waiting_on_a_slow_processor_does_not_hold_back_the_next_invoicing, |db| {
+    // Issue 3, R-PIP-1: an invoicing whose capture call waits on the processor gives up its
+    // group's turn, so the next invoicing is posted (stage 1) while the first still waits; before,
+    // the turn lasted until the whole group had finished.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let place = || OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50");
+    let (first, second) = (place().place(s).await.order_id, place().place(s).await.order_id);
+    let everything = |order_id: i32| async move { detail(s, order_id).await.lines.iter().map(|l| (l.id, l.quantity)).collect::<Vec<(i32, i32)>>() };
+    let (q1, q2) = (everything(first).await, everything(second).await);
+    faults::add(&s.db, s.now(), "capture", "latency", "1", "1", "3000").await.unwrap();
+    let slow = {
+        let s = s.clone();
+        tokio::spawn(async move { pipeline::invoice(&s, "finance", first, &q1).await })
+    };
+    // The first invoicing is posted, then waits 3 s on its capture.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while detail(s, first).await.invoices.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first invoicing was not posted");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let quick = {
+        let s = s.clone();
+        tokio::spawn(async move { pipeline::invoice(&s, "finance", second, &q2).await })
+    };
+    let out = quick.await.unwrap().unwrap();
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    assert!(!slow.is_finished(), "the second invoicing waited for the first one's slow capture");
+    assert_eq!(slow.await.unwrap().unwrap().status, ProcessStatus::Completed);
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_clean(&db).await;
+});
