@@ -68,13 +68,24 @@ pub fn meter(db: &mut sea_orm::DatabaseConnection) {
     });
 }
 
+/// With profiling on, adds `elapsed` to the time of a phase of the pipeline (`phase: …` rows of
+/// the profile): how long a step took, how long a turn waited for its group.
+pub fn phase(name: &str, elapsed: Duration) {
+    let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_mut() {
+        let e = p.entry(format!("phase: {name}")).or_default();
+        e.0 += 1;
+        e.1 += elapsed;
+    }
+}
+
 /// The statements that took the most time, when profiling is on (stderr).
 pub fn print_profile(invoices: u32) {
     let guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(p) = guard.as_ref() else { return };
     let mut rows: Vec<_> = p.iter().collect();
     rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
-    for (sql, (n, t)) in rows.into_iter().take(25) {
+    for (sql, (n, t)) in rows.into_iter().take(40) {
         eprintln!("{:>8.2} per invoice {:>9.1} ms  {sql}", *n as f64 / f64::from(invoices.max(1)), t.as_secs_f64() * 1000.0);
     }
 }

@@ -763,3 +763,48 @@ db_test!(a_group_waiting_on_a_slow_processor_does_not_hold_back_the_next_invoici
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
     assert_clean(&db).await;
 });
+
+db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
+    // Issue 3, R-PIP-1: a group posted in one turn reaches each later step a little apart (its
+    // captures end at different times); the step's turn waits for the members still on their way
+    // instead of running for whoever has arrived and then again for the rest. A member that leaves
+    // the group (here its capture fails) is not waited for. With waits this long (30 s), a group
+    // that waited for a member that had left would take 30 s per step.
+    let mut s = db.services.clone();
+    let long = std::time::Duration::from_secs(30);
+    s.invoicing = std::sync::Arc::new(pipeline::InvoiceBatches::new(true).with_linger(long, long));
+    let s = &s;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
+        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
+        orders.push((id, q));
+    }
+    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    let started = std::time::Instant::now();
+    let turn = s.invoicing.hold().await;
+    let mut work = Vec::new();
+    for (order, q) in orders {
+        let s = s.clone();
+        work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await.unwrap() }));
+    }
+    while s.invoicing.waiting() < 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(turn);
+    let mut statuses = Vec::new();
+    for w in work {
+        statuses.push(w.await.unwrap().status);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a step waited for the member that had left: {:?}", started.elapsed());
+    statuses.sort_by_key(|st| st.code());
+    assert_eq!(statuses, vec![ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Incomplete]);
+    assert_eq!(s.invoicing.counts(), (1, 4), "one turn posted the four");
+    assert_eq!(s.invoicing.step_runs(), [1, 1, 1, 1], "each step ran once for the group: intents for four, then captures, journals and completions for the three");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
+    let rows = queries::incomplete(&s.db, None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
+});

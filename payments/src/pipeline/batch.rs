@@ -44,6 +44,10 @@ pub struct InvoiceBatches {
     /// Turns that posted at least one invoice, and the invoices they posted.
     turns: AtomicU64,
     posted: AtomicU64,
+    /// How many times each step ran (for a group, or part of one).
+    step_runs: [AtomicU64; 4],
+    /// How long a step's turn waits for the next member of its group, and for all of them.
+    linger: (std::time::Duration, std::time::Duration),
 }
 
 impl InvoiceBatches {
@@ -56,7 +60,17 @@ impl InvoiceBatches {
             steps: Default::default(),
             turns: AtomicU64::new(0),
             posted: AtomicU64::new(0),
+            step_runs: Default::default(),
+            linger: (LINGER, LINGER_MAX),
         }
+    }
+
+    /// These batches with a step's turn waiting up to `gap` for the next member of its group and
+    /// up to `all` in all (tests use long waits, to tell a group that waits for a member that has
+    /// left from one that does not).
+    pub fn with_linger(mut self, gap: std::time::Duration, all: std::time::Duration) -> Self {
+        self.linger = (gap, all);
+        self
     }
 
     /// Takes the turn and keeps it until the guard is dropped: invoicings wait, then the next turn
@@ -73,6 +87,12 @@ impl InvoiceBatches {
     /// (turns that posted invoices, invoices they posted) since these services started.
     pub fn counts(&self) -> (u64, u64) {
         (self.turns.load(Ordering::Relaxed), self.posted.load(Ordering::Relaxed))
+    }
+
+    /// How many times each step of stages 2–4 has run since these services started: the
+    /// capture intents, the captures recorded, the payment journals, the completions.
+    pub fn step_runs(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.step_runs[i].load(Ordering::Relaxed))
     }
 }
 
@@ -107,6 +127,7 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
     s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(job);
     // Wait for the turn, or for a turn that took this invoicing to answer (that turn lasts until
     // its invoicings, this one among them, are done).
+    let queued = std::time::Instant::now();
     let lock = s.invoicing.turn.clone().lock_owned();
     tokio::pin!(lock);
     let early = tokio::select! {
@@ -121,6 +142,7 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
             answer.await
         }
     };
+    crate::bench::phase("until posted", queued.elapsed());
     let stopped = || ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into());
     let Some(g) = done.map_err(|_| stopped())?? else {
         return Ok(None);
@@ -187,6 +209,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
     // A call that is not answered at once (a processor's latency) gives up this invoicing's share
     // of the turn: once the whole group waits on the processor, the next group is posted
     // meanwhile instead of waiting for this one to end. Quick answers keep the group together.
+    let started = std::time::Instant::now();
     let result = {
         let s = g.s.clone();
         let call = stages::call_capture(&s, &req, &auth, final_capture);
@@ -199,6 +222,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
             }
         }
     };
+    crate::bench::phase("capture call", started.elapsed());
     crate::crashpoint::hit("capture:sent");
     match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
         Resolution::Done(Outcome::Captured(c)) => g.captured = Some(c),
@@ -220,10 +244,11 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
 
 /// Runs the rest of a batched invoicing one at a time, from where it stands (see [`Going::hand_over`]).
 async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome> {
-    let Going { s, ctx, rows, turn, .. } = g;
+    let Going { s, ctx, rows, turn, member, .. } = g;
     // Out of the group: the next turn need not wait for this run (an authorization of the
-    // balance, a retry) to end.
+    // balance, a retry) to end, nor its group's later steps for this invoicing.
     drop(turn);
+    drop(member);
     let (invoice, process_id) = (ctx.invoice.clone(), ctx.p.id);
     let (status, error) = super::run_loaded_from(&s, ctx, rows, ended).await?;
     Ok(super::outcome_of(invoice, process_id, status, error))
@@ -231,6 +256,57 @@ async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome>
 
 /// How long a processor call may take before its invoicing gives up its share of the turn.
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How long a step's turn waits for the next member of its group to arrive, and for all of them.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The invoicings one turn posted: for each step, how many of them may still arrive at it (those
+/// that have neither reached it nor left the batched path).
+#[derive(Debug)]
+struct Group {
+    on_the_way: [std::sync::atomic::AtomicUsize; 4],
+}
+
+impl Group {
+    fn of(n: usize) -> Group {
+        Group { on_the_way: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(n)) }
+    }
+
+    fn on_the_way(&self, kind: StepKind) -> usize {
+        self.on_the_way[kind as usize].load(Ordering::Acquire)
+    }
+}
+
+/// One invoicing's place in its [`Group`]: arriving at a step counts it off that step; leaving
+/// the batched path (handed over, done, failed, dropped) counts it off every step still ahead,
+/// so that no step waits for it.
+#[derive(Debug)]
+struct Member {
+    group: Arc<Group>,
+    batches: Arc<InvoiceBatches>,
+    /// The first step it has not reached.
+    next: usize,
+}
+
+impl Member {
+    fn arrive(&mut self, kind: StepKind) {
+        let k = kind as usize;
+        for step in self.next..=k {
+            self.group.on_the_way[step].fetch_sub(1, Ordering::AcqRel);
+        }
+        self.next = self.next.max(k + 1);
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        for step in self.next..self.group.on_the_way.len() {
+            self.group.on_the_way[step].fetch_sub(1, Ordering::AcqRel);
+            self.batches.steps[step].moved.notify_one();
+        }
+    }
+}
 
 /// The steps of stages 2–4 that invoicings take together, in order.
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +322,8 @@ enum StepKind {
 struct Gather {
     waiting: std::sync::Mutex<Vec<(u64, Going, oneshot::Sender<Step>)>>,
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// Told when an invoicing arrives at this step or leaves its group before it.
+    moved: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Gather {
@@ -277,9 +355,36 @@ enum Flow {
 /// away abandons no one), and each gets back how the step left it.
 async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
     let ticket = g.ticket;
+    let group = g.member.group.clone();
+    let (gap, all) = g.s.invoicing.linger;
     let (tx, rx) = oneshot::channel();
-    q.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((ticket, g, tx));
+    {
+        let mut waiting = q.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = g;
+        g.member.arrive(kind);
+        waiting.push((ticket, g, tx));
+    }
+    q.moved.notify_one();
     let turn = q.turn.clone().lock_owned().await;
+    // The turn's holder waits for the rest of its group: invoicings posted together reach each
+    // step a little apart (their processor calls end at different times, and on SQLite the
+    // processor's own writes take turns), and a step taken by whoever has arrived would split the
+    // group into several transactions run one after another. It waits until every member still
+    // on its way has arrived, as long as they keep arriving (`LINGER` at most between two) and
+    // for `LINGER_MAX` in all (by default): a member stuck on a slow call is left to a later turn.
+    let started = tokio::time::Instant::now();
+    let mut deadline = started + gap;
+    loop {
+        let mine_waiting = q.waiting.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(t, ..)| *t == ticket);
+        if !mine_waiting || group.on_the_way(kind) == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = q.moved.notified() => deadline = (tokio::time::Instant::now() + gap).min(started + all),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    crate::bench::phase(&format!("{kind:?} linger"), started.elapsed());
     // Everything waiting that runs alike with this invoicing (two groups of one server may be at
     // the same step; a group of other services waits for the next turn).
     let taken: Vec<_> = {
@@ -303,7 +408,11 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
                 senders.push((t, tx));
                 gs.push(g);
             }
+            let started = std::time::Instant::now();
+            let batches = gs[0].s.invoicing.clone();
+            batches.step_runs[kind as usize].fetch_add(1, Ordering::Relaxed);
             let mut out = step(kind, gs).await;
+            crate::bench::phase(&format!("{kind:?} step"), started.elapsed());
             drop(turn);
             for (t, tx) in senders {
                 let mine = out.iter().position(|o| o.ticket() == Some(t)).map(|i| out.swap_remove(i));
@@ -355,7 +464,10 @@ async fn step(kind: StepKind, mut gs: Vec<Going>) -> Vec<Step> {
 async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> u64 {
     let mut taken = Vec::new();
     let mut left = Vec::new();
-    match post_many(&jobs).await {
+    let started = std::time::Instant::now();
+    let posted = post_many(&jobs).await;
+    crate::bench::phase("post", started.elapsed());
+    match posted {
         Ok(posted) => {
             for (job, p) in jobs.into_iter().zip(posted) {
                 match p {
@@ -387,10 +499,11 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -
     // lease); another's invoicing is run on its own.
     let first = taken.first().map(|(job, _)| job.s.clone());
     let n = taken.len() as u64;
+    let group = Arc::new(Group::of(taken.len()));
     for (job, posted) in taken {
         let alone = first.as_ref().is_some_and(|f| !alike(&job.s, f));
         let Job { id, s, reply, .. } = job;
-        let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, turn.clone()))));
+        let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, turn.clone(), group.clone()))));
     }
     n
 }
@@ -566,13 +679,16 @@ struct Going {
     /// Its share of the turn that posted it: the turn ends when every invoicing of it is done or
     /// has given up its share (leaving the group, or waiting on a slow processor call).
     turn: Option<Arc<tokio::sync::OwnedMutexGuard<()>>>,
+    /// Its place in the group posted with it, for the steps' waits ([`Group`]).
+    member: Member,
 }
 
 impl Going {
-    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> Going {
+    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, turn: Arc<tokio::sync::OwnedMutexGuard<()>>, group: Arc<Group>) -> Going {
         let Posted { invoice, process, order, stages, settings } = posted;
         let ctx = stages::Ctx { p: process, invoice, order, marks: Default::default(), fresh: Some(settings) };
-        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, turn: Some(turn) }
+        let member = Member { group, batches: s.invoicing.clone(), next: 0 };
+        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, turn: Some(turn), member }
     }
 
     fn outcome(self, status: ProcessStatus) -> InvoiceOutcome {
