@@ -22,7 +22,7 @@ pub enum FaultKind {
     ErrorBefore,
     /// The effect happens, then the caller gets a timeout (outcome unknown).
     TimeoutAfter,
-    /// The request is delayed by `latency_ms`.
+    /// The processor answers `latency_ms` after the request (its own work included).
     Latency,
 }
 

@@ -90,18 +90,10 @@ impl ProcessorSimulator {
         ProcessorSimulator { db, clock }
     }
 
-    /// Faults before the request: latency, then an error before any effect. What fired is still
-    /// to count in the request's transaction ([`faults::fire_for_request`]).
+    /// Faults drawn for the request. What fired is still to count in the request's transaction
+    /// ([`faults::fire_for_request`]).
     async fn before(&self, point: &str) -> ConnectorResult<(faults::Fired, faults::Tally)> {
-        let (fired, tally) = faults::fire_for_request(&self.db, point).await.map_err(db_error)?;
-        if fired.latency_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(fired.latency_ms)).await;
-        }
-        if fired.error_before {
-            faults::count_in(&self.db, &tally).await.map_err(db_error)?;
-            return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
-        }
-        Ok((fired, tally))
+        faults::fire_for_request(&self.db, point).await.map_err(db_error)
     }
 
     fn after<T>(fired: faults::Fired, result: ConnectorResult<T>) -> ConnectorResult<T> {
@@ -170,7 +162,28 @@ impl ProcessorSimulator {
         if tracking_id.trim().is_empty() {
             return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
         }
+        // A latency fault is the processor's response time, its own work included (as a remote
+        // processor's is): the answer, whatever it is, comes `latency_ms` after the request.
+        let asked = tokio::time::Instant::now();
         let (fired, tally) = self.before(point).await?;
+        let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
+        let result = self.run(fired, tally, tracking_id, command, amount, effect).await;
+        tokio::time::sleep_until(answer_at).await;
+        result
+    }
+
+    /// [`Self::execute`] once the faults are drawn: an error before any effect, or the replay
+    /// of the tracking id, or the effect and its record in one transaction; then a timeout
+    /// after the effect.
+    async fn run<T, F>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
+    where
+        T: DeserializeOwned + Serialize,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> std::pin::Pin<Box<dyn std::future::Future<Output = ConnectorResult<Outcome>> + Send + 'a>>,
+    {
+        if fired.error_before {
+            faults::count_in(&self.db, &tally).await.map_err(db_error)?;
+            return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
+        }
         let txn = self.db.begin().await.map_err(db_error)?;
         faults::count_in(&txn, &tally).await.map_err(db_error)?;
         if let Some(previous) = self.replay::<T>(&txn, tracking_id, command).await? {

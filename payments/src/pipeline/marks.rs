@@ -9,7 +9,7 @@ use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{payment_process as pp, process_stage as ps};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 /// One stage row's pending change: its latest status, with the start and end times to set.
@@ -35,6 +35,18 @@ pub(crate) struct Marks {
     flushed_ends: Vec<Stage>,
     /// The capture path chosen by this run, written on the process with the next lease renewal.
     capture_path: Option<String>,
+}
+
+impl Mark {
+    /// Whether two marks write the same values (on the same stage).
+    fn same_values(&self, other: &Mark) -> bool {
+        self.stage == other.stage
+            && self.status == other.status
+            && self.attempt == other.attempt
+            && self.started_at == other.started_at
+            && self.finished_at == other.finished_at
+            && self.error == other.error
+    }
 }
 
 impl Marks {
@@ -114,9 +126,9 @@ impl Marks {
     }
 }
 
-/// [`Marks::flush`] for the runs of several processes, (process, marks), in the same three
-/// statements whatever their number: one lease renewal (with the capture paths chosen), one
-/// UPDATE of every pending stage mark, one INSERT of every log line. False, with nothing written
+/// [`Marks::flush`] for the runs of several processes, (process, marks), in a few statements
+/// whatever their number: one lease renewal (with the capture paths chosen), one UPDATE per set
+/// of alike stage marks, one INSERT of every log line. False, with nothing written
 /// and every mark kept, if this server does not hold the lease of all of them.
 pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<bool, DbErr> {
     for (_, m) in runs.iter_mut() {
@@ -141,33 +153,29 @@ pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &
         lines.extend(std::mem::take(&mut m.lines).into_iter().map(|line| (*id, line)));
         m.flushed_ends = std::mem::take(&mut m.ended);
     }
-    let is = |(id, m): &(i32, Mark)| ps::Column::ProcessId.eq(*id).and(ps::Column::Stage.eq(m.stage.code()));
-    let per_stage = |values: Vec<(&(i32, Mark), Expr)>, column: ps::Column| -> Option<Expr> {
-        if values.is_empty() {
-            return None;
-        }
-        let case = values.into_iter().fold(CaseStatement::new(), |c, (m, v)| c.case(is(m), v));
-        Some(case.finally(Expr::col(column)).into())
-    };
-    let mut q = ps::Entity::update_many();
-    let columns = [
-        (ps::Column::Status, marks.iter().map(|m| (m, Expr::value(m.1.status.code()))).collect::<Vec<_>>()),
-        (ps::Column::Attempts, marks.iter().map(|m| (m, Expr::value(m.1.attempt))).collect()),
-        (ps::Column::Error, marks.iter().map(|m| (m, Expr::value(m.1.error.clone()))).collect()),
-        (ps::Column::StartedAt, marks.iter().filter_map(|m| Some((m, Expr::value(m.1.started_at?)))).collect()),
-        // A mark that starts or ends an attempt sets its finish (a start clears it).
-        (
-            ps::Column::FinishedAt,
-            marks.iter().filter(|m| m.1.started_at.is_some() || m.1.finished_at.is_some()).map(|m| (m, Expr::value(m.1.finished_at))).collect(),
-        ),
-    ];
-    for (column, values) in columns {
-        if let Some(e) = per_stage(values, column) {
-            q = q.col_expr(column, e);
+    // Marks that set the same values (in a step of a group: every member's start of stage 3, or
+    // end of stage 2) are written by one UPDATE of the stage row of each of their processes; a
+    // run of one process writes one UPDATE per stage it marks.
+    let mut alike: Vec<(&Mark, Vec<i32>)> = Vec::new();
+    for (id, mark) in &marks {
+        match alike.iter_mut().find(|(m, _)| m.same_values(mark)) {
+            Some((_, ids)) => ids.push(*id),
+            None => alike.push((mark, vec![*id])),
         }
     }
-    if !marks.is_empty() {
-        q.filter(marks.iter().fold(Condition::any(), |c, m| c.add(is(m)))).exec(txn).await?;
+    for (m, ids) in alike {
+        let mut q = ps::Entity::update_many()
+            .col_expr(ps::Column::Status, Expr::value(m.status.code()))
+            .col_expr(ps::Column::Attempts, Expr::value(m.attempt))
+            .col_expr(ps::Column::Error, Expr::value(m.error.clone()));
+        if let Some(at) = m.started_at {
+            q = q.col_expr(ps::Column::StartedAt, Expr::value(at));
+        }
+        // A mark that starts or ends an attempt sets its finish (a start clears it).
+        if m.started_at.is_some() || m.finished_at.is_some() {
+            q = q.col_expr(ps::Column::FinishedAt, Expr::value(m.finished_at));
+        }
+        q.filter(ps::Column::Stage.eq(m.stage.code())).filter(ps::Column::ProcessId.is_in(ids)).exec(txn).await?;
     }
     super::log_lines_of(txn, lines).await?;
     Ok(true)
