@@ -354,9 +354,11 @@ db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariant
     let r = payments::bench::invoicing(s, payments::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
     assert_eq!((r.orders, r.not_completed), (12, 0), "{r:?}");
     assert!(r.invoices_per_sec > 0.0 && r.p50_ms <= r.p99_ms && r.peak_rss_mb > 0.0, "{r:?}");
-    // Counted on both databases (PostgreSQL's counter, SQLite's commit hook): posting the invoice,
-    // the capture intent and its outcome are separate commits at the least.
-    assert!(r.commits_per_invoice.is_some_and(|c| c >= 3.0), "{r:?}");
+    // Counted on both databases (PostgreSQL's counter, SQLite's commit hook): each capture is a
+    // commit of the processor's own, and the invoices a turn posted share the pipeline's commits
+    // (posting, capture intents, outcomes, journals, completions: five per turn at the least).
+    let turns = 12.0 / r.invoices_per_turn;
+    assert!(r.commits_per_invoice.is_some_and(|c| c >= (12.0 + 5.0 * turns) / 12.0), "{r:?}");
     // Every statement is a round trip to the database (issue 3, README "what one statement and one
     // transaction cost"): the happy path, the simulator's own included, runs 49 on both databases.
     assert!(r.statements_per_invoice > 0.0 && r.statements_per_invoice <= 49.0, "more statements per invoice than before: {r:?}");
