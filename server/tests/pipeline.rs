@@ -810,3 +810,34 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
 });
+
+db_test!(the_processor_answers_a_repeated_tracking_id_with_its_first_answer_and_moves_money_once, |db| {
+    // R-CAP-5 and issue 3's simulator: a retry (even two at once) gets the original result; the
+    // processor records the tracking id with the effect and undoes a repeated one's effect.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Canoe", 1, "900.00").place(s).await;
+    let auth = payments::entity::authorization::Entity::find().filter(payments::entity::authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let first = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
+    let again = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
+    assert_eq!(again.reference, first.reference, "the same answer");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captured, 30_000, "moved once");
+    // Two at once with a new id: one capture, both told the same.
+    let (a, b) = tokio::join!(
+        s.connector.capture("t-2", &auth.processor_reference, usd(20_000), false),
+        s.connector.capture("t-2", &auth.processor_reference, usd(20_000), false)
+    );
+    assert_eq!(a.unwrap().reference, b.unwrap().reference);
+    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    assert_eq!((totals.captured, totals.captures), (50_000, 2));
+    // A retry whose effect would now be refused (more than is left) still gets its first answer.
+    let all_left = s.connector.capture("t-3", &auth.processor_reference, usd(40_000), false).await.unwrap();
+    assert_eq!(s.connector.capture("t-3", &auth.processor_reference, usd(40_000), false).await.unwrap().reference, all_left.reference);
+    // The id of a capture used for a refund is refused, and changes nothing.
+    let err = s.connector.refund("t-1", &first.reference, usd(100)).await.unwrap_err();
+    assert!(err.to_string().contains("was used for"), "{err}");
+    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    assert_eq!((totals.captured, totals.captures, totals.refunded), (90_000, 3, 0));
+});

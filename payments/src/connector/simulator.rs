@@ -130,7 +130,7 @@ impl ProcessorSimulator {
     }
 
     /// Records the outcome of a tracking id in the same transaction as its effect.
-    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> ConnectorResult<()> {
+    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> Result<(), DbErr> {
         let (label, reference) = match outcome {
             Outcome::Authorized(a) | Outcome::Adjusted(a) => ("approved", Some(a.reference.clone())),
             Outcome::Captured(c) => ("approved", Some(c.reference.clone())),
@@ -144,16 +144,16 @@ impl ProcessorSimulator {
             amount_minor: Set(amount),
             outcome: Set(label.to_string()),
             reference: Set(reference),
-            response: Set(serde_json::to_string(outcome).map_err(|e| ConnectorError::Unavailable(e.to_string()))?),
+            response: Set(serde_json::to_string(outcome).map_err(|e| DbErr::Custom(e.to_string()))?),
             created_at: Set(now),
         }
         .insert(txn)
-        .await
-        .map_err(db_error)?;
+        .await?;
         Ok(())
     }
 
-    /// Runs one request: faults before, replay or effect+record in one transaction, faults after.
+    /// Runs one request: faults drawn, then the effect and its record in one transaction (or the
+    /// replay of a tracking id seen before), then a timeout after the effect.
     async fn execute<T, F>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
@@ -184,12 +184,11 @@ impl ProcessorSimulator {
             faults::count_in(&self.db, &tally).await.map_err(db_error)?;
             return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
         }
+        // The effect is tried first and the tracking id recorded with it: a tracking id seen
+        // before (a retry, rare) fails that record, and then the effect is undone and the original
+        // answer given again. A first request, the usual case, reads nothing more for it.
         let txn = self.db.begin().await.map_err(db_error)?;
         faults::count_in(&txn, &tally).await.map_err(db_error)?;
-        if let Some(previous) = self.replay::<T>(&txn, tracking_id, command).await? {
-            txn.commit().await.map_err(db_error)?;
-            return Self::after(fired, previous);
-        }
         let outcome = match effect(&txn).await {
             Ok(outcome) => outcome,
             Err(refused) => {
@@ -199,7 +198,18 @@ impl ProcessorSimulator {
                 return Err(refused);
             }
         };
-        Self::record(&txn, tracking_id, command, amount, &outcome, self.clock.now()).await?;
+        if let Err(e) = Self::record(&txn, tracking_id, command, amount, &outcome, self.clock.now()).await {
+            txn.rollback().await.map_err(db_error)?;
+            if !matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) {
+                return Err(db_error(e));
+            }
+            let txn = self.db.begin().await.map_err(db_error)?;
+            faults::count_in(&txn, &tally).await.map_err(db_error)?;
+            let previous = self.replay::<T>(&txn, tracking_id, command).await?;
+            txn.commit().await.map_err(db_error)?;
+            let previous = previous.ok_or_else(|| ConnectorError::Unavailable(format!("tracking id {tracking_id} is recorded and cannot be read")))?;
+            return Self::after(fired, previous);
+        }
         txn.commit().await.map_err(db_error)?;
         let result = match outcome {
             Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
@@ -354,9 +364,12 @@ impl Connector for ProcessorSimulator {
                         message: format!("Capture of {} exceeds the {} left on the authorization.", amount, Money::from_minor(remaining, amount.currency())),
                     });
                 }
-                let multiple = a.supports_multiple_captures && Self::merchant_allows_multiple_partial_captures(txn).await?;
                 let captured = a.captured_minor + amount.minor();
-                let closed = captured == a.amount_minor || !multiple || final_capture;
+                // The merchant account's flag matters only to a capture that leaves part of the
+                // authorization open (and is not the final one): only then is it read.
+                let closed = captured == a.amount_minor
+                    || final_capture
+                    || !(a.supports_multiple_captures && Self::merchant_allows_multiple_partial_captures(txn).await?);
                 let reference = new_reference("cap");
                 sc::ActiveModel {
                     reference: Set(reference.clone()),
