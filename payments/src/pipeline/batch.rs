@@ -40,12 +40,12 @@ pub struct InvoiceBatches {
     turn: Arc<tokio::sync::Mutex<()>>,
     next_job: AtomicU64,
     /// The invoicings waiting for each step of stages 2–4 ([`StepKind`]).
-    steps: [Gather; 4],
+    steps: [Gather; 2],
     /// Turns that posted at least one invoice, and the invoices they posted.
     turns: AtomicU64,
     posted: AtomicU64,
     /// How many times each step ran (for a group, or part of one).
-    step_runs: [AtomicU64; 4],
+    step_runs: [AtomicU64; 2],
     /// How long a step's turn waits for the next member of its group, and for all of them.
     linger: (std::time::Duration, std::time::Duration),
 }
@@ -90,8 +90,8 @@ impl InvoiceBatches {
     }
 
     /// How many times each step of stages 2–4 has run since these services started: the
-    /// capture intents, the captures recorded, the payment journals, the completions.
-    pub fn step_runs(&self) -> [u64; 4] {
+    /// capture intents; the captures recorded with the payment journals and completions.
+    pub fn step_runs(&self) -> [u64; 2] {
         std::array::from_fn(|i| self.step_runs[i].load(Ordering::Relaxed))
     }
 }
@@ -232,14 +232,10 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
             return finish(g, Some(Ended { stage, attempt: 1, end })).await;
         }
     }
-    let mut g = g;
-    for kind in [StepKind::Captures, StepKind::Journals, StepKind::Completions] {
-        g = match gather(&batches.steps[kind as usize], g, kind).await? {
-            Flow::Next(g) => g,
-            Flow::Out(out) => return out,
-        };
+    match gather(&batches.steps[StepKind::Settle as usize], g, StepKind::Settle).await? {
+        Flow::Next(g) => Err(ServiceError::Conflict(format!("payment process {} did not complete", g.ctx.p.id))),
+        Flow::Out(out) => out,
     }
-    Err(ServiceError::Conflict(format!("payment process {} did not complete", g.ctx.p.id)))
 }
 
 /// Runs the rest of a batched invoicing one at a time, from where it stands (see [`Going::hand_over`]).
@@ -265,7 +261,7 @@ const LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(25);
 /// that have neither reached it nor left the batched path).
 #[derive(Debug)]
 struct Group {
-    on_the_way: [std::sync::atomic::AtomicUsize; 4],
+    on_the_way: [std::sync::atomic::AtomicUsize; 2],
 }
 
 impl Group {
@@ -308,13 +304,13 @@ impl Drop for Member {
     }
 }
 
-/// The steps of stages 2–4 that invoicings take together, in order.
+/// The steps of stages 2–4 that invoicings take together, in order: the capture intents before
+/// the processor calls; after them, the captures recorded with the payment journals and the
+/// completions.
 #[derive(Clone, Copy, Debug)]
 enum StepKind {
     Intents = 0,
-    Captures = 1,
-    Journals = 2,
-    Completions = 3,
+    Settle = 1,
 }
 
 /// Invoicings waiting for one step, and whose turn it is to run it.
@@ -445,9 +441,7 @@ async fn step(kind: StepKind, mut gs: Vec<Going>) -> Vec<Step> {
     let mut out = Vec::new();
     let result = match kind {
         StepKind::Intents => request_captures(&s, &mut gs, &mut out).await,
-        StepKind::Captures => record_captures(&s, &mut gs).await,
-        StepKind::Journals => post_payment_journals(&s, &mut gs, &mut out).await,
-        StepKind::Completions => complete(&s, &mut gs, &mut out).await,
+        StepKind::Settle => settle(&s, &mut gs, &mut out).await,
     };
     match result {
         Ok(()) => out.extend(gs.into_iter().map(Step::Next)),
@@ -773,22 +767,97 @@ async fn request_captures(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>
     Ok(())
 }
 
-/// Stage 2 after the processor: the captures taken (each invoicing made its own call) recorded
-/// with their effects in one transaction.
-async fn record_captures(s: &Services, gs: &mut Vec<Going>) -> ServiceResult<()> {
-    let stage = Stage::CaptureOrRefund;
+/// Stage 2 after the processor, stage 3 and, for orders now fully invoiced, stage 4, in one
+/// transaction: the captures taken (each invoicing made its own call) recorded with their
+/// effects, the customer payment journals, stage 4 skipped (nothing to authorize) and the
+/// process completed, with the marks of the three stages. An order with a balance goes its own
+/// way after the commit, to authorize it (R-CAP-3). With a fault injected at the journal (drawn
+/// where each goes its own way), or this server's lease lost, the captures are recorded in a
+/// transaction of their own first.
+async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
+    if gs.is_empty() {
+        return Ok(());
+    }
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
+    let journal_fault = sim_fault::Entity::find().filter(sim_fault::Column::Point.eq("journal")).count(&txn).await? > 0;
+    if journal_fault || !marks::renew_leases(s, &txn, &ids, &[]).await? {
+        txn.rollback().await?;
+        let txn = crate::service::begin_bookkeeping(&s.db).await?;
+        let messages = record_captures(s, &txn, gs).await?;
+        txn.commit().await?;
+        captures_recorded(s, gs, messages)?;
+        if journal_fault {
+            out.extend(std::mem::take(gs).into_iter().map(|g| Step::HandOver(g, None)));
+        } else {
+            lease_lost(gs, out);
+        }
+        return Ok(());
+    }
+    let messages = record_captures(s, &txn, gs).await?;
+    captures_recorded(s, gs, messages)?;
+
+    // Stage 3.
+    let stage = Stage::PostPaymentJournal;
+    let now = s.now();
+    let journals = gs
+        .iter_mut()
+        .map(|g| {
+            g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
+            let (posting, lines) = stages::payment_posting(&g.ctx);
+            (now, posting, lines)
+        })
+        .collect();
+    let journals = post_new_journals(&txn, journals).await?;
+    for (g, j) in gs.iter_mut().zip(journals) {
+        let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
+        super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
+        g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, stages::journal_posted(&j, amount));
+    }
+
+    // Stage 4 for orders now fully invoiced; the others authorize their balance on their own.
+    let stage = Stage::AuthorizeRemaining;
+    let mut completed = Vec::new();
+    for g in gs.iter_mut() {
+        if g.ctx.order.status == OrderStatus::Invoiced.code() {
+            g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
+            super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Skipped, 1)?;
+            g.ctx.marks.end(stage, StageStatus::Skipped, 1, now, None, stages::FULLY_INVOICED.to_string());
+            completed.push(g.ctx.p.id);
+        }
+    }
+    let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
+    if !marks::flush_many(s, &txn, &mut runs).await? {
+        // Renewed above in this transaction: another server cannot have taken them since.
+        return Err(ServiceError::Conflict("the lease renewed in this transaction was lost".into()));
+    }
+    if !completed.is_empty() {
+        super::finish_processes(s, &txn, &completed, ProcessStatus::Completed, None).await?;
+    }
+    txn.commit().await?;
+    for mut g in std::mem::take(gs) {
+        g.ctx.marks.committed();
+        if completed.contains(&g.ctx.p.id) {
+            out.push(Step::Done(g, ProcessStatus::Completed));
+        } else {
+            out.push(Step::HandOver(g, None));
+        }
+    }
+    Ok(())
+}
+
+/// The captures taken recorded with their effects in `txn` (captures, authorizations' totals
+/// and statuses, processes' captured amounts, requests' outcomes, payment lines paid); returns
+/// each invoicing's stage-2 result message, for [`captures_recorded`] once it is written.
+async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, gs: &[Going]) -> ServiceResult<Vec<String>> {
+    let now = s.now();
     let mut captured = Vec::new();
-    for g in std::mem::take(gs) {
+    for g in gs {
         let c = g.captured.clone().ok_or_else(|| ServiceError::Conflict("no capture was taken".into()))?;
         captured.push((g, c));
     }
-    if captured.is_empty() {
-        return Ok(());
-    }
-    let now = s.now();
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
-    let locked = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), &txn).all(&txn).await?;
+    let locked = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), txn).all(txn).await?;
     let (mut auth_total, mut auth_status, mut process_total, mut reference) = (CaseStatement::new(), CaseStatement::new(), CaseStatement::new(), CaseStatement::new());
     let (mut rows, mut paid, mut messages, mut requests) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (g, c) in &captured {
@@ -807,17 +876,17 @@ async fn record_captures(s: &Services, gs: &mut Vec<Going>) -> ServiceResult<()>
         }
         messages.push(stages::captured_message(c, req, a, total, status));
     }
-    cap::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+    cap::Entity::insert_many(rows).exec_without_returning(txn).await?;
     au::Entity::update_many()
         .col_expr(au::Column::CapturedMinor, auth_total.finally(Expr::col(au::Column::CapturedMinor)).into())
         .col_expr(au::Column::Status, auth_status.finally(Expr::col(au::Column::Status)).into())
         .filter(au::Column::Id.is_in(locked.iter().map(|a| a.id)))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     pp::Entity::update_many()
         .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(Into::<Expr>::into(process_total.finally(Expr::value(0i64)))))
         .filter(pp::Column::Id.is_in(captured.iter().map(|(g, _)| g.ctx.p.id)))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     pr::Entity::update_many()
         .col_expr(pr::Column::Status, Expr::value(RequestStatus::Succeeded.code()))
@@ -825,96 +894,27 @@ async fn record_captures(s: &Services, gs: &mut Vec<Going>) -> ServiceResult<()>
         .col_expr(pr::Column::Message, Expr::value(Option::<String>::None))
         .col_expr(pr::Column::CompletedAt, Expr::value(Some(now)))
         .filter(pr::Column::Id.is_in(requests))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if !paid.is_empty() {
         pl::Entity::update_many()
             .col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code()))
             .filter(pl::Column::Id.is_in(paid))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
-    txn.commit().await?;
+    Ok(messages)
+}
+
+/// After [`record_captures`]: each invoicing's run holds its capture and stage 2's end.
+fn captures_recorded(s: &Services, gs: &mut [Going], messages: Vec<String>) -> ServiceResult<()> {
+    let stage = Stage::CaptureOrRefund;
     let now = s.now();
-    for ((mut g, c), message) in captured.into_iter().zip(messages) {
-        g.ctx.p.captured_minor += c.amount.minor();
+    for (g, message) in gs.iter_mut().zip(messages) {
+        let amount = g.captured.as_ref().map(|c| c.amount.minor()).unwrap_or_default();
+        g.ctx.p.captured_minor += amount;
         super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
         g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, message);
-        gs.push(g);
-    }
-    Ok(())
-}
-
-/// Stage 3: the customer payment journals, with the marks of stages 2 and 3, in one transaction.
-/// With a fault injected at the journal, each goes its own way, where the fault is drawn.
-async fn post_payment_journals(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
-    let stage = Stage::PostPaymentJournal;
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
-    if sim_fault::Entity::find().filter(sim_fault::Column::Point.eq("journal")).count(&txn).await? > 0 {
-        txn.rollback().await?;
-        out.extend(std::mem::take(gs).into_iter().map(|g| Step::HandOver(g, None)));
-        return Ok(());
-    }
-    let now = s.now();
-    for g in gs.iter_mut() {
-        g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
-    }
-    let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
-    if !marks::flush_many(s, &txn, &mut runs).await? {
-        txn.rollback().await?;
-        lease_lost(gs, out);
-        return Ok(());
-    }
-    let journals = gs
-        .iter()
-        .map(|g| {
-            let (posting, lines) = stages::payment_posting(&g.ctx);
-            (now, posting, lines)
-        })
-        .collect();
-    let journals = post_new_journals(&txn, journals).await?;
-    txn.commit().await?;
-    let now = s.now();
-    for (g, j) in gs.iter_mut().zip(journals) {
-        g.ctx.marks.committed();
-        let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
-        super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
-        g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, stages::journal_posted(&j, amount));
-    }
-    Ok(())
-}
-
-/// Stage 4 for orders now fully invoiced (nothing to authorize), and the completions, in one
-/// transaction. An order with a balance goes its own way to authorize it (R-CAP-3).
-async fn complete(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
-    let stage = Stage::AuthorizeRemaining;
-    let now = s.now();
-    for mut g in std::mem::take(gs) {
-        if g.ctx.order.status == OrderStatus::Invoiced.code() {
-            g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
-            super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Skipped, 1)?;
-            g.ctx.marks.end(stage, StageStatus::Skipped, 1, now, None, stages::FULLY_INVOICED.to_string());
-            gs.push(g);
-        } else {
-            out.push(Step::HandOver(g, None));
-        }
-    }
-    if gs.is_empty() {
-        return Ok(());
-    }
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
-    let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
-    if !marks::flush_many(s, &txn, &mut runs).await? {
-        txn.rollback().await?;
-        lease_lost(gs, out);
-        return Ok(());
-    }
-    let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
-    super::finish_processes(s, &txn, &ids, ProcessStatus::Completed, None).await?;
-    txn.commit().await?;
-    for mut g in std::mem::take(gs) {
-        g.ctx.marks.committed();
-        out.push(Step::Done(g, ProcessStatus::Completed));
     }
     Ok(())
 }

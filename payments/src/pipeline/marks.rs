@@ -189,7 +189,7 @@ pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process
 /// [`renew_lease`] for several processes in one statement, setting the capture paths given
 /// (process, path) in it; false if another server holds any of them (then the caller's
 /// transaction must not commit what it wrote).
-async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, String)]) -> Result<bool, DbErr> {
+pub(super) async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, String)]) -> Result<bool, DbErr> {
     let now = s.now();
     let mut q = pp::Entity::update_many();
     if !capture_paths.is_empty() {
