@@ -557,11 +557,21 @@ pub(crate) async fn log_lines_of(db: &impl ConnectionTrait, lines: impl IntoIter
             ..Default::default()
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(());
+    // At most LOG_ROWS lines per statement. Measured on PostgreSQL over TCP: one INSERT of the
+    // 160 lines of a group of 32 completing took ~45 ms at the client while the server logged it
+    // under 3 ms; in chunks of 64 the three take ~0.4 ms each. Not proven, but the figure is that
+    // of a large write stalled by Nagle's algorithm against a delayed ACK (sqlx 0.9 does not set
+    // TCP_NODELAY).
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(LOG_ROWS).collect();
+        stage_log::Entity::insert_many(chunk).exec_without_returning(db).await?;
     }
-    stage_log::Entity::insert_many(rows).exec_without_returning(db).await.map(|_| ())
+    Ok(())
 }
+
+/// The most execution log lines one INSERT writes.
+const LOG_ROWS: usize = 64;
 
 pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
     log_lines(db, process_id, vec![LogLine { at, stage, attempt, message }]).await
