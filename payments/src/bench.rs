@@ -48,6 +48,9 @@ pub struct BenchReport {
 static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 type Profile = std::collections::HashMap<String, (u64, Duration)>;
 static PROFILE: std::sync::Mutex<Option<Profile>> = std::sync::Mutex::new(None);
+/// Whether `PAYSTAGE_BENCH_PROFILE=1` turned the profile on (read without the lock by [`phase`],
+/// which the pipeline calls on every step).
+static PROFILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Counts every statement this connection runs (for `statements_per_invoice`); with
 /// `PAYSTAGE_BENCH_PROFILE=1` also keeps count and time per statement text, printed by
@@ -55,6 +58,7 @@ static PROFILE: std::sync::Mutex<Option<Profile>> = std::sync::Mutex::new(None);
 pub fn meter(db: &mut sea_orm::DatabaseConnection) {
     if std::env::var("PAYSTAGE_BENCH_PROFILE").is_ok_and(|v| v == "1") {
         *PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profile::new());
+        PROFILING.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     db.set_metric_callback(|info| {
         STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -70,10 +74,13 @@ pub fn meter(db: &mut sea_orm::DatabaseConnection) {
 
 /// With profiling on, adds `elapsed` to the time of a phase of the pipeline (`phase: …` rows of
 /// the profile): how long a step took, how long a turn waited for its group.
-pub fn phase(name: &str, elapsed: Duration) {
+pub fn phase(name: impl FnOnce() -> String, elapsed: Duration) {
+    if !PROFILING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = guard.as_mut() {
-        let e = p.entry(format!("phase: {name}")).or_default();
+        let e = p.entry(format!("phase: {}", name())).or_default();
         e.0 += 1;
         e.1 += elapsed;
     }

@@ -142,7 +142,7 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
             answer.await
         }
     };
-    crate::bench::phase("until posted", queued.elapsed());
+    crate::bench::phase(|| "until posted".into(), queued.elapsed());
     let stopped = || ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into());
     let Some(g) = done.map_err(|_| stopped())?? else {
         return Ok(None);
@@ -222,7 +222,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
             }
         }
     };
-    crate::bench::phase("capture call", started.elapsed());
+    crate::bench::phase(|| "capture call".into(), started.elapsed());
     crate::crashpoint::hit("capture:sent");
     match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
         Resolution::Done(Outcome::Captured(c)) => g.captured = Some(c),
@@ -313,6 +313,13 @@ enum StepKind {
     Settle = 1,
 }
 
+impl StepKind {
+    /// The step's name followed by `what`, built only when the bench profile is on.
+    fn name(self, what: &'static str) -> impl FnOnce() -> String {
+        move || format!("{self:?}{what}")
+    }
+}
+
 /// Invoicings waiting for one step, and whose turn it is to run it.
 #[derive(Default)]
 struct Gather {
@@ -380,7 +387,7 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    crate::bench::phase(&format!("{kind:?} linger"), started.elapsed());
+    crate::bench::phase(kind.name(" linger"), started.elapsed());
     // Everything waiting that runs alike with this invoicing (two groups of one server may be at
     // the same step; a group of other services waits for the next turn).
     let taken: Vec<_> = {
@@ -408,7 +415,7 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
             let batches = gs[0].s.invoicing.clone();
             batches.step_runs[kind as usize].fetch_add(1, Ordering::Relaxed);
             let mut out = step(kind, gs).await;
-            crate::bench::phase(&format!("{kind:?} step"), started.elapsed());
+            crate::bench::phase(kind.name(" step"), started.elapsed());
             drop(turn);
             for (t, tx) in senders {
                 let mine = out.iter().position(|o| o.ticket() == Some(t)).map(|i| out.swap_remove(i));
@@ -460,7 +467,7 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -
     let mut left = Vec::new();
     let started = std::time::Instant::now();
     let posted = post_many(&jobs).await;
-    crate::bench::phase("post", started.elapsed());
+    crate::bench::phase(|| "post".into(), started.elapsed());
     match posted {
         Ok(posted) => {
             for (job, p) in jobs.into_iter().zip(posted) {
