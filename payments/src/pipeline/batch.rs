@@ -834,10 +834,7 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         }
     }
     let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
-    if !marks::flush_many(s, &txn, &mut runs).await? {
-        // Renewed above in this transaction: another server cannot have taken them since.
-        return Err(ServiceError::Conflict("the lease renewed in this transaction was lost".into()));
-    }
+    marks::flush_leased(s, &txn, &mut runs).await?;
     if !completed.is_empty() {
         super::finish_processes(s, &txn, &completed, ProcessStatus::Completed, None).await?;
     }

@@ -128,9 +128,19 @@ impl Marks {
 
 /// [`Marks::flush`] for the runs of several processes, (process, marks), in a few statements
 /// whatever their number: one lease renewal (with the capture paths chosen), one UPDATE per set
-/// of alike stage marks, one INSERT of every log line. False, with nothing written
-/// and every mark kept, if this server does not hold the lease of all of them.
+/// of alike stage marks, the log lines 64 per INSERT. False, with nothing written and every mark
+/// kept, if this server does not hold the lease of all of them.
 pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<bool, DbErr> {
+    flush_runs(s, txn, runs, true).await
+}
+
+/// [`flush_many`] in a transaction that has already renewed the lease of every one of them
+/// ([`renew_leases`]), which it does not renew again. No capture path may be pending.
+pub(super) async fn flush_leased(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<(), DbErr> {
+    flush_runs(s, txn, runs, false).await.map(|_| ())
+}
+
+async fn flush_runs(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)], renew: bool) -> Result<bool, DbErr> {
     for (_, m) in runs.iter_mut() {
         m.flushed_ends.clear();
     }
@@ -140,11 +150,10 @@ pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &
     }
     let ids: Vec<i32> = pending.iter().map(|(id, _)| *id).collect();
     let paths: Vec<(i32, String)> = pending.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
-    if !renew_leases(s, txn, &ids, &paths).await? {
+    debug_assert!(renew || paths.is_empty(), "a capture path is written with a lease renewal");
+    if renew && !renew_leases(s, txn, &ids, &paths).await? {
         return Ok(false);
     }
-    // Every pending mark in one statement: each column is set per stage row by a CASE on the
-    // process and stage, and left as it is where a mark does not set it.
     let mut marks: Vec<(i32, Mark)> = Vec::new();
     let mut lines = Vec::new();
     for (id, m) in pending {
