@@ -40,12 +40,12 @@ pub struct InvoiceBatches {
     turn: Arc<tokio::sync::Mutex<()>>,
     next_job: AtomicU64,
     /// The invoicings waiting for each step of stages 2–4 ([`StepKind`]).
-    steps: [Gather; 2],
+    steps: [Gather; STEPS],
     /// Turns that posted at least one invoice, and the invoices they posted.
     turns: AtomicU64,
     posted: AtomicU64,
     /// How many times each step ran (for a group, or part of one).
-    step_runs: [AtomicU64; 2],
+    step_runs: [AtomicU64; STEPS],
     /// How long a step's turn waits for the next member of its group, and for all of them.
     linger: (std::time::Duration, std::time::Duration),
 }
@@ -89,9 +89,9 @@ impl InvoiceBatches {
         (self.turns.load(Ordering::Relaxed), self.posted.load(Ordering::Relaxed))
     }
 
-    /// How many times each step of stages 2–4 has run since these services started: the
-    /// capture intents; the captures recorded with the payment journals and completions.
-    pub fn step_runs(&self) -> [u64; 2] {
+    /// How many times each step of stages 2–4 has run since these services started ([`StepKind`]):
+    /// the captures recorded with the payment journals and completions.
+    pub fn step_runs(&self) -> [u64; STEPS] {
         std::array::from_fn(|i| self.step_runs[i].load(Ordering::Relaxed))
     }
 }
@@ -199,12 +199,13 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
     if g.alone {
         return finish(g, None).await;
     }
-    let mut g = match gather(&batches.steps[0], g, StepKind::Intents).await? {
-        Flow::Next(g) => g,
-        Flow::Out(out) => return out,
+    // Stage 1 requested the capture with the invoice; without one, stage 2 goes the one-at-a-time
+    // way (which reports why).
+    let Some((auth, req, final_capture)) = g.capture.clone() else {
+        return finish(g, None).await;
     };
+    let mut g = g;
     let stage = Stage::CaptureOrRefund;
-    let (auth, req, final_capture) = g.capture.clone().ok_or_else(|| ServiceError::Conflict("no capture was requested".into()))?;
     crate::crashpoint::hit("capture:intent");
     // A call that is not answered at once (a processor's latency) gives up this invoicing's share
     // of the turn: once the whole group waits on the processor, the next group is posted
@@ -261,7 +262,7 @@ const LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(25);
 /// that have neither reached it nor left the batched path).
 #[derive(Debug)]
 struct Group {
-    on_the_way: [std::sync::atomic::AtomicUsize; 2],
+    on_the_way: [std::sync::atomic::AtomicUsize; STEPS],
 }
 
 impl Group {
@@ -304,14 +305,16 @@ impl Drop for Member {
     }
 }
 
-/// The steps of stages 2–4 that invoicings take together, in order: the capture intents before
-/// the processor calls; after them, the captures recorded with the payment journals and the
-/// completions.
+/// The steps of stages 2–4 that invoicings take together after stage 1 (which requests their
+/// captures), in order: after the processor calls, the captures recorded with the payment
+/// journals and the completions.
 #[derive(Clone, Copy, Debug)]
 enum StepKind {
-    Intents = 0,
-    Settle = 1,
+    Settle = 0,
 }
+
+/// How many [`StepKind`]s there are.
+const STEPS: usize = 1;
 
 impl StepKind {
     /// The step's name followed by `what`, built only when the bench profile is on.
@@ -447,7 +450,6 @@ async fn step(kind: StepKind, mut gs: Vec<Going>) -> Vec<Step> {
     let s = gs[0].s.clone();
     let mut out = Vec::new();
     let result = match kind {
-        StepKind::Intents => request_captures(&s, &mut gs, &mut out).await,
         StepKind::Settle => settle(&s, &mut gs, &mut out).await,
     };
     match result {
@@ -501,10 +503,10 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -
     let first = taken.first().map(|(job, _)| job.s.clone());
     let n = taken.len() as u64;
     let group = Arc::new(Group::of(taken.len()));
-    for (job, posted) in taken {
+    for (job, (posted, capture)) in taken {
         let alone = first.as_ref().is_some_and(|f| !alike(&job.s, f));
         let Job { id, s, reply, .. } = job;
-        let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, turn.clone(), group.clone()))));
+        let _ = reply.send(Ok(Some(Going::new(id, s, alone, posted, capture, turn.clone(), group.clone()))));
     }
     n
 }
@@ -532,8 +534,9 @@ fn alike(a: &Services, b: &Services) -> bool {
     a.instance == b.instance && a.lease == b.lease && Arc::ptr_eq(&a.clock, &b.clock) && Arc::ptr_eq(&a.connector, &b.connector)
 }
 
-/// One transaction for all of `jobs`; for each, what was posted, or `None` for one left out.
-async fn post_many(jobs: &[Job]) -> Result<Vec<Option<Posted>>, Failure> {
+/// One transaction for all of `jobs`; for each, what was posted with the capture requested for it
+/// (stage 2 up to the processor), or `None` for one left out.
+async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>)>>, Failure> {
     let db = &jobs[0].s.db;
     let ids: Vec<i32> = jobs.iter().map(|j| j.order_id).collect::<HashSet<_>>().into_iter().collect();
     let txn = db.begin().await?;
@@ -633,33 +636,151 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<Posted>>, Failure> {
         .collect();
     post_new_journals(&txn, journals).await?;
 
-    // The payment processes, leased to their servers, with their stage rows and first log line.
+    // Stage 2 up to the processor for the invoicings that run on together: each order's open
+    // authorization, the capture path (R-CAP-2) and the intent with its tracking id (R-CAP-5),
+    // committed with the invoice, so that the processor is called as soon as it is posted.
     let feats = features::load(&txn).await?;
     let params = parameters::load(&txn).await?;
+    let lead = &chosen[0].0.s;
+    let mut captures = plan_captures(&txn, lead, &chosen, &invoices, &feats, &params).await?;
+
+    // The payment processes, leased to their servers, with their stage rows and log lines.
     let monitored = monitored(&feats, &params);
-    let processes = pp::Entity::insert_many(chosen.iter().zip(&invoices).map(|((j, _, _), i)| new_process(&j.s, i.posted_at, i, monitored)))
-        .exec_with_returning(&txn)
-        .await?;
+    let new_processes = chosen.iter().zip(&invoices).zip(&captures).map(|(((j, _, _), i), c)| {
+        let mut p = new_process(&j.s, i.posted_at, i, monitored);
+        p.capture_path = sea_orm::Set(c.as_ref().map(|c| stages::path_text(&c.path)));
+        p
+    });
+    let processes = pp::Entity::insert_many(new_processes).exec_with_returning(&txn).await?;
     let mut posted_processes = Vec::with_capacity(invoices.len());
     for i in &invoices {
         posted_processes.push(processes.iter().find(|p| p.invoice_id == i.id).cloned().ok_or(sea_orm::DbErr::RecordNotInserted)?);
     }
-    let stages: Vec<Vec<ps::Model>> = posted_processes.iter().map(|p| new_stage_rows(p.id, p.created_at)).collect();
+    let stage = Stage::CaptureOrRefund;
+    let now = lead.now();
+    let intents: Vec<pr::ActiveModel> = captures
+        .iter_mut()
+        .zip(&invoices)
+        .zip(&posted_processes)
+        .filter_map(|((c, i), p)| {
+            let c = c.as_mut()?;
+            let purpose = Purpose { order_id: i.order_id, authorization_id: Some(c.auth.id), process: Some((p.id, stage)), capture_id: None };
+            Some(super::requests::intent(c.auth.connector_id, Command::Capture, c.money, purpose, c.reference.take()?))
+        })
+        .collect();
+    let mut recorded = if intents.is_empty() { Vec::new() } else { pr::Entity::insert_many(intents).exec_with_returning(&txn).await? };
+    let mut requested = Vec::with_capacity(captures.len());
+    for (c, p) in captures.iter().zip(&posted_processes) {
+        requested.push(match c {
+            Some(c) => {
+                let i = recorded.iter().position(|r| r.process_id == Some(p.id)).ok_or(sea_orm::DbErr::RecordNotInserted)?;
+                Some((c.auth.clone(), recorded.swap_remove(i), matches!(c.path, CapturePath::Legacy(_))))
+            }
+            None => None,
+        });
+    }
+    let mut stages: Vec<Vec<ps::Model>> = posted_processes.iter().map(|p| new_stage_rows(p.id, p.created_at)).collect();
+    for (rows, r) in stages.iter_mut().zip(&requested) {
+        if r.is_some() {
+            let row = rows.iter_mut().find(|r| r.stage == stage.code()).ok_or(sea_orm::DbErr::RecordNotInserted)?;
+            row.status = StageStatus::Running.code().to_string();
+            row.attempts = 1;
+            row.started_at = Some(now);
+        }
+    }
     ps::Entity::insert_many(stages.iter().flatten().cloned().map(ps::ActiveModel::from)).exec_without_returning(&txn).await?;
-    let logs = chosen.iter().zip(&orders_after).zip(&invoices).zip(&posted_processes).map(|((((_, _, plan), order), invoice), p)| {
-        (p.id, LogLine { at: p.created_at, stage: Stage::PostInvoice, attempt: 1, message: plan.posted_message(order, invoice) })
-    });
+    let mut logs = Vec::new();
+    for (((((_, _, plan), order), invoice), p), (c, r)) in chosen.iter().zip(&orders_after).zip(&invoices).zip(&posted_processes).zip(captures.iter_mut().zip(&requested)) {
+        logs.push((p.id, LogLine { at: p.created_at, stage: Stage::PostInvoice, attempt: 1, message: plan.posted_message(order, invoice) }));
+        if let (Some(c), Some((auth, req, _))) = (c, r) {
+            logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: super::start_message(1, false) }));
+            logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: std::mem::take(&mut c.message) }));
+            logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(req, auth) }));
+        }
+    }
     log_lines_of(&txn, logs).await?;
     txn.commit().await.map_err(Failure::Commit)?;
 
-    let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).map(|(((invoice, process), order), stages)| Posted {
-        invoice,
-        process,
-        order,
-        stages,
-        settings: (feats.clone(), params.clone()),
+    let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).zip(requested).map(|((((invoice, process), order), stages), requested)| {
+        (Posted { invoice, process, order, stages, settings: (feats.clone(), params.clone()) }, requested)
     });
     Ok(plans.iter().map(|p| p.as_ref().and_then(|_| posted.next())).collect())
+}
+
+/// The capture stage 1 requested for a batched invoicing: the authorization, the intent
+/// (R-CAP-5) and whether it is the final capture (the legacy path, R-CAP-3).
+type Requested = (au::Model, pr::Model, bool);
+
+/// A capture chosen for a batched invoicing in stage 1's transaction: the order's open
+/// authorization, the path, the amount, the tracking id obtained from the connector and the
+/// stage's first log line.
+struct PlannedCapture {
+    auth: au::Model,
+    path: CapturePath,
+    money: Money,
+    reference: Option<crate::connector::PaymentReference>,
+    message: String,
+}
+
+/// For each invoicing of `chosen` that runs on with `lead` (the same services), the capture to
+/// request, as the one-at-a-time stage 2 chooses it; `None` where stage 2 is left to that path
+/// (no open authorization, one that has expired, nothing left on it, no tracking id).
+async fn plan_captures(
+    txn: &sea_orm::DatabaseTransaction,
+    lead: &Services,
+    chosen: &[(&Job, &so::Model, &Plan<'_>)],
+    invoices: &[inv::Model],
+    feats: &crate::domain::features::FeatureSet,
+    params: &crate::domain::parameters::Parameters,
+) -> Result<Vec<Option<PlannedCapture>>, sea_orm::DbErr> {
+    let now = lead.now();
+    let orders: Vec<i32> = chosen.iter().filter(|(j, ..)| alike(&j.s, lead)).map(|(_, o, _)| o.id).collect();
+    let open = if orders.is_empty() {
+        Vec::new()
+    } else {
+        au::Entity::find()
+            .filter(au::Column::OrderId.is_in(orders.clone()))
+            .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+            .order_by_desc(au::Column::Id)
+            .all(txn)
+            .await?
+    };
+    let connector_ids: HashSet<i32> = open.iter().map(|a| a.connector_id).collect();
+    let (props, conns) = if connector_ids.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            cmp::Entity::find().filter(cmp::Column::ConnectorId.is_in(connector_ids.clone())).all(txn).await?,
+            connector::Entity::find().filter(connector::Column::Id.is_in(connector_ids)).all(txn).await?,
+        )
+    };
+    let mut out = Vec::with_capacity(chosen.len());
+    for ((_, order, _), invoice) in chosen.iter().zip(invoices) {
+        let due = invoice.amount_minor - invoice.prepaid_minor;
+        let auth = orders.contains(&order.id).then(|| open.iter().find(|a| a.order_id == order.id)).flatten().filter(|a| due > 0 && a.expires_at > now);
+        let Some(auth) = auth else {
+            out.push(None);
+            continue;
+        };
+        let props = props.iter().find(|p| p.connector_id == auth.connector_id && p.channel_id == order.channel_id);
+        let conn = conns.iter().find(|c| c.id == auth.connector_id);
+        let path = capture_path(&stages::conditions_of(auth, feats, params, props, conn, now));
+        let amount = std::cmp::min(due, auth.amount_minor - auth.captured_minor);
+        if amount <= 0 {
+            out.push(None);
+            continue;
+        }
+        let money = Money::from_minor(amount, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd));
+        // The connector's payment reference data (a tracking id made up where the SDK runs, no
+        // call to the processor).
+        let Ok(reference) = lead.connector.payment_reference(Command::Capture, money).await else {
+            out.push(None);
+            continue;
+        };
+        let message = stages::capture_message(&path, invoice, due, amount);
+        out.push(Some(PlannedCapture { auth: auth.clone(), path, money, reference: Some(reference), message }));
+    }
+    Ok(out)
 }
 
 // Stages 2–4 together.
@@ -675,7 +796,7 @@ struct Going {
     alone: bool,
     ctx: stages::Ctx,
     rows: Vec<ps::Model>,
-    capture: Option<(au::Model, pr::Model, bool)>,
+    capture: Option<Requested>,
     captured: Option<crate::connector::Captured>,
     /// Its share of the turn that posted it: the turn ends when every invoicing of it is done or
     /// has given up its share (leaving the group, or waiting on a slow processor call).
@@ -685,93 +806,16 @@ struct Going {
 }
 
 impl Going {
-    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, turn: Arc<tokio::sync::OwnedMutexGuard<()>>, group: Arc<Group>) -> Going {
+    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, capture: Option<Requested>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>, group: Arc<Group>) -> Going {
         let Posted { invoice, process, order, stages, settings } = posted;
         let ctx = stages::Ctx { p: process, invoice, order, marks: Default::default(), fresh: Some(settings) };
         let member = Member { group, batches: s.invoicing.clone(), next: 0 };
-        Going { s, ticket, alone, ctx, rows: stages, capture: None, captured: None, turn: Some(turn), member }
+        Going { s, ticket, alone, ctx, rows: stages, capture, captured: None, turn: Some(turn), member }
     }
 
     fn outcome(self, status: ProcessStatus) -> InvoiceOutcome {
         super::outcome_of(self.ctx.invoice, self.ctx.p.id, status, None)
     }
-}
-
-/// Stage 2 up to the processor: finds each order's open authorization, chooses the capture path
-/// (R-CAP-2) and commits every intent (R-CAP-5) with the stage's start, in one transaction.
-async fn request_captures(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> ServiceResult<()> {
-    let stage = Stage::CaptureOrRefund;
-    let now = s.now();
-    let open = au::Entity::find()
-        .filter(au::Column::OrderId.is_in(gs.iter().map(|g| g.ctx.order.id)))
-        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
-        .order_by_desc(au::Column::Id)
-        .all(&s.db)
-        .await?;
-    let connector_ids: HashSet<i32> = open.iter().map(|a| a.connector_id).collect();
-    let props = cmp::Entity::find().filter(cmp::Column::ConnectorId.is_in(connector_ids.clone())).all(&s.db).await?;
-    let conns = connector::Entity::find().filter(connector::Column::Id.is_in(connector_ids)).all(&s.db).await?;
-    let mut kept = Vec::new();
-    let mut intents = Vec::new();
-    for g in std::mem::take(gs) {
-        let (order, invoice) = (&g.ctx.order, &g.ctx.invoice);
-        let due = invoice.amount_minor - invoice.prepaid_minor;
-        let plain = open.iter().find(|a| a.order_id == order.id).filter(|a| due > 0 && a.expires_at > now).zip(g.ctx.fresh.as_ref());
-        let Some((auth, (feats, params))) = plain else {
-            out.push(Step::HandOver(g, None));
-            continue;
-        };
-        let props = props.iter().find(|p| p.connector_id == auth.connector_id && p.channel_id == order.channel_id);
-        let conn = conns.iter().find(|c| c.id == auth.connector_id);
-        let path = capture_path(&stages::conditions_of(auth, feats, params, props, conn, now));
-        let amount = std::cmp::min(due, auth.amount_minor - auth.captured_minor);
-        if amount <= 0 {
-            out.push(Step::HandOver(g, None));
-            continue;
-        }
-        let money = Money::from_minor(amount, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd));
-        let Ok(reference) = s.connector.payment_reference(Command::Capture, money).await else {
-            out.push(Step::HandOver(g, None));
-            continue;
-        };
-        let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: Some((g.ctx.p.id, stage)), capture_id: None };
-        intents.push(super::requests::intent(auth.connector_id, Command::Capture, money, purpose, reference));
-        let message = stages::capture_message(&path, invoice, due, amount);
-        kept.push((g, auth.clone(), path, message));
-    }
-    if kept.is_empty() {
-        return Ok(());
-    }
-    let txn = s.db.begin().await?;
-    let tracking: Vec<String> = intents.iter().map(|i| i.tracking_id.clone().unwrap()).collect();
-    let recorded = pr::Entity::insert_many(intents).exec_with_returning(&txn).await?;
-    for ((g, auth, path, message), tracking_id) in kept.iter_mut().zip(&tracking) {
-        let req = recorded.iter().find(|r| &r.tracking_id == tracking_id).cloned().ok_or(sea_orm::DbErr::RecordNotInserted)?;
-        g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
-        g.ctx.marks.line(LogLine { at: now, stage, attempt: 1, message: std::mem::take(message) });
-        g.ctx.marks.line(LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(&req, auth) });
-        g.ctx.marks.capture_path(stages::path_text(path));
-        g.capture = Some((auth.clone(), req, matches!(path, CapturePath::Legacy(_))));
-    }
-    let mut runs: Vec<(i32, &mut marks::Marks)> = kept.iter_mut().map(|(g, ..)| (g.ctx.p.id, &mut g.ctx.marks)).collect();
-    if !marks::flush_many(s, &txn, &mut runs).await? {
-        // Another server took one of them over: nothing is written or sent; each goes its own way
-        // (and the one taken over stops there, writing nothing).
-        txn.rollback().await?;
-        for (mut g, ..) in kept {
-            g.ctx.marks = Default::default();
-            g.capture = None;
-            out.push(Step::HandOver(g, None));
-        }
-        return Ok(());
-    }
-    txn.commit().await?;
-    for (mut g, _, path, _) in kept {
-        g.ctx.marks.committed();
-        g.ctx.p.capture_path = Some(stages::path_text(&path));
-        gs.push(g);
-    }
-    Ok(())
 }
 
 /// Stage 2 after the processor, stage 3 and, for orders now fully invoiced, stage 4, in one
