@@ -1,9 +1,10 @@
 //! Many invoicings at once (issue #3). Invoicings that arrive while this server is invoicing
 //! others wait their turn; the next turn posts everything waiting in one transaction with one
 //! statement per kind of row (orders locked, lines moved, invoices, lines, journals, processes,
-//! stage rows and log lines), instead of some twenty statements per invoice, and the group then
-//! takes each later step of stages 2–4 together ([`gather`]): one transaction per step for all of
-//! them, each processor call on its own. Each invoice is checked and computed exactly as on its
+//! stage rows and log lines, and stage 2 up to the processor: each capture's path and intent),
+//! instead of some twenty statements per invoice, and the group then takes the step after the
+//! processor calls together ([`gather`]): one transaction for all of them, each processor call on
+//! its own. Each invoice is checked and computed exactly as on its
 //! own ([`super::Plan`]); an invoicing with anything unusual (an order on hold, cancelled, with a
 //! deposit, with an authorization expiry has not stored yet, an unfinished process, a quantity
 //! that is refused, the same order twice) is left to the one-at-a-time path, which reports it or
@@ -39,7 +40,7 @@ pub struct InvoiceBatches {
     waiting: std::sync::Mutex<Vec<Job>>,
     turn: Arc<tokio::sync::Mutex<()>>,
     next_job: AtomicU64,
-    /// The invoicings waiting for each step of stages 2–4 ([`StepKind`]).
+    /// The invoicings waiting for each later step of stages 2–4 ([`StepKind`]).
     steps: [Gather; STEPS],
     /// Turns that posted at least one invoice, and the invoices they posted.
     turns: AtomicU64,
