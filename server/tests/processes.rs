@@ -74,7 +74,19 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
         assert!(matches!(answer, Err(CallError::Connection(_))), "{point}: the server answered {answer:?}");
         let status = srv.wait_exit(Duration::from_secs(30)).await.expect("the server ended");
         assert_eq!(status.signal(), Some(9), "{point}: killed by SIGKILL at the crash point");
-        assert_eq!(process_of(&s, *order).await.status, "running", "{point}: left in flight");
+        let in_flight = process_of(&s, *order).await;
+        assert_eq!(in_flight.status, "running", "{point}: left in flight");
+        if point == "after:post_invoice" {
+            // R-CAP-5, issue 3: the invoicing's own commit holds the capture's intent, so the
+            // processor is called only with a tracking id already durable.
+            let intents = payments::entity::processor_request::Entity::find()
+                .filter(payments::entity::processor_request::Column::ProcessId.eq(in_flight.id))
+                .all(&s.db)
+                .await
+                .unwrap();
+            assert_eq!(intents.len(), 1, "{point}: {intents:?}");
+            assert_eq!(intents[0].status, "pending", "{point}: {intents:?}");
+        }
 
         let mut restarted = ServerProcess::start(&spec(&db, dir.path(), None), "restarted").await.unwrap();
         let p = wait_finished(&s, *order).await;
