@@ -15,6 +15,10 @@ use sea_orm::{
     QueryFilter, QuerySelect, Select, Set, TransactionTrait,
 };
 use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::oneshot;
 
 fn luhn_ok(number: &str) -> bool {
     let mut sum = 0;
@@ -83,11 +87,179 @@ fn locked<E: EntityTrait>(q: Select<E>, db: &impl ConnectionTrait) -> Select<E> 
 pub struct ProcessorSimulator {
     db: DatabaseConnection,
     clock: SharedClock,
+    desk: Arc<Desk>,
+}
+
+/// What a request does to the ledger, given the transaction (or savepoint) it runs in.
+type Effect = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send>;
+
+/// A request waiting at the [`Desk`] for its turn to be written, with its caller's reply.
+struct Work {
+    id: u64,
+    tally: faults::Tally,
+    tracking_id: String,
+    command: Command,
+    amount: i64,
+    effect: Effect,
+    reply: oneshot::Sender<ConnectorResult<Outcome>>,
+}
+
+/// On SQLite, requests that reach the simulator while it is writing others wait, and the next turn
+/// writes all of them in one transaction, each in a savepoint of its own: a request refused, or a
+/// retry whose tracking id is already recorded, undoes only its own effect. One transaction and
+/// one log sync per request were most of the simulator's cost on SQLite's single connection
+/// (issue #3). Answers are given once that transaction has committed. On PostgreSQL each request
+/// keeps its own transaction: there they run side by side on the pool.
+#[derive(Default)]
+struct Desk {
+    waiting: std::sync::Mutex<Vec<Work>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Transactions written and requests they held, for tests.
+    written: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desk").finish_non_exhaustive()
+    }
+}
+
+/// The most requests one transaction of the [`Desk`] writes.
+const DESK_MAX: usize = 64;
+
+impl Desk {
+    /// Queues `w` and waits for its answer; whoever gets the turn while its request still waits
+    /// writes every request waiting (in a spawned task, so a caller going away abandons no one).
+    #[allow(clippy::too_many_arguments)]
+    async fn submit(
+        &self,
+        db: &DatabaseConnection,
+        clock: &SharedClock,
+        tally: faults::Tally,
+        tracking_id: &str,
+        command: Command,
+        amount: i64,
+        effect: Effect,
+    ) -> ConnectorResult<Outcome> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, mut answer) = oneshot::channel();
+        let w = Work { id, tally, tracking_id: tracking_id.to_string(), command, amount, effect, reply };
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+        let lock = self.turn.clone().lock_owned();
+        tokio::pin!(lock);
+        let early = tokio::select! {
+            biased;
+            done = &mut answer => Err(done),
+            turn = &mut lock => Ok(turn),
+        };
+        let done = match early {
+            Err(done) => done,
+            Ok(turn) => {
+                // Let requests on their way (sent together with this one) join this turn.
+                for _ in 0..2 {
+                    tokio::task::yield_now().await;
+                }
+                let works: Vec<Work> = {
+                    let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                    if waiting.iter().any(|w| w.id == id) {
+                        let n = waiting.len().min(DESK_MAX);
+                        // This request first, then the earliest of the others.
+                        let mine = waiting.iter().position(|w| w.id == id).expect("just found");
+                        let first = waiting.remove(mine);
+                        let rest: Vec<Work> = waiting.drain(..n - 1).collect();
+                        std::iter::once(first).chain(rest).collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                if !works.is_empty() {
+                    self.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.requests.fetch_add(works.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let (db, clock) = (db.clone(), clock.clone());
+                    tokio::spawn(async move {
+                        write_together(&db, &clock, works).await;
+                        drop(turn);
+                    });
+                }
+                answer.await
+            }
+        };
+        done.map_err(|_| ConnectorError::Unavailable("the processor could not record the request; ask about its tracking id".into()))?
+    }
+}
+
+/// Writes `works` in one transaction, each request in a savepoint, and answers each once it has
+/// committed. If the transaction fails, every request is told the processor is unavailable
+/// (nothing of it was written: asking about the tracking id says so).
+async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec<Work>) {
+    let mut replies: Vec<(oneshot::Sender<ConnectorResult<Outcome>>, ConnectorResult<Outcome>)> = Vec::with_capacity(works.len());
+    let written: Result<(), DbErr> = async {
+        let txn = db.begin().await?;
+        for w in works {
+            let Work { tally, tracking_id, command, amount, effect, reply, .. } = w;
+            let sp = txn.begin().await?;
+            faults::count_in(&sp, &tally).await?;
+            let outcome = match effect(&sp).await {
+                Ok(outcome) => outcome,
+                Err(refused) => {
+                    // Refused before any effect: its savepoint is undone, the fault still counted.
+                    sp.rollback().await?;
+                    faults::count_in(&txn, &tally).await?;
+                    replies.push((reply, Err(refused)));
+                    continue;
+                }
+            };
+            match ProcessorSimulator::record(&sp, &tracking_id, command, amount, &outcome, clock.now()).await {
+                Ok(()) => {
+                    sp.commit().await?;
+                    replies.push((reply, Ok(outcome)));
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    let answer = if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) {
+                        // A retry: its effect is undone and the first answer given again.
+                        faults::count_in(&txn, &tally).await?;
+                        match ProcessorSimulator::stored(&txn, &tracking_id, command).await {
+                            Ok(Some(previous)) => Ok(previous),
+                            Ok(None) => Err(ConnectorError::Unavailable(format!("tracking id {tracking_id} is recorded and cannot be read"))),
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        Err(db_error(e))
+                    };
+                    replies.push((reply, answer));
+                }
+            }
+        }
+        txn.commit().await
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => {
+            let text = format!("processor storage error: {e}");
+            for (reply, _) in replies {
+                let _ = reply.send(Err(ConnectorError::Unavailable(text.clone())));
+            }
+        }
+    }
 }
 
 impl ProcessorSimulator {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        ProcessorSimulator { db, clock }
+        ProcessorSimulator { db, clock, desk: Default::default() }
+    }
+
+    /// (transactions, requests) the simulator has written together on SQLite since it started.
+    pub fn written_together(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.desk.written.load(Relaxed), self.desk.requests.load(Relaxed))
     }
 
     /// Faults drawn for the request. What fired is still to count in the request's transaction
@@ -104,29 +276,15 @@ impl ProcessorSimulator {
         }
     }
 
-    /// The stored answer for a tracking id already processed: the same result again.
-    async fn replay<T: DeserializeOwned>(&self, txn: &DatabaseTransaction, tracking_id: &str, command: Command) -> ConnectorResult<Option<ConnectorResult<T>>> {
+    /// The stored outcome of a tracking id already processed, for its answer to be given again.
+    async fn stored(txn: &DatabaseTransaction, tracking_id: &str, command: Command) -> ConnectorResult<Option<Outcome>> {
         let Some(t) = stx::Entity::find_by_id(tracking_id.to_string()).one(txn).await.map_err(db_error)? else {
             return Ok(None);
         };
         if t.command != command.code() {
             return Err(ConnectorError::Invalid(format!("tracking id {tracking_id} was used for {} already", t.command)));
         }
-        let outcome: Outcome = serde_json::from_str(&t.response).map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
-        Ok(Some(match outcome {
-            Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
-            other => {
-                let value = match other {
-                    Outcome::Authorized(a) | Outcome::Adjusted(a) => serde_json::to_value(a),
-                    Outcome::Captured(c) => serde_json::to_value(c),
-                    Outcome::Refunded(r) => serde_json::to_value(r),
-                    Outcome::Voided { .. } => Ok(serde_json::Value::Null),
-                    Outcome::Declined { .. } => unreachable!(),
-                }
-                .map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
-                Ok(serde_json::from_value(value).map_err(|e| ConnectorError::Unavailable(e.to_string()))?)
-            }
-        }))
+        serde_json::from_str(&t.response).map(Some).map_err(|e| ConnectorError::Unavailable(e.to_string()))
     }
 
     /// Records the outcome of a tracking id in the same transaction as its effect.
@@ -157,7 +315,7 @@ impl ProcessorSimulator {
     async fn execute<T, F>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> std::pin::Pin<Box<dyn std::future::Future<Output = ConnectorResult<Outcome>> + Send + 'a>>,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send + 'static,
     {
         if tracking_id.trim().is_empty() {
             return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
@@ -173,16 +331,20 @@ impl ProcessorSimulator {
     }
 
     /// [`Self::execute`] once the faults are drawn: an error before any effect, or the replay
-    /// of the tracking id, or the effect and its record in one transaction; then a timeout
-    /// after the effect.
+    /// of the tracking id, or the effect and its record in one transaction (on SQLite, one shared
+    /// with the requests that arrived with it: [`Desk`]); then a timeout after the effect.
     async fn run<T, F>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> std::pin::Pin<Box<dyn std::future::Future<Output = ConnectorResult<Outcome>> + Send + 'a>>,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send + 'static,
     {
         if fired.error_before {
             faults::count_in(&self.db, &tally).await.map_err(db_error)?;
             return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
+        }
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            let outcome = self.desk.submit(&self.db, &self.clock, tally, tracking_id, command, amount, Box::new(effect)).await?;
+            return Self::after(fired, answer(outcome));
         }
         // The effect is tried first and the tracking id recorded with it: a tracking id seen
         // before (a retry, rare) fails that record, and then the effect is undone and the original
@@ -205,20 +367,13 @@ impl ProcessorSimulator {
             }
             let txn = self.db.begin().await.map_err(db_error)?;
             faults::count_in(&txn, &tally).await.map_err(db_error)?;
-            let previous = self.replay::<T>(&txn, tracking_id, command).await?;
+            let previous = Self::stored(&txn, tracking_id, command).await?;
             txn.commit().await.map_err(db_error)?;
             let previous = previous.ok_or_else(|| ConnectorError::Unavailable(format!("tracking id {tracking_id} is recorded and cannot be read")))?;
-            return Self::after(fired, previous);
+            return Self::after(fired, answer(previous));
         }
         txn.commit().await.map_err(db_error)?;
-        let result = match outcome {
-            Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
-            Outcome::Voided { .. } => serde_json::from_value(serde_json::Value::Null).map_err(|e| ConnectorError::Unavailable(e.to_string())),
-            Outcome::Authorized(a) | Outcome::Adjusted(a) => to_t(&a),
-            Outcome::Captured(c) => to_t(&c),
-            Outcome::Refunded(r) => to_t(&r),
-        };
-        Self::after(fired, result)
+        Self::after(fired, answer(outcome))
     }
 
     async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
@@ -228,6 +383,17 @@ impl ProcessorSimulator {
             .await
             .map_err(db_error)?
             .is_none_or(|c| c.allow_multiple_partial_capture))
+    }
+}
+
+/// The caller's answer for an outcome (a decline is an error).
+fn answer<T: DeserializeOwned>(outcome: Outcome) -> ConnectorResult<T> {
+    match outcome {
+        Outcome::Declined { code, message } => Err(ConnectorError::Declined { code, message }),
+        Outcome::Voided { .. } => serde_json::from_value(serde_json::Value::Null).map_err(|e| ConnectorError::Unavailable(e.to_string())),
+        Outcome::Authorized(a) | Outcome::Adjusted(a) => to_t(&a),
+        Outcome::Captured(c) => to_t(&c),
+        Outcome::Refunded(r) => to_t(&r),
     }
 }
 
