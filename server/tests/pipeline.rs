@@ -769,6 +769,53 @@ db_test!(a_group_waiting_on_a_slow_processor_does_not_hold_back_the_next_invoici
     assert_clean(&db).await;
 });
 
+db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_next_group, |db| {
+    // Issue 3, R-PIP-1: as above, with a group of two. Each invoicing of the group that a turn
+    // posted for it stops waiting for the turn there; before, such an invoicing stayed in the
+    // turn's queue while it ran on, was granted the turn once the group gave it up, and held it
+    // unused until its own slow capture ended, so the next invoicing waited for the processor.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
+        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
+        orders.push((id, q));
+    }
+    let (third, q3) = orders.pop().unwrap();
+    faults::add(&s.db, s.now(), "capture", "latency", "1", "2", "3000").await.unwrap();
+    let turn = s.invoicing.hold().await;
+    let mut slow = Vec::new();
+    for (order, q) in orders.clone() {
+        let s = s.clone();
+        slow.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
+    }
+    while s.invoicing.waiting() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(turn);
+    // Both are posted together, then wait 3 s on their captures.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for (order, _) in &orders {
+        while detail(s, *order).await.invoices.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the group was not posted");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(s.invoicing.counts(), (1, 2), "one turn posted the two");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let out = pipeline::invoice(s, "finance", third, &q3).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    assert!(slow.iter().all(|w| !w.is_finished()), "the third invoicing waited for the group's slow captures");
+    for w in slow {
+        assert_eq!(w.await.unwrap().unwrap().status, ProcessStatus::Completed);
+    }
+    assert_eq!(s.invoicing.counts(), (2, 3));
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
+    assert_clean(&db).await;
+});
+
 db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     // Issue 3, R-PIP-1: a group posted in one turn reaches each later step a little apart (its
     // captures end at different times); the step's turn waits for the members still on their way

@@ -49,6 +49,9 @@ pub struct InvoiceBatches {
     step_runs: [AtomicU64; STEPS],
     /// How long a step's turn waits for the next member of its group, and for all of them.
     linger: (std::time::Duration, std::time::Duration),
+    /// The processor's recent response time to this server's batched captures, in microseconds
+    /// (a moving average), which sizes the groups ([`InvoiceBatches::group_max`]).
+    call_micros: AtomicU64,
 }
 
 impl InvoiceBatches {
@@ -63,6 +66,7 @@ impl InvoiceBatches {
             posted: AtomicU64::new(0),
             step_runs: Default::default(),
             linger: (LINGER, LINGER_MAX),
+            call_micros: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +82,28 @@ impl InvoiceBatches {
     /// posts all of them together (how tests gather a batch).
     pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.turn.clone().lock_owned().await
+    }
+
+    /// The most invoicings the next turn posts. While the processor answers quickly, all of those
+    /// waiting: one transaction per group, and the group holds the turn to its end, so that those
+    /// coming back meanwhile form the next group. Once it answers slowly, [`SLOW_GROUP`]: a group
+    /// gives up the turn while it waits on the processor ([`SLOW_CALL`]), and several smaller
+    /// groups, posted one after another, each wait on the processor while the others' database
+    /// work runs. One group of everything in flight would leave the database idle during the call
+    /// and the processor idle during the database work (issue #3: at 50 ms, 32 invoicings in one
+    /// group invoiced ~470 a second, in groups of 8 ~530).
+    fn group_max(&self) -> usize {
+        if self.call_micros.load(Ordering::Relaxed) >= SLOW_PROCESSOR.as_micros() as u64 {
+            SLOW_GROUP
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Counts a processor call of `took` into the moving average (one eighth of the new figure).
+    fn called(&self, took: std::time::Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.call_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| Some(avg - avg / 8 + took / 8));
     }
 
     /// How many invoicings are waiting for a turn.
@@ -129,16 +155,23 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
     // Wait for the turn, or for a turn that took this invoicing to answer (that turn lasts until
     // its invoicings, this one among them, are done).
     let queued = std::time::Instant::now();
-    let lock = s.invoicing.turn.clone().lock_owned();
-    tokio::pin!(lock);
-    let early = tokio::select! {
-        biased;
-        done = &mut answer => Err(done),
-        turn = &mut lock => Ok(turn),
+    let early = {
+        // The wait for the turn ends here, whichever way: a caller another turn answered must
+        // leave the turn's queue now. Kept waiting while its invoicing runs on, it would be
+        // granted the turn in its place and hold it, unused, until that invoicing ended: the
+        // next group would not be posted while this one waits on the processor.
+        let lock = s.invoicing.turn.clone().lock_owned();
+        tokio::pin!(lock);
+        tokio::select! {
+            biased;
+            done = &mut answer => Err(done),
+            turn = &mut lock => Ok(turn),
+        }
     };
     let done = match early {
         Err(done) => done,
         Ok(turn) => {
+            crate::bench::phase(|| "turn wait".into(), queued.elapsed());
             take_turn(s, id, turn).await;
             answer.await
         }
@@ -157,11 +190,19 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
 async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>) {
     // Let the invoicings that are on their way (the callers a finished turn has just answered)
     // join this turn rather than form the next one.
-    let mut seen = 0;
-    for _ in 0..4 {
+    // They come back over several passes of the scheduler (each caller's own work between two
+    // invoicings takes its turns too), so this stops once two passes in a row bring no one, or
+    // the group is full.
+    let max = s.invoicing.group_max();
+    let (mut seen, mut quiet) = (0, 0);
+    for _ in 0..TURN_YIELDS {
         tokio::task::yield_now().await;
         let now_waiting = s.invoicing.waiting();
-        if now_waiting == seen {
+        if now_waiting >= max {
+            break;
+        }
+        quiet = if now_waiting == seen { quiet + 1 } else { 0 };
+        if quiet == 2 {
             break;
         }
         seen = now_waiting;
@@ -171,7 +212,7 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
     let jobs = {
         let mut waiting = s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting.iter().any(|j| j.id == id) {
-            std::mem::take(&mut *waiting)
+            take_group(&mut waiting, |j| j.id == id, s.invoicing.group_max())
         } else {
             Vec::new()
         }
@@ -184,12 +225,51 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
     // through the later steps together and those arriving meanwhile form the next turn.
     let batches = s.invoicing.clone();
     tokio::spawn(async move {
-        let posted = post_all(jobs, Arc::new(turn)).await;
+        let posted = post_all(jobs, Arc::new(Held(turn, std::time::Instant::now()))).await;
         if posted > 0 {
             batches.turns.fetch_add(1, Ordering::Relaxed);
             batches.posted.fetch_add(posted, Ordering::Relaxed);
         }
     });
+}
+
+/// A turn's hold on the lock, and since when (for the bench profile).
+struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>, std::time::Instant);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        crate::bench::phase(|| "turn held".into(), self.1.elapsed());
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+/// Takes the turn's invoicings out of `waiting`: all of them, or at most `max`, the turn
+/// holder's own (`mine`) among them and the others oldest first. Every invoicing left waiting has
+/// a caller still waiting for the turn, who takes them with a later turn.
+fn take_group<T>(waiting: &mut Vec<T>, mine: impl Fn(&T) -> bool, max: usize) -> Vec<T> {
+    if waiting.len() <= max {
+        return std::mem::take(waiting);
+    }
+    let mut taken = Vec::with_capacity(max);
+    let mut rest = Vec::with_capacity(waiting.len() - max);
+    let mut others = max.saturating_sub(1);
+    for job in waiting.drain(..) {
+        if mine(&job) {
+            taken.push(job);
+        } else if others > 0 {
+            others -= 1;
+            taken.push(job);
+        } else {
+            rest.push(job);
+        }
+    }
+    *waiting = rest;
+    taken
 }
 
 /// Stages 2–4 of a batched invoicing: each step together with the other invoicings at that step
@@ -224,6 +304,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
             }
         }
     };
+    batches.called(started.elapsed());
     crate::bench::phase(|| "capture call".into(), started.elapsed());
     crate::crashpoint::hit("capture:sent");
     match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
@@ -254,6 +335,16 @@ async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome>
 
 /// How long a processor call may take before its invoicing gives up its share of the turn.
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The most scheduler passes a turn lets go by for the invoicings on their way to join it.
+const TURN_YIELDS: usize = 16;
+
+/// A processor whose captures take this long on average is slow: groups are [`SLOW_GROUP`] at
+/// most. (A quick processor's calls on SQLite include the simulator's shared transaction, a few
+/// milliseconds for a group of 32.)
+const SLOW_PROCESSOR: std::time::Duration = std::time::Duration::from_millis(20);
+/// The most invoicings a turn posts while the processor is slow.
+const SLOW_GROUP: usize = 8;
 
 /// How long a step's turn waits for the next member of its group to arrive, and for all of them.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -364,7 +455,7 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
     let ticket = g.ticket;
     let group = g.member.group.clone();
     let (gap, all) = g.s.invoicing.linger;
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = oneshot::channel();
     {
         let mut waiting = q.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let mut g = g;
@@ -372,7 +463,36 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
         waiting.push((ticket, g, tx));
     }
     q.moved.notify_one();
-    let turn = q.turn.clone().lock_owned().await;
+    // Wait for the step's turn, or for a turn that took this invoicing to answer; either way the
+    // wait for the turn ends here (see [`invoice`]).
+    let early = {
+        let lock = q.turn.clone().lock_owned();
+        tokio::pin!(lock);
+        tokio::select! {
+            biased;
+            done = &mut rx => Err(done),
+            turn = &mut lock => Ok(turn),
+        }
+    };
+    let step = match early {
+        Err(done) => done,
+        Ok(turn) => {
+            take_step(q, ticket, &group, kind, (gap, all), turn).await;
+            rx.await
+        }
+    };
+    let step = step.map_err(|_| ServiceError::Conflict("Invoicing stopped unexpectedly; the payment process is finished by recovery.".into()))?;
+    Ok(match step {
+        Step::Next(g) => Flow::Next(g),
+        Step::HandOver(g, ended) => Flow::Out(finish(g, ended).await),
+        Step::Done(g, status) => Flow::Out(Ok(g.outcome(status))),
+        Step::Failed(_, text) => Flow::Out(Err(ServiceError::Database(sea_orm::DbErr::Custom(text)))),
+    })
+}
+
+/// With step `kind`'s turn: runs the step for every invoicing waiting for it that runs alike with
+/// `ticket`'s, unless an earlier turn took that one.
+async fn take_step(q: &Gather, ticket: u64, group: &Group, kind: StepKind, (gap, all): (std::time::Duration, std::time::Duration), turn: tokio::sync::OwnedMutexGuard<()>) {
     // The turn's holder waits for the rest of its group: invoicings posted together reach each
     // step a little apart (their processor calls end at different times, and on SQLite the
     // processor's own writes take turns), and a step taken by whoever has arrived would split the
@@ -427,13 +547,6 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
             }
         });
     }
-    let step = rx.await.map_err(|_| ServiceError::Conflict("Invoicing stopped unexpectedly; the payment process is finished by recovery.".into()))?;
-    Ok(match step {
-        Step::Next(g) => Flow::Next(g),
-        Step::HandOver(g, ended) => Flow::Out(finish(g, ended).await),
-        Step::Done(g, status) => Flow::Out(Ok(g.outcome(status))),
-        Step::Failed(_, text) => Flow::Out(Err(ServiceError::Database(sea_orm::DbErr::Custom(text)))),
-    })
 }
 
 impl Step {
@@ -465,7 +578,7 @@ async fn step(kind: StepKind, mut gs: Vec<Going>) -> Vec<Step> {
 
 /// Posts every job it can in one transaction and answers each: with what was posted for it, or
 /// `None` to go the one-at-a-time way. Returns how many it posted.
-async fn post_all(jobs: Vec<Job>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>) -> u64 {
+async fn post_all(jobs: Vec<Job>, turn: Arc<Held>) -> u64 {
     let mut taken = Vec::new();
     let mut left = Vec::new();
     let started = std::time::Instant::now();
@@ -801,13 +914,13 @@ struct Going {
     captured: Option<crate::connector::Captured>,
     /// Its share of the turn that posted it: the turn ends when every invoicing of it is done or
     /// has given up its share (leaving the group, or waiting on a slow processor call).
-    turn: Option<Arc<tokio::sync::OwnedMutexGuard<()>>>,
+    turn: Option<Arc<Held>>,
     /// Its place in the group posted with it, for the steps' waits ([`Group`]).
     member: Member,
 }
 
 impl Going {
-    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, capture: Option<Requested>, turn: Arc<tokio::sync::OwnedMutexGuard<()>>, group: Arc<Group>) -> Going {
+    fn new(ticket: u64, s: Services, alone: bool, posted: Posted, capture: Option<Requested>, turn: Arc<Held>, group: Arc<Group>) -> Going {
         let Posted { invoice, process, order, stages, settings } = posted;
         let ctx = stages::Ctx { p: process, invoice, order, marks: Default::default(), fresh: Some(settings) };
         let member = Member { group, batches: s.invoicing.clone(), next: 0 };
@@ -973,4 +1086,39 @@ fn captures_recorded(s: &Services, gs: &mut [Going], messages: Vec<String>) -> S
 /// under this server's lease until it runs out; then recovery finishes them.
 fn lease_lost(gs: &mut Vec<Going>, out: &mut Vec<Step>) {
     out.extend(std::mem::take(gs).into_iter().map(|g| Step::Done(g, ProcessStatus::Running)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_turn_takes_its_holders_invoicing_and_the_oldest_others() {
+        // Issue 3: a turn of at most 3 out of 5 waiting, its holder the fourth.
+        let mut waiting = vec![1, 2, 3, 4, 5];
+        assert_eq!(take_group(&mut waiting, |j| *j == 4, 3), vec![1, 2, 4]);
+        assert_eq!(waiting, vec![3, 5], "the rest wait for a later turn, in order");
+        assert_eq!(take_group(&mut waiting, |j| *j == 5, 3), vec![3, 5], "fewer than the most: all of them");
+        assert!(waiting.is_empty());
+        let mut waiting = vec![1, 2, 3];
+        assert_eq!(take_group(&mut waiting, |j| *j == 3, 1), vec![3], "the holder's own, even alone");
+        assert_eq!(waiting, vec![1, 2]);
+    }
+
+    #[test]
+    fn groups_are_smaller_while_the_processor_answers_slowly() {
+        // Issue 3: the group size follows the processor's recent response time.
+        let b = InvoiceBatches::new(true);
+        assert_eq!(b.group_max(), usize::MAX, "no call yet: one group of everything waiting");
+        for _ in 0..40 {
+            b.called(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(b.group_max(), SLOW_GROUP);
+        b.called(std::time::Duration::from_millis(1));
+        assert_eq!(b.group_max(), SLOW_GROUP, "one quick answer is not a quick processor");
+        for _ in 0..40 {
+            b.called(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(b.group_max(), usize::MAX);
+    }
 }
