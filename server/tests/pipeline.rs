@@ -784,7 +784,9 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
         orders.push((id, q));
     }
     let (third, q3) = orders.pop().unwrap();
-    faults::add(&s.db, s.now(), "capture", "latency", "1", "2", "3000").await.unwrap();
+    // Until removed (a fault limited to 2 uses could fire once only for two concurrent draws, and
+    // then for the third): both captures of the group draw it, then it is removed.
+    let latency = faults::add(&s.db, s.now(), "capture", "latency", "1", "", "3000").await.unwrap();
     let turn = s.invoicing.hold().await;
     let mut slow = Vec::new();
     for (order, q) in orders.clone() {
@@ -804,7 +806,12 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
         }
     }
     assert_eq!(s.invoicing.counts(), (1, 2), "one turn posted the two");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let fired = || async move { faults::list(&s.db).await.unwrap().iter().find(|f| f.id == latency).map_or(0, |f| f.fired) };
+    while fired().await < 2 {
+        assert!(std::time::Instant::now() < deadline, "the group's captures were not sent");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    faults::clear(&s.db).await.unwrap();
     let out = pipeline::invoice(s, "finance", third, &q3).await.unwrap();
     assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
     assert!(slow.iter().all(|w| !w.is_finished()), "the third invoicing waited for the group's slow captures");
