@@ -1094,7 +1094,7 @@ mod tests {
 
     #[test]
     fn a_full_turn_takes_its_holders_invoicing_and_the_oldest_others() {
-        // Issue 3: a turn of at most 3 out of 5 waiting, its holder the fourth.
+        // Issue 3, R-PIP-1: a turn of at most 3 out of 5 waiting, its holder the fourth.
         let mut waiting = vec![1, 2, 3, 4, 5];
         assert_eq!(take_group(&mut waiting, |j| *j == 4, 3), vec![1, 2, 4]);
         assert_eq!(waiting, vec![3, 5], "the rest wait for a later turn, in order");
@@ -1107,7 +1107,7 @@ mod tests {
 
     #[test]
     fn groups_are_smaller_while_the_processor_answers_slowly() {
-        // Issue 3: the group size follows the processor's recent response time.
+        // Issue 3, R-PIP-1: the group size follows the processor's recent response time.
         let b = InvoiceBatches::new(true);
         assert_eq!(b.group_max(), usize::MAX, "no call yet: one group of everything waiting");
         for _ in 0..40 {
