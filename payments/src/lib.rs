@@ -23,6 +23,8 @@ pub mod entity;
 pub mod error;
 #[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
+pub(crate) mod turns;
 /// The database error type, for crates that map it without depending on SeaORM.
 #[cfg(feature = "server")]
 pub mod db_err {

@@ -147,39 +147,22 @@ impl Desk {
         let (reply, mut answer) = oneshot::channel();
         let w = Work { id, tally, tracking_id: tracking_id.to_string(), command, amount, effect, reply };
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(w);
-        let lock = self.turn.clone().lock_owned();
-        tokio::pin!(lock);
-        let early = tokio::select! {
-            biased;
-            done = &mut answer => Err(done),
-            turn = &mut lock => Ok(turn),
-        };
-        let done = match early {
-            Err(done) => done,
-            Ok(turn) => {
+        let done = match crate::turns::turn_or_answer(&self.turn, &mut answer).await {
+            crate::turns::Waited::Answered(done) => done,
+            crate::turns::Waited::Turn(turn) => {
                 // Let requests on their way (sent together with this one) join this turn.
                 for _ in 0..2 {
                     tokio::task::yield_now().await;
                 }
-                let works: Vec<Work> = {
-                    let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                    if waiting.iter().any(|w| w.id == id) {
-                        let n = waiting.len().min(DESK_MAX);
-                        // This request first, then the earliest of the others.
-                        let mine = waiting.iter().position(|w| w.id == id).expect("just found");
-                        let first = waiting.remove(mine);
-                        let rest: Vec<Work> = waiting.drain(..n - 1).collect();
-                        std::iter::once(first).chain(rest).collect()
-                    } else {
-                        Vec::new()
-                    }
-                };
+                let works = crate::turns::take_group(&mut self.waiting.lock().unwrap_or_else(|e| e.into_inner()), |w| w.id == id, DESK_MAX);
                 if !works.is_empty() {
                     self.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.requests.fetch_add(works.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let (db, clock) = (db.clone(), clock.clone());
                     tokio::spawn(async move {
+                        let started = std::time::Instant::now();
                         write_together(&db, &clock, works).await;
+                        crate::bench::phase(|| "simulator desk".into(), started.elapsed());
                         drop(turn);
                     });
                 }
@@ -324,6 +307,7 @@ impl ProcessorSimulator {
         // processor's is): the answer, whatever it is, comes `latency_ms` after the request.
         let asked = tokio::time::Instant::now();
         let (fired, tally) = self.before(point).await?;
+        crate::bench::phase(|| "simulator draw".into(), asked.elapsed());
         let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
         let result = self.run(fired, tally, tracking_id, command, amount, effect).await;
         tokio::time::sleep_until(answer_at).await;

@@ -26,6 +26,7 @@ use crate::entity::{
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, parameters, Services};
+use crate::turns::{take_group, Waited};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use std::collections::{HashMap, HashSet};
@@ -155,22 +156,9 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
     // Wait for the turn, or for a turn that took this invoicing to answer (that turn lasts until
     // its invoicings, this one among them, are done).
     let queued = std::time::Instant::now();
-    let early = {
-        // The wait for the turn ends here, whichever way: a caller another turn answered must
-        // leave the turn's queue now. Kept waiting while its invoicing runs on, it would be
-        // granted the turn in its place and hold it, unused, until that invoicing ended: the
-        // next group would not be posted while this one waits on the processor.
-        let lock = s.invoicing.turn.clone().lock_owned();
-        tokio::pin!(lock);
-        tokio::select! {
-            biased;
-            done = &mut answer => Err(done),
-            turn = &mut lock => Ok(turn),
-        }
-    };
-    let done = match early {
-        Err(done) => done,
-        Ok(turn) => {
+    let done = match crate::turns::turn_or_answer(&s.invoicing.turn, &mut answer).await {
+        Waited::Answered(done) => done,
+        Waited::Turn(turn) => {
             crate::bench::phase(|| "turn wait".into(), queued.elapsed());
             take_turn(s, id, turn).await;
             answer.await
@@ -209,14 +197,7 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
     }
     // Only an invoicing still waiting takes the turn's work: one an earlier turn took is answered
     // by that turn, and taking the others now would split them into turns of one.
-    let jobs = {
-        let mut waiting = s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting.iter().any(|j| j.id == id) {
-            take_group(&mut waiting, |j| j.id == id, s.invoicing.group_max())
-        } else {
-            Vec::new()
-        }
-    };
+    let jobs = take_group(&mut s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()), |j| j.id == id, s.invoicing.group_max());
     if jobs.is_empty() {
         return;
     }
@@ -248,29 +229,6 @@ impl std::fmt::Debug for Held {
     }
 }
 
-/// Takes the turn's invoicings out of `waiting`: all of them, or at most `max`, the turn
-/// holder's own (`mine`) among them and the others oldest first. Every invoicing left waiting has
-/// a caller still waiting for the turn, who takes them with a later turn.
-fn take_group<T>(waiting: &mut Vec<T>, mine: impl Fn(&T) -> bool, max: usize) -> Vec<T> {
-    if waiting.len() <= max {
-        return std::mem::take(waiting);
-    }
-    let mut taken = Vec::with_capacity(max);
-    let mut rest = Vec::with_capacity(waiting.len() - max);
-    let mut others = max.saturating_sub(1);
-    for job in waiting.drain(..) {
-        if mine(&job) {
-            taken.push(job);
-        } else if others > 0 {
-            others -= 1;
-            taken.push(job);
-        } else {
-            rest.push(job);
-        }
-    }
-    *waiting = rest;
-    taken
-}
 
 /// Stages 2–4 of a batched invoicing: each step together with the other invoicings at that step
 /// on this server (one transaction for all of them), the processor call on its own. An invoicing
@@ -463,20 +421,10 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
         waiting.push((ticket, g, tx));
     }
     q.moved.notify_one();
-    // Wait for the step's turn, or for a turn that took this invoicing to answer; either way the
-    // wait for the turn ends here (see [`invoice`]).
-    let early = {
-        let lock = q.turn.clone().lock_owned();
-        tokio::pin!(lock);
-        tokio::select! {
-            biased;
-            done = &mut rx => Err(done),
-            turn = &mut lock => Ok(turn),
-        }
-    };
-    let step = match early {
-        Err(done) => done,
-        Ok(turn) => {
+    // Wait for the step's turn, or for a turn that took this invoicing to answer.
+    let step = match crate::turns::turn_or_answer(&q.turn, &mut rx).await {
+        Waited::Answered(done) => done,
+        Waited::Turn(turn) => {
             take_step(q, ticket, &group, kind, (gap, all), turn).await;
             rx.await
         }
@@ -1091,19 +1039,6 @@ fn lease_lost(gs: &mut Vec<Going>, out: &mut Vec<Step>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_full_turn_takes_its_holders_invoicing_and_the_oldest_others() {
-        // Issue 3, R-PIP-1: a turn of at most 3 out of 5 waiting, its holder the fourth.
-        let mut waiting = vec![1, 2, 3, 4, 5];
-        assert_eq!(take_group(&mut waiting, |j| *j == 4, 3), vec![1, 2, 4]);
-        assert_eq!(waiting, vec![3, 5], "the rest wait for a later turn, in order");
-        assert_eq!(take_group(&mut waiting, |j| *j == 5, 3), vec![3, 5], "fewer than the most: all of them");
-        assert!(waiting.is_empty());
-        let mut waiting = vec![1, 2, 3];
-        assert_eq!(take_group(&mut waiting, |j| *j == 3, 1), vec![3], "the holder's own, even alone");
-        assert_eq!(waiting, vec![1, 2]);
-    }
 
     #[test]
     fn groups_are_smaller_while_the_processor_answers_slowly() {
