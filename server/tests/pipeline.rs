@@ -868,22 +868,29 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
 });
 
-db_test!(requests_that_reach_the_processor_together_are_written_together_and_each_answered_on_its_own, |db| {
-    // Issue 3's simulator, R-CAP-1 and R-CAP-5: on SQLite, requests that arrive while others are
-    // being written share one transaction, each in a savepoint of its own. A refused request and a
-    // retry undo only their own effect; every other request is answered as if it were alone, and
-    // a repeated tracking id moves money once. On PostgreSQL each request has its own transaction.
-    let s = &db.services;
+/// A simulator of its own over the test database, and the processor references of `n` new
+/// orders' authorizations (900.00 each), with the pipeline on.
+async fn simulator_with_authorizations(s: &Services, n: usize) -> (simulator::ProcessorSimulator, Vec<String>) {
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
-    let sim = simulator::ProcessorSimulator::new(s.db.clone(), s.clock.clone());
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
     let mut references = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..n {
         let placed = OrderBuilder::new(&fx).line("Canoe", 1, "900.00").place(s).await;
         let auth = payments::entity::authorization::Entity::find().filter(payments::entity::authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
         references.push(auth.processor_reference);
     }
+    (simulator::ProcessorSimulator::new(s.db.clone(), s.clock.clone()), references)
+}
+
+db_test!(requests_that_reach_the_processor_together_are_written_together_and_each_answered_on_its_own, |db| {
+    // Issue 3's simulator, R-CAP-1 and R-CAP-5: on SQLite, requests that arrive while others are
+    // being written share one transaction. A refused request writes nothing and a retry (here sent
+    // in the same turn as its first) is answered from the first's record; every other request is
+    // answered as if it were alone, and a repeated tracking id moves money once. On PostgreSQL
+    // each request has its own transaction.
+    let s = &db.services;
+    let (sim, references) = simulator_with_authorizations(s, 6).await;
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
     // Six captures of 100.00, the first one sent twice, one of 0.00 (refused) and one above what
     // is left (declined), all at once.
     let mut calls: Vec<(String, String, i64)> = references.iter().enumerate().map(|(i, r)| (format!("c-{i}"), r.clone(), 10_000)).collect();
@@ -917,6 +924,46 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
         assert!(transactions < requests, "requests that arrived together shared a transaction: {transactions} for {requests}");
     } else {
         assert_eq!((transactions, requests), (0, 0), "on PostgreSQL each request has its own transaction");
+    }
+});
+
+db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_limited_one_is_used_up, |db| {
+    // Issue 3's fault injector and R-CAP-5: requests written together (on SQLite the desk draws
+    // their faults in memory in its transaction, and writes the uses and counts once) fire a fault
+    // given two uses exactly twice, and count an unlimited one once per request. A timeout after
+    // the effect loses the answer, not the capture: asking about the tracking id finds it.
+    let s = &db.services;
+    let (sim, references) = simulator_with_authorizations(s, 6).await;
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let latency = faults::add(&s.db, s.now(), "any", "latency", "1", "", "1").await.unwrap();
+    let twice = faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "2", "").await.unwrap();
+    let mut work = Vec::new();
+    for (i, reference) in references.iter().enumerate() {
+        let (sim, reference) = (sim.clone(), reference.clone());
+        work.push(tokio::spawn(async move {
+            use payments::connector::Connector;
+            (format!("f-{i}"), sim.capture(&format!("f-{i}"), &reference, usd(10_000), false).await)
+        }));
+    }
+    let mut timed_out = Vec::new();
+    for w in work {
+        let (id, answer) = w.await.unwrap();
+        match answer {
+            Ok(c) => assert_eq!(c.amount.minor(), 10_000),
+            Err(payments::connector::ConnectorError::Timeout) => timed_out.push(id),
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    assert_eq!(timed_out.len(), 2, "a fault given two uses fires twice: {timed_out:?}");
+    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    assert_eq!((totals.captures, totals.captured), (6, 60_000), "a timeout after the effect still captured: {totals:?}");
+    let listed = faults::list(&s.db).await.unwrap();
+    let fired = |id: i32| listed.iter().find(|f| f.id == id).map(|f| f.fired);
+    assert_eq!(fired(latency), Some(6), "the latency fault counted once per request");
+    assert_eq!(fired(twice), None, "a fault whose uses are spent is removed");
+    for id in &timed_out {
+        use payments::connector::Connector;
+        assert!(matches!(sim.query(id).await.unwrap(), Some(payments::connector::Outcome::Captured(_))), "{id} is known to the processor");
     }
 });
 

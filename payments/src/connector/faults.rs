@@ -176,8 +176,8 @@ pub struct Tally(Vec<i32>);
 ///   flush while holding that row's lock queued concurrent requests one flush after another
 ///   (issue #3: 32 captures with a latency fault). The two statements go as one simple query,
 ///   which PostgreSQL runs as one implicit transaction (rolled back whole on an error).
-/// - On SQLite, by the request's own transaction ([`count_in`]): one writer at a time, so there is
-///   no lock to queue on, and a commit of its own would be one more log sync per request.
+/// - Elsewhere (the simulator's queries), by the request's own transaction ([`count_in`]). On
+///   SQLite the simulator's requests draw in their shared transaction instead ([`Drawing`]).
 ///
 /// The count is a figure for the administrator page; a crash may lose its last few increments,
 /// never a use of a fault given a number of times, which [`draw`] consumes before the fault fires.
@@ -224,14 +224,7 @@ async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>
     let mut unlimited = Vec::new();
     let faults = sim_fault::Entity::find().all(db).await?;
     for f in faults {
-        let applies = f.point == point || (f.point == "any" && point != "journal");
-        if !applies {
-            continue;
-        }
-        let rate = Decimal::from_str(&f.rate).unwrap_or(Decimal::ONE);
-        // A uniform draw in [0, 1) at 1e-6 resolution.
-        let draw = Decimal::new(i64::from(OsRng.next_u32() % 1_000_000), 6);
-        if draw >= rate {
+        if !fires(&f, point) {
             continue;
         }
         match f.remaining {
@@ -254,12 +247,83 @@ async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>
                 }
             }
         }
+        fired.add(&f);
+    }
+    Ok((fired, unlimited))
+}
+
+/// Whether fault `f` applies at `point` and fires on this draw (uniform, against its rate).
+fn fires(f: &sim_fault::Model, point: &str) -> bool {
+    let applies = f.point == point || (f.point == "any" && point != "journal");
+    if !applies {
+        return false;
+    }
+    let rate = Decimal::from_str(&f.rate).unwrap_or(Decimal::ONE);
+    // A uniform draw in [0, 1) at 1e-6 resolution.
+    let draw = Decimal::new(i64::from(OsRng.next_u32() % 1_000_000), 6);
+    draw < rate
+}
+
+impl Fired {
+    /// Adds what fault `f`, which fired, does to the request.
+    fn add(&mut self, f: &sim_fault::Model) {
         match FaultKind::from_code(&f.kind) {
-            Some(FaultKind::ErrorBefore) => fired.error_before = true,
-            Some(FaultKind::TimeoutAfter) => fired.timeout_after = true,
-            Some(FaultKind::Latency) => fired.latency_ms += std::cmp::max(f.latency_ms, 0) as u64,
+            Some(FaultKind::ErrorBefore) => self.error_before = true,
+            Some(FaultKind::TimeoutAfter) => self.timeout_after = true,
+            Some(FaultKind::Latency) => self.latency_ms += std::cmp::max(f.latency_ms, 0) as u64,
             None => {}
         }
     }
-    Ok((fired, unlimited))
+}
+
+/// The faults as the requests of one transaction draw them (the simulator's desk on SQLite): read
+/// once, drawn for each request in memory, and what fired written back once, in that same
+/// transaction: a use of a fault given a number of times consumed (the fault removed with its
+/// last use), each firing counted. The transaction must hold the write lock from its start (SQLite
+/// `BEGIN IMMEDIATE`), so that no other writer consumes the same use meanwhile; if it is undone,
+/// nothing of the draws is kept.
+#[derive(Debug)]
+pub struct Drawing {
+    faults: Vec<sim_fault::Model>,
+    /// How many times each fault fired, by id.
+    fired: std::collections::BTreeMap<i32, i32>,
+}
+
+impl Drawing {
+    pub async fn load(txn: &impl ConnectionTrait) -> Result<Drawing, DbErr> {
+        Ok(Drawing { faults: sim_fault::Entity::find().order_by_asc(sim_fault::Column::Id).all(txn).await?, fired: Default::default() })
+    }
+
+    /// The faults that fire for one request at `point`.
+    pub fn draw(&mut self, point: &str) -> Fired {
+        let mut fired = Fired::default();
+        for f in &mut self.faults {
+            if f.remaining.is_some_and(|n| n <= 0) || !fires(f, point) {
+                continue;
+            }
+            if let Some(n) = f.remaining.as_mut() {
+                *n -= 1;
+            }
+            *self.fired.entry(f.id).or_default() += 1;
+            fired.add(f);
+        }
+        fired
+    }
+
+    /// Writes the uses and counts of what fired, one statement per fault that fired.
+    pub async fn store(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        for f in &self.faults {
+            let Some(&times) = self.fired.get(&f.id) else { continue };
+            if f.remaining.is_some_and(|n| n <= 0) {
+                sim_fault::Entity::delete_by_id(f.id).exec(txn).await?;
+                continue;
+            }
+            let mut update = sim_fault::Entity::update_many().col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(times));
+            if let Some(n) = f.remaining {
+                update = update.col_expr(sim_fault::Column::Remaining, Expr::value(n));
+            }
+            update.filter(sim_fault::Column::Id.eq(f.id)).exec(txn).await?;
+        }
+        Ok(())
+    }
 }

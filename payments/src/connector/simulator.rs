@@ -93,23 +93,30 @@ pub struct ProcessorSimulator {
 /// What a request does to the ledger, given the transaction (or savepoint) it runs in.
 type Effect = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send>;
 
-/// A request waiting at the [`Desk`] for its turn to be written, with its caller's reply.
+/// A request waiting at the [`Desk`] for its turn to be written, with its caller's reply: the
+/// faults that fired for it and its outcome.
 struct Work {
     id: u64,
-    tally: faults::Tally,
+    point: String,
     tracking_id: String,
     command: Command,
     amount: i64,
     effect: Effect,
-    reply: oneshot::Sender<ConnectorResult<Outcome>>,
+    reply: oneshot::Sender<(faults::Fired, ConnectorResult<Outcome>)>,
 }
 
 /// On SQLite, requests that reach the simulator while it is writing others wait, and the next turn
-/// writes all of them in one transaction, each in a savepoint of its own: a request refused, or a
-/// retry whose tracking id is already recorded, undoes only its own effect. One transaction and
-/// one log sync per request were most of the simulator's cost on SQLite's single connection
-/// (issue #3). Answers are given once that transaction has committed. On PostgreSQL each request
-/// keeps its own transaction: there they run side by side on the pool.
+/// writes all of them (up to [`DESK_MAX`]) in one transaction, answering each caller once it
+/// commits. The turn reads the faults and the tracking ids already recorded once for all its
+/// requests, draws each request's faults in memory ([`faults::Drawing`]), runs each effect, and
+/// writes the tracking ids' records and the faults' counts once at the end: about four statements
+/// a request where it took eight (issue #3: the simulator's statements were most of those an
+/// invoice cost on SQLite's single connection). A retry, or a tracking id sent twice in one turn,
+/// is answered from the record without running its effect again. A refused request wrote nothing
+/// (every effect refuses before it writes); a storage error part way through an effect undoes the
+/// whole turn, and every caller is told the processor is unavailable (asking about the tracking id
+/// then says nothing was done). On PostgreSQL each request keeps its own transaction: there they
+/// run side by side on the pool.
 #[derive(Default)]
 struct Desk {
     waiting: std::sync::Mutex<Vec<Work>>,
@@ -130,22 +137,13 @@ impl std::fmt::Debug for Desk {
 const DESK_MAX: usize = 64;
 
 impl Desk {
-    /// Queues `w` and waits for its answer; whoever gets the turn while its request still waits
-    /// writes every request waiting (in a spawned task, so a caller going away abandons no one).
-    #[allow(clippy::too_many_arguments)]
-    async fn submit(
-        &self,
-        db: &DatabaseConnection,
-        clock: &SharedClock,
-        tally: faults::Tally,
-        tracking_id: &str,
-        command: Command,
-        amount: i64,
-        effect: Effect,
-    ) -> ConnectorResult<Outcome> {
+    /// Queues a request and waits for its answer (the faults that fired for it, and its outcome);
+    /// whoever gets the turn while its request still waits writes every request waiting (in a
+    /// spawned task, so a caller going away abandons no one).
+    async fn submit(&self, db: &DatabaseConnection, clock: &SharedClock, point: &str, tracking_id: &str, command: Command, amount: i64, effect: Effect) -> (faults::Fired, ConnectorResult<Outcome>) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();
-        let w = Work { id, tally, tracking_id: tracking_id.to_string(), command, amount, effect, reply };
+        let w = Work { id, point: point.to_string(), tracking_id: tracking_id.to_string(), command, amount, effect, reply };
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(w);
         let done = match crate::turns::turn_or_answer(&self.turn, &mut answer).await {
             crate::turns::Waited::Answered(done) => done,
@@ -169,66 +167,68 @@ impl Desk {
                 answer.await
             }
         };
-        done.map_err(|_| ConnectorError::Unavailable("the processor could not record the request; ask about its tracking id".into()))?
+        done.unwrap_or_else(|_| (faults::Fired::default(), Err(ConnectorError::Unavailable("the processor could not record the request; ask about its tracking id".into()))))
     }
 }
 
-/// Writes `works` in one transaction, each request in a savepoint, and answers each once it has
-/// committed. If the transaction fails, every request is told the processor is unavailable
-/// (nothing of it was written: asking about the tracking id says so).
+/// Writes `works` in one transaction (see [`Desk`]) and answers each once it has committed. If
+/// the transaction fails, every request is told the processor is unavailable (nothing of it was
+/// written: asking about the tracking id says so).
 async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec<Work>) {
-    let mut replies: Vec<(oneshot::Sender<ConnectorResult<Outcome>>, ConnectorResult<Outcome>)> = Vec::with_capacity(works.len());
-    let written: Result<(), DbErr> = async {
-        let txn = db.begin().await?;
+    type Reply = oneshot::Sender<(faults::Fired, ConnectorResult<Outcome>)>;
+    let mut replies: Vec<(Reply, faults::Fired, ConnectorResult<Outcome>)> = Vec::with_capacity(works.len());
+    let written: Result<(), String> = async {
+        // The write lock from the start: the faults' uses are read and consumed in this transaction.
+        let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+        let txn = db.begin_with_options(immediate).await.map_err(|e| e.to_string())?;
+        let mut drawing = faults::Drawing::load(&txn).await.map_err(|e| e.to_string())?;
+        let ids: Vec<String> = works.iter().map(|w| w.tracking_id.clone()).collect();
+        // Tracking ids recorded before (retries), and then those this turn records.
+        let mut recorded: std::collections::HashMap<String, stx::Model> =
+            stx::Entity::find().filter(stx::Column::TrackingId.is_in(ids)).all(&txn).await.map_err(|e| e.to_string())?.into_iter().map(|t| (t.tracking_id.clone(), t)).collect();
+        let mut records = Vec::new();
+        let now = clock.now();
         for w in works {
-            let Work { tally, tracking_id, command, amount, effect, reply, .. } = w;
-            let sp = txn.begin().await?;
-            faults::count_in(&sp, &tally).await?;
-            let outcome = match effect(&sp).await {
-                Ok(outcome) => outcome,
-                Err(refused) => {
-                    // Refused before any effect: its savepoint is undone, the fault still counted.
-                    sp.rollback().await?;
-                    faults::count_in(&txn, &tally).await?;
-                    replies.push((reply, Err(refused)));
-                    continue;
+            let Work { point, tracking_id, command, amount, effect, reply, .. } = w;
+            let fired = drawing.draw(&point);
+            if fired.error_before {
+                replies.push((reply, fired, Err(ConnectorError::Unavailable("injected fault: error before the effect".into()))));
+                continue;
+            }
+            if let Some(t) = recorded.get(&tracking_id) {
+                replies.push((reply, fired, ProcessorSimulator::replay(t, command)));
+                continue;
+            }
+            match effect(&txn).await {
+                Ok(outcome) => {
+                    let t = ProcessorSimulator::record_of(&tracking_id, command, amount, &outcome, now).map_err(|e| e.to_string())?;
+                    records.push(stx::ActiveModel::from(t.clone()));
+                    recorded.insert(tracking_id, t);
+                    replies.push((reply, fired, Ok(outcome)));
                 }
-            };
-            match ProcessorSimulator::record(&sp, &tracking_id, command, amount, &outcome, clock.now()).await {
-                Ok(()) => {
-                    sp.commit().await?;
-                    replies.push((reply, Ok(outcome)));
-                }
-                Err(e) => {
-                    sp.rollback().await?;
-                    let answer = if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) {
-                        // A retry: its effect is undone and the first answer given again.
-                        faults::count_in(&txn, &tally).await?;
-                        match ProcessorSimulator::stored(&txn, &tracking_id, command).await {
-                            Ok(Some(previous)) => Ok(previous),
-                            Ok(None) => Err(ConnectorError::Unavailable(format!("tracking id {tracking_id} is recorded and cannot be read"))),
-                            Err(e) => Err(e),
-                        }
-                    } else {
-                        Err(db_error(e))
-                    };
-                    replies.push((reply, answer));
-                }
+                // Refused: every effect refuses before it writes anything.
+                Err(refused @ ConnectorError::Invalid(_)) => replies.push((reply, fired, Err(refused))),
+                // A storage error part way through an effect: the whole turn is undone.
+                Err(e) => return Err(e.to_string()),
             }
         }
-        txn.commit().await
+        if !records.is_empty() {
+            stx::Entity::insert_many(records).exec_without_returning(&txn).await.map_err(|e| e.to_string())?;
+        }
+        drawing.store(&txn).await.map_err(|e| e.to_string())?;
+        txn.commit().await.map_err(|e| e.to_string())
     }
     .await;
     match written {
         Ok(()) => {
-            for (reply, answer) in replies {
-                let _ = reply.send(answer);
+            for (reply, fired, answer) in replies {
+                let _ = reply.send((fired, answer));
             }
         }
         Err(e) => {
             let text = format!("processor storage error: {e}");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(ConnectorError::Unavailable(text.clone())));
+            for (reply, _, _) in replies {
+                let _ = reply.send((faults::Fired::default(), Err(ConnectorError::Unavailable(text.clone()))));
             }
         }
     }
@@ -264,14 +264,19 @@ impl ProcessorSimulator {
         let Some(t) = stx::Entity::find_by_id(tracking_id.to_string()).one(txn).await.map_err(db_error)? else {
             return Ok(None);
         };
-        if t.command != command.code() {
-            return Err(ConnectorError::Invalid(format!("tracking id {tracking_id} was used for {} already", t.command)));
-        }
-        serde_json::from_str(&t.response).map(Some).map_err(|e| ConnectorError::Unavailable(e.to_string()))
+        Self::replay(&t, command).map(Some)
     }
 
-    /// Records the outcome of a tracking id in the same transaction as its effect.
-    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> Result<(), DbErr> {
+    /// The answer given again for a tracking id recorded as `t`, asked again for `command`.
+    fn replay(t: &stx::Model, command: Command) -> ConnectorResult<Outcome> {
+        if t.command != command.code() {
+            return Err(ConnectorError::Invalid(format!("tracking id {} was used for {} already", t.tracking_id, t.command)));
+        }
+        serde_json::from_str(&t.response).map_err(|e| ConnectorError::Unavailable(e.to_string()))
+    }
+
+    /// The record of a tracking id's outcome, written in the same transaction as its effect.
+    fn record_of(tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> Result<stx::Model, DbErr> {
         let (label, reference) = match outcome {
             Outcome::Authorized(a) | Outcome::Adjusted(a) => ("approved", Some(a.reference.clone())),
             Outcome::Captured(c) => ("approved", Some(c.reference.clone())),
@@ -279,17 +284,20 @@ impl ProcessorSimulator {
             Outcome::Voided { reference } => ("approved", Some(reference.clone())),
             Outcome::Declined { .. } => ("declined", None),
         };
-        stx::ActiveModel {
-            tracking_id: Set(tracking_id.to_string()),
-            command: Set(command.code().to_string()),
-            amount_minor: Set(amount),
-            outcome: Set(label.to_string()),
-            reference: Set(reference),
-            response: Set(serde_json::to_string(outcome).map_err(|e| DbErr::Custom(e.to_string()))?),
-            created_at: Set(now),
-        }
-        .insert(txn)
-        .await?;
+        Ok(stx::Model {
+            tracking_id: tracking_id.to_string(),
+            command: command.code().to_string(),
+            amount_minor: amount,
+            outcome: label.to_string(),
+            reference,
+            response: serde_json::to_string(outcome).map_err(|e| DbErr::Custom(e.to_string()))?,
+            created_at: now,
+        })
+    }
+
+    /// Records the outcome of a tracking id in the same transaction as its effect.
+    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> Result<(), DbErr> {
+        stx::ActiveModel::from(Self::record_of(tracking_id, command, amount, outcome, now)?).insert(txn).await?;
         Ok(())
     }
 
@@ -306,6 +314,15 @@ impl ProcessorSimulator {
         // A latency fault is the processor's response time, its own work included (as a remote
         // processor's is): the answer, whatever it is, comes `latency_ms` after the request.
         let asked = tokio::time::Instant::now();
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            // Faults drawn, retries found and effects written together with the requests that
+            // arrived with this one ([`Desk`]).
+            let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, Box::new(effect)).await;
+            tokio::time::sleep_until(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
+            // A refusal (an injected error before the effect among them) is answered as it is; an
+            // outcome may still be lost to an injected timeout.
+            return result.and_then(|outcome| Self::after(fired, answer(outcome)));
+        }
         let (fired, tally) = self.before(point).await?;
         crate::bench::phase(|| "simulator draw".into(), asked.elapsed());
         let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
@@ -314,9 +331,9 @@ impl ProcessorSimulator {
         result
     }
 
-    /// [`Self::execute`] once the faults are drawn: an error before any effect, or the replay
-    /// of the tracking id, or the effect and its record in one transaction (on SQLite, one shared
-    /// with the requests that arrived with it: [`Desk`]); then a timeout after the effect.
+    /// [`Self::execute`] on PostgreSQL once the faults are drawn: an error before any effect, or
+    /// the replay of the tracking id, or the effect and its record in one transaction; then a
+    /// timeout after the effect.
     async fn run<T, F>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
@@ -325,10 +342,6 @@ impl ProcessorSimulator {
         if fired.error_before {
             faults::count_in(&self.db, &tally).await.map_err(db_error)?;
             return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
-        }
-        if self.db.get_database_backend() == DbBackend::Sqlite {
-            let outcome = self.desk.submit(&self.db, &self.clock, tally, tracking_id, command, amount, Box::new(effect)).await?;
-            return Self::after(fired, answer(outcome));
         }
         // The effect is tried first and the tracking id recorded with it: a tracking id seen
         // before (a retry, rare) fails that record, and then the effect is undone and the original
