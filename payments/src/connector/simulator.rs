@@ -90,7 +90,9 @@ pub struct ProcessorSimulator {
     desk: Arc<Desk>,
 }
 
-/// What a request does to the ledger, given the transaction (or savepoint) it runs in.
+/// What a request does to the ledger, given the transaction it runs in. It refuses
+/// (`ConnectorError::Invalid`) before it writes anything: on SQLite the [`Desk`] runs several in
+/// one transaction, without a savepoint each.
 type Effect = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send>;
 
 /// A request waiting at the [`Desk`] for its turn to be written, with its caller's reply: the
