@@ -78,6 +78,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_answered_caller_leaves_the_queue_so_the_next_caller_gets_the_turn() {
+        // Issue 3, R-PIP-1: a caller answered by another turn, whose work runs on, must not be
+        // granted the turn in place of the next caller (tokio's mutex grants in queue order).
         let turn = Arc::new(Mutex::new(()));
         let held = turn.clone().lock_owned().await;
         let (reply, mut answer) = oneshot::channel::<u8>();

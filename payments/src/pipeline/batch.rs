@@ -229,7 +229,6 @@ impl std::fmt::Debug for Held {
     }
 }
 
-
 /// Stages 2–4 of a batched invoicing: each step together with the other invoicings at that step
 /// on this server (one transaction for all of them), the processor call on its own. An invoicing
 /// whose stage goes any other way than the plain one is run on from there one at a time.
