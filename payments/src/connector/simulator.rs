@@ -320,7 +320,7 @@ impl ProcessorSimulator {
             // Faults drawn, retries found and effects written together with the requests that
             // arrived with this one ([`Desk`]).
             let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, Box::new(effect)).await;
-            tokio::time::sleep_until(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
+            sleep_precisely(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
             // A refusal (an injected error before the effect among them) is answered as it is; an
             // outcome may still be lost to an injected timeout.
             return result.and_then(|outcome| Self::after(fired, answer(outcome)));
@@ -329,7 +329,7 @@ impl ProcessorSimulator {
         crate::bench::phase(|| "simulator draw".into(), asked.elapsed());
         let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
         let result = self.run(fired, tally, tracking_id, command, amount, effect).await;
-        tokio::time::sleep_until(answer_at).await;
+        sleep_precisely(answer_at).await;
         result
     }
 
@@ -382,6 +382,29 @@ impl ProcessorSimulator {
             .await
             .map_err(db_error)?
             .is_none_or(|c| c.allow_multiple_partial_capture))
+    }
+}
+
+/// Waits until `at`, and no longer than the operating system's timer makes it: tokio's timer
+/// rounds a deadline up to its next millisecond tick, so a processor given 50 ms of latency
+/// answered after 51.1 ms on average (issue #3, README). The last stretch is slept on a blocking
+/// thread, whose sleep wakes within tens of microseconds. Never returns before `at`.
+async fn sleep_precisely(at: tokio::time::Instant) {
+    // Tokio's sleep wakes up to a tick and a half late: stop it that much before `at`.
+    const COARSE_MARGIN: std::time::Duration = std::time::Duration::from_micros(1_500);
+    // No latency (or none left): no timer at all. Even a deadline already past waits for the
+    // timer's next tick if it falls after the last tick the timer processed.
+    let now = tokio::time::Instant::now();
+    if now >= at {
+        return;
+    }
+    if let Some(coarse) = at.checked_sub(COARSE_MARGIN).filter(|coarse| *coarse > now) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    let left = at.saturating_duration_since(tokio::time::Instant::now());
+    if !left.is_zero() && tokio::task::spawn_blocking(move || std::thread::sleep(left)).await.is_err() {
+        // The blocking pool is shutting down: the coarse timer, late but never early.
+        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -687,4 +710,29 @@ pub async fn captured_by_authorization(db: &impl ConnectionTrait) -> Result<std:
         out.insert(a.reference, (a.captured_minor, currency_of(&a.currency)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sleep_precisely;
+    use std::time::Duration;
+
+    // A latency fault is a floor (R-CAP-5's simulator: the answer comes `latency_ms` after the
+    // request): the precise sleep never wakes before its deadline, for deadlines shorter and
+    // longer than the coarse timer's margin, and one already past returns at once.
+    #[tokio::test]
+    async fn a_precise_sleep_never_ends_before_its_deadline() {
+        for micros in [0u64, 300, 1_200, 1_600, 5_000, 20_000, 50_000] {
+            let start = tokio::time::Instant::now();
+            let at = start + Duration::from_micros(micros);
+            sleep_precisely(at).await;
+            let woke = tokio::time::Instant::now();
+            assert!(woke >= at, "woke {:?} before a deadline {micros} µs away", at - woke);
+        }
+        let past = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let before = tokio::time::Instant::now();
+        sleep_precisely(past).await;
+        assert!(before.elapsed() < Duration::from_secs(1), "a deadline already past does not wait for a timer");
+    }
 }
