@@ -717,8 +717,8 @@ mod tests {
     use super::sleep_precisely;
     use std::time::Duration;
 
-    // A latency fault is a floor (R-CAP-5's simulator: the answer comes `latency_ms` after the
-    // request): the precise sleep never wakes before its deadline, for deadlines shorter and
+    // A latency fault is a floor (issue #3's processor simulator: the answer comes `latency_ms`
+    // after the request): the precise sleep never wakes before its deadline, for deadlines shorter and
     // longer than the coarse timer's margin, and one already past returns at once.
     #[tokio::test]
     async fn a_precise_sleep_never_ends_before_its_deadline() {
