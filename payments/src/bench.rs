@@ -46,6 +46,8 @@ pub struct BenchReport {
 }
 
 static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Whether [`meter`] has put a connection of this process under the statement count.
+static METERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 type Profile = std::collections::HashMap<String, (u64, Duration)>;
 static PROFILE: std::sync::Mutex<Option<Profile>> = std::sync::Mutex::new(None);
 /// Whether `PAYSTAGE_BENCH_PROFILE=1` turned the profile on (read without the lock by [`phase`],
@@ -60,16 +62,28 @@ pub fn meter(db: &mut sea_orm::DatabaseConnection) {
         *PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profile::new());
         PROFILING.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    db.set_metric_callback(|info| {
-        STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = guard.as_mut() {
-            let key: String = info.statement.sql.chars().take(110).collect();
-            let e = p.entry(key).or_default();
-            e.0 += 1;
-            e.1 += info.elapsed;
-        }
-    });
+    METERED.store(true, std::sync::atomic::Ordering::Relaxed);
+    db.set_metric_callback(|info| counted(&info.statement.sql, info.elapsed));
+}
+
+/// Counts a statement (several sent together count as one) and, with profiling on, its time.
+fn counted(sql: &str, elapsed: Duration) {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_mut() {
+        let key: String = sql.chars().take(110).collect();
+        let e = p.entry(key).or_default();
+        e.0 += 1;
+        e.1 += elapsed;
+    }
+}
+
+/// Counts what SeaORM's metric callback does not see: statements sent unprepared (several
+/// PostgreSQL statements sent together by [`crate::writes::Writes`]).
+pub fn unmetered(sql: &str, elapsed: Duration) {
+    if METERED.load(std::sync::atomic::Ordering::Relaxed) {
+        counted(sql, elapsed);
+    }
 }
 
 /// With profiling on, adds `elapsed` to the time of a phase of the pipeline (`phase: …` rows of

@@ -25,6 +25,8 @@ pub mod error;
 pub mod service;
 #[cfg(feature = "server")]
 pub(crate) mod turns;
+#[cfg(feature = "server")]
+pub mod writes;
 /// The database error type, for crates that map it without depending on SeaORM.
 #[cfg(feature = "server")]
 pub mod db_err {

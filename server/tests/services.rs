@@ -243,3 +243,80 @@ db_test!(exactly_one_default_connector, |db| {
     let conn = setup::connectors(&s.db).await.unwrap().remove(0);
     assert!(conn.is_default && !conn.allow_multiple_partial_capture);
 });
+
+db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
+    // Issue #3: statements sent in one round trip (on PostgreSQL with their values written in as
+    // literals) store every value exactly, whatever its characters, in order.
+    use payments::writes::Writes;
+    use sea_orm::sea_query::{CaseStatement, Expr};
+    use sea_orm::{QueryOrder, QueryTrait, Set, TransactionTrait};
+    let s = &db.services;
+    let texts = [
+        "it's",
+        "back\\slash \\' \\\\",
+        "semi;\ncolon;\n",
+        "$1 ? ?2 :name @p1",
+        "naïve – ✓ 𝄞",
+        "'); DELETE FROM audit_log; --",
+        "tab\tcarriage\rreturn",
+        "E'x' $$dollar$$",
+        "",
+    ];
+    let at = payments::testing::test_epoch() + Duration::microseconds(123_457);
+    let txn = s.db.begin().await.unwrap();
+    let mut w = Writes::on(&txn);
+    let rows = texts.iter().enumerate().map(|(i, t)| audit_log::ActiveModel {
+        at: Set(at + Duration::seconds(i as i64)),
+        actor: Set(t.to_string()),
+        action: Set("writes.test".into()),
+        subject: Set(format!("row {i}")),
+        before: Set(Some(t.to_string())),
+        after: Set(None),
+        ..Default::default()
+    });
+    w.push(audit_log::Entity::insert_many(rows).into_query());
+    // A second statement that reads what the first wrote: they run in order.
+    let case = texts.iter().enumerate().fold(CaseStatement::new(), |c, (i, t)| c.case(audit_log::Column::Subject.eq(format!("row {i}")), Expr::value(format!("{t}|{i}"))));
+    w.push(
+        audit_log::Entity::update_many()
+            .col_expr(audit_log::Column::After, case.finally(Expr::value(Option::<String>::None)).into())
+            .filter(audit_log::Column::Action.eq("writes.test"))
+            .into_query(),
+    );
+    assert_eq!(w.len(), 2);
+    w.run(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    let stored = audit_log::Entity::find().filter(audit_log::Column::Action.eq("writes.test")).order_by_asc(audit_log::Column::Id).all(&s.db).await.unwrap();
+    assert_eq!(stored.len(), texts.len());
+    for (i, (row, t)) in stored.iter().zip(texts).enumerate() {
+        assert_eq!(row.actor, t);
+        assert_eq!(row.before.as_deref(), Some(t));
+        assert_eq!(row.after, Some(format!("{t}|{i}")));
+        assert_eq!(row.at, at + Duration::seconds(i as i64), "timestamps keep their microseconds");
+    }
+});
+
+db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
+    // Issue #3: the first error of statements sent together fails the run; the caller's
+    // transaction, rolled back, leaves nothing of them.
+    use payments::writes::Writes;
+    use sea_orm::{QueryTrait, Set, TransactionTrait};
+    let s = &db.services;
+    let before = audit_log::Entity::find().count(&s.db).await.unwrap();
+    let txn = s.db.begin().await.unwrap();
+    let mut w = Writes::on(&txn);
+    let row = || audit_log::ActiveModel {
+        at: Set(payments::testing::test_epoch()),
+        actor: Set("tester".into()),
+        action: Set("writes.fail".into()),
+        subject: Set("s".into()),
+        ..Default::default()
+    };
+    w.push(audit_log::Entity::insert_many([row(), row()]).into_query());
+    // actor is NOT NULL: this statement fails after the insert ran.
+    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::Actor, sea_orm::sea_query::Expr::value(Option::<String>::None)).into_query());
+    w.push(audit_log::Entity::insert_many([row()]).into_query());
+    assert!(w.run(&txn).await.is_err(), "a NOT NULL violation is an error");
+    txn.rollback().await.unwrap();
+    assert_eq!(audit_log::Entity::find().count(&s.db).await.unwrap(), before, "nothing of the writes is left");
+});

@@ -12,7 +12,8 @@
 //! the stage it stands at. A database error before stage 1's commit undoes the whole turn and
 //! leaves every invoicing of it to that path: nothing of the turn was written. See "Invoicings
 //! that arrive together run together" in docs/ARCHITECTURE.md.
-use super::{log_lines_of, marks, monitored, stages, Ended, new_process, new_stage_rows, post_new_journals, set_numbers, unfinished, wanted, LogLine, Plan, Posted};
+use super::{log_lines_into, marks, monitored, stages, Ended, new_process, new_stage_rows, numbers_into, post_new_journals_with, unfinished, wanted, LogLine, Plan, Posted};
+use crate::writes::Writes;
 use crate::domain::order::{AuthorizationStatus, Command, OrderStatus, PaymentStatus, RequestStatus};
 use crate::domain::payment_views::InvoiceOutcome;
 use super::requests::{Purpose, Resolution};
@@ -28,7 +29,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, parameters, Services};
 use crate::turns::{take_group, Waited};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -644,6 +645,8 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         return Ok(jobs.iter().map(|_| None).collect());
     }
     let chosen: Vec<(&Job, &so::Model, &Plan<'_>)> = jobs.iter().zip(&plans).filter_map(|(j, p)| p.as_ref().map(|(o, p)| (j, *o, p))).collect();
+    // The writes nothing later reads, sent together before the commit.
+    let mut w = Writes::on(&txn);
 
     // The invoices, then their numbers once their ids are known.
     let rows: Vec<inv::ActiveModel> = chosen.iter().map(|(j, o, p)| p.document(o.id, j.s.now(), &j.actor)).collect();
@@ -655,10 +658,8 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         invoices.push(inv::Model { number: plan.number(i.id), ..i });
     }
     let numbers: Vec<(i32, String)> = invoices.iter().map(|i| (i.id, i.number.clone())).collect();
-    set_numbers::<inv::Entity>(&txn, inv::Column::Id, inv::Column::Number, &numbers).await?;
-    il::Entity::insert_many(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id)))
-        .exec_without_returning(&txn)
-        .await?;
+    numbers_into::<inv::Entity>(&mut w, inv::Column::Id, inv::Column::Number, &numbers);
+    w.push(il::Entity::insert_many(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id))).into_query());
 
     // Every line moved in one statement, each conditional on the quantity read above: if any was
     // changed meanwhile, the whole turn is undone and each invoicing goes its own way.
@@ -681,11 +682,12 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         status_case = status_case.case(so::Column::Id.eq(o.id), Expr::value(status.code()));
         orders_after.push(so::Model { status: status.code().to_string(), ..(*o).clone() });
     }
-    so::Entity::update_many()
-        .col_expr(so::Column::Status, status_case.finally(Expr::col(so::Column::Status)).into())
-        .filter(so::Column::Id.is_in(orders_after.iter().map(|o| o.id)))
-        .exec(&txn)
-        .await?;
+    w.push(
+        so::Entity::update_many()
+            .col_expr(so::Column::Status, status_case.finally(Expr::col(so::Column::Status)).into())
+            .filter(so::Column::Id.is_in(orders_after.iter().map(|o| o.id)))
+            .into_query(),
+    );
     let journals = chosen
         .iter()
         .zip(&orders_after)
@@ -695,7 +697,7 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
             (j.s.now(), posting, lines)
         })
         .collect();
-    post_new_journals(&txn, journals).await?;
+    post_new_journals_with(&txn, &mut w, journals).await?;
 
     // Stage 2 up to the processor for the invoicings that run on together: each order's open
     // authorization, the capture path (R-CAP-2) and the intent with its tracking id (R-CAP-5),
@@ -749,7 +751,7 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
             row.started_at = Some(now);
         }
     }
-    ps::Entity::insert_many(stages.iter().flatten().cloned().map(ps::ActiveModel::from)).exec_without_returning(&txn).await?;
+    w.push(ps::Entity::insert_many(stages.iter().flatten().cloned().map(ps::ActiveModel::from)).into_query());
     let mut logs = Vec::new();
     for (((((_, _, plan), order), invoice), p), (c, r)) in chosen.iter().zip(&orders_after).zip(&invoices).zip(&posted_processes).zip(captures.iter_mut().zip(&requested)) {
         logs.push((p.id, LogLine { at: p.created_at, stage: Stage::PostInvoice, attempt: 1, message: plan.posted_message(order, invoice) }));
@@ -759,7 +761,8 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
             logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(req, auth) }));
         }
     }
-    log_lines_of(&txn, logs).await?;
+    log_lines_into(&mut w, logs);
+    w.run(&txn).await?;
     txn.commit().await.map_err(Failure::Commit)?;
 
     let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).zip(requested).map(|((((invoice, process), order), stages), requested)| {
@@ -896,7 +899,9 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     if journal_fault || !marks::renew_leases(s, &txn, &ids, &[]).await? {
         txn.rollback().await?;
         let txn = crate::service::begin_bookkeeping(&s.db).await?;
-        let messages = record_captures(s, &txn, gs).await?;
+        let mut w = Writes::on(&txn);
+        let messages = record_captures(s, &txn, &mut w, gs).await?;
+        w.run(&txn).await?;
         txn.commit().await?;
         captures_recorded(s, gs, messages)?;
         if journal_fault {
@@ -906,7 +911,9 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         }
         return Ok(());
     }
-    let messages = record_captures(s, &txn, gs).await?;
+    // The writes nothing later reads, sent together before the commit.
+    let mut w = Writes::on(&txn);
+    let messages = record_captures(s, &txn, &mut w, gs).await?;
     captures_recorded(s, gs, messages)?;
 
     // Stage 3.
@@ -920,7 +927,7 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
             (now, posting, lines)
         })
         .collect();
-    let journals = post_new_journals(&txn, journals).await?;
+    let journals = post_new_journals_with(&txn, &mut w, journals).await?;
     for (g, j) in gs.iter_mut().zip(journals) {
         let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
         super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
@@ -939,10 +946,11 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         }
     }
     let mut runs: Vec<(i32, &mut marks::Marks)> = gs.iter_mut().map(|g| (g.ctx.p.id, &mut g.ctx.marks)).collect();
-    marks::flush_leased(s, &txn, &mut runs).await?;
+    marks::flush_leased(&mut w, &mut runs);
     if !completed.is_empty() {
-        super::finish_processes(s, &txn, &completed, ProcessStatus::Completed, None).await?;
+        super::finish_processes_into(s, &mut w, &completed, ProcessStatus::Completed, None);
     }
+    w.run(&txn).await?;
     txn.commit().await?;
     for mut g in std::mem::take(gs) {
         g.ctx.marks.committed();
@@ -955,10 +963,11 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     Ok(())
 }
 
-/// The captures taken recorded with their effects in `txn` (captures, authorizations' totals
-/// and statuses, processes' captured amounts, requests' outcomes, payment lines paid); returns
-/// each invoicing's stage-2 result message, for [`captures_recorded`] once it is written.
-async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, gs: &[Going]) -> ServiceResult<Vec<String>> {
+/// The captures taken recorded with their effects (captures, authorizations' totals and
+/// statuses, processes' captured amounts, requests' outcomes, payment lines paid): the
+/// authorizations are locked in `txn` at once, the writes added to `w` for the caller to run in
+/// it. Returns each invoicing's stage-2 result message, for [`captures_recorded`].
+async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &mut Writes, gs: &[Going]) -> ServiceResult<Vec<String>> {
     let now = s.now();
     let mut captured = Vec::new();
     for g in gs {
@@ -985,32 +994,34 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, gs: 
         }
         messages.push(stages::captured_message(c, req, a, total, status));
     }
-    cap::Entity::insert_many(rows).exec_without_returning(txn).await?;
-    au::Entity::update_many()
-        .col_expr(au::Column::CapturedMinor, auth_total.finally(Expr::col(au::Column::CapturedMinor)).into())
-        .col_expr(au::Column::Status, auth_status.finally(Expr::col(au::Column::Status)).into())
-        .filter(au::Column::Id.is_in(locked.iter().map(|a| a.id)))
-        .exec(txn)
-        .await?;
-    pp::Entity::update_many()
-        .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(Into::<Expr>::into(process_total.finally(Expr::value(0i64)))))
-        .filter(pp::Column::Id.is_in(captured.iter().map(|(g, _)| g.ctx.p.id)))
-        .exec(txn)
-        .await?;
-    pr::Entity::update_many()
-        .col_expr(pr::Column::Status, Expr::value(RequestStatus::Succeeded.code()))
-        .col_expr(pr::Column::ProcessorReference, reference.finally(Expr::col(pr::Column::ProcessorReference)).into())
-        .col_expr(pr::Column::Message, Expr::value(Option::<String>::None))
-        .col_expr(pr::Column::CompletedAt, Expr::value(Some(now)))
-        .filter(pr::Column::Id.is_in(requests))
-        .exec(txn)
-        .await?;
+    if rows.is_empty() {
+        return Ok(messages);
+    }
+    w.push(cap::Entity::insert_many(rows).into_query());
+    w.push(
+        au::Entity::update_many()
+            .col_expr(au::Column::CapturedMinor, auth_total.finally(Expr::col(au::Column::CapturedMinor)).into())
+            .col_expr(au::Column::Status, auth_status.finally(Expr::col(au::Column::Status)).into())
+            .filter(au::Column::Id.is_in(locked.iter().map(|a| a.id)))
+            .into_query(),
+    );
+    w.push(
+        pp::Entity::update_many()
+            .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(Into::<Expr>::into(process_total.finally(Expr::value(0i64)))))
+            .filter(pp::Column::Id.is_in(captured.iter().map(|(g, _)| g.ctx.p.id)))
+            .into_query(),
+    );
+    w.push(
+        pr::Entity::update_many()
+            .col_expr(pr::Column::Status, Expr::value(RequestStatus::Succeeded.code()))
+            .col_expr(pr::Column::ProcessorReference, reference.finally(Expr::col(pr::Column::ProcessorReference)).into())
+            .col_expr(pr::Column::Message, Expr::value(Option::<String>::None))
+            .col_expr(pr::Column::CompletedAt, Expr::value(Some(now)))
+            .filter(pr::Column::Id.is_in(requests))
+            .into_query(),
+    );
     if !paid.is_empty() {
-        pl::Entity::update_many()
-            .col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code()))
-            .filter(pl::Column::Id.is_in(paid))
-            .exec(txn)
-            .await?;
+        w.push(pl::Entity::update_many().col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code())).filter(pl::Column::Id.is_in(paid)).into_query());
     }
     Ok(messages)
 }

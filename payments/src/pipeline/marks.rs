@@ -10,7 +10,8 @@ use crate::entity::{payment_process as pp, process_stage as ps};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use crate::writes::Writes;
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait};
 
 /// One stage row's pending change: its latest status, with the start and end times to set.
 #[derive(Clone, Debug)]
@@ -126,38 +127,47 @@ impl Marks {
     }
 }
 
-/// [`Marks::flush`] for the runs of several processes, (process, marks), in a few statements
-/// whatever their number: one lease renewal (with the capture paths chosen), one UPDATE per set
-/// of alike stage marks, the log lines 64 per INSERT. False, with nothing written and every mark
-/// kept, if this server does not hold the lease of all of them.
+/// [`Marks::flush`] for the runs of several processes, (process, marks), in two round trips
+/// whatever their number: one lease renewal (with the capture paths chosen), then one UPDATE per
+/// set of alike stage marks and the log lines 64 per INSERT, sent together ([`Writes`]). False,
+/// with nothing written and every mark kept, if this server does not hold the lease of all of
+/// them.
 pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<bool, DbErr> {
-    flush_runs(s, txn, runs, true).await
+    for (_, m) in runs.iter_mut() {
+        m.flushed_ends.clear();
+    }
+    let ids: Vec<i32> = runs.iter().filter(|(_, m)| !m.is_empty()).map(|(id, _)| *id).collect();
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    let paths: Vec<(i32, String)> = runs.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
+    if !renew_leases(s, txn, &ids, &paths).await? {
+        return Ok(false);
+    }
+    for (_, m) in runs.iter_mut() {
+        m.capture_path = None;
+    }
+    let mut w = Writes::on(txn);
+    flush_leased(&mut w, runs);
+    w.run(txn).await?;
+    Ok(true)
 }
 
-/// [`flush_many`] in a transaction that has already renewed the lease of every one of them
-/// ([`renew_leases`]), which it does not renew again. No capture path may be pending.
-pub(super) async fn flush_leased(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<(), DbErr> {
-    flush_runs(s, txn, runs, false).await.map(|_| ())
-}
-
-async fn flush_runs(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)], renew: bool) -> Result<bool, DbErr> {
+/// [`flush_many`]'s writes added to `w`, for a transaction that has already renewed the lease of
+/// every one of them ([`renew_leases`]), which it does not renew again. No capture path may be
+/// pending (it is written with a renewal).
+pub(super) fn flush_leased(w: &mut Writes, runs: &mut [(i32, &mut Marks)]) {
     for (_, m) in runs.iter_mut() {
         m.flushed_ends.clear();
     }
     let pending: Vec<&mut (i32, &mut Marks)> = runs.iter_mut().filter(|(_, m)| !m.is_empty()).collect();
     if pending.is_empty() {
-        return Ok(true);
-    }
-    let ids: Vec<i32> = pending.iter().map(|(id, _)| *id).collect();
-    let paths: Vec<(i32, String)> = pending.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
-    debug_assert!(renew || paths.is_empty(), "a capture path is written with a lease renewal");
-    if renew && !renew_leases(s, txn, &ids, &paths).await? {
-        return Ok(false);
+        return;
     }
     let mut marks: Vec<(i32, Mark)> = Vec::new();
     let mut lines = Vec::new();
     for (id, m) in pending {
-        m.capture_path = None;
+        debug_assert!(m.capture_path.is_none(), "a capture path is written with a lease renewal");
         marks.extend(std::mem::take(&mut m.marks).into_iter().map(|mark| (*id, mark)));
         lines.extend(std::mem::take(&mut m.lines).into_iter().map(|line| (*id, line)));
         m.flushed_ends = std::mem::take(&mut m.ended);
@@ -184,10 +194,9 @@ async fn flush_runs(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, 
         if m.started_at.is_some() || m.finished_at.is_some() {
             q = q.col_expr(ps::Column::FinishedAt, Expr::value(m.finished_at));
         }
-        q.filter(ps::Column::Stage.eq(m.stage.code())).filter(ps::Column::ProcessId.is_in(ids)).exec(txn).await?;
+        w.push(q.filter(ps::Column::Stage.eq(m.stage.code())).filter(ps::Column::ProcessId.is_in(ids)).into_query());
     }
-    super::log_lines_of(txn, lines).await?;
-    Ok(true)
+    super::log_lines_into(w, lines);
 }
 
 /// Extends this server's lease on a running process; false if another server holds it.

@@ -27,8 +27,9 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    QueryTrait, Set, TransactionTrait,
 };
+use crate::writes::Writes;
 use std::str::FromStr;
 
 /// How a stage ended.
@@ -305,16 +306,18 @@ fn monitored(feats: &crate::domain::features::FeatureSet, params: &crate::domain
 
 /// Gives rows their numbers, now that their ids are known: one UPDATE for all of them.
 async fn set_numbers<E: EntityTrait>(db: &impl ConnectionTrait, id: E::Column, number: E::Column, rows: &[(i32, String)]) -> Result<(), DbErr> {
+    let mut w = Writes::on(db);
+    numbers_into::<E>(&mut w, id, number, rows);
+    w.run(db).await
+}
+
+/// [`set_numbers`] added to `w`.
+fn numbers_into<E: EntityTrait>(w: &mut Writes, id: E::Column, number: E::Column, rows: &[(i32, String)]) {
     if rows.is_empty() {
-        return Ok(());
+        return;
     }
     let case = rows.iter().fold(CaseStatement::new(), |c, (i, n)| c.case(id.eq(*i), Expr::value(n.clone())));
-    E::update_many()
-        .col_expr(number, case.finally(Expr::col(number)).into())
-        .filter(id.is_in(rows.iter().map(|(i, _)| *i)))
-        .exec(db)
-        .await
-        .map(|_| ())
+    w.push(E::update_many().col_expr(number, case.finally(Expr::col(number)).into()).filter(id.is_in(rows.iter().map(|(i, _)| *i))).into_query());
 }
 
 /// Stage 1 for an invoice or a credit note. A credit note carries negative quantities and amount.
@@ -482,9 +485,23 @@ pub(crate) async fn post_new_journal(db: &impl ConnectionTrait, now: DateTime<Ut
     posted.pop().ok_or_else(|| ServiceError::Conflict("The journal was not posted.".into()))
 }
 
-/// [`post_new_journal`] for many journals in three statements (the journals, their numbers,
-/// their lines); returned in the order given. Nothing is posted if one of them does not balance.
+/// [`post_new_journal`] for many journals in two round trips (the journals, then their numbers
+/// and lines together); returned in the order given. Nothing is posted if one of them does not
+/// balance.
 pub(crate) async fn post_new_journals(db: &impl ConnectionTrait, journals: Vec<(DateTime<Utc>, Posting, Vec<JournalLine>)>) -> ServiceResult<Vec<journal::Model>> {
+    let mut w = Writes::on(db);
+    let posted = post_new_journals_with(db, &mut w, journals).await?;
+    w.run(db).await?;
+    Ok(posted)
+}
+
+/// [`post_new_journals`] with the journals' numbers and lines added to `w`, for the caller to run
+/// in the same transaction (the journals themselves are inserted at once, for their ids).
+pub(crate) async fn post_new_journals_with(
+    db: &impl ConnectionTrait,
+    w: &mut Writes,
+    journals: Vec<(DateTime<Utc>, Posting, Vec<JournalLine>)>,
+) -> ServiceResult<Vec<journal::Model>> {
     let mut rows = Vec::with_capacity(journals.len());
     let mut all_lines = Vec::with_capacity(journals.len());
     for (now, p, lines) in journals {
@@ -516,7 +533,7 @@ pub(crate) async fn post_new_journals(db: &impl ConnectionTrait, journals: Vec<(
         posted.push(journal::Model { number: format!("JNL-{:06}", j.id), ..j });
     }
     let numbers: Vec<(i32, String)> = posted.iter().map(|j| (j.id, j.number.clone())).collect();
-    set_numbers::<journal::Entity>(db, journal::Column::Id, journal::Column::Number, &numbers).await?;
+    numbers_into::<journal::Entity>(w, journal::Column::Id, journal::Column::Number, &numbers);
     let line_rows = posted.iter().zip(all_lines).flat_map(|(j, lines)| {
         lines.into_iter().map(move |l| jl::ActiveModel {
             journal_id: Set(j.id),
@@ -526,7 +543,10 @@ pub(crate) async fn post_new_journals(db: &impl ConnectionTrait, journals: Vec<(
             ..Default::default()
         })
     });
-    jl::Entity::insert_many(line_rows).exec_without_returning(db).await?;
+    let line_rows: Vec<jl::ActiveModel> = line_rows.collect();
+    if !line_rows.is_empty() {
+        w.push(jl::Entity::insert_many(line_rows).into_query());
+    }
     Ok(posted)
 }
 
@@ -544,8 +564,15 @@ pub(crate) async fn log_lines(db: &impl ConnectionTrait, process_id: i32, lines:
     log_lines_of(db, lines.into_iter().map(|l| (process_id, l))).await
 }
 
-/// Appends lines to the execution logs of several processes, (process, line), in one statement.
+/// Appends lines to the execution logs of several processes, (process, line), in one round trip.
 pub(crate) async fn log_lines_of(db: &impl ConnectionTrait, lines: impl IntoIterator<Item = (i32, LogLine)>) -> Result<(), DbErr> {
+    let mut w = Writes::on(db);
+    log_lines_into(&mut w, lines);
+    w.run(db).await
+}
+
+/// [`log_lines_of`] added to `w`.
+pub(crate) fn log_lines_into(w: &mut Writes, lines: impl IntoIterator<Item = (i32, LogLine)>) {
     let rows: Vec<stage_log::ActiveModel> = lines
         .into_iter()
         .map(|(process_id, l)| stage_log::ActiveModel {
@@ -565,9 +592,8 @@ pub(crate) async fn log_lines_of(db: &impl ConnectionTrait, lines: impl IntoIter
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(LOG_ROWS).collect();
-        stage_log::Entity::insert_many(chunk).exec_without_returning(db).await?;
+        w.push(stage_log::Entity::insert_many(chunk).into_query());
     }
-    Ok(())
 }
 
 /// The most execution log lines one INSERT writes.
@@ -712,17 +738,22 @@ async fn finish_process(s: &Services, db: &impl ConnectionTrait, process_id: i32
 
 /// Ends running processes with `status`, releasing their leases: one statement.
 async fn finish_processes(s: &Services, db: &impl ConnectionTrait, ids: &[i32], status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
-    pp::Entity::update_many()
+    let mut w = Writes::on(db);
+    finish_processes_into(s, &mut w, ids, status, error);
+    w.run(db).await
+}
+
+/// [`finish_processes`] added to `w`.
+fn finish_processes_into(s: &Services, w: &mut Writes, ids: &[i32], status: ProcessStatus, error: Option<String>) {
+    let q = pp::Entity::update_many()
         .col_expr(pp::Column::Status, Expr::value(status.code()))
         .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(pp::Column::LastError, Expr::value(error))
         .col_expr(pp::Column::UpdatedAt, Expr::value(s.now()))
         .filter(pp::Column::Id.is_in(ids.iter().copied()))
-        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()))
-        .exec(db)
-        .await
-        .map(|_| ())
+        .filter(pp::Column::Status.eq(ProcessStatus::Running.code()));
+    w.push(q.into_query());
 }
 
 /// Resume (R-PIP-4): restarts an incomplete process from its failed stage. Exactly one of two
