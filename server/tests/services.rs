@@ -245,8 +245,9 @@ db_test!(exactly_one_default_connector, |db| {
 });
 
 db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
-    // Issue #3: statements sent in one round trip (on PostgreSQL with their values written in as
-    // literals) store every value exactly, whatever its characters, in order.
+    // R-MON-2, R-PIP-2 (issue #3): statements sent in one round trip (on PostgreSQL with their
+    // values written in as literals) store every value exactly, whatever its characters (the
+    // execution logs' text goes this way), timestamps to the microsecond, in order.
     use payments::writes::Writes;
     use sea_orm::sea_query::{CaseStatement, Expr};
     use sea_orm::{QueryOrder, QueryTrait, Set, TransactionTrait};
@@ -297,8 +298,9 @@ db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
 });
 
 db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
-    // Issue #3: the first error of statements sent together fails the run; the caller's
-    // transaction, rolled back, leaves nothing of them.
+    // R-PIP-3 (issue #3): the first error of statements sent together fails the run; the
+    // caller's transaction, rolled back, leaves nothing of them (a stage's writes commit whole or
+    // not at all).
     use payments::writes::Writes;
     use sea_orm::{QueryTrait, Set, TransactionTrait};
     let s = &db.services;
