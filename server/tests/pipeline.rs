@@ -927,6 +927,77 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
     }
 });
 
+db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a_void_among_them, |db| {
+    // Issue 3's simulator desk, R-CAP-1 and R-CAP-4: captures written in one turn are taken on the
+    // turn's copy of each authorization in the order they came, so that together they never take
+    // more than was authorized; a void among them reads the authorization with the captures taken
+    // before it, and captures after it are declined. The ledger's captures add up to each
+    // authorization's captured total. On PostgreSQL each request has its own transaction and the
+    // same holds.
+    use payments::connector::{Connector, ConnectorError};
+    use payments::entity::{sim_authorization as sa, sim_capture as sc};
+    let s = &db.services;
+    let (sim, references) = simulator_with_authorizations(s, 2).await;
+    let amount_of = |r: String| async move { sa::Entity::find_by_id(r).one(&s.db).await.unwrap().unwrap() };
+    let first = amount_of(references[0].clone()).await;
+    let second = amount_of(references[1].clone()).await;
+    assert_eq!((first.captured_minor, second.captured_minor), (0, 0));
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let part = first.amount_minor * 3 / 10;
+    let tenth = second.amount_minor / 10;
+    let before = sim.written_together();
+    let mut work = Vec::new();
+    for i in 0..5 {
+        let (sim, r) = (sim.clone(), references[0].clone());
+        work.push(tokio::spawn(async move { sim.capture(&format!("first-{i}"), &r, usd(part), false).await.map(|c| c.amount.minor()) }));
+    }
+    for i in 0..4 {
+        let (sim, r) = (sim.clone(), references[1].clone());
+        work.push(tokio::spawn(async move {
+            if i == 2 {
+                sim.void("second-void", &r).await.map(|_| 0)
+            } else {
+                sim.capture(&format!("second-{i}"), &r, usd(tenth), false).await.map(|c| c.amount.minor())
+            }
+        }));
+    }
+    let mut answers = Vec::new();
+    for w in work {
+        answers.push(w.await.unwrap());
+    }
+    let taken = answers[..5].iter().filter(|a| a.is_ok()).count();
+    assert_eq!(taken, 3, "three captures of 30% fit on the authorization, not five: {answers:?}");
+    for a in answers[..5].iter().filter(|a| a.is_err()) {
+        assert!(matches!(a, Err(ConnectorError::Declined { code, .. }) if code == "amount_exceeds_authorization"), "{a:?}");
+    }
+    assert!(answers[7].is_ok(), "the void is taken: {:?}", answers[7]);
+    let first = amount_of(references[0].clone()).await;
+    let second = amount_of(references[1].clone()).await;
+    assert_eq!(first.captured_minor, 3 * part, "the authorization's total holds every capture taken");
+    assert_eq!(second.status, "voided", "the void is not undone by the captures written with it");
+    let taken_second: i64 = [5, 6, 8].iter().filter_map(|i| answers[*i].as_ref().ok()).sum();
+    for i in [5, 6, 8] {
+        if let Err(e) = &answers[i] {
+            assert!(matches!(e, ConnectorError::Declined { code, .. } if code == "authorization_closed"), "a capture after the void: {e:?}");
+        }
+    }
+    assert_eq!(second.captured_minor, taken_second, "captures taken before the void are on the authorization");
+    for a in [&first, &second] {
+        let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(a.reference.clone())).all(&s.db).await.unwrap();
+        assert_eq!(rows.iter().map(|c| c.amount_minor).sum::<i64>(), a.captured_minor, "the ledger's captures add up to the authorization's total");
+    }
+    // The last of the first authorization, as the final capture: taken, and the authorization closed.
+    let last = sim.capture("first-final", &references[0], usd(first.amount_minor - 3 * part), true).await.unwrap();
+    assert!(last.authorization_closed);
+    let closed = sim.capture("first-after", &references[0], usd(1), false).await;
+    assert!(matches!(closed, Err(ConnectorError::Declined { ref code, .. }) if code == "authorization_closed"), "{closed:?}");
+    assert_eq!(amount_of(references[0].clone()).await.captured_minor, first.amount_minor);
+    let after = sim.written_together();
+    if s.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        assert!(after.0 - before.0 < after.1 - before.1, "requests that arrived together shared a transaction: {before:?} -> {after:?}");
+    }
+});
+
 db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_limited_one_is_used_up, |db| {
     // Issue 3's fault injector and R-CAP-5: requests written together (on SQLite the desk draws
     // their faults in memory in its transaction, and writes the uses and counts once) fire a fault

@@ -12,7 +12,7 @@ use crate::entity::{connector, sim_authorization as sa, sim_capture as sc, sim_r
 use crate::service::clock::SharedClock;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Select, Set, TransactionTrait,
+    QueryFilter, QuerySelect, QueryTrait, Select, Set, TransactionTrait,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
@@ -103,17 +103,193 @@ struct Work {
     tracking_id: String,
     command: Command,
     amount: i64,
-    effect: Effect,
+    task: Task,
     reply: oneshot::Sender<(faults::Fired, ConnectorResult<Outcome>)>,
+}
+
+/// What a request asks of the ledger: a capture, which the [`Desk`] applies to its turn's copy of
+/// the authorizations and writes with the turn's other captures ([`Captures`]), or any other
+/// effect, run in the transaction as it comes.
+enum Task {
+    Capture(CaptureAsk),
+    Effect(Effect),
+}
+
+impl Task {
+    /// The task as an effect run on its own in a transaction (PostgreSQL's path).
+    fn into_effect(self) -> Effect {
+        match self {
+            Task::Effect(effect) => effect,
+            Task::Capture(ask) => Box::new(move |txn| Box::pin(ask.apply(txn))),
+        }
+    }
+}
+
+/// A capture against an authorization (R-CAP-1): refused at zero or below, declined when the
+/// authorization is unknown, not open, in another currency or has less left than asked.
+struct CaptureAsk {
+    authorization: String,
+    amount: Money,
+    final_capture: bool,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a capture does to an authorization as it stands.
+enum Decided {
+    /// Declined, with nothing written.
+    Answer(Outcome),
+    /// Taken: the authorization's captured total after it, and whether the merchant account's
+    /// multiple-partial-capture flag decides if the authorization stays open (only a capture
+    /// that leaves part of it open, is not the final one, on an authorization that supports
+    /// multiple captures, asks).
+    Take { captured: i64, asks_merchant: bool },
+}
+
+impl CaptureAsk {
+    fn refusal(&self) -> Option<ConnectorError> {
+        (self.amount.minor() <= 0).then(|| ConnectorError::Invalid("the amount to capture must be above zero".into()))
+    }
+
+    fn decide(&self, a: Option<&sa::Model>) -> Decided {
+        let Some(a) = a else {
+            return Decided::Answer(Outcome::Declined { code: "unknown_authorization".into(), message: "The authorization is not known to the processor.".into() });
+        };
+        if a.status != "open" {
+            return Decided::Answer(Outcome::Declined { code: "authorization_closed".into(), message: format!("The authorization is {}.", a.status) });
+        }
+        let amount = self.amount;
+        if a.currency != amount.currency().code() {
+            return Decided::Answer(Outcome::Declined { code: "currency_mismatch".into(), message: "The capture currency differs from the authorization's.".into() });
+        }
+        let remaining = a.amount_minor - a.captured_minor;
+        if amount.minor() > remaining {
+            return Decided::Answer(Outcome::Declined {
+                code: "amount_exceeds_authorization".into(),
+                message: format!("Capture of {} exceeds the {} left on the authorization.", amount, Money::from_minor(remaining, amount.currency())),
+            });
+        }
+        let captured = a.captured_minor + amount.minor();
+        Decided::Take { captured, asks_merchant: captured != a.amount_minor && !self.final_capture && a.supports_multiple_captures }
+    }
+
+    /// Takes the capture on `a` (whose captured total and status change in place): the capture's
+    /// ledger row to write and the answer.
+    fn take(&self, a: &mut sa::Model, captured: i64, closed: bool) -> (sc::ActiveModel, Outcome) {
+        let reference = new_reference("cap");
+        let row = sc::ActiveModel {
+            reference: Set(reference.clone()),
+            authorization_reference: Set(a.reference.clone()),
+            amount_minor: Set(self.amount.minor()),
+            refunded_minor: Set(0),
+            created_at: Set(self.now),
+        };
+        a.captured_minor = captured;
+        a.status = if closed { "closed".into() } else { "open".into() };
+        (row, Outcome::Captured(Captured { reference, amount: self.amount, authorization_closed: closed }))
+    }
+
+    /// The capture on its own in `txn`: the authorization read (locked on PostgreSQL), the
+    /// capture and the authorization's new total written.
+    async fn apply(self, txn: &DatabaseTransaction) -> ConnectorResult<Outcome> {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
+        let a = locked(sa::Entity::find_by_id(self.authorization.clone()), txn).one(txn).await.map_err(db_error)?;
+        let (mut a, captured, asks_merchant) = match (self.decide(a.as_ref()), a) {
+            (Decided::Take { captured, asks_merchant }, Some(a)) => (a, captured, asks_merchant),
+            (Decided::Answer(declined), _) => return Ok(declined),
+            (Decided::Take { .. }, None) => unreachable!("a capture is taken only on a known authorization"),
+        };
+        let closed = !asks_merchant || !ProcessorSimulator::merchant_allows_multiple_partial_captures(txn).await?;
+        let (row, outcome) = self.take(&mut a, captured, closed);
+        row.insert(txn).await.map_err(db_error)?;
+        let mut am: sa::ActiveModel = a.clone().into();
+        am.captured_minor = Set(a.captured_minor);
+        am.status = Set(a.status);
+        am.update(txn).await.map_err(db_error)?;
+        Ok(outcome)
+    }
+}
+
+/// A [`Desk`] turn's captures: the authorizations they touch, read once for the turn and changed
+/// in memory as each capture is taken (so that two captures on one authorization in one turn see
+/// each other, in the order they came), and written at the end in two statements (the captures'
+/// rows, the authorizations' totals and statuses), sent together. Before any other effect runs,
+/// what is pending is written and the copies dropped, so that the effect reads the ledger as it is.
+#[derive(Default)]
+struct Captures {
+    authorizations: std::collections::HashMap<String, sa::Model>,
+    changed: std::collections::BTreeSet<String>,
+    rows: Vec<sc::ActiveModel>,
+    merchant_allows: Option<bool>,
+}
+
+impl Captures {
+    async fn load(&mut self, txn: &DatabaseTransaction, references: Vec<String>) -> Result<(), DbErr> {
+        let missing: Vec<String> = references.into_iter().filter(|r| !self.authorizations.contains_key(r)).collect();
+        if !missing.is_empty() {
+            for a in sa::Entity::find().filter(sa::Column::Reference.is_in(missing)).all(txn).await? {
+                self.authorizations.insert(a.reference.clone(), a);
+            }
+        }
+        Ok(())
+    }
+
+    async fn take(&mut self, txn: &DatabaseTransaction, ask: CaptureAsk) -> ConnectorResult<Outcome> {
+        if let Some(refused) = ask.refusal() {
+            return Err(refused);
+        }
+        self.load(txn, vec![ask.authorization.clone()]).await.map_err(db_error)?;
+        let (captured, asks_merchant) = match ask.decide(self.authorizations.get(&ask.authorization)) {
+            Decided::Answer(declined) => return Ok(declined),
+            Decided::Take { captured, asks_merchant } => (captured, asks_merchant),
+        };
+        let closed = !asks_merchant
+            || !match self.merchant_allows {
+                Some(allows) => allows,
+                None => *self.merchant_allows.insert(ProcessorSimulator::merchant_allows_multiple_partial_captures(txn).await?),
+            };
+        let a = self.authorizations.get_mut(&ask.authorization).ok_or_else(|| ConnectorError::Unavailable("authorization missing".into()))?;
+        let (row, outcome) = ask.take(a, captured, closed);
+        self.rows.push(row);
+        self.changed.insert(ask.authorization);
+        Ok(outcome)
+    }
+
+    /// What is pending, added to `w`; the copies are dropped.
+    fn write_into(&mut self, w: &mut crate::writes::Writes) {
+        use sea_orm::sea_query::{CaseStatement, Expr};
+        if !self.rows.is_empty() {
+            w.push(sc::Entity::insert_many(std::mem::take(&mut self.rows)).into_query());
+        }
+        if !self.changed.is_empty() {
+            let (mut total, mut status) = (CaseStatement::new(), CaseStatement::new());
+            for r in &self.changed {
+                let a = &self.authorizations[r];
+                total = total.case(sa::Column::Reference.eq(r.clone()), Expr::value(a.captured_minor));
+                status = status.case(sa::Column::Reference.eq(r.clone()), Expr::value(a.status.clone()));
+            }
+            w.push(
+                sa::Entity::update_many()
+                    .col_expr(sa::Column::CapturedMinor, total.finally(Expr::col(sa::Column::CapturedMinor)).into())
+                    .col_expr(sa::Column::Status, status.finally(Expr::col(sa::Column::Status)).into())
+                    .filter(sa::Column::Reference.is_in(std::mem::take(&mut self.changed)))
+                    .into_query(),
+            );
+        }
+        self.authorizations.clear();
+    }
 }
 
 /// On SQLite, requests that reach the simulator while it is writing others wait, and the next turn
 /// writes all of them (up to [`DESK_MAX`]) in one transaction, answering each caller once it
-/// commits. The turn reads the faults and the tracking ids already recorded once for all its
-/// requests, draws each request's faults in memory ([`faults::Drawing`]), runs each effect, and
-/// writes the tracking ids' records and the faults' counts once at the end: about four statements
-/// a request where it took eight (issue #3: the simulator's statements were most of those an
-/// invoice cost on SQLite's single connection). A retry, or a tracking id sent twice in one turn,
+/// commits. The turn reads the faults, the tracking ids already recorded and the authorizations
+/// its captures touch once for all its requests, draws each request's faults in memory
+/// ([`faults::Drawing`]), takes each capture on its copy of the authorizations ([`Captures`]) and
+/// runs any other effect as it comes, and writes the captures, the authorizations' totals, the
+/// tracking ids' records and the faults' counts once at the end: a handful of statements a turn
+/// where it took four a request, and eight before that (issue #3: the simulator's statements were
+/// most of those an invoice cost on SQLite's single connection). A retry, or a tracking id sent twice in one turn,
 /// is answered from the record without running its effect again. A refused request wrote nothing
 /// (every effect refuses before it writes); a storage error part way through an effect undoes the
 /// whole turn, and every caller is told the processor is unavailable (asking about the tracking id
@@ -142,10 +318,10 @@ impl Desk {
     /// Queues a request and waits for its answer (the faults that fired for it, and its outcome);
     /// whoever gets the turn while its request still waits writes every request waiting (in a
     /// spawned task, so a caller going away abandons no one).
-    async fn submit(&self, db: &DatabaseConnection, clock: &SharedClock, point: &str, tracking_id: &str, command: Command, amount: i64, effect: Effect) -> (faults::Fired, ConnectorResult<Outcome>) {
+    async fn submit(&self, db: &DatabaseConnection, clock: &SharedClock, point: &str, tracking_id: &str, command: Command, amount: i64, task: Task) -> (faults::Fired, ConnectorResult<Outcome>) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();
-        let w = Work { id, point: point.to_string(), tracking_id: tracking_id.to_string(), command, amount, effect, reply };
+        let w = Work { id, point: point.to_string(), tracking_id: tracking_id.to_string(), command, amount, task, reply };
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(w);
         let done = match crate::turns::turn_or_answer(&self.turn, &mut answer).await {
             crate::turns::Waited::Answered(done) => done,
@@ -190,8 +366,15 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
             stx::Entity::find().filter(stx::Column::TrackingId.is_in(ids)).all(&txn).await.map_err(|e| e.to_string())?.into_iter().map(|t| (t.tracking_id.clone(), t)).collect();
         let mut records = Vec::new();
         let now = clock.now();
+        // The authorizations this turn's captures touch, read at once.
+        let mut captures = Captures::default();
+        let references = works.iter().filter_map(|w| match &w.task {
+            Task::Capture(ask) => Some(ask.authorization.clone()),
+            Task::Effect(_) => None,
+        });
+        captures.load(&txn, references.collect()).await.map_err(|e| e.to_string())?;
         for w in works {
-            let Work { point, tracking_id, command, amount, effect, reply, .. } = w;
+            let Work { point, tracking_id, command, amount, task, reply, .. } = w;
             let fired = drawing.draw(&point);
             if fired.error_before {
                 replies.push((reply, fired, Err(ConnectorError::Unavailable("injected fault: error before the effect".into()))));
@@ -201,7 +384,17 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
                 replies.push((reply, fired, ProcessorSimulator::replay(t, command)));
                 continue;
             }
-            match effect(&txn).await {
+            let result = match task {
+                Task::Capture(ask) => captures.take(&txn, ask).await,
+                Task::Effect(effect) => {
+                    // The captures taken so far written first: the effect reads the ledger.
+                    let mut w = crate::writes::Writes::on(&txn);
+                    captures.write_into(&mut w);
+                    w.run(&txn).await.map_err(|e| e.to_string())?;
+                    effect(&txn).await
+                }
+            };
+            match result {
                 Ok(outcome) => {
                     let t = ProcessorSimulator::record_of(&tracking_id, command, amount, &outcome, now).map_err(|e| e.to_string())?;
                     records.push(stx::ActiveModel::from(t.clone()));
@@ -214,9 +407,12 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
                 Err(e) => return Err(e.to_string()),
             }
         }
+        let mut w = crate::writes::Writes::on(&txn);
+        captures.write_into(&mut w);
         if !records.is_empty() {
-            stx::Entity::insert_many(records).exec_without_returning(&txn).await.map_err(|e| e.to_string())?;
+            w.push(stx::Entity::insert_many(records).into_query());
         }
+        w.run(&txn).await.map_err(|e| e.to_string())?;
         drawing.store(&txn).await.map_err(|e| e.to_string())?;
         txn.commit().await.map_err(|e| e.to_string())
     }
@@ -310,6 +506,14 @@ impl ProcessorSimulator {
         T: DeserializeOwned + Serialize,
         F: for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send + 'static,
     {
+        self.execute_task(point, tracking_id, command, amount, Task::Effect(Box::new(effect))).await
+    }
+
+    /// [`Self::execute`] for any [`Task`].
+    async fn execute_task<T>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, task: Task) -> ConnectorResult<T>
+    where
+        T: DeserializeOwned + Serialize,
+    {
         if tracking_id.trim().is_empty() {
             return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
         }
@@ -319,7 +523,7 @@ impl ProcessorSimulator {
         if self.db.get_database_backend() == DbBackend::Sqlite {
             // Faults drawn, retries found and effects written together with the requests that
             // arrived with this one ([`Desk`]).
-            let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, Box::new(effect)).await;
+            let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, task).await;
             sleep_precisely(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
             // A refusal (an injected error before the effect among them) is answered as it is; an
             // outcome may still be lost to an injected timeout.
@@ -328,7 +532,7 @@ impl ProcessorSimulator {
         let (fired, tally) = self.before(point).await?;
         crate::bench::phase(|| "simulator draw".into(), asked.elapsed());
         let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
-        let result = self.run(fired, tally, tracking_id, command, amount, effect).await;
+        let result = self.run(fired, tally, tracking_id, command, amount, task.into_effect()).await;
         sleep_precisely(answer_at).await;
         result
     }
@@ -336,10 +540,9 @@ impl ProcessorSimulator {
     /// [`Self::execute`] on PostgreSQL once the faults are drawn: an error before any effect, or
     /// the replay of the tracking id, or the effect and its record in one transaction; then a
     /// timeout after the effect.
-    async fn run<T, F>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
+    async fn run<T>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: Effect) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send + 'static,
     {
         if fired.error_before {
             faults::count_in(&self.db, &tally).await.map_err(db_error)?;
@@ -528,55 +731,8 @@ impl Connector for ProcessorSimulator {
     }
 
     async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured> {
-        let now = self.clock.now();
-        let authorization = authorization.to_string();
-        self.execute("capture", tracking_id, Command::Capture, amount.minor(), move |txn| {
-            Box::pin(async move {
-                if amount.minor() <= 0 {
-                    return Err(ConnectorError::Invalid("the amount to capture must be above zero".into()));
-                }
-                let q = locked(sa::Entity::find_by_id(authorization.clone()), txn);
-                let Some(a) = q.one(txn).await.map_err(db_error)? else {
-                    return Ok(Outcome::Declined { code: "unknown_authorization".into(), message: "The authorization is not known to the processor.".into() });
-                };
-                if a.status != "open" {
-                    return Ok(Outcome::Declined { code: "authorization_closed".into(), message: format!("The authorization is {}.", a.status) });
-                }
-                if a.currency != amount.currency().code() {
-                    return Ok(Outcome::Declined { code: "currency_mismatch".into(), message: "The capture currency differs from the authorization's.".into() });
-                }
-                let remaining = a.amount_minor - a.captured_minor;
-                if amount.minor() > remaining {
-                    return Ok(Outcome::Declined {
-                        code: "amount_exceeds_authorization".into(),
-                        message: format!("Capture of {} exceeds the {} left on the authorization.", amount, Money::from_minor(remaining, amount.currency())),
-                    });
-                }
-                let captured = a.captured_minor + amount.minor();
-                // The merchant account's flag matters only to a capture that leaves part of the
-                // authorization open (and is not the final one): only then is it read.
-                let closed = captured == a.amount_minor
-                    || final_capture
-                    || !(a.supports_multiple_captures && Self::merchant_allows_multiple_partial_captures(txn).await?);
-                let reference = new_reference("cap");
-                sc::ActiveModel {
-                    reference: Set(reference.clone()),
-                    authorization_reference: Set(a.reference.clone()),
-                    amount_minor: Set(amount.minor()),
-                    refunded_minor: Set(0),
-                    created_at: Set(now),
-                }
-                .insert(txn)
-                .await
-                .map_err(db_error)?;
-                let mut am: sa::ActiveModel = a.into();
-                am.captured_minor = Set(captured);
-                am.status = Set(if closed { "closed".into() } else { "open".into() });
-                am.update(txn).await.map_err(db_error)?;
-                Ok(Outcome::Captured(Captured { reference, amount, authorization_closed: closed }))
-            })
-        })
-        .await
+        let ask = CaptureAsk { authorization: authorization.to_string(), amount, final_capture, now: self.clock.now() };
+        self.execute_task("capture", tracking_id, Command::Capture, amount.minor(), Task::Capture(ask)).await
     }
 
     async fn refund(&self, tracking_id: &str, capture: &str, amount: Money) -> ConnectorResult<Refunded> {
