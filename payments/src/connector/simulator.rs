@@ -195,11 +195,11 @@ impl CaptureAsk {
             return Err(refused);
         }
         let a = locked(sa::Entity::find_by_id(self.authorization.clone()), txn).one(txn).await.map_err(db_error)?;
-        let (mut a, captured, asks_merchant) = match (self.decide(a.as_ref()), a) {
-            (Decided::Take { captured, asks_merchant }, Some(a)) => (a, captured, asks_merchant),
-            (Decided::Answer(declined), _) => return Ok(declined),
-            (Decided::Take { .. }, None) => unreachable!("a capture is taken only on a known authorization"),
+        let (captured, asks_merchant) = match self.decide(a.as_ref()) {
+            Decided::Answer(declined) => return Ok(declined),
+            Decided::Take { captured, asks_merchant } => (captured, asks_merchant),
         };
+        let mut a = a.ok_or_else(|| ConnectorError::Unavailable("authorization missing".into()))?;
         let closed = !asks_merchant || !ProcessorSimulator::merchant_allows_multiple_partial_captures(txn).await?;
         let (row, outcome) = self.take(&mut a, captured, closed);
         row.insert(txn).await.map_err(db_error)?;
@@ -264,8 +264,7 @@ impl Captures {
         }
         if !self.changed.is_empty() {
             let (mut total, mut status) = (CaseStatement::new(), CaseStatement::new());
-            for r in &self.changed {
-                let a = &self.authorizations[r];
+            for (r, a) in self.changed.iter().filter_map(|r| Some((r, self.authorizations.get(r)?))) {
                 total = total.case(sa::Column::Reference.eq(r.clone()), Expr::value(a.captured_minor));
                 status = status.case(sa::Column::Reference.eq(r.clone()), Expr::value(a.status.clone()));
             }
@@ -289,8 +288,8 @@ impl Captures {
 /// runs any other effect as it comes, and writes the captures, the authorizations' totals, the
 /// tracking ids' records and the faults' counts once at the end: a handful of statements a turn
 /// where it took four a request, and eight before that (issue #3: the simulator's statements were
-/// most of those an invoice cost on SQLite's single connection). A retry, or a tracking id sent twice in one turn,
-/// is answered from the record without running its effect again. A refused request wrote nothing
+/// most of those an invoice cost on SQLite's single connection). A retry, or a tracking id sent
+/// twice in one turn, is answered from the record without running its effect again. A refused request wrote nothing
 /// (every effect refuses before it writes); a storage error part way through an effect undoes the
 /// whole turn, and every caller is told the processor is unavailable (asking about the tracking id
 /// then says nothing was done). On PostgreSQL each request keeps its own transaction: there they
