@@ -78,19 +78,18 @@ pub fn AuthorizationsPage() -> impl IntoView {
             title="Authorization management"
             intro="Card payment lines and their authorizations. An expired authorization returns its payment to Pending Authorization and holds the order (Do not process) until a new payment is taken."
         />
-        <form method="get" class="row-form filters">
-            <label class="stacked">
-                "Status"
-                <select name="status">
-                    <option value="" selected=move || status().is_empty()>"All"</option>
-                    {PaymentStatus::ALL.iter().map(|s| {
-                        let code = s.code();
-                        view! { <option value=code selected=move || status() == code>{s.label()}</option> }
-                    }).collect_view()}
-                    <option value="expired" selected=move || status() == "expired">"Expired authorizations"</option>
-                </select>
-            </label>
-            <button type="submit">"Filter"</button>
+        // The same filter bar as the Sales orders list: label beside its field, an outlined button.
+        <form method="get" class="toolbar">
+            <label class="inline" for="authorization-status">"Status"</label>
+            <select id="authorization-status" name="status">
+                <option value="" selected=move || status().is_empty()>"All"</option>
+                {PaymentStatus::ALL.iter().map(|s| {
+                    let code = s.code();
+                    view! { <option value=code selected=move || status() == code>{s.label()}</option> }
+                }).collect_view()}
+                <option value="expired" selected=move || status() == "expired">"Expired authorizations"</option>
+            </select>
+            <button type="submit" class="secondary">"Filter"</button>
         </form>
         {loaded(data, move |p: AuthorizationPage| {
             let status = status();
