@@ -297,6 +297,41 @@ db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
     }
 });
 
+db_test!(a_large_groups_rows_sent_together_arrive_whole_and_in_order, |db| {
+    // R-PIP-2 (issue #3): a large group's rows (execution log lines, stage rows) are inserted in
+    // parts on PostgreSQL, each short enough for the socket to take at once (a longer one waited
+    // ~45 ms for a delayed acknowledgement), in one statement on SQLite; every row arrives, in
+    // order, with an update sent after them seeing all of them.
+    use payments::writes::Writes;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryOrder, QueryTrait, Set, TransactionTrait};
+    let s = &db.services;
+    let rows = (0..250).map(|i| audit_log::ActiveModel {
+        at: Set(payments::testing::test_epoch() + Duration::seconds(i)),
+        actor: Set(format!("{i:04} {}", "é".repeat(150))),
+        action: Set("writes.parts".into()),
+        subject: Set(format!("row {i}")),
+        ..Default::default()
+    });
+    let txn = s.db.begin().await.unwrap();
+    let mut w = Writes::on(&txn);
+    w.push_rows(rows);
+    let inserts = w.len();
+    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::After, sea_orm::sea_query::Expr::value("seen")).filter(audit_log::Column::Action.eq("writes.parts")).into_query());
+    match txn.get_database_backend() {
+        DbBackend::Postgres => assert!(inserts > 1, "250 rows of ~320 bytes go in several inserts on PostgreSQL"),
+        _ => assert_eq!(inserts, 1),
+    }
+    w.run(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    let stored = audit_log::Entity::find().filter(audit_log::Column::Action.eq("writes.parts")).order_by_asc(audit_log::Column::Id).all(&s.db).await.unwrap();
+    assert_eq!(stored.len(), 250);
+    for (i, row) in stored.iter().enumerate() {
+        assert_eq!(row.actor, format!("{i:04} {}", "é".repeat(150)));
+        assert_eq!(row.subject, format!("row {i}"));
+        assert_eq!(row.after.as_deref(), Some("seen"), "the update ran after every insert");
+    }
+});
+
 db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
     // R-PIP-3 (issue #3): the first error of statements sent together fails the run; the
     // caller's transaction, rolled back, leaves nothing of them (a stage's writes commit whole or

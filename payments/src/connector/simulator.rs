@@ -260,7 +260,7 @@ impl Captures {
     fn write_into(&mut self, w: &mut crate::writes::Writes) {
         use sea_orm::sea_query::{CaseStatement, Expr};
         if !self.rows.is_empty() {
-            w.push(sc::Entity::insert_many(std::mem::take(&mut self.rows)).into_query());
+            w.push_rows(std::mem::take(&mut self.rows));
         }
         if !self.changed.is_empty() {
             let (mut total, mut status) = (CaseStatement::new(), CaseStatement::new());
@@ -409,7 +409,7 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
         let mut w = crate::writes::Writes::on(&txn);
         captures.write_into(&mut w);
         if !records.is_empty() {
-            w.push(stx::Entity::insert_many(records).into_query());
+            w.push_rows(records);
         }
         w.run(&txn).await.map_err(|e| e.to_string())?;
         drawing.store(&txn).await.map_err(|e| e.to_string())?;

@@ -22,7 +22,7 @@ use crate::domain::capture::{capture_path, CapturePath};
 use crate::domain::money::{Currency, Money};
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{
-    authorization as au, capture as cap, connector, connector_merchant_property as cmp, invoice as inv, invoice_line as il, payment_line as pl,
+    authorization as au, connector, connector_merchant_property as cmp, invoice as inv, payment_line as pl,
     payment_process as pp, process_stage as ps, processor_request as pr, sales_order as so, sales_order_line as sol, sim_fault,
 };
 use crate::error::{ServiceError, ServiceResult};
@@ -659,7 +659,7 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
     }
     let numbers: Vec<(i32, String)> = invoices.iter().map(|i| (i.id, i.number.clone())).collect();
     numbers_into::<inv::Entity>(&mut w, inv::Column::Id, inv::Column::Number, &numbers);
-    w.push(il::Entity::insert_many(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id))).into_query());
+    w.push_rows(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id)));
 
     // Every line moved in one statement, each conditional on the quantity read above: if any was
     // changed meanwhile, the whole turn is undone and each invoicing goes its own way.
@@ -751,7 +751,7 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
             row.started_at = Some(now);
         }
     }
-    w.push(ps::Entity::insert_many(stages.iter().flatten().cloned().map(ps::ActiveModel::from)).into_query());
+    w.push_rows(stages.iter().flatten().cloned().map(ps::ActiveModel::from));
     let mut logs = Vec::new();
     for (((((_, _, plan), order), invoice), p), (c, r)) in chosen.iter().zip(&orders_after).zip(&invoices).zip(&posted_processes).zip(captures.iter_mut().zip(&requested)) {
         logs.push((p.id, LogLine { at: p.created_at, stage: Stage::PostInvoice, attempt: 1, message: plan.posted_message(order, invoice) }));
@@ -997,7 +997,7 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
     if rows.is_empty() {
         return Ok(messages);
     }
-    w.push(cap::Entity::insert_many(rows).into_query());
+    w.push_rows(rows);
     w.push(
         au::Entity::update_many()
             .col_expr(au::Column::CapturedMinor, auth_total.finally(Expr::col(au::Column::CapturedMinor)).into())

@@ -129,7 +129,7 @@ impl Marks {
 
 /// [`Marks::flush`] for the runs of several processes, (process, marks), in two round trips
 /// whatever their number: one lease renewal (with the capture paths chosen), then one UPDATE per
-/// set of alike stage marks and the log lines 64 per INSERT, sent together ([`Writes`]). False,
+/// set of alike stage marks and the log lines (in parts on PostgreSQL: `Writes::push_rows`), sent together ([`Writes`]). False,
 /// with nothing written and every mark kept, if this server does not hold the lease of all of
 /// them.
 pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &mut [(i32, &mut Marks)]) -> Result<bool, DbErr> {

@@ -543,10 +543,7 @@ pub(crate) async fn post_new_journals_with(
             ..Default::default()
         })
     });
-    let line_rows: Vec<jl::ActiveModel> = line_rows.collect();
-    if !line_rows.is_empty() {
-        w.push(jl::Entity::insert_many(line_rows).into_query());
-    }
+    w.push_rows(line_rows);
     Ok(posted)
 }
 
@@ -584,20 +581,9 @@ pub(crate) fn log_lines_into(w: &mut Writes, lines: impl IntoIterator<Item = (i3
             ..Default::default()
         })
         .collect();
-    // At most LOG_ROWS lines per statement. Measured on PostgreSQL over TCP: one INSERT of the
-    // 160 lines of a group of 32 completing took ~45 ms at the client while the server logged it
-    // under 3 ms; in chunks of 64 the three take ~0.4 ms each. Not proven, but the figure is that
-    // of a large write stalled by Nagle's algorithm against a delayed ACK (sqlx 0.9 does not set
-    // TCP_NODELAY).
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(LOG_ROWS).collect();
-        w.push(stage_log::Entity::insert_many(chunk).into_query());
-    }
+    // In parts small enough to be sent at once (see `Writes::push_rows`).
+    w.push_rows(rows);
 }
-
-/// The most execution log lines one INSERT writes.
-const LOG_ROWS: usize = 64;
 
 pub(crate) async fn log(db: &impl ConnectionTrait, at: DateTime<Utc>, process_id: i32, stage: Stage, attempt: i32, message: String) -> Result<(), DbErr> {
     log_lines(db, process_id, vec![LogLine { at, stage, attempt, message }]).await
