@@ -209,8 +209,8 @@ mod tests {
 
     #[test]
     fn no_part_sent_to_postgresql_outgrows_the_socket_buffer() {
-        // Issue #3: a group's rows (execution log lines, stage rows) go in statements and parts
-        // short enough for the socket to take at once; every row is in them, in order.
+        // R-PIP-2 (issue #3): a group's rows (execution log lines, stage rows) go in statements
+        // and parts short enough for the socket to take at once; every row is in them, in order.
         let mut w = Writes::new(DbBackend::Postgres);
         w.push_rows(rows(300, 200));
         w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::After, Expr::value("done")).filter(audit_log::Column::Action.eq("writes.parts")).into_query());
@@ -236,6 +236,7 @@ mod tests {
 
     #[test]
     fn rows_go_in_one_statement_on_sqlite_and_none_for_no_rows() {
+        // R-PIP-2 (issue #3): SQLite takes a group's rows in one statement; no rows, no statement.
         let mut w = Writes::new(DbBackend::Sqlite);
         w.push_rows(rows(300, 200));
         assert_eq!(w.len(), 1);
