@@ -1,6 +1,6 @@
 //! Work that arrives together is done together: callers queue their work, and whoever gets the
 //! turn while its own work still waits does everything waiting (the invoice batches of
-//! [`crate::pipeline`] and the simulator's desk on SQLite). This is the wait every such caller
+//! [`crate::pipeline`] and the simulator's desk). This is the wait every such caller
 //! makes.
 
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};

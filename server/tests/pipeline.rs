@@ -883,11 +883,11 @@ async fn simulator_with_authorizations(s: &Services, n: usize) -> (simulator::Pr
 }
 
 db_test!(requests_that_reach_the_processor_together_are_written_together_and_each_answered_on_its_own, |db| {
-    // Issue 3's simulator, R-CAP-1 and R-CAP-5: on SQLite, requests that arrive while others are
-    // being written share one transaction. A refused request writes nothing and a retry (here sent
-    // in the same turn as its first) is answered from the first's record; every other request is
-    // answered as if it were alone, and a repeated tracking id moves money once. On PostgreSQL
-    // each request has its own transaction.
+    // Issue 3's simulator, R-CAP-1 and R-CAP-5: requests that arrive while others are being
+    // written share one transaction (the desk, on both databases). A refused request writes
+    // nothing and a retry (here sent in the same turn as its first) is answered from the first's
+    // record; every other request is answered as if it were alone, and a repeated tracking id
+    // moves money once.
     let s = &db.services;
     let (sim, references) = simulator_with_authorizations(s, 6).await;
     let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
@@ -919,12 +919,8 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
     assert_eq!((totals.captures, totals.captured), (6, 60_000), "money moved once per tracking id: {totals:?}");
     let after = sim.written_together();
     let (transactions, requests) = (after.0 - before.0, after.1 - before.1);
-    if s.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        assert_eq!(requests, 9, "every request went through the desk");
-        assert!(transactions < requests, "requests that arrived together shared a transaction: {transactions} for {requests}");
-    } else {
-        assert_eq!((transactions, requests), (0, 0), "on PostgreSQL each request has its own transaction");
-    }
+    assert_eq!(requests, 9, "every request went through the desk");
+    assert!(transactions < requests, "requests that arrived together shared a transaction: {transactions} for {requests}");
 });
 
 db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a_void_among_them, |db| {
@@ -932,8 +928,7 @@ db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a
     // turn's copy of each authorization in the order they came, so that together they never take
     // more than was authorized; a void among them reads the authorization with the captures taken
     // before it, and captures after it are declined. The ledger's captures add up to each
-    // authorization's captured total. On PostgreSQL each request has its own transaction and the
-    // same holds.
+    // authorization's captured total.
     use payments::connector::{Connector, ConnectorError};
     use payments::entity::{sim_authorization as sa, sim_capture as sc};
     let s = &db.services;
@@ -993,14 +988,99 @@ db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a
     assert!(matches!(closed, Err(ConnectorError::Declined { ref code, .. }) if code == "authorization_closed"), "{closed:?}");
     assert_eq!(amount_of(references[0].clone()).await.captured_minor, first.amount_minor);
     let after = sim.written_together();
-    if s.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        assert!(after.0 - before.0 < after.1 - before.1, "requests that arrived together shared a transaction: {before:?} -> {after:?}");
+    assert!(after.0 - before.0 < after.1 - before.1, "requests that arrived together shared a transaction: {before:?} -> {after:?}");
+});
+
+/// Two servers' simulators (each with its own desk) capture 30% of each of `references` three
+/// times each, at once, the second server in the opposite order, while a transaction of the
+/// test's own holds the first authorization (its row locked on PostgreSQL; on SQLite the one
+/// connection) until both servers' turns are under way, so that they are in flight together
+/// when it is let go. Returns the tracking ids that timed out and how many captures were taken
+/// and declined (those that timed out asked of the processor).
+async fn capture_from_two_servers(s: &Services, servers: [&simulator::ProcessorSimulator; 2], references: &[String], part: i64) -> (Vec<String>, usize, usize) {
+    use payments::connector::{Connector, ConnectorError, Outcome};
+    use payments::entity::sim_authorization as sa;
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let holder = sea_orm::TransactionTrait::begin(&s.db).await.unwrap();
+    let mut hold = sa::Entity::find_by_id(references[0].clone());
+    if s.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        hold = sea_orm::QuerySelect::lock_exclusive(hold);
     }
+    hold.one(&holder).await.unwrap().unwrap();
+    let mut work = Vec::new();
+    for (server, sim) in servers.into_iter().enumerate() {
+        let order: Vec<String> = if server == 0 { references.to_vec() } else { references.iter().rev().cloned().collect() };
+        for round in 0..3 {
+            for reference in &order {
+                let (sim, reference, id) = (sim.clone(), reference.clone(), format!("s{server}-{round}-{reference}"));
+                work.push(tokio::spawn(async move { (id.clone(), sim.capture(&id, &reference, usd(part), false).await) }));
+            }
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    holder.rollback().await.unwrap();
+    let (mut timed_out, mut taken, mut declined) = (Vec::new(), 0, 0);
+    for w in work {
+        let (id, answer) = w.await.unwrap();
+        match answer {
+            Ok(c) => {
+                assert_eq!(c.amount.minor(), part);
+                taken += 1;
+            }
+            Err(ConnectorError::Declined { code, .. }) => {
+                assert_eq!(code, "amount_exceeds_authorization", "{id}");
+                declined += 1;
+            }
+            Err(ConnectorError::Timeout) => timed_out.push(id),
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    for id in &timed_out {
+        match servers[0].query(id).await.unwrap() {
+            Some(Outcome::Captured(_)) => taken += 1,
+            Some(Outcome::Declined { .. }) => declined += 1,
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    (timed_out, taken, declined)
+}
+
+db_test!(two_servers_desks_take_captures_on_one_authorization_one_after_the_other_and_use_a_fault_once, |db| {
+    // Issue 3's simulator desk with several server instances, R-CAP-1 and R-CAP-5: two simulators
+    // over one database (two servers, each with its own desk) send captures on the same two
+    // authorizations at once, in opposite orders, their turns in flight together. The turns lock
+    // the faults and then the authorizations in one order (on PostgreSQL; SQLite's write lock
+    // serializes them), so together they never take more than was authorized and never deadlock,
+    // first with no fault (the authorizations' locks alone), then with a fault given four uses,
+    // which fires exactly four times across both.
+    use payments::entity::{sim_authorization as sa, sim_capture as sc};
+    let s = &db.services;
+    let (one, references) = simulator_with_authorizations(s, 4).await;
+    let other = simulator::ProcessorSimulator::new(s.db.clone(), s.clock.clone());
+    let authorized = sa::Entity::find_by_id(references[0].clone()).one(&s.db).await.unwrap().unwrap().amount_minor;
+    let part = authorized * 3 / 10;
+    for (round, pair) in references.chunks(2).enumerate() {
+        let four = if round == 1 { Some(faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "4", "").await.unwrap()) } else { None };
+        let (timed_out, taken, declined) = capture_from_two_servers(s, [&one, &other], pair, part).await;
+        assert_eq!(timed_out.len(), if four.is_some() { 4 } else { 0 }, "round {round}: the fault's uses fired once each across both servers: {timed_out:?}");
+        assert_eq!((taken, declined), (6, 6), "round {round}: three captures of 30% fit on each authorization, the other three are declined");
+        for reference in pair {
+            let a = sa::Entity::find_by_id(reference.clone()).one(&s.db).await.unwrap().unwrap();
+            assert_eq!(a.captured_minor, 3 * part, "{reference}: the authorization's total holds the three captures taken, no more");
+            let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(reference.clone())).all(&s.db).await.unwrap();
+            assert_eq!((rows.len(), rows.iter().map(|c| c.amount_minor).sum::<i64>()), (3, 3 * part), "{reference}: the ledger's captures");
+        }
+        if let Some(four) = four {
+            assert!(faults::list(&s.db).await.unwrap().iter().all(|f| f.id != four), "the fault whose uses are spent is removed");
+        }
+    }
+    let (a, b) = (one.written_together(), other.written_together());
+    assert!(a.1 > 0 && b.1 > 0, "both servers' desks wrote requests: {a:?} {b:?}");
 });
 
 db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_limited_one_is_used_up, |db| {
-    // Issue 3's fault injector and R-CAP-5: requests written together (on SQLite the desk draws
-    // their faults in memory in its transaction, and writes the uses and counts once) fire a fault
+    // Issue 3's fault injector and R-CAP-5: requests written together (the desk draws their
+    // faults in memory in its transaction, and writes the uses and counts once) fire a fault
     // given two uses exactly twice, and count an unlimited one once per request. A timeout after
     // the effect loses the answer, not the capture: asking about the tracking id finds it.
     let s = &db.services;

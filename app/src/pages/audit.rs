@@ -30,10 +30,14 @@ pub fn AuditPage() -> impl IntoView {
             intro="Who did what and when, with the values before and after: sign-ins, feature toggles, parameter changes and payment actions."
         />
         <form method="get" action="/admin/audit" class="toolbar">
-            <label class="inline" for="audit-action">"Action"</label>
-            <input id="audit-action" name="action" value=action placeholder="e.g. feature.enable" />
-            <label class="inline" for="audit-actor">"User"</label>
-            <input id="audit-actor" name="actor" value=actor placeholder="username" />
+            <span class="field">
+                <label class="inline" for="audit-action">"Action"</label>
+                <input id="audit-action" name="action" value=action placeholder="e.g. feature.enable" />
+            </span>
+            <span class="field">
+                <label class="inline" for="audit-actor">"User"</label>
+                <input id="audit-actor" name="actor" value=actor placeholder="username" />
+            </span>
             <button type="submit" class="secondary">"Filter"</button>
         </form>
         {loaded(data, move |d: AuditPageData| {

@@ -146,19 +146,25 @@ pub fn OrdersPage() -> impl IntoView {
             let next = (d.page < d.pages).then(|| view! { <a href=list_link(d.page + 1, &st, &cu, &ch)>"Older →"</a> });
             view! {
                 <form method="get" action="/orders" class="toolbar">
-                    <label class="inline" for="order-status">"Status"</label>
-                    <select id="order-status" name="status">
-                        <option value="">"All"</option>
-                        {status_options}
-                        <option value="do_not_process" selected=st == "do_not_process">"Do not process"</option>
-                    </select>
-                    <label class="inline" for="order-customer">"Customer"</label>
-                    <input id="order-customer" name="customer" value=cu.clone() placeholder="account or name" />
-                    <label class="inline" for="order-channel">"Channel"</label>
-                    <select id="order-channel" name="channel">
-                        <option value="">"All"</option>
-                        {channel_options}
-                    </select>
+                    <span class="field">
+                        <label class="inline" for="order-status">"Status"</label>
+                        <select id="order-status" name="status">
+                            <option value="">"All"</option>
+                            {status_options}
+                            <option value="do_not_process" selected=st == "do_not_process">"Do not process"</option>
+                        </select>
+                    </span>
+                    <span class="field">
+                        <label class="inline" for="order-customer">"Customer"</label>
+                        <input id="order-customer" name="customer" value=cu.clone() placeholder="account or name" />
+                    </span>
+                    <span class="field">
+                        <label class="inline" for="order-channel">"Channel"</label>
+                        <select id="order-channel" name="channel">
+                            <option value="">"All"</option>
+                            {channel_options}
+                        </select>
+                    </span>
                     <button type="submit" class="secondary">"Filter"</button>
                 </form>
                 {if d.rows.is_empty() {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -164,24 +164,24 @@ pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, D
     Ok(fired)
 }
 
-/// Faults drawn for a request whose counts are still to write ([`count_in`]), in the request's
-/// own transaction.
+/// Faults drawn whose counts are still to write ([`count`]).
 #[derive(Debug, Default)]
-pub struct Tally(Vec<i32>);
+struct Tally(Vec<i32>);
 
-/// The faults that fire for a processor request about to run. A fault that fires until removed
-/// is counted where it costs the request least:
+/// The faults that fire now at `point`, for a request outside any transaction (Paystage's journal
+/// posting, the simulator's queries). A fault that fires until removed is counted where it costs
+/// least:
 /// - On PostgreSQL, at once, in one round trip, in a transaction that does not wait for the log
 ///   flush. Every concurrent request that fires one fault updates the same row; waiting for a
 ///   flush while holding that row's lock queued concurrent requests one flush after another
-///   (issue #3: 32 captures with a latency fault). The two statements go as one simple query,
+///   (issue #3: 32 requests with a latency fault). The two statements go as one simple query,
 ///   which PostgreSQL runs as one implicit transaction (rolled back whole on an error).
-/// - Elsewhere (the simulator's queries), by the request's own transaction ([`count_in`]). On
-///   SQLite the simulator's requests draw in their shared transaction instead ([`Drawing`]).
+/// - On SQLite, by the caller ([`fire_alone`]). The simulator's other requests draw in their
+///   desk's transaction instead ([`Drawing`]).
 ///
 /// The count is a figure for the administrator page; a crash may lose its last few increments,
 /// never a use of a fault given a number of times, which [`draw`] consumes before the fault fires.
-pub async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(Fired, Tally), DbErr> {
+async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(Fired, Tally), DbErr> {
     let (fired, unlimited) = draw(db, point).await?;
     if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
         let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
@@ -194,12 +194,6 @@ pub async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(F
         return Ok((fired, Tally::default()));
     }
     Ok((fired, Tally(unlimited)))
-}
-
-/// Writes the counts a [`fire_for_request`] left, in `db` (the request's transaction, or on its
-/// own when the request ends without one).
-pub async fn count_in(db: &impl ConnectionTrait, tally: &Tally) -> Result<(), DbErr> {
-    count(db, &tally.0).await
 }
 
 /// Counts one more firing of each fault in `ids`.
@@ -276,12 +270,12 @@ impl Fired {
     }
 }
 
-/// The faults as the requests of one transaction draw them (the simulator's desk on SQLite): read
-/// once, drawn for each request in memory, and what fired written back once, in that same
-/// transaction: a use of a fault given a number of times consumed (the fault removed with its
-/// last use), each firing counted. The transaction must hold the write lock from its start (SQLite
-/// `BEGIN IMMEDIATE`), so that no other writer consumes the same use meanwhile; if it is undone,
-/// nothing of the draws is kept.
+/// The faults as the requests of one transaction draw them (the simulator's desk): read once,
+/// drawn for each request in memory, and what fired written back once, in that same transaction:
+/// a use of a fault given a number of times consumed (the fault removed with its last use), each
+/// firing counted. No other writer may consume the same use meanwhile: on SQLite the transaction
+/// holds the write lock from its start (`BEGIN IMMEDIATE`); on PostgreSQL [`Drawing::load`] locks
+/// the faults until it ends. If it is undone, nothing of the draws is kept.
 #[derive(Debug)]
 pub struct Drawing {
     faults: Vec<sim_fault::Model>,
@@ -290,8 +284,14 @@ pub struct Drawing {
 }
 
 impl Drawing {
+    /// Reads the faults, locked until the transaction ends on PostgreSQL (in the order of their
+    /// ids, as every drawing locks them).
     pub async fn load(txn: &impl ConnectionTrait) -> Result<Drawing, DbErr> {
-        Ok(Drawing { faults: sim_fault::Entity::find().order_by_asc(sim_fault::Column::Id).all(txn).await?, fired: Default::default() })
+        let mut q = sim_fault::Entity::find().order_by_asc(sim_fault::Column::Id);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            q = q.lock_exclusive();
+        }
+        Ok(Drawing { faults: q.all(txn).await?, fired: Default::default() })
     }
 
     /// The faults that fire for one request at `point`.

@@ -12,7 +12,7 @@ use crate::entity::{connector, sim_authorization as sa, sim_capture as sc, sim_r
 use crate::service::clock::SharedClock;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, QueryTrait, Select, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Set, TransactionTrait,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
@@ -91,7 +91,7 @@ pub struct ProcessorSimulator {
 }
 
 /// What a request does to the ledger, given the transaction it runs in. It refuses
-/// (`ConnectorError::Invalid`) before it writes anything: on SQLite the [`Desk`] runs several in
+/// (`ConnectorError::Invalid`) before it writes anything: the [`Desk`] runs several in
 /// one transaction, without a savepoint each.
 type Effect = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send>;
 
@@ -113,16 +113,6 @@ struct Work {
 enum Task {
     Capture(CaptureAsk),
     Effect(Effect),
-}
-
-impl Task {
-    /// The task as an effect run on its own in a transaction (PostgreSQL's path).
-    fn into_effect(self) -> Effect {
-        match self {
-            Task::Effect(effect) => effect,
-            Task::Capture(ask) => Box::new(move |txn| Box::pin(ask.apply(txn))),
-        }
-    }
 }
 
 /// A capture against an authorization (R-CAP-1): refused at zero or below, declined when the
@@ -187,28 +177,6 @@ impl CaptureAsk {
         a.status = if closed { "closed".into() } else { "open".into() };
         (row, Outcome::Captured(Captured { reference, amount: self.amount, authorization_closed: closed }))
     }
-
-    /// The capture on its own in `txn`: the authorization read (locked on PostgreSQL), the
-    /// capture and the authorization's new total written.
-    async fn apply(self, txn: &DatabaseTransaction) -> ConnectorResult<Outcome> {
-        if let Some(refused) = self.refusal() {
-            return Err(refused);
-        }
-        let a = locked(sa::Entity::find_by_id(self.authorization.clone()), txn).one(txn).await.map_err(db_error)?;
-        let (captured, asks_merchant) = match self.decide(a.as_ref()) {
-            Decided::Answer(declined) => return Ok(declined),
-            Decided::Take { captured, asks_merchant } => (captured, asks_merchant),
-        };
-        let mut a = a.ok_or_else(|| ConnectorError::Unavailable("authorization missing".into()))?;
-        let closed = !asks_merchant || !ProcessorSimulator::merchant_allows_multiple_partial_captures(txn).await?;
-        let (row, outcome) = self.take(&mut a, captured, closed);
-        row.insert(txn).await.map_err(db_error)?;
-        let mut am: sa::ActiveModel = a.clone().into();
-        am.captured_minor = Set(a.captured_minor);
-        am.status = Set(a.status);
-        am.update(txn).await.map_err(db_error)?;
-        Ok(outcome)
-    }
 }
 
 /// A [`Desk`] turn's captures: the authorizations they touch, read once for the turn and changed
@@ -225,10 +193,14 @@ struct Captures {
 }
 
 impl Captures {
+    /// Reads the authorizations among `references` not read yet. On PostgreSQL they are locked
+    /// until the turn commits, in the order of their references, so that the desks of several
+    /// servers never take captures on one authorization at once, nor lock two in opposite orders.
     async fn load(&mut self, txn: &DatabaseTransaction, references: Vec<String>) -> Result<(), DbErr> {
-        let missing: Vec<String> = references.into_iter().filter(|r| !self.authorizations.contains_key(r)).collect();
+        let missing: std::collections::BTreeSet<String> = references.into_iter().filter(|r| !self.authorizations.contains_key(r)).collect();
         if !missing.is_empty() {
-            for a in sa::Entity::find().filter(sa::Column::Reference.is_in(missing)).all(txn).await? {
+            let q = sa::Entity::find().filter(sa::Column::Reference.is_in(missing)).order_by_asc(sa::Column::Reference);
+            for a in locked(q, txn).all(txn).await? {
                 self.authorizations.insert(a.reference.clone(), a);
             }
         }
@@ -280,20 +252,28 @@ impl Captures {
     }
 }
 
-/// On SQLite, requests that reach the simulator while it is writing others wait, and the next turn
-/// writes all of them (up to [`DESK_MAX`]) in one transaction, answering each caller once it
-/// commits. The turn reads the faults, the tracking ids already recorded and the authorizations
-/// its captures touch once for all its requests, draws each request's faults in memory
-/// ([`faults::Drawing`]), takes each capture on its copy of the authorizations ([`Captures`]) and
-/// runs any other effect as it comes, and writes the captures, the authorizations' totals, the
-/// tracking ids' records and the faults' counts once at the end: a handful of statements a turn
-/// where it took four a request, and eight before that (issue #3: the simulator's statements were
-/// most of those an invoice cost on SQLite's single connection). A retry, or a tracking id sent
-/// twice in one turn, is answered from the record without running its effect again. A refused request wrote nothing
-/// (every effect refuses before it writes); a storage error part way through an effect undoes the
-/// whole turn, and every caller is told the processor is unavailable (asking about the tracking id
-/// then says nothing was done). On PostgreSQL each request keeps its own transaction: there they
-/// run side by side on the pool.
+/// Requests that reach the simulator while it is writing others wait, and the next turn writes
+/// all of them (up to [`DESK_MAX`]) in one transaction, answering each caller once it commits. The
+/// turn reads the faults, the tracking ids already recorded and the authorizations its captures
+/// touch once for all its requests, draws each request's faults in memory ([`faults::Drawing`]),
+/// takes each capture on its copy of the authorizations ([`Captures`]) and runs any other effect
+/// as it comes, and writes the captures, the authorizations' totals, the tracking ids' records and
+/// the faults' counts once at the end: a handful of statements a turn where it took four a request,
+/// and eight before that (issue #3: the simulator's statements were most of those an invoice cost
+/// on SQLite's single connection, and on PostgreSQL, where each request had its own transaction,
+/// 32 captures at once cost some 200 round trips). A retry, or a tracking id sent twice in one
+/// turn, is answered from the record without running its effect again. A refused request wrote
+/// nothing (every effect refuses before it writes); a storage error part way through an effect
+/// undoes the whole turn, and every caller is told the processor is unavailable (asking about the
+/// tracking id then says nothing was done).
+///
+/// Each server has its own desk. On SQLite the turn's transaction takes the write lock from its
+/// start; on PostgreSQL it locks what it reads to change: the faults (in the order of their ids),
+/// then the authorizations its captures touch (in the order of their references), and any other
+/// effect locks the rows it changes. Two servers' turns on one authorization therefore take their
+/// captures one after the other, and a use of a fault is consumed once. A tracking id that two
+/// servers record at once fails the second turn on the record's key: that turn is undone as
+/// above, and the retry is answered from the first's record.
 #[derive(Default)]
 struct Desk {
     waiting: std::sync::Mutex<Vec<Work>>,
@@ -436,16 +416,10 @@ impl ProcessorSimulator {
         ProcessorSimulator { db, clock, desk: Default::default() }
     }
 
-    /// (transactions, requests) the simulator has written together on SQLite since it started.
+    /// (transactions, requests) the simulator's [`Desk`] has written since it started.
     pub fn written_together(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.desk.written.load(Relaxed), self.desk.requests.load(Relaxed))
-    }
-
-    /// Faults drawn for the request. What fired is still to count in the request's transaction
-    /// ([`faults::fire_for_request`]).
-    async fn before(&self, point: &str) -> ConnectorResult<(faults::Fired, faults::Tally)> {
-        faults::fire_for_request(&self.db, point).await.map_err(db_error)
     }
 
     fn after<T>(fired: faults::Fired, result: ConnectorResult<T>) -> ConnectorResult<T> {
@@ -454,14 +428,6 @@ impl ProcessorSimulator {
         } else {
             result
         }
-    }
-
-    /// The stored outcome of a tracking id already processed, for its answer to be given again.
-    async fn stored(txn: &DatabaseTransaction, tracking_id: &str, command: Command) -> ConnectorResult<Option<Outcome>> {
-        let Some(t) = stx::Entity::find_by_id(tracking_id.to_string()).one(txn).await.map_err(db_error)? else {
-            return Ok(None);
-        };
-        Self::replay(&t, command).map(Some)
     }
 
     /// The answer given again for a tracking id recorded as `t`, asked again for `command`.
@@ -492,12 +458,6 @@ impl ProcessorSimulator {
         })
     }
 
-    /// Records the outcome of a tracking id in the same transaction as its effect.
-    async fn record(txn: &DatabaseTransaction, tracking_id: &str, command: Command, amount: i64, outcome: &Outcome, now: chrono::DateTime<chrono::Utc>) -> Result<(), DbErr> {
-        stx::ActiveModel::from(Self::record_of(tracking_id, command, amount, outcome, now)?).insert(txn).await?;
-        Ok(())
-    }
-
     /// Runs one request: faults drawn, then the effect and its record in one transaction (or the
     /// replay of a tracking id seen before), then a timeout after the effect.
     async fn execute<T, F>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
@@ -519,62 +479,13 @@ impl ProcessorSimulator {
         // A latency fault is the processor's response time, its own work included (as a remote
         // processor's is): the answer, whatever it is, comes `latency_ms` after the request.
         let asked = tokio::time::Instant::now();
-        if self.db.get_database_backend() == DbBackend::Sqlite {
-            // Faults drawn, retries found and effects written together with the requests that
-            // arrived with this one ([`Desk`]).
-            let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, task).await;
-            sleep_precisely(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
-            // A refusal (an injected error before the effect among them) is answered as it is; an
-            // outcome may still be lost to an injected timeout.
-            return result.and_then(|outcome| Self::after(fired, answer(outcome)));
-        }
-        let (fired, tally) = self.before(point).await?;
-        crate::bench::phase(|| "simulator draw".into(), asked.elapsed());
-        let answer_at = asked + std::time::Duration::from_millis(fired.latency_ms);
-        let result = self.run(fired, tally, tracking_id, command, amount, task.into_effect()).await;
-        sleep_precisely(answer_at).await;
-        result
-    }
-
-    /// [`Self::execute`] on PostgreSQL once the faults are drawn: an error before any effect, or
-    /// the replay of the tracking id, or the effect and its record in one transaction; then a
-    /// timeout after the effect.
-    async fn run<T>(&self, fired: faults::Fired, tally: faults::Tally, tracking_id: &str, command: Command, amount: i64, effect: Effect) -> ConnectorResult<T>
-    where
-        T: DeserializeOwned + Serialize,
-    {
-        if fired.error_before {
-            faults::count_in(&self.db, &tally).await.map_err(db_error)?;
-            return Err(ConnectorError::Unavailable("injected fault: error before the effect".into()));
-        }
-        // The effect is tried first and the tracking id recorded with it: a tracking id seen
-        // before (a retry, rare) fails that record, and then the effect is undone and the original
-        // answer given again. A first request, the usual case, reads nothing more for it.
-        let txn = self.db.begin().await.map_err(db_error)?;
-        faults::count_in(&txn, &tally).await.map_err(db_error)?;
-        let outcome = match effect(&txn).await {
-            Ok(outcome) => outcome,
-            Err(refused) => {
-                // Refused before any effect: the transaction is undone, the fault still counted.
-                txn.rollback().await.map_err(db_error)?;
-                faults::count_in(&self.db, &tally).await.map_err(db_error)?;
-                return Err(refused);
-            }
-        };
-        if let Err(e) = Self::record(&txn, tracking_id, command, amount, &outcome, self.clock.now()).await {
-            txn.rollback().await.map_err(db_error)?;
-            if !matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) {
-                return Err(db_error(e));
-            }
-            let txn = self.db.begin().await.map_err(db_error)?;
-            faults::count_in(&txn, &tally).await.map_err(db_error)?;
-            let previous = Self::stored(&txn, tracking_id, command).await?;
-            txn.commit().await.map_err(db_error)?;
-            let previous = previous.ok_or_else(|| ConnectorError::Unavailable(format!("tracking id {tracking_id} is recorded and cannot be read")))?;
-            return Self::after(fired, answer(previous));
-        }
-        txn.commit().await.map_err(db_error)?;
-        Self::after(fired, answer(outcome))
+        // Faults drawn, retries found and effects written together with the requests that
+        // arrived with this one ([`Desk`]).
+        let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, task).await;
+        sleep_precisely(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
+        // A refusal (an injected error before the effect among them) is answered as it is; an
+        // outcome may still be lost to an injected timeout.
+        result.and_then(|outcome| Self::after(fired, answer(outcome)))
     }
 
     async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
