@@ -270,10 +270,12 @@ impl Captures {
 /// Each server has its own desk. On SQLite the turn's transaction takes the write lock from its
 /// start; on PostgreSQL it locks what it reads to change: the faults (in the order of their ids),
 /// then the authorizations its captures touch (in the order of their references), and any other
-/// effect locks the rows it changes. Two servers' turns on one authorization therefore take their
-/// captures one after the other, and a use of a fault is consumed once. A tracking id that two
-/// servers record at once fails the second turn on the record's key: that turn is undone as
-/// above, and the retry is answered from the first's record.
+/// effect locks the rows it changes as it comes. Two servers' turns on one authorization therefore
+/// take their captures one after the other, and a use of a fault is consumed once. Should two
+/// turns still lock in a cycle (one's effect wanting a row the other's captures hold, and the
+/// reverse), PostgreSQL undoes one of them after its deadlock timeout, as a storage error above.
+/// A tracking id that two servers record at once fails the second turn on the record's key: that
+/// turn is undone as above, and the retry is answered from the first's record.
 #[derive(Default)]
 struct Desk {
     waiting: std::sync::Mutex<Vec<Work>>,
