@@ -156,32 +156,17 @@ pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr
     Ok(fired)
 }
 
-/// [`fire`] on its own, outside any transaction (the journal's fault point, the simulator's
-/// queries): [`fire_for_request`], then the counts it leaves.
+/// [`fire`] on its own, outside any transaction (Paystage's journal posting, the simulator's
+/// queries; the simulator's other requests draw in their desk's transaction, [`Drawing`]). On
+/// PostgreSQL a fault that fires until removed is counted in one round trip, in a transaction
+/// that does not wait for the log flush: every concurrent request that fires one fault updates
+/// the same row, and waiting for a flush while holding that row's lock queued concurrent requests
+/// one flush after another (issue #3: 32 requests with a latency fault). The two statements go as
+/// one simple query, which PostgreSQL runs as one implicit transaction (rolled back whole on an
+/// error). The count is a figure for the administrator page; a crash may lose its last few
+/// increments, never a use of a fault given a number of times, which [`draw`] consumes before the
+/// fault fires.
 pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
-    let (fired, tally) = fire_for_request(db, point).await?;
-    count(db, &tally.0).await?;
-    Ok(fired)
-}
-
-/// Faults drawn whose counts are still to write ([`count`]).
-#[derive(Debug, Default)]
-struct Tally(Vec<i32>);
-
-/// The faults that fire now at `point`, for a request outside any transaction (Paystage's journal
-/// posting, the simulator's queries). A fault that fires until removed is counted where it costs
-/// least:
-/// - On PostgreSQL, at once, in one round trip, in a transaction that does not wait for the log
-///   flush. Every concurrent request that fires one fault updates the same row; waiting for a
-///   flush while holding that row's lock queued concurrent requests one flush after another
-///   (issue #3: 32 requests with a latency fault). The two statements go as one simple query,
-///   which PostgreSQL runs as one implicit transaction (rolled back whole on an error).
-/// - On SQLite, by the caller ([`fire_alone`]). The simulator's other requests draw in their
-///   desk's transaction instead ([`Drawing`]).
-///
-/// The count is a figure for the administrator page; a crash may lose its last few increments,
-/// never a use of a fault given a number of times, which [`draw`] consumes before the fault fires.
-async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(Fired, Tally), DbErr> {
     let (fired, unlimited) = draw(db, point).await?;
     if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
         let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
@@ -191,9 +176,10 @@ async fn fire_for_request(db: &DatabaseConnection, point: &str) -> Result<(Fired
             ids.join(", ")
         ))
         .await?;
-        return Ok((fired, Tally::default()));
+        return Ok(fired);
     }
-    Ok((fired, Tally(unlimited)))
+    count(db, &unlimited).await?;
+    Ok(fired)
 }
 
 /// Counts one more firing of each fault in `ids`.
