@@ -30,11 +30,11 @@ pub fn AuditPage() -> impl IntoView {
             intro="Who did what and when, with the values before and after: sign-ins, feature toggles, parameter changes and payment actions."
         />
         <form method="get" action="/admin/audit" class="toolbar">
-            <span class="field">
+            <span class="filter">
                 <label class="inline" for="audit-action">"Action"</label>
                 <input id="audit-action" name="action" value=action placeholder="e.g. feature.enable" />
             </span>
-            <span class="field">
+            <span class="filter">
                 <label class="inline" for="audit-actor">"User"</label>
                 <input id="audit-actor" name="actor" value=actor placeholder="username" />
             </span>

@@ -146,7 +146,7 @@ pub fn OrdersPage() -> impl IntoView {
             let next = (d.page < d.pages).then(|| view! { <a href=list_link(d.page + 1, &st, &cu, &ch)>"Older →"</a> });
             view! {
                 <form method="get" action="/orders" class="toolbar">
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="order-status">"Status"</label>
                         <select id="order-status" name="status">
                             <option value="">"All"</option>
@@ -154,11 +154,11 @@ pub fn OrdersPage() -> impl IntoView {
                             <option value="do_not_process" selected=st == "do_not_process">"Do not process"</option>
                         </select>
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="order-customer">"Customer"</label>
                         <input id="order-customer" name="customer" value=cu.clone() placeholder="account or name" />
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="order-channel">"Channel"</label>
                         <select id="order-channel" name="channel">
                             <option value="">"All"</option>

@@ -298,26 +298,26 @@ pub fn JournalsPage() -> impl IntoView {
             let k = kind();
             view! {
                 <form method="get" action="/journals" class="toolbar">
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="j-order">"Order"</label>
                         <input id="j-order" name="order" value=order() placeholder="SO-000001" size="10" />
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="j-customer">"Customer"</label>
                         <input id="j-customer" name="customer" value=customer() placeholder="account or name" size="12" />
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="j-kind">"Type"</label>
                         <select id="j-kind" name="kind">
                             <option value="">"All"</option>
                             {JournalKind::ALL.iter().map(|jk| view! { <option value=jk.code() selected=k == jk.code()>{jk.label()}</option> }).collect_view()}
                         </select>
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="j-from">"From"</label>
                         <input id="j-from" name="from" type="date" value=from() />
                     </span>
-                    <span class="field">
+                    <span class="filter">
                         <label class="inline" for="j-to">"To"</label>
                         <input id="j-to" name="to" type="date" value=to() />
                     </span>
