@@ -22,6 +22,8 @@ pub mod entity;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod ids;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub(crate) mod turns;

@@ -247,6 +247,40 @@ db_test!(terminate_needs_a_reason_and_is_audited, |db| {
     assert!(pipeline::resume(s, "finance", out.process_id).await.is_err(), "a terminated process cannot be resumed");
 });
 
+db_test!(invoicing_again_while_a_payment_is_incomplete_is_refused_and_writes_nothing, |db| {
+    // R-PIP-5, R-CAP-1: an order whose card payment is incomplete is not invoiced again until that
+    // payment is resumed or terminated, whether the invoicing runs alone or with others (issue #3:
+    // the batched path reads the unfinished processes with the order's lines).
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Canoe", 3, "300.00").place(s).await;
+    let other = OrderBuilder::new(&fx).line("Paddle", 1, "25.00").place(s).await;
+    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let first = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(first.status, ProcessStatus::Incomplete);
+    let invoices = payments::entity::invoice::Entity::find().count(&s.db).await.unwrap();
+    let lines: Vec<(i32, i32)> = detail(s, placed.order_id).await.lines.iter().map(|l| (l.id, 1)).collect();
+    let other_lines: Vec<(i32, i32)> = detail(s, other.order_id).await.lines.iter().map(|l| (l.id, 1)).collect();
+    // Together with another order's invoicing, so that both go through one turn.
+    let hold = s.invoicing.hold().await;
+    let again = pipeline::invoice(s, "finance", placed.order_id, &lines);
+    let beside = pipeline::invoice(s, "finance", other.order_id, &other_lines);
+    let release = async {
+        while s.invoicing.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(hold);
+    };
+    let (again, beside, ()) = tokio::join!(again, beside, release);
+    let err = again.unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+    assert_eq!(beside.unwrap().status, ProcessStatus::Completed, "the other order is invoiced");
+    assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), invoices + 1, "only the other order's invoice");
+    assert_eq!(detail(s, placed.order_id).await.lines[0].invoiced_quantity, 1, "the refused invoicing moved no quantity");
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 2, "one capture per posted invoice");
+});
+
 db_test!(two_resumes_of_one_process_never_both_run, |db| {
     // R-PIP-4 under concurrency: the claim is one conditional UPDATE.
     let s = &db.services;

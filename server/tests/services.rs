@@ -297,6 +297,58 @@ db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
     }
 });
 
+db_test!(ids_taken_before_the_insert_are_new_and_never_given_again, |db| {
+    // Issue 3, R-LED-1, R-PIP-2: stage 1 takes the ids of the rows others refer to before
+    // inserting them (`payments::ids`); an id so taken is one the table would have given, and no
+    // later row, taken so or inserted the plain way, gets it again.
+    use payments::entity::journal;
+    use payments::writes::Writes;
+    use sea_orm::{ActiveModelTrait, EntityName, QueryOrder, Set, TransactionTrait};
+    let s = &db.services;
+    let at = payments::testing::test_epoch();
+    let row = |id: Option<i32>, source: &str| journal::ActiveModel {
+        id: id.map_or(sea_orm::ActiveValue::NotSet, Set),
+        number: Set(format!("T-{source}")),
+        source: Set(source.to_string()),
+        kind: Set("test".into()),
+        order_id: Set(None),
+        invoice_id: Set(None),
+        currency: Set("USD".into()),
+        prepayment: Set(false),
+        description: Set(String::new()),
+        posted_at: Set(at),
+        customer_id: Set(None),
+        tender: Set(None),
+    };
+    // One the plain way first, so the table has given an id.
+    let plain = row(None, "plain-1").insert(&s.db).await.unwrap();
+    let tables = [journal::Entity.table_name(), payments::entity::invoice::Entity.table_name()];
+    let txn = s.db.begin().await.unwrap();
+    let taken = payments::ids::take(&txn, &[(tables[0], 3), (tables[1], 0)]).await.unwrap();
+    assert_eq!(taken.len(), 2, "one list per table asked for");
+    assert!(taken[1].is_empty(), "none asked for, none taken");
+    let ids = taken[0].clone();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ascending: {ids:?}");
+    assert!(ids[0] > plain.id, "after the ids given: {ids:?} after {}", plain.id);
+    let mut w = Writes::on(&txn);
+    w.push_rows(ids.iter().map(|id| row(Some(*id), &format!("taken-{id}"))));
+    w.run(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    // The plain way again, and taking again: both after every id already given.
+    let after = row(None, "plain-2").insert(&s.db).await.unwrap();
+    assert!(after.id > ids[2], "a plain insert after taken ids gets a new one: {} after {ids:?}", after.id);
+    let txn = s.db.begin().await.unwrap();
+    let again = payments::ids::take(&txn, &[(tables[0], 2)]).await.unwrap().remove(0);
+    assert!(again[0] > after.id, "taken again: {again:?} after {}", after.id);
+    txn.rollback().await.unwrap();
+    let stored: Vec<i32> = journal::Entity::find().order_by_asc(journal::Column::Id).all(&s.db).await.unwrap().into_iter().map(|j| j.id).collect();
+    let mut expected = vec![plain.id];
+    expected.extend(&ids);
+    expected.push(after.id);
+    assert_eq!(stored, expected, "every row kept the id it was given");
+});
+
 db_test!(a_large_groups_rows_sent_together_arrive_whole_and_in_order, |db| {
     // R-PIP-2 (issue #3): a large group's rows (execution log lines, stage rows) are inserted in
     // parts on PostgreSQL, each short enough for the socket to take at once (a longer one waited

@@ -12,7 +12,7 @@
 //! the stage it stands at. A database error before stage 1's commit undoes the whole turn and
 //! leaves every invoicing of it to that path: nothing of the turn was written. See "Invoicings
 //! that arrive together run together" in docs/ARCHITECTURE.md.
-use super::{log_lines_into, marks, monitored, stages, Ended, new_process, new_stage_rows, numbers_into, post_new_journals_with, unfinished, wanted, LogLine, Plan, Posted};
+use super::{log_lines_into, marks, monitored, stages, Ended, new_process, new_stage_rows, post_new_journals_with, unfinished, wanted, LogLine, Plan, Posted};
 use crate::writes::Writes;
 use crate::domain::order::{AuthorizationStatus, Command, OrderStatus, PaymentStatus, RequestStatus};
 use crate::domain::payment_views::InvoiceOutcome;
@@ -22,14 +22,14 @@ use crate::domain::capture::{capture_path, CapturePath};
 use crate::domain::money::{Currency, Money};
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{
-    authorization as au, connector, connector_merchant_property as cmp, invoice as inv, payment_line as pl,
+    authorization as au, invoice as inv, journal, payment_line as pl,
     payment_process as pp, process_stage as ps, processor_request as pr, sales_order as so, sales_order_line as sol, sim_fault,
 };
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{features, for_update, parameters, Services};
+use crate::service::{features, for_update, Services};
 use crate::turns::{take_group, Waited};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryIntoModel};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -609,19 +609,28 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         .into_iter()
         .map(|o| (o.id, o))
         .collect();
-    let expiry_due: HashSet<i32> = crate::service::expiry::due_orders(&txn, ids.clone()).await?.into_iter().collect();
-    let busy: HashSet<i32> = pp::Entity::find()
-        .select_only()
-        .column(pp::Column::OrderId)
-        .filter(pp::Column::OrderId.is_in(ids.clone()))
-        .filter(pp::Column::Status.is_in(unfinished()))
-        .into_tuple::<i32>()
-        .all(&txn)
-        .await?
-        .into_iter()
-        .collect();
-    let mut lines: HashMap<i32, Vec<sol::Model>> = HashMap::new();
-    for l in sol::Entity::find().filter(sol::Column::OrderId.is_in(ids)).order_by_asc(sol::Column::Id).all(&txn).await? {
+    // The orders' lines, each with whether its order has an authorization the expiry job has
+    // passed and not yet stored, or an unfinished payment process: one statement, read after the
+    // orders are locked (on PostgreSQL each statement sees what committed before it began, and
+    // the lock may have waited for another invoicing of the same order). An order with no lines
+    // has nothing to invoice here.
+    let order_id = || Expr::col((sol::Entity, sol::Column::OrderId));
+    let busy = pp::Entity::find().select_only().expr(Expr::val(1)).filter(Expr::col((pp::Entity, pp::Column::OrderId)).eq(order_id())).filter(pp::Column::Status.is_in(unfinished()));
+    let flag = |e: Expr| Expr::case(e, 1).finally(0);
+    let read = sol::Entity::find()
+        .filter(sol::Column::OrderId.is_in(ids))
+        .order_by_asc(sol::Column::Id)
+        .expr_as(flag(crate::service::expiry::due_for(order_id())), "expiry_due")
+        .expr_as(flag(Expr::exists(busy.into_query())), "busy");
+    let (mut expiry_due, mut busy, mut lines) = (HashSet::new(), HashSet::new(), HashMap::<i32, Vec<sol::Model>>::new());
+    for row in txn.query_all(&read.into_query()).await? {
+        let l = sol::Model::from_query_result(&row, "")?;
+        if row.try_get::<i32>("", "expiry_due")? == 1 {
+            expiry_due.insert(l.order_id);
+        }
+        if row.try_get::<i32>("", "busy")? == 1 {
+            busy.insert(l.order_id);
+        }
         lines.entry(l.order_id).or_default().push(l);
     }
     // Which jobs this turn posts, each with its plan.
@@ -648,17 +657,26 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
     // The writes nothing later reads, sent together before the commit.
     let mut w = Writes::on(&txn);
 
-    // The invoices, then their numbers once their ids are known.
-    let rows: Vec<inv::ActiveModel> = chosen.iter().map(|(j, o, p)| p.document(o.id, j.s.now(), &j.actor)).collect();
-    let provisional: Vec<String> = rows.iter().map(|r| r.number.clone().unwrap()).collect();
-    let inserted = inv::Entity::insert_many(rows).exec_with_returning(&txn).await?;
-    let mut invoices = Vec::with_capacity(chosen.len());
-    for ((_, _, plan), number) in chosen.iter().zip(&provisional) {
-        let i = inserted.iter().find(|i| &i.number == number).cloned().ok_or(sea_orm::DbErr::RecordNotInserted)?;
-        invoices.push(inv::Model { number: plan.number(i.id), ..i });
+    // The ids of every row the rows after it refer to, in one statement (`crate::ids`): each
+    // invoice's, its payment journal's, its process's and its capture intent's (unused where no
+    // capture is requested).
+    let n = chosen.len();
+    let tables = [inv::Entity.table_name(), journal::Entity.table_name(), pp::Entity.table_name(), pr::Entity.table_name()];
+    let [invoice_ids, journal_ids, process_ids, request_ids]: [Vec<i32>; 4] =
+        crate::ids::take(&txn, &tables.map(|t| (t, n))).await?.try_into().map_err(|_| sea_orm::DbErr::Custom("ids were taken for other tables".into()))?;
+
+    // The invoices, numbered from their ids.
+    let mut invoices = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(n);
+    for ((j, o, plan), id) in chosen.iter().zip(invoice_ids) {
+        let mut row = plan.document(o.id, crate::ids::as_stored(j.s.now()), &j.actor);
+        row.id = sea_orm::Set(id);
+        row.number = sea_orm::Set(plan.number(id));
+        row.prepaid_minor = sea_orm::Set(0);
+        invoices.push(row.clone().try_into_model()?);
+        rows.push(row);
     }
-    let numbers: Vec<(i32, String)> = invoices.iter().map(|i| (i.id, i.number.clone())).collect();
-    numbers_into::<inv::Entity>(&mut w, inv::Column::Id, inv::Column::Number, &numbers);
+    w.push_rows(rows);
     w.push_rows(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id)));
 
     // Every line moved in one statement, each conditional on the quantity read above: if any was
@@ -697,51 +715,45 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
             (j.s.now(), posting, lines)
         })
         .collect();
-    post_new_journals_with(&txn, &mut w, journals).await?;
+    post_new_journals_with(&txn, &mut w, journals, Some(journal_ids)).await?;
 
     // Stage 2 up to the processor for the invoicings that run on together: each order's open
     // authorization, the capture path (R-CAP-2) and the intent with its tracking id (R-CAP-5),
     // committed with the invoice, so that the processor is called as soon as it is posted.
-    let feats = features::load(&txn).await?;
-    let params = parameters::load(&txn).await?;
+    let (feats, params) = features::load_with_parameters(&txn).await?;
     let lead = &chosen[0].0.s;
     let mut captures = plan_captures(&txn, lead, &chosen, &invoices, &feats, &params).await?;
 
     // The payment processes, leased to their servers, with their stage rows and log lines.
     let monitored = monitored(&feats, &params);
-    let new_processes = chosen.iter().zip(&invoices).zip(&captures).map(|(((j, _, _), i), c)| {
+    let mut rows = Vec::with_capacity(n);
+    let mut posted_processes = Vec::with_capacity(n);
+    for (((j, _, _), i), (c, id)) in chosen.iter().zip(&invoices).zip(captures.iter().zip(process_ids)) {
         let mut p = new_process(&j.s, i.posted_at, i, monitored);
+        p.id = sea_orm::Set(id);
         p.capture_path = sea_orm::Set(c.as_ref().map(|c| stages::path_text(&c.path)));
-        p
-    });
-    let processes = pp::Entity::insert_many(new_processes).exec_with_returning(&txn).await?;
-    let mut posted_processes = Vec::with_capacity(invoices.len());
-    for i in &invoices {
-        posted_processes.push(processes.iter().find(|p| p.invoice_id == i.id).cloned().ok_or(sea_orm::DbErr::RecordNotInserted)?);
+        posted_processes.push(p.clone().try_into_model()?);
+        rows.push(p);
     }
+    w.push_rows(rows);
     let stage = Stage::CaptureOrRefund;
     let now = lead.now();
-    let intents: Vec<pr::ActiveModel> = captures
-        .iter_mut()
-        .zip(&invoices)
-        .zip(&posted_processes)
-        .filter_map(|((c, i), p)| {
-            let c = c.as_mut()?;
-            let purpose = Purpose { order_id: i.order_id, authorization_id: Some(c.auth.id), process: Some((p.id, stage)), capture_id: None };
-            Some(super::requests::intent(c.auth.connector_id, Command::Capture, c.money, purpose, c.reference.take()?))
-        })
-        .collect();
-    let mut recorded = if intents.is_empty() { Vec::new() } else { pr::Entity::insert_many(intents).exec_with_returning(&txn).await? };
-    let mut requested = Vec::with_capacity(captures.len());
-    for (c, p) in captures.iter().zip(&posted_processes) {
-        requested.push(match c {
-            Some(c) => {
-                let i = recorded.iter().position(|r| r.process_id == Some(p.id)).ok_or(sea_orm::DbErr::RecordNotInserted)?;
-                Some((c.auth.clone(), recorded.swap_remove(i), matches!(c.path, CapturePath::Legacy(_))))
-            }
-            None => None,
-        });
+    let mut intents = Vec::new();
+    let mut requested = Vec::with_capacity(n);
+    for ((c, i), (p, id)) in captures.iter_mut().zip(&invoices).zip(posted_processes.iter().zip(request_ids)) {
+        let Some(c) = c.as_mut() else {
+            requested.push(None);
+            continue;
+        };
+        let mut reference = c.reference.take().ok_or(sea_orm::DbErr::RecordNotInserted)?;
+        reference.initiated_at = crate::ids::as_stored(reference.initiated_at);
+        let purpose = Purpose { order_id: i.order_id, authorization_id: Some(c.auth.id), process: Some((p.id, stage)), capture_id: None };
+        let mut intent = super::requests::intent(c.auth.connector_id, Command::Capture, c.money, purpose, reference);
+        intent.id = sea_orm::Set(id);
+        requested.push(Some((c.auth.clone(), intent.clone().try_into_model()?, matches!(c.path, CapturePath::Legacy(_)))));
+        intents.push(intent);
     }
+    w.push_rows(intents);
     let mut stages: Vec<Vec<ps::Model>> = posted_processes.iter().map(|p| new_stage_rows(p.id, p.created_at)).collect();
     for (rows, r) in stages.iter_mut().zip(&requested) {
         if r.is_some() {
@@ -810,14 +822,7 @@ async fn plan_captures(
             .await?
     };
     let connector_ids: HashSet<i32> = open.iter().map(|a| a.connector_id).collect();
-    let (props, conns) = if connector_ids.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        (
-            cmp::Entity::find().filter(cmp::Column::ConnectorId.is_in(connector_ids.clone())).all(txn).await?,
-            connector::Entity::find().filter(connector::Column::Id.is_in(connector_ids)).all(txn).await?,
-        )
-    };
+    let (conns, props) = if connector_ids.is_empty() { (Vec::new(), Vec::new()) } else { stages::connectors_with_properties(txn, connector_ids).await? };
     let mut out = Vec::with_capacity(chosen.len());
     for ((_, order, _), invoice) in chosen.iter().zip(invoices) {
         let due = invoice.amount_minor - invoice.prepaid_minor;
@@ -893,14 +898,18 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     if gs.is_empty() {
         return Ok(());
     }
-    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    // Bookkeeping (`service::begin_bookkeeping`), said in the writes sent together.
+    let txn = s.db.begin().await?;
     let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
-    let journal_fault = sim_fault::Entity::find().filter(sim_fault::Column::Point.eq("journal")).count(&txn).await? > 0;
-    if journal_fault || !marks::renew_leases(s, &txn, &ids, &[]).await? {
+    let renewed = marks::renew_leases(s, &txn, &ids, &[]).await?;
+    // The writes nothing later reads, sent together before the commit.
+    let mut w = Writes::bookkeeping(&txn);
+    let (messages, journal_fault) = record_captures(s, &txn, &mut w, gs).await?;
+    if journal_fault || !renewed {
         txn.rollback().await?;
         let txn = crate::service::begin_bookkeeping(&s.db).await?;
         let mut w = Writes::on(&txn);
-        let messages = record_captures(s, &txn, &mut w, gs).await?;
+        let (messages, _) = record_captures(s, &txn, &mut w, gs).await?;
         w.run(&txn).await?;
         txn.commit().await?;
         captures_recorded(s, gs, messages)?;
@@ -911,9 +920,6 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         }
         return Ok(());
     }
-    // The writes nothing later reads, sent together before the commit.
-    let mut w = Writes::on(&txn);
-    let messages = record_captures(s, &txn, &mut w, gs).await?;
     captures_recorded(s, gs, messages)?;
 
     // Stage 3.
@@ -927,7 +933,7 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
             (now, posting, lines)
         })
         .collect();
-    let journals = post_new_journals_with(&txn, &mut w, journals).await?;
+    let journals = post_new_journals_with(&txn, &mut w, journals, None).await?;
     for (g, j) in gs.iter_mut().zip(journals) {
         let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
         super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
@@ -966,8 +972,10 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
 /// The captures taken recorded with their effects (captures, authorizations' totals and
 /// statuses, processes' captured amounts, requests' outcomes, payment lines paid): the
 /// authorizations are locked in `txn` at once, the writes added to `w` for the caller to run in
-/// it. Returns each invoicing's stage-2 result message, for [`captures_recorded`].
-async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &mut Writes, gs: &[Going]) -> ServiceResult<Vec<String>> {
+/// it. Returns each invoicing's stage-2 result message, for [`captures_recorded`], and whether a
+/// fault is injected at the journal (read with the authorizations, to save the settle step a
+/// round trip; see [`settle`]).
+async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &mut Writes, gs: &[Going]) -> ServiceResult<(Vec<String>, bool)> {
     let now = s.now();
     let mut captured = Vec::new();
     for g in gs {
@@ -975,7 +983,13 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
         captured.push((g, c));
     }
     let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
-    let locked = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), txn).all(txn).await?;
+    let journal_fault = Expr::exists(sim_fault::Entity::find().select_only().expr(Expr::val(1)).filter(sim_fault::Column::Point.eq("journal")).into_query());
+    let read = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), txn).expr_as(Expr::case(journal_fault, 1).finally(0), "journal_fault");
+    let (mut locked, mut journal_fault) = (Vec::new(), false);
+    for row in txn.query_all(&read.into_query()).await? {
+        journal_fault |= row.try_get::<i32>("", "journal_fault")? == 1;
+        locked.push(au::Model::from_query_result(&row, "")?);
+    }
     let (mut auth_total, mut auth_status, mut process_total, mut reference) = (CaseStatement::new(), CaseStatement::new(), CaseStatement::new(), CaseStatement::new());
     let (mut rows, mut paid, mut messages, mut requests) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (g, c) in &captured {
@@ -995,7 +1009,7 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
         messages.push(stages::captured_message(c, req, a, total, status));
     }
     if rows.is_empty() {
-        return Ok(messages);
+        return Ok((messages, journal_fault));
     }
     w.push_rows(rows);
     w.push(
@@ -1023,7 +1037,7 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
     if !paid.is_empty() {
         w.push(pl::Entity::update_many().col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code())).filter(pl::Column::Id.is_in(paid)).into_query());
     }
-    Ok(messages)
+    Ok((messages, journal_fault))
 }
 
 /// After [`record_captures`]: each invoicing's run holds its capture and stage 2's end.

@@ -21,13 +21,13 @@ use crate::entity::{
     sales_order_line as sol, stage_log,
 };
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{audit, features, for_update, parameters, Services};
+use crate::service::{audit, features, for_update, Services};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Set, TransactionTrait,
+    QueryTrait, Set, TransactionTrait, TryIntoModel, EntityName,
 };
 use crate::writes::Writes;
 use std::str::FromStr;
@@ -415,8 +415,7 @@ async fn post_document(
     } else {
         invoice
     };
-    let feats = features::load(&txn).await?;
-    let params = parameters::load(&txn).await?;
+    let (feats, params) = features::load_with_parameters(&txn).await?;
     let process = new_process(s, now, &invoice, monitored(&feats, &params)).insert(&txn).await?;
     let stages = new_stage_rows(process.id, now);
     ps::Entity::insert_many(stages.iter().cloned().map(ps::ActiveModel::from)).exec_without_returning(&txn).await?;
@@ -490,7 +489,7 @@ pub(crate) async fn post_new_journal(db: &impl ConnectionTrait, now: DateTime<Ut
 /// balance.
 pub(crate) async fn post_new_journals(db: &impl ConnectionTrait, journals: Vec<(DateTime<Utc>, Posting, Vec<JournalLine>)>) -> ServiceResult<Vec<journal::Model>> {
     let mut w = Writes::on(db);
-    let posted = post_new_journals_with(db, &mut w, journals).await?;
+    let posted = post_new_journals_with(db, &mut w, journals, None).await?;
     w.run(db).await?;
     Ok(posted)
 }
@@ -501,13 +500,13 @@ pub(crate) async fn post_new_journals_with(
     db: &impl ConnectionTrait,
     w: &mut Writes,
     journals: Vec<(DateTime<Utc>, Posting, Vec<JournalLine>)>,
+    ids: Option<Vec<i32>>,
 ) -> ServiceResult<Vec<journal::Model>> {
     let mut rows = Vec::with_capacity(journals.len());
     let mut all_lines = Vec::with_capacity(journals.len());
     for (now, p, lines) in journals {
         all_lines.push(balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?);
         rows.push(journal::ActiveModel {
-            number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
             source: Set(p.source),
             kind: Set(p.kind.code().to_string()),
             order_id: Set(p.order_id),
@@ -515,7 +514,7 @@ pub(crate) async fn post_new_journals_with(
             currency: Set(p.currency.code().to_string()),
             prepayment: Set(p.prepayment),
             description: Set(p.description),
-            posted_at: Set(now),
+            posted_at: Set(crate::ids::as_stored(now)),
             customer_id: Set(p.customer_id),
             tender: Set(p.tender.map(|t| t.code().to_string())),
             ..Default::default()
@@ -524,16 +523,22 @@ pub(crate) async fn post_new_journals_with(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let sources: Vec<String> = rows.iter().map(|r| r.source.clone().unwrap()).collect();
-    let inserted = journal::Entity::insert_many(rows).exec_with_returning(db).await?;
-    // Matched by source (unique), whatever order the database returned the rows in.
-    let mut posted = Vec::with_capacity(sources.len());
-    for source in &sources {
-        let j = inserted.iter().find(|j| &j.source == source).cloned().ok_or_else(|| DbErr::RecordNotInserted)?;
-        posted.push(journal::Model { number: format!("JNL-{:06}", j.id), ..j });
+    // Each journal's id, and so its number, before it is inserted: the journals go with the
+    // other writes (`ids`).
+    let ids = match ids {
+        Some(ids) => ids,
+        None => crate::ids::take(db, &[(journal::Entity.table_name(), rows.len())]).await?.remove(0),
+    };
+    if ids.len() != rows.len() {
+        return Err(DbErr::Custom(format!("{} journals and {} ids", rows.len(), ids.len())).into());
     }
-    let numbers: Vec<(i32, String)> = posted.iter().map(|j| (j.id, j.number.clone())).collect();
-    numbers_into::<journal::Entity>(w, journal::Column::Id, journal::Column::Number, &numbers);
+    let mut posted = Vec::with_capacity(rows.len());
+    for (row, id) in rows.iter_mut().zip(ids) {
+        row.id = Set(id);
+        row.number = Set(format!("JNL-{id:06}"));
+        posted.push(row.clone().try_into_model()?);
+    }
+    w.push_rows(rows);
     let line_rows = posted.iter().zip(all_lines).flat_map(|(j, lines)| {
         lines.into_iter().map(move |l| jl::ActiveModel {
             journal_id: Set(j.id),

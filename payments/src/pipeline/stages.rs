@@ -14,7 +14,7 @@ use crate::entity::{
     payment_process as pp, processor_request as pr, sales_order as so,
 };
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{features, for_update, orders, parameters, Services};
+use crate::service::{features, for_update, orders, Services};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 
@@ -69,11 +69,31 @@ async fn conditions(s: &Services, ctx: &Ctx, auth: &au::Model) -> ServiceResult<
     let order = &ctx.order;
     let (feats, params) = match &ctx.fresh {
         Some((f, p)) => (f.clone(), p.clone()),
-        None => (features::load(&s.db).await?, parameters::load(&s.db).await?),
+        None => features::load_with_parameters(&s.db).await?,
     };
-    let props = cmp::Entity::find_by_id((auth.connector_id, order.channel_id)).one(&s.db).await?;
-    let conn = connector::Entity::find_by_id(auth.connector_id).one(&s.db).await?;
-    Ok(conditions_of(auth, &feats, &params, props.as_ref(), conn.as_ref(), s.now()))
+    let (conns, props) = connectors_with_properties(&s.db, [auth.connector_id]).await?;
+    let props = props.iter().find(|p| p.channel_id == order.channel_id);
+    Ok(conditions_of(auth, &feats, &params, props, conns.first(), s.now()))
+}
+
+/// The connectors `ids` and their merchant properties on every channel, read in one statement
+/// (issue #3: on PostgreSQL each statement on the invoicing's path is a round trip).
+pub(super) async fn connectors_with_properties(db: &impl sea_orm::ConnectionTrait, ids: impl IntoIterator<Item = i32>) -> Result<(Vec<connector::Model>, Vec<cmp::Model>), sea_orm::DbErr> {
+    let properties = cmp::Entity::belongs_to(connector::Entity).from(cmp::Column::ConnectorId).to(connector::Column::Id).into();
+    let rows = connector::Entity::find()
+        .filter(connector::Column::Id.is_in(ids))
+        .join_rev(sea_orm::JoinType::LeftJoin, properties)
+        .select_also(cmp::Entity)
+        .all(db)
+        .await?;
+    let (mut conns, mut props) = (Vec::<connector::Model>::new(), Vec::new());
+    for (c, p) in rows {
+        if !conns.iter().any(|k| k.id == c.id) {
+            conns.push(c);
+        }
+        props.extend(p);
+    }
+    Ok((conns, props))
 }
 
 /// The conditions of R-CAP-2 for capturing against `auth` at `now`, from the settings, the

@@ -217,8 +217,7 @@ pub async fn new_payment(
     let channel_kind = chan.and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore);
     let today = s.now().date_naive();
     let latest_ship = orders::open_ship_dates(&s.db, order.id).await?.into_iter().max().unwrap_or(today);
-    let features = super::features::load(&s.db).await?;
-    let params = parameters::load(&s.db).await?;
+    let (features, params) = super::features::load_with_parameters(&s.db).await?;
     let decision = tokens::decide(&TokenContext {
         channel: channel_kind,
         order_kind: OrderKind::from_code(&order.order_kind).unwrap_or(OrderKind::CustomerOrder),

@@ -23,7 +23,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::service::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait, Value};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait, Value};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -115,16 +115,20 @@ pub async fn overlay_at(db: &impl ConnectionTrait, order: &so::Model, wm: Waterm
 /// Which of `orders` have an open authorization the expiry job has passed, i.e. something for
 /// [`settle`] to store (no watermark row yet compares as NULL, so nothing is due): one statement.
 pub(crate) async fn due_orders(db: &impl ConnectionTrait, orders: impl IntoIterator<Item = i32>) -> Result<Vec<i32>, sea_orm::DbErr> {
+    due().select_only().column(au::Column::OrderId).distinct().filter(au::Column::OrderId.is_in(orders)).into_tuple().all(db).await
+}
+
+/// Whether the order whose id is `order_id` (a column of the query this goes in) has an open
+/// authorization the expiry job has passed: [`due_orders`] as a condition of another query.
+pub(crate) fn due_for(order_id: Expr) -> Expr {
+    Expr::exists(due().select_only().expr(Expr::val(1)).filter(Expr::col((au::Entity, au::Column::OrderId)).eq(order_id)).into_query())
+}
+
+/// The open authorizations the expiry job has passed.
+fn due() -> sea_orm::Select<au::Entity> {
     au::Entity::find()
-        .select_only()
-        .column(au::Column::OrderId)
-        .distinct()
-        .filter(au::Column::OrderId.is_in(orders))
         .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
         .filter(Expr::cust("authorizations.expires_at <= (SELECT w.expired_through FROM expiry_watermark w WHERE w.id = 1)"))
-        .into_tuple()
-        .all(db)
-        .await
 }
 
 /// Stores what expiry changed on `order` in its rows: the authorizations become Expired, the

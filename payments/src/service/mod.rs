@@ -88,12 +88,16 @@ pub(crate) fn for_update<E: EntityTrait>(select: Select<E>, db: &impl Connection
 /// WAL is written in order, so such a commit can only be lost together with everything after
 /// it; every commit that must be on disk before money moves, the intent before a processor call
 /// above all, stays synchronous and flushes these with it. SQLite's durability is set per
-/// connection (`PAYSTAGE_SQLITE_SYNC`).
+/// connection (`PAYSTAGE_SQLITE_SYNC`). A transaction that sends its writes together can begin
+/// plainly and say so in them instead ([`crate::writes::Writes::bookkeeping`]).
+/// What makes a PostgreSQL transaction's commit not wait for the log flush ([`begin_bookkeeping`]).
+pub(crate) const ASYNCHRONOUS_COMMIT: &str = "SET LOCAL synchronous_commit TO off";
+
 pub(crate) async fn begin_bookkeeping(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
     let txn = db.begin().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared("SET LOCAL synchronous_commit TO off").await?;
+        txn.execute_unprepared(ASYNCHRONOUS_COMMIT).await?;
     }
     Ok(txn)
 }

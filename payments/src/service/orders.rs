@@ -245,8 +245,7 @@ pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult
     }
     let conn = default_connector(&txn).await?;
     let chosen = chosen_card(&txn, form, order.customer_id).await?;
-    let features = super::features::load(&txn).await?;
-    let params = parameters::load(&txn).await?;
+    let (features, params) = super::features::load_with_parameters(&txn).await?;
     let has_card = !chosen.card.token.trim().is_empty();
     let split = if form.prepayment {
         if kind == OrderKind::CashAndCarry {
