@@ -297,6 +297,24 @@ db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
     }
 });
 
+db_test!(features_and_parameters_read_together_are_what_each_reads_alone, |db| {
+    // R-FEA-1, R-PAR-1, R-CAP-2 (issue #3): the pipeline reads the features and the parameters in
+    // one statement; it must see exactly what each page and rule sees through its own read, with
+    // nothing stored (defaults), and after toggles and saved parameters.
+    let s = &db.services;
+    features::ensure_rows(s).await.unwrap();
+    let alone = || async { (features::load(&s.db).await.unwrap(), parameters::load(&s.db).await.unwrap()) };
+    assert_eq!(features::load_with_parameters(&s.db).await.unwrap(), alone().await, "nothing on, every parameter at its default");
+    payments::testing::enable_pipeline(s, true).await;
+    payments::testing::set_parameters(s, ParameterGroup::Commerce, &[(keys::CANCELLATION_CHARGE_PERCENT, "12")]).await;
+    payments::testing::set_parameters(s, ParameterGroup::AccountsReceivable, &[(keys::DAYS_BEFORE_EXPIRED, "30")]).await;
+    let (feats, params) = features::load_with_parameters(&s.db).await.unwrap();
+    assert!(feats.is_enabled(Feature::DuplicatePaymentProtection), "a feature turned on reads on");
+    assert_eq!(params.raw(keys::CANCELLATION_CHARGE_PERCENT), "12");
+    assert_eq!(params.days_before_expired(), 30);
+    assert_eq!((feats, params), alone().await);
+});
+
 db_test!(ids_taken_before_the_insert_are_new_and_never_given_again, |db| {
     // Issue 3, R-LED-1, R-PIP-2: stage 1 takes the ids of the rows others refer to before
     // inserting them (`payments::ids`); an id so taken is one the table would have given, and no
