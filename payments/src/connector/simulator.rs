@@ -339,7 +339,7 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
     let written: Result<(), String> = async {
         // The write lock from the start: the faults' uses are read and consumed in this transaction.
         let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
-        let txn = db.begin_with_options(immediate).await.map_err(|e| e.to_string())?;
+        let txn = crate::bench::timed("desk begin", db.begin_with_options(immediate)).await.map_err(|e| e.to_string())?;
         let mut drawing = faults::Drawing::load(&txn).await.map_err(|e| e.to_string())?;
         let ids: Vec<String> = works.iter().map(|w| w.tracking_id.clone()).collect();
         // Tracking ids recorded before (retries), and then those this turn records.
@@ -395,7 +395,7 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
         }
         w.run(&txn).await.map_err(|e| e.to_string())?;
         drawing.store(&txn).await.map_err(|e| e.to_string())?;
-        txn.commit().await.map_err(|e| e.to_string())
+        crate::bench::timed("desk commit", txn.commit()).await.map_err(|e| e.to_string())
     }
     .await;
     match written {

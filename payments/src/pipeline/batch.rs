@@ -601,7 +601,7 @@ fn alike(a: &Services, b: &Services) -> bool {
 async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>)>>, Failure> {
     let db = &jobs[0].s.db;
     let ids: Vec<i32> = jobs.iter().map(|j| j.order_id).collect::<HashSet<_>>().into_iter().collect();
-    let txn = db.begin().await?;
+    let txn = crate::bench::timed("post begin", db.begin()).await?;
     // Locked in id order, so that two turns on two servers never wait for each other in a cycle.
     let orders: HashMap<i32, so::Model> = for_update(so::Entity::find().filter(so::Column::Id.is_in(ids.clone())).order_by_asc(so::Column::Id), &txn)
         .all(&txn)
@@ -774,8 +774,8 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         }
     }
     log_lines_into(&mut w, logs);
-    w.run(&txn).await?;
-    txn.commit().await.map_err(Failure::Commit)?;
+    crate::bench::timed("post writes", w.run(&txn)).await?;
+    crate::bench::timed("post commit", txn.commit()).await.map_err(Failure::Commit)?;
 
     let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).zip(requested).map(|((((invoice, process), order), stages), requested)| {
         (Posted { invoice, process, order, stages, settings: (feats.clone(), params.clone()) }, requested)
@@ -899,7 +899,7 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         return Ok(());
     }
     // Bookkeeping (`service::begin_bookkeeping`), said in the writes sent together.
-    let txn = s.db.begin().await?;
+    let txn = crate::bench::timed("settle begin", s.db.begin()).await?;
     let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
     let renewed = marks::renew_leases(s, &txn, &ids, &[]).await?;
     // The writes nothing later reads, sent together before the commit.
@@ -956,8 +956,8 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     if !completed.is_empty() {
         super::finish_processes_into(s, &mut w, &completed, ProcessStatus::Completed, None);
     }
-    w.run(&txn).await?;
-    txn.commit().await?;
+    crate::bench::timed("settle writes", w.run(&txn)).await?;
+    crate::bench::timed("settle commit", txn.commit()).await?;
     for mut g in std::mem::take(gs) {
         g.ctx.marks.committed();
         if completed.contains(&g.ctx.p.id) {
