@@ -17,6 +17,8 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, 
 pub struct Writes {
     backend: DbBackend,
     statements: Vec<Write>,
+    /// How many rows the statements affect when each does what it was added for ([`Writes::counted`]).
+    counted: Option<u64>,
 }
 
 /// A statement [`Writes`] sends.
@@ -73,7 +75,7 @@ pub const PG_MAX_SQL: usize = 12 * 1024;
 
 impl Writes {
     pub fn new(backend: DbBackend) -> Writes {
-        Writes { backend, statements: Vec::new() }
+        Writes { backend, statements: Vec::new(), counted: Some(0) }
     }
 
     /// Writes for the database `db` talks to.
@@ -88,7 +90,7 @@ impl Writes {
     pub fn bookkeeping(db: &impl ConnectionTrait) -> Writes {
         let mut w = Writes::on(db);
         if w.backend == DbBackend::Postgres {
-            w.push(Write::Inlined(crate::service::ASYNCHRONOUS_COMMIT.to_string()));
+            w.push_counted(Write::Inlined(crate::service::ASYNCHRONOUS_COMMIT.to_string()), 0);
         }
         w
     }
@@ -102,9 +104,27 @@ impl Writes {
         self.statements.is_empty()
     }
 
-    /// Adds a statement (`Entity::update_many()….into_query()`, say).
+    /// Adds a statement (`Entity::update_many()….into_query()`, say). How many rows it affects is
+    /// not known: [`Writes::counted`] is `None` from now on.
     pub fn push(&mut self, statement: impl Into<Write>) {
         self.statements.push(statement.into());
+        self.counted = None;
+    }
+
+    /// Adds a statement that affects `rows` rows when it does what it is meant to (an update of
+    /// rows locked or known to be there, one whose condition guards against a change made
+    /// meanwhile): what [`Writes::run`] returns then tells whether it did.
+    pub fn push_counted(&mut self, statement: impl Into<Write>, rows: u64) {
+        self.statements.push(statement.into());
+        self.counted = self.counted.map(|n| n + rows);
+    }
+
+    /// How many rows the statements waiting affect in all when each does what it was added for
+    /// (every insert its rows, every update added by [`Writes::push_counted`] its count), for the
+    /// caller to compare with what [`Writes::run`] returns; `None` once a statement's count is not
+    /// known ([`Writes::push`]).
+    pub fn counted(&self) -> Option<u64> {
+        self.counted
     }
 
     /// Adds the insert of `rows` (nothing if there are none): one statement on SQLite; on
@@ -118,10 +138,11 @@ impl Writes {
         if rows.is_empty() {
             return;
         }
+        self.counted = self.counted.map(|n| n + rows.len() as u64);
         if self.backend == DbBackend::Postgres {
             self.push_inlined_rows(rows);
         } else {
-            self.push(<A::Entity as EntityTrait>::insert_many(rows).into_query());
+            self.statements.push(<A::Entity as EntityTrait>::insert_many(rows).into_query().into());
         }
     }
 
@@ -159,20 +180,22 @@ impl Writes {
     }
 
     /// Runs the statements waiting, in order, in `db` (the caller's transaction). One statement
-    /// alone goes as usual (prepared, its values bound).
-    pub async fn run(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    /// alone goes as usual (prepared, its values bound). Returns how many rows they affected in
+    /// all (each database reports every statement's count, and sqlx adds them up).
+    pub async fn run(self, db: &impl ConnectionTrait) -> Result<u64, DbErr> {
         if self.backend != db.get_database_backend() {
             return Err(DbErr::Custom("writes built for one database were run on another".into()));
         }
         let backend = self.backend;
         match (self.statements.len(), backend) {
-            (0, _) => Ok(()),
-            (1, _) if !matches!(self.statements[0], Write::Inlined(_)) => db.execute_raw(self.statements[0].build(&backend)).await.map(|_| ()),
+            (0, _) => Ok(0),
+            (1, _) if !matches!(self.statements[0], Write::Inlined(_)) => db.execute_raw(self.statements[0].build(&backend)).await.map(|r| r.rows_affected()),
             (_, DbBackend::Postgres) => {
+                let mut affected = 0;
                 for part in self.postgres_parts() {
-                    unprepared(db, &part).await?;
+                    affected += unprepared(db, &part).await?;
                 }
-                Ok(())
+                Ok(affected)
             }
             _ => {
                 let mut sql = String::new();
@@ -185,7 +208,7 @@ impl Writes {
                     sql.push_str(&built.sql);
                     values.extend(built.values.map(|v| v.0).unwrap_or_default());
                 }
-                db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map(|_| ())
+                db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map(|r| r.rows_affected())
             }
         }
     }
@@ -193,11 +216,11 @@ impl Writes {
 
 /// A simple query (several statements, no parameters), counted as one statement by the bench
 /// (SeaORM's metric callback does not see unprepared statements).
-async fn unprepared(db: &impl ConnectionTrait, sql: &str) -> Result<(), DbErr> {
+async fn unprepared(db: &impl ConnectionTrait, sql: &str) -> Result<u64, DbErr> {
     let started = std::time::Instant::now();
     let result = db.execute_unprepared(sql).await;
     crate::bench::unmetered(sql, started.elapsed());
-    result.map(|_| ())
+    result.map(|r| r.rows_affected())
 }
 
 #[cfg(test)]

@@ -402,6 +402,52 @@ db_test!(a_large_groups_rows_sent_together_arrive_whole_and_in_order, |db| {
     }
 });
 
+db_test!(writes_sent_together_count_the_rows_they_affect, |db| {
+    // R-PIP-1, R-CAP-1 (issue #3): stage 1 sends its guarded move of the invoiced quantities with
+    // its other writes and tells a line changed meanwhile by the rows written falling short of
+    // those counted. The count covers every statement, in every part sent (on PostgreSQL 300
+    // long rows go in several simple queries), and a guarded update that matches fewer rows than
+    // counted shows.
+    use payments::writes::Writes;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{QueryTrait, Set, TransactionTrait};
+    let s = &db.services;
+    let row = |i: usize| audit_log::ActiveModel {
+        at: Set(payments::testing::test_epoch()),
+        actor: Set(format!("{i:04}{}", "x".repeat(200))),
+        action: Set("writes.count".into()),
+        subject: Set(format!("row {i}")),
+        ..Default::default()
+    };
+    let mark = |subjects: &[&str], before: Option<&str>, after: &str| {
+        let mut u = audit_log::Entity::update_many().col_expr(audit_log::Column::After, Expr::value(after.to_string())).filter(audit_log::Column::Action.eq("writes.count"));
+        u = u.filter(audit_log::Column::Subject.is_in(subjects.iter().map(|subject| subject.to_string())));
+        u = match before {
+            Some(b) => u.filter(audit_log::Column::After.eq(b)),
+            None => u.filter(audit_log::Column::After.is_null()),
+        };
+        u.into_query()
+    };
+    let txn = s.db.begin().await.unwrap();
+    let mut w = Writes::on(&txn);
+    w.push_rows((0..300).map(row));
+    w.push_counted(mark(&["row 1", "row 2"], None, "one"), 2);
+    assert_eq!(w.counted(), Some(302));
+    assert_eq!(w.run(&txn).await.unwrap(), 302, "every row inserted and both marked, as counted");
+    // Row 2 changed meanwhile: a guarded move of rows 1 and 2 from "one" finds row 1 only.
+    let mut w = Writes::on(&txn);
+    w.push_counted(mark(&["row 2"], Some("one"), "changed"), 1);
+    w.push_counted(mark(&["row 1", "row 2"], Some("one"), "two"), 2);
+    w.push_rows((300..303).map(row));
+    assert_eq!(w.counted(), Some(6));
+    assert_eq!(w.run(&txn).await.unwrap(), 5, "the guarded move falls one row short of its count");
+    let mut w = Writes::on(&txn);
+    w.push_rows([row(303)]);
+    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::Before, Expr::value("x")).filter(audit_log::Column::Action.eq("writes.count")).into_query());
+    assert_eq!(w.counted(), None, "an update added without its count leaves the count unknown");
+    txn.rollback().await.unwrap();
+});
+
 db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
     // R-PIP-3 (issue #3): the first error of statements sent together fails the run; the
     // caller's transaction, rolled back, leaves nothing of them (a stage's writes commit whole or

@@ -22,14 +22,14 @@ use crate::domain::capture::{capture_path, CapturePath};
 use crate::domain::money::{Currency, Money};
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{
-    authorization as au, invoice as inv, journal, payment_line as pl,
+    authorization as au, connector, connector_merchant_property as cmp, invoice as inv, journal, payment_line as pl,
     payment_process as pp, process_stage as ps, processor_request as pr, sales_order as so, sales_order_line as sol, sim_fault,
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{features, for_update, Services};
 use crate::turns::{take_group, Waited};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryIntoModel};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, IntoCondition};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, FromQueryResult, IdenStatic, Iterable, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryIntoModel};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -700,20 +700,17 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
     w.push_rows(rows);
     w.push_rows(chosen.iter().zip(&invoices).flat_map(|((_, _, p), i)| p.invoice_lines(i.id)));
 
-    // Every line moved in one statement, each conditional on the quantity read above: if any was
-    // changed meanwhile, the whole turn is undone and each invoicing goes its own way.
+    // Every line moved in one statement, each conditional on the quantity read above, sent with
+    // the other writes and counted with them: if any was changed meanwhile (its order is locked,
+    // so none should be), fewer rows are written than counted, and the whole turn is undone and
+    // each invoicing goes its own way.
     let moves: Vec<(i32, i32, i32)> = chosen.iter().flat_map(|(_, _, p)| p.line_moves().1).collect();
     let case = moves.iter().fold(CaseStatement::new(), |c, (id, _, after)| c.case(sol::Column::Id.eq(*id), Expr::value(*after)));
     let guard = moves.iter().fold(Condition::any(), |c, (id, before, _)| c.add(sol::Column::Id.eq(*id).and(sol::Column::InvoicedQuantity.eq(*before))));
-    let moved = sol::Entity::update_many()
-        .col_expr(sol::Column::InvoicedQuantity, case.finally(Expr::col(sol::Column::InvoicedQuantity)).into())
-        .filter(guard)
-        .exec(&txn)
-        .await?;
-    if moved.rows_affected != moves.len() as u64 {
-        txn.rollback().await?;
-        return Err(Failure::BeforeCommit(super::concurrent_invoicing()));
-    }
+    w.push_counted(
+        sol::Entity::update_many().col_expr(sol::Column::InvoicedQuantity, case.finally(Expr::col(sol::Column::InvoicedQuantity)).into()).filter(guard).into_query(),
+        moves.len() as u64,
+    );
     let mut orders_after: Vec<so::Model> = Vec::with_capacity(chosen.len());
     let mut status_case = CaseStatement::new();
     for (_, o, plan) in &chosen {
@@ -721,11 +718,12 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         status_case = status_case.case(so::Column::Id.eq(o.id), Expr::value(status.code()));
         orders_after.push(so::Model { status: status.code().to_string(), ..(*o).clone() });
     }
-    w.push(
+    w.push_counted(
         so::Entity::update_many()
             .col_expr(so::Column::Status, status_case.finally(Expr::col(so::Column::Status)).into())
             .filter(so::Column::Id.is_in(orders_after.iter().map(|o| o.id)))
             .into_query(),
+        orders_after.len() as u64,
     );
     let journals = chosen
         .iter()
@@ -795,7 +793,12 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         }
     }
     log_lines_into(&mut w, logs);
-    crate::bench::timed("post writes", w.run(&txn)).await?;
+    let counted = w.counted();
+    let written = crate::bench::timed("post writes", w.run(&txn)).await?;
+    if counted != Some(written) {
+        txn.rollback().await?;
+        return Err(Failure::BeforeCommit(super::concurrent_invoicing()));
+    }
     crate::bench::timed("post commit", txn.commit()).await.map_err(Failure::Commit)?;
 
     let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).zip(requested).map(|((((invoice, process), order), stages), requested)| {
@@ -832,29 +835,16 @@ async fn plan_captures(
 ) -> Result<Vec<Option<PlannedCapture>>, sea_orm::DbErr> {
     let now = lead.now();
     let orders: Vec<i32> = chosen.iter().filter(|(j, ..)| alike(&j.s, lead)).map(|(_, o, _)| o.id).collect();
-    let open = if orders.is_empty() {
-        Vec::new()
-    } else {
-        au::Entity::find()
-            .filter(au::Column::OrderId.is_in(orders.clone()))
-            .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
-            .order_by_desc(au::Column::Id)
-            .all(txn)
-            .await?
-    };
-    let connector_ids: HashSet<i32> = open.iter().map(|a| a.connector_id).collect();
-    let (conns, props) = if connector_ids.is_empty() { (Vec::new(), Vec::new()) } else { stages::connectors_with_properties(txn, connector_ids).await? };
+    let open = open_authorizations(txn, &orders).await?;
     let mut out = Vec::with_capacity(chosen.len());
     for ((_, order, _), invoice) in chosen.iter().zip(invoices) {
         let due = invoice.amount_minor - invoice.prepaid_minor;
-        let auth = orders.contains(&order.id).then(|| open.iter().find(|a| a.order_id == order.id)).flatten().filter(|a| due > 0 && a.expires_at > now);
-        let Some(auth) = auth else {
+        let found = orders.contains(&order.id).then(|| open.iter().find(|(a, ..)| a.order_id == order.id)).flatten().filter(|(a, ..)| due > 0 && a.expires_at > now);
+        let Some((auth, conn, props)) = found else {
             out.push(None);
             continue;
         };
-        let props = props.iter().find(|p| p.connector_id == auth.connector_id && p.channel_id == order.channel_id);
-        let conn = conns.iter().find(|c| c.id == auth.connector_id);
-        let path = capture_path(&stages::conditions_of(auth, feats, params, props, conn, now));
+        let path = capture_path(&stages::conditions_of(auth, feats, params, props.as_ref(), conn.as_ref(), now));
         let amount = std::cmp::min(due, auth.amount_minor - auth.captured_minor);
         if amount <= 0 {
             out.push(None);
@@ -871,6 +861,42 @@ async fn plan_captures(
         out.push(Some(PlannedCapture { auth: auth.clone(), path, money, reference: Some(reference), message }));
     }
     Ok(out)
+}
+
+/// The open authorizations of `orders`, newest first, each with its connector and that
+/// connector's merchant properties on its order's channel (R-CAP-2's conditions), in one
+/// statement (issue #3: it was two, each a round trip on stage 1's path on PostgreSQL and a
+/// hand-off to sqlx's worker thread on SQLite). Read after the orders are locked, as the
+/// one-at-a-time stage 2 reads them.
+async fn open_authorizations(txn: &impl sea_orm::ConnectionTrait, orders: &[i32]) -> Result<Vec<(au::Model, Option<connector::Model>, Option<cmp::Model>)>, sea_orm::DbErr> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut read = au::Entity::find()
+        .filter(au::Column::OrderId.is_in(orders.iter().copied()))
+        .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
+        .order_by_desc(au::Column::Id)
+        .join(JoinType::LeftJoin, au::Entity::belongs_to(connector::Entity).from(au::Column::ConnectorId).to(connector::Column::Id).into())
+        .join(JoinType::InnerJoin, au::Entity::belongs_to(so::Entity).from(au::Column::OrderId).to(so::Column::Id).into())
+        .join(
+            JoinType::LeftJoin,
+            au::Entity::belongs_to(cmp::Entity)
+                .from(au::Column::ConnectorId)
+                .to(cmp::Column::ConnectorId)
+                .on_condition(|_, _| Expr::col((cmp::Entity, cmp::Column::ChannelId)).equals((so::Entity, so::Column::ChannelId)).into_condition())
+                .into(),
+        );
+    for c in <connector::Column as Iterable>::iter() {
+        read = read.column_as(c.select_as(Expr::col((connector::Entity, c))), format!("c_{}", c.as_str()));
+    }
+    for c in <cmp::Column as Iterable>::iter() {
+        read = read.column_as(c.select_as(Expr::col((cmp::Entity, c))), format!("p_{}", c.as_str()));
+    }
+    let mut open = Vec::new();
+    for row in txn.query_all(&read.into_query()).await? {
+        open.push((au::Model::from_query_result(&row, "")?, connector::Model::from_query_result_optional(&row, "c_")?, cmp::Model::from_query_result_optional(&row, "p_")?));
+    }
+    Ok(open)
 }
 
 // Stages 2–4 together.

@@ -308,7 +308,7 @@ fn monitored(feats: &crate::domain::features::FeatureSet, params: &crate::domain
 async fn set_numbers<E: EntityTrait>(db: &impl ConnectionTrait, id: E::Column, number: E::Column, rows: &[(i32, String)]) -> Result<(), DbErr> {
     let mut w = Writes::on(db);
     numbers_into::<E>(&mut w, id, number, rows);
-    w.run(db).await
+    w.run(db).await.map(|_| ())
 }
 
 /// [`set_numbers`] added to `w`.
@@ -570,7 +570,7 @@ pub(crate) async fn log_lines(db: &impl ConnectionTrait, process_id: i32, lines:
 pub(crate) async fn log_lines_of(db: &impl ConnectionTrait, lines: impl IntoIterator<Item = (i32, LogLine)>) -> Result<(), DbErr> {
     let mut w = Writes::on(db);
     log_lines_into(&mut w, lines);
-    w.run(db).await
+    w.run(db).await.map(|_| ())
 }
 
 /// [`log_lines_of`] added to `w`.
@@ -731,7 +731,7 @@ async fn finish_process(s: &Services, db: &impl ConnectionTrait, process_id: i32
 async fn finish_processes(s: &Services, db: &impl ConnectionTrait, ids: &[i32], status: ProcessStatus, error: Option<String>) -> Result<(), DbErr> {
     let mut w = Writes::on(db);
     finish_processes_into(s, &mut w, ids, status, error);
-    w.run(db).await
+    w.run(db).await.map(|_| ())
 }
 
 /// [`finish_processes`] added to `w`.
