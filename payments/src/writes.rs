@@ -2,8 +2,8 @@
 use sea_orm::sea_query::{InsertStatement, PostgresQueryBuilder, UpdateStatement, Value};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, StatementBuilder};
 
-/// Statements whose results are not read (inserts without `RETURNING`, updates whose count is not
-/// checked), kept in order and sent by [`Writes::run`] in one round trip instead of one each: on
+/// Statements whose results are not read (inserts without `RETURNING`, updates whose count is
+/// only checked in the total, [`Writes::counted`]), kept in order and sent by [`Writes::run`] in one round trip instead of one each: on
 /// SQLite each statement is a hand-off to sqlx's worker thread and back, on PostgreSQL a network
 /// round trip, and both cost more than the statement itself (issue #3).
 ///
