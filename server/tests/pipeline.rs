@@ -281,6 +281,60 @@ db_test!(invoicing_again_while_a_payment_is_incomplete_is_refused_and_writes_not
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 2, "one capture per posted invoice");
 });
 
+db_test!(a_batched_turn_whose_guarded_line_moves_fall_short_is_undone_and_each_invoicing_goes_its_own_way, |db| {
+    // Issue 3, R-CAP-1, R-PIP-1: stage 1 of a batched turn moves every line's invoiced quantity in
+    // one statement guarded by the quantity it read, sent with the other writes and counted with
+    // them. Here the database itself skips one line's update (a trigger, as if another invoicing had
+    // changed the line in between): the rows written fall short of those counted, the whole turn is
+    // rolled back, and each invoicing goes the one-at-a-time way, whose own guard refuses the
+    // skipped line's order while the other order is invoiced.
+    use sea_orm::ConnectionTrait;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let blocked = OrderBuilder::new(&fx).line("Canoe", 2, "300.00").place(s).await;
+    let other = OrderBuilder::new(&fx).line("Paddle", 2, "25.00").place(s).await;
+    let skipped = detail(s, blocked.order_id).await.lines[0].id;
+    let skip = match s.db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => vec![format!(
+            "CREATE TRIGGER skip_line BEFORE UPDATE OF invoiced_quantity ON sales_order_lines FOR EACH ROW WHEN OLD.id = {skipped} BEGIN SELECT RAISE(IGNORE); END"
+        )],
+        _ => vec![
+            "CREATE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$".to_string(),
+            format!("CREATE TRIGGER skip_line BEFORE UPDATE OF invoiced_quantity ON sales_order_lines FOR EACH ROW WHEN (OLD.id = {skipped}) EXECUTE FUNCTION skip_update()"),
+        ],
+    };
+    for sql in skip {
+        s.db.execute_unprepared(&sql).await.unwrap();
+    }
+    let invoices = payments::entity::invoice::Entity::find().count(&s.db).await.unwrap();
+    let lines = |d: OrderDetail| d.lines.iter().map(|l| (l.id, 1)).collect::<Vec<(i32, i32)>>();
+    let (blocked_lines, other_lines) = (lines(detail(s, blocked.order_id).await), lines(detail(s, other.order_id).await));
+    // Both in one turn.
+    let hold = s.invoicing.hold().await;
+    let first = pipeline::invoice(s, "finance", blocked.order_id, &blocked_lines);
+    let second = pipeline::invoice(s, "finance", other.order_id, &other_lines);
+    let release = async {
+        while s.invoicing.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(hold);
+    };
+    let (first, second, ()) = tokio::join!(first, second, release);
+    assert_eq!(s.invoicing.counts(), (0, 0), "the turn posted nothing: its writes were rolled back");
+    let err = first.unwrap_err().to_string();
+    assert!(err.contains("invoiced by someone else at the same time"), "{err}");
+    let second = second.unwrap();
+    assert_eq!(second.status, ProcessStatus::Completed, "the other order is invoiced on its own: {second:?}");
+    assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), invoices + 1, "only the other order's invoice");
+    let d = detail(s, blocked.order_id).await;
+    assert_eq!(d.lines[0].invoiced_quantity, 0, "the refused order's line moved nothing");
+    assert!(d.invoices.is_empty(), "nothing of the turn stayed for the refused order: {:?}", d.invoices);
+    assert_eq!(detail(s, other.order_id).await.lines[0].invoiced_quantity, 1, "the other order's line moved once, not twice");
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1, "one capture, for the invoice posted");
+    assert_clean(&db).await;
+});
+
 db_test!(two_resumes_of_one_process_never_both_run, |db| {
     // R-PIP-4 under concurrency: the claim is one conditional UPDATE.
     let s = &db.services;
