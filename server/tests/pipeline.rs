@@ -23,6 +23,22 @@ async fn invoice(s: &Services, order_id: i32, qty: &[i32]) -> payments::domain::
     pipeline::invoice(s, "finance", order_id, &q).await.unwrap()
 }
 
+type Invoiced = Result<payments::domain::payment_views::InvoiceOutcome, payments::error::ServiceError>;
+
+/// Invoices two orders' (order, [(line, quantity)]) in one batched turn: both wait while the turn
+/// is held, then one turn takes them.
+async fn invoice_in_one_turn(s: &Services, (a, a_lines): (i32, &[(i32, i32)]), (b, b_lines): (i32, &[(i32, i32)])) -> (Invoiced, Invoiced) {
+    let hold = s.invoicing.hold().await;
+    let release = async {
+        while s.invoicing.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(hold);
+    };
+    let (first, second, ()) = tokio::join!(pipeline::invoice(s, "finance", a, a_lines), pipeline::invoice(s, "finance", b, b_lines), release);
+    (first, second)
+}
+
 async fn assert_clean(db: &TestDb) {
     let r = invariants::check(&db.services.db).await.unwrap();
     assert!(r.clean(), "invariants: {r:?}");
@@ -263,16 +279,7 @@ db_test!(invoicing_again_while_a_payment_is_incomplete_is_refused_and_writes_not
     let lines: Vec<(i32, i32)> = detail(s, placed.order_id).await.lines.iter().map(|l| (l.id, 1)).collect();
     let other_lines: Vec<(i32, i32)> = detail(s, other.order_id).await.lines.iter().map(|l| (l.id, 1)).collect();
     // Together with another order's invoicing, so that both go through one turn.
-    let hold = s.invoicing.hold().await;
-    let again = pipeline::invoice(s, "finance", placed.order_id, &lines);
-    let beside = pipeline::invoice(s, "finance", other.order_id, &other_lines);
-    let release = async {
-        while s.invoicing.waiting() < 2 {
-            tokio::task::yield_now().await;
-        }
-        drop(hold);
-    };
-    let (again, beside, ()) = tokio::join!(again, beside, release);
+    let (again, beside) = invoice_in_one_turn(s, (placed.order_id, &lines), (other.order_id, &other_lines)).await;
     let err = again.unwrap_err();
     assert!(err.to_string().contains("incomplete"), "{err}");
     assert_eq!(beside.unwrap().status, ProcessStatus::Completed, "the other order is invoiced");
@@ -310,17 +317,7 @@ db_test!(a_batched_turn_whose_guarded_line_moves_fall_short_is_undone_and_each_i
     let invoices = payments::entity::invoice::Entity::find().count(&s.db).await.unwrap();
     let lines = |d: OrderDetail| d.lines.iter().map(|l| (l.id, 1)).collect::<Vec<(i32, i32)>>();
     let (blocked_lines, other_lines) = (lines(detail(s, blocked.order_id).await), lines(detail(s, other.order_id).await));
-    // Both in one turn.
-    let hold = s.invoicing.hold().await;
-    let first = pipeline::invoice(s, "finance", blocked.order_id, &blocked_lines);
-    let second = pipeline::invoice(s, "finance", other.order_id, &other_lines);
-    let release = async {
-        while s.invoicing.waiting() < 2 {
-            tokio::task::yield_now().await;
-        }
-        drop(hold);
-    };
-    let (first, second, ()) = tokio::join!(first, second, release);
+    let (first, second) = invoice_in_one_turn(s, (blocked.order_id, &blocked_lines), (other.order_id, &other_lines)).await;
     assert_eq!(s.invoicing.counts(), (0, 0), "the turn posted nothing: its writes were rolled back");
     let err = first.unwrap_err().to_string();
     assert!(err.contains("invoiced by someone else at the same time"), "{err}");
