@@ -31,7 +31,7 @@ use crate::turns::{take_group, Waited};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, IntoCondition};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, FromQueryResult, IdenStatic, Iterable, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryIntoModel};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -54,6 +54,9 @@ pub struct InvoiceBatches {
     /// The processor's recent response time to this server's batched captures, in microseconds
     /// (a moving average), which sizes the groups ([`InvoiceBatches::group_max`]).
     call_micros: AtomicU64,
+    /// Invoicings on the batched path on this server now, from queueing until their run ends
+    /// (which sizes the groups on PostgreSQL, [`InvoiceBatches::group_max`]).
+    in_flight: AtomicUsize,
 }
 
 impl InvoiceBatches {
@@ -69,6 +72,7 @@ impl InvoiceBatches {
             step_runs: Default::default(),
             linger: (LINGER, LINGER_MAX),
             call_micros: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -86,17 +90,26 @@ impl InvoiceBatches {
         self.turn.clone().lock_owned().await
     }
 
-    /// The most invoicings the next turn posts. While the processor answers quickly, all of those
-    /// waiting: one transaction per group, and the group holds the turn to its end, so that those
-    /// coming back meanwhile form the next group. Once it answers slowly, [`SLOW_GROUP`]: a group
+    /// The most invoicings the next turn posts. While the processor answers quickly, on SQLite all
+    /// of those waiting: one transaction per group, and the group holds the turn to its end, so
+    /// that those coming back meanwhile form the next group (SQLite has one writer: a second group
+    /// in flight would only wait for it). On PostgreSQL, half of the invoicings in flight on this
+    /// server (never fewer than [`SLOW_GROUP`]), each group giving up the turn once it is posted
+    /// ([`InvoiceBatches::no_grace`]): two groups in flight, one posted on one connection while
+    /// the other takes its later steps on another, so that the database's work of one overlaps
+    /// the other's instead of the whole server waiting on one group's steps one after another
+    /// (issue #3: at L=0 and C=32 one group of 32 held the turn through its whole run and the two
+    /// CPUs were half idle). Once the processor answers slowly, [`SLOW_GROUP`] on both: a group
     /// gives up the turn while it waits on the processor ([`SLOW_CALL`]), and several smaller
     /// groups, posted one after another, each wait on the processor while the others' database
     /// work runs. One group of everything in flight would leave the database idle during the call
     /// and the processor idle during the database work (issue #3: at 50 ms, 32 invoicings in one
     /// group invoiced ~470 a second, in groups of 8 ~530).
-    fn group_max(&self) -> usize {
+    fn group_max(&self, backend: sea_orm::DbBackend) -> usize {
         if self.slow() {
             SLOW_GROUP
+        } else if backend == sea_orm::DbBackend::Postgres {
+            SLOW_GROUP.max(self.in_flight.load(Ordering::Relaxed).div_ceil(PG_GROUPS_IN_FLIGHT))
         } else {
             usize::MAX
         }
@@ -109,9 +122,10 @@ impl InvoiceBatches {
     }
 
     /// Whether a batched capture call gives up its share of the turn as it starts, rather than
-    /// after [`SLOW_CALL`]: on PostgreSQL once the processor is known to be slow (see [`run`]).
+    /// after [`SLOW_CALL`]: always on PostgreSQL, where the next group is posted on another
+    /// connection meanwhile (see [`run`] and [`InvoiceBatches::group_max`]); never on SQLite.
     fn no_grace(&self, backend: sea_orm::DbBackend) -> bool {
-        self.slow() && backend == sea_orm::DbBackend::Postgres
+        backend == sea_orm::DbBackend::Postgres
     }
 
     /// Counts a processor call of `took` into the moving average (one eighth of the new figure).
@@ -162,6 +176,7 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
     if !s.invoicing.enabled || wanted.is_empty() {
         return Ok(None);
     }
+    let _in_flight = InFlight::count(&s.invoicing.in_flight);
     let (reply, mut answer) = oneshot::channel();
     let id = s.invoicing.next_job.fetch_add(1, Ordering::Relaxed);
     let job = Job { id, s: s.clone(), actor: actor.to_string(), order_id, wanted, reply };
@@ -194,7 +209,8 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
     // They come back over several passes of the scheduler (each caller's own work between two
     // invoicings takes its turns too), so this stops once two passes in a row bring no one, or
     // the group is full.
-    let max = s.invoicing.group_max();
+    let backend = s.db.get_database_backend();
+    let max = s.invoicing.group_max(backend);
     let (mut seen, mut quiet) = (0, 0);
     for _ in 0..TURN_YIELDS {
         tokio::task::yield_now().await;
@@ -210,13 +226,15 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
     }
     // Only an invoicing still waiting takes the turn's work: one an earlier turn took is answered
     // by that turn, and taking the others now would split them into turns of one.
-    let jobs = take_group(&mut s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()), |j| j.id == id, s.invoicing.group_max());
+    let jobs = take_group(&mut s.invoicing.waiting.lock().unwrap_or_else(|e| e.into_inner()), |j| j.id == id, s.invoicing.group_max(backend));
     if jobs.is_empty() {
         return;
     }
     // The turn runs to its end even if this caller goes away (every invoicing it took gets its
-    // answer). It lasts until every invoicing it posted has finished its run, so that they go
-    // through the later steps together and those arriving meanwhile form the next turn.
+    // answer). It lasts until every invoicing it posted has finished its run (on PostgreSQL, or
+    // with a slow processor, until each has started its processor call or left the group), so
+    // that they go through the later steps together and those arriving meanwhile form the next
+    // turn.
     let batches = s.invoicing.clone();
     tokio::spawn(async move {
         let posted = post_all(jobs, Arc::new(Held(turn, std::time::Instant::now()))).await;
@@ -225,6 +243,23 @@ async fn take_turn(s: &Services, id: u64, turn: tokio::sync::OwnedMutexGuard<()>
             batches.posted.fetch_add(posted, Ordering::Relaxed);
         }
     });
+}
+
+/// One invoicing counted in [`InvoiceBatches`]'s `in_flight` while it lives (until its run ends,
+/// or its caller goes away).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn count(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A turn's hold on the lock, and since when (for the bench profile).
@@ -261,10 +296,12 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
     // A call that is not answered at once (a processor's latency) gives up this invoicing's share
     // of the turn: once the whole group waits on the processor, the next group is posted
     // meanwhile instead of waiting for this one to end. Quick answers keep the group together.
-    // On PostgreSQL, a processor already known to be slow gets no grace: the share goes as the
-    // call starts, since the turn's next group would otherwise wait [`SLOW_CALL`] for nothing
-    // (issue #3: at 50 ms the turn was held about 16 ms a group against 9.7 ms of posting, and
-    // giving it up at once took 429–436 invoices/s to 477–481). Not on SQLite, where the grace
+    // On PostgreSQL there is no grace: the share goes as the call starts, and the next group is
+    // posted on another connection while this one calls and settles (two groups in flight,
+    // [`InvoiceBatches::group_max`]); with a slow processor the turn's next group would otherwise
+    // wait [`SLOW_CALL`] for nothing (issue #3: at 50 ms the turn was held about 16 ms a group
+    // against 9.7 ms of posting, and giving it up at once took 429–436 invoices/s to 477–481),
+    // and with a quick one for the group's whole run. Not on SQLite, where the grace
     // leaves the one connection to this group's own processor calls (the simulator's turn)
     // before the next group's posting: giving it up at once there took 558–566 to 545–554.
     if batches.no_grace(g.s.db.get_database_backend()) {
@@ -322,8 +359,12 @@ const TURN_YIELDS: usize = 16;
 /// most. (A quick processor's calls on SQLite include the simulator's shared transaction, a few
 /// milliseconds for a group of 32.)
 const SLOW_PROCESSOR: std::time::Duration = std::time::Duration::from_millis(20);
-/// The most invoicings a turn posts while the processor is slow.
+/// The most invoicings a turn posts while the processor is slow, and the fewest it may take on
+/// PostgreSQL while it is quick (smaller groups spend more on each one's statements and commit).
 const SLOW_GROUP: usize = 8;
+/// How many groups the invoicings in flight are split into on PostgreSQL while the processor is
+/// quick ([`InvoiceBatches::group_max`]): one posting while the other takes its later steps.
+const PG_GROUPS_IN_FLIGHT: usize = 2;
 
 /// How long a step's turn waits for the next member of its group to arrive, and for all of them.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -1124,28 +1165,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_are_smaller_and_calls_keep_no_grace_on_postgres_while_the_processor_answers_slowly() {
-        // Issue 3, R-PIP-1: the group size, and on PostgreSQL whether a call keeps its share of the
-        // turn, follow the processor's recent response time.
+    fn groups_follow_the_processor_and_on_postgres_the_invoicings_in_flight() {
+        // Issue 3, R-PIP-1: the group size follows the processor's recent response time and, on
+        // PostgreSQL, how many invoicings are in flight; on PostgreSQL a call never keeps its
+        // share of the turn, on SQLite it does for SLOW_CALL.
+        use sea_orm::DbBackend::{Postgres, Sqlite};
         let b = InvoiceBatches::new(true);
-        assert_eq!(b.group_max(), usize::MAX, "no call yet: one group of everything waiting");
-        assert!(!b.slow(), "no call yet: calls keep their share of the turn for SLOW_CALL");
-        assert!(!b.no_grace(sea_orm::DbBackend::Postgres) && !b.no_grace(sea_orm::DbBackend::Sqlite));
+        assert_eq!(b.group_max(Sqlite), usize::MAX, "no call yet: one group of everything waiting");
+        assert_eq!(b.group_max(Postgres), SLOW_GROUP, "nothing in flight: the smallest group");
+        let flying: Vec<InFlight<'_>> = (0..32).map(|_| InFlight::count(&b.in_flight)).collect();
+        assert_eq!(b.group_max(Postgres), 16, "32 in flight: two groups of 16");
+        assert_eq!(b.group_max(Sqlite), usize::MAX);
+        drop(flying);
+        assert_eq!(b.in_flight.load(Ordering::Relaxed), 0, "each invoicing leaves the count when it ends");
+        let flying: Vec<InFlight<'_>> = (0..17).map(|_| InFlight::count(&b.in_flight)).collect();
+        assert_eq!(b.group_max(Postgres), 9);
+        assert!(!b.slow(), "no call yet");
+        assert!(b.no_grace(Postgres) && !b.no_grace(Sqlite));
         for _ in 0..40 {
             b.called(std::time::Duration::from_millis(50));
         }
-        assert_eq!(b.group_max(), SLOW_GROUP);
+        assert_eq!((b.group_max(Sqlite), b.group_max(Postgres)), (SLOW_GROUP, SLOW_GROUP), "a slow processor: groups of SLOW_GROUP whatever is in flight");
         assert!(b.slow());
-        assert!(b.no_grace(sea_orm::DbBackend::Postgres), "on PostgreSQL, a call now gives up its share of the turn as it starts");
-        assert!(!b.no_grace(sea_orm::DbBackend::Sqlite), "on SQLite, a call keeps its share for SLOW_CALL");
+        assert!(b.no_grace(Postgres), "on PostgreSQL, a call gives up its share of the turn as it starts");
+        assert!(!b.no_grace(Sqlite), "on SQLite, a call keeps its share for SLOW_CALL");
         b.called(std::time::Duration::from_millis(1));
-        assert_eq!(b.group_max(), SLOW_GROUP, "one quick answer is not a quick processor");
+        assert_eq!(b.group_max(Sqlite), SLOW_GROUP, "one quick answer is not a quick processor");
         assert!(b.slow());
         for _ in 0..40 {
             b.called(std::time::Duration::from_millis(1));
         }
-        assert_eq!(b.group_max(), usize::MAX);
+        assert_eq!((b.group_max(Sqlite), b.group_max(Postgres)), (usize::MAX, 9));
         assert!(!b.slow());
-        assert!(!b.no_grace(sea_orm::DbBackend::Postgres), "a quick processor again: the grace is back");
+        drop(flying);
     }
 }
