@@ -1169,7 +1169,7 @@ mod tests {
         // Issue 3, R-PIP-1: the group size follows the processor's recent response time and, on
         // PostgreSQL, how many invoicings are in flight; on PostgreSQL a call never keeps its
         // share of the turn, on SQLite it does for SLOW_CALL.
-        use sea_orm::DbBackend::{Postgres, Sqlite};
+        use sea_orm::DatabaseBackend::{Postgres, Sqlite};
         let b = InvoiceBatches::new(true);
         assert_eq!(b.group_max(Sqlite), usize::MAX, "no call yet: one group of everything waiting");
         assert_eq!(b.group_max(Postgres), SLOW_GROUP, "nothing in flight: the smallest group");
