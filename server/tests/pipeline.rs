@@ -953,6 +953,40 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
 });
 
+db_test!(many_invoicings_in_flight_go_in_two_groups_on_postgres_and_in_one_on_sqlite, |db| {
+    // Issue 3, R-PIP-1: with a quick processor, SQLite (one writer) posts everything waiting in
+    // one turn, while PostgreSQL posts half of the invoicings in flight in each of two turns, the
+    // second group posted while the first captures and settles. Every invoice completes, each
+    // captured once, either way.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut orders = Vec::new();
+    for _ in 0..20 {
+        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
+        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
+        orders.push((id, q));
+    }
+    let turn = s.invoicing.hold().await;
+    let mut work = Vec::new();
+    for (order, q) in orders {
+        let s = s.clone();
+        work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
+    }
+    while s.invoicing.waiting() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(turn);
+    for w in work {
+        let out = w.await.unwrap().unwrap();
+        assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    }
+    let groups = if s.db.get_database_backend() == sea_orm::DbBackend::Postgres { (2, 20) } else { (1, 20) };
+    assert_eq!(s.invoicing.counts(), groups, "(turns, invoices they posted)");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 20);
+    assert_clean(&db).await;
+});
+
 /// A simulator of its own over the test database, and the processor references of `n` new
 /// orders' authorizations (900.00 each), with the pipeline on.
 async fn simulator_with_authorizations(s: &Services, n: usize) -> (simulator::ProcessorSimulator, Vec<String>) {
