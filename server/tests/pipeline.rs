@@ -9,7 +9,7 @@ use payments::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use payments::entity::{audit_log, capture, payment_process, processor_request, process_stage};
 use payments::pipeline::{self, invariants, queries, requests};
 use payments::service::{orders, Services};
-use payments::testing::{enable_pipeline, fixture, OrderBuilder, TestDb};
+use payments::testing::{enable_pipeline, fixture, Fixture, OrderBuilder, TestDb};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 async fn detail(s: &Services, order_id: i32) -> OrderDetail {
@@ -37,6 +37,17 @@ async fn invoice_in_one_turn(s: &Services, (a, a_lines): (i32, &[(i32, i32)]), (
     };
     let (first, second, ()) = tokio::join!(pipeline::invoice(s, "finance", a, a_lines), pipeline::invoice(s, "finance", b, b_lines), release);
     (first, second)
+}
+
+/// `n` new orders of a tent and two stoves, each with its lines' full quantities, to invoice.
+async fn whole_orders(s: &Services, fx: &Fixture, n: usize) -> Vec<(i32, Vec<(i32, i32)>)> {
+    let mut orders = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = OrderBuilder::new(fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
+        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
+        orders.push((id, q));
+    }
+    orders
 }
 
 async fn assert_clean(db: &TestDb) {
@@ -862,12 +873,7 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
     let s = &db.services;
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
-    let mut orders = Vec::new();
-    for _ in 0..3 {
-        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
-        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
-        orders.push((id, q));
-    }
+    let mut orders = whole_orders(s, &fx, 3).await;
     let (third, q3) = orders.pop().unwrap();
     // Until removed (a fault limited to 2 uses could fire once only for two concurrent draws, and
     // then for the third): both captures of the group draw it, then it is removed.
@@ -920,12 +926,7 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     let s = &s;
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
-    let mut orders = Vec::new();
-    for _ in 0..4 {
-        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
-        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
-        orders.push((id, q));
-    }
+    let orders = whole_orders(s, &fx, 4).await;
     faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let started = std::time::Instant::now();
     let turn = s.invoicing.hold().await;
@@ -961,12 +962,7 @@ db_test!(many_invoicings_in_flight_go_in_two_groups_on_postgres_and_in_one_on_sq
     let s = &db.services;
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
-    let mut orders = Vec::new();
-    for _ in 0..20 {
-        let id = OrderBuilder::new(&fx).line("Tent", 1, "150.00").line("Stove", 2, "45.50").place(s).await.order_id;
-        let q: Vec<(i32, i32)> = detail(s, id).await.lines.iter().map(|l| (l.id, l.quantity)).collect();
-        orders.push((id, q));
-    }
+    let orders = whole_orders(s, &fx, 20).await;
     let turn = s.invoicing.hold().await;
     let mut work = Vec::new();
     for (order, q) in orders {
