@@ -1263,3 +1263,68 @@ db_test!(the_processor_answers_a_repeated_tracking_id_with_its_first_answer_and_
     let totals = simulator::ledger_totals(&s.db).await.unwrap();
     assert_eq!((totals.captured, totals.captures, totals.refunded), (90_000, 3, 0));
 });
+
+db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db| {
+    // Issue 3, R-PIP-2, R-CAP-5: the batched settle step renews its processes' leases in the
+    // statement that locks their authorizations (one statement on PostgreSQL, two on SQLite).
+    // When another server took one of them over while the processor answered, the captures taken
+    // are still recorded, once, and nothing else is written: no payment journal, no completion,
+    // and the other server keeps its lease. Once the leases run out, recovery completes both
+    // without charging again.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let orders = whole_orders(s, &fx, 2).await;
+    faults::add(&s.db, s.now(), "capture", "latency", "1", "", "300").await.unwrap();
+    let steal = async {
+        // Both intents are committed (stage 1 is done) before their capture calls start.
+        let requests = loop {
+            let r = processor_request::Entity::find().filter(processor_request::Column::Command.eq(Command::Capture.code())).all(&s.db).await.unwrap();
+            if r.len() == 2 {
+                break r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let stolen = requests[0].process_id.unwrap();
+        payment_process::Entity::update_many()
+            .col_expr(payment_process::Column::LeaseOwner, sea_orm::sea_query::Expr::value("another-server"))
+            .col_expr(payment_process::Column::LeaseUntil, sea_orm::sea_query::Expr::value(s.now() + chrono::Duration::minutes(10)))
+            .filter(payment_process::Column::Id.eq(stolen))
+            .exec(&s.db)
+            .await
+            .unwrap();
+        stolen
+    };
+    let ((first, second), stolen) = tokio::join!(invoice_in_one_turn(s, (orders[0].0, &orders[0].1), (orders[1].0, &orders[1].1)), steal);
+    for out in [first.unwrap(), second.unwrap()] {
+        assert_eq!(out.status, ProcessStatus::Running, "the group's run stops with its lease: {out:?}");
+    }
+    assert_eq!(s.invoicing.counts(), (1, 2), "both went in one turn");
+    assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 2, "each capture taken is recorded");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_eq!(payments::entity::journal::Entity::find().count(&s.db).await.unwrap(), 2, "the invoice journals only, no payment journal");
+    let p = payment_process::Entity::find_by_id(stolen).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((p.status.as_str(), p.lease_owner.as_deref()), (ProcessStatus::Running.code(), Some("another-server")));
+    let journal_stage = process_stage::Entity::find()
+        .filter(process_stage::Column::ProcessId.eq(stolen))
+        .filter(process_stage::Column::Stage.eq(Stage::PostPaymentJournal.code()))
+        .one(&s.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal_stage.status, StageStatus::Pending.code(), "stage 3 never started");
+
+    // Every lease runs out; recovery finishes both, from the captures recorded.
+    payment_process::Entity::update_many()
+        .col_expr(payment_process::Column::LeaseUntil, sea_orm::sea_query::Expr::value(s.now() - chrono::Duration::seconds(1)))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    faults::clear(&s.db).await.unwrap();
+    pipeline::recover(s, 10).await.unwrap();
+    for p in payment_process::Entity::find().all(&s.db).await.unwrap() {
+        assert_eq!(p.status, ProcessStatus::Completed.code(), "process {}", p.id);
+    }
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2, "recovery charged no one again");
+    assert_clean(&db).await;
+});

@@ -208,14 +208,20 @@ pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process
 /// (process, path) in it; false if another server holds any of them (then the caller's
 /// transaction must not commit what it wrote).
 pub(super) async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, String)]) -> Result<bool, DbErr> {
+    let res = db.execute(&lease_renewal(s, ids, capture_paths)).await?;
+    Ok(res.rows_affected() == ids.len() as u64)
+}
+
+/// The statement of [`renew_leases`]: it renews the lease of as many of `ids` as are running
+/// under this server's lease or none.
+pub(super) fn lease_renewal(s: &Services, ids: &[i32], capture_paths: &[(i32, String)]) -> sea_orm::sea_query::UpdateStatement {
     let now = s.now();
     let mut q = pp::Entity::update_many();
     if !capture_paths.is_empty() {
         let case = capture_paths.iter().fold(CaseStatement::new(), |c, (id, path)| c.case(pp::Column::Id.eq(*id), Expr::value(path.clone())));
         q = q.col_expr(pp::Column::CapturePath, case.finally(Expr::col(pp::Column::CapturePath)).into());
     }
-    let res = q
-        .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
+    q.col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
         .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
         .col_expr(pp::Column::UpdatedAt, Expr::value(now))
         .filter(pp::Column::Id.is_in(ids.iter().copied()))
@@ -226,7 +232,5 @@ pub(super) async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &
                 .add(pp::Column::LeaseUntil.is_null())
                 .add(pp::Column::LeaseUntil.lt(now)),
         )
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == ids.len() as u64)
+        .into_query()
 }
