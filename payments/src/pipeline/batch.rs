@@ -1071,7 +1071,8 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
 /// The captures taken recorded with their effects (captures, authorizations' totals and
 /// statuses, processes' captured amounts, requests' outcomes, payment lines paid): the
 /// authorizations are locked in `txn` at once, the writes added to `w` for the caller to run in
-/// it. With `renew`, the leases of those processes are renewed first ([`marks::renew_leases`]).
+/// it. With `renew`, the leases of those processes are renewed too: on PostgreSQL by the statement
+/// that locks the authorizations, on SQLite by a statement sent first ([`marks::renew_leases`]).
 /// Returns each invoicing's stage-2 result message, for [`captures_recorded`], whether a fault is
 /// injected at the journal (read with the authorizations, to save the settle step a round trip;
 /// see [`settle`]) and whether every lease asked for was renewed (true when none was).
