@@ -89,6 +89,11 @@ impl From<payments::error::ServiceError> for AppError {
                 tracing::error!(error = %db, "database error");
                 AppError::Server("the database could not complete the request; nothing was changed".into())
             }
+            e @ S::AlreadyRecorded(_) => AppError::Refused(e.to_string()),
+            S::StoredData(m) => {
+                tracing::error!(error = %m, "stored data cannot be read");
+                AppError::Server(format!("stored data cannot be read ({m}); nothing was changed, and an administrator must look at it"))
+            }
         }
     }
 }

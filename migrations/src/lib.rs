@@ -1,7 +1,7 @@
 //! Paystage's schema. One file per change; every migration must behave the same on SQLite and
 //! PostgreSQL (money as integer minor units, timestamps with time zone, no backend-specific SQL;
-//! the one exception is a PostgreSQL storage parameter that SQLite has no counterpart for, see
-//! migration 7).
+//! the exceptions are a PostgreSQL storage parameter that SQLite has no counterpart for, see
+//! migration 7, and the triggers of migration 9, written once per database).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_foundation;
@@ -12,6 +12,7 @@ mod m20261123_000005_prepayments;
 mod m20261130_000006_open_authorizations_index;
 mod m20261130_000007_hot_update_room;
 mod m20261201_000008_expiry_watermark;
+mod m20261206_000009_posted_records;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_open_authorizations_index::Migration),
             Box::new(m20261130_000007_hot_update_room::Migration),
             Box::new(m20261201_000008_expiry_watermark::Migration),
+            Box::new(m20261206_000009_posted_records::Migration),
         ]
     }
 }

@@ -20,6 +20,20 @@ pub enum ServiceError {
     ConfirmationRequired(crate::domain::tokens::Confirmation),
     #[error("The database could not complete the request: {0}")]
     Database(#[from] DbErr),
+    /// Another runner (recovery, another server) recorded this processor request's outcome while
+    /// this one waited for the processor: this answer was not applied, and nothing was changed by it.
+    #[error("The outcome of processor request {0} was already recorded by another runner; nothing was changed twice. Reload to see where it stands.")]
+    AlreadyRecorded(String),
+    /// A stored value Paystage cannot read (an unknown currency code, a tax rate that is not a
+    /// number): nothing was done with it, and it needs an administrator.
+    #[error("Stored data cannot be read: {0}")]
+    StoredData(String),
+}
+
+impl From<crate::domain::money::UnknownCurrency> for ServiceError {
+    fn from(e: crate::domain::money::UnknownCurrency) -> Self {
+        ServiceError::StoredData(e.to_string())
+    }
 }
 
 fn summary(errors: &[FieldError]) -> String {
@@ -40,6 +54,8 @@ impl ServiceError {
             ServiceError::Conflict(_) => "PS_CONFLICT",
             ServiceError::ConfirmationRequired(_) => "PS_CONFIRMATION_REQUIRED",
             ServiceError::Database(_) => "PS_DATABASE",
+            ServiceError::StoredData(_) => "PS_STORED_DATA",
+            ServiceError::AlreadyRecorded(_) => "PS_ALREADY_RECORDED",
         }
     }
 

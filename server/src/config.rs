@@ -36,6 +36,9 @@ pub struct Config {
     /// `PAYSTAGE_LEASE_SECONDS`: how long a server's claim on a running payment process lasts before
     /// another server's recovery may take it over (default 30, 1–3600).
     pub lease_seconds: u32,
+    /// `PAYSTAGE_CONNECTOR_TIMEOUT_MS`: the deadline of one processor call; a third of the lease at
+    /// most (`payments::connector::timed`).
+    pub connector_timeout_ms: u64,
     /// `PAYSTAGE_RECOVERY_SECONDS`: how often recovery looks for payment processes left in flight
     /// (default 15, 1–3600). It also runs once at start-up.
     pub recovery_seconds: u32,
@@ -140,6 +143,25 @@ impl Config {
             }
         };
         let lease_seconds = seconds("PAYSTAGE_LEASE_SECONDS", 30)?;
+        let default_timeout = payments::connector::timed::DEFAULT_TIMEOUT.as_millis() as u64;
+        let connector_timeout_ms = match get("PAYSTAGE_CONNECTOR_TIMEOUT_MS").filter(|v| !v.trim().is_empty()) {
+            None => default_timeout,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (100..=1_200_000).contains(&n) => n,
+                _ => return Err(err("PAYSTAGE_CONNECTOR_TIMEOUT_MS", format!("\"{v}\" is not a number of milliseconds from 100 to 1200000"))),
+            },
+        };
+        let timeout = std::time::Duration::from_millis(connector_timeout_ms);
+        if !payments::connector::timed::fits_lease(timeout, std::time::Duration::from_secs(u64::from(lease_seconds))) {
+            return Err(err(
+                "PAYSTAGE_CONNECTOR_TIMEOUT_MS",
+                format!(
+                    "{connector_timeout_ms} ms does not fit the {lease_seconds} s lease: a runner makes up to {} processor calls under one lease, so the timeout must be under {} ms (or PAYSTAGE_LEASE_SECONDS longer)",
+                    payments::connector::timed::CALLS_PER_LEASE,
+                    u64::from(lease_seconds) * 1000 / u64::from(payments::connector::timed::CALLS_PER_LEASE)
+                ),
+            ));
+        }
         let recovery_seconds = seconds("PAYSTAGE_RECOVERY_SECONDS", 15)?;
         let expiry_seconds = seconds("PAYSTAGE_EXPIRY_SECONDS", 300)?;
         let cpus = match get("PAYSTAGE_CPUS").as_deref().map(str::trim) {
@@ -169,6 +191,7 @@ impl Config {
             public_origin,
             log,
             lease_seconds,
+            connector_timeout_ms,
             recovery_seconds,
             expiry_seconds,
             cpus,
@@ -213,6 +236,16 @@ mod tests {
             "PAYSTAGE_LEASE_SECONDS: \"0\" is not a number of seconds from 1 to 3600"
         );
         assert_eq!(cfg(&[("PAYSTAGE_RECOVERY_SECONDS", "soon")]).unwrap_err().var, "PAYSTAGE_RECOVERY_SECONDS");
+        // Issue #39 item 1: a processor call never outlives the lease it was made under.
+        assert_eq!(cfg(&[]).unwrap().connector_timeout_ms, 8_000);
+        assert_eq!(cfg(&[("PAYSTAGE_CONNECTOR_TIMEOUT_MS", "9000")]).unwrap().connector_timeout_ms, 9_000);
+        let e = cfg(&[("PAYSTAGE_CONNECTOR_TIMEOUT_MS", "10000")]).unwrap_err();
+        assert_eq!(e.var, "PAYSTAGE_CONNECTOR_TIMEOUT_MS");
+        assert!(e.to_string().contains("under 10000 ms"), "{e}");
+        assert_eq!(cfg(&[("PAYSTAGE_LEASE_SECONDS", "10"), ("PAYSTAGE_CONNECTOR_TIMEOUT_MS", "5000")]).unwrap_err().var, "PAYSTAGE_CONNECTOR_TIMEOUT_MS");
+        assert_eq!(cfg(&[("PAYSTAGE_LEASE_SECONDS", "10")]).unwrap_err().var, "PAYSTAGE_CONNECTOR_TIMEOUT_MS", "a shorter lease needs a shorter timeout");
+        assert!(cfg(&[("PAYSTAGE_LEASE_SECONDS", "10"), ("PAYSTAGE_CONNECTOR_TIMEOUT_MS", "3000")]).is_ok());
+        assert_eq!(cfg(&[("PAYSTAGE_CONNECTOR_TIMEOUT_MS", "0")]).unwrap_err().var, "PAYSTAGE_CONNECTOR_TIMEOUT_MS");
     }
 
     #[test]

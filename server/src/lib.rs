@@ -46,7 +46,8 @@ pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), Sta
     let db = payments::db::connect_and_migrate(&config.database_url)
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
-    let services = Services::new(db, Arc::new(SystemClock)).with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)));
+    let services = Services::new(db, Arc::new(SystemClock)).with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
+        .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms));
     let report = bootstrap(
         &services,
         &BootstrapOptions {

@@ -157,6 +157,7 @@ async fn open_services(config: &Config) -> payments::service::Services {
     let db = payments::db::connect_and_migrate(&config.database_url).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
     payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock))
         .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
+        .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms))
 }
 
 fn main() {

@@ -77,16 +77,13 @@ db_test!(incremental_capture_keeps_one_authorization_for_two_invoices, |db| {
     assert_eq!(d.authorizations.len(), 1, "no new authorization on the incremental path");
     let auth = &d.authorizations[0];
     assert_eq!(auth.captures.len(), 2, "one authorization, two captures");
-    // Tax rounded per invoice: 162.38 + 211.63 = 374.01, a cent over the authorization. R-CAP-4:
-    // never capture more than authorized; the cent stays due on the second invoice.
-    assert_eq!(second.amount.minor(), 21_163);
+    // R-MON-3: tax is allocated cumulatively, so the second invoice takes what the order's tax
+    // (rounded once) leaves: 374.00 - 162.38 = 211.62, exactly what is left on the authorization.
+    assert_eq!(second.amount.minor(), 21_162);
     assert_eq!(auth.captures[1].amount.minor(), 21_162);
     assert_eq!(auth.captured.minor(), 37_400);
     assert_eq!(auth.status, AuthorizationStatus::FullyCaptured);
     assert_eq!(d.payments[0].status, PaymentStatus::Paid, "a fully captured card payment is paid");
-    let h2 = queries::history(&s.db, second.process_id).await.unwrap();
-    let log2 = &h2.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap().log;
-    assert!(log2.iter().any(|l| l.message.contains("exceeds what is left on the authorization")), "{log2:?}");
     assert_eq!(d.balance.minor(), 0);
     assert_eq!(d.journals.len(), 4, "two invoice journals and two payment journals");
     let h = queries::history(&s.db, first.process_id).await.unwrap();
@@ -95,6 +92,39 @@ db_test!(incremental_capture_keeps_one_authorization_for_two_invoices, |db| {
     assert_eq!(auth_stage.status, StageStatus::Skipped, "the original authorization covers the rest");
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
     assert_clean(&db).await;
+});
+
+/// Issue #39 item 0 (R-MON-3, R-CAP-1, R-LED-1): 1 × 249.99 and 2 × 89.95 at 8.25 % is 465.36;
+/// invoiced line by line, on either capture path, the invoices, the captures and the payment
+/// journals each add up to 465.36 and nothing is left to invoice or to capture.
+async fn split_invoices_add_up(db: &TestDb, incremental: bool) {
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, incremental).await;
+    let placed = OrderBuilder::new(&fx).line("Jacket", 1, "249.99").line("Gloves", 2, "89.95").tax("8.25").place(s).await;
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.order.total.minor(), 46_536);
+    let first = invoice(s, placed.order_id, &[1, 0]).await;
+    assert_eq!(first.status, ProcessStatus::Completed, "{first:?}");
+    assert_eq!(detail(s, placed.order_id).await.balance.minor(), 19_475, "left to invoice is what the last invoice will be");
+    let second = invoice(s, placed.order_id, &[0, 2]).await;
+    assert_eq!(second.status, ProcessStatus::Completed, "{second:?}");
+    assert_eq!(first.amount.minor() + second.amount.minor(), 46_536, "{} + {}", first.amount, second.amount);
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.balance.minor(), 0);
+    let captured: i64 = d.authorizations.iter().map(|a| a.captured.minor()).sum();
+    assert_eq!(captured, 46_536, "every cent of the order is captured");
+    assert!(d.authorizations.iter().all(|a| a.status != AuthorizationStatus::Open), "{:?}", d.authorizations);
+    assert_eq!(d.payments[0].status, PaymentStatus::Paid);
+    assert_clean(db).await;
+}
+
+db_test!(split_invoices_with_tax_add_up_incremental, |db| {
+    split_invoices_add_up(&db, true).await;
+});
+
+db_test!(split_invoices_with_tax_add_up_legacy, |db| {
+    split_invoices_add_up(&db, false).await;
 });
 
 db_test!(legacy_path_captures_then_authorizes_the_balance, |db| {
@@ -134,6 +164,27 @@ db_test!(interac_is_never_captured_incrementally, |db| {
     let path = h.capture_path.unwrap();
     assert!(path.contains("did not say SupportsMultipleCaptures") && path.contains("Non incremental capture payment methods"), "{path}");
     assert_eq!(detail(s, placed.order_id).await.authorizations.len(), 2);
+    assert_clean(&db).await;
+});
+
+db_test!(an_excluded_maestro_card_takes_the_legacy_path_with_its_reason, |db| {
+    // R-PAR-5, R-CAP-2, issue #39 item 5: any variant the processor names can be excluded, in any
+    // case; `maestro` used to be read through a five-value enum and never matched.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    for channel_id in [fx.pos, fx.online, fx.call_center] {
+        payments::service::setup::save_merchant_properties(s, "admin", fx.connector_id, channel_id, "Yes", "interac; MAESTRO").await.unwrap();
+    }
+    let placed = OrderBuilder::new(&fx).line("Lamp", 2, "10.00").card("6759649826438453").place(s).await;
+    let d = detail(s, placed.order_id).await;
+    assert!(d.authorizations[0].supports_multiple_captures, "the processor allows multiple captures for maestro");
+    let out = invoice(s, placed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    let path = queries::history(&s.db, out.process_id).await.unwrap().capture_path.unwrap();
+    assert!(path.starts_with("Legacy") && path.contains("Non incremental capture payment methods"), "{path}");
+    assert!(!path.contains("SupportsMultipleCaptures"), "the exclusion is the only reason: {path}");
+    assert_eq!(detail(s, placed.order_id).await.authorizations.len(), 2, "legacy: a new authorization for the balance");
     assert_clean(&db).await;
 });
 
@@ -224,7 +275,7 @@ db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_captur
     // Stage 1 as invoicing does it, then the capture sent but its outcome never recorded (crash).
     let (inv, process_id) = pipeline::post_invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     let auth = payments::entity::authorization::Entity::find().one(&s.db).await.unwrap().unwrap();
-    let amount = payments::domain::money::Money::from_minor(inv.amount_minor, payments::domain::money::Currency::Usd);
+    let amount = payments::domain::money::Money::from_minor(inv.amount_minor, payments::domain::money::Currency::USD);
     let req = requests::begin(
         s,
         auth.connector_id,
@@ -1005,7 +1056,7 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
     // moves money once.
     let s = &db.services;
     let (sim, references) = simulator_with_authorizations(s, 6).await;
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     // Six captures of 100.00, the first one sent twice, one of 0.00 (refused) and one above what
     // is left (declined), all at once.
     let mut calls: Vec<(String, String, i64)> = references.iter().enumerate().map(|(i, r)| (format!("c-{i}"), r.clone(), 10_000)).collect();
@@ -1052,7 +1103,7 @@ db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a
     let first = amount_of(references[0].clone()).await;
     let second = amount_of(references[1].clone()).await;
     assert_eq!((first.captured_minor, second.captured_minor), (0, 0));
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     let part = first.amount_minor * 3 / 10;
     let tenth = second.amount_minor / 10;
     let before = sim.written_together();
@@ -1115,7 +1166,7 @@ db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a
 async fn capture_from_two_servers(s: &Services, servers: [&simulator::ProcessorSimulator; 2], references: &[String], part: i64) -> (Vec<String>, usize, usize) {
     use payments::connector::{Connector, ConnectorError, Outcome};
     use payments::entity::sim_authorization as sa;
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     let holder = sea_orm::TransactionTrait::begin(&s.db).await.unwrap();
     let mut hold = sa::Entity::find_by_id(references[0].clone());
     if s.db.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -1200,7 +1251,7 @@ db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_l
     // the effect loses the answer, not the capture: asking about the tracking id finds it.
     let s = &db.services;
     let (sim, references) = simulator_with_authorizations(s, 6).await;
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     let latency = faults::add(&s.db, s.now(), "any", "latency", "1", "", "1").await.unwrap();
     let twice = faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "2", "").await.unwrap();
     let mut work = Vec::new();
@@ -1241,7 +1292,7 @@ db_test!(the_processor_answers_a_repeated_tracking_id_with_its_first_answer_and_
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Canoe", 1, "900.00").place(s).await;
     let auth = payments::entity::authorization::Entity::find().filter(payments::entity::authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
-    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::Usd);
+    let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     let first = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
     let again = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
     assert_eq!(again.reference, first.reference, "the same answer");

@@ -159,6 +159,40 @@ async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume(
     assert_invariants(&s).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_servers() {
+    // Issue #39 item 1 (R-CAP-5, R-PIP-4): two server processes on one PostgreSQL, a 3 s lease and
+    // recovery every second; the processor answers captures after 5 s. Each call is abandoned at
+    // the connector timeout (a third of the lease), the processor is asked, and the capture it made
+    // is recorded once: the other server's recovery never takes a call in flight over.
+    let db = TestDb::postgres().await;
+    let s = real_time(&db);
+    let password = payments::service::access::generate_password();
+    server::chaos::prepare_database(&s, &password).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "a").await.unwrap();
+    let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "b").await.unwrap();
+    let sa = Session::sign_in(&a.base, "finance", &password).await.unwrap();
+    let placed = payments::bench::prepare_orders(&s, 3).await.unwrap();
+    payments::connector::faults::add(&s.db, s.now(), "capture", "latency", "1", "", "5000").await.unwrap();
+    for (order, lines) in &placed {
+        let started = Instant::now();
+        let out = sa.invoice(*order, &[(lines[0], 1), (lines[1], 2)]).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(4_500), "the call was abandoned at its deadline: {:?}", started.elapsed());
+        assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    }
+    // Past the processor's answers and two more recovery passes of each server.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for (order, _) in &placed {
+        assert_eq!(cap::Entity::find().filter(cap::Column::OrderId.eq(*order)).count(&s.db).await.unwrap(), 1, "order {order}: one capture");
+        assert_eq!(wait_finished(&s, *order).await.status, ProcessStatus::Completed.code());
+    }
+    assert_eq!(sim_capture::Entity::find().count(&s.db).await.unwrap(), 3, "one capture each at the processor");
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+    assert_invariants(&s).await;
+}
+
 db_test!(chaos_at_a_small_size_is_clean, |db| {
     // `paystage chaos` itself (the command prints this report): kills and faults, then every
     // invariant checked.

@@ -247,7 +247,9 @@ db_test!(exactly_one_default_connector, |db| {
 db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
     // R-MON-2, R-PIP-2 (issue #3): statements sent in one round trip (on PostgreSQL with their
     // values written in as literals) store every value exactly, whatever its characters (the
-    // execution logs' text goes this way), timestamps to the microsecond, in order.
+    // execution logs' text goes this way), timestamps to the microsecond, in order. The rows are
+    // parameters, a table whose rows may change (the audit log refuses updates, issue #39).
+    use payments::entity::parameter;
     use payments::writes::Writes;
     use sea_orm::sea_query::{CaseStatement, Expr};
     use sea_orm::{QueryOrder, QueryTrait, Set, TransactionTrait};
@@ -264,36 +266,33 @@ db_test!(writes_sent_together_store_exactly_what_was_given, |db| {
         "",
     ];
     let at = payments::testing::test_epoch() + Duration::microseconds(123_457);
+    let key = |i: usize| format!("writes.test/row {i}");
     let txn = s.db.begin().await.unwrap();
     let mut w = Writes::on(&txn);
-    let rows = texts.iter().enumerate().map(|(i, t)| audit_log::ActiveModel {
-        at: Set(at + Duration::seconds(i as i64)),
-        actor: Set(t.to_string()),
-        action: Set("writes.test".into()),
-        subject: Set(format!("row {i}")),
-        before: Set(Some(t.to_string())),
-        after: Set(None),
-        ..Default::default()
+    let rows = texts.iter().enumerate().map(|(i, t)| parameter::ActiveModel {
+        key: Set(key(i)),
+        value: Set(t.to_string()),
+        changed_at: Set(at + Duration::seconds(i as i64)),
+        changed_by: Set(t.to_string()),
     });
-    w.push(audit_log::Entity::insert_many(rows).into_query());
+    w.push(parameter::Entity::insert_many(rows).into_query());
     // A second statement that reads what the first wrote: they run in order.
-    let case = texts.iter().enumerate().fold(CaseStatement::new(), |c, (i, t)| c.case(audit_log::Column::Subject.eq(format!("row {i}")), Expr::value(format!("{t}|{i}"))));
+    let case = texts.iter().enumerate().fold(CaseStatement::new(), |c, (i, t)| c.case(parameter::Column::Key.eq(key(i)), Expr::value(format!("{t}|{i}"))));
     w.push(
-        audit_log::Entity::update_many()
-            .col_expr(audit_log::Column::After, case.finally(Expr::value(Option::<String>::None)).into())
-            .filter(audit_log::Column::Action.eq("writes.test"))
+        parameter::Entity::update_many()
+            .col_expr(parameter::Column::Value, case.finally(Expr::col(parameter::Column::Value)).into())
+            .filter(parameter::Column::Key.starts_with("writes.test/"))
             .into_query(),
     );
     assert_eq!(w.len(), 2);
     w.run(&txn).await.unwrap();
     txn.commit().await.unwrap();
-    let stored = audit_log::Entity::find().filter(audit_log::Column::Action.eq("writes.test")).order_by_asc(audit_log::Column::Id).all(&s.db).await.unwrap();
+    let stored = parameter::Entity::find().filter(parameter::Column::Key.starts_with("writes.test/")).order_by_asc(parameter::Column::Key).all(&s.db).await.unwrap();
     assert_eq!(stored.len(), texts.len());
     for (i, (row, t)) in stored.iter().zip(texts).enumerate() {
-        assert_eq!(row.actor, t);
-        assert_eq!(row.before.as_deref(), Some(t));
-        assert_eq!(row.after, Some(format!("{t}|{i}")));
-        assert_eq!(row.at, at + Duration::seconds(i as i64), "timestamps keep their microseconds");
+        assert_eq!(row.changed_by, t);
+        assert_eq!(row.value, format!("{t}|{i}"));
+        assert_eq!(row.changed_at, at + Duration::seconds(i as i64), "timestamps keep their microseconds");
     }
 });
 
@@ -372,33 +371,33 @@ db_test!(a_large_groups_rows_sent_together_arrive_whole_and_in_order, |db| {
     // parts on PostgreSQL, each short enough for the socket to take at once (a longer one waited
     // ~45 ms for a delayed acknowledgement), in one statement on SQLite; every row arrives, in
     // order, with an update sent after them seeing all of them.
+    use payments::entity::parameter;
     use payments::writes::Writes;
     use sea_orm::{ConnectionTrait, DbBackend, QueryOrder, QueryTrait, Set, TransactionTrait};
     let s = &db.services;
-    let rows = (0..250).map(|i| audit_log::ActiveModel {
-        at: Set(payments::testing::test_epoch() + Duration::seconds(i)),
-        actor: Set(format!("{i:04} {}", "é".repeat(150))),
-        action: Set("writes.parts".into()),
-        subject: Set(format!("row {i}")),
-        ..Default::default()
+    let rows = (0..250).map(|i| parameter::ActiveModel {
+        key: Set(format!("writes.parts/row {i:04}")),
+        value: Set(String::new()),
+        changed_at: Set(payments::testing::test_epoch() + Duration::seconds(i)),
+        changed_by: Set(format!("{i:04} {}", "é".repeat(150))),
     });
     let txn = s.db.begin().await.unwrap();
     let mut w = Writes::on(&txn);
     w.push_rows(rows);
     let inserts = w.len();
-    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::After, sea_orm::sea_query::Expr::value("seen")).filter(audit_log::Column::Action.eq("writes.parts")).into_query());
+    w.push(parameter::Entity::update_many().col_expr(parameter::Column::Value, sea_orm::sea_query::Expr::value("seen")).filter(parameter::Column::Key.starts_with("writes.parts/")).into_query());
     match txn.get_database_backend() {
         DbBackend::Postgres => assert!(inserts > 1, "250 rows of ~320 bytes go in several inserts on PostgreSQL"),
         _ => assert_eq!(inserts, 1),
     }
     w.run(&txn).await.unwrap();
     txn.commit().await.unwrap();
-    let stored = audit_log::Entity::find().filter(audit_log::Column::Action.eq("writes.parts")).order_by_asc(audit_log::Column::Id).all(&s.db).await.unwrap();
+    let stored = parameter::Entity::find().filter(parameter::Column::Key.starts_with("writes.parts/")).order_by_asc(parameter::Column::Key).all(&s.db).await.unwrap();
     assert_eq!(stored.len(), 250);
     for (i, row) in stored.iter().enumerate() {
-        assert_eq!(row.actor, format!("{i:04} {}", "é".repeat(150)));
-        assert_eq!(row.subject, format!("row {i}"));
-        assert_eq!(row.after.as_deref(), Some("seen"), "the update ran after every insert");
+        assert_eq!(row.changed_by, format!("{i:04} {}", "é".repeat(150)));
+        assert_eq!(row.key, format!("writes.parts/row {i:04}"));
+        assert_eq!(row.value, "seen", "the update ran after every insert");
     }
 });
 
@@ -408,42 +407,41 @@ db_test!(writes_sent_together_count_the_rows_they_affect, |db| {
     // those counted. The count covers every statement, in every part sent (on PostgreSQL 300
     // long rows go in several simple queries), and a guarded update that matches fewer rows than
     // counted shows.
+    use payments::entity::parameter;
     use payments::writes::Writes;
     use sea_orm::sea_query::Expr;
     use sea_orm::{QueryTrait, Set, TransactionTrait};
     let s = &db.services;
-    let row = |i: usize| audit_log::ActiveModel {
-        at: Set(payments::testing::test_epoch()),
-        actor: Set(format!("{i:04}{}", "x".repeat(200))),
-        action: Set("writes.count".into()),
-        subject: Set(format!("row {i}")),
-        ..Default::default()
+    let row = |i: usize| parameter::ActiveModel {
+        key: Set(format!("writes.count/row {i}")),
+        value: Set(String::new()),
+        changed_at: Set(payments::testing::test_epoch()),
+        changed_by: Set(format!("{i:04}{}", "x".repeat(200))),
     };
-    let mark = |subjects: &[&str], before: Option<&str>, after: &str| {
-        let mut u = audit_log::Entity::update_many().col_expr(audit_log::Column::After, Expr::value(after.to_string())).filter(audit_log::Column::Action.eq("writes.count"));
-        u = u.filter(audit_log::Column::Subject.is_in(subjects.iter().map(|subject| subject.to_string())));
-        u = match before {
-            Some(b) => u.filter(audit_log::Column::After.eq(b)),
-            None => u.filter(audit_log::Column::After.is_null()),
-        };
-        u.into_query()
+    // Rows `subjects` move from `before` ("" is unmarked) to `after`.
+    let mark = |subjects: &[&str], before: &str, after: &str| {
+        parameter::Entity::update_many()
+            .col_expr(parameter::Column::Value, Expr::value(after.to_string()))
+            .filter(parameter::Column::Key.is_in(subjects.iter().map(|subject| format!("writes.count/{subject}"))))
+            .filter(parameter::Column::Value.eq(before))
+            .into_query()
     };
     let txn = s.db.begin().await.unwrap();
     let mut w = Writes::on(&txn);
     w.push_rows((0..300).map(row));
-    w.push_counted(mark(&["row 1", "row 2"], None, "one"), 2);
+    w.push_counted(mark(&["row 1", "row 2"], "", "one"), 2);
     assert_eq!(w.counted(), Some(302));
     assert_eq!(w.run(&txn).await.unwrap(), 302, "every row inserted and both marked, as counted");
     // Row 2 changed meanwhile: a guarded move of rows 1 and 2 from "one" finds row 1 only.
     let mut w = Writes::on(&txn);
-    w.push_counted(mark(&["row 2"], Some("one"), "changed"), 1);
-    w.push_counted(mark(&["row 1", "row 2"], Some("one"), "two"), 2);
+    w.push_counted(mark(&["row 2"], "one", "changed"), 1);
+    w.push_counted(mark(&["row 1", "row 2"], "one", "two"), 2);
     w.push_rows((300..303).map(row));
     assert_eq!(w.counted(), Some(6));
     assert_eq!(w.run(&txn).await.unwrap(), 5, "the guarded move falls one row short of its count");
     let mut w = Writes::on(&txn);
     w.push_rows([row(303)]);
-    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::Before, Expr::value("x")).filter(audit_log::Column::Action.eq("writes.count")).into_query());
+    w.push(parameter::Entity::update_many().col_expr(parameter::Column::Value, Expr::value("x")).filter(parameter::Column::Key.starts_with("writes.count/")).into_query());
     assert_eq!(w.counted(), None, "an update added without its count leaves the count unknown");
     txn.rollback().await.unwrap();
 });
@@ -452,24 +450,29 @@ db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
     // R-PIP-3 (issue #3): the first error of statements sent together fails the run; the
     // caller's transaction, rolled back, leaves nothing of them (a stage's writes commit whole or
     // not at all).
+    use payments::entity::parameter;
     use payments::writes::Writes;
     use sea_orm::{QueryTrait, Set, TransactionTrait};
     let s = &db.services;
-    let before = audit_log::Entity::find().count(&s.db).await.unwrap();
+    let before = parameter::Entity::find().count(&s.db).await.unwrap();
     let txn = s.db.begin().await.unwrap();
     let mut w = Writes::on(&txn);
-    let row = || audit_log::ActiveModel {
-        at: Set(payments::testing::test_epoch()),
-        actor: Set("tester".into()),
-        action: Set("writes.fail".into()),
-        subject: Set("s".into()),
-        ..Default::default()
+    let row = |i: i32| parameter::ActiveModel {
+        key: Set(format!("writes.fail/{i}")),
+        value: Set("v".into()),
+        changed_at: Set(payments::testing::test_epoch()),
+        changed_by: Set("tester".into()),
     };
-    w.push(audit_log::Entity::insert_many([row(), row()]).into_query());
-    // actor is NOT NULL: this statement fails after the insert ran.
-    w.push(audit_log::Entity::update_many().col_expr(audit_log::Column::Actor, sea_orm::sea_query::Expr::value(Option::<String>::None)).into_query());
-    w.push(audit_log::Entity::insert_many([row()]).into_query());
+    w.push(parameter::Entity::insert_many([row(1), row(2)]).into_query());
+    // changed_by is NOT NULL: this statement fails after the insert ran.
+    w.push(
+        parameter::Entity::update_many()
+            .col_expr(parameter::Column::ChangedBy, sea_orm::sea_query::Expr::value(Option::<String>::None))
+            .filter(parameter::Column::Key.starts_with("writes.fail/"))
+            .into_query(),
+    );
+    w.push(parameter::Entity::insert_many([row(3)]).into_query());
     assert!(w.run(&txn).await.is_err(), "a NOT NULL violation is an error");
     txn.rollback().await.unwrap();
-    assert_eq!(audit_log::Entity::find().count(&s.db).await.unwrap(), before, "nothing of the writes is left");
+    assert_eq!(parameter::Entity::find().count(&s.db).await.unwrap(), before, "nothing of the writes is left");
 });

@@ -266,7 +266,7 @@ pub fn NewOrderPage() -> impl IntoView {
                             <label class="stacked">
                                 "Currency"
                                 <select name="currency">
-                                    {payments::domain::money::Currency::ALL.into_iter().map(|c| view! { <option value=c.code()>{c.code()}</option> }).collect_view()}
+                                    {payments::domain::money::Currency::COMMON.into_iter().map(|c| view! { <option value=c.code()>{c.code()}</option> }).collect_view()}
                                 </select>
                             </label>
                             <label class="stacked">"Tax %" <input name="tax_percent" value="0" inputmode="decimal" class="amount" /></label>

@@ -4,6 +4,7 @@
 //! resolved with [`Connector::query`] rather than by asking again (R-CAP-5).
 pub mod faults;
 pub mod simulator;
+pub mod timed;
 
 use crate::domain::money::Money;
 use crate::domain::order::Command;

@@ -63,6 +63,7 @@ fn card_type(variant: &str) -> &'static str {
         "amex" => "American Express",
         "discover" => "Discover",
         "interac" => "Interac",
+        "maestro" => "Maestro",
         _ => "Card",
     }
 }
@@ -540,9 +541,6 @@ fn to_t<S: Serialize, T: DeserializeOwned>(s: &S) -> ConnectorResult<T> {
         .map_err(|e| ConnectorError::Unavailable(e.to_string()))
 }
 
-fn currency_of(code: &str) -> Currency {
-    Currency::from_code(code).unwrap_or(Currency::Usd)
-}
 
 #[async_trait::async_trait]
 impl Connector for ProcessorSimulator {
@@ -708,7 +706,7 @@ impl Connector for ProcessorSimulator {
 
     async fn adjust_authorization(&self, tracking_id: &str, authorization: &str, new_amount: Money) -> ConnectorResult<Authorized> {
         let authorization = authorization.to_string();
-        self.execute("authorize", tracking_id, Command::Authorize, new_amount.minor(), move |txn| {
+        self.execute("adjust", tracking_id, Command::Adjust, new_amount.minor(), move |txn| {
             Box::pin(async move {
                 let q = locked(sa::Entity::find_by_id(authorization.clone()), txn);
                 let Some(a) = q.one(txn).await.map_err(db_error)? else {
@@ -775,7 +773,8 @@ pub async fn ledger_totals(db: &impl ConnectionTrait) -> Result<LedgerTotals, Db
 pub async fn captured_by_authorization(db: &impl ConnectionTrait) -> Result<std::collections::BTreeMap<String, (i64, Currency)>, DbErr> {
     let mut out = std::collections::BTreeMap::new();
     for a in sa::Entity::find().all(db).await? {
-        out.insert(a.reference, (a.captured_minor, currency_of(&a.currency)));
+        let currency = Currency::stored(&a.currency).map_err(|e| DbErr::Custom(format!("simulator authorization {}: {e}", a.reference)))?;
+        out.insert(a.reference, (a.captured_minor, currency));
     }
     Ok(out)
 }

@@ -2,7 +2,6 @@
 //! authorization (incremental capture) or must take the legacy path (capture the invoiced amount,
 //! then authorize the balance anew). Every condition is per authorization, and each one is named so
 //! a finance user can read why an order took the legacy path.
-use super::parameters::PaymentMethodVariant;
 use serde::{Deserialize, Serialize};
 
 /// Everything R-CAP-2 looks at, gathered for one authorization.
@@ -18,8 +17,9 @@ pub struct CaptureConditions {
     pub expired: bool,
     /// Connector merchant property Enable Request Protection, for the order's channel.
     pub request_protection: bool,
-    /// The authorization's payment method variant, as the processor named it.
-    pub payment_method_variant: Option<PaymentMethodVariant>,
+    /// The authorization's payment method variant, exactly as the processor named it (`visa`,
+    /// `maestro`, `visa_debit`, …): not narrowed to a list Paystage knows.
+    pub payment_method_variant: String,
     /// Connector merchant property Non incremental capture payment methods (normalized list).
     pub non_incremental_capture_methods: String,
     /// The processor merchant account's allowMultiplePartialCapture flag.
@@ -85,9 +85,9 @@ pub fn capture_path(c: &CaptureConditions) -> CapturePath {
     if !c.request_protection {
         reasons.push(LegacyReason::RequestProtectionOff);
     }
-    let excluded = c
-        .payment_method_variant
-        .is_some_and(|v| c.non_incremental_capture_methods.split(';').any(|m| m.trim() == v.code()));
+    // R-PAR-5: any variant the processor names can be listed; matched whole, in any case.
+    let variant = c.payment_method_variant.trim();
+    let excluded = !variant.is_empty() && c.non_incremental_capture_methods.split(';').any(|m| m.trim().eq_ignore_ascii_case(variant));
     if excluded {
         reasons.push(LegacyReason::PaymentMethodExcluded);
     }
@@ -108,7 +108,7 @@ mod tests {
             credit_card_authorization: true,
             expired: false,
             request_protection: true,
-            payment_method_variant: Some(PaymentMethodVariant::Visa),
+            payment_method_variant: "visa".into(),
             non_incremental_capture_methods: "interac".into(),
             merchant_allows_multiple_partial_captures: true,
         }
@@ -128,7 +128,7 @@ mod tests {
             (Box::new(|c| c.credit_card_authorization = false), LegacyReason::CreditCardAuthorizationOff),
             (Box::new(|c| c.expired = true), LegacyReason::AuthorizationExpired),
             (Box::new(|c| c.request_protection = false), LegacyReason::RequestProtectionOff),
-            (Box::new(|c| c.payment_method_variant = Some(PaymentMethodVariant::Interac)), LegacyReason::PaymentMethodExcluded),
+            (Box::new(|c| c.payment_method_variant = "interac".into()), LegacyReason::PaymentMethodExcluded),
             (
                 Box::new(|c| c.merchant_allows_multiple_partial_captures = false),
                 LegacyReason::MerchantAccountDisallowsMultiplePartialCaptures,
@@ -139,6 +139,22 @@ mod tests {
             flip(&mut c);
             assert_eq!(capture_path(&c), CapturePath::Legacy(vec![reason]), "{}", reason.message());
         }
+    }
+
+    #[test]
+    fn any_variant_the_processor_names_can_be_excluded_in_any_case() {
+        // R-PAR-5, R-CAP-2, issue #39 item 5: `maestro` and `visa_debit` were never matched, the
+        // variant being read through a five-value enum.
+        for (variant, list) in [("maestro", "interac;maestro"), ("visa_debit", "VISA_DEBIT"), ("MAESTRO", "maestro"), ("Maestro", " maestro ")] {
+            let mut c = eligible();
+            c.payment_method_variant = variant.into();
+            c.non_incremental_capture_methods = list.into();
+            assert_eq!(capture_path(&c), CapturePath::Legacy(vec![LegacyReason::PaymentMethodExcluded]), "{variant} in {list}");
+        }
+        let mut c = eligible();
+        c.payment_method_variant = String::new();
+        c.non_incremental_capture_methods = ";".into();
+        assert_eq!(capture_path(&c), CapturePath::Incremental, "an empty variant matches no empty entry");
     }
 
     #[test]

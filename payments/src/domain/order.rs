@@ -164,6 +164,80 @@ pub fn invoice_amounts(
     Ok(InvoiceAmounts { lines: sum, charges, tax, total: taxable.checked_add(tax)? })
 }
 
+/// One order line as invoicing sees it: ordered, invoiced so far and credited so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineState {
+    pub quantity: i64,
+    pub invoiced: i64,
+    pub credited: i64,
+    pub unit_price: Money,
+}
+
+/// What an order's documents are computed from: its lines as they stand, its charges and its tax.
+///
+/// Tax is allocated cumulatively (R-MON-3): a document's tax is the tax on everything its kind has
+/// taken so far including it, rounded once, less the same for what was taken before it. So the
+/// invoices' taxes add up to the order's tax (rounded once on the whole) whatever the split, the
+/// last invoice taking the rounding remainder; and credit notes' taxes add up to the tax on all
+/// the lines they credit, rounded once. Charges go with the first invoice and are never credited.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderBasis<'a> {
+    pub lines: &'a [LineState],
+    pub charges: Money,
+    pub tax_percent: Decimal,
+    pub currency: Currency,
+}
+
+impl OrderBasis<'_> {
+    fn sum(&self, qty: impl Fn(usize, &LineState) -> i64) -> Result<Money, MoneyError> {
+        let mut sum = Money::zero(self.currency);
+        for (i, l) in self.lines.iter().enumerate() {
+            let minor = l.unit_price.minor().checked_mul(qty(i, l)).ok_or(MoneyError::Overflow)?;
+            sum = sum.checked_add(Money::from_minor(minor, l.unit_price.currency()))?;
+        }
+        Ok(sum)
+    }
+
+    fn first_invoice(&self) -> bool {
+        self.lines.iter().all(|l| l.invoiced == 0)
+    }
+
+    /// The whole order: every line at its full quantity, the charges, tax rounded once.
+    pub fn total(&self) -> Result<InvoiceAmounts, MoneyError> {
+        let lines = self.sum(|_, l| l.quantity)?;
+        let taxable = lines.checked_add(self.charges)?;
+        let tax = taxable.percentage(self.tax_percent)?;
+        Ok(InvoiceAmounts { lines, charges: self.charges, tax, total: taxable.checked_add(tax)? })
+    }
+
+    /// The next invoice, taking `take[i]` of line `i` (the caller checks each against what is open).
+    pub fn invoice(&self, take: &[i64]) -> Result<InvoiceAmounts, MoneyError> {
+        let first = self.first_invoice();
+        let before_lines = self.sum(|_, l| l.invoiced)?;
+        let before = before_lines.checked_add(if first { Money::zero(self.currency) } else { self.charges })?;
+        let lines = self.sum(|i, _| take.get(i).copied().unwrap_or(0))?;
+        let charges = if first { self.charges } else { Money::zero(self.currency) };
+        let after = before.checked_add(lines)?.checked_add(charges)?;
+        let tax = after.percentage(self.tax_percent)?.checked_sub(before.percentage(self.tax_percent)?)?;
+        Ok(InvoiceAmounts { lines, charges, tax, total: lines.checked_add(charges)?.checked_add(tax)? })
+    }
+
+    /// What is left to invoice: an invoice of every line's open quantity.
+    pub fn remaining(&self) -> Result<InvoiceAmounts, MoneyError> {
+        let take: Vec<i64> = self.lines.iter().map(|l| l.quantity - l.invoiced).collect();
+        self.invoice(&take)
+    }
+
+    /// The next credit note, crediting `take[i]` of line `i`; amounts are positive (what is refunded).
+    pub fn credit(&self, take: &[i64]) -> Result<InvoiceAmounts, MoneyError> {
+        let before = self.sum(|_, l| l.credited)?;
+        let lines = self.sum(|i, _| take.get(i).copied().unwrap_or(0))?;
+        let after = before.checked_add(lines)?;
+        let tax = after.percentage(self.tax_percent)?.checked_sub(before.percentage(self.tax_percent)?)?;
+        Ok(InvoiceAmounts { lines, charges: Money::zero(self.currency), tax, total: lines.checked_add(tax)? })
+    }
+}
+
 /// A journal line: one side only, never negative.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalLine {
@@ -215,7 +289,7 @@ mod tests {
     use std::str::FromStr;
 
     fn usd(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::Usd)
+        Money::from_minor(minor, Currency::USD)
     }
 
     #[test]
@@ -225,18 +299,107 @@ mod tests {
             &[InvoiceLineInput { quantity: 3, unit_price: usd(333) }, InvoiceLineInput { quantity: 1, unit_price: usd(1) }],
             usd(5),
             Decimal::from_str("8.25").unwrap(),
-            Currency::Usd,
+            Currency::USD,
         )
         .unwrap();
         assert_eq!((a.lines.minor(), a.charges.minor(), a.tax.minor(), a.total.minor()), (1000, 5, 83, 1088));
     }
 
+    fn line(quantity: i64, price: i64) -> LineState {
+        LineState { quantity, invoiced: 0, credited: 0, unit_price: usd(price) }
+    }
+
+    #[test]
+    fn split_invoices_with_tax_add_up_to_the_order_total() {
+        // R-MON-3, issue #39 item 0: 1 × 249.99 and 2 × 89.95 at 8.25 % is 465.36; invoiced line by
+        // line it was 270.61 + 194.74 = 465.35, a cent never invoiced nor captured.
+        let mut lines = vec![line(1, 24_999), line(2, 8_995)];
+        fn basis(lines: &[LineState]) -> OrderBasis<'_> {
+            OrderBasis { lines, charges: usd(0), tax_percent: Decimal::from_str("8.25").unwrap(), currency: Currency::USD }
+        }
+        assert_eq!(basis(&lines).total().unwrap().total.minor(), 46_536);
+        let first = basis(&lines).invoice(&[1, 0]).unwrap();
+        assert_eq!(first.total.minor(), 27_061);
+        lines[0].invoiced = 1;
+        assert_eq!(basis(&lines).remaining().unwrap().total.minor(), 19_475);
+        let second = basis(&lines).invoice(&[0, 2]).unwrap();
+        assert_eq!(first.total.minor() + second.total.minor(), 46_536);
+    }
+
+    mod splits {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A random part of each line's `open` quantity, or all of it once the picks run out.
+        fn take(lines: &[LineState], pick: Option<&[u8]>, open: impl Fn(&LineState) -> i64) -> Vec<i64> {
+            lines.iter().enumerate().map(|(i, l)| pick.map_or(open(l), |p| i64::from(p[i]) % (open(l) + 1))).collect()
+        }
+
+        fn currency() -> impl Strategy<Value = Currency> {
+            prop::sample::select([Currency::COMMON.as_slice(), &[Currency::KWD]].concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            /// R-MON-3: whatever the lines, tax rate, charges and split into invoices and credit
+            /// notes, the invoices add up to the order total and the credit notes to the tax and
+            /// lines they credit, to the minor unit, in every currency.
+            #[test]
+            fn documents_add_up(
+                cur in currency(),
+                raw in prop::collection::vec((1i64..=50, 1i64..=100_000_000), 1..6),
+                tax_bp in 0i64..=1_000_000,
+                charges in 0i64..=1_000_000,
+                picks in prop::collection::vec(prop::collection::vec(0u8..=255, 6), 1..40),
+            ) {
+                let tax_percent = Decimal::new(tax_bp, 4);
+                let mut lines: Vec<LineState> = raw.iter().map(|(q, p)| LineState { quantity: *q, invoiced: 0, credited: 0, unit_price: Money::from_minor(*p, cur) }).collect();
+                let charges = Money::from_minor(charges, cur);
+                fn basis_of(lines: &[LineState], charges: Money, tax_percent: Decimal, currency: Currency) -> OrderBasis<'_> {
+                    OrderBasis { lines, charges, tax_percent, currency }
+                }
+                let whole = basis_of(&lines, charges, tax_percent, cur).total().unwrap();
+                let (mut invoiced, mut tax, mut k) = (0i64, 0i64, 0usize);
+                // Invoice random parts until nothing is left; the last round takes the rest.
+                while lines.iter().any(|l| l.invoiced < l.quantity) {
+                    let pick = picks.get(k).cloned();
+                    k += 1;
+                    let take = take(&lines, pick.as_deref(), |l| l.quantity - l.invoiced);
+                    if take.iter().all(|t| *t == 0) { continue; }
+                    let doc = basis_of(&lines, charges, tax_percent, cur).invoice(&take).unwrap();
+                    prop_assert!(doc.tax.minor() >= 0);
+                    invoiced += doc.total.minor();
+                    tax += doc.tax.minor();
+                    for (l, t) in lines.iter_mut().zip(&take) { l.invoiced += t; }
+                }
+                prop_assert_eq!(invoiced, whole.total.minor());
+                prop_assert_eq!(tax, whole.tax.minor());
+                prop_assert_eq!(basis_of(&lines, charges, tax_percent, cur).remaining().unwrap().total.minor(), 0);
+                // Credit random parts until everything is credited.
+                let (mut credited, mut k) = (0i64, 0usize);
+                while lines.iter().any(|l| l.credited < l.invoiced) {
+                    let pick = picks.get(k).cloned();
+                    k += 1;
+                    let take = take(&lines, pick.as_deref(), |l| l.invoiced - l.credited);
+                    if take.iter().all(|t| *t == 0) { continue; }
+                    let doc = basis_of(&lines, charges, tax_percent, cur).credit(&take).unwrap();
+                    prop_assert!(doc.tax.minor() >= 0);
+                    credited += doc.total.minor();
+                    for (l, t) in lines.iter_mut().zip(&take) { l.credited += t; }
+                }
+                let all_lines = whole.lines;
+                prop_assert_eq!(credited, all_lines.checked_add(all_lines.percentage(tax_percent).unwrap()).unwrap().minor());
+                prop_assert!(credited <= invoiced);
+            }
+        }
+    }
+
     #[test]
     fn invoice_refuses_mixed_currencies_and_overflow() {
-        let eur = Money::from_minor(100, Currency::Eur);
-        let mixed = invoice_amounts(&[InvoiceLineInput { quantity: 1, unit_price: eur }], usd(0), Decimal::ZERO, Currency::Usd);
+        let eur = Money::from_minor(100, Currency::EUR);
+        let mixed = invoice_amounts(&[InvoiceLineInput { quantity: 1, unit_price: eur }], usd(0), Decimal::ZERO, Currency::USD);
         assert_eq!(mixed, Err(MoneyError::CurrencyMismatch("USD", "EUR")));
-        let huge = invoice_amounts(&[InvoiceLineInput { quantity: i64::MAX, unit_price: usd(2) }], usd(0), Decimal::ZERO, Currency::Usd);
+        let huge = invoice_amounts(&[InvoiceLineInput { quantity: i64::MAX, unit_price: usd(2) }], usd(0), Decimal::ZERO, Currency::USD);
         assert_eq!(huge, Err(MoneyError::Overflow));
     }
 

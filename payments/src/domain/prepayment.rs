@@ -102,7 +102,7 @@ mod tests {
     use std::str::FromStr;
 
     fn usd(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::Usd)
+        Money::from_minor(minor, Currency::USD)
     }
     fn pct(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

@@ -346,7 +346,7 @@ async fn finish(g: Going, ended: Option<Ended>) -> ServiceResult<InvoiceOutcome>
     drop(member);
     let (invoice, process_id) = (ctx.invoice.clone(), ctx.p.id);
     let (status, error) = super::run_loaded_from(&s, ctx, rows, ended).await?;
-    Ok(super::outcome_of(invoice, process_id, status, error))
+    super::outcome_of(invoice, process_id, status, error)
 }
 
 /// How long a processor call may take before its invoicing gives up its share of the turn.
@@ -495,7 +495,7 @@ async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResult<Flow> {
     Ok(match step {
         Step::Next(g) => Flow::Next(g),
         Step::HandOver(g, ended) => Flow::Out(finish(g, ended).await),
-        Step::Done(g, status) => Flow::Out(Ok(g.outcome(status))),
+        Step::Done(g, status) => Flow::Out(g.outcome(status)),
         Step::Failed(_, text) => Flow::Out(Err(ServiceError::Database(sea_orm::DbErr::Custom(text)))),
     })
 }
@@ -835,7 +835,7 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
         if let (Some(c), Some((auth, req, _))) = (c, r) {
             logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: super::start_message(1, false) }));
             logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: std::mem::take(&mut c.message) }));
-            logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(req, auth) }));
+            logs.push((p.id, LogLine { at: now, stage, attempt: 1, message: stages::capture_requested(req, auth)? }));
         }
     }
     log_lines_into(&mut w, logs);
@@ -898,14 +898,22 @@ async fn plan_captures(
             out.push(None);
             continue;
         }
-        let money = Money::from_minor(amount, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd));
+        // An unreadable currency leaves this invoicing to the one-at-a-time path, which reports it.
+        let Ok(currency) = Currency::stored(&invoice.currency) else {
+            out.push(None);
+            continue;
+        };
+        let money = Money::from_minor(amount, currency);
         // The connector's payment reference data (a tracking id made up where the SDK runs, no
         // call to the processor).
         let Ok(reference) = lead.connector.payment_reference(Command::Capture, money).await else {
             out.push(None);
             continue;
         };
-        let message = stages::capture_message(&path, invoice, due, amount);
+        let Ok(message) = stages::capture_message(&path, invoice, due, amount) else {
+            out.push(None);
+            continue;
+        };
         out.push(Some(PlannedCapture { auth: auth.clone(), path, money, reference: Some(reference), message }));
     }
     Ok(out)
@@ -980,7 +988,7 @@ impl Going {
         Going { s, ticket, alone, ctx, rows: stages, capture, captured: None, journal_id, turn: Some(turn), member }
     }
 
-    fn outcome(self, status: ProcessStatus) -> InvoiceOutcome {
+    fn outcome(self, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
         super::outcome_of(self.ctx.invoice, self.ctx.p.id, status, None)
     }
 }
@@ -1002,22 +1010,39 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     // The writes nothing later reads, sent together before the commit.
     let mut w = Writes::bookkeeping(&txn);
     let (messages, journal_fault, renewed) = record_captures(s, &txn, &mut w, gs, Some(&ids)).await?;
-    if journal_fault || !renewed {
+    let elsewhere = messages.iter().any(Option::is_none);
+    if journal_fault || !renewed || elsewhere {
         txn.rollback().await?;
         let txn = crate::service::begin_bookkeeping(&s.db).await?;
         let mut w = Writes::on(&txn);
         let (messages, ..) = record_captures(s, &txn, &mut w, gs, None).await?;
         w.run(&txn).await?;
         txn.commit().await?;
-        captures_recorded(s, gs, messages)?;
-        if journal_fault {
+        // Captures whose outcome another runner recorded meanwhile (it took the process over):
+        // this run wrote nothing for them and leaves them to it.
+        let mut mine = Vec::with_capacity(gs.len());
+        let mut recorded = Vec::with_capacity(gs.len());
+        let mut theirs = Vec::new();
+        for (g, m) in std::mem::take(gs).into_iter().zip(messages) {
+            match m {
+                Some(m) => {
+                    mine.push(g);
+                    recorded.push(m);
+                }
+                None => theirs.push(g),
+            }
+        }
+        lease_lost(&mut theirs, out);
+        *gs = mine;
+        captures_recorded(s, gs, recorded)?;
+        if journal_fault || renewed {
             out.extend(std::mem::take(gs).into_iter().map(|g| Step::HandOver(g, None)));
         } else {
             lease_lost(gs, out);
         }
         return Ok(());
     }
-    captures_recorded(s, gs, messages)?;
+    captures_recorded(s, gs, messages.into_iter().flatten().collect())?;
 
     // Stage 3.
     let stage = Stage::PostPaymentJournal;
@@ -1026,15 +1051,15 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         .iter_mut()
         .map(|g| {
             g.ctx.marks.start(stage, 1, now, super::start_message(1, false));
-            let (posting, lines) = stages::payment_posting(&g.ctx);
-            (now, posting, lines)
+            let (posting, lines) = stages::payment_posting(&g.ctx)?;
+            Ok((now, posting, lines))
         })
-        .collect();
+        .collect::<ServiceResult<Vec<_>>>()?;
     // Their ids, where stage 1 took them (PostgreSQL): one round trip fewer.
     let ids: Option<Vec<i32>> = gs.iter().map(|g| g.journal_id).collect();
     let journals = post_new_journals_with(&txn, &mut w, journals, ids).await?;
     for (g, j) in gs.iter_mut().zip(journals) {
-        let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::from_code(&g.ctx.invoice.currency).unwrap_or(Currency::Usd));
+        let amount = Money::from_minor(g.ctx.p.captured_minor, Currency::stored(&g.ctx.invoice.currency)?);
         super::ended_in(&mut g.rows, g.ctx.p.id, stage, StageStatus::Succeeded, 1)?;
         g.ctx.marks.end(stage, StageStatus::Succeeded, 1, now, None, stages::journal_posted(&j, amount));
     }
@@ -1075,8 +1100,9 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
 /// that locks the authorizations, on SQLite by a statement sent first ([`marks::renew_leases`]).
 /// Returns each invoicing's stage-2 result message, for [`captures_recorded`], whether a fault is
 /// injected at the journal (read with the authorizations, to save the settle step a round trip;
-/// see [`settle`]) and whether every lease asked for was renewed (true when none was).
-async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &mut Writes, gs: &[Going], renew: Option<&[i32]>) -> ServiceResult<(Vec<String>, bool, bool)> {
+/// see [`settle`]) and whether every lease asked for was renewed (true when none was). A capture
+/// whose request another runner recorded meanwhile (issue #39) is not written: its message is `None`.
+async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &mut Writes, gs: &[Going], renew: Option<&[i32]>) -> ServiceResult<(Vec<Option<String>>, bool, bool)> {
     let now = s.now();
     let mut captured = Vec::new();
     for g in gs {
@@ -1117,10 +1143,22 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
         journal_fault |= row.try_get::<i32>("", "journal_fault")? == 1;
         locked.push(au::Model::from_query_result(&row, "")?);
     }
+    // The requests still open, locked (on PostgreSQL) against a runner recording them meanwhile.
+    let asked: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.1.id)).collect();
+    let open_requests: Vec<i32> = for_update(pr::Entity::find().filter(pr::Column::Id.is_in(asked)).filter(pr::Column::Status.is_in(super::requests::OPEN_STATUSES.map(|st| st.code()))), txn)
+        .all(txn)
+        .await?
+        .iter()
+        .map(|r| r.id)
+        .collect();
     let (mut auth_total, mut auth_status, mut process_total, mut reference) = (CaseStatement::new(), CaseStatement::new(), CaseStatement::new(), CaseStatement::new());
     let (mut rows, mut paid, mut messages, mut requests) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (g, c) in &captured {
         let (auth, req, _) = g.capture.as_ref().expect("requested above");
+        if !open_requests.contains(&req.id) {
+            messages.push(None);
+            continue;
+        }
         let a = locked.iter().find(|a| a.id == auth.id).ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
         let total = a.captured_minor + c.amount.minor();
         let status = stages::status_after_capture(a, total, c.authorization_closed);
@@ -1133,7 +1171,7 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
         if status == AuthorizationStatus::FullyCaptured {
             paid.push(a.payment_line_id);
         }
-        messages.push(stages::captured_message(c, req, a, total, status));
+        messages.push(Some(stages::captured_message(c, req, a, total, status)?));
     }
     if rows.is_empty() {
         return Ok((messages, journal_fault, renewed));
@@ -1159,6 +1197,7 @@ async fn record_captures(s: &Services, txn: &impl sea_orm::ConnectionTrait, w: &
             .col_expr(pr::Column::Message, Expr::value(Option::<String>::None))
             .col_expr(pr::Column::CompletedAt, Expr::value(Some(now)))
             .filter(pr::Column::Id.is_in(requests))
+            .filter(pr::Column::Status.is_in(super::requests::OPEN_STATUSES.map(|st| st.code())))
             .into_query(),
     );
     if !paid.is_empty() {

@@ -13,7 +13,7 @@ pub(crate) use stages::{capture_row, record_refund_row, status_after_capture};
 pub use batch::InvoiceBatches;
 
 use crate::domain::money::{Currency, Money};
-use crate::domain::order::{accounts, balanced, invoice_amounts, InvoiceLineInput, JournalKind, JournalLine, OrderStatus};
+use crate::domain::order::{accounts, balanced, JournalKind, JournalLine, OrderStatus};
 use crate::domain::payment_views::InvoiceOutcome;
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{
@@ -23,14 +23,12 @@ use crate::entity::{
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{audit, features, for_update, Services};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait, Set, TransactionTrait, TryIntoModel, EntityName,
 };
 use crate::writes::Writes;
-use std::str::FromStr;
 
 /// How a stage ended.
 #[derive(Debug)]
@@ -87,18 +85,18 @@ async fn run_posted(s: &Services, posted: Posted) -> ServiceResult<InvoiceOutcom
     let process_id = process.id;
     let ctx = stages::Ctx { p: process, invoice: invoice.clone(), order, marks: Default::default(), fresh: Some(settings) };
     let (status, error) = run_loaded(s, ctx, stages).await?;
-    Ok(outcome_of(invoice, process_id, status, error))
+    outcome_of(invoice, process_id, status, error)
 }
 
-fn outcome_of(invoice: inv::Model, process_id: i32, status: ProcessStatus, error: Option<String>) -> InvoiceOutcome {
-    InvoiceOutcome {
+fn outcome_of(invoice: inv::Model, process_id: i32, status: ProcessStatus, error: Option<String>) -> ServiceResult<InvoiceOutcome> {
+    Ok(InvoiceOutcome {
         invoice_id: invoice.id,
         invoice_number: invoice.number,
-        amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
+        amount: Money::from_minor(invoice.amount_minor, Currency::stored(&invoice.currency)?),
         process_id,
         status,
         error,
-    }
+    })
 }
 
 /// What stage 1 posts.
@@ -111,7 +109,7 @@ enum Document {
 async fn outcome(s: &Services, invoice: inv::Model, process_id: i32, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
     let p = pp::Entity::find_by_id(process_id).one(&s.db).await?;
     let error = p.and_then(|p| p.last_error).filter(|_| status != ProcessStatus::Completed);
-    Ok(outcome_of(invoice, process_id, status, error))
+    outcome_of(invoice, process_id, status, error)
 }
 
 fn quantity_error(message: impl Into<String>) -> ServiceError {
@@ -140,7 +138,7 @@ impl<'a> Plan<'a> {
     /// Checks `wanted` (order line id, quantity; none zero) against the order's `lines` as they
     /// stand, and computes the document's amounts.
     fn new(order: &so::Model, lines: &'a [sol::Model], wanted: &[(i32, i32)], credit: bool) -> ServiceResult<Plan<'a>> {
-        let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
+        let currency = Currency::stored(&order.currency)?;
         let mut inputs = Vec::new();
         for (line_id, qty) in wanted {
             let line = lines.iter().find(|l| l.id == *line_id).ok_or_else(|| quantity_error("A line does not belong to this order."))?;
@@ -154,17 +152,15 @@ impl<'a> Plan<'a> {
             }
             inputs.push((line, *qty));
         }
-        // Every invoice takes a positive quantity of some line and credit notes never lower an
-        // invoiced quantity, so "no line invoiced yet" is "no invoice yet".
-        let first = lines.iter().all(|l| l.invoiced_quantity == 0);
-        let charges = Money::from_minor(if first && !credit { order.charges_minor } else { 0 }, currency);
-        let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
-        let line_inputs: Vec<InvoiceLineInput> = inputs
-            .iter()
-            .map(|(l, q)| InvoiceLineInput { quantity: i64::from(*q), unit_price: Money::from_minor(l.unit_price_minor, currency) })
-            .collect();
-        let amounts =
-            invoice_amounts(&line_inputs, charges, tax, currency).map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
+        if inputs.iter().enumerate().any(|(i, (l, _))| inputs[..i].iter().any(|(x, _)| x.id == l.id)) {
+            return Err(quantity_error("A line is listed twice."));
+        }
+        let take: Vec<i64> =
+            lines.iter().map(|l| inputs.iter().find(|(x, _)| x.id == l.id).map(|(_, q)| i64::from(*q)).unwrap_or(0)).collect();
+        let states = crate::service::orders::line_states(lines, currency);
+        let basis = crate::service::orders::basis(order, &states, currency)?;
+        let amounts = if credit { basis.credit(&take) } else { basis.invoice(&take) }
+            .map_err(|e| quantity_error(format!("The invoice cannot be computed: {e}.")))?;
         let fully_invoiced = lines
             .iter()
             .all(|l| l.invoiced_quantity + inputs.iter().find(|(x, _)| x.id == l.id).map(|(_, q)| *q).unwrap_or(0) >= l.quantity);
@@ -449,7 +445,8 @@ pub(crate) struct Posting {
     pub invoice_id: Option<i32>,
     pub tender: Option<crate::domain::order::Tender>,
     pub prepayment: bool,
-    pub currency: Currency,
+    /// The currency's ISO code, as stored on the order (checked when the order was placed).
+    pub currency: String,
     pub description: String,
 }
 
@@ -463,7 +460,7 @@ impl Posting {
             invoice_id: None,
             tender: None,
             prepayment: false,
-            currency: Currency::from_code(&order.currency).unwrap_or(Currency::Usd),
+            currency: order.currency.clone(),
             description,
         }
     }
@@ -511,7 +508,7 @@ pub(crate) async fn post_new_journals_with(
             kind: Set(p.kind.code().to_string()),
             order_id: Set(p.order_id),
             invoice_id: Set(p.invoice_id),
-            currency: Set(p.currency.code().to_string()),
+            currency: Set(p.currency),
             prepayment: Set(p.prepayment),
             description: Set(p.description),
             posted_at: Set(crate::ids::as_stored(now)),
@@ -662,10 +659,17 @@ async fn run_loaded_from(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::M
                 let interrupted = row.as_ref().is_some_and(|r| r.status == StageStatus::Running.code());
                 ctx.marks.start(stage, attempt, s.now(), start_message(attempt, interrupted));
                 let end = match stage {
-                    Stage::PostInvoice => StageEnd::Succeeded("The invoice was posted when it was created.".into()),
-                    Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await?,
-                    Stage::PostPaymentJournal => stages::payment_journal(s, &mut ctx).await?,
-                    Stage::AuthorizeRemaining => stages::authorize_remaining(s, &mut ctx, attempt).await?,
+                    Stage::PostInvoice => Ok(StageEnd::Succeeded("The invoice was posted when it was created.".into())),
+                    Stage::CaptureOrRefund => stages::capture(s, &mut ctx, attempt).await,
+                    Stage::PostPaymentJournal => stages::payment_journal(s, &mut ctx).await,
+                    Stage::AuthorizeRemaining => stages::authorize_remaining(s, &mut ctx, attempt).await,
+                };
+                // Another runner recorded the outcome of this stage's request while this one
+                // waited for the processor (issue #39): it has taken the process over; this run
+                // wrote nothing and stops, as when its lease is lost.
+                let end = match end {
+                    Err(ServiceError::AlreadyRecorded(_)) => StageEnd::LeaseLost,
+                    end => end?,
                 };
                 (attempt, end)
             }
@@ -844,6 +848,7 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<RecoveryReport> 
         }
     }
     report.requests_resolved = stages::resolve_placement_requests(s, batch).await?;
+    report.requests_resolved += crate::service::authorizations::resolve_lost_answers(s, batch).await?;
     report.prepayments = crate::service::prepayments::recover(s, batch).await?;
     Ok(report)
 }

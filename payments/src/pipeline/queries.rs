@@ -38,7 +38,7 @@ pub async fn incomplete(db: &impl ConnectionTrait, invoice_id: Option<i32>) -> S
             order_id: order.id,
             order_number: order.number,
             customer: cust.map(|c| format!("{} · {}", c.account, c.name)).unwrap_or_default(),
-            amount: Money::from_minor(invoice.amount_minor, Currency::from_code(&invoice.currency).unwrap_or(Currency::Usd)),
+            amount: Money::from_minor(invoice.amount_minor, Currency::stored(&invoice.currency)?),
             failed_stage: failed.and_then(|s| Stage::from_code(&s.stage)),
             reason: failed.and_then(|s| s.error.clone()).or(p.last_error),
             attempts: failed.map(|s| s.attempts).unwrap_or(0),

@@ -7,6 +7,8 @@ use crate::domain::order::{Command, RequestStatus};
 use crate::domain::pipeline::Stage;
 use crate::entity::processor_request as pr;
 use crate::service::Services;
+use crate::error::ServiceError;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 
 /// What a request is for.
@@ -81,7 +83,16 @@ pub enum BeginError {
     Database(DbErr),
 }
 
-/// Writes the outcome of a request (inside the caller's transaction, with its effects).
+/// The statuses a request's outcome may be written over: still open (pending, unknown), or not
+/// processed (failed), which is sent again with the same tracking id. Approved and declined are
+/// final: a late answer never overwrites them.
+pub const OPEN_STATUSES: [RequestStatus; 3] = [RequestStatus::Pending, RequestStatus::Unknown, RequestStatus::Failed];
+
+/// Writes the outcome of a request, inside the caller's transaction and *before* its effects
+/// (R-CAP-5, issue #39): only over an open status ([`OPEN_STATUSES`]). When another runner
+/// (recovery, another server) recorded an outcome meanwhile, nothing is written and the answer is
+/// [`ServiceError::AlreadyRecorded`]: the caller drops its transaction, so its effects are never
+/// applied twice.
 pub async fn finish(
     db: &impl ConnectionTrait,
     request: &pr::Model,
@@ -89,13 +100,50 @@ pub async fn finish(
     processor_reference: Option<String>,
     message: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), DbErr> {
-    let mut am: pr::ActiveModel = request.clone().into();
-    am.status = Set(status.code().to_string());
-    am.processor_reference = Set(processor_reference);
-    am.message = Set(message);
-    am.completed_at = Set(if matches!(status, RequestStatus::Pending | RequestStatus::Unknown) { None } else { Some(at) });
-    am.update(db).await.map(|_| ())
+) -> Result<(), ServiceError> {
+    let completed = if matches!(status, RequestStatus::Pending | RequestStatus::Unknown) { None } else { Some(at) };
+    let res = pr::Entity::update_many()
+        .col_expr(pr::Column::Status, Expr::value(status.code()))
+        .col_expr(pr::Column::ProcessorReference, Expr::value(processor_reference))
+        .col_expr(pr::Column::Message, Expr::value(message))
+        .col_expr(pr::Column::CompletedAt, Expr::value(completed))
+        .filter(pr::Column::Id.eq(request.id))
+        .filter(pr::Column::Status.is_in(OPEN_STATUSES.map(|s| s.code())))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(ServiceError::AlreadyRecorded(request.tracking_id.clone()))
+    }
+}
+
+/// Requests outside any payment process, of one of `commands`, sent before `before` and still
+/// without an answer (pending or unknown): what recovery asks the processor about.
+pub async fn unanswered(db: &impl ConnectionTrait, commands: &[Command], before: chrono::DateTime<chrono::Utc>, batch: u64) -> Result<Vec<pr::Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    pr::Entity::find()
+        .filter(pr::Column::ProcessId.is_null())
+        .filter(pr::Column::Command.is_in(commands.iter().map(|c| c.code())))
+        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
+        .filter(pr::Column::InitiatedAt.lt(before))
+        .order_by_asc(pr::Column::Id)
+        .limit(batch)
+        .all(db)
+        .await
+}
+
+/// An order's request for `command` outside any payment process that is still without an answer
+/// (pending or unknown), if any: one in flight, or one to ask about.
+pub async fn in_flight(db: &impl ConnectionTrait, order_id: i32, command: Command) -> Result<Option<pr::Model>, DbErr> {
+    pr::Entity::find()
+        .filter(pr::Column::OrderId.eq(order_id))
+        .filter(pr::Column::ProcessId.is_null())
+        .filter(pr::Column::Command.eq(command.code()))
+        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
+        .order_by_asc(pr::Column::Id)
+        .one(db)
+        .await
 }
 
 /// The latest request of a process stage, if any.
@@ -147,7 +195,7 @@ pub async fn finish_unsuccessful(
     what: &str,
     retry: &str,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<String, DbErr> {
+) -> Result<String, ServiceError> {
     let (status, message, text) = match resolution {
         Resolution::Done(Outcome::Declined { code, message }) => {
             let text = format!("The processor declined the {what} ({code}): {message}");

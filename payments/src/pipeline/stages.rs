@@ -7,7 +7,6 @@ use crate::connector::{ConnectorError, Outcome};
 use crate::domain::capture::{capture_path, CaptureConditions, CapturePath};
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{accounts, AuthorizationStatus, Command, JournalKind, JournalLine, RequestStatus, Tender};
-use crate::domain::parameters::PaymentMethodVariant;
 use crate::domain::pipeline::Stage;
 use crate::entity::{
     authorization as au, capture as cap, connector, connector_merchant_property as cmp, invoice as inv, payment_line as pl,
@@ -61,8 +60,8 @@ macro_rules! flushed {
     };
 }
 
-fn currency(code: &str) -> Currency {
-    Currency::from_code(code).unwrap_or(Currency::Usd)
+fn currency(code: &str) -> ServiceResult<Currency> {
+    Ok(Currency::stored(code)?)
 }
 
 async fn conditions(s: &Services, ctx: &Ctx, auth: &au::Model) -> ServiceResult<CaptureConditions> {
@@ -112,7 +111,7 @@ pub(super) fn conditions_of(
         credit_card_authorization: params.credit_card_authorization(),
         expired: auth.expires_at <= now,
         request_protection: props.is_some_and(|p| p.enable_request_protection),
-        payment_method_variant: PaymentMethodVariant::from_code(&auth.payment_method_variant),
+        payment_method_variant: auth.payment_method_variant.clone(),
         non_incremental_capture_methods: props.map(|p| p.non_incremental_capture_methods.clone()).unwrap_or_default(),
         merchant_allows_multiple_partial_captures: conn.is_some_and(|c| c.allow_multiple_partial_capture),
     }
@@ -162,7 +161,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
         }
     }
     let (p, order, invoice) = (&ctx.p, &ctx.order, &ctx.invoice);
-    let cur = currency(&invoice.currency);
+    let cur = currency(&invoice.currency)?;
     let due = invoice.amount_minor - invoice.prepaid_minor;
     if due <= 0 {
         return Ok(StageEnd::Skipped(format!(
@@ -198,7 +197,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     if amount <= 0 {
         return Ok(StageEnd::Failed("Nothing is left on the authorization to capture; take a new payment, then resume.".into()));
     }
-    let msg = capture_message(&path, invoice, due, amount);
+    let msg = capture_message(&path, invoice, due, amount)?;
     // The tracking id is obtained from the connector first (R-CAP-5); then the chosen path, its
     // log lines and the request's intent commit together, durably, before the processor is called.
     let reference = match s.connector.payment_reference(Command::Capture, Money::from_minor(amount, cur)).await {
@@ -210,7 +209,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     let purpose = Purpose { order_id, authorization_id: Some(auth.id), process: Some((process_id, stage)), capture_id: None };
     let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, Money::from_minor(amount, cur), purpose, reference).await?;
     let now = s.now();
-    let requested = capture_requested(&req, &auth);
+    let requested = capture_requested(&req, &auth)?;
     ctx.marks.line(LogLine { at: now, stage, attempt, message: msg });
     ctx.marks.line(LogLine { at: now, stage, attempt, message: requested });
     ctx.marks.capture_path(path_text(&path));
@@ -227,8 +226,8 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
 }
 
 /// The capture stage's first log line: the path, and what the card pays of the invoice.
-pub(super) fn capture_message(path: &CapturePath, invoice: &inv::Model, due: i64, amount: i64) -> String {
-    let cur = currency(&invoice.currency);
+pub(super) fn capture_message(path: &CapturePath, invoice: &inv::Model, due: i64, amount: i64) -> ServiceResult<String> {
+    let cur = currency(&invoice.currency)?;
     let mut msg = format!("{}.", path_text(path));
     if invoice.prepaid_minor > 0 {
         msg.push_str(&format!(" {} of the invoice is settled by the deposit and cash; the card pays {}.", Money::from_minor(invoice.prepaid_minor, cur), Money::from_minor(due, cur)));
@@ -240,16 +239,16 @@ pub(super) fn capture_message(path: &CapturePath, invoice: &inv::Model, due: i64
             Money::from_minor(amount, cur)
         ));
     }
-    msg
+    Ok(msg)
 }
 
-pub(super) fn capture_requested(req: &pr::Model, auth: &au::Model) -> String {
-    format!(
+pub(super) fn capture_requested(req: &pr::Model, auth: &au::Model) -> ServiceResult<String> {
+    Ok(format!(
         "Capture of {} requested with tracking id {} (authorization {}).",
-        Money::from_minor(req.amount_minor, currency(&req.currency)),
+        Money::from_minor(req.amount_minor, currency(&req.currency)?),
         req.tracking_id,
         auth.processor_reference
-    )
+    ))
 }
 
 /// The row recording capture `c` of request `req` against authorization `a` (for an invoice, or
@@ -280,9 +279,9 @@ pub(crate) fn status_after_capture(a: &au::Model, captured: i64, closed: bool) -
 }
 
 /// How the capture stage ends when the capture `c` was recorded.
-pub(super) fn captured_message(c: &crate::connector::Captured, req: &pr::Model, a: &au::Model, captured: i64, status: AuthorizationStatus) -> String {
-    let cur = currency(&req.currency);
-    format!(
+pub(super) fn captured_message(c: &crate::connector::Captured, req: &pr::Model, a: &au::Model, captured: i64, status: AuthorizationStatus) -> ServiceResult<String> {
+    let cur = currency(&req.currency)?;
+    Ok(format!(
         "Captured {} (capture {}, tracking id {}); {} of {} authorized is now captured; authorization {}.",
         c.amount,
         c.reference,
@@ -290,7 +289,7 @@ pub(super) fn captured_message(c: &crate::connector::Captured, req: &pr::Model, 
         Money::from_minor(captured, cur),
         Money::from_minor(a.amount_minor, cur),
         status.label().to_lowercase()
-    )
+    ))
 }
 
 async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::Model, attempt: i32, final_capture: bool) -> ServiceResult<StageEnd> {
@@ -303,7 +302,7 @@ async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, auth: &au::M
 
 /// Sends the capture of an intent already recorded.
 pub(super) async fn call_capture(s: &Services, req: &pr::Model, auth: &au::Model, final_capture: bool) -> Result<crate::connector::Captured, ConnectorError> {
-    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let amount = Money::from_minor(req.amount_minor, Currency::stored(&req.currency).map_err(|e| ConnectorError::Invalid(e.to_string()))?);
     s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await
 }
 
@@ -330,6 +329,8 @@ pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model,
     let mut captured_now = 0;
     let end = match resolution {
         Resolution::Done(Outcome::Captured(c)) => {
+            // The outcome first: only if this runner's write changed the request are its effects applied.
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
             captured_now = c.amount.minor();
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let captured = a.captured_minor + c.amount.minor();
@@ -347,7 +348,6 @@ pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model,
                 .filter(pp::Column::Id.eq(p.id))
                 .exec(&txn)
                 .await?;
-            requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
             if status == AuthorizationStatus::FullyCaptured {
                 pl::Entity::update_many()
                     .col_expr(pl::Column::Status, Expr::value(crate::domain::order::PaymentStatus::Paid.code()))
@@ -355,7 +355,7 @@ pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model,
                     .exec(&txn)
                     .await?;
             }
-            StageEnd::Succeeded(captured_message(&c, req, &a, captured, status))
+            StageEnd::Succeeded(captured_message(&c, req, &a, captured, status)?)
         }
         Resolution::Done(Outcome::Declined { code, message }) => {
             requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
@@ -419,7 +419,7 @@ async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResult<StageEnd
         }
     }
     let invoice = &ctx.invoice;
-    let cur = currency(&invoice.currency);
+    let cur = currency(&invoice.currency)?;
     // The part of a return refunded in cash was settled with the credit note (R-PRE-5).
     let target = -(invoice.amount_minor - invoice.prepaid_minor);
     let done = refunded_by(&s.db, p.id).await?;
@@ -516,7 +516,7 @@ async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResult<StageEnd
 
 async fn send_refund(s: &Services, req: &pr::Model) -> ServiceResult<Resolution> {
     let c = cap::Entity::find_by_id(req.capture_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
-    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
     crate::crashpoint::hit("refund:intent");
     let result = s.connector.refund(&req.tracking_id, &c.processor_reference, amount).await;
     crate::crashpoint::hit("refund:sent");
@@ -560,8 +560,8 @@ async fn record_refund(s: &Services, req: &pr::Model, resolution: Resolution) ->
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     let failure = match resolution {
         Resolution::Done(Outcome::Refunded(r)) => {
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference.clone()), None, now).await?;
             record_refund_row(&txn, req, &r, now).await?;
-            requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference), None, now).await?;
             None
         }
         Resolution::Done(Outcome::Declined { code, message }) => {
@@ -595,7 +595,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
         return Ok(StageEnd::Skipped("Nothing was captured, so there is no payment to post.".into()));
     }
     let invoice = &ctx.invoice;
-    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
+    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency)?);
     let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     // The injected fault is drawn (and a use of it consumed) in the journal's transaction.
@@ -607,7 +607,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
         txn.rollback().await?;
         return Ok(StageEnd::LeaseLost);
     }
-    let (posting, lines) = payment_posting(ctx);
+    let (posting, lines) = payment_posting(ctx)?;
     let posted = if ctx.fresh.is_some() {
         super::post_new_journal(&txn, s.now(), posting, lines).await.map(Some)?
     } else {
@@ -623,15 +623,15 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
 
 /// The customer payment journal of what the process captured (debit card clearing, credit
 /// receivable), posted once per process.
-pub(super) fn payment_posting(ctx: &Ctx) -> (Posting, Vec<JournalLine>) {
+pub(super) fn payment_posting(ctx: &Ctx) -> ServiceResult<(Posting, Vec<JournalLine>)> {
     let (p, invoice, order) = (&ctx.p, &ctx.invoice, &ctx.order);
-    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency));
+    let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency)?);
     let posting = Posting {
         invoice_id: Some(p.invoice_id),
         tender: Some(Tender::Card),
         ..Posting::for_order(order, format!("payment:process:{}", p.id), JournalKind::CustomerPayment, format!("Card payment for {} ({})", invoice.number, order.number))
     };
-    (posting, vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)])
+    Ok((posting, vec![JournalLine::debit(accounts::CARD_CLEARING, amount), JournalLine::credit(accounts::ACCOUNTS_RECEIVABLE, amount)]))
 }
 
 pub(super) fn journal_posted(j: &crate::entity::journal::Model, amount: Money) -> String {
@@ -653,7 +653,7 @@ async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult<StageEnd> 
         return Ok(StageEnd::Failed("The refund journal could not be posted (injected fault). Resume posts it; the card is not refunded again.".into()));
     }
     let (invoice, order) = (&ctx.invoice, &ctx.order);
-    let amount = Money::from_minor(refunded, currency(&invoice.currency));
+    let amount = Money::from_minor(refunded, currency(&invoice.currency)?);
     let process_id = p.id;
     let txn = crate::service::begin_bookkeeping(&s.db).await?;
     if !ctx.marks.flush(s, &txn, process_id).await? {
@@ -705,7 +705,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
                 let resolution = match requests::ask(s, &req.tracking_id).await {
                     Resolution::NotProcessed(why) => {
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
-                        let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+                        let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
                         crate::crashpoint::hit("authorize:intent");
                         let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
                         crate::crashpoint::hit("authorize:sent");
@@ -724,7 +724,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
     // quantities never change after placement, and no other invoice of the order can be posted
     // while this process runs, so the balance is still nothing.
     let balance = if ctx.fresh.is_some() && order.status == crate::domain::order::OrderStatus::Invoiced.code() {
-        Money::zero(currency(&order.currency))
+        Money::zero(currency(&order.currency)?)
     } else {
         orders::balance(&s.db, order).await?
     };
@@ -797,7 +797,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
 }
 
 async fn finish_authorization(s: &Services, req: &pr::Model, line: &pl::Model, resolution: Resolution) -> ServiceResult<StageEnd> {
-    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
     let (status, message) = orders::record_authorization(s, req, line, resolution, req.authorization_id).await?;
     Ok(match (status, message) {
         (crate::domain::order::PaymentStatus::Authorized, _) => {
@@ -811,16 +811,7 @@ async fn finish_authorization(s: &Services, req: &pr::Model, line: &pl::Model, r
 /// Resolves authorization requests of order placement whose outcome was never recorded (the
 /// server stopped between the call and the outcome): asks the processor, then records.
 pub(super) async fn resolve_placement_requests(s: &Services, batch: u64) -> ServiceResult<u32> {
-    let stale_before = s.now() - s.lease;
-    let pending = pr::Entity::find()
-        .filter(pr::Column::ProcessId.is_null())
-        .filter(pr::Column::Command.eq(Command::Authorize.code()))
-        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
-        .filter(pr::Column::InitiatedAt.lt(stale_before))
-        .order_by_asc(pr::Column::Id)
-        .limit(batch)
-        .all(&s.db)
-        .await?;
+    let pending = requests::unanswered(&s.db, &[Command::Authorize], s.now() - s.lease, batch).await?;
     let mut n = 0;
     for req in pending {
         let Some(line) = pl::Entity::find()

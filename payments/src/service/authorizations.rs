@@ -13,16 +13,14 @@ use crate::domain::payment_views::*;
 use crate::domain::tokens::{self, OrderKind, TokenContext, TokenKind};
 use crate::domain::views::ChannelKind;
 use crate::entity::{
-    authorization as au, channel, customer, payment_line as pl, pre_authorization_duration as pad, sales_order as so,
+    authorization as au, channel, customer, payment_line as pl, pre_authorization_duration as pad, processor_request as pr, sales_order as so,
     token_consent,
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::pipeline::requests::{self, Purpose, Resolution};
 use crate::Feature;
-use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait};
-use std::str::FromStr;
 
 pub const PAGE_SIZE: u64 = 25;
 
@@ -30,14 +28,14 @@ pub const PAGE_SIZE: u64 = 25;
 /// authorization has expired.
 pub const EXPIRED_FILTER: &str = "expired";
 
-fn currency(code: &str) -> Currency {
-    Currency::from_code(code).unwrap_or(Currency::Usd)
+fn currency(code: &str) -> ServiceResult<Currency> {
+    Ok(Currency::stored(code)?)
 }
 
-fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>, expiry: &Overlay) -> AuthorizationResponseView {
-    let cur = currency(&a.currency);
+fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>, expiry: &Overlay) -> ServiceResult<AuthorizationResponseView> {
+    let cur = currency(&a.currency)?;
     let status = expiry.authorization_status(a);
-    AuthorizationResponseView {
+    Ok(AuthorizationResponseView {
         id: a.id,
         status,
         amount: Money::from_minor(a.amount_minor, cur),
@@ -49,7 +47,7 @@ fn response_view(a: &au::Model, now: chrono::DateTime<chrono::Utc>, expiry: &Ove
         authorized_at: a.authorized_at,
         expires_at: a.expires_at,
         expired: status == AuthorizationStatus::Expired || (status == AuthorizationStatus::Open && a.expires_at <= now),
-    }
+    })
 }
 
 /// The line's row, and the expiry overlay of its order it was read with.
@@ -68,11 +66,11 @@ async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<
         customer_account: cust.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
         customer_name: cust.map(|c| c.name).unwrap_or_default(),
         channel_name: chan.map(|c| c.name).unwrap_or_default(),
-        amount: Money::from_minor(line.amount_minor, currency(&order.currency)),
+        amount: Money::from_minor(line.amount_minor, currency(&order.currency)?),
         payment_status: expiry.payment_status(line),
         token_kind: TokenKind::from_code(&line.token_kind).unwrap_or(TokenKind::Recurring),
         card: format!("{} •••• {}", line.card_type.clone().unwrap_or_default(), line.last_four.clone().unwrap_or_default()),
-        authorization: latest.as_ref().map(|a| response_view(a, now, &expiry)),
+        authorization: latest.as_ref().map(|a| response_view(a, now, &expiry)).transpose()?,
     };
     Ok((row, expiry))
 }
@@ -147,7 +145,7 @@ pub async fn detail(s: &Services, payment_line_id: i32) -> ServiceResult<Authori
         .await?
         .iter()
         .map(|a| response_view(a, now, &expiry))
-        .collect();
+        .collect::<ServiceResult<_>>()?;
     let variant = responses.first().map(|r| r.payment_method_variant.clone()).unwrap_or_default();
     let pre = pad::Entity::find_by_id((order.channel_id, variant)).one(&s.db).await?.map(|d| d.days.max(1) as u32);
     let consents = token_consent::Entity::find()
@@ -322,7 +320,7 @@ pub(crate) struct Audit {
 /// it voided and its payment line `line_status`, in one transaction with the audit entry if any.
 /// Returns the amount released.
 pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: PaymentStatus, audit_entry: Option<Audit>) -> ServiceResult<Money> {
-    let cur = currency(&auth.currency);
+    let cur = currency(&auth.currency)?;
     let left = Money::from_minor(auth.amount_minor - auth.captured_minor, cur);
     let purpose = Purpose { order_id: auth.order_id, authorization_id: Some(auth.id), process: None, capture_id: None };
     let req = requests::begin(s, auth.connector_id, Command::Void, left, purpose)
@@ -330,6 +328,15 @@ pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: Payment
         .map_err(|e| ServiceError::Conflict(format!("The void could not be started: {e}")))?;
     let result = s.connector.void(&req.tracking_id, &auth.processor_reference).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, |_| Outcome::Voided { reference: auth.processor_reference.clone() }).await;
+    apply_void(s, &req, auth, resolution, line_status, audit_entry).await
+}
+
+/// Applies the answer to a void request: the authorization Voided and its payment line
+/// `line_status` (with the audit entry, if any) in one transaction, or the refusal recorded.
+/// Shared by [`release`] and recovery ([`resolve_lost_answers`]). Returns the amount released.
+async fn apply_void(s: &Services, req: &pr::Model, auth: &au::Model, resolution: Resolution, line_status: PaymentStatus, audit_entry: Option<Audit>) -> ServiceResult<Money> {
+    let req = req.clone();
+    let left = Money::from_minor(auth.amount_minor - auth.captured_minor, currency(&auth.currency)?);
     let now = s.now();
     let txn = s.db.begin().await?;
     let (status, message) = match resolution {
@@ -401,12 +408,11 @@ async fn set_statuses(
 pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount: &str) -> ServiceResult<String> {
     let line = card_line(&s.db, payment_line_id).await?;
     let order = orders::find(&s.db, line.order_id).await?;
-    let cur = currency(&order.currency);
-    let amount = Decimal::from_str(raw_amount.trim())
+    let cur = currency(&order.currency)?;
+    let amount = Money::parse(raw_amount, cur)
         .ok()
-        .filter(|d| d.is_sign_positive() && !d.is_zero() && d.scale() <= cur.minor_digits())
-        .and_then(|d| Money::from_decimal(d, cur).ok())
-        .ok_or_else(|| ServiceError::field("amount", format!("Enter an amount above 0 with at most {} decimals.", cur.minor_digits())))?;
+        .filter(|m| m.minor() > 0)
+        .ok_or_else(|| ServiceError::field("amount", format!("Enter an amount above 0 with at most {} decimals, at most {}.", cur.minor_digits(), cur.ceiling())))?;
     let now = s.now();
     let auth = au::Entity::find()
         .filter(au::Column::PaymentLineId.eq(line.id))
@@ -431,6 +437,26 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
         .map_err(|e| ServiceError::Conflict(format!("The adjustment could not be started: {e}")))?;
     let result = s.connector.adjust_authorization(&req.tracking_id, &auth.processor_reference, amount).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Adjusted).await;
+    apply_adjust(s, actor, &req, &auth, &line, &order, amount, resolution).await
+}
+
+/// Applies the answer to an adjustment request (R-AUT-2): approved, the authorization and the line
+/// carry `amount`; declined, both are declined and the order held; otherwise the refusal is
+/// recorded. Shared by [`adjust`] and recovery ([`resolve_lost_answers`]).
+#[allow(clippy::too_many_arguments)]
+async fn apply_adjust(
+    s: &Services,
+    actor: &str,
+    req: &pr::Model,
+    auth: &au::Model,
+    line: &pl::Model,
+    order: &so::Model,
+    amount: Money,
+    resolution: Resolution,
+) -> ServiceResult<String> {
+    let (req, auth) = (req.clone(), auth.clone());
+    let cur = amount.currency();
+    let now = s.now();
     let before = serde_json::json!({ "amount": Money::from_minor(auth.amount_minor, cur).to_string(), "authorization": auth.processor_reference });
     let txn = s.db.begin().await?;
     let out = match resolution {
@@ -477,4 +503,49 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
     };
     txn.commit().await?;
     out
+}
+
+/// Asks the processor about voids and authorization adjustments whose answer was lost (a timeout,
+/// a crash after the call) and applies it as the user's request would have been applied (R-CAP-5,
+/// issue #39 item 3): a lost void no longer blocks the order's cancellation for ever. Only requests
+/// older than the lease are taken, so a request still in flight is left to its runner; the
+/// outcome is written only over an open request, so two runners never both apply it. A void's
+/// payment line becomes Paid when something was captured on the authorization, else Voided.
+/// Returns how many requests it resolved.
+pub async fn resolve_lost_answers(s: &Services, batch: u64) -> ServiceResult<u32> {
+    let open = requests::unanswered(&s.db, &[Command::Void, Command::Adjust], s.now() - s.lease, batch).await?;
+    let mut resolved = 0;
+    for req in open {
+        let resolution = requests::ask(s, &req.tracking_id).await;
+        if matches!(resolution, Resolution::Unknown(_)) {
+            continue;
+        }
+        let auth = au::Entity::find_by_id(req.authorization_id.unwrap_or_default())
+            .one(&s.db)
+            .await?
+            .ok_or_else(|| ServiceError::StoredData(format!("processor request {} names no authorization", req.tracking_id)))?;
+        let applied = if req.command == Command::Void.code() {
+            let line_status = if auth.captured_minor > 0 { PaymentStatus::Paid } else { PaymentStatus::Voided };
+            let order = orders::find(&s.db, auth.order_id).await?;
+            let audit_entry = Audit {
+                actor: "recovery".into(),
+                action: "authorization.void",
+                target: order.number,
+                before: serde_json::json!({ "authorization": auth.processor_reference, "status": auth.status, "tracking_id": req.tracking_id }),
+            };
+            apply_void(s, &req, &auth, resolution, line_status, Some(audit_entry)).await.map(|_| ())
+        } else {
+            let line = card_line(&s.db, auth.payment_line_id).await?;
+            let order = orders::find(&s.db, auth.order_id).await?;
+            let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
+            apply_adjust(s, "recovery", &req, &auth, &line, &order, amount, resolution).await.map(|_| ())
+        };
+        match applied {
+            // Recorded either way: approved, or refused with the processor's reason.
+            Ok(()) | Err(ServiceError::Conflict(_)) => resolved += 1,
+            Err(ServiceError::AlreadyRecorded(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resolved)
 }

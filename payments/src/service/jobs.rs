@@ -234,7 +234,7 @@ pub async fn resubmit_authorizations(s: &Services, batch: u64) -> ServiceResult<
                 txn.rollback().await?;
                 continue;
             }
-            let amount = Money::from_minor(balance.minor(), Currency::from_code(&order.currency).unwrap_or(Currency::Usd));
+            let amount = Money::from_minor(balance.minor(), Currency::stored(&order.currency)?);
             let purpose = Purpose { order_id: order.id, authorization_id: None, process: None, capture_id: None };
             let req = match requests::begin_in(&txn, s, line.connector_id.unwrap_or_default(), Command::Authorize, amount, purpose).await {
                 Ok(r) => r,

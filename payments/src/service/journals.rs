@@ -19,11 +19,10 @@ pub async fn views(db: &impl ConnectionTrait, js: Vec<journal::Model>) -> Servic
     let orders = so::Entity::find().filter(so::Column::Id.is_in(order_ids)).all(db).await?;
     let customer_ids: Vec<i32> = js.iter().filter_map(|j| j.customer_id).collect();
     let customers = customer::Entity::find().filter(customer::Column::Id.is_in(customer_ids)).all(db).await?;
-    Ok(js
-        .into_iter()
+    js.into_iter()
         .map(|j| {
-            let cur = Currency::from_code(&j.currency).unwrap_or(Currency::Usd);
-            JournalView {
+            let cur = Currency::stored(&j.currency)?;
+            Ok(JournalView {
                 lines: lines
                     .iter()
                     .filter(|l| l.journal_id == j.id)
@@ -43,9 +42,9 @@ pub async fn views(db: &impl ConnectionTrait, js: Vec<journal::Model>) -> Servic
                 order_number: j.order_id.and_then(|id| orders.iter().find(|o| o.id == id)).map(|o| o.number.clone()),
                 customer: j.customer_id.and_then(|id| customers.iter().find(|c| c.id == id)).map(|c| format!("{} {}", c.account, c.name)),
                 tender: j.tender.as_deref().and_then(Tender::from_code),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn date(field: &str, raw: &Option<String>) -> ServiceResult<Option<NaiveDate>> {

@@ -20,6 +20,7 @@ pub mod standing;
 pub mod storefront;
 
 use crate::connector::simulator::ProcessorSimulator;
+use crate::connector::timed::TimedConnector;
 use crate::connector::Connector;
 use clock::SharedClock;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QuerySelect, Select};
@@ -42,9 +43,11 @@ pub struct Services {
 }
 
 impl Services {
-    /// Services on `db` with the processor simulator as connector and a 30-second lease.
+    /// Services on `db` with the processor simulator as connector, every call of it ending by
+    /// [`crate::connector::timed::DEFAULT_TIMEOUT`], and a 30-second lease.
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        let connector = Arc::new(ProcessorSimulator::new(db.clone(), clock.clone()));
+        let simulator = Arc::new(ProcessorSimulator::new(db.clone(), clock.clone()));
+        let connector = Arc::new(TimedConnector::new(simulator, crate::connector::timed::DEFAULT_TIMEOUT));
         Services {
             db,
             clock,
@@ -59,6 +62,13 @@ impl Services {
     /// path a batch leaves unusual invoicings to; tests compare the two).
     pub fn one_at_a_time(mut self) -> Self {
         self.invoicing = Arc::new(crate::pipeline::InvoiceBatches::new(false));
+        self
+    }
+
+    /// These services with connector calls ending by `timeout` (see [`crate::connector::timed`]).
+    pub fn with_connector_timeout(mut self, timeout: std::time::Duration) -> Self {
+        let simulator = Arc::new(ProcessorSimulator::new(self.db.clone(), self.clock.clone()));
+        self.connector = Arc::new(TimedConnector::new(simulator, timeout));
         self
     }
 

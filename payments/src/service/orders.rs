@@ -3,7 +3,7 @@
 use super::{audit, parameters, Services};
 use crate::connector::{Authorized, Outcome};
 use crate::domain::money::{Currency, Money};
-use crate::domain::order::{invoice_amounts, AuthorizationStatus, Command, InvoiceLineInput, OrderStatus, PaymentStatus, RequestStatus, Tender};
+use crate::domain::order::{invoice_amounts, AuthorizationStatus, LineState, OrderBasis, Command, InvoiceLineInput, OrderStatus, PaymentStatus, RequestStatus, Tender};
 use crate::domain::parameters::FieldError;
 use crate::domain::payment_views::*;
 use crate::domain::pipeline::{ProcessStatus, Stage};
@@ -75,12 +75,8 @@ pub struct NewOrder {
     pub card: CardForm,
 }
 
-fn parse_amount(raw: &str, currency: Currency) -> Option<Money> {
-    let d = Decimal::from_str(raw.trim()).ok()?;
-    if d.is_sign_negative() || d.scale() > currency.minor_digits() {
-        return None;
-    }
-    Money::from_decimal(d, currency).ok()
+fn parse_amount(raw: &str, currency: Currency) -> Result<Money, crate::domain::money::AmountError> {
+    Money::parse(raw, currency)
 }
 
 impl NewOrder {
@@ -99,17 +95,16 @@ impl NewOrder {
         if currency.is_none() {
             errors.push(FieldError::new("currency", "Choose a currency from the list."));
         }
-        let cur = currency.unwrap_or(Currency::Usd);
+        let cur = currency.unwrap_or(Currency::USD);
         let tax = Decimal::from_str(if f.tax_percent.trim().is_empty() { "0" } else { f.tax_percent.trim() })
             .ok()
             .filter(|t| *t >= Decimal::ZERO && *t <= Decimal::ONE_HUNDRED && t.scale() <= 4);
         if tax.is_none() {
             errors.push(FieldError::new("tax_percent", "Tax must be a percentage from 0 to 100."));
         }
-        let charges = parse_amount(if f.charges.trim().is_empty() { "0" } else { &f.charges }, cur);
-        if charges.is_none() {
-            errors.push(FieldError::new("charges", format!("Charges must be an amount of at least 0 with at most {} decimals.", cur.minor_digits())));
-        }
+        let charges = parse_amount(if f.charges.trim().is_empty() { "0" } else { &f.charges }, cur)
+            .map_err(|e| errors.push(FieldError::new("charges", format!("Charges must be an amount of at least 0: {e}."))))
+            .ok();
         let mut lines = Vec::new();
         for (i, l) in f.lines.iter().enumerate() {
             if l.item.trim().is_empty() && l.quantity.trim().is_empty() && l.unit_price.trim().is_empty() {
@@ -124,10 +119,17 @@ impl NewOrder {
             if qty.is_none() {
                 errors.push(FieldError::new(format!("line{n}_quantity"), format!("Line {n}: quantity must be a whole number from 1 to 100000.")));
             }
-            let price = parse_amount(&l.unit_price, cur).filter(|p| p.minor() > 0);
-            if price.is_none() {
-                errors.push(FieldError::new(format!("line{n}_unit_price"), format!("Line {n}: unit price must be an amount above 0.")));
-            }
+            let price = match parse_amount(&l.unit_price, cur) {
+                Ok(p) if p.minor() > 0 => Some(p),
+                Ok(_) => {
+                    errors.push(FieldError::new(format!("line{n}_unit_price"), format!("Line {n}: unit price must be an amount above 0.")));
+                    None
+                }
+                Err(e) => {
+                    errors.push(FieldError::new(format!("line{n}_unit_price"), format!("Line {n}: unit price must be an amount above 0: {e}.")));
+                    None
+                }
+            };
             let date = NaiveDate::parse_from_str(l.requested_ship_date.trim(), "%Y-%m-%d").ok().filter(|d| *d >= today);
             if date.is_none() {
                 errors.push(FieldError::new(format!("line{n}_ship_date"), format!("Line {n}: the requested ship date must be today or later (YYYY-MM-DD).")));
@@ -170,8 +172,8 @@ impl NewOrder {
         let inputs: Vec<InvoiceLineInput> =
             self.lines.iter().map(|(_, q, p, _)| InvoiceLineInput { quantity: i64::from(*q), unit_price: *p }).collect();
         invoice_amounts(&inputs, self.charges, self.tax_percent, self.currency)
-            .map(|a| a.total)
-            .map_err(|e| ServiceError::field("line1_quantity", format!("The order total cannot be computed: {e}.")))
+            .and_then(|a| a.total.within_ceiling())
+            .map_err(|_| ServiceError::field("line1_quantity", format!("The order total would be above the largest amount Paystage takes ({}).", self.currency.ceiling())))
     }
 }
 
@@ -494,8 +496,26 @@ pub async fn authorize_payment_line(
 }
 
 /// Records the outcome of an authorization request; shared by placement, the pipeline's fourth
-/// stage and recovery.
+/// stage and recovery. When another runner recorded it first (recovery took over a call that
+/// outlasted its lease), nothing is written and the payment line's status as recorded is returned.
 pub async fn record_authorization(
+    s: &Services,
+    req: &crate::entity::processor_request::Model,
+    line: &pl::Model,
+    resolution: Resolution,
+    replaces: Option<i32>,
+) -> ServiceResult<(PaymentStatus, Option<String>)> {
+    match record_authorization_once(s, req, line, resolution, replaces).await {
+        Err(ServiceError::AlreadyRecorded(tracking_id)) => {
+            let now = pl::Entity::find_by_id(line.id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("payment line".into()))?;
+            let status = PaymentStatus::from_code(&now.status).ok_or_else(|| ServiceError::StoredData(format!("payment line {} has status {:?}", now.id, now.status)))?;
+            Ok((status, Some(format!("The outcome of tracking id {tracking_id} was recorded meanwhile by recovery; the payment is {}.", status.label()))))
+        }
+        other => other,
+    }
+}
+
+async fn record_authorization_once(
     s: &Services,
     req: &crate::entity::processor_request::Model,
     line: &pl::Model,
@@ -506,8 +526,10 @@ pub async fn record_authorization(
     let txn = s.db.begin().await?;
     let out = match resolution {
         Resolution::Done(Outcome::Authorized(a)) => {
-            insert_authorization(&txn, s, req, line, &a, replaces).await?;
+            // The outcome first: the authorization row is inserted only by the runner whose write
+            // changed the request (a unique tracking id backs this up, issue #39).
             requests::finish(&txn, req, RequestStatus::Succeeded, Some(a.reference.clone()), None, now).await?;
+            insert_authorization(&txn, s, req, line, &a, replaces).await?;
             set_payment_status(&txn, line.id, PaymentStatus::Authorized).await?;
             (PaymentStatus::Authorized, None)
         }
@@ -596,26 +618,35 @@ pub async fn open_ship_dates(db: &impl ConnectionTrait, order_id: i32) -> Result
         .collect())
 }
 
-/// What is left to invoice on an order: the lines not yet invoiced, the charges if no invoice took
-/// them yet, and the tax on both, computed exactly as the next invoice would.
-pub async fn balance(db: &impl ConnectionTrait, order: &so::Model) -> ServiceResult<Money> {
-    let currency = Currency::from_code(&order.currency).unwrap_or(Currency::Usd);
-    let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order.id)).all(db).await?;
-    let inputs: Vec<InvoiceLineInput> = lines
+/// The order's lines as the invoice arithmetic sees them.
+pub fn line_states(lines: &[sol::Model], currency: Currency) -> Vec<LineState> {
+    lines
         .iter()
-        .map(|l| InvoiceLineInput {
-            quantity: i64::from(l.quantity - l.invoiced_quantity),
+        .map(|l| LineState {
+            quantity: i64::from(l.quantity),
+            invoiced: i64::from(l.invoiced_quantity),
+            credited: i64::from(l.credited_quantity),
             unit_price: Money::from_minor(l.unit_price_minor, currency),
         })
-        .collect();
-    // An invoice always takes a positive quantity of some line (credit notes never lower it).
-    let invoiced_before = lines.iter().any(|l| l.invoiced_quantity > 0);
-    let charges = Money::from_minor(if invoiced_before { 0 } else { order.charges_minor }, currency);
-    let tax = Decimal::from_str(&order.tax_percent).unwrap_or_default();
-    if inputs.iter().all(|i| i.quantity == 0) {
-        return Ok(Money::zero(currency));
-    }
-    invoice_amounts(&inputs, charges, tax, currency)
+        .collect()
+}
+
+/// What the order's invoices and credit notes are computed from (`domain::order::OrderBasis`).
+pub fn basis<'a>(order: &so::Model, lines: &'a [LineState], currency: Currency) -> ServiceResult<OrderBasis<'a>> {
+    let tax_percent = Decimal::from_str(&order.tax_percent)
+        .map_err(|_| ServiceError::Conflict(format!("Order {} has a stored tax rate that is not a number: {:?}.", order.number, order.tax_percent)))?;
+    Ok(OrderBasis { lines, charges: Money::from_minor(order.charges_minor, currency), tax_percent, currency })
+}
+
+/// What is left to invoice on an order: the lines not yet invoiced, the charges if no invoice took
+/// them yet, and their tax, computed exactly as the next invoice would (so the last invoice makes
+/// the order total, R-MON-3).
+pub async fn balance(db: &impl ConnectionTrait, order: &so::Model) -> ServiceResult<Money> {
+    let currency = Currency::stored(&order.currency)?;
+    let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order.id)).all(db).await?;
+    let states = line_states(&lines, currency);
+    basis(order, &states, currency)?
+        .remaining()
         .map(|a| a.total)
         .map_err(|e| ServiceError::Conflict(format!("The order balance cannot be computed: {e}")))
 }
@@ -665,7 +696,7 @@ pub async fn list(db: &impl ConnectionTrait, filter: &OrderFilter, page: u64) ->
 
 /// One order's row; `held` is Do not process with expiry applied (`service::expiry`).
 async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: bool) -> ServiceResult<OrderRow> {
-    let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
+    let currency = Currency::stored(&o.currency)?;
     let cust = customer::Entity::find_by_id(o.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(o.id)).all(db).await?;
@@ -692,15 +723,14 @@ async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: bool) -> Servi
     })
 }
 
-/// The order's total: every line at its full quantity, the charges, and tax on both, rounded once
-/// (partial invoices round their own tax, so their sum may differ from this by a minor unit).
+/// The order's total: every line at its full quantity, the charges, and tax on both, rounded once;
+/// its invoices add up to it whatever the split (R-MON-3).
 pub async fn order_total(db: &impl ConnectionTrait, o: &so::Model) -> ServiceResult<Money> {
-    let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
+    let currency = Currency::stored(&o.currency)?;
     let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(o.id)).all(db).await?;
-    let inputs: Vec<InvoiceLineInput> =
-        lines.iter().map(|l| InvoiceLineInput { quantity: i64::from(l.quantity), unit_price: Money::from_minor(l.unit_price_minor, currency) }).collect();
-    let tax = Decimal::from_str(&o.tax_percent).unwrap_or_default();
-    invoice_amounts(&inputs, Money::from_minor(o.charges_minor, currency), tax, currency)
+    let states = line_states(&lines, currency);
+    basis(o, &states, currency)?
+        .total()
         .map(|a| a.total)
         .map_err(|e| ServiceError::Conflict(format!("The order total cannot be computed: {e}")))
 }
@@ -713,7 +743,7 @@ pub async fn find(db: &impl ConnectionTrait, id: i32) -> ServiceResult<so::Model
 pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
     let db = &s.db;
     let o = find(db, id).await?;
-    let currency = Currency::from_code(&o.currency).unwrap_or(Currency::Usd);
+    let currency = Currency::stored(&o.currency)?;
     let money = |m: i64| Money::from_minor(m, currency);
     let balance = balance(db, &o).await?;
     // Expiry not yet stored on this order's rows (`service::expiry`).

@@ -16,7 +16,7 @@
 //! pipeline's; [`recover`] finishes what a crash interrupted without moving money twice.
 use super::{audit, for_update, parameters, Services};
 use crate::connector::Outcome;
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::{AmountError, Currency, Money};
 use crate::domain::order::{accounts, AuthorizationStatus, Command, JournalKind, JournalLine, OrderStatus, PaymentStatus, RequestStatus, Tender};
 use crate::domain::payment_views::{CancellationPreview, DepositPaid, JournalLineView, PrepaymentView};
 use crate::domain::prepayment::{self, CancellationPlan};
@@ -33,24 +33,20 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use std::str::FromStr;
 
-fn currency(code: &str) -> Currency {
-    Currency::from_code(code).unwrap_or(Currency::Usd)
+fn currency(code: &str) -> ServiceResult<Currency> {
+    Ok(Currency::stored(code)?)
 }
 
-/// Parses an amount typed by a user: blank is `None`; a negative amount gets its own message.
+/// Parses an amount typed by a user: blank is `None`; otherwise [`Money::parse`] (no negative, the
+/// currency's decimals, the business ceiling), each refusal a field error naming `label`.
 pub fn parse_amount(field: &str, label: &str, raw: &str, cur: Currency) -> ServiceResult<Option<Money>> {
-    let raw = raw.trim();
-    if raw.is_empty() {
+    if raw.trim().is_empty() {
         return Ok(None);
     }
-    let d = Decimal::from_str(raw).map_err(|_| ServiceError::field(field, format!("{label}: enter an amount such as 25.00.")))?;
-    if d.is_sign_negative() {
-        return Err(ServiceError::field(field, format!("{label} cannot be negative; nothing was recorded.")));
-    }
-    if d.scale() > cur.minor_digits() {
-        return Err(ServiceError::field(field, format!("{label}: at most {} decimals.", cur.minor_digits())));
-    }
-    Money::from_decimal(d, cur).map(Some).map_err(|e| ServiceError::field(field, format!("{label}: {e}.")))
+    Money::parse(raw, cur).map(Some).map_err(|e| match e {
+        AmountError::Negative => ServiceError::field(field, format!("{label} cannot be negative; nothing was recorded.")),
+        e => ServiceError::field(field, format!("{label}: {e}.")),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -101,7 +97,7 @@ pub async fn account_deposit(s: &Services, actor: &str, customer_id: i32, channe
             invoice_id: None,
             tender: Some(Tender::Cash),
             prepayment: true,
-            currency: cur,
+            currency: cur.code().to_string(),
             description: format!("Customer account deposit {number} from {} at {}", cust.account, chan.name),
         },
         vec![JournalLine::debit(accounts::CASH, amount), JournalLine::credit(accounts::CUSTOMER_PREPAYMENTS, amount)],
@@ -167,14 +163,13 @@ pub fn split_deposit(form: &DepositForm, total: Money, default_percent: Decimal,
     prepayment::check_deposit(deposit, total).map_err(|e| ServiceError::field("deposit", e.to_string()))?;
     let cash = parse_amount("deposit_cash", "The cash part of the deposit", &form.cash, cur)?.unwrap_or(Money::zero(cur));
     let account = parse_amount("deposit_account", "The customer account part of the deposit", &form.customer_account, cur)?.unwrap_or(Money::zero(cur));
-    let card_minor = deposit.minor() - cash.minor() - account.minor();
-    if card_minor < 0 {
-        return Err(ServiceError::field(
-            "deposit_cash",
-            format!("Cash ({cash}) and customer account ({account}) add up to more than the deposit ({deposit})."),
-        ));
+    let too_much = || ServiceError::field("deposit_cash", format!("Cash ({cash}) and customer account ({account}) add up to more than the deposit ({deposit})."));
+    // Checked (R-MON-4): parts near the largest amounts refuse, never wrap to a small card part.
+    let card = deposit.checked_sub(cash).and_then(|d| d.checked_sub(account)).map_err(|_| too_much())?;
+    if card.minor() < 0 {
+        return Err(too_much());
     }
-    Ok(DepositSplit { deposit, cash, customer_account: account, card: Money::from_minor(card_minor, cur) })
+    Ok(DepositSplit { deposit, cash, customer_account: account, card })
 }
 
 /// Inserts the cash and customer account deposit lines of a new order and posts their prepayment
@@ -257,13 +252,7 @@ pub async fn capture_deposit(s: &Services, order_id: i32) -> ServiceResult<Optio
     if due - captured <= 0 {
         return Ok(None);
     }
-    let in_flight = pr::Entity::find()
-        .filter(pr::Column::OrderId.eq(order.id))
-        .filter(pr::Column::ProcessId.is_null())
-        .filter(pr::Column::Command.eq(Command::Capture.code()))
-        .filter(pr::Column::Status.is_in([RequestStatus::Pending.code(), RequestStatus::Unknown.code()]))
-        .one(&s.db)
-        .await?;
+    let in_flight = requests::in_flight(&s.db, order.id, Command::Capture).await?;
     if let Some(req) = in_flight {
         return resolve_capture(s, &req).await;
     }
@@ -274,12 +263,26 @@ pub async fn capture_deposit(s: &Services, order_id: i32) -> ServiceResult<Optio
         .one(&s.db)
         .await?
     else {
-        return Ok(Some(format!("The card part of the deposit ({}) is not authorized; take a new payment.", Money::from_minor(due - captured, currency(&order.currency)))));
+        return Ok(Some(format!("The card part of the deposit ({}) is not authorized; take a new payment.", Money::from_minor(due - captured, currency(&order.currency)?))));
     };
-    let amount = Money::from_minor((due - captured).min(auth.amount_minor - auth.captured_minor), currency(&order.currency));
-    let req = requests::begin(s, auth.connector_id, Command::Capture, amount, Purpose { order_id: order.id, authorization_id: Some(auth.id), process: None, capture_id: None })
-        .await
-        .map_err(|e| ServiceError::Conflict(format!("The deposit could not be captured: {e}")))?;
+    let amount = Money::from_minor((due - captured).min(auth.amount_minor - auth.captured_minor), currency(&order.currency)?);
+    let reference = s.connector.payment_reference(Command::Capture, amount).await.map_err(|e| ServiceError::Conflict(format!("The deposit could not be captured: {e}")))?;
+    // The claim (issue #39 item 2): under the order's lock, no deposit capture in flight and the
+    // same amount still due, and the intent recorded in the same transaction. A second runner
+    // (another server's recovery, `paystage recover`) waits for the lock, then finds the intent
+    // and asks about it instead of capturing again.
+    let txn = s.db.begin().await?;
+    for_update(so::Entity::find_by_id(order.id), &txn).one(&txn).await?;
+    let in_flight = requests::in_flight(&txn, order.id, Command::Capture).await?;
+    let captured_now: i64 = deposit_captures(&txn, order.id).await?.iter().map(|c| c.amount_minor).sum();
+    let auth_now = au::Entity::find_by_id(auth.id).one(&txn).await?;
+    if in_flight.is_some() || captured_now != captured || auth_now.as_ref().map(|a| (a.captured_minor, a.status.as_str())) != Some((auth.captured_minor, auth.status.as_str())) {
+        txn.rollback().await?;
+        return Ok(in_flight.map(|r| format!("Another runner is capturing the deposit (tracking id {}); it finishes it.", r.tracking_id)));
+    }
+    let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: None, capture_id: None };
+    let req = requests::record_intent(&txn, auth.connector_id, Command::Capture, amount, purpose, reference).await?;
+    txn.commit().await?;
     crate::crashpoint::hit("deposit:intent");
     let last = amount.minor() == auth.amount_minor - auth.captured_minor;
     let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, last).await;
@@ -292,7 +295,7 @@ async fn resolve_capture(s: &Services, req: &pr::Model) -> ServiceResult<Option<
     match requests::ask(s, &req.tracking_id).await {
         Resolution::NotProcessed(why) => {
             let auth = au::Entity::find_by_id(req.authorization_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
-            let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+            let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
             let _ = why; // nothing moved at the processor: the same tracking id is sent again
             let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, amount.minor() == auth.amount_minor - auth.captured_minor).await;
             let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
@@ -307,6 +310,8 @@ async fn record_deposit_capture(s: &Services, req: &pr::Model, resolution: Resol
     let txn = s.db.begin().await?;
     let msg = match resolution {
         Resolution::Done(Outcome::Captured(c)) => {
+            // The outcome first: its effects follow only if this runner's write changed the request.
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
             let a = for_update(au::Entity::find_by_id(req.authorization_id.unwrap_or_default()), &txn)
                 .one(&txn)
                 .await?
@@ -328,7 +333,6 @@ async fn record_deposit_capture(s: &Services, req: &pr::Model, resolution: Resol
                     .exec(&txn)
                     .await?;
             }
-            requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
             post_journal(
                 &txn,
                 now,
@@ -353,7 +357,7 @@ async fn record_deposit_capture(s: &Services, req: &pr::Model, resolution: Resol
 
 /// Each deposit line of an order with what it paid and what was given back.
 pub async fn deposits_paid(db: &impl ConnectionTrait, order: &so::Model) -> ServiceResult<Vec<DepositPaid>> {
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let lines = pl::Entity::find()
         .filter(pl::Column::OrderId.eq(order.id))
         .filter(pl::Column::Prepayment.eq(true))
@@ -431,7 +435,7 @@ pub async fn view(db: &impl ConnectionTrait, order: &so::Model) -> ServiceResult
     if !order.prepayment {
         return Ok(None);
     }
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let paid = deposits_paid(db, order).await?;
     let paid_total: i64 = paid.iter().map(|d| d.paid.minor()).sum();
     let applied = applied(db, order.id).await?;
@@ -469,7 +473,7 @@ pub(crate) async fn settle_invoice(
     invoice: &inv::Model,
     cash_at_pickup: i64,
 ) -> ServiceResult<i64> {
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let unapplied = unapplied_deposit(db, order).await?;
     let apply = unapplied.min(invoice.amount_minor);
     if cash_at_pickup > invoice.amount_minor - apply {
@@ -534,7 +538,7 @@ pub(crate) async fn refund_cash_part(
     order: &so::Model,
     credit_note: &inv::Model,
 ) -> ServiceResult<i64> {
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let amount = -credit_note.amount_minor;
     let caps = cap::Entity::find().filter(cap::Column::OrderId.eq(order.id)).all(db).await?;
     let card_refundable: i64 = caps.iter().map(|c| c.amount_minor - c.refunded_minor).sum();
@@ -611,7 +615,7 @@ async fn deposit_refunds(db: &impl ConnectionTrait, order_id: i32) -> ServiceRes
 /// the order is fully invoiced, what is left on its card authorizations is released.
 pub async fn pick_up(s: &Services, actor: &str, order_id: i32, raw_cash: &str) -> ServiceResult<String> {
     let order = super::orders::find(&s.db, order_id).await?;
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     if !order.prepayment {
         return Err(ServiceError::Conflict(format!("{} is not a prepayment order; invoice it instead.", order.number)));
     }
@@ -677,7 +681,7 @@ pub async fn pick_up(s: &Services, actor: &str, order_id: i32, raw_cash: &str) -
 
 /// Voids what is left on the order's open authorizations once nothing remains to invoice.
 async fn release_open(s: &Services, order: &so::Model) -> ServiceResult<Money> {
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let order = super::orders::find(&s.db, order.id).await?;
     if super::orders::balance(&s.db, &order).await?.minor() > 0 {
         return Ok(Money::zero(cur));
@@ -697,7 +701,7 @@ async fn release_open(s: &Services, order: &so::Model) -> ServiceResult<Money> {
 async fn plan_for(db: &impl ConnectionTrait, order: &so::Model, charge: Option<i64>, percent: Decimal) -> ServiceResult<(Vec<DepositPaid>, CancellationPlan)> {
     let paid = deposits_paid(db, order).await?;
     let lines: Vec<(Tender, Money)> = paid.iter().map(|d| (d.tender, d.paid)).collect();
-    let base = if order.status == OrderStatus::Cancelled.code() { Money::zero(currency(&order.currency)) } else { super::orders::balance(db, order).await? };
+    let base = if order.status == OrderStatus::Cancelled.code() { Money::zero(currency(&order.currency)?) } else { super::orders::balance(db, order).await? };
     let mut plan = prepayment::cancellation_plan(&lines, base, percent).map_err(|e| ServiceError::Conflict(format!("The cancellation cannot be computed: {e}.")))?;
     if let Some(charge) = charge {
         // A cancellation already decided keeps the charge it was decided with.
@@ -736,7 +740,7 @@ pub async fn cancel_preview(s: &Services, order_id: i32) -> ServiceResult<Cancel
     let percent = parameters::load(&s.db).await?.cancellation_charge_percent();
     let percent = if order.prepayment { percent } else { Decimal::ZERO };
     let (_, plan) = plan_for(&s.db, &order, None, percent).await?;
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let release: i64 = au::Entity::find()
         .filter(au::Column::OrderId.eq(order.id))
         .filter(au::Column::Status.eq(AuthorizationStatus::Open.code()))
@@ -802,7 +806,7 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
     }
     let percent = if order.prepayment { percent } else { Decimal::ZERO };
     let (paid, plan) = plan_for(&txn, &order, None, percent).await?;
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     if let Some(expected) = expected_charge.map(str::trim).filter(|e| !e.is_empty()) {
         // The user confirmed what the preview showed; if the parameters changed since, say so.
         if Decimal::from_str(expected).ok() != Some(Money::from_minor(plan.charge, cur).to_decimal()) {
@@ -897,7 +901,7 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
 /// Card refunds and releases of a cancelled order that are still to do. Returns what went wrong.
 async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceResult<Option<String>> {
     let order = super::orders::find(&s.db, order_id).await?;
-    let cur = currency(&order.currency);
+    let cur = currency(&order.currency)?;
     let mut problems = Vec::new();
     // Requests left without an outcome are asked about first, never sent as new ones.
     for req in pr::Entity::find()
@@ -941,15 +945,23 @@ async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceResult<Optio
                 continue;
             }
             let auth = au::Entity::find_by_id(c.authorization_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
-            let req = requests::begin(
-                s,
-                auth.connector_id,
-                Command::Refund,
-                Money::from_minor(take, cur),
-                Purpose { order_id: order.id, authorization_id: Some(auth.id), process: None, capture_id: Some(c.id) },
-            )
-            .await
-            .map_err(|e| ServiceError::Conflict(format!("The deposit refund could not be started: {e}")))?;
+            let amount = Money::from_minor(take, cur);
+            let reference = s.connector.payment_reference(Command::Refund, amount).await.map_err(|e| ServiceError::Conflict(format!("The deposit refund could not be started: {e}")))?;
+            // The claim (issue #39 item 2): under the order's lock, no refund of this order in
+            // flight and the capture's refunded total as read, and the intent recorded in the
+            // same transaction; a second runner finds the intent and leaves it to this one.
+            let txn = s.db.begin().await?;
+            for_update(so::Entity::find_by_id(order.id), &txn).one(&txn).await?;
+            let in_flight = requests::in_flight(&txn, order.id, Command::Refund).await?;
+            let refunded_now = cap::Entity::find_by_id(c.id).one(&txn).await?.map(|x| x.refunded_minor);
+            if in_flight.is_some() || refunded_now != Some(c.refunded_minor) {
+                txn.rollback().await?;
+                problems.push("Another runner is refunding this deposit; it finishes the cancellation.".to_string());
+                break;
+            }
+            let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: None, capture_id: Some(c.id) };
+            let req = requests::record_intent(&txn, auth.connector_id, Command::Refund, amount, purpose, reference).await?;
+            txn.commit().await?;
             let resolution = send_deposit_refund(s, &req).await?;
             match record_deposit_refund(s, &req, resolution).await? {
                 Some(p) => {
@@ -973,7 +985,7 @@ async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceResult<Optio
 
 async fn send_deposit_refund(s: &Services, req: &pr::Model) -> ServiceResult<Resolution> {
     let c = cap::Entity::find_by_id(req.capture_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
-    let amount = Money::from_minor(req.amount_minor, currency(&req.currency));
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
     crate::crashpoint::hit("cancel:refund:intent");
     let result = s.connector.refund(&req.tracking_id, &c.processor_reference, amount).await;
     crate::crashpoint::hit("cancel:refund:sent");
@@ -986,9 +998,9 @@ async fn record_deposit_refund(s: &Services, req: &pr::Model, resolution: Resolu
     let txn = s.db.begin().await?;
     let failure = match resolution {
         Resolution::Done(Outcome::Refunded(r)) => {
+            requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference.clone()), None, now).await?;
             let c = crate::pipeline::record_refund_row(&txn, req, &r, now).await?;
             let order = so::Entity::find_by_id(c.order_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("order".into()))?;
-            requests::finish(&txn, req, RequestStatus::Succeeded, Some(r.reference), None, now).await?;
             post_journal(
                 &txn,
                 now,
@@ -1036,7 +1048,13 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<u32> {
             .await?
             .is_some();
         if due > captured && authorized {
-            capture_deposit(s, o.id).await?;
+            // Another runner recording the same outcome first is not a failure of this pass.
+            match capture_deposit(s, o.id).await {
+                Err(ServiceError::AlreadyRecorded(_)) => {}
+                other => {
+                    other?;
+                }
+            }
             touched += 1;
         }
     }
@@ -1049,7 +1067,12 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<u32> {
         .await?;
     for o in cancelled {
         if cancellation_unfinished(&s.db, &o).await? {
-            finish_cancellation(s, o.id).await?;
+            match finish_cancellation(s, o.id).await {
+                Err(ServiceError::AlreadyRecorded(_)) => {}
+                other => {
+                    other?;
+                }
+            }
             touched += 1;
         }
     }
