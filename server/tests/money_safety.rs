@@ -358,6 +358,8 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
         lost.push(OrderBuilder::new(&fx).line("Tent", 1, "150.00").try_place(s).await.unwrap().order_id);
     }
     db.clock.advance(chrono::Duration::minutes(5));
+    // A slow processor widens the window in which both runners have read the same order.
+    faults::add(&s.db, s.now(), "any", "latency", "1", "", "150").await.unwrap();
     let (a, b) = (second_server(s), second_server(s));
     let (x, y) = tokio::join!(payments::pipeline::recover(&a, 100), payments::pipeline::recover(&b, 100));
     x.unwrap();

@@ -409,17 +409,69 @@ db_test!(two_resumes_of_one_process_never_both_run, |db| {
     assert_clean(&db).await;
 });
 
-db_test!(without_status_monitoring_invoicing_is_one_step_and_nothing_is_listed, |db| {
-    // R-PIP-6
+db_test!(without_status_monitoring_a_failure_after_the_charge_is_listed_and_resumable, |db| {
+    // R-PIP-6 as issue #39 item 4 decides it: with Cards payment status monitoring off invoicing
+    // is one step, but a failure after the card was charged (here the payment journal) is never
+    // silent: the process is listed on Incomplete cards payment (marked one step), the Overview
+    // counts the same, and Resume finishes it without charging again.
     let s = &db.services;
     let fx = fixture(s).await;
     let placed = OrderBuilder::new(&fx).line("Rope", 3, "9.99").place(s).await;
     faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[3]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
     assert!(out.error.is_some(), "the failure is reported to whoever invoiced");
-    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty(), "nothing shows on the Incomplete cards payment page");
     let p = payment_process::Entity::find_by_id(out.process_id).one(&s.db).await.unwrap().unwrap();
     assert!(!p.monitored);
+    let listed = queries::incomplete(&s.db, None).await.unwrap();
+    assert_eq!(listed.iter().map(|r| (r.process_id, r.monitored)).collect::<Vec<_>>(), vec![(out.process_id, false)]);
+    let overview = payments::service::standing::standing(s).await.unwrap();
+    assert_eq!(overview.incomplete_processes, listed.len() as u64, "the Overview and the page agree");
+    assert_eq!(detail(s, placed.order_id).await.order.incomplete, 1);
+    let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert_eq!(resumed.status, ProcessStatus::Completed, "{resumed:?}");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "captured once");
+    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty());
+    assert_clean(&db).await;
+});
+
+db_test!(without_status_monitoring_an_uncharged_invoicing_is_refused_and_taken_back, |db| {
+    // R-PIP-6, issue #39 item 4: monitoring off and the capture refused before anything moved:
+    // invoicing is refused with the reason; the invoice is reversed by a new entry (R-LED-1), its
+    // quantities are open again and the order is as before; invoicing again works.
+    let s = &db.services;
+    let fx = fixture(s).await;
+    let placed = OrderBuilder::new(&fx).line("Boots", 2, "120.00").tax("8.25").place(s).await;
+    let before = detail(s, placed.order_id).await;
+    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    let d = detail(s, placed.order_id).await;
+    let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap_err();
+    assert_eq!(err.code(), "PS_CONFLICT");
+    let text = err.to_string();
+    assert!(text.contains("not charged") && text.contains("reversed") && text.contains("Invoice again"), "{text}");
+    let d = detail(s, placed.order_id).await;
+    assert_eq!(d.order.status, before.order.status, "the order is as before");
+    assert_eq!(d.balance, before.balance, "everything is left to invoice again");
+    assert_eq!(d.order.invoiced.minor(), 0, "a reversed invoice is not invoiced");
+    assert_eq!(d.lines[0].invoiced_quantity, 0);
+    assert_eq!(d.invoices[0].process.as_ref().unwrap().status, ProcessStatus::Reversed);
+    assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty(), "nothing to resume: nothing happened");
+    // The ledger: the invoice journal and its reversal net to zero on every account.
+    let mut net: std::collections::BTreeMap<String, i64> = Default::default();
+    for j in &d.journals {
+        for l in &j.lines {
+            *net.entry(l.account.clone()).or_default() += l.debit.minor() - l.credit.minor();
+        }
+    }
+    assert_eq!(d.journals.len(), 2, "{:?}", d.journals);
+    assert!(net.values().all(|v| *v == 0), "{net:?}");
+    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the card was not charged");
+    // Invoicing again, the fault spent: posted and captured.
+    let again = invoice(s, placed.order_id, &[1, 0]).await;
+    assert_eq!(again.status, ProcessStatus::Completed, "{again:?}");
+    assert_eq!(again.amount.minor(), 12_990, "120.00 + 8.25 % (9.90): the reversed invoice's tax does not count");
+    assert_eq!(detail(s, placed.order_id).await.order.invoiced.minor(), 12_990);
+    assert_clean(&db).await;
 });
 
 db_test!(invoicing_more_than_is_open_is_refused_and_writes_nothing, |db| {

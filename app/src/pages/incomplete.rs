@@ -86,7 +86,10 @@ pub fn IncompletePage() -> impl IntoView {
                     let reason_id = format!("reason-{}", r.process_id);
                     view! {
                         <tr data-invoice=r.invoice_number.clone()>
-                            <td class="nowrap">{r.invoice_number.clone()}</td>
+                            <td class="nowrap">
+                                {r.invoice_number.clone()}
+                                {(!r.monitored).then(|| view! { <br /><span class="muted small" data-testid="one-step" title="Invoiced as one step: Cards payment status monitoring was off">"one step"</span> })}
+                            </td>
                             <td class="nowrap"><a href=order>{r.order_number.clone()}</a></td>
                             <td>{r.customer.clone()}</td>
                             <td class="num">{r.amount.to_string()}</td>

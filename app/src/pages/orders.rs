@@ -82,7 +82,7 @@ pub fn process_badge(status: ProcessStatus) -> impl IntoView {
         ProcessStatus::Completed => "badge on",
         ProcessStatus::Incomplete | ProcessStatus::NotPosted => "badge bad",
         ProcessStatus::Running => "badge warn",
-        ProcessStatus::Terminated => "badge off",
+        ProcessStatus::Terminated | ProcessStatus::Reversed => "badge off",
     };
     view! { <span class=class data-process-status=status.code()>{status.label()}</span> }
 }
@@ -242,7 +242,9 @@ pub fn OrderDetailPage() -> impl IntoView {
     let id = move || params.read().get("id").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
     let invoice = ServerAction::<InvoiceOrder>::new();
     let credit = ServerAction::<CreditOrder>::new();
-    let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_))));
+    // A refusal (not a field error) reloads the order too: it may have changed meanwhile, or the
+    // invoicing was taken back because the card was not charged (monitoring off, issue #39).
+    let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_)) | Some(Err(AppError::Refused(_)))));
     let credits = successes(move || matches!(credit.value().get(), Some(Ok(_))));
     let adjust = ServerAction::<crate::pages::payment::AdjustPayment>::new();
     let adjusts = successes(move || matches!(adjust.value().get(), Some(Ok(_))));
@@ -452,7 +454,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                                                         let incomplete = format!("/payments/incomplete?invoice={}", i.id);
                                                         view! {
                                                             <a href=history>"View history"</a>
-                                                            {(p.status == ProcessStatus::Incomplete && p.monitored).then(|| view! { " · " <a href=incomplete>"Incomplete cards payment"</a> })}
+                                                            {(p.status == ProcessStatus::Incomplete).then(|| view! { " · " <a href=incomplete>"Incomplete cards payment"</a> })}
                                                         }
                                                     })}
                                                 </td>

@@ -109,7 +109,7 @@ pub const PARAMETERS: &[ParameterDef] = &[
         key: keys::CARDS_PAYMENT_STATUS_MONITORING,
         group: AccountsReceivable,
         label: "Cards payment status monitoring",
-        help: "Log each stage of invoicing card-paid orders so failures can be resumed from the Incomplete cards payment page.",
+        help: "Yes: log each stage of invoicing card-paid orders; a failed stage is resumed from the Incomplete cards payment page. No: invoicing is one step; a card that is not charged takes the invoice back, and a failure after the charge still shows on Incomplete cards payment.",
         kind: YesNo,
         default: "no",
     },

@@ -240,6 +240,8 @@ pub struct IncompleteRow {
     pub reason: Option<String>,
     pub attempts: i32,
     pub last_attempt: Option<DateTime<Utc>>,
+    /// False when it was invoiced with status monitoring off (one step).
+    pub monitored: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

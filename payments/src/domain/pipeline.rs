@@ -86,15 +86,19 @@ pub enum ProcessStatus {
     Terminated,
     /// Posting the invoice itself failed: nothing happened, nothing to resume.
     NotPosted,
+    /// With status monitoring off, the card was not charged: the invoice was reversed by a new
+    /// entry and its quantities are open again; invoicing was refused (issue #39, R-PIP-6).
+    Reversed,
 }
 
 impl ProcessStatus {
-    pub const ALL: [ProcessStatus; 5] = [
+    pub const ALL: [ProcessStatus; 6] = [
         ProcessStatus::Running,
         ProcessStatus::Incomplete,
         ProcessStatus::Completed,
         ProcessStatus::Terminated,
         ProcessStatus::NotPosted,
+        ProcessStatus::Reversed,
     ];
     pub fn code(self) -> &'static str {
         match self {
@@ -103,6 +107,7 @@ impl ProcessStatus {
             ProcessStatus::Completed => "completed",
             ProcessStatus::Terminated => "terminated",
             ProcessStatus::NotPosted => "not_posted",
+            ProcessStatus::Reversed => "reversed",
         }
     }
     pub fn from_code(code: &str) -> Option<Self> {
@@ -115,6 +120,7 @@ impl ProcessStatus {
             ProcessStatus::Completed => "Completed",
             ProcessStatus::Terminated => "Terminated",
             ProcessStatus::NotPosted => "Invoice not posted",
+            ProcessStatus::Reversed => "Card not charged, invoice reversed",
         }
     }
 }

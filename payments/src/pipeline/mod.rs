@@ -23,7 +23,7 @@ use crate::entity::{
 use crate::error::{ServiceError, ServiceResult};
 use crate::service::{audit, features, for_update, Services};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait, Set, TransactionTrait, TryIntoModel, EntityName,
@@ -52,12 +52,25 @@ pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantitie
     // the same moment; one the batch does not take is posted and run on its own, as here.
     if cash_minor == 0 {
         if let Some(outcome) = batch::invoice(s, actor, order_id, quantities).await? {
-            return Ok(outcome);
+            return refused_if_reversed(outcome);
         }
     }
     let posted = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
     crate::crashpoint::hit("after:post_invoice");
-    run_posted(s, posted).await
+    refused_if_reversed(run_posted(s, posted).await?)
+}
+
+/// An invoicing taken back because the card was not charged (monitoring off) is a refusal with
+/// its reason: nothing is left invoiced, and the user may simply invoice again.
+fn refused_if_reversed(outcome: InvoiceOutcome) -> ServiceResult<InvoiceOutcome> {
+    if outcome.status != ProcessStatus::Reversed {
+        return Ok(outcome);
+    }
+    let reason = outcome.error.unwrap_or_default();
+    Err(ServiceError::Conflict(format!(
+        "The card was not charged ({reason}). Nothing is invoiced: {} was reversed. Invoice again once the payment is sorted out.",
+        outcome.invoice_number
+    )))
 }
 
 /// Credits (returns) `quantities` (order line id, quantity) of invoiced lines: posts a credit note,
@@ -622,6 +635,101 @@ async fn run_loaded(s: &Services, ctx: stages::Ctx, rows: Vec<ps::Model>) -> Ser
     run_loaded_from(s, ctx, rows, None).await
 }
 
+/// Ends the run with the process Incomplete after `stage` failed (R-PIP-3): its marks, the error
+/// and the released lease in one commit. Listed on Incomplete cards payment, monitored or not.
+async fn incomplete(
+    s: &Services,
+    ctx: &mut stages::Ctx,
+    stage: Stage,
+    attempt: i32,
+    now: DateTime<Utc>,
+    msg: String,
+    error: String,
+) -> ServiceResult<(ProcessStatus, Option<String>)> {
+    let process_id = ctx.p.id;
+    ctx.marks.end(stage, StageStatus::Failed, attempt, now, Some(msg.clone()), format!("Failed: {msg}"));
+    let txn = crate::service::begin_bookkeeping(&s.db).await?;
+    if !ctx.marks.flush(s, &txn, process_id).await? {
+        txn.rollback().await?;
+        return Ok((ProcessStatus::Running, None));
+    }
+    pp::Entity::update_many()
+        .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Incomplete.code()))
+        .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(pp::Column::LastError, Expr::value(Some(error.clone())))
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
+        .filter(pp::Column::Id.eq(process_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    ctx.marks.committed();
+    Ok((ProcessStatus::Incomplete, Some(error)))
+}
+
+/// Whether the process's capture certainly charged nothing — no capture request, or the latest one
+/// declined or not processed (an unknown outcome is not certain) — and, for a request, why.
+async fn nothing_charged(s: &Services, process_id: i32) -> ServiceResult<Option<Option<String>>> {
+    use crate::domain::order::RequestStatus;
+    let Some(r) = requests::latest_for_stage(&s.db, process_id, Stage::CaptureOrRefund).await? else {
+        return Ok(Some(None));
+    };
+    let detail = r.message.clone().unwrap_or_default();
+    Ok(match RequestStatus::from_code(&r.status) {
+        Some(RequestStatus::Declined) => Some(Some(format!("the processor declined the capture: {detail}"))),
+        Some(RequestStatus::Failed) => Some(Some(format!("the processor did not process the capture: {detail}"))),
+        _ => None,
+    })
+}
+
+/// Status monitoring off and the card not charged (issue #39 item 4, R-PIP-6): the invoicing is
+/// taken back in one commit — a journal reversing the invoice's (a correction is a new entry,
+/// R-LED-1), the invoiced quantities open again, the order's status as before, the process
+/// Reversed with the reason. The user is told the invoicing was refused and may invoice again.
+async fn reverse_uncharged(s: &Services, ctx: &mut stages::Ctx, error: String) -> ServiceResult<(ProcessStatus, Option<String>)> {
+    let process_id = ctx.p.id;
+    let (invoice, order) = (ctx.invoice.clone(), ctx.order.clone());
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    if !ctx.marks.flush(s, &txn, process_id).await? {
+        txn.rollback().await?;
+        return Ok((ProcessStatus::Running, None));
+    }
+    let posted = journal::Entity::find().filter(journal::Column::Source.eq(format!("invoice:{}", invoice.id))).one(&txn).await?;
+    if let Some(j) = posted {
+        let lines = jl::Entity::find().filter(jl::Column::JournalId.eq(j.id)).all(&txn).await?;
+        let reversed = lines.iter().map(|l| JournalLine { account: l.account.clone(), debit: l.credit_minor, credit: l.debit_minor }).collect();
+        let posting = Posting {
+            invoice_id: Some(invoice.id),
+            ..Posting::for_order(&order, format!("invoice:{}:reversal", invoice.id), JournalKind::CustomerInvoice, format!("Reversal of {} for {}: the card was not charged", invoice.number, order.number))
+        };
+        post_journal(&txn, now, posting, reversed).await?;
+    }
+    let lines = il::Entity::find().filter(il::Column::InvoiceId.eq(invoice.id)).all(&txn).await?;
+    for l in &lines {
+        let moved = sol::Entity::update_many()
+            .col_expr(sol::Column::InvoicedQuantity, Expr::col(sol::Column::InvoicedQuantity).sub(l.quantity))
+            .filter(sol::Column::Id.eq(l.order_line_id))
+            .filter(sol::Column::InvoicedQuantity.gte(l.quantity))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected != 1 {
+            return Err(ServiceError::Conflict(format!("{} could not be taken back: its lines changed meanwhile.", invoice.number)));
+        }
+    }
+    let any_invoiced = sol::Entity::find().filter(sol::Column::OrderId.eq(order.id)).filter(sol::Column::InvoicedQuantity.gt(0)).one(&txn).await?.is_some();
+    so::Entity::update_many()
+        .col_expr(so::Column::Status, Expr::value(if any_invoiced { OrderStatus::PartiallyInvoiced } else { OrderStatus::Open }.code()))
+        .filter(so::Column::Id.eq(order.id))
+        .filter(so::Column::Status.is_in([OrderStatus::PartiallyInvoiced.code(), OrderStatus::Invoiced.code()]))
+        .exec(&txn)
+        .await?;
+    finish_process(s, &txn, process_id, ProcessStatus::Reversed, Some(error.clone())).await?;
+    txn.commit().await?;
+    ctx.marks.committed();
+    Ok((ProcessStatus::Reversed, Some(error)))
+}
+
 /// A stage whose attempt was started and run elsewhere (by [`batch`]): its stage, attempt and how
 /// it ended. Its start mark and log lines are in the run's marks or already written.
 pub(super) struct Ended {
@@ -679,26 +787,24 @@ async fn run_loaded_from(s: &Services, mut ctx: stages::Ctx, mut rows: Vec<ps::M
             StageEnd::Succeeded(msg) => (StageStatus::Succeeded, msg),
             StageEnd::Skipped(msg) => (StageStatus::Skipped, msg),
             StageEnd::LeaseLost => return Ok((ProcessStatus::Running, None)),
+            StageEnd::Failed(msg)
+                if !ctx.p.monitored && stage == Stage::CaptureOrRefund && !ctx.is_credit() && ctx.p.captured_minor == 0 && ctx.invoice.prepaid_minor == 0 =>
+            {
+                // Status monitoring off (issue #39 item 4, R-PIP-6): invoicing is one step, so a
+                // capture that certainly charged nothing takes the invoice back. (An invoice that
+                // also applied a deposit or cash posted more than its own journal: it stays
+                // Incomplete, listed, for a finance user.)
+                if let Some(why) = nothing_charged(s, process_id).await? {
+                    let error = why.unwrap_or_else(|| msg.trim_end_matches(", then resume.").trim_end_matches('.').to_string());
+                    ctx.marks.end(stage, StageStatus::Failed, attempt, now, Some(msg.clone()), format!("Failed: {msg}"));
+                    return reverse_uncharged(s, &mut ctx, error).await;
+                }
+                let error = format!("{}: {msg}", stage.label());
+                return incomplete(s, &mut ctx, stage, attempt, now, msg, error).await;
+            }
             StageEnd::Failed(msg) => {
                 let error = format!("{}: {msg}", stage.label());
-                ctx.marks.end(stage, StageStatus::Failed, attempt, now, Some(msg.clone()), format!("Failed: {msg}"));
-                let txn = crate::service::begin_bookkeeping(&s.db).await?;
-                if !ctx.marks.flush(s, &txn, process_id).await? {
-                    txn.rollback().await?;
-                    return Ok((ProcessStatus::Running, None));
-                }
-                pp::Entity::update_many()
-                    .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Incomplete.code()))
-                    .col_expr(pp::Column::LeaseOwner, Expr::value(Option::<String>::None))
-                    .col_expr(pp::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-                    .col_expr(pp::Column::LastError, Expr::value(Some(error.clone())))
-                    .col_expr(pp::Column::UpdatedAt, Expr::value(now))
-                    .filter(pp::Column::Id.eq(process_id))
-                    .exec(&txn)
-                    .await?;
-                txn.commit().await?;
-                ctx.marks.committed();
-                return Ok((ProcessStatus::Incomplete, Some(error)));
+                return incomplete(s, &mut ctx, stage, attempt, now, msg, error).await;
             }
         };
         ended_in(&mut rows, process_id, stage, status, attempt)?;

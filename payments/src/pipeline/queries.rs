@@ -14,12 +14,11 @@ pub async fn invoice_is_card_related(db: &impl ConnectionTrait, invoice_id: i32)
     Ok(pl::Entity::find().filter(pl::Column::OrderId.eq(i.order_id)).filter(pl::Column::Tender.eq("card")).count(db).await? > 0)
 }
 
-/// Incomplete, monitored processes: of one invoice, or all of them (oldest first).
+/// Incomplete processes: of one invoice, or all of them (oldest first). Those invoiced with status
+/// monitoring off are listed too (issue #39 item 4): a failure after the card was charged must never
+/// be silent, and the Overview counts the same set.
 pub async fn incomplete(db: &impl ConnectionTrait, invoice_id: Option<i32>) -> ServiceResult<Vec<IncompleteRow>> {
-    let mut q = pp::Entity::find()
-        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
-        .filter(pp::Column::Monitored.eq(true))
-        .order_by_asc(pp::Column::Id);
+    let mut q = pp::Entity::find().filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code())).order_by_asc(pp::Column::Id);
     if let Some(id) = invoice_id {
         q = q.filter(pp::Column::InvoiceId.eq(id));
     }
@@ -43,6 +42,7 @@ pub async fn incomplete(db: &impl ConnectionTrait, invoice_id: Option<i32>) -> S
             reason: failed.and_then(|s| s.error.clone()).or(p.last_error),
             attempts: failed.map(|s| s.attempts).unwrap_or(0),
             last_attempt: failed.and_then(|s| s.finished_at.or(s.started_at)),
+            monitored: p.monitored,
         });
     }
     Ok(rows)

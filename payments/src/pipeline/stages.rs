@@ -39,7 +39,7 @@ impl Ctx {
     }
 
     /// A credit note (negative amount): stage 2 refunds instead of capturing.
-    fn is_credit(&self) -> bool {
+    pub(super) fn is_credit(&self) -> bool {
         self.invoice.amount_minor < 0
     }
 

@@ -701,12 +701,11 @@ async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: bool) -> Servi
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(o.id)).all(db).await?;
     let total = order_total(db, &o).await?;
-    let incomplete = pp::Entity::find()
-        .filter(pp::Column::OrderId.eq(o.id))
-        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
-        .filter(pp::Column::Monitored.eq(true))
-        .count(db)
-        .await? as u32;
+    let processes = pp::Entity::find().filter(pp::Column::OrderId.eq(o.id)).all(db).await?;
+    let incomplete = processes.iter().filter(|p| p.status == ProcessStatus::Incomplete.code()).count() as u32;
+    // An invoice taken back because its card was not charged (monitoring off) is not invoiced.
+    let reversed: Vec<i32> = processes.iter().filter(|p| p.status == ProcessStatus::Reversed.code()).map(|p| p.invoice_id).collect();
+    let invoices: Vec<inv::Model> = invoices.into_iter().filter(|i| !reversed.contains(&i.id)).collect();
     Ok(OrderRow {
         id: o.id,
         number: o.number,
