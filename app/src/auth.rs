@@ -63,10 +63,10 @@ pub mod ssr {
         }
     }
 
-    /// Only local paths are followed after sign-in, never another site.
+    /// Only a local path is followed after sign-in, never another site (`nav::local_path`).
     pub fn safe_next(next: Option<&str>) -> String {
-        match next {
-            Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && n != "/login" => n.to_string(),
+        match next.and_then(crate::nav::local_path) {
+            Some(n) if n != "/login" => n.to_string(),
             _ => "/".to_string(),
         }
     }

@@ -95,8 +95,44 @@ fn matches_pattern(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// Pages anyone may open.
-pub const PUBLIC_PATHS: &[&str] = &["/login"];
+/// Paths anyone may open, with any method: sign-in, the health check, the web shop, the processor's
+/// acceptance page (the simulator's, served here) and the icon; and every path under [`PUBLIC_PREFIXES`].
+pub const PUBLIC_PATHS: &[&str] = &["/login", "/healthz", "/shop", "/processor/acceptance", "/favicon.svg"];
+
+/// The built browser bundle and stylesheet.
+pub const PUBLIC_PREFIXES: &[&str] = &["/pkg/"];
+
+/// Server functions: each checks its caller's session and roles itself (the role matrix).
+pub const SERVER_FUNCTION_PREFIX: &str = "/api/";
+
+/// What the server's guard does with a request for a path (issue #40: deny by default). Every
+/// path is public by name, a server function, or a page in [`PAGES`] / [`DETAIL_PAGES`] needing a
+/// session and the page's roles, for every method; anything else is refused as not found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    ServerFunction,
+    Page(&'static PageDef),
+    Unknown,
+}
+
+pub fn access(path: &str) -> Access {
+    if PUBLIC_PATHS.contains(&path) || PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        Access::Public
+    } else if path.starts_with(SERVER_FUNCTION_PREFIX) {
+        Access::ServerFunction
+    } else {
+        page_for(path).map_or(Access::Unknown, Access::Page)
+    }
+}
+
+/// `raw` if it is a path on this site a browser can be sent to, else `None`: it starts with one
+/// `/`, and every character is printable ASCII other than `\` (no control characters, no spaces,
+/// which browsers drop or rewrite, turning `/<TAB>/evil.test` into `//evil.test`).
+pub fn local_path(raw: &str) -> Option<&str> {
+    let ok = raw.starts_with('/') && !raw.starts_with("//") && raw.len() <= 2048 && raw.chars().all(|c| c.is_ascii_graphic() && c != '\\');
+    ok.then_some(raw)
+}
 
 pub fn page_for(path: &str) -> Option<&'static PageDef> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
@@ -112,6 +148,30 @@ mod tests {
         for p in PAGES.iter().filter(|p| p.path.starts_with("/parameters") || p.path.starts_with("/admin")) {
             assert_eq!(p.roles, ADMIN, "{}", p.path);
         }
+    }
+
+    #[test]
+    fn redirect_targets_are_local_paths_only() {
+        // Issue #40: parsed, not prefix-checked.
+        for ok in ["/", "/orders/12?x=1", "/shop", "/%2F/x"] {
+            assert_eq!(local_path(ok), Some(ok), "{ok:?}");
+        }
+        for bad in ["//evil.test", "/\t/evil.test", "/\\evil.test", "/\r\nSet-Cookie: x", "https://evil.test", "evil", "", "/ space", "/é", "/\u{202e}x", "\\/evil"] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(local_path(&format!("/{}", "a".repeat(3000))), None);
+    }
+
+    #[test]
+    fn every_path_is_public_a_server_function_or_a_guarded_page() {
+        assert_eq!(access("/login"), Access::Public);
+        assert_eq!(access("/pkg/paystage.wasm"), Access::Public);
+        assert_eq!(access("/api/login"), Access::ServerFunction);
+        assert!(matches!(access("/journals.csv"), Access::Page(p) if p.roles == FINANCE));
+        assert!(matches!(access("/orders/7"), Access::Page(_)));
+        assert_eq!(access("/etc/passwd"), Access::Unknown);
+        assert_eq!(access("/parameters/nope"), Access::Unknown);
+        assert_eq!(access("/pkg"), Access::Unknown);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(services, security::page_guard))
+        // Bodies are read only up to this size; a larger one is answered 413 before any handler
+        // reads it (issue #40).
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY_BYTES))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(security, security::same_origin))
         .layer(axum::middleware::from_fn(security::headers))

@@ -27,10 +27,11 @@ pub struct AcceptanceForm {
 
 use crate::html::{enc, esc};
 
-/// Only a local Paystage path is a valid return address.
+/// Only a local Paystage path without a query is a valid return address (the token is appended
+/// as its query): parsed by `app::nav::local_path`, never prefix-checked (issue #40).
 fn safe_return(r: Option<&str>) -> String {
-    match r {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains('?') => p.to_string(),
+    match r.and_then(app::nav::local_path) {
+        Some(p) if !p.contains('?') && !p.contains('#') => p.to_string(),
         _ => "/orders/new".to_string(),
     }
 }

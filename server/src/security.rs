@@ -1,6 +1,6 @@
 //! Request guards that apply to every route: refuse state-changing requests from a foreign origin,
 //! send pages only to users whose roles allow them, and set protective response headers.
-use app::nav::{page_for, PUBLIC_PATHS};
+use app::nav::{access, Access};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -9,6 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use payments::service::Services;
 use std::sync::Arc;
 use tower_sessions::Session;
+
+/// The largest request body any route reads: forms and server-function calls are a few KiB at
+/// most (a 40-line order is about 6 KiB), so 64 KiB leaves room and bounds what a client can make
+/// the server hold.
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct SecurityConfig {
@@ -47,15 +52,16 @@ pub async fn same_origin(State(cfg): State<Arc<SecurityConfig>>, req: Request, n
     next.run(req).await
 }
 
-/// Sends a page only to a signed-in user with one of the page's roles: others are sent to sign
-/// in, or get 403. Server functions check their roles themselves.
+/// Deny by default (issue #40): public paths and server functions (which check their roles
+/// themselves) pass; a page is sent only to a signed-in user with one of its roles, whatever the
+/// method (GET, HEAD, POST, ...); any other path is refused as not found. Anonymous page requests
+/// are sent to sign in (GET, HEAD) or refused with 401.
 pub async fn page_guard(State(services): State<Services>, session: Session, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    if req.method() != Method::GET || PUBLIC_PATHS.contains(&path.as_str()) {
-        return next.run(req).await;
-    }
-    let Some(page) = page_for(&path) else {
-        return next.run(req).await;
+    let page = match access(&path) {
+        Access::Public | Access::ServerFunction => return next.run(req).await,
+        Access::Unknown => return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found.").into_response(),
+        Access::Page(page) => page,
     };
     let user_id: Option<i32> = session.get(app::auth::ssr::USER_KEY).await.ok().flatten();
     let user = match user_id {
@@ -63,11 +69,12 @@ pub async fn page_guard(State(services): State<Services>, session: Session, req:
         None => None,
     };
     match user {
-        None => {
+        None if matches!(*req.method(), Method::GET | Method::HEAD) => {
             let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let next = target.replace('%', "%25").replace('&', "%26").replace('?', "%3F").replace('#', "%23");
             Redirect::to(&format!("/login?next={next}")).into_response()
         }
+        None => (StatusCode::UNAUTHORIZED, "Sign in first.").into_response(),
         Some(u) if !u.has_any(page.roles) => forbidden_page(page.title),
         Some(_) => next.run(req).await,
     }
