@@ -148,7 +148,8 @@ fn print_credentials(report: &BootstrapReport, url: &str) {
     println!("Sign in at {url} with (shown once, keep them safe):");
     for u in &report.created_users {
         let roles = u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(" + ");
-        println!("  {:<12} {:<24} {}", u.username, u.password, roles);
+        let password = u.generated_password.as_deref().unwrap_or("(the password you set in the environment)");
+        println!("  {:<12} {:<24} {}", u.username, password, roles);
     }
 }
 

@@ -32,12 +32,32 @@ pub struct CardToken {
     pub expiry: String,
 }
 
-/// Card details as typed on the processor's acceptance page (only the simulator sees these).
-#[derive(Clone, Debug)]
+/// Card details as typed on the processor's acceptance page (only the simulator sees these). Its
+/// `Debug` never shows the card number (issue #40, R-TOK-1): a stray `{:?}` in a log line cannot
+/// leak it.
+#[derive(Clone)]
 pub struct CardEntry {
     pub number: String,
     pub expiry: String,
     pub holder: String,
+}
+
+impl std::fmt::Debug for CardEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.number.chars().filter(char::is_ascii_digit).count();
+        f.debug_struct("CardEntry").field("number", &format_args!("<{digits} digits, withheld>")).field("expiry", &self.expiry).field("holder", &self.holder).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_card_entry_never_shows_its_number() {
+        let e = super::CardEntry { number: "4111 1111 1111 1111".into(), expiry: "12/30".into(), holder: "Jamie Rivera".into() };
+        let shown = format!("{e:?} {e:#?}");
+        assert!(!shown.contains("4111") && !shown.contains("1111"), "{shown}");
+        assert!(shown.contains("16 digits, withheld"));
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

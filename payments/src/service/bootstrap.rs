@@ -21,12 +21,20 @@ pub struct BootstrapOptions {
     pub demo_orders: bool,
 }
 
-/// A user created by this start, with the password to print once.
-#[derive(Clone, Debug)]
+/// A user created by this start, with the password to print once: only one Paystage generated. A
+/// password the operator supplied (`PAYSTAGE_ADMIN_PASSWORD`, `PAYSTAGE_DEMO_PASSWORD`) is
+/// `None`, so it never reaches the server's output and whatever collects it (issue #40).
+#[derive(Clone)]
 pub struct CreatedUser {
     pub username: String,
     pub roles: Vec<Role>,
-    pub password: String,
+    pub generated_password: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedUser").field("username", &self.username).field("roles", &self.roles).finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,18 +53,13 @@ pub async fn bootstrap(s: &Services, opts: &BootstrapOptions) -> ServiceResult<B
     features::ensure_rows(s).await?;
     let mut report = BootstrapReport::default();
     if access::count_users(&s.db).await? == 0 {
-        let password = opts
-            .admin_password
-            .clone()
-            .or_else(|| if opts.demo { opts.demo_password.clone() } else { None })
-            .unwrap_or_else(access::generate_password);
-        create(s, &mut report, "admin", "Ada Administrator", &[Role::Administrator], password).await?;
+        let supplied = opts.admin_password.clone().or_else(|| if opts.demo { opts.demo_password.clone() } else { None });
+        create(s, &mut report, "admin", "Ada Administrator", &[Role::Administrator], supplied).await?;
     }
     if opts.demo {
         for (username, name, roles) in DEMO_USERS {
             if access::find_by_username(&s.db, username).await?.is_none() {
-                let password = opts.demo_password.clone().unwrap_or_else(access::generate_password);
-                create(s, &mut report, username, name, roles, password).await?;
+                create(s, &mut report, username, name, roles, opts.demo_password.clone()).await?;
             }
         }
         report.demo_data_created = seed_reference_data(s, opts.demo_orders).await?;
@@ -70,8 +73,10 @@ async fn create(
     username: &str,
     name: &str,
     roles: &[Role],
-    password: String,
+    supplied: Option<String>,
 ) -> ServiceResult<()> {
+    let generated = supplied.is_none().then(access::generate_password);
+    let password = supplied.or_else(|| generated.clone()).unwrap_or_default();
     access::create_user(
         s,
         audit::SYSTEM,
@@ -83,7 +88,7 @@ async fn create(
         },
     )
     .await?;
-    report.created_users.push(CreatedUser { username: username.into(), roles: roles.to_vec(), password });
+    report.created_users.push(CreatedUser { username: username.into(), roles: roles.to_vec(), generated_password: generated });
     Ok(())
 }
 
