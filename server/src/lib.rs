@@ -102,8 +102,8 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         // reads it (issue #40).
         .layer(tower_http::limit::RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY_BYTES))
         .layer(sessions)
-        .layer(axum::middleware::from_fn_with_state(security, security::same_origin))
-        .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(security.clone(), security::same_origin))
+        .layer(axum::middleware::from_fn_with_state(security, security::headers))
 }
 
 /// Binds the configured address; a port in use is reported as such.

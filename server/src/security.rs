@@ -91,10 +91,17 @@ fn forbidden_page(title: &str) -> Response {
     (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
-/// Headers for every response: no framing, no MIME sniffing, referrers only to this site.
-pub async fn headers(req: Request<Body>, next: Next) -> Response {
+/// How long browsers keep to HTTPS after seeing `Strict-Transport-Security` (one year).
+const HSTS: &str = "max-age=31536000";
+
+/// Headers for every response: no framing, no MIME sniffing, referrers only to this site; behind
+/// TLS (`PAYSTAGE_SECURE_COOKIES`), HTTPS only from then on (issue #40).
+pub async fn headers(State(cfg): State<Arc<SecurityConfig>>, req: Request<Body>, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if cfg.secure {
+        h.insert("strict-transport-security", HeaderValue::from_static(HSTS));
+    }
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));

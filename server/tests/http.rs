@@ -16,6 +16,11 @@ struct TestApp {
 }
 
 async fn spawn(db: &TestDb) -> TestApp {
+    spawn_with(db, &[]).await
+}
+
+/// [`spawn`] with more configuration, as `(variable, value)`.
+async fn spawn_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
     let password = payments::service::access::generate_password();
     bootstrap(&db.services, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some(password.clone()), demo_orders: false })
         .await
@@ -27,7 +32,7 @@ async fn spawn(db: &TestDb) -> TestApp {
         "DATABASE_URL" => Some(url.clone()),
         "PAYSTAGE_PORT" => Some("0".into()),
         "PAYSTAGE_SITE_ROOT" => Some(site_root.clone()),
-        _ => None,
+        other => extra.iter().find(|(k, _)| *k == other).map(|(_, v)| v.to_string()),
     })
     .unwrap();
     let listener = server::bind(&config).await.unwrap();
@@ -671,3 +676,14 @@ fn every_page_route_is_in_the_page_table() {
         assert!(ok, "route {path} is not in the page table");
     }
 }
+
+db_test!(strict_transport_security_only_behind_tls, |db| {
+    // Issue #40: HSTS when cookies are Secure (the server is behind TLS), never on plain HTTP.
+    let plain = spawn(&db).await;
+    let res = client().get(format!("{}/healthz", plain.base)).send().await.unwrap();
+    assert!(res.headers().get("strict-transport-security").is_none());
+    let tls = spawn_with(&db, &[("PAYSTAGE_SECURE_COOKIES", "true")]).await;
+    let res = client().get(format!("{}/healthz", tls.base)).send().await.unwrap();
+    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+});
