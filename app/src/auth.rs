@@ -12,8 +12,9 @@ pub mod ssr {
     use payments::service::Services;
     use tower_sessions::Session;
 
-    /// Session key holding the signed-in user's id.
-    pub const USER_KEY: &str = "user_id";
+    /// Session key holding the sign-in (`payments::service::access::SignedIn`): who, since when,
+    /// until when at most.
+    pub const USER_KEY: &str = "signed_in";
 
     pub fn services() -> Result<Services, AppError> {
         use_context::<AppState>()
@@ -25,13 +26,28 @@ pub mod ssr {
         leptos_axum::extract::<Session>().await.map_err(|e| AppError::Server(format!("no session: {e}")))
     }
 
-    pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
-        let session = session().await?;
-        let id: Option<i32> = session.get(USER_KEY).await.map_err(|e| AppError::Server(e.to_string()))?;
-        match id {
-            None => Ok(None),
-            Some(id) => Ok(payments::service::access::load_user(&services()?.db, id).await?),
+    /// The user of `session`, if its sign-in still holds (`access::session_user`): the one check
+    /// the page guard and every server function share. A session whose sign-in is over is
+    /// emptied, so its cookie is dropped.
+    pub async fn session_user(session: &Session, services: &Services) -> Result<Option<CurrentUser>, AppError> {
+        let signed_in: Option<payments::service::access::SignedIn> = session.get(USER_KEY).await.ok().flatten();
+        let Some(signed_in) = signed_in else { return Ok(None) };
+        let user = payments::service::access::session_user(&services.db, signed_in, services.now()).await?;
+        if user.is_none() {
+            session.flush().await.map_err(|e| AppError::Server(e.to_string()))?;
         }
+        Ok(user)
+    }
+
+    pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
+        session_user(&session().await?, &services()?).await
+    }
+
+    /// The caller's address as the server determined it (`state::ClientAddr`).
+    pub fn client_addr() -> String {
+        use_context::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::state::ClientAddr>().cloned())
+            .map_or_else(|| "unknown".to_string(), |c| c.0)
     }
 
     /// Sets the HTTP status of a refused server-function call. A plain form post (before
@@ -79,20 +95,22 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
 
 #[server(endpoint = "login")]
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<(), AppError> {
-    use payments::service::access::{sign_in, SignInError};
-    let services = ssr::services()?;
-    match sign_in(&services, &username, &password).await {
+    use payments::service::access::{sign_in, SignInError, SignedIn};
+    let state = use_context::<crate::state::AppState>().ok_or_else(|| AppError::Server("application state is missing".into()))?;
+    let services = state.services;
+    match sign_in(&services, &username, &password, &ssr::client_addr()).await {
         Ok(user) => {
             let session = ssr::session().await?;
             session.cycle_id().await.map_err(|e| AppError::Server(e.to_string()))?;
-            session.insert(ssr::USER_KEY, user.id).await.map_err(|e| AppError::Server(e.to_string()))?;
+            let signed_in = SignedIn::new(user.id, services.now(), state.session_max);
+            session.insert(ssr::USER_KEY, signed_in).await.map_err(|e| AppError::Server(e.to_string()))?;
             leptos_axum::redirect(&ssr::safe_next(next.as_deref()));
             Ok(())
         }
         Err(e @ SignInError::InvalidCredentials) => {
             Err(AppError::Invalid { message: e.to_string(), fields: Vec::new(), scope: None })
         }
-        Err(e @ SignInError::Locked { .. }) => Err(AppError::Refused(e.to_string())),
+        Err(e @ (SignInError::Locked { .. } | SignInError::Disabled | SignInError::Busy)) => Err(AppError::Refused(e.to_string())),
         Err(SignInError::Database(e)) => Err(e.into()),
     }
 }

@@ -44,6 +44,21 @@ impl FromServerFnError for AppError {
 }
 
 impl AppError {
+    /// The HTTP status a call refused with this error answers with: 500 only for what failed on
+    /// the server.
+    #[cfg(feature = "ssr")]
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            AppError::Unauthorized => S::UNAUTHORIZED,
+            AppError::Forbidden => S::FORBIDDEN,
+            AppError::Invalid { .. } => S::BAD_REQUEST,
+            AppError::Refused(_) | AppError::ConfirmationRequired { .. } => S::CONFLICT,
+            AppError::NotFound(_) => S::NOT_FOUND,
+            AppError::Server(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// The message for `field`, if this error is about it (and about the form `scope`).
     pub fn field_message(&self, field: &str, scope: Option<&str>) -> Option<String> {
         match self {

@@ -18,7 +18,27 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 use pages::*;
 
+/// The Content-Security-Policy (issue #40): scripts and WebAssembly from this site only (and the
+/// page's own inline hydration script, by its `nonce`), styles, images, fonts and connections to
+/// this site only; no plugins, no framing, no `<base>`, forms post to this site only.
+pub fn csp(nonce: Option<&str>) -> String {
+    let script = match nonce {
+        Some(n) => format!("'self' 'nonce-{n}' 'wasm-unsafe-eval'"),
+        None => "'self'".to_string(),
+    };
+    format!(
+        "default-src 'self'; script-src {script}; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(res)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        if let Ok(v) = http::HeaderValue::from_str(&csp(Some(&nonce))) {
+            res.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -13,6 +13,7 @@ mod m20261130_000006_open_authorizations_index;
 mod m20261130_000007_hot_update_room;
 mod m20261201_000008_expiry_watermark;
 mod m20261206_000009_posted_records;
+mod m20261206_000010_account_security;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_hot_update_room::Migration),
             Box::new(m20261201_000008_expiry_watermark::Migration),
             Box::new(m20261206_000009_posted_records::Migration),
+            Box::new(m20261206_000010_account_security::Migration),
         ]
     }
 }

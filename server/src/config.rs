@@ -28,6 +28,13 @@ pub struct Config {
     pub secure_cookies: bool,
     /// `PAYSTAGE_SESSION_HOURS`: sign-out after this many hours without activity (default 8).
     pub session_hours: u32,
+    /// `PAYSTAGE_SESSION_MAX_HOURS`: sign-out this many hours after signing in, however active
+    /// (default 12, 1–720).
+    pub session_max_hours: u32,
+    /// `PAYSTAGE_TRUST_FORWARDED_FOR`: the client address is the last entry of `X-Forwarded-For`
+    /// (turn on only behind a reverse proxy that sets it); otherwise the connection's peer address.
+    /// Sign-in locks and the per-address limits count by this address.
+    pub trust_forwarded_for: bool,
     /// `PAYSTAGE_PUBLIC_ORIGIN`: the origin browsers use (e.g. https://pay.example.com) when a proxy
     /// changes the Host header; state-changing requests from any other origin are refused.
     pub public_origin: Option<String>,
@@ -120,6 +127,15 @@ impl Config {
                 _ => return Err(err("PAYSTAGE_SESSION_HOURS", format!("\"{h}\" is not a number of hours from 1 to 720"))),
             },
         };
+        let session_max_hours = match get("PAYSTAGE_SESSION_MAX_HOURS") {
+            None => payments::service::access::DEFAULT_SESSION_MAX_HOURS,
+            Some(h) => match h.trim().parse::<u32>() {
+                Ok(n) if (1..=720).contains(&n) => n,
+                _ => return Err(err("PAYSTAGE_SESSION_MAX_HOURS", format!("\"{h}\" is not a number of hours from 1 to 720"))),
+            },
+        };
+        let trust_forwarded_for =
+            get("PAYSTAGE_TRUST_FORWARDED_FOR").map(|v| parse_bool("PAYSTAGE_TRUST_FORWARDED_FOR", &v)).transpose()?.unwrap_or(false);
         let public_origin = match get("PAYSTAGE_PUBLIC_ORIGIN").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(o) => {
@@ -188,6 +204,8 @@ impl Config {
             demo_password,
             secure_cookies,
             session_hours,
+            session_max_hours,
+            trust_forwarded_for,
             public_origin,
             log,
             lease_seconds,

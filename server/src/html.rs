@@ -14,3 +14,17 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// For someone who is not signed in (a shopper, whoever is at the acceptance page) when something
+/// failed that is not theirs to fix: logs `detail` under a new reference and returns the
+/// reference, the only thing they are shown (issue #40).
+pub fn log_reference(what: &str, detail: &dyn std::fmt::Display) -> String {
+    let reference = uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase();
+    tracing::warn!(reference = %reference, detail = %detail, "{what}");
+    reference
+}
+
+/// "`what` Please try again in a moment. If it happens again, give reference …", logged.
+pub fn public_failure(what: &str, detail: &dyn std::fmt::Display) -> String {
+    format!("{what} Please try again in a moment. If it happens again, give reference {}.", log_reference(what, detail))
+}

@@ -4,6 +4,7 @@ pub mod chaos;
 pub mod config;
 pub mod html;
 pub mod journals_csv;
+pub mod limits;
 pub mod processor;
 pub mod runtime;
 pub mod security;
@@ -76,7 +77,11 @@ pub fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
 /// session, origin, page-guard and header layers.
 pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
     let leptos_options = leptos_options(config, addr);
-    let state = AppState { leptos_options, services: services.clone() };
+    let state = AppState {
+        leptos_options,
+        services: services.clone(),
+        session_max: chrono::Duration::hours(i64::from(config.session_max_hours)),
+    };
     let routes = generate_route_list(App);
     let store = session_store::DbSessionStore::new(services.db.clone());
     let sessions = SessionManagerLayer::new(store)
@@ -85,7 +90,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .with_same_site(SameSite::Strict)
         .with_secure(config.secure_cookies)
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(config.session_hours))));
-    let security = Arc::new(SecurityConfig { public_origin: config.public_origin.clone(), secure: config.secure_cookies });
+    let security = Arc::new(SecurityConfig::new(config.public_origin.clone(), config.secure_cookies, config.trust_forwarded_for));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/processor/acceptance", get(processor::form).post(processor::submit))
@@ -98,9 +103,12 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(services, security::page_guard))
+        .layer(axum::middleware::from_fn(security::api_error_status))
+        .layer(axum::middleware::from_fn(security::refuse_nul))
         // Bodies are read only up to this size; a larger one is answered 413 before any handler
         // reads it (issue #40).
         .layer(tower_http::limit::RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(security.clone(), security::client_limits))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(security.clone(), security::same_origin))
         .layer(axum::middleware::from_fn_with_state(security, security::headers))
@@ -179,6 +187,7 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
     });
     use tower_sessions::session_store::ExpiredDeletion;
     let store = session_store::DbSessionStore::new(services.db.clone());
+    let sessions_db = services.db.clone();
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -186,13 +195,16 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
             if let Err(e) = store.delete_expired().await {
                 tracing::warn!(error = %e, "could not delete expired sessions; will retry");
             }
+            if let Err(e) = payments::service::access::prune_sign_in_failures(&sessions_db, chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "could not forget old sign-in failures; will retry");
+            }
         }
     });
 }
 
 /// Starts serving on an already bound listener; returns when the server stops.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service())
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

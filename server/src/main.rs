@@ -133,6 +133,8 @@ enum Job {
 enum UsersCommand {
     /// Give a user a new random password, printed once (also lifts a sign-in lock).
     ResetPassword { username: String },
+    /// Let a disabled user sign in again (the Users page does the same).
+    Enable { username: String },
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {
@@ -304,6 +306,15 @@ async fn run(cli: Cli, config: Config) {
                 .await
                 .unwrap_or_else(|e| fail(e));
             println!("New password for {username}: {password}");
+        }
+        Command::Users { command: UsersCommand::Enable { username } } => {
+            let (services, _) = server::prepare(&config).await.unwrap_or_else(|e| fail(e));
+            let user = payments::service::access::find_by_username(&services.db, &username)
+                .await
+                .unwrap_or_else(|e| fail(e))
+                .unwrap_or_else(|| fail(format!("there is no user named {username}")));
+            payments::service::access::set_disabled(&services, "cli", None, user.id, false).await.unwrap_or_else(|e| fail(e));
+            println!("{} can sign in again.", user.username);
         }
     }
 }

@@ -78,7 +78,8 @@ pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceFo
         ))
         .into_response(),
         Err(payments::connector::ConnectorError::Invalid(m)) => page(&return_to, &f.holder, &f.expiry, Some(&m)),
-        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&format!("The card could not be saved: {e}. Try again."))),
+        // The processor's own error text is for the log, not for whoever is at the page.
+        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&crate::html::public_failure("The card could not be saved.", &e))),
     }
 }
 

@@ -115,9 +115,25 @@ fn checkout_page(f: &CheckoutForm, errors: &[(String, String)]) -> Response {
     frame("Checkout", &body)
 }
 
+/// The card's details as the processor describes its token; the query's own details are not
+/// trusted. An unknown token is dropped with a message.
+async fn described(services: &Services, q: CardQuery) -> (CardQuery, Option<String>) {
+    if q.token.trim().is_empty() {
+        return (CardQuery::default(), None);
+    }
+    let card = CardForm { token: q.token, ..Default::default() };
+    match payments::service::cards::verified(services, &card).await {
+        Ok(c) => (CardQuery { token: c.token, card_type: c.card_type, last_four: c.last_four, holder: c.holder, expiry: c.expiry }, None),
+        Err(ServiceError::Validation(fields)) => (CardQuery::default(), fields.into_iter().next().map(|f| f.message)),
+        Err(e) => (CardQuery::default(), Some(crate::html::public_failure("We could not confirm your card with the payment processor.", &e))),
+    }
+}
+
 /// The checkout page; the processor's page returns here with the card's token in the query.
-pub async fn page(Query(card): Query<CardQuery>) -> Response {
-    checkout_page(&CheckoutForm { quantity_1: "1".into(), card, ..Default::default() }, &[])
+pub async fn page(State(services): State<Services>, Query(q): Query<CardQuery>) -> Response {
+    let (card, error) = described(&services, q).await;
+    let errors: Vec<(String, String)> = error.into_iter().map(|m| ("card".to_string(), m)).collect();
+    checkout_page(&CheckoutForm { quantity_1: "1".into(), card, ..Default::default() }, &errors)
 }
 
 pub async fn submit(State(services): State<Services>, Form(f): Form<CheckoutForm>) -> Response {
@@ -138,14 +154,17 @@ pub async fn submit(State(services): State<Services>, Form(f): Form<CheckoutForm
             ),
         ),
         Ok(placed) => {
-            let why = placed.message.unwrap_or_else(|| "The card was not authorized.".into());
-            checkout_page(&CheckoutForm { card: CardQuery::default(), ..f }, &[(String::new(), format!("{why} Try another card."))])
+            // The processor's reason stays in the log; the shopper learns only that it was not authorized.
+            let why = placed.message.unwrap_or_else(|| "no reason given".into());
+            let what = format!("Your card was not authorized for order {}.", placed.number);
+            let reference = crate::html::log_reference(&what, &why);
+            checkout_page(&CheckoutForm { card: CardQuery::default(), ..f }, &[(String::new(), format!("{what} Try another card, or ask your bank; our reference is {reference}."))])
         }
         Err(ServiceError::Validation(fields)) => {
             let errors: Vec<(String, String)> = fields.into_iter().map(|e| (e.field, e.message)).collect();
             checkout_page(&f, &errors)
         }
-        Err(e) => checkout_page(&f, &[(String::new(), e.to_string())]),
+        Err(e) => checkout_page(&f, &[(String::new(), crate::html::public_failure("We could not place your order; your card was not charged.", &e))]),
     }
 }
 

@@ -1,324 +1,12 @@
 //! HTTP round trips against the real router on a real port, on SQLite and PostgreSQL: the role
 //! matrix over every server function, the page guard, origin checks, cookie flags, and start-up errors.
+mod support;
+
 use payments::db_test;
-use payments::entity::{audit_log, connector_merchant_property, feature, parameter, pre_authorization_duration, user, user_role};
-use payments::service::bootstrap::{bootstrap, BootstrapOptions};
-use payments::testing::TestDb;
-use reqwest::{header, redirect, Client, StatusCode};
+use reqwest::{header, Client, StatusCode};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use server::config::Config;
 use std::collections::BTreeSet;
-
-struct TestApp {
-    base: String,
-    password: String,
-    _site: tempfile::TempDir,
-}
-
-async fn spawn(db: &TestDb) -> TestApp {
-    spawn_with(db, &[]).await
-}
-
-/// [`spawn`] with more configuration, as `(variable, value)`.
-async fn spawn_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
-    let password = payments::service::access::generate_password();
-    bootstrap(&db.services, &BootstrapOptions { demo: true, admin_password: None, demo_password: Some(password.clone()), demo_orders: false })
-        .await
-        .unwrap();
-    let site = tempfile::tempdir().unwrap();
-    let url = db.url.clone();
-    let site_root = site.path().display().to_string();
-    let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "PAYSTAGE_PORT" => Some("0".into()),
-        "PAYSTAGE_SITE_ROOT" => Some(site_root.clone()),
-        other => extra.iter().find(|(k, _)| *k == other).map(|(_, v)| v.to_string()),
-    })
-    .unwrap();
-    let listener = server::bind(&config).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = server::router(&config, db.services.clone(), addr);
-    tokio::spawn(async move { axum_serve(listener, app).await });
-    TestApp { base: format!("http://{addr}"), password, _site: site }
-}
-
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
-    server::serve(listener, app).await.unwrap();
-}
-
-fn client() -> Client {
-    // A request that gets no answer fails the test with the URL it waited on instead of stalling
-    // the whole run (one full run hung once in `pages_are_guarded_on_the_server`, idle, and did
-    // not reproduce; this makes the next occurrence say where).
-    Client::builder()
-        .cookie_store(true)
-        .redirect(redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-async fn signed_in(app: &TestApp, username: &str) -> Client {
-    let c = client();
-    let res = c
-        .post(format!("{}/api/login", app.base))
-        .form(&[("username", username), ("password", app.password.as_str()), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success() || res.status().is_redirection(), "sign-in of {username}: {}", res.status());
-    c
-}
-
-/// Records the payment pages' calls act on: an order with an open line, two incomplete payment
-/// processes (journal fault), a card token and a fault.
-struct Ids {
-    order: i32,
-    line: i32,
-    resume: i32,
-    terminate: i32,
-    token: String,
-    fault: i32,
-    /// An authorized card payment line (R-AUT-2 adjustment).
-    adjust_line: i32,
-    /// An order whose authorization expired and is held (R-AUT-4/5), and its payment line.
-    expired_order: i32,
-    expired_line: i32,
-    /// A card on file of customer 1.
-    card: i32,
-    /// Two prepayment orders paid in cash (R-PRE-2): one to pick up, one to cancel; a POS store.
-    pick_up: i32,
-    cancel: i32,
-    pos: i32,
-}
-
-async fn payment_records(db: &TestDb) -> Ids {
-    use payments::service::orders::{self, CardForm, LineForm, OrderForm};
-    let s = &db.services;
-    payments::testing::enable_pipeline(s, true).await;
-    let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
-    let mut made = Vec::new();
-    for _ in 0..3 {
-        let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
-        let form = OrderForm {
-            customer_id: "1".into(),
-            channel_id: "3".into(),
-            currency: "USD".into(),
-            tax_percent: "0".into(),
-            charges: "0".into(),
-            lines: vec![LineForm { item: "Tent".into(), quantity: "2".into(), unit_price: "100.00".into(), requested_ship_date: "2026-12-01".into() }],
-            card: card(t),
-            ..Default::default()
-        };
-        let placed = orders::place(s, "finance", &form).await.unwrap();
-        made.push((placed.order_id, orders::detail(s, placed.order_id).await.unwrap().lines[0].id));
-    }
-    let mut processes = Vec::new();
-    for (order, line) in &made[1..] {
-        payments::connector::faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
-        processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
-    }
-    let fault = payments::connector::faults::add(&s.db, s.now(), "void", "latency", "1", "", "5").await.unwrap();
-    let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
-    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
-    let saved = payments::service::cards::add(s, "finance", 1, &card(t), true).await.unwrap();
-    let payment_line = |order: i32| async move {
-        payments::entity::payment_line::Entity::find()
-            .filter(payments::entity::payment_line::Column::OrderId.eq(order))
-            .one(&db.services.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .id
-    };
-    let adjust_line = payment_line(made[0].0).await;
-    // A fourth order whose authorization has expired: Pending Authorization, held.
-    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
-    let form = OrderForm {
-        customer_id: "1".into(),
-        channel_id: "3".into(),
-        currency: "USD".into(),
-        lines: vec![LineForm { item: "Lamp".into(), quantity: "1".into(), unit_price: "40.00".into(), requested_ship_date: "2026-12-01".into() }],
-        card: card(t),
-        ..Default::default()
-    };
-    let expired_order = orders::place(s, "finance", &form).await.unwrap().order_id;
-    payments::entity::authorization::Entity::update_many()
-        .col_expr(payments::entity::authorization::Column::ExpiresAt, sea_orm::sea_query::Expr::value(s.now() - chrono::Duration::days(1)))
-        .filter(payments::entity::authorization::Column::OrderId.eq(expired_order))
-        .exec(&s.db)
-        .await
-        .unwrap();
-    payments::service::jobs::expire_authorizations(s).await.unwrap();
-    let expired_line = payment_line(expired_order).await;
-    let pos = payments::entity::channel::Entity::find()
-        .filter(payments::entity::channel::Column::Kind.eq("pos_store"))
-        .one(&s.db)
-        .await
-        .unwrap()
-        .expect("a POS store")
-        .id;
-    let mut prepaid = Vec::new();
-    for _ in 0..2 {
-        let form = OrderForm {
-            customer_id: "1".into(),
-            channel_id: pos.to_string(),
-            currency: "USD".into(),
-            lines: vec![LineForm { item: "Chair".into(), quantity: "1".into(), unit_price: "50.00".into(), requested_ship_date: "2026-12-01".into() }],
-            prepayment: true,
-            deposit: payments::service::prepayments::DepositForm { deposit: "15.00".into(), cash: "15.00".into(), customer_account: String::new() },
-            ..Default::default()
-        };
-        prepaid.push(orders::place(s, "finance", &form).await.unwrap().order_id);
-    }
-    Ids {
-        pick_up: prepaid[0],
-        cancel: prepaid[1],
-        pos,
-        order: made[0].0,
-        line: made[0].1,
-        resume: processes[0],
-        terminate: processes[1],
-        token,
-        fault,
-        adjust_line,
-        expired_order,
-        expired_line,
-        card: saved.id,
-    }
-}
-
-/// Everything an administrator can change, for before/after comparison.
-async fn snapshot(db: &TestDb) -> String {
-    let s = &db.services.db;
-    let payments_state = format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        payments::entity::sales_order::Entity::find().all(s).await.unwrap().len(),
-        payments::entity::invoice::Entity::find().all(s).await.unwrap().len(),
-        payments::entity::payment_process::Entity::find().order_by_asc(payments::entity::payment_process::Column::Id).all(s).await.unwrap().iter().map(|p| p.status.clone()).collect::<Vec<_>>(),
-        payments::entity::sim_fault::Entity::find().all(s).await.unwrap().len(),
-    );
-    let features = feature::Entity::find().order_by_asc(feature::Column::Key).all(s).await.unwrap();
-    let params = parameter::Entity::find().order_by_asc(parameter::Column::Key).all(s).await.unwrap();
-    let users = user::Entity::find().order_by_asc(user::Column::Id).all(s).await.unwrap();
-    let roles = user_role::Entity::find().order_by_asc(user_role::Column::UserId).order_by_asc(user_role::Column::Role).all(s).await.unwrap();
-    let cmp = connector_merchant_property::Entity::find().all(s).await.unwrap();
-    let pad = pre_authorization_duration::Entity::find().all(s).await.unwrap();
-    let audit = audit_log::Entity::find()
-        .filter(audit_log::Column::Action.not_like("sign_%"))
-        .all(s)
-        .await
-        .unwrap();
-    format!(
-        "{payments_state}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        features.iter().map(|f| (&f.key, f.enabled)).collect::<Vec<_>>(),
-        params.iter().map(|p| (&p.key, &p.value)).collect::<Vec<_>>(),
-        users.iter().map(|u| (&u.username, &u.password_hash)).collect::<Vec<_>>(),
-        roles,
-        cmp,
-        pad,
-        audit.len()
-    )
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Who {
-    Anonymous,
-    Admin,
-    Finance,
-    CallCenter,
-}
-
-/// Every server function, who may call it, and a request that would change something.
-fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
-    use Who::*;
-    const ADMIN: &[Who] = &[Admin];
-    const ORDERS: &[Who] = &[Finance, CallCenter];
-    const FINANCE: &[Who] = &[Finance];
-    const ANYONE: &[Who] = &[Anonymous, Admin, Finance, CallCenter];
-    vec![
-        ("/api/login", ANYONE, String::new()),
-        ("/api/logout", ANYONE, String::new()),
-        ("/api/current_user", ANYONE, String::new()),
-        ("/api/features_overview", ADMIN, String::new()),
-        ("/api/toggle_feature", ADMIN, "key=improve_cards_payment_flow&enable=yes".into()),
-        ("/api/parameters_page", ADMIN, "group=commerce".into()),
-        (
-            "/api/save_parameters",
-            ADMIN,
-            "group=commerce&values[commerce_default_deposit_percent]=50&values[commerce_cancellation_charge_percent]=5".into(),
-        ),
-        ("/api/connectors_overview", ADMIN, String::new()),
-        (
-            "/api/save_merchant_properties",
-            ADMIN,
-            "connector_id=1&channel_id=1&enable_request_protection=no&non_incremental_capture_methods=visa".into(),
-        ),
-        ("/api/save_merchant_account", ADMIN, "connector_id=1&allow_multiple_partial_capture=no&is_default=yes".into()),
-        ("/api/pre_authorization_setup", ADMIN, String::new()),
-        ("/api/save_pre_authorization_duration", ADMIN, "channel_id=1&payment_type=discover&days=9".into()),
-        ("/api/delete_pre_authorization_duration", ADMIN, "channel_id=1&payment_type=visa".into()),
-        ("/api/audit_page", ADMIN, "page=1&action=&actor=".into()),
-        ("/api/list_users", ADMIN, String::new()),
-        (
-            "/api/create_user",
-            ADMIN,
-            "username=mallory&display_name=Mallory&password=a+long+password+1&role_administrator=on".into(),
-        ),
-        ("/api/set_user_roles", ADMIN, "user_id=3&role_administrator=on".into()),
-        ("/api/list_customers", &[Finance, CallCenter], String::new()),
-        ("/api/list_orders", ORDERS, "status=&customer=&channel=&page=1".into()),
-        ("/api/order_detail", ORDERS, format!("id={}", ids.order)),
-        ("/api/invoice_order", FINANCE, format!("order_id={}&quantities[{}]=1", ids.order, ids.line)),
-        ("/api/credit_order", FINANCE, format!("order_id={}&quantities[{}]=1", ids.order, ids.line)),
-        ("/api/new_order_choices", ORDERS, String::new()),
-        (
-            "/api/place_order",
-            ORDERS,
-            format!(
-                "customer_id=1&channel_id=1&currency=USD&tax_percent=0&charges=0&lines[item_1]=Lamp&lines[quantity_1]=1\
-                 &lines[unit_price_1]=10.00&lines[ship_date_1]=2026-12-01&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30\
-                 &order_kind=customer_order&saved_card_id=&confirmed=",
-                ids.token
-            ),
-        ),
-        ("/api/saved_cards", ORDERS, "customer_id=1".into()),
-        ("/api/customer_cards", ORDERS, "customer_id=1".into()),
-        (
-            "/api/add_customer_card",
-            ORDERS,
-            format!("customer_id=2&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30&agreed=yes", ids.token),
-        ),
-        ("/api/delete_customer_card", ORDERS, format!("customer_id=1&card_id={}", ids.card)),
-        ("/api/authorization_list", ORDERS, "status=pending_authorization&page=1".into()),
-        ("/api/authorization_detail", ORDERS, format!("payment_line_id={}", ids.expired_line)),
-        ("/api/void_expired_line", FINANCE, format!("payment_line_id={}", ids.expired_line)),
-        ("/api/adjust_payment", ORDERS, format!("payment_line_id={}&amount=150.00", ids.adjust_line)),
-        ("/api/new_payment_form", ORDERS, format!("order_id={}", ids.expired_order)),
-        (
-            "/api/take_new_payment",
-            ORDERS,
-            format!(
-                "order_id={}&token={}&card_type=Mastercard&last_four=4444&holder=Alex&expiry=12/30&saved_card_id=&confirmed=",
-                ids.expired_order, ids.token
-            ),
-        ),
-        ("/api/incomplete_payments", FINANCE, String::new()),
-        ("/api/payment_standing", ANYONE, String::new()),
-        ("/api/resume_payment", FINANCE, format!("process_id={}", ids.resume)),
-        ("/api/terminate_payment", FINANCE, format!("process_id={}&reason=settled+by+bank+transfer", ids.terminate)),
-        ("/api/payment_history", FINANCE, format!("process_id={}", ids.resume)),
-        ("/api/simulator_overview", ADMIN, String::new()),
-        ("/api/add_fault", ADMIN, "point=capture&kind=latency&rate=1&times=1&latency_ms=5".into()),
-        ("/api/remove_fault", ADMIN, format!("id={}", ids.fault)),
-        ("/api/pick_up_order", ORDERS, format!("order_id={}&cash=35.00", ids.pick_up)),
-        ("/api/cancellation_preview", FINANCE, format!("order_id={}", ids.cancel)),
-        ("/api/cancel_order", FINANCE, format!("order_id={}&charge=", ids.cancel)),
-        ("/api/deposit_choices", ORDERS, String::new()),
-        ("/api/take_account_deposit", ORDERS, format!("customer_id=1&channel_id={}&currency=USD&amount=10.00", ids.pos)),
-        ("/api/list_journals", FINANCE, "order=&customer=&kind=&from=&to=&page=1".into()),
-    ]
-}
+use support::*;
 
 db_test!(every_server_function_checks_the_role_on_the_server, |db| {
     let app = spawn(&db).await;
@@ -687,3 +375,148 @@ db_test!(strict_transport_security_only_behind_tls, |db| {
     assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
 });
+
+db_test!(sign_in_and_the_anonymous_shop_are_limited_per_address, |db| {
+    // Issue #40: sign-in, the web shop and the acceptance page were open to any rate (password
+    // guessing, card testing). Over the limit: 429 with Retry-After, and nothing is done.
+    // Behind a proxy the server trusts, the address is the last X-Forwarded-For entry.
+    let app = spawn_with(&db, &[("PAYSTAGE_TRUST_FORWARDED_FOR", "true")]).await;
+    let c = client_from("203.0.113.5");
+    let mut statuses = Vec::new();
+    for _ in 0..=server::limits::SIGN_IN.burst {
+        // A name no account can have: refused without hashing, so the loop is quick.
+        let res = c.post(format!("{}/api/login", app.base)).form(&[("username", "!"), ("password", "x")]).send().await.unwrap();
+        statuses.push(res.status());
+    }
+    assert!(statuses[..server::limits::SIGN_IN.burst as usize].iter().all(|s| *s == StatusCode::BAD_REQUEST), "{statuses:?}");
+    let last = c.post(format!("{}/api/login", app.base)).form(&[("username", "finance"), ("password", app.password.as_str())]).send().await.unwrap();
+    assert_eq!(last.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(last.headers()[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(last.text().await.unwrap().contains("Too many attempts"));
+    // The shop and the card page share the anonymous limit; nothing is written over it.
+    let before = payments::entity::sim_token::Entity::find().all(&db.services.db).await.unwrap().len();
+    let mut refused = 0;
+    for _ in 0..=server::limits::SHOP.burst {
+        let res = c
+            .post(format!("{}/processor/acceptance", app.base))
+            .form(&[("return", "/shop"), ("number", "4111111111111111"), ("expiry", "12/30"), ("holder", "Card Tester")])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    let after = payments::entity::sim_token::Entity::find().all(&db.services.db).await.unwrap().len();
+    assert_eq!(after - before, server::limits::SHOP.burst as usize, "the refused entry was not tokenized");
+    let shop = c.post(format!("{}/shop", app.base)).form(&[("email", "a@b.example")]).send().await.unwrap();
+    assert_eq!(shop.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Staff entering cards for customers are signed in and not held to the shoppers' limit.
+    let staff = signed_in_from(&app, "callcenter", "10.9.9.9").await;
+    let res = staff
+        .post(format!("{}/processor/acceptance", app.base))
+        .form(&[("return", "/orders/new"), ("number", "4111111111111111"), ("expiry", "12/30"), ("holder", "Jamie Rivera")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+});
+
+db_test!(a_disabled_user_is_signed_out_at_once_and_sessions_have_an_absolute_lifetime, |db| {
+    let app = spawn_with(&db, &[("PAYSTAGE_SESSION_MAX_HOURS", "2")]).await;
+    let admin = signed_in(&app, "admin").await;
+    let callcenter = signed_in(&app, "callcenter").await;
+    let call = |c: &Client| c.post(format!("{}/api/list_customers", app.base)).send();
+    assert_eq!(call(&callcenter).await.unwrap().status(), StatusCode::OK);
+    let res = admin.post(format!("{}/api/set_user_disabled", app.base)).form(&[("user_id", "3"), ("disable", "yes")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(call(&callcenter).await.unwrap().status(), StatusCode::UNAUTHORIZED, "the session ended at once");
+    let page = callcenter.get(format!("{}/orders", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER, "pages too send them to sign in");
+    let again = client()
+        .post(format!("{}/api/login", app.base))
+        .form(&[("username", "callcenter"), ("password", app.password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("disabled"));
+    // An administrator cannot disable themselves.
+    let res = admin.post(format!("{}/api/set_user_disabled", app.base)).form(&[("user_id", "1"), ("disable", "yes")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    // Absolute lifetime: active all along, the finance session still ends two hours after sign-in.
+    let finance = signed_in(&app, "finance").await;
+    db.clock.advance(chrono::Duration::minutes(119));
+    assert_eq!(call(&finance).await.unwrap().status(), StatusCode::OK);
+    db.clock.advance(chrono::Duration::minutes(1));
+    assert_eq!(call(&finance).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+});
+
+db_test!(pages_carry_a_content_security_policy_with_their_script_nonce, |db| {
+    // Issue #40: scripts and wasm from this site only; the inline hydration script by its nonce.
+    let app = spawn(&db).await;
+    let res = client().get(format!("{}/login", app.base)).send().await.unwrap();
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+    let html = res.text().await.unwrap();
+    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a nonce in the policy").to_string();
+    assert!(nonce.len() >= 16, "{csp}");
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the hydration script carries the policy's nonce");
+    assert!(csp.contains("script-src 'self' 'nonce-") && csp.contains("'wasm-unsafe-eval'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let other = client().get(format!("{}/login", app.base)).send().await.unwrap();
+    assert_ne!(other.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap(), csp, "a new nonce per response");
+    for path in ["/shop", "/processor/acceptance", "/healthz"] {
+        let res = client().get(format!("{}{path}", app.base)).send().await.unwrap();
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';") && !csp.contains("nonce"), "{path}: {csp}");
+    }
+});
+
+db_test!(the_web_shop_checks_the_card_first_and_never_matches_staff_customers, |db| {
+    // Issue #40: a made-up token created a customer before the card was checked; an e-mail alone
+    // attached the order to whichever customer had it; raw errors reached the shopper.
+    let app = spawn(&db).await;
+    let s = &db.services;
+    let c = client();
+    let customers = || async { payments::entity::customer::Entity::find().all(&db.services.db).await.unwrap().len() };
+    let before = customers().await;
+    let fake = [("token", "tok_made_up_12345"), ("card_type", "Visa"), ("last_four", "4242"), ("holder", "X"), ("expiry", "12/30"), ("email", "new@shop.example"), ("name", "New Shopper"), ("quantity_1", "1")];
+    let page = c.post(format!("{}/shop", app.base)).form(&fake).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("does not know this card"), "{page}");
+    assert_eq!(customers().await, before, "no customer was opened for an unchecked card");
+    // A customer made by staff with that e-mail is not the shop's to match.
+    use sea_orm::{ActiveModelTrait, Set};
+    let staff_made = payments::entity::customer::ActiveModel { account: Set("C-9001".into()), name: Set("Real Person".into()), email: Set(Some("real@person.example".into())), ..Default::default() }
+        .insert(&s.db)
+        .await
+        .unwrap();
+    let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "11/31".into(), holder: "Card Holder".into() }).await.unwrap();
+    // The browser's card details are not believed: the processor's are stored.
+    let form = [("token", token.token.as_str()), ("card_type", "Amex"), ("last_four", "0000"), ("holder", "Someone Else"), ("expiry", "01/99"), ("email", "real@person.example"), ("name", "Impostor"), ("quantity_1", "1")];
+    let done = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
+    assert!(done.contains("Thank you"), "{done}");
+    let order = payments::entity::sales_order::Entity::find().all(&s.db).await.unwrap().pop().unwrap();
+    assert_ne!(order.customer_id, staff_made.id, "an e-mail alone does not attach an order to a customer made by staff");
+    let line = payments::entity::payment_line::Entity::find().filter(payments::entity::payment_line::Column::OrderId.eq(order.id)).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((line.card_type.as_deref(), line.last_four.as_deref(), line.holder.as_deref(), line.expiry.as_deref()), (Some(token.card_type.as_str()), Some("4444"), Some("Card Holder"), Some("11/31")));
+    // One shop customer per e-mail on the channel, enforced by the database too.
+    let web = payments::entity::customer::Entity::find_by_id(order.customer_id).one(&s.db).await.unwrap().unwrap();
+    let twin = payments::entity::customer::ActiveModel { account: Set("WEB-TWIN".into()), name: Set("Twin".into()), email: Set(web.email.clone()), channel_id: Set(web.channel_id), ..Default::default() }
+        .insert(&s.db)
+        .await;
+    assert!(twin.is_err(), "a second customer with the same e-mail on the shop's channel is refused");
+    // A declined card: the shopper sees a generic message and a reference, not the processor's text.
+    let declined = s.connector.tokenize(payments::connector::CardEntry { number: "4000000000000002".into(), expiry: "11/31".into(), holder: "Dee Clined".into() }).await.unwrap();
+    let form = [("token", declined.token.as_str()), ("email", "dee@shop.example"), ("name", "Dee"), ("quantity_1", "1")];
+    let page = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("was not authorized") && page.contains("reference"), "{page}");
+    assert!(!page.contains("issuer"), "the processor's own words stay in the log: {page}");
+});
+
+async fn signed_in_from(app: &TestApp, username: &str, addr: &str) -> Client {
+    let c = client_from(addr);
+    let res = c.post(format!("{}/api/login", app.base)).form(&[("username", username), ("password", app.password.as_str())]).send().await.unwrap();
+    assert!(res.status().is_success() || res.status().is_redirection(), "sign-in of {username} from {addr}: {}", res.status());
+    c
+}

@@ -149,6 +149,9 @@ impl payments::connector::Connector for DelayedReference {
     async fn tokenize(&self, card: payments::connector::CardEntry) -> payments::connector::ConnectorResult<payments::connector::CardToken> {
         self.0.tokenize(card).await
     }
+    async fn describe_token(&self, token: &str) -> payments::connector::ConnectorResult<Option<payments::connector::CardToken>> {
+        self.0.describe_token(token).await
+    }
     async fn authorize(&self, tracking_id: &str, token: &str, amount: payments::domain::money::Money) -> payments::connector::ConnectorResult<payments::connector::Authorized> {
         self.0.authorize(tracking_id, token, amount).await
     }

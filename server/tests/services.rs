@@ -104,30 +104,113 @@ db_test!(sign_in_locks_an_account_after_repeated_failures, |db| {
     )
     .await
     .unwrap();
-    let ok = access::sign_in(s, " fiona ", "correct horse battery").await.unwrap();
+    let ok = access::sign_in(s, " fiona ", "correct horse battery", "10.0.0.1").await.unwrap();
     assert_eq!(ok.roles, vec![Role::Finance]);
     for _ in 0..access::MAX_FAILED_SIGN_INS - 1 {
-        assert!(matches!(access::sign_in(s, "fiona", "wrong").await, Err(SignInError::InvalidCredentials)));
+        assert!(matches!(access::sign_in(s, "fiona", "wrong", "10.0.0.1").await, Err(SignInError::InvalidCredentials)));
     }
-    assert!(matches!(access::sign_in(s, "fiona", "wrong").await, Err(SignInError::Locked { .. })));
+    assert!(matches!(access::sign_in(s, "fiona", "wrong", "10.0.0.1").await, Err(SignInError::Locked { .. })));
     assert!(
-        matches!(access::sign_in(s, "fiona", "correct horse battery").await, Err(SignInError::Locked { .. })),
+        matches!(access::sign_in(s, "fiona", "correct horse battery", "10.0.0.1").await, Err(SignInError::Locked { .. })),
         "the right password is refused while locked"
     );
     db.clock.advance(Duration::minutes(access::LOCK_MINUTES + 1));
-    access::sign_in(s, "fiona", "correct horse battery").await.unwrap();
+    access::sign_in(s, "fiona", "correct horse battery", "10.0.0.1").await.unwrap();
     assert_eq!(audit_count(s, "sign_in.failed").await, 5);
     assert_eq!(audit_count(s, "sign_in.refused_locked").await, 1);
     // Unknown accounts are throttled alike, so the lock does not reveal which accounts exist.
     for _ in 0..access::MAX_FAILED_SIGN_INS {
-        let _ = access::sign_in(s, "nobody", "x").await;
+        let _ = access::sign_in(s, "nobody", "x", "10.0.0.1").await;
     }
-    assert!(matches!(access::sign_in(s, "nobody", "x").await, Err(SignInError::Locked { .. })));
+    assert!(matches!(access::sign_in(s, "nobody", "x", "10.0.0.1").await, Err(SignInError::Locked { .. })));
     // A name no account can have is refused without being written to the audit log or throttle.
     let before = audit_log::Entity::find().count(&s.db).await.unwrap();
     let junk = "x".repeat(10_000);
-    assert!(matches!(access::sign_in(s, &junk, "x").await, Err(SignInError::InvalidCredentials)));
+    assert!(matches!(access::sign_in(s, &junk, "x", "10.0.0.1").await, Err(SignInError::InvalidCredentials)));
     assert_eq!(audit_log::Entity::find().count(&s.db).await.unwrap(), before);
+});
+
+db_test!(a_lock_keeps_out_only_the_address_that_guessed_and_doubles_each_time, |db| {
+    // Issue #40: five wrong passwords from one address every 15 minutes used to keep the account
+    // locked for everyone. Now the owner, at another address, signs in throughout.
+    let s = &db.services;
+    access::create_user(s, "test", NewUser { username: "gil".into(), display_name: "Gil".into(), password: "correct horse battery".into(), roles: vec![Role::Finance] })
+        .await
+        .unwrap();
+    let attacker = "203.0.113.9";
+    let owner = "198.51.100.7";
+    let mut lock_lengths = Vec::new();
+    for _round in 0..4 {
+        let mut until = None;
+        for _ in 0..access::MAX_FAILED_SIGN_INS {
+            if let Err(SignInError::Locked { until: u }) = access::sign_in(s, "gil", "wrong", attacker).await {
+                until = Some(u);
+            }
+        }
+        let until = until.expect("the attacker's address is locked after five failures");
+        lock_lengths.push((until - s.now()).num_minutes());
+        assert!(matches!(access::sign_in(s, "gil", "correct horse battery", attacker).await, Err(SignInError::Locked { .. })));
+        access::sign_in(s, "gil", "correct horse battery", owner).await.expect("the owner is never locked out by someone else's guesses");
+        db.clock.advance(until - s.now() + Duration::seconds(1));
+    }
+    assert_eq!(lock_lengths, vec![15, 30, 60, 120], "each further lock of the same address lasts twice as long");
+    assert_eq!(access::lock_minutes(40), access::MAX_LOCK_MINUTES);
+    // A password reset forgets the failures.
+    access::set_password(s, "cli", "gil", "another long password".into()).await.unwrap();
+    assert!(matches!(access::sign_in(s, "gil", "another long password", attacker).await, Ok(_)));
+});
+
+db_test!(disabling_a_user_or_resetting_their_password_ends_their_sessions, |db| {
+    use access::SignedIn;
+    let s = &db.services;
+    let admin_id = access::create_user(s, "test", NewUser { username: "ada".into(), display_name: "Ada".into(), password: "correct horse battery".into(), roles: vec![Role::Administrator] })
+        .await
+        .unwrap();
+    let id = access::create_user(s, "test", NewUser { username: "hal".into(), display_name: "Hal".into(), password: "correct horse battery".into(), roles: vec![Role::Finance] })
+        .await
+        .unwrap();
+    let admin = access::load_user(&s.db, admin_id).await.unwrap().unwrap();
+    let lifetime = Duration::hours(12);
+    let session = SignedIn::new(id, s.now(), lifetime);
+    assert!(access::session_user(&s.db, session, s.now()).await.unwrap().is_some());
+    // Absolute lifetime: however active, the session ends 12 hours after sign-in.
+    assert!(access::session_user(&s.db, session, s.now() + Duration::hours(12) - Duration::seconds(1)).await.unwrap().is_some());
+    assert!(access::session_user(&s.db, session, s.now() + Duration::hours(12)).await.unwrap().is_none());
+    // An administrator cannot disable themselves.
+    assert!(access::set_disabled(s, "ada", Some(admin.id), admin.id, true).await.is_err());
+    db.clock.advance(Duration::seconds(1));
+    access::set_disabled(s, "ada", Some(admin.id), id, true).await.unwrap();
+    assert!(access::session_user(&s.db, session, s.now()).await.unwrap().is_none(), "disabled: the session is over at once");
+    assert!(matches!(access::sign_in(s, "hal", "correct horse battery", "10.0.0.1").await, Err(SignInError::Disabled)));
+    assert!(access::list_users(&s.db).await.unwrap().iter().any(|u| u.username == "hal" && u.disabled));
+    db.clock.advance(Duration::seconds(1));
+    access::set_disabled(s, "cli", None, id, false).await.unwrap();
+    assert!(access::session_user(&s.db, session, s.now()).await.unwrap().is_none(), "enabling again does not revive old sessions");
+    access::sign_in(s, "hal", "correct horse battery", "10.0.0.1").await.unwrap();
+    let fresh = SignedIn::new(id, s.now(), lifetime);
+    assert!(access::session_user(&s.db, fresh, s.now()).await.unwrap().is_some());
+    db.clock.advance(Duration::seconds(1));
+    access::set_password(s, "cli", "hal", "a brand new password".into()).await.unwrap();
+    assert!(access::session_user(&s.db, fresh, s.now()).await.unwrap().is_none(), "a password reset ends the user's sessions");
+    assert_eq!(audit_count(s, "user.disable").await, 1);
+    assert_eq!(audit_count(s, "user.enable").await, 1);
+});
+
+db_test!(at_most_a_few_passwords_are_hashed_at_once, |db| {
+    // Issue #40: each Argon2 hash takes about 19 MiB; 12 sign-ins at once must not hash 12 at once.
+    let s = db.services.clone();
+    let calls: Vec<_> = (0..12)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { access::sign_in(&s, "nobody", "x", &format!("10.0.1.{i}")).await })
+        })
+        .collect();
+    for c in calls {
+        assert!(matches!(c.await.unwrap(), Err(SignInError::InvalidCredentials)));
+    }
+    let peak = access::peak_hashes();
+    assert!(peak <= access::MAX_CONCURRENT_HASHES, "at most {} at once, seen {peak}", access::MAX_CONCURRENT_HASHES);
+    assert!(peak >= 2, "the sign-ins did hash side by side (peak {peak})");
 });
 
 db_test!(users_are_validated_and_an_admin_keeps_their_own_role, |db| {
@@ -177,7 +260,7 @@ db_test!(demo_bootstrap_is_idempotent, |db| {
     let second = bootstrap(s, &opts).await.unwrap();
     assert!(second.created_users.is_empty() && !second.demo_data_created);
     assert_eq!(access::count_users(&s.db).await.unwrap(), 4);
-    let sup = access::sign_in(s, "supervisor", "demo password 123").await.unwrap();
+    let sup = access::sign_in(s, "supervisor", "demo password 123", "10.0.0.1").await.unwrap();
     assert_eq!(sup.roles, vec![Role::Finance, Role::CallCenter]);
     let chans = setup::channels(&s.db).await.unwrap();
     assert_eq!(chans.len(), 3);
@@ -194,7 +277,7 @@ db_test!(a_first_start_without_demo_creates_only_an_administrator, |db| {
     assert_eq!(admin.username, "admin");
     let password = admin.generated_password.clone().expect("a random password is generated, to be shown once");
     assert!(password.len() >= 20);
-    access::sign_in(s, "admin", &password).await.unwrap();
+    access::sign_in(s, "admin", &password, "10.0.0.1").await.unwrap();
     assert!(setup::channels(&s.db).await.unwrap().is_empty());
 });
 

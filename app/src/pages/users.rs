@@ -56,6 +56,21 @@ pub async fn set_user_roles(
         .map_err(|e| AppError::from(e).with_scope(format!("user:{user_id}")))
 }
 
+/// Disables a user (their sessions end at once) or enables them again (issue #40).
+#[server(endpoint = "set_user_disabled")]
+pub async fn set_user_disabled(user_id: i32, disable: String) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[Role::Administrator]).await?;
+    let disabled = match disable.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => return Err(AppError::Invalid { message: "Choose to disable or to enable the user.".into(), fields: Vec::new(), scope: None }),
+    };
+    payments::service::access::set_disabled(&services()?, &user.username, Some(user.id), user_id, disabled)
+        .await
+        .map_err(|e| AppError::from(e).with_scope(format!("user:{user_id}")))
+}
+
 fn role_field(role: Role) -> &'static str {
     match role {
         Role::Administrator => "role_administrator",
@@ -68,11 +83,18 @@ fn role_field(role: Role) -> &'static str {
 pub fn UsersPage() -> impl IntoView {
     let create = ServerAction::<CreateUser>::new();
     let roles = ServerAction::<SetUserRoles>::new();
-    let saves = successes(move || matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))));
+    let access = ServerAction::<SetUserDisabled>::new();
+    let saves = successes(move || {
+        matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))) || matches!(access.value().get(), Some(Ok(())))
+    });
     let data = Resource::new(move || saves.get(), |_| list_users());
     view! {
-        <PageHeader title="Users" intro="Who can sign in, and with which roles. A user may hold several roles." />
+        <PageHeader
+            title="Users"
+            intro="Who can sign in, and with which roles. A user may hold several roles. Disabling a user ends their sessions at once; a password reset (paystage users reset-password) does too."
+        />
         {outcome(roles.value(), "Roles saved.", None)}
+        {outcome(access.value(), "Saved: a disabled user's sessions have ended.", None)}
         {loaded(data, move |users: Vec<UserView>| {
             let rows = users
                 .into_iter()
@@ -89,9 +111,15 @@ pub fn UsersPage() -> impl IntoView {
                             }
                         })
                         .collect_view();
+                    let (label, disable, class) = if u.disabled { ("Enable", "no", "secondary") } else { ("Disable", "yes", "danger") };
+                    let status = if u.disabled {
+                        view! { <span class="badge bad" data-testid="user-disabled">"Disabled"</span> }.into_any()
+                    } else {
+                        view! { <span class="badge on">"Active"</span> }.into_any()
+                    };
                     view! {
                         <tr data-user=u.username.clone()>
-                            <td><strong>{u.username.clone()}</strong></td>
+                            <td><strong>{u.username.clone()}</strong><br />{status}</td>
                             <td>{u.display_name.clone()}</td>
                             <td>
                                 <ActionForm action=roles attr:class="row-form">
@@ -103,6 +131,14 @@ pub fn UsersPage() -> impl IntoView {
                                 {field_error(roles.value(), "roles", Some(scope))}
                             </td>
                             <td class="small muted">{u.created_at.format("%Y-%m-%d").to_string()}</td>
+                            <td>
+                                <ActionForm action=access attr:class="row-form">
+                                    <input type="hidden" name="user_id" value=u.id />
+                                    <input type="hidden" name="disable" value=disable />
+                                    <button type="submit" class=class>{label}</button>
+                                </ActionForm>
+                                {outcome(access.value(), "", Some(format!("user:{}", u.id)))}
+                            </td>
                         </tr>
                     }
                 })
@@ -115,6 +151,7 @@ pub fn UsersPage() -> impl IntoView {
                             <th>"Name"</th>
                             <th>"Roles"</th>
                             <th>"Created"</th>
+                            <th>"Access"</th>
                         </tr>
                     </thead>
                     <tbody>{rows}</tbody>

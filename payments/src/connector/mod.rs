@@ -126,6 +126,10 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn payment_reference(&self, command: Command, amount: Money) -> ConnectorResult<PaymentReference>;
     /// The acceptance page's back end: turns card details into a token.
     async fn tokenize(&self, card: CardEntry) -> ConnectorResult<CardToken>;
+    /// What the processor holds for `token` (card type, last four, holder, expiry), or None when
+    /// it does not know the token. Paystage takes the card's details from here, never from the
+    /// browser (issue #40).
+    async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>>;
     async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized>;
     /// Captures against an authorization. A `final_capture` releases whatever is left of it (the
     /// legacy path); otherwise the authorization stays open for further captures when it allows them.

@@ -592,6 +592,21 @@ impl Connector for ProcessorSimulator {
         Ok(token)
     }
 
+    async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let found = st::Entity::find_by_id(token.to_string()).one(&self.db).await.map_err(db_error)?;
+        Ok(found.map(|t| CardToken {
+            token: t.token,
+            payment_method_variant: t.variant,
+            card_type: t.card_type,
+            last_four: t.last_four,
+            holder: t.holder,
+            expiry: t.expiry,
+        }))
+    }
+
     async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
         let now = self.clock.now();
         let token = token.to_string();

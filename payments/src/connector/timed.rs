@@ -57,6 +57,9 @@ impl Connector for TimedConnector {
     async fn tokenize(&self, card: CardEntry) -> ConnectorResult<CardToken> {
         self.within(self.inner.tokenize(card)).await
     }
+    async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>> {
+        self.within(self.inner.describe_token(token)).await
+    }
     async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
         self.within(self.inner.authorize(tracking_id, token, amount)).await
     }

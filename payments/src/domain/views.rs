@@ -122,6 +122,8 @@ pub struct UserView {
     pub display_name: String,
     pub roles: Vec<Role>,
     pub created_at: DateTime<Utc>,
+    /// Disabled users cannot sign in; their sessions are over.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

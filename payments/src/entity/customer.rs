@@ -10,6 +10,9 @@ pub struct Model {
     pub account: String,
     pub name: String,
     pub email: Option<String>,
+    /// The channel a web-shop customer was opened on (one per e-mail per channel); none for
+    /// customers made by staff.
+    pub channel_id: Option<i32>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

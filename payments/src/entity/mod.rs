@@ -14,7 +14,7 @@ pub mod invoice;
 pub mod invoice_line;
 pub mod journal;
 pub mod journal_line;
-pub mod login_throttle;
+pub mod sign_in_throttle;
 pub mod parameter;
 pub mod payment_line;
 pub mod payment_process;

@@ -11,6 +11,10 @@ pub struct Model {
     pub display_name: String,
     pub password_hash: String,
     pub created_at: DateTimeUtc,
+    /// Set while the user is disabled: no sign-in, and their sessions are over.
+    pub disabled_at: Option<DateTimeUtc>,
+    /// Sessions that began before this are over (set by a password reset or a disable).
+    pub sessions_valid_from: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,10 +1,14 @@
-//! Users, roles, passwords and sign-in. Passwords are hashed with Argon2id; failed sign-ins are
-//! counted per account and lock it for a while (the same for unknown usernames, so the lock does
-//! not reveal which accounts exist). Every sign-in attempt is audited.
+//! Users, roles, passwords, sign-in and sessions. Passwords are hashed with Argon2id, at most
+//! [`MAX_CONCURRENT_HASHES`] at a time. Failed sign-ins are counted per account and client address
+//! and lock that address out of that account for a while, each lock twice as long as the last (the
+//! same for unknown usernames, so the lock does not reveal which accounts exist); a lock never
+//! keeps the account's owner out from another address (issue #40). Every sign-in attempt is
+//! audited. A session holds while its user exists and is not disabled, it began after the user's
+//! last password reset, and it is within its absolute lifetime.
 use super::{audit, for_update, Services};
 use crate::domain::access::{CurrentUser, Role};
 use crate::domain::views::UserView;
-use crate::entity::{login_throttle, user, user_role};
+use crate::entity::{sign_in_throttle, user, user_role};
 use crate::error::{ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -14,21 +18,40 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, Set, TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::OnceLock;
 
-/// Failed attempts allowed within [`THROTTLE_WINDOW_MINUTES`] before the account is locked.
+/// Failed attempts from one address allowed within [`THROTTLE_WINDOW_MINUTES`] before that
+/// address is locked out of the account.
 pub const MAX_FAILED_SIGN_INS: i32 = 5;
 pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
+/// The first lock; each further lock of the same account from the same address doubles it, up to
+/// [`MAX_LOCK_MINUTES`].
 pub const LOCK_MINUTES: i64 = 15;
+pub const MAX_LOCK_MINUTES: i64 = 24 * 60;
 pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted (Argon2 hashes any length, but nobody needs more, and a bound keeps
+/// every request's work bounded).
+pub const MAX_PASSWORD_LEN: usize = 256;
+/// Argon2 hashes computed at once, server-wide: each takes about 19 MiB and a core for a fifth of
+/// a second, so this bounds memory (about 80 MiB) and keeps cores for payments. More wait.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+/// How long a sign-in waits for a hashing slot before it is refused as busy.
+pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A session's absolute lifetime unless configured (`PAYSTAGE_SESSION_MAX_HOURS`).
+pub const DEFAULT_SESSION_MAX_HOURS: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
     #[error("The username or password is not correct.")]
     InvalidCredentials,
-    #[error("Too many failed sign-in attempts for this account. Try again after {} UTC.", .until.format("%H:%M"))]
+    #[error("Too many failed sign-in attempts for this account from your address. Try again after {} UTC.", .until.format("%H:%M"))]
     Locked { until: DateTime<Utc> },
+    #[error("This account is disabled. Ask an administrator to enable it.")]
+    Disabled,
+    #[error("Sign-in is busy right now. Try again in a moment.")]
+    Busy,
     #[error("Sign-in is unavailable right now: {0}")]
     Database(#[from] DbErr),
 }
@@ -48,8 +71,12 @@ pub fn validate_username(username: &str) -> Result<(), String> {
 }
 
 pub fn validate_password(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
         return Err(format!("Password must be at least {MIN_PASSWORD_LEN} characters."));
+    }
+    if n > MAX_PASSWORD_LEN {
+        return Err(format!("Password must be at most {MAX_PASSWORD_LEN} characters."));
     }
     Ok(())
 }
@@ -62,24 +89,46 @@ pub fn generate_password() -> String {
     bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
+/// The server's hashing slots ([`MAX_CONCURRENT_HASHES`]).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
+/// Runs `work` (Argon2) off the async workers in one of the hashing slots, waiting at most `wait`
+/// for a slot (None when none came free).
+async fn hashing<T: Send + 'static>(wait: std::time::Duration, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _slot = tokio::time::timeout(wait, HASHING.acquire()).await.ok()?.ok()?;
+    let now = HASHES_RUNNING.fetch_add(1, SeqCst) + 1;
+    HASHES_PEAK.fetch_max(now, SeqCst);
+    let out = tokio::task::spawn_blocking(work).await.ok();
+    HASHES_RUNNING.fetch_sub(1, SeqCst);
+    out
+}
+
+static HASHES_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HASHES_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most Argon2 hashes this process has run at once (never above [`MAX_CONCURRENT_HASHES`]).
+pub fn peak_hashes() -> usize {
+    HASHES_PEAK.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub async fn hash_password(password: String) -> String {
-    tokio::task::spawn_blocking(move || {
+    hashing(std::time::Duration::MAX, move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashing cannot fail").to_string()
     })
     .await
-    .expect("hashing task panicked")
+    .expect("a hashing slot always comes free, and hashing cannot fail")
 }
 
 /// Verifies against `hash`, or against a hash nobody matches when there is no such user (so both
-/// take as long). Runs off the async workers: Argon2 is deliberately slow.
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// take as long). None when no hashing slot came free in [`HASH_WAIT`].
+async fn verify_password(password: String, hash: Option<String>) -> Option<bool> {
+    hashing(HASH_WAIT, move || {
         let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
         PasswordHash::new(hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
     })
     .await
-    .unwrap_or(false)
 }
 
 /// A hash nobody's password matches, verified for unknown usernames so they take as long as known ones.
@@ -89,6 +138,34 @@ fn dummy_hash() -> &'static str {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default().hash_password(generate_password().as_bytes(), &salt).expect("argon2").to_string()
     })
+}
+
+/// What a session holds about its sign-in: who, when, and until when it may last at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub user_id: i32,
+    pub at: DateTime<Utc>,
+    pub ends: DateTime<Utc>,
+}
+
+impl SignedIn {
+    pub fn new(user_id: i32, at: DateTime<Utc>, lifetime: Duration) -> Self {
+        SignedIn { user_id, at, ends: at + lifetime }
+    }
+}
+
+/// The user of a session, if the session still holds at `now`: within its absolute lifetime, the
+/// user exists and is not disabled, and it began at or after the user's `sessions_valid_from`.
+pub async fn session_user(db: &impl ConnectionTrait, s: SignedIn, now: DateTime<Utc>) -> Result<Option<CurrentUser>, DbErr> {
+    if now >= s.ends {
+        return Ok(None);
+    }
+    let Some(m) = user::Entity::find_by_id(s.user_id).one(db).await? else { return Ok(None) };
+    if m.disabled_at.is_some() || m.sessions_valid_from.is_some_and(|from| s.at < from) {
+        return Ok(None);
+    }
+    let roles = roles_of(db, m.id).await?;
+    Ok(Some(current(m, roles)))
 }
 
 async fn roles_of(db: &impl ConnectionTrait, user_id: i32) -> Result<Vec<Role>, DbErr> {
@@ -130,7 +207,7 @@ pub async fn list_users(db: &impl ConnectionTrait) -> Result<Vec<UserView>, DbEr
     let mut out = Vec::new();
     for m in user::Entity::find().order_by_asc(user::Column::Username).all(db).await? {
         let roles = roles_of(db, m.id).await?;
-        out.push(UserView { id: m.id, username: m.username, display_name: m.display_name, roles, created_at: m.created_at });
+        out.push(UserView { id: m.id, username: m.username, display_name: m.display_name, roles, created_at: m.created_at, disabled: m.disabled_at.is_some() });
     }
     Ok(out)
 }
@@ -219,7 +296,8 @@ pub async fn set_roles(s: &Services, actor: &CurrentUser, user_id: i32, roles: V
     Ok(())
 }
 
-/// Sets a new password (the CLI's reset, or a first start); clears any sign-in lock.
+/// Sets a new password (the CLI's reset, or a first start); clears the user's sign-in locks and
+/// ends every session they have (issue #40).
 pub async fn set_password(s: &Services, actor: &str, username: &str, password: String) -> ServiceResult<()> {
     validate_password(&password).map_err(|m| ServiceError::field("password", m))?;
     let hash = hash_password(password).await;
@@ -230,60 +308,113 @@ pub async fn set_password(s: &Services, actor: &str, username: &str, password: S
     let name = m.username.clone();
     let mut am = m.into_active_model();
     am.password_hash = Set(hash);
+    am.sessions_valid_from = Set(Some(s.now()));
     am.update(&txn).await?;
-    login_throttle::Entity::delete_by_id(name.clone()).exec(&txn).await?;
+    sign_in_throttle::Entity::delete_many().filter(sign_in_throttle::Column::Username.eq(name.clone())).exec(&txn).await?;
     audit::record(&txn, s.now(), actor, "user.password_reset", &name, None, None).await?;
     txn.commit().await?;
     Ok(())
 }
 
-/// Checks a username and password. Counts failures per account and refuses while locked.
-pub async fn sign_in(s: &Services, username: &str, password: &str) -> Result<CurrentUser, SignInError> {
+/// Disables a user (no sign-in; every session of theirs ends at once) or enables them again. An
+/// administrator cannot disable themselves, so the system never loses its last way in by accident.
+/// `actor` is who does it (`actor_id` None: the command line).
+pub async fn set_disabled(s: &Services, actor: &str, actor_id: Option<i32>, user_id: i32, disabled: bool) -> ServiceResult<()> {
+    if disabled && actor_id == Some(user_id) {
+        return Err(ServiceError::Conflict("You cannot disable your own account.".into()));
+    }
+    let txn = s.db.begin().await?;
+    let m = for_update(user::Entity::find_by_id(user_id), &txn)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("There is no user with id {user_id}.")))?;
+    if m.disabled_at.is_some() == disabled {
+        return Ok(());
+    }
+    let name = m.username.clone();
+    let now = s.now();
+    let mut am = m.into_active_model();
+    am.disabled_at = Set(disabled.then_some(now));
+    if disabled {
+        am.sessions_valid_from = Set(Some(now));
+    }
+    am.update(&txn).await?;
+    let action = if disabled { "user.disable" } else { "user.enable" };
+    audit::record(&txn, now, actor, action, &name, None, None).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The client address as kept with sign-in failures: at most 64 characters.
+fn client_key(client: &str) -> String {
+    client.chars().take(64).collect()
+}
+
+/// Checks a username and password from `client` (the caller's address). Counts failures per
+/// account and address, and refuses while that address is locked out of that account.
+pub async fn sign_in(s: &Services, username: &str, password: &str, client: &str) -> Result<CurrentUser, SignInError> {
     let username = normalize_username(username);
-    if validate_username(&username).is_err() {
-        // No account can have this name; refuse without writing it anywhere.
+    if validate_username(&username).is_err() || password.chars().count() > MAX_PASSWORD_LEN {
+        // No account can have this name or password; refuse without hashing or writing anything.
         return Err(SignInError::InvalidCredentials);
     }
+    let client = client_key(client);
     let now = s.now();
-    if let Some(t) = login_throttle::Entity::find_by_id(username.clone()).one(&s.db).await? {
+    let key = (username.clone(), client.clone());
+    if let Some(t) = sign_in_throttle::Entity::find_by_id(key.clone()).one(&s.db).await? {
         if let Some(until) = t.locked_until.filter(|u| *u > now) {
-            audit::record(&s.db, now, &username, "sign_in.refused_locked", &username, None, None).await?;
+            audit::record(&s.db, now, &username, "sign_in.refused_locked", &username, None, Some(json!({ "client": client }))).await?;
             return Err(SignInError::Locked { until });
         }
     }
     let found = find_by_username(&s.db, &username).await?;
     let hash = found.as_ref().map(|m| m.password_hash.clone());
-    let ok = verify_password(password.to_string(), hash).await && found.is_some();
+    let ok = verify_password(password.to_string(), hash).await.ok_or(SignInError::Busy)? && found.is_some();
     if ok {
         let m = found.expect("checked above");
-        login_throttle::Entity::delete_by_id(username.clone()).exec(&s.db).await?;
-        audit::record(&s.db, now, &username, "sign_in", &username, None, None).await?;
+        if m.disabled_at.is_some() {
+            audit::record(&s.db, now, &username, "sign_in.refused_disabled", &username, None, Some(json!({ "client": client }))).await?;
+            return Err(SignInError::Disabled);
+        }
+        sign_in_throttle::Entity::delete_by_id(key).exec(&s.db).await?;
+        audit::record(&s.db, now, &username, "sign_in", &username, None, Some(json!({ "client": client }))).await?;
         let roles = roles_of(&s.db, m.id).await?;
         return Ok(current(m, roles));
     }
-    let locked = record_failure(s, &username, now).await?;
-    audit::record(&s.db, now, &username, "sign_in.failed", &username, None, None).await?;
+    let locked = record_failure(s, &username, &client, now).await?;
+    audit::record(&s.db, now, &username, "sign_in.failed", &username, None, Some(json!({ "client": client }))).await?;
     match locked {
         Some(until) => Err(SignInError::Locked { until }),
         None => Err(SignInError::InvalidCredentials),
     }
 }
 
-/// Counts one failure; returns the lock end if this failure locked the account.
-async fn record_failure(s: &Services, username: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DbErr> {
+/// How long the `locks`-th lock (counting from 0) lasts: [`LOCK_MINUTES`], doubled each time, at
+/// most [`MAX_LOCK_MINUTES`].
+pub fn lock_minutes(locks: i32) -> i64 {
+    let doublings = locks.clamp(0, 16) as u32;
+    LOCK_MINUTES.saturating_mul(1i64 << doublings).min(MAX_LOCK_MINUTES)
+}
+
+/// Counts one failure; returns the lock end if this failure locked the account for this address.
+async fn record_failure(s: &Services, username: &str, client: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DbErr> {
     let txn = s.db.begin().await?;
-    let existing = for_update(login_throttle::Entity::find_by_id(username.to_string()), &txn).one(&txn).await?;
+    let key = (username.to_string(), client.to_string());
+    let existing = for_update(sign_in_throttle::Entity::find_by_id(key), &txn).one(&txn).await?;
     let window = Duration::minutes(THROTTLE_WINDOW_MINUTES);
     let (failures, started) = match &existing {
         Some(t) if now - t.window_started_at < window => (t.failures + 1, t.window_started_at),
         _ => (1, now),
     };
-    let locked_until = (failures >= MAX_FAILED_SIGN_INS).then(|| now + Duration::minutes(LOCK_MINUTES));
-    let am = login_throttle::ActiveModel {
+    let locks = existing.as_ref().map_or(0, |t| t.locks);
+    let locked_until = (failures >= MAX_FAILED_SIGN_INS).then(|| now + Duration::minutes(lock_minutes(locks)));
+    let am = sign_in_throttle::ActiveModel {
         username: Set(username.to_string()),
+        client: Set(client.to_string()),
         failures: Set(if locked_until.is_some() { 0 } else { failures }),
         window_started_at: Set(started),
         locked_until: Set(locked_until),
+        locks: Set(if locked_until.is_some() { locks.saturating_add(1) } else { locks }),
     };
     if existing.is_some() {
         am.update(&txn).await?;
@@ -292,4 +423,21 @@ async fn record_failure(s: &Services, username: &str, now: DateTime<Utc>) -> Res
     }
     txn.commit().await?;
     Ok(locked_until)
+}
+
+/// Forgets sign-in failures that no longer matter: windows that ran out without a lock, and locks
+/// over for more than a day (run hourly with the session clean-up).
+pub async fn prune_sign_in_failures(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Condition;
+    let stale_window = now - Duration::minutes(THROTTLE_WINDOW_MINUTES);
+    let done = now - Duration::days(1);
+    let r = sign_in_throttle::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(Condition::all().add(sign_in_throttle::Column::LockedUntil.is_null()).add(sign_in_throttle::Column::WindowStartedAt.lt(stale_window)))
+                .add(sign_in_throttle::Column::LockedUntil.lt(done)),
+        )
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
 }

@@ -206,10 +206,11 @@ pub async fn new_payment(
             order.number
         )));
     }
+    let card = if saved_card_id.trim().is_empty() { crate::service::cards::verified(s, card).await? } else { CardForm::default() };
     let form = orders::OrderForm { card: card.clone(), saved_card_id: saved_card_id.to_string(), ..Default::default() };
     let chosen = orders::chosen_card(&s.db, &form, order.customer_id).await?;
     if chosen.saved.is_none() {
-        crate::service::cards::check_card(card)?;
+        crate::service::cards::check_card(&card)?;
     }
     let chan = channel::Entity::find_by_id(order.channel_id).one(&s.db).await?;
     let channel_kind = chan.and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore);

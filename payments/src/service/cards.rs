@@ -48,11 +48,34 @@ pub async fn for_customer(db: &impl ConnectionTrait, customer_id: i32) -> Servic
     })
 }
 
+/// Longest card token Paystage accepts from a browser (processors' tokens are far shorter).
+pub const MAX_TOKEN_LEN: usize = 128;
+
+/// The card behind `card.token` as the processor describes it (card type, last four, holder,
+/// expiry), whatever the browser sent with the token (issue #40). No token: an empty card (the
+/// caller decides whether one is needed). A token the processor does not know is refused on the
+/// `card` field; a processor that cannot answer refuses the request, and nothing is written.
+pub async fn verified(s: &Services, card: &CardForm) -> ServiceResult<CardForm> {
+    let token = card.token.trim();
+    if token.is_empty() {
+        return Ok(CardForm::default());
+    }
+    let unknown = || ServiceError::field("card", "The payment processor does not know this card. Enter the card again on the processor's payment page.");
+    if token.len() > MAX_TOKEN_LEN || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(unknown());
+    }
+    match s.connector.describe_token(token).await {
+        Ok(Some(t)) => Ok(CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }),
+        Ok(None) => Err(unknown()),
+        Err(e) => Err(ServiceError::Conflict(format!("The payment processor could not confirm the card right now ({e}); nothing was saved. Try again in a moment."))),
+    }
+}
+
+/// A card that came from [`verified`] (or from a card on file): a token and the processor's details.
 pub(crate) fn check_card(card: &CardForm) -> ServiceResult<()> {
-    let ok = card.token.trim().len() >= 8
+    let ok = !card.token.trim().is_empty()
         && card.last_four.len() == 4
         && card.last_four.chars().all(|ch| ch.is_ascii_digit())
-        && !card.holder.trim().is_empty()
         && !card.card_type.trim().is_empty();
     if ok {
         Ok(())
@@ -102,6 +125,7 @@ pub(crate) async fn insert(
 /// Adds a card on file (New customer credit card). Needs a default connector (R-TOK-8) and the
 /// customer's agreement, confirmed by the user.
 pub async fn add(s: &Services, actor: &str, customer_id: i32, card: &CardForm, agreed: bool) -> ServiceResult<SavedCardView> {
+    let card = &verified(s, card).await?;
     let txn = s.db.begin().await?;
     customer::Entity::find_by_id(customer_id)
         .one(&txn)

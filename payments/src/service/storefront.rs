@@ -1,8 +1,13 @@
 //! The online storefront's checkout (R-TOK-7): a shopper, not a Paystage user, buys from a small
 //! catalog and pays by card on the processor's page. The order is placed on the online store
-//! channel through the same order service; the shopper's customer account is found by e-mail or
-//! opened; the card is never saved in Paystage (a nonrecurring token when that feature is in
-//! effect; never a card on file).
+//! channel through the same order service; the card is never saved in Paystage (a nonrecurring
+//! token when that feature is in effect; never a card on file).
+//!
+//! Issue #40: the card token is confirmed with the processor before anything is written. The
+//! shop has no shopper accounts, so it never matches a customer made by staff (whose history and
+//! cards on file belong to someone proven); it keeps its own customer per e-mail on its channel
+//! (unique index), which holds nothing a shopper can see or use: no cards, no history shown, and
+//! its name is not changed by later orders.
 use super::orders::{self, CardForm, LineForm, OrderForm};
 use super::{audit, Services};
 use crate::domain::parameters::FieldError;
@@ -64,7 +69,9 @@ pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> 
         .one(&s.db)
         .await?
         .ok_or_else(|| ServiceError::Conflict("The web shop is closed: no online store channel is set up.".into()))?;
-    let customer_id = find_or_open_customer(s, &email, name).await?;
+    let card = super::cards::verified(s, &c.card).await?;
+    super::cards::check_card(&card)?;
+    let customer_id = find_or_open_customer(s, web.id, &email, name).await?;
     let ship = (s.now().date_naive() + chrono::Duration::days(2)).to_string();
     let form = OrderForm {
         customer_id: customer_id.to_string(),
@@ -76,23 +83,36 @@ pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> 
             .into_iter()
             .map(|(item, q, price)| LineForm { item: item.into(), quantity: q.to_string(), unit_price: price.into(), requested_ship_date: ship.clone() })
             .collect(),
-        card: c.card.clone(),
+        card,
         order_kind: "customer_order".into(),
         ..Default::default()
     };
     orders::place(s, ACTOR, &form).await
 }
 
-/// The shopper's customer account, by e-mail; opened (`WEB-000042`) on the first order.
-async fn find_or_open_customer(s: &Services, email: &str, name: &str) -> ServiceResult<i32> {
-    let txn = s.db.begin().await?;
-    if let Some(c) = customer::Entity::find().filter(customer::Column::Email.eq(email)).one(&txn).await? {
+/// The shop's customer for `email` on its channel `channel_id`; opened (`WEB-000042`) on the first
+/// order. Two first orders at once: the unique index lets one insert win, the other reads it.
+async fn find_or_open_customer(s: &Services, channel_id: i32, email: &str, name: &str) -> ServiceResult<i32> {
+    let find = || customer::Entity::find().filter(customer::Column::ChannelId.eq(channel_id)).filter(customer::Column::Email.eq(email)).one(&s.db);
+    if let Some(c) = find().await? {
         return Ok(c.id);
     }
+    match open_customer(s, channel_id, email, name).await {
+        Ok(id) => Ok(id),
+        Err(e) => match find().await? {
+            Some(c) => Ok(c.id),
+            None => Err(e),
+        },
+    }
+}
+
+async fn open_customer(s: &Services, channel_id: i32, email: &str, name: &str) -> ServiceResult<i32> {
+    let txn = s.db.begin().await?;
     let c = customer::ActiveModel {
         account: Set(format!("WEB-{}", uuid::Uuid::new_v4().simple())),
         name: Set(name.to_string()),
         email: Set(Some(email.to_string())),
+        channel_id: Set(Some(channel_id)),
         ..Default::default()
     }
     .insert(&txn)
