@@ -88,13 +88,16 @@ pub fn UsersPage() -> impl IntoView {
         matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))) || matches!(access.value().get(), Some(Ok(())))
     });
     let data = Resource::new(move || saves.get(), |_| list_users());
+    // The signed-in administrator's own row offers no Disable (the server refuses it anyway).
+    let me = use_context::<crate::components::UserResource>();
+    let my_id = move || me.and_then(|r| r.get()).and_then(|r| r.ok()).flatten().map(|u| u.id);
     view! {
         <PageHeader
             title="Users"
             intro="Who can sign in, and with which roles. A user may hold several roles. Disabling a user ends their sessions at once; a password reset (paystage users reset-password) does too."
         />
         {outcome(roles.value(), "Roles saved.", None)}
-        {outcome(access.value(), "Saved: a disabled user's sessions have ended.", None)}
+        {outcome(access.value(), "Access saved. A disabled user's sessions end at once.", None)}
         {loaded(data, move |users: Vec<UserView>| {
             let rows = users
                 .into_iter()
@@ -111,7 +114,8 @@ pub fn UsersPage() -> impl IntoView {
                             }
                         })
                         .collect_view();
-                    let (label, disable, class) = if u.disabled { ("Enable", "no", "secondary") } else { ("Disable", "yes", "danger") };
+                    let (label, disable, class) = if u.disabled { ("Enable", "no", "secondary") } else { ("Disable", "yes", "secondary caution") };
+                    let id = u.id;
                     let status = if u.disabled {
                         view! { <span class="badge bad" data-testid="user-disabled">"Disabled"</span> }.into_any()
                     } else {
@@ -132,11 +136,13 @@ pub fn UsersPage() -> impl IntoView {
                             </td>
                             <td class="small muted">{u.created_at.format("%Y-%m-%d").to_string()}</td>
                             <td>
-                                <ActionForm action=access attr:class="row-form">
-                                    <input type="hidden" name="user_id" value=u.id />
-                                    <input type="hidden" name="disable" value=disable />
-                                    <button type="submit" class=class>{label}</button>
-                                </ActionForm>
+                                <Show when=move || my_id() != Some(id) fallback=|| view! { <span class="small muted">"You"</span> }>
+                                    <ActionForm action=access attr:class="row-form">
+                                        <input type="hidden" name="user_id" value=id />
+                                        <input type="hidden" name="disable" value=disable />
+                                        <button type="submit" class=class>{label}</button>
+                                    </ActionForm>
+                                </Show>
                                 {outcome(access.value(), "", Some(format!("user:{}", u.id)))}
                             </td>
                         </tr>
