@@ -33,5 +33,17 @@ else
   echo "$PROFILE" > "$MARK"
 fi
 cp style/main.css target/site/pkg/paystage.css
+# A release bundle is served pre-compressed (brotli at its best, and gzip), made once here instead
+# of on every request; a debug bundle is compressed on the fly, so no stale copy may stay.
+rm -f target/site/pkg/*.br target/site/pkg/*.gz
+if [ "$PROFILE" = release ]; then
+  node -e '
+    const fs = require("fs"), zlib = require("zlib");
+    for (const f of ["paystage_bg.wasm", "paystage.js", "paystage.css"]) {
+      const p = "target/site/pkg/" + f, data = fs.readFileSync(p);
+      fs.writeFileSync(p + ".br", zlib.brotliCompressSync(data, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }));
+      fs.writeFileSync(p + ".gz", zlib.gzipSync(data, { level: 9 }));
+    }'
+fi
 cp -r public/. target/site/
-echo "site: built target/site ($PROFILE, wasm $(du -k target/site/pkg/paystage_bg.wasm | cut -f1) KiB)"
+echo "site: built target/site ($PROFILE, wasm $(du -k target/site/pkg/paystage_bg.wasm | cut -f1) KiB$([ -f target/site/pkg/paystage_bg.wasm.br ] && echo ", $(du -k target/site/pkg/paystage_bg.wasm.br | cut -f1) KiB brotli"))"

@@ -520,3 +520,36 @@ async fn signed_in_from(app: &TestApp, username: &str, addr: &str) -> Client {
     assert!(res.status().is_success() || res.status().is_redirection(), "sign-in of {username} from {addr}: {}", res.status());
     c
 }
+
+db_test!(responses_are_compressed_and_static_files_revalidated, |db| {
+    // Issue #41 (delivery): the wasm bundle went out uncompressed with no cache headers.
+    let app = spawn(&db).await;
+    let pkg = app._site.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let body = ".rule { color: #123456; }\n".repeat(4000);
+    std::fs::write(pkg.join("big.css"), &body).unwrap();
+    let url = format!("{}/pkg/big.css", app.base);
+    // reqwest here decompresses nothing: the bytes on the wire are what is measured.
+    for encoding in ["br", "gzip"] {
+        let res = client().get(&url).header(header::ACCEPT_ENCODING, encoding).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_ENCODING], encoding);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache");
+        let last_modified = res.headers()[header::LAST_MODIFIED].clone();
+        let wire = res.bytes().await.unwrap().len();
+        assert!(wire * 10 < body.len(), "{encoding}: {wire} bytes for {}", body.len());
+        let again = client().get(&url).header(header::IF_MODIFIED_SINCE, last_modified).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "an unchanged file is not sent again");
+    }
+    let plain = client().get(&url).header(header::ACCEPT_ENCODING, "identity").send().await.unwrap();
+    assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(plain.bytes().await.unwrap().len(), body.len());
+    // A release bundle's pre-compressed copy is sent as it is, not compressed again.
+    std::fs::write(pkg.join("big.css.br"), b"made by build-site.sh").unwrap();
+    let pre = client().get(&url).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
+    assert_eq!(pre.headers()[header::CONTENT_ENCODING], "br");
+    assert_eq!(pre.bytes().await.unwrap().as_ref(), b"made by build-site.sh");
+    // Pages are compressed too.
+    let page = client().get(format!("{}/login", app.base)).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
+    assert_eq!(page.headers()[header::CONTENT_ENCODING], "br");
+});
