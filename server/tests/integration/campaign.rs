@@ -8,7 +8,7 @@
 //!
 //! `PAYSTAGE_CAMPAIGN_CASES` (default 2000 per database) and `PAYSTAGE_CAMPAIGN_SEED` (default
 //! fixed, so a failure reproduces) tune it; a failure prints the request.
-mod support;
+
 
 use payments::db_test;
 use proptest::prelude::*;
@@ -17,7 +17,7 @@ use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestR
 use reqwest::{header, Client, Method, StatusCode};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, JsonValue, Statement};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::*;
+use crate::support::*;
 
 /// Values an attacker, a fuzzer or a confused integration would send.
 fn hostile() -> impl Strategy<Value = String> {

@@ -1,12 +1,12 @@
 //! HTTP round trips against the real router on a real port, on SQLite and PostgreSQL: the role
 //! matrix over every server function, the page guard, origin checks, cookie flags, and start-up errors.
-mod support;
+
 
 use payments::db_test;
 use reqwest::{header, Client, StatusCode};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::BTreeSet;
-use support::*;
+use crate::support::*;
 
 db_test!(every_server_function_checks_the_role_on_the_server, |db| {
     let app = spawn(&db).await;
