@@ -8,7 +8,7 @@
 pub mod domain;
 
 #[cfg(feature = "server")]
-pub mod bench;
+pub mod observe;
 #[cfg(feature = "server")]
 pub mod connector;
 #[cfg(feature = "server")]

@@ -219,7 +219,7 @@ impl Writes {
 async fn unprepared(db: &impl ConnectionTrait, sql: &str) -> Result<u64, DbErr> {
     let started = std::time::Instant::now();
     let result = db.execute_unprepared(sql).await;
-    crate::bench::unmetered(sql, started.elapsed());
+    crate::observe::statement(sql, started.elapsed());
     result.map(|r| r.rows_affected())
 }
 

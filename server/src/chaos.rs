@@ -343,7 +343,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     eprintln!("chaos: placing {} orders", opts.orders);
     // Every fourth order is paid with an Interac card, which never supports multiple captures:
     // those take the legacy path (capture, then a new authorization for the balance).
-    let prepared = payments::bench::prepare_orders_with(&services, opts.orders, &CHAOS_LINES, |i| {
+    let prepared = crate::bench::prepare_orders_with(&services, opts.orders, &CHAOS_LINES, |i| {
         if i % 4 == 3 {
             "6363680000000007"
         } else {

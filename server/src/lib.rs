@@ -1,5 +1,6 @@
 //! The Paystage server: start-up (configuration, database, migrations, first-start accounts), the
 //! HTTP router with its security layers, and background loops. `main.rs` adds the CLI around it.
+pub mod bench;
 pub mod chaos;
 pub mod config;
 pub mod html;

@@ -182,9 +182,16 @@ fn main() {
 }
 
 async fn run(cli: Cli, config: Config) {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let log = tracing_subscriber::fmt::layer()
+            .with_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()));
+        // Only the bench listens to the pipeline's timings (`payments::observe`).
+        let bench = matches!(cli.command, Some(Command::Bench { .. })).then(|| server::bench::layer().with_filter(server::bench::targets()));
+        tracing_subscriber::registry().with(log).with(bench).init();
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listener = server::bind(&config).await.unwrap_or_else(|e| fail(e));
@@ -264,13 +271,13 @@ async fn run(cli: Cli, config: Config) {
         }
         Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms, one_at_a_time } } => {
             let mut db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
-            payments::bench::meter(&mut db);
+            server::bench::meter(&mut db);
             let mut services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
             if one_at_a_time {
                 services = services.one_at_a_time();
             }
             eprintln!("bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency");
-            let report = payments::bench::invoicing(&services, payments::bench::BenchOptions { orders, concurrency, latency_ms })
+            let report = server::bench::invoicing(&services, server::bench::BenchOptions { orders, concurrency, latency_ms })
                 .await
                 .unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -279,7 +286,7 @@ async fn run(cli: Cli, config: Config) {
             let db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
             eprintln!("bench: creating {authorizations} expired authorizations, then running the expiry job over them");
-            let report = payments::bench::expiry(&services, authorizations).await.unwrap_or_else(|e| fail(e));
+            let report = server::bench::expiry(&services, authorizations).await.unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Jobs { command: JobsCommand::Run { job: Job::Expiry } } => {

@@ -320,7 +320,7 @@ impl Desk {
                     tokio::spawn(async move {
                         let started = std::time::Instant::now();
                         write_together(&db, &clock, works).await;
-                        crate::bench::phase(|| "simulator desk".into(), started.elapsed());
+                        crate::observe::phase(|| "simulator desk".into(), started.elapsed());
                         drop(turn);
                     });
                 }
@@ -340,7 +340,7 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
     let written: Result<(), String> = async {
         // The write lock from the start: the faults' uses are read and consumed in this transaction.
         let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
-        let txn = crate::bench::timed("desk begin", db.begin_with_options(immediate)).await.map_err(|e| e.to_string())?;
+        let txn = crate::observe::timed("desk begin", db.begin_with_options(immediate)).await.map_err(|e| e.to_string())?;
         let mut drawing = faults::Drawing::load(&txn).await.map_err(|e| e.to_string())?;
         let ids: Vec<String> = works.iter().map(|w| w.tracking_id.clone()).collect();
         // Tracking ids recorded before (retries), and then those this turn records.
@@ -396,7 +396,7 @@ async fn write_together(db: &DatabaseConnection, clock: &SharedClock, works: Vec
         }
         w.run(&txn).await.map_err(|e| e.to_string())?;
         drawing.store(&txn).await.map_err(|e| e.to_string())?;
-        crate::bench::timed("desk commit", txn.commit()).await.map_err(|e| e.to_string())
+        crate::observe::timed("desk commit", txn.commit()).await.map_err(|e| e.to_string())
     }
     .await;
     match written {

@@ -187,12 +187,12 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
     let done = match crate::turns::turn_or_answer(&s.invoicing.turn, &mut answer).await {
         Waited::Answered(done) => done,
         Waited::Turn(turn) => {
-            crate::bench::phase(|| "turn wait".into(), queued.elapsed());
+            crate::observe::phase(|| "turn wait".into(), queued.elapsed());
             take_turn(s, id, turn).await;
             answer.await
         }
     };
-    crate::bench::phase(|| "until posted".into(), queued.elapsed());
+    crate::observe::phase(|| "until posted".into(), queued.elapsed());
     let stopped = || ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into());
     let Some(g) = done.map_err(|_| stopped())?? else {
         return Ok(None);
@@ -267,7 +267,7 @@ struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>, std::time::Ins
 
 impl Drop for Held {
     fn drop(&mut self) {
-        crate::bench::phase(|| "turn held".into(), self.1.elapsed());
+        crate::observe::phase(|| "turn held".into(), self.1.elapsed());
     }
 }
 
@@ -321,7 +321,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
         }
     };
     batches.called(started.elapsed());
-    crate::bench::phase(|| "capture call".into(), started.elapsed());
+    crate::observe::phase(|| "capture call".into(), started.elapsed());
     crate::crashpoint::hit("capture:sent");
     match stages::resolve_capture(&g.s, g.ctx.p.id, &req, 1, result).await? {
         Resolution::Done(Outcome::Captured(c)) => g.captured = Some(c),
@@ -521,7 +521,7 @@ async fn take_step(q: &Gather, ticket: u64, group: &Group, kind: StepKind, (gap,
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    crate::bench::phase(kind.name(" linger"), started.elapsed());
+    crate::observe::phase(kind.name(" linger"), started.elapsed());
     // Everything waiting that runs alike with this invoicing (two groups of one server may be at
     // the same step; a group of other services waits for the next turn).
     let taken: Vec<_> = {
@@ -549,7 +549,7 @@ async fn take_step(q: &Gather, ticket: u64, group: &Group, kind: StepKind, (gap,
             let batches = gs[0].s.invoicing.clone();
             batches.step_runs[kind as usize].fetch_add(1, Ordering::Relaxed);
             let mut out = step(kind, gs).await;
-            crate::bench::phase(kind.name(" step"), started.elapsed());
+            crate::observe::phase(kind.name(" step"), started.elapsed());
             drop(turn);
             for (t, tx) in senders {
                 let mine = out.iter().position(|o| o.ticket() == Some(t)).map(|i| out.swap_remove(i));
@@ -593,7 +593,7 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<Held>) -> u64 {
     let mut left = Vec::new();
     let started = std::time::Instant::now();
     let posted = post_many(&jobs).await;
-    crate::bench::phase(|| "post".into(), started.elapsed());
+    crate::observe::phase(|| "post".into(), started.elapsed());
     match posted {
         Ok(posted) => {
             for (job, p) in jobs.into_iter().zip(posted) {
@@ -664,7 +664,7 @@ fn alike(a: &Services, b: &Services) -> bool {
 async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>, Option<i32>)>>, Failure> {
     let db = &jobs[0].s.db;
     let ids: Vec<i32> = jobs.iter().map(|j| j.order_id).collect::<HashSet<_>>().into_iter().collect();
-    let txn = crate::bench::timed("post begin", db.begin()).await?;
+    let txn = crate::observe::timed("post begin", db.begin()).await?;
     // Locked in id order, so that two turns on two servers never wait for each other in a cycle.
     let orders: HashMap<i32, so::Model> = for_update(so::Entity::find().filter(so::Column::Id.is_in(ids.clone())).order_by_asc(so::Column::Id), &txn)
         .all(&txn)
@@ -840,12 +840,12 @@ async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option<Requested>
     }
     log_lines_into(&mut w, logs);
     let counted = w.counted();
-    let written = crate::bench::timed("post writes", w.run(&txn)).await?;
+    let written = crate::observe::timed("post writes", w.run(&txn)).await?;
     if counted != Some(written) {
         txn.rollback().await?;
         return Err(Failure::BeforeCommit(super::concurrent_invoicing()));
     }
-    crate::bench::timed("post commit", txn.commit()).await.map_err(Failure::Commit)?;
+    crate::observe::timed("post commit", txn.commit()).await.map_err(Failure::Commit)?;
 
     let mut posted = invoices.into_iter().zip(posted_processes).zip(orders_after).zip(stages).zip(requested).zip(payment_journal_ids).map(
         |(((((invoice, process), order), stages), requested), journal_id)| {
@@ -1005,7 +1005,7 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
         return Ok(());
     }
     // Bookkeeping (`service::begin_bookkeeping`), said in the writes sent together.
-    let txn = crate::bench::timed("settle begin", s.db.begin()).await?;
+    let txn = crate::observe::timed("settle begin", s.db.begin()).await?;
     let ids: Vec<i32> = gs.iter().map(|g| g.ctx.p.id).collect();
     // The writes nothing later reads, sent together before the commit.
     let mut w = Writes::bookkeeping(&txn);
@@ -1080,8 +1080,8 @@ async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step>) -> Servi
     if !completed.is_empty() {
         super::finish_processes_into(s, &mut w, &completed, ProcessStatus::Completed, None);
     }
-    crate::bench::timed("settle writes", w.run(&txn)).await?;
-    crate::bench::timed("settle commit", txn.commit()).await?;
+    crate::observe::timed("settle writes", w.run(&txn)).await?;
+    crate::observe::timed("settle commit", txn.commit()).await?;
     for mut g in std::mem::take(gs) {
         g.ctx.marks.committed();
         if completed.contains(&g.ctx.p.id) {

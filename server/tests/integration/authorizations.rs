@@ -151,10 +151,10 @@ db_test!(two_expiry_runs_at_once_expire_each_authorization_exactly_once, |db| {
 db_test!(the_expiry_bench_expires_every_authorization, |db| {
     // `paystage bench expiry` at a small size: the bulk-created authorizations all expire.
     let s = &db.services;
-    let r = payments::bench::expiry(s, 2_500).await.unwrap();
+    let r = server::bench::expiry(s, 2_500).await.unwrap();
     assert_eq!((r.authorizations, r.expired, r.orders_held), (2_500, 2_500, 2_500), "{r:?}");
     assert!(r.seconds > 0.0 && r.peak_rss_mb > 0.0, "{r:?}");
-    assert!(payments::bench::expiry(s, 0).await.is_err(), "zero authorizations is refused");
+    assert!(server::bench::expiry(s, 0).await.is_err(), "zero authorizations is refused");
 });
 
 db_test!(rows_the_expiry_job_updates_have_room_to_be_updated_in_place, |db| {

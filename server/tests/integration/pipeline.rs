@@ -547,10 +547,16 @@ db_test!(demo_orders_show_every_state, |db| {
 });
 
 db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariants, |db| {
-    // The bench command at a small size: every invoice completes, figures are sane.
-    payments::bench::meter(&mut db.services.db);
+    // The bench command at a small size: every invoice completes, figures are sane. Like the
+    // command, the test listens to the pipeline's reports (statements sent unprepared).
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(server::bench::layer().with_filter(server::bench::targets())));
+    }
+    server::bench::meter(&mut db.services.db);
     let s = &db.services;
-    let r = payments::bench::invoicing(s, payments::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
+    let r = server::bench::invoicing(s, server::bench::BenchOptions { orders: 12, concurrency: 3, latency_ms: 0 }).await.unwrap();
     assert_eq!((r.orders, r.not_completed), (12, 0), "{r:?}");
     assert!(r.invoices_per_sec > 0.0 && r.p50_ms <= r.p99_ms && r.peak_rss_mb > 0.0, "{r:?}");
     // Counted on both databases (PostgreSQL's counter, SQLite's commit hook): the invoices a turn

@@ -65,7 +65,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
         // balance, so the authorize points and the last stage boundary are reached.
         let legacy = point.starts_with("authorize") || point == "after:post_payment_journal";
         let card = if legacy { INTERAC } else { VISA };
-        let placed = payments::bench::prepare_orders_with(&s, 1, &[("Tent", "2", "150.00")], move |_| card).await.unwrap();
+        let placed = server::bench::prepare_orders_with(&s, 1, &[("Tent", "2", "150.00")], move |_| card).await.unwrap();
         let (order, lines) = &placed[0];
 
         let mut srv = ServerProcess::start(&spec(&db, dir.path(), Some(point)), "crashing").await.unwrap();
@@ -125,7 +125,7 @@ async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume(
     let (sa, sb) = (Session::sign_in(&a.base, "finance", &password).await.unwrap(), Session::sign_in(&b.base, "finance", &password).await.unwrap());
 
     // The same order invoiced in full on both servers at the same moment: one invoice, one capture.
-    let placed = payments::bench::prepare_orders(&s, 8).await.unwrap();
+    let placed = server::bench::prepare_orders(&s, 8).await.unwrap();
     for (order, lines) in &placed {
         let q = [(lines[0], 1), (lines[1], 2)];
         let (x, y) = tokio::join!(sa.invoice(*order, &q), sb.invoice(*order, &q));
@@ -137,7 +137,7 @@ async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume(
     }
 
     // Incomplete processes (journal fault), then Resume pressed on both servers at once.
-    let placed = payments::bench::prepare_orders(&s, 8).await.unwrap();
+    let placed = server::bench::prepare_orders(&s, 8).await.unwrap();
     let fault = payments::connector::faults::add(&s.db, s.now(), "journal", "error_before", "1", "", "0").await.unwrap();
     for (order, lines) in &placed {
         let out = sa.invoice(*order, &[(lines[0], 1), (lines[1], 2)]).await.unwrap();
@@ -173,7 +173,7 @@ async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_server
     let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "a").await.unwrap();
     let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "b").await.unwrap();
     let sa = Session::sign_in(&a.base, "finance", &password).await.unwrap();
-    let placed = payments::bench::prepare_orders(&s, 3).await.unwrap();
+    let placed = server::bench::prepare_orders(&s, 3).await.unwrap();
     payments::connector::faults::add(&s.db, s.now(), "capture", "latency", "1", "", "5000").await.unwrap();
     for (order, lines) in &placed {
         let started = Instant::now();

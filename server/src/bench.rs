@@ -2,14 +2,18 @@
 //! concurrent invoicings and L ms of processor latency (an injected latency fault), and measures
 //! throughput, latency percentiles, database commits per invoice (PostgreSQL's own counter) and
 //! peak memory. Preparation (placing and authorizing the orders) is not timed.
-use crate::connector::{faults, CardEntry};
-use crate::domain::payment_views::InvoiceOutcome;
-use crate::domain::pipeline::ProcessStatus;
-use crate::domain::views::ChannelKind;
-use crate::entity::{connector_merchant_property as cmp, customer};
-use crate::error::{ServiceError, ServiceResult};
-use crate::service::orders::{self, CardForm, LineForm, OrderForm};
-use crate::service::{audit, features, parameters, setup, Services};
+//!
+//! It lives in the server crate, outside the production code it measures: the pipeline reports its
+//! phases and unprepared statements as `tracing` events (`payments::observe`), which [`layer`]
+//! collects when the bench command installs it.
+use payments::connector::{faults, CardEntry};
+use payments::domain::payment_views::InvoiceOutcome;
+use payments::domain::pipeline::ProcessStatus;
+use payments::domain::views::ChannelKind;
+use payments::entity::{connector_merchant_property as cmp, customer};
+use payments::error::{ServiceError, ServiceResult};
+use payments::service::orders::{self, CardForm, LineForm, OrderForm};
+use payments::service::{audit, features, parameters, setup, Services};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait};
 use serde::Serialize;
 use std::sync::Arc;
@@ -38,7 +42,7 @@ pub struct BenchReport {
     /// SQL statements run per invoice (reads and writes, the simulator's included), when the
     /// connection was [`meter`]ed.
     pub statements_per_invoice: f64,
-    /// Invoices posted per turn of stage 1 ([`crate::pipeline::InvoiceBatches`]): how many
+    /// Invoices posted per turn of stage 1 ([`payments::pipeline::InvoiceBatches`]): how many
     /// invoicings were posted together, on average.
     pub invoices_per_turn: f64,
     /// Invoices whose payment process did not complete (should be 0).
@@ -78,35 +82,70 @@ fn counted(sql: &str, elapsed: Duration) {
     }
 }
 
-/// Counts what SeaORM's metric callback does not see: statements sent unprepared (several
-/// PostgreSQL statements sent together by [`crate::writes::Writes`]).
-pub fn unmetered(sql: &str, elapsed: Duration) {
-    if METERED.load(std::sync::atomic::Ordering::Relaxed) {
-        counted(sql, elapsed);
-    }
-}
-
-/// With profiling on, adds `elapsed` to the time of a phase of the pipeline (`phase: …` rows of
-/// the profile): how long a step took, how long a turn waited for its group.
-pub fn phase(name: impl FnOnce() -> String, elapsed: Duration) {
+/// Adds `elapsed` to phase `name` of the profile (`phase: …` rows), when profiling is on.
+fn phase(name: &str, elapsed: Duration) {
     if !PROFILING.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = guard.as_mut() {
-        let e = p.entry(format!("phase: {}", name())).or_default();
+        let e = p.entry(format!("phase: {name}")).or_default();
         e.0 += 1;
         e.1 += elapsed;
     }
 }
 
-/// Awaits `step`, adding its time to phase `name` of the profile (`phase: …` rows): where a
-/// transaction's time goes (its begin waits for the connection, its writes, its commit).
-pub async fn timed<T>(name: &'static str, step: impl std::future::Future<Output = T>) -> T {
-    let started = Instant::now();
-    let out = step.await;
-    phase(|| name.into(), started.elapsed());
-    out
+/// The `tracing` layer that turns `payments::observe`'s events into the bench's figures: phases
+/// into the profile, unprepared statements into the statement count (and the profile). Install it
+/// with [`targets`] as its filter, so nothing else reaches it.
+pub fn layer<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+    Collector
+}
+
+/// The only events [`layer`] wants.
+pub fn targets() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_target(payments::observe::PHASE, tracing::Level::TRACE)
+        .with_target(payments::observe::STATEMENT, tracing::Level::TRACE)
+}
+
+struct Collector;
+
+#[derive(Default)]
+struct Fields {
+    text: String,
+    micros: u64,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if field.name() == "micros" {
+            self.micros = value;
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if matches!(field.name(), "phase" | "sql") {
+            self.text = value.to_string();
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if matches!(field.name(), "phase" | "sql") {
+            self.text = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collector {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let elapsed = Duration::from_micros(f.micros);
+        match event.metadata().target() {
+            payments::observe::PHASE => phase(&f.text, elapsed),
+            payments::observe::STATEMENT if METERED.load(std::sync::atomic::Ordering::Relaxed) => counted(&f.text, elapsed),
+            _ => {}
+        }
+    }
 }
 
 /// The statements that took the most time, when profiling is on (stderr).
@@ -131,7 +170,7 @@ pub fn peak_rss_mb() -> f64 {
 
 async fn commits(s: &Services) -> ServiceResult<Option<i64>> {
     if s.db.get_database_backend() == DbBackend::Sqlite {
-        return Ok(Some(crate::db::sqlite_commits() as i64));
+        return Ok(Some(payments::db::sqlite_commits() as i64));
     }
     if s.db.get_database_backend() != DbBackend::Postgres {
         return Ok(None);
@@ -171,24 +210,24 @@ async fn prepare_setup(s: &Services) -> ServiceResult<(i32, i32)> {
     };
     let set = features::load(&s.db).await?;
     for f in [
-        crate::Feature::ImproveCardsPaymentFlow,
-        crate::Feature::UnifiedPaymentPostingJournalDefaults,
-        crate::Feature::OmniChannelPayments,
-        crate::Feature::DuplicatePaymentProtection,
-        crate::Feature::RefundsOverMultipleCaptures,
-        crate::Feature::ManualVoidOfExpiredLines,
-        crate::Feature::OmniChannelCommerceOrderPayments,
-        crate::Feature::IncrementalCapture,
+        payments::Feature::ImproveCardsPaymentFlow,
+        payments::Feature::UnifiedPaymentPostingJournalDefaults,
+        payments::Feature::OmniChannelPayments,
+        payments::Feature::DuplicatePaymentProtection,
+        payments::Feature::RefundsOverMultipleCaptures,
+        payments::Feature::ManualVoidOfExpiredLines,
+        payments::Feature::OmniChannelCommerceOrderPayments,
+        payments::Feature::IncrementalCapture,
     ] {
         if !set.is_enabled(f) {
             features::set(s, audit::SYSTEM, f, true).await?;
         }
     }
     let mut ar = std::collections::BTreeMap::new();
-    ar.insert(crate::domain::parameters::keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
-    ar.insert(crate::domain::parameters::keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
-    ar.insert(crate::domain::parameters::keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
-    parameters::save_group(s, audit::SYSTEM, crate::domain::parameters::ParameterGroup::AccountsReceivable, &ar).await?;
+    ar.insert(payments::domain::parameters::keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
+    ar.insert(payments::domain::parameters::keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
+    ar.insert(payments::domain::parameters::keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
+    parameters::save_group(s, audit::SYSTEM, payments::domain::parameters::ParameterGroup::AccountsReceivable, &ar).await?;
     Ok((cust, channel))
 }
 
@@ -269,7 +308,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
                 let Some((order, lines)) = next else { break };
                 let q: Vec<(i32, i32)> = lines.iter().zip([1, 2]).map(|(l, q)| (*l, q)).collect();
                 let t = Instant::now();
-                let out: ServiceResult<InvoiceOutcome> = crate::pipeline::invoice(&s, "bench", order, &q).await;
+                let out: ServiceResult<InvoiceOutcome> = payments::pipeline::invoice(&s, "bench", order, &q).await;
                 latencies.push(t.elapsed());
                 if !matches!(out, Ok(ref o) if o.status == ProcessStatus::Completed) {
                     not_completed += 1;
@@ -346,13 +385,13 @@ pub struct ExpiryBenchReport {
 
 /// Times the overview's counts and the first Pending Authorization page (milliseconds each), and
 /// checks they count at least what the expiry run `r` reported.
-async fn timed_reads(s: &Services, r: &crate::service::jobs::ExpiryReport, when: &str) -> ServiceResult<(f64, f64)> {
+async fn timed_reads(s: &Services, r: &payments::service::jobs::ExpiryReport, when: &str) -> ServiceResult<(f64, f64)> {
     let ms = |t: Instant| (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     let t = Instant::now();
-    let st = crate::service::standing::standing(s).await?;
+    let st = payments::service::standing::standing(s).await?;
     let overview_ms = ms(t);
     let t = Instant::now();
-    let listed = crate::service::authorizations::list(s, "pending_authorization", 1).await?.total;
+    let listed = payments::service::authorizations::list(s, "pending_authorization", 1).await?.total;
     let page_ms = ms(t);
     if st.pending_authorization < r.pending_authorization || listed < r.pending_authorization || st.orders_on_hold < r.orders_held {
         return Err(ServiceError::Conflict(format!(
@@ -381,7 +420,7 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
     let now = s.now();
     let expired_at = now - chrono::Duration::days(1);
     let authorized_at = now - chrono::Duration::days(8);
-    if let Some(wm) = crate::service::expiry::watermark(&s.db).await?.filter(|wm| *wm >= expired_at) {
+    if let Some(wm) = payments::service::expiry::watermark(&s.db).await?.filter(|wm| *wm >= expired_at) {
         return Err(ServiceError::Conflict(format!(
             "the expiry job has already run on this database up to {wm}, past the bench's expiry date; use a fresh database"
         )));
@@ -441,13 +480,13 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
         s.db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
     }
     let started = Instant::now();
-    let r = crate::service::jobs::expire_authorizations(s).await?;
+    let r = payments::service::jobs::expire_authorizations(s).await?;
     let seconds = started.elapsed().as_secs_f64();
     // What readers pay for expiry not being stored row by row: the overview and the Pending
     // Authorization list over every authorization just expired, then again once stored.
     let (overview_ms, pending_page_ms) = timed_reads(s, &r, "after the job").await?;
     let t = Instant::now();
-    let stored = crate::service::expiry::store_expired(s, crate::service::expiry::STORE_BATCH).await?;
+    let stored = payments::service::expiry::store_expired(s, payments::service::expiry::STORE_BATCH).await?;
     let store_seconds = (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     if stored.authorizations != r.expired {
         return Err(ServiceError::Conflict(format!("the sweep stored {stored:?}; the job expired {r:?}")));
@@ -470,22 +509,29 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
 
     #[tokio::test]
     async fn a_timed_step_returns_its_output_and_adds_its_time_to_its_phase() {
         // Issue 3: the profile's `phase:` rows say where a transaction's time goes (its begin,
         // its writes, its commit); a timed step is counted once, for at least as long as it took.
+        // Issue #41: the pipeline only reports it (`payments::observe`); this layer collects it.
+        let _listening = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer().with_filter(targets())));
         *PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profile::new());
         PROFILING.store(true, std::sync::atomic::Ordering::Relaxed);
-        let out = timed("test step", async {
+        let out = payments::observe::timed("test step", async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             7
         })
         .await;
         assert_eq!(out, 7, "the step's own output");
+        tracing::trace!(target: "paystage::other", phase = "not a phase", micros = 1u64);
         let guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, took) = guard.as_ref().and_then(|p| p.get("phase: test step")).copied().expect("a row for the phase");
+        let p = guard.as_ref().expect("profiling on");
+        let (count, took) = p.get("phase: test step").copied().expect("a row for the phase");
         assert_eq!(count, 1);
         assert!(took >= Duration::from_millis(5), "counted {took:?} for a step of at least 5 ms");
+        assert!(!p.contains_key("phase: not a phase"), "other targets are not collected");
     }
 }
