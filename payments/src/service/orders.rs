@@ -220,18 +220,24 @@ pub(crate) async fn chosen_card(db: &impl ConnectionTrait, form: &OrderForm, cus
 /// resubmit job (R-AUT-1). When a confirmation is needed and was not given, nothing is written and
 /// [`ServiceError::ConfirmationRequired`] says what to confirm.
 pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult<PlacedOrder> {
+    // The fields first (no processor call for a form that is refused anyway); then a new card is
+    // taken as the processor describes its token, before anything is written.
+    NewOrder::parse(form, s.now().date_naive()).map_err(ServiceError::Validation)?.total()?;
+    // Boxed: the placing future is large, and callers' stacks (a test thread's 2 MiB in a debug
+    // build) must not hold it twice over.
+    if !form.saved_card_id.trim().is_empty() {
+        return Box::pin(place_verified(s, actor, form)).await;
+    }
+    let card = super::cards::verified(s, &form.card).await?;
+    Box::pin(place_verified(s, actor, &OrderForm { card, ..form.clone() })).await
+}
+
+/// [`place`] for a form whose new card (if any) already came from `cards::verified`.
+pub(crate) async fn place_verified(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult<PlacedOrder> {
     use crate::domain::tokens::{self, OrderKind, TokenContext};
     let today = s.now().date_naive();
     let order = NewOrder::parse(form, today).map_err(ServiceError::Validation)?;
     let total = order.total()?;
-    // A new card is taken as the processor describes its token, before anything is written.
-    let verified;
-    let form = if form.saved_card_id.trim().is_empty() {
-        verified = OrderForm { card: super::cards::verified(s, &form.card).await?, ..form.clone() };
-        &verified
-    } else {
-        form
-    };
     let kind = match form.order_kind.trim() {
         "" => OrderKind::CustomerOrder,
         k => OrderKind::from_code(k).ok_or_else(|| ServiceError::field("order_kind", "Choose cash and carry or customer order."))?,
