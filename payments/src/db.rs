@@ -117,3 +117,34 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     migrate(&db).await?;
     Ok(db)
 }
+
+/// What makes a PostgreSQL transaction's commit not wait for the log flush ([`begin_bookkeeping`]).
+pub(crate) const ASYNCHRONOUS_COMMIT: &str = "SET LOCAL synchronous_commit TO off";
+
+/// `SELECT … FOR UPDATE` on PostgreSQL. SQLite has a single writer (and one pooled connection),
+/// so a write transaction there is already exclusive.
+pub(crate) fn for_update<E: sea_orm::EntityTrait>(select: sea_orm::Select<E>, db: &impl sea_orm::ConnectionTrait) -> sea_orm::Select<E> {
+    use sea_orm::{DbBackend, QuerySelect};
+    match db.get_database_backend() {
+        DbBackend::Postgres => select.lock_exclusive(),
+        _ => select,
+    }
+}
+
+/// Begins a transaction for pipeline bookkeeping whose loss in a database crash recovery redoes:
+/// stage marks and logs, a processor request's recorded outcome (the request stays pending and
+/// is asked about again), a payment journal (posted once per source). On PostgreSQL its commit
+/// does not wait for the WAL flush (`synchronous_commit = off` for this transaction only). The
+/// WAL is written in order, so such a commit can only be lost together with everything after
+/// it; every commit that must be on disk before money moves, the intent before a processor call
+/// above all, stays synchronous and flushes these with it. SQLite's durability is set per
+/// connection (`PAYSTAGE_SQLITE_SYNC`). A transaction that sends its writes together can begin
+/// plainly and say so in them instead ([`crate::writes::Writes::bookkeeping`]).
+pub(crate) async fn begin_bookkeeping(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(ASYNCHRONOUS_COMMIT).await?;
+    }
+    Ok(txn)
+}

@@ -10,13 +10,19 @@ pub mod domain;
 #[cfg(feature = "server")]
 pub mod observe;
 #[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
 pub mod connector;
 #[cfg(feature = "server")]
 pub mod crashpoint;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]
+pub mod ledger;
+#[cfg(feature = "server")]
 pub mod pipeline;
+#[cfg(feature = "server")]
+pub mod runtime;
 #[cfg(feature = "server")]
 pub mod entity;
 #[cfg(feature = "server")]
@@ -39,3 +45,6 @@ pub mod testing;
 
 pub use domain::access::Role;
 pub use domain::features::Feature;
+
+#[cfg(all(test, feature = "server"))]
+mod layering;

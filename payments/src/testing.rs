@@ -3,8 +3,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the test fails with a
 //! message saying so: it is never skipped.
 use crate::db;
-use crate::service::clock::ManualClock;
-use crate::service::Services;
+use crate::clock::ManualClock;
+use crate::runtime::Services;
 use chrono::{TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
 use std::sync::Arc;

@@ -83,14 +83,14 @@ impl Writes {
         Writes::new(db.get_database_backend())
     }
 
-    /// Writes for a transaction of pipeline bookkeeping, as [`crate::service::begin_bookkeeping`]
+    /// Writes for a transaction of pipeline bookkeeping, as [`crate::db::begin_bookkeeping`]
     /// begins one: on PostgreSQL the first statement sent says that the transaction's commit does
     /// not wait for the log flush, so that saying so costs no round trip of its own. The
     /// transaction is begun plainly, and these writes must be run in it before its commit.
     pub fn bookkeeping(db: &impl ConnectionTrait) -> Writes {
         let mut w = Writes::on(db);
         if w.backend == DbBackend::Postgres {
-            w.push_counted(Write::Inlined(crate::service::ASYNCHRONOUS_COMMIT.to_string()), 0);
+            w.push_counted(Write::Inlined(crate::db::ASYNCHRONOUS_COMMIT.to_string()), 0);
         }
         w
     }

@@ -295,7 +295,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         p.clear();
     }
     let statements_before = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed);
-    let turns_before = s.invoicing.counts();
+    let turns_before = payments::pipeline::batches(&s).counts();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
@@ -326,7 +326,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     }
     let elapsed = started.elapsed().as_secs_f64();
     let statements = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed) - statements_before;
-    let turns_after = s.invoicing.counts();
+    let turns_after = payments::pipeline::batches(&s).counts();
     let (turns, batched) = (turns_after.0 - turns_before.0, turns_after.1 - turns_before.1);
     print_profile(opts.orders);
     faults::clear(&s.db).await?;

@@ -473,7 +473,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     server.kill().await?;
     // A last recovery pass in this process, as `paystage recover` would run it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let recovered = payments::pipeline::recover(&services.clone().with_lease(chrono::Duration::seconds(1)), 10_000)
+    let recovered = payments::service::jobs::recover(&services.clone().with_lease(chrono::Duration::seconds(1)), 10_000)
         .await
         .map_err(|e| anyhow!("recovery: {e}"))?;
     if recovered.taken_over > 0 {

@@ -192,7 +192,7 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
         loop {
             every.tick().await;
             loop {
-                match payments::pipeline::recover(&recovery, RECOVERY_BATCH).await {
+                match payments::service::jobs::recover(&recovery, RECOVERY_BATCH).await {
                     Ok(r) if r.taken_over > 0 || r.requests_resolved > 0 => {
                         tracing::info!(taken_over = r.taken_over, completed = r.completed, incomplete = r.incomplete, requests = r.requests_resolved, "payment recovery");
                         if u64::from(r.taken_over) < RECOVERY_BATCH {

@@ -244,7 +244,7 @@ async fn run(cli: Cli, config: Config) {
             let services = open_services(&config).await;
             let mut total = payments::pipeline::RecoveryReport::default();
             loop {
-                let r = payments::pipeline::recover(&services, server::RECOVERY_BATCH).await.unwrap_or_else(|e| fail(e));
+                let r = payments::service::jobs::recover(&services, server::RECOVERY_BATCH).await.unwrap_or_else(|e| fail(e));
                 total.taken_over += r.taken_over;
                 total.completed += r.completed;
                 total.incomplete += r.incomplete;

@@ -23,7 +23,7 @@ pub async fn pick_up_order(order_id: i32, cash: String) -> Result<String, AppErr
 pub async fn load_cancellation(order_id: i32) -> Result<CancellationPreview, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Finance]).await?;
-    Ok(payments::service::prepayments::cancel_preview(&services()?, order_id).await?)
+    Ok(payments::service::cancellation::cancel_preview(&services()?, order_id).await?)
 }
 
 /// Cancels the order; `charge` is the cancellation charge the user saw on the preview (R-PRE-4).
@@ -31,7 +31,7 @@ pub async fn load_cancellation(order_id: i32) -> Result<CancellationPreview, App
 pub async fn cancel_order(order_id: i32, charge: String) -> Result<String, AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Finance]).await?;
-    Ok(payments::service::prepayments::cancel(&services()?, &user.username, order_id, Some(&charge)).await?)
+    Ok(payments::service::cancellation::cancel(&services()?, &user.username, order_id, Some(&charge)).await?)
 }
 
 #[server(endpoint = "deposit_choices")]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -108,7 +108,7 @@ pub async fn add(
     if kind == Some(FaultKind::Latency) && latency == Some(0) {
         errors.push(FieldError::new("latency_ms", "A latency fault needs a latency above 0 milliseconds."));
     }
-    if kind == Some(FaultKind::TimeoutAfter) && point == "journal" {
+    if kind == Some(FaultKind::TimeoutAfter) && point == JOURNAL {
         errors.push(FieldError::new("kind", "Journal posting is Paystage's own step: it can fail before, not time out after."));
     }
     let (Some(kind), Some(rate_value), Some(remaining), Some(latency), true) =
@@ -146,6 +146,14 @@ pub struct Fired {
     pub error_before: bool,
     pub timeout_after: bool,
     pub latency_ms: u64,
+}
+
+/// The point of Paystage's own journal posting (offered through [`crate::connector::JournalFaults`]).
+pub const JOURNAL: &str = "journal";
+
+/// Whether a fault is set at `point` now (none drawn).
+pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr> {
+    Ok(sim_fault::Entity::find().filter(sim_fault::Column::Point.eq(point)).count(db).await? > 0)
 }
 
 /// Draws the faults at `point` and counts those that fire, in `db` (a transaction's writes stay
@@ -234,7 +242,7 @@ async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>
 
 /// Whether fault `f` applies at `point` and fires on this draw (uniform, against its rate).
 fn fires(f: &sim_fault::Model, point: &str) -> bool {
-    let applies = f.point == point || (f.point == "any" && point != "journal");
+    let applies = f.point == point || (f.point == "any" && point != JOURNAL);
     if !applies {
         return false;
     }

@@ -140,4 +140,24 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn adjust_authorization(&self, tracking_id: &str, authorization: &str, new_amount: Money) -> ConnectorResult<Authorized>;
     /// What happened to the request with this tracking id, if it reached the processor at all.
     async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>>;
+    /// The faults a test or demonstration injects into Paystage's own journal posting, where the
+    /// connector offers them (the processor simulator's `journal` fault point); none for a real
+    /// processor. The pipeline asks this hook, never a fault table.
+    fn journal_faults(&self) -> Option<&dyn JournalFaults> {
+        None
+    }
+}
+
+/// Faults injected into the posting of payment and refund journals (see
+/// [`Connector::journal_faults`]).
+#[async_trait::async_trait]
+pub trait JournalFaults: Send + Sync {
+    /// Whether any fault is set at the journal now, without drawing it: a batched invoicing then
+    /// posts its journal on its own, where the fault is drawn.
+    async fn armed(&self, db: &sea_orm::DatabaseTransaction) -> Result<bool, sea_orm::DbErr>;
+    /// Draws the journal faults in `txn` (a use of a counted fault is consumed there); true when
+    /// the posting must fail.
+    async fn fire(&self, txn: &sea_orm::DatabaseTransaction) -> Result<bool, sea_orm::DbErr>;
+    /// [`JournalFaults::fire`] outside any transaction.
+    async fn fire_alone(&self, db: &sea_orm::DatabaseConnection) -> Result<bool, sea_orm::DbErr>;
 }

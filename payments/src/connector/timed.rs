@@ -9,7 +9,7 @@
 //! `lease / CALLS_PER_LEASE`, so no call outlives the lease it was made under and recovery never
 //! takes over a process whose call is still running. Should it happen anyway (a machine stalled
 //! past its lease), the outcome is written only over an open request and its effects follow only
-//! that write ([`crate::pipeline::requests::finish`]).
+//! that write ([`crate::ledger::requests::finish`]).
 use super::{Authorized, CardEntry, CardToken, Captured, Connector, ConnectorError, ConnectorResult, Outcome, PaymentReference, Refunded};
 use crate::domain::money::Money;
 use crate::domain::order::Command;
@@ -77,6 +77,9 @@ impl Connector for TimedConnector {
     }
     async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>> {
         self.within(self.inner.query(tracking_id)).await
+    }
+    fn journal_faults(&self) -> Option<&dyn super::JournalFaults> {
+        self.inner.journal_faults()
     }
 }
 

@@ -97,9 +97,71 @@ pub fn capture_path(c: &CaptureConditions) -> CapturePath {
     if reasons.is_empty() { CapturePath::Incremental } else { CapturePath::Legacy(reasons) }
 }
 
+/// What stage 2 knows of an open authorization when it decides (R-CAP-1..4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenAuthorization {
+    pub amount_minor: i64,
+    pub captured_minor: i64,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Stage 2's decision for an invoice: whether to capture, on which path and how much. The
+/// one-at-a-time stage and the batched path both take it from [`decide_capture`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaptureDecision {
+    /// The deposit and cash taken settle the invoice (R-PRE-2).
+    NothingDue,
+    /// The order has no open authorization (newest first is the one captured against).
+    NoOpenAuthorization,
+    /// The open authorization expired before the capture (R-AUT-3).
+    Expired(chrono::DateTime<chrono::Utc>),
+    /// Nothing is left on the authorization.
+    NothingLeft,
+    /// Capture `amount_minor` on `path`; `short` when the authorization covers less than is due
+    /// (the rest stays due, R-CAP-4).
+    Capture { path: CapturePath, amount_minor: i64, due_minor: i64, short: bool },
+}
+
+/// Stage 2's decision: `due_minor` is what the card pays of the invoice (its amount less the
+/// deposit and cash applied), `authorization` the order's newest open one with R-CAP-2's
+/// conditions read for it (see [`capture_path`]).
+pub fn decide_capture(due_minor: i64, authorization: Option<(OpenAuthorization, &CaptureConditions)>, now: chrono::DateTime<chrono::Utc>) -> CaptureDecision {
+    if due_minor <= 0 {
+        return CaptureDecision::NothingDue;
+    }
+    let Some((auth, conditions)) = authorization else {
+        return CaptureDecision::NoOpenAuthorization;
+    };
+    if auth.expires_at <= now {
+        return CaptureDecision::Expired(auth.expires_at);
+    }
+    let amount = std::cmp::min(due_minor, auth.amount_minor - auth.captured_minor);
+    if amount <= 0 {
+        return CaptureDecision::NothingLeft;
+    }
+    CaptureDecision::Capture { path: capture_path(conditions), amount_minor: amount, due_minor, short: amount < due_minor }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capture_decision_takes_what_is_due_up_to_what_is_left() {
+        let now = chrono::Utc::now();
+        let ok = eligible();
+        let auth = |amount, captured, days| OpenAuthorization { amount_minor: amount, captured_minor: captured, expires_at: now + chrono::Duration::days(days) };
+        assert_eq!(decide_capture(0, Some((auth(100, 0, 1), &ok)), now), CaptureDecision::NothingDue);
+        assert_eq!(decide_capture(-5, None, now), CaptureDecision::NothingDue);
+        assert_eq!(decide_capture(50, None, now), CaptureDecision::NoOpenAuthorization);
+        assert_eq!(decide_capture(50, Some((auth(100, 0, 0), &ok)), now), CaptureDecision::Expired(now));
+        assert_eq!(decide_capture(50, Some((auth(100, 100, 1), &ok)), now), CaptureDecision::NothingLeft);
+        assert_eq!(decide_capture(50, Some((auth(100, 20, 1), &ok)), now), CaptureDecision::Capture { path: CapturePath::Incremental, amount_minor: 50, due_minor: 50, short: false });
+        // R-CAP-4: the authorization covers less than is due.
+        assert_eq!(decide_capture(90, Some((auth(100, 20, 1), &ok)), now), CaptureDecision::Capture { path: CapturePath::Incremental, amount_minor: 80, due_minor: 90, short: true });
+        let legacy = CaptureConditions { request_protection: false, ..eligible() };
+        assert_eq!(decide_capture(10, Some((auth(100, 0, 1), &legacy)), now), CaptureDecision::Capture { path: CapturePath::Legacy(vec![LegacyReason::RequestProtectionOff]), amount_minor: 10, due_minor: 10, short: false });
+    }
 
     fn eligible() -> CaptureConditions {
         CaptureConditions {

@@ -4,14 +4,14 @@
 //! the process's completion. So the happy path of an invoice commits once per effect, not once
 //! per effect and once per stage boundary. Every flush renews this server's lease first in the
 //! same transaction: nothing is written, and no processor request is recorded, without the lease.
-use super::LogLine;
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{payment_process as pp, process_stage as ps};
-use crate::service::Services;
+use crate::runtime::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr};
 use crate::writes::Writes;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait};
+use super::log::{LogLine};
 
 /// One stage row's pending change: its latest status, with the start and end times to set.
 #[derive(Clone, Debug)]
@@ -116,7 +116,7 @@ impl Marks {
         if self.is_empty() {
             return Ok(true);
         }
-        let txn = crate::service::begin_bookkeeping(&s.db).await?;
+        let txn = crate::db::begin_bookkeeping(&s.db).await?;
         if !self.flush(s, &txn, process_id).await? {
             txn.rollback().await?;
             return Ok(false);
@@ -196,7 +196,7 @@ pub(super) fn flush_leased(w: &mut Writes, runs: &mut [(i32, &mut Marks)]) {
         }
         w.push(q.filter(ps::Column::Stage.eq(m.stage.code())).filter(ps::Column::ProcessId.is_in(ids)).into_query());
     }
-    super::log_lines_into(w, lines);
+    super::log::log_lines_into(w, lines);
 }
 
 /// Extends this server's lease on a running process; false if another server holds it.

@@ -3,7 +3,8 @@
 //! process), the manual void of expired lines (R-AUT-5, feature-gated, audited), and the
 //! adjustment of an authorization when its payment line is edited (R-AUT-2). Every processor call
 //! is preceded by its durable intent and followed by its outcome (R-CAP-5).
-use super::orders::{self, CardForm};
+use super::card_payments::{self, CardForm};
+use crate::ledger::orders;
 use super::expiry::{overlay_at, payment_status_is, settle, watermark, Overlay, Watermark};
 use super::{audit, parameters, Services};
 use crate::connector::Outcome;
@@ -17,7 +18,7 @@ use crate::entity::{
     token_consent,
 };
 use crate::error::{ServiceError, ServiceResult};
-use crate::pipeline::requests::{self, Purpose, Resolution};
+use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::Feature;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait};
@@ -207,8 +208,7 @@ pub async fn new_payment(
         )));
     }
     let card = if saved_card_id.trim().is_empty() { crate::service::cards::verified(s, card).await? } else { CardForm::default() };
-    let form = orders::OrderForm { card: card.clone(), saved_card_id: saved_card_id.to_string(), ..Default::default() };
-    let chosen = orders::chosen_card(&s.db, &form, order.customer_id).await?;
+    let chosen = card_payments::chosen_card(&s.db, saved_card_id, &card, order.customer_id).await?;
     if chosen.saved.is_none() {
         crate::service::cards::check_card(&card)?;
     }
@@ -234,7 +234,7 @@ pub async fn new_payment(
             return Err(ServiceError::ConfirmationRequired(c));
         }
     }
-    let conn = orders::default_connector(&s.db).await?;
+    let conn = card_payments::default_connector(&s.db).await?;
     let now = s.now();
     let txn = s.db.begin().await?;
     // Expiry is stored on the order's rows first, so the lines it moved are replaced below and the
@@ -250,9 +250,9 @@ pub async fn new_payment(
         .await?
         .rows_affected;
     let kind = if decision.kind == TokenKind::None { TokenKind::Nonrecurring } else { decision.kind };
-    let line = orders::insert_card_line(&txn, order.id, amount, conn.id, &chosen.card, kind, chosen.saved.as_ref().map(|c| c.id), now).await?;
+    let line = card_payments::insert_card_line(&txn, order.id, amount, conn.id, &chosen.card, kind, chosen.saved.as_ref().map(|c| c.id), now).await?;
     if let Some(c) = decision.confirmation {
-        orders::record_confirmation(&txn, now, actor, order.id, Some(line.id), c).await?;
+        card_payments::record_confirmation(&txn, now, actor, order.id, Some(line.id), c).await?;
     }
     audit::record(
         &txn,
@@ -265,7 +265,7 @@ pub async fn new_payment(
     )
     .await?;
     txn.commit().await?;
-    let (payment_status, message) = orders::authorize_payment_line(s, &line, amount, None).await?;
+    let (payment_status, message) = card_payments::authorize_payment_line(s, &line, amount, None).await?;
     if payment_status == PaymentStatus::Authorized {
         release_hold(s, order.id).await?;
     }

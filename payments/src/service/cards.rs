@@ -2,11 +2,11 @@
 //! agreement. Only tokens and what identifies the card to a person (type, last four, holder,
 //! expiry) are kept. Deleting keeps the row (marked deleted), so the record of what was on file
 //! and who removed it is never lost; every change is audited.
-use super::{audit, orders, Services};
+use super::{audit, Services};
 use crate::domain::views::{CustomerCards, CustomerView, SavedCardView};
 use crate::entity::{customer, customer_card as cc};
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::orders::CardForm;
+use super::card_payments::{default_connector, CardForm};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
@@ -40,7 +40,7 @@ pub async fn for_customer(db: &impl ConnectionTrait, customer_id: i32) -> Servic
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
-    let cannot_add = orders::default_connector(db).await.err().map(|e| e.to_string());
+    let cannot_add = default_connector(db).await.err().map(|e| e.to_string());
     Ok(CustomerCards {
         customer: CustomerView { id: c.id, account: c.account, name: c.name, email: c.email },
         cards: saved(db, customer_id).await?,
@@ -131,7 +131,7 @@ pub async fn add(s: &Services, actor: &str, customer_id: i32, card: &CardForm, a
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
-    let conn = orders::default_connector(&txn).await?;
+    let conn = default_connector(&txn).await?;
     check_card(card)?;
     if !agreed {
         return Err(ServiceError::field("agreed", "Confirm that the customer agrees to save this card before you save it."));

@@ -1,13 +1,14 @@
 //! Feature switches, persisted. Toggles run the prerequisite rules of
 //! [`crate::domain::features`] inside a transaction that holds the feature rows (R-FEA-1..3).
-use super::{audit, for_update, Services};
+use super::{audit, Services};
+pub(crate) use crate::ledger::settings::load_rows;
+pub use crate::ledger::settings::{load, load_with_parameters};
 use crate::domain::features::{Feature, FeatureSet};
-use crate::domain::parameters::Parameters;
 use crate::domain::views::{FeatureView, FeaturesOverview};
 use crate::entity::feature;
 use crate::error::ServiceResult;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Set, Statement, TransactionTrait};
+use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set, TransactionTrait};
 use serde_json::json;
 
 /// Makes sure every feature has a row (off), so toggles can lock the whole set.
@@ -30,36 +31,6 @@ pub async fn ensure_rows(s: &Services) -> Result<(), DbErr> {
             .await?;
     }
     Ok(())
-}
-
-async fn load_rows(db: &impl ConnectionTrait, lock: bool) -> Result<FeatureSet, DbErr> {
-    let q = feature::Entity::find();
-    let q = if lock { for_update(q, db) } else { q };
-    let rows = q.all(db).await?;
-    Ok(FeatureSet::new(rows.into_iter().filter(|r| r.enabled).filter_map(|r| Feature::from_key(&r.key))))
-}
-
-pub async fn load(db: &impl ConnectionTrait) -> Result<FeatureSet, DbErr> {
-    load_rows(db, false).await
-}
-
-/// The features and the parameters, read in one statement: what the payment pipeline reads
-/// before each capture decision (R-CAP-2), where on PostgreSQL every statement is a round trip
-/// on the invoicing's path (issue #3). The same as [`load`] and [`super::parameters::load`].
-pub async fn load_with_parameters(db: &impl ConnectionTrait) -> Result<(FeatureSet, Parameters), DbErr> {
-    const BOTH: &str = "SELECT 'feature' AS kind, key, CASE WHEN enabled THEN 'on' ELSE 'off' END AS value FROM features \
-                        UNION ALL SELECT 'parameter' AS kind, key, value FROM parameters";
-    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), BOTH)).await?;
-    let (mut enabled, mut stored) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (kind, key, value): (String, String, String) = (row.try_get("", "kind")?, row.try_get("", "key")?, row.try_get("", "value")?);
-        match kind.as_str() {
-            "feature" if value == "on" => enabled.extend(Feature::from_key(&key)),
-            "parameter" => stored.push((key, value)),
-            _ => {}
-        }
-    }
-    Ok((FeatureSet::new(enabled), Parameters::from_stored(stored)))
 }
 
 /// Turns `feature` on or off for `actor`, refusing what the prerequisite rules refuse. Audited.

@@ -5,14 +5,11 @@ use crate::domain::views::ParameterFieldView;
 use crate::entity::parameter;
 use crate::error::{ServiceError, ServiceResult};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set, TransactionTrait};
+use sea_orm::{EntityTrait, Set, TransactionTrait};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-pub async fn load(db: &impl ConnectionTrait) -> Result<Parameters, DbErr> {
-    let rows = parameter::Entity::find().all(db).await?;
-    Ok(Parameters::from_stored(rows.into_iter().map(|r| (r.key, r.value))))
-}
+pub use crate::ledger::settings::load_parameters as load;
 
 pub fn fields(params: &Parameters, group: ParameterGroup) -> Vec<ParameterFieldView> {
     group

@@ -3,7 +3,7 @@
 //! stored currency codes are read from the ISO 4217 table, never defaulted (R-MON-1).
 use payments::db_test;
 use payments::error::ServiceError;
-use payments::service::{authorizations, features, orders, prepayments, Services};
+use payments::service::{authorizations, features, cancellation, orders, prepayments, Services};
 use payments::testing::{dump_text, enable_pipeline, fixture, OrderBuilder};
 
 /// The field a refusal names (a refusal that is not a field error fails the test).
@@ -230,7 +230,7 @@ async fn capture_outlasting_the_lease(db: &payments::testing::TestDb, batched: b
     let first = tokio::spawn(async move { payments::pipeline::invoice(&runner, "finance", order_id, &q).await });
     wait_in_flight(s, order_id, Command::Capture).await;
     db.clock.advance(chrono::Duration::seconds(s.lease.num_seconds() + 5));
-    let report = payments::pipeline::recover(&second_server(s), 10).await.unwrap();
+    let report = payments::service::jobs::recover(&second_server(s), 10).await.unwrap();
     assert_eq!((report.taken_over, report.completed), (1, 1), "{report:?}");
     let late = first.await.unwrap();
     assert!(late.is_ok(), "the late answer is not an error for its user: {late:?}");
@@ -279,7 +279,7 @@ db_test!(an_authorization_call_outlasting_its_lease_is_recorded_once, |db| {
     let order_id = order_id.expect("the authorization went out");
     wait_in_flight(&s, order_id, Command::Authorize).await;
     db.clock.advance(chrono::Duration::seconds(s.lease.num_seconds() + 5));
-    let report = payments::pipeline::recover(&second_server(&s), 10).await.unwrap();
+    let report = payments::service::jobs::recover(&second_server(&s), 10).await.unwrap();
     assert_eq!(report.requests_resolved, 1, "{report:?}");
     let placed = placing.await.unwrap().expect("placement answers");
     assert_eq!(placed.payment_status, PaymentStatus::Authorized, "{placed:?}");
@@ -327,14 +327,14 @@ db_test!(lost_answers_to_voids_and_adjustments_are_resolved_by_recovery, |db| {
     let err = authorizations::adjust(s, "finance", line, "120.00").await.unwrap_err();
     assert!(err.to_string().contains("not known yet"), "{err}");
     assert_eq!(request_statuses(s, placed.order_id, Command::Adjust).await, vec!["unknown"]);
-    assert_eq!(payments::pipeline::recover(s, 10).await.unwrap().requests_resolved, 0, "a request younger than the lease is left to its runner");
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().requests_resolved, 0, "a request younger than the lease is left to its runner");
     db.clock.advance(chrono::Duration::seconds(s.lease.num_seconds() + 5));
-    assert_eq!(payments::pipeline::recover(s, 10).await.unwrap().requests_resolved, 1);
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().requests_resolved, 1);
     assert_eq!(request_statuses(s, placed.order_id, Command::Adjust).await, vec!["succeeded"]);
     let d = orders::detail(s, placed.order_id).await.unwrap();
     assert_eq!(d.authorizations[0].amount.minor(), 12_000, "the adjusted amount is applied");
     assert_eq!(d.payments[0].amount.minor(), 12_000);
-    assert_eq!(payments::pipeline::recover(s, 10).await.unwrap().requests_resolved, 0, "resolved once");
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().requests_resolved, 0, "resolved once");
 
     // The void: an expired authorization voided by hand.
     for f in [
@@ -356,7 +356,7 @@ db_test!(lost_answers_to_voids_and_adjustments_are_resolved_by_recovery, |db| {
     assert!(err.to_string().contains("not known yet"), "{err}");
     assert_eq!(request_statuses(s, expiring.order_id, Command::Void).await, vec!["unknown"]);
     db.clock.advance(chrono::Duration::seconds(s.lease.num_seconds() + 5));
-    assert_eq!(payments::pipeline::recover(s, 10).await.unwrap().requests_resolved, 1);
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().requests_resolved, 1);
     assert_eq!(request_statuses(s, expiring.order_id, Command::Void).await, vec!["succeeded"]);
     let d = orders::detail(s, expiring.order_id).await.unwrap();
     assert_eq!(d.authorizations[0].status, AuthorizationStatus::Voided);
@@ -392,7 +392,7 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
     }
     let refund_fault = faults::add(&s.db, s.now(), "refund", "error_before", "1", "", "").await.unwrap();
     for id in &cancelled {
-        let _ = prepayments::cancel(s, "finance", *id, None).await;
+        let _ = cancellation::cancel(s, "finance", *id, None).await;
     }
     faults::remove(&s.db, refund_fault).await.unwrap();
     // Placement authorizations whose answer was lost.
@@ -406,11 +406,11 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
     // Each runner's connector takes 300 ms to hand out a tracking id: both runners have read the
     // same order and found nothing in flight before either records its intent.
     let (a, b) = (delayed_references(second_server(s)), delayed_references(second_server(s)));
-    let (x, y) = tokio::join!(payments::pipeline::recover(&a, 100), payments::pipeline::recover(&b, 100));
+    let (x, y) = tokio::join!(payments::service::jobs::recover(&a, 100), payments::service::jobs::recover(&b, 100));
     x.unwrap();
     y.unwrap();
     // Whatever one pass left (a claim held by the other), a third finishes.
-    payments::pipeline::recover(s, 100).await.unwrap();
+    payments::service::jobs::recover(s, 100).await.unwrap();
     for id in &deposits {
         assert_eq!(count_for::<capture::Entity>(s, capture::Column::OrderId, *id).await, 1, "order {id}: one deposit capture");
         assert_eq!(request_statuses(s, *id, Command::Capture).await.iter().filter(|st| *st == "succeeded").count(), 1);

@@ -28,9 +28,9 @@ type Invoiced = Result<payments::domain::payment_views::InvoiceOutcome, payments
 /// Invoices two orders' (order, [(line, quantity)]) in one batched turn: both wait while the turn
 /// is held, then one turn takes them.
 async fn invoice_in_one_turn(s: &Services, (a, a_lines): (i32, &[(i32, i32)]), (b, b_lines): (i32, &[(i32, i32)])) -> (Invoiced, Invoiced) {
-    let hold = s.invoicing.hold().await;
+    let hold = payments::pipeline::batches(&s).hold().await;
     let release = async {
-        while s.invoicing.waiting() < 2 {
+        while payments::pipeline::batches(&s).waiting() < 2 {
             tokio::task::yield_now().await;
         }
         drop(hold);
@@ -294,9 +294,9 @@ db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_captur
         .await
         .unwrap();
     // The server "restarts": its lease runs out, recovery takes over.
-    assert_eq!(pipeline::recover(s, 10).await.unwrap().taken_over, 0, "a live lease is not taken over");
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().taken_over, 0, "a live lease is not taken over");
     db.clock.advance(chrono::Duration::seconds(31));
-    let report = pipeline::recover(s, 10).await.unwrap();
+    let report = payments::service::jobs::recover(s, 10).await.unwrap();
     assert_eq!((report.taken_over, report.completed), (1, 1), "{report:?}");
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "the processor captured once");
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1);
@@ -380,7 +380,7 @@ db_test!(a_batched_turn_whose_guarded_line_moves_fall_short_is_undone_and_each_i
     let lines = |d: OrderDetail| d.lines.iter().map(|l| (l.id, 1)).collect::<Vec<(i32, i32)>>();
     let (blocked_lines, other_lines) = (lines(detail(s, blocked.order_id).await), lines(detail(s, other.order_id).await));
     let (first, second) = invoice_in_one_turn(s, (blocked.order_id, &blocked_lines), (other.order_id, &other_lines)).await;
-    assert_eq!(s.invoicing.counts(), (0, 0), "the turn posted nothing: its writes were rolled back");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (0, 0), "the turn posted nothing: its writes were rolled back");
     let err = first.unwrap_err().to_string();
     assert!(err.contains("invoiced by someone else at the same time"), "{err}");
     let second = second.unwrap();
@@ -900,10 +900,10 @@ db_test!(invoicings_posted_together_write_what_each_writes_on_its_own, |db| {
     for (order, qty) in [(over.1, vec![2, 0]), (held.1, vec![1, 0])] {
         answers_alone.push(plain(&pipeline::invoice(&alone, "finance", order, &quantities(order, qty).await).await.unwrap_err().to_string()));
     }
-    assert_eq!(s.invoicing.counts(), (0, 0), "nothing went through a batch yet");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (0, 0), "nothing went through a batch yet");
 
     // Together: all five wait while the turn is held, then one turn takes them.
-    let turn = s.invoicing.hold().await;
+    let turn = payments::pipeline::batches(&s).hold().await;
     let mut work = Vec::new();
     for ((order, _), qty) in pairs.iter().zip(shapes).map(|(p, q)| (p, q.to_vec())).chain([(&over, vec![2, 0]), (&held, vec![1, 0])]) {
         let q = quantities(*order, qty).await;
@@ -911,7 +911,7 @@ db_test!(invoicings_posted_together_write_what_each_writes_on_its_own, |db| {
         let order = *order;
         work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
     }
-    while s.invoicing.waiting() < 5 {
+    while payments::pipeline::batches(&s).waiting() < 5 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     drop(turn);
@@ -925,7 +925,7 @@ db_test!(invoicings_posted_together_write_what_each_writes_on_its_own, |db| {
             answers_together.push(plain(&out.unwrap_err().to_string()));
         }
     }
-    assert_eq!(s.invoicing.counts(), (1, 3), "one turn posted the three it could; the two refused went their own way");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (1, 3), "one turn posted the three it could; the two refused went their own way");
     assert_eq!(answers_together, answers_alone, "the same refusals");
     assert!(answers_alone[0].contains("can be invoiced, not 2") && answers_alone[1].contains("on hold"), "{answers_alone:?}");
     for (together, alone_id) in pairs {
@@ -987,13 +987,13 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
     // Until removed (a fault limited to 2 uses could fire once only for two concurrent draws, and
     // then for the third): both captures of the group draw it, then it is removed.
     let latency = faults::add(&s.db, s.now(), "capture", "latency", "1", "", "3000").await.unwrap();
-    let turn = s.invoicing.hold().await;
+    let turn = payments::pipeline::batches(&s).hold().await;
     let mut slow = Vec::new();
     for (order, q) in orders.clone() {
         let s = s.clone();
         slow.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
     }
-    while s.invoicing.waiting() < 2 {
+    while payments::pipeline::batches(&s).waiting() < 2 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     drop(turn);
@@ -1005,7 +1005,7 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
-    assert_eq!(s.invoicing.counts(), (1, 2), "one turn posted the two");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (1, 2), "one turn posted the two");
     let fired = || async move { faults::list(&s.db).await.unwrap().iter().find(|f| f.id == latency).map_or(0, |f| f.fired) };
     while fired().await < 2 {
         assert!(std::time::Instant::now() < deadline, "the group's captures were not sent");
@@ -1018,7 +1018,7 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
     for w in slow {
         assert_eq!(w.await.unwrap().unwrap().status, ProcessStatus::Completed);
     }
-    assert_eq!(s.invoicing.counts(), (2, 3));
+    assert_eq!(payments::pipeline::batches(&s).counts(), (2, 3));
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
     assert_clean(&db).await;
 });
@@ -1038,13 +1038,13 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     let orders = whole_orders(s, &fx, 4).await;
     faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let started = std::time::Instant::now();
-    let turn = s.invoicing.hold().await;
+    let turn = payments::pipeline::batches(&s).hold().await;
     let mut work = Vec::new();
     for (order, q) in orders {
         let s = s.clone();
         work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await.unwrap() }));
     }
-    while s.invoicing.waiting() < 4 {
+    while payments::pipeline::batches(&s).waiting() < 4 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     drop(turn);
@@ -1055,8 +1055,8 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "a step waited for the member that had left: {:?}", started.elapsed());
     statuses.sort_by_key(|st| st.code());
     assert_eq!(statuses, vec![ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Incomplete]);
-    assert_eq!(s.invoicing.counts(), (1, 4), "one turn posted the four");
-    assert_eq!(s.invoicing.step_runs(), [1], "the step after the processor ran once, for the three captured (stage 1 requested all four captures with their invoices)");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (1, 4), "one turn posted the four");
+    assert_eq!(payments::pipeline::batches(&s).step_runs(), [1], "the step after the processor ran once, for the three captured (stage 1 requested all four captures with their invoices)");
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
     let rows = queries::incomplete(&s.db, None).await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -1072,13 +1072,13 @@ db_test!(many_invoicings_in_flight_go_in_two_groups_on_postgres_and_in_one_on_sq
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let orders = whole_orders(s, &fx, 20).await;
-    let turn = s.invoicing.hold().await;
+    let turn = payments::pipeline::batches(&s).hold().await;
     let mut work = Vec::new();
     for (order, q) in orders {
         let s = s.clone();
         work.push(tokio::spawn(async move { pipeline::invoice(&s, "finance", order, &q).await }));
     }
-    while s.invoicing.waiting() < 20 {
+    while payments::pipeline::batches(&s).waiting() < 20 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     drop(turn);
@@ -1087,7 +1087,7 @@ db_test!(many_invoicings_in_flight_go_in_two_groups_on_postgres_and_in_one_on_sq
         assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
     }
     let groups = if s.db.get_database_backend() == sea_orm::DbBackend::Postgres { (2, 20) } else { (1, 20) };
-    assert_eq!(s.invoicing.counts(), groups, "(turns, invoices they posted)");
+    assert_eq!(payments::pipeline::batches(&s).counts(), groups, "(turns, invoices they posted)");
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 20);
     assert_clean(&db).await;
 });
@@ -1408,7 +1408,7 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
     for out in [first.unwrap(), second.unwrap()] {
         assert_eq!(out.status, ProcessStatus::Running, "the group's run stops with its lease: {out:?}");
     }
-    assert_eq!(s.invoicing.counts(), (1, 2), "both went in one turn");
+    assert_eq!(payments::pipeline::batches(&s).counts(), (1, 2), "both went in one turn");
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 2, "each capture taken is recorded");
     assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
     assert_eq!(payments::entity::journal::Entity::find().count(&s.db).await.unwrap(), 2, "the invoice journals only, no payment journal");
@@ -1430,7 +1430,7 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
         .await
         .unwrap();
     faults::clear(&s.db).await.unwrap();
-    pipeline::recover(s, 10).await.unwrap();
+    payments::service::jobs::recover(s, 10).await.unwrap();
     for p in payment_process::Entity::find().all(&s.db).await.unwrap() {
         assert_eq!(p.status, ProcessStatus::Completed.code(), "process {}", p.id);
     }

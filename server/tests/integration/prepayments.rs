@@ -7,7 +7,7 @@ use payments::domain::pipeline::ProcessStatus;
 use payments::entity::{account_deposit, authorization, capture, journal, journal_line, refund, sales_order};
 use payments::error::ServiceError;
 use payments::pipeline::{self, invariants};
-use payments::service::{journals, orders, prepayments, Services};
+use payments::service::{cancellation, journals, orders, prepayments, Services};
 use payments::testing::{enable_pipeline, fixture, set_parameters, OrderBuilder};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
@@ -204,17 +204,17 @@ db_test!(cancel_refunds_the_deposit_by_tender_less_the_charge, |db| {
     set_parameters(s, ParameterGroup::Commerce, &[(keys::CANCELLATION_CHARGE_PERCENT, "10")]).await;
     let placed = OrderBuilder::new(&fx).channel(fx.pos).line("Sofa", 2, "100.00").deposit("60.00", "30.00", "").place(s).await;
     let before = journal::Entity::find().count(&s.db).await.unwrap();
-    let p = prepayments::cancel_preview(s, placed.order_id).await.unwrap();
+    let p = cancellation::cancel_preview(s, placed.order_id).await.unwrap();
     assert_eq!((p.paid.minor(), p.charge.minor(), p.refund_total.minor(), p.release.minor()), (6000, 2000, 4000, 14000));
     assert_eq!(p.refunds.iter().map(|(t, m)| (*t, m.minor())).collect::<Vec<_>>(), vec![(Tender::Cash, 1000), (Tender::Card, 3000)]);
     assert_eq!(p.journals.len(), 3, "charge, card refund, cash refund");
     assert_eq!(journal::Entity::find().count(&s.db).await.unwrap(), before, "the preview posts nothing");
 
-    let err = prepayments::cancel(s, "finance", placed.order_id, Some("5.00")).await.unwrap_err();
+    let err = cancellation::cancel(s, "finance", placed.order_id, Some("5.00")).await.unwrap_err();
     assert!(matches!(err, ServiceError::Conflict(_)), "a charge other than the one shown is refused: {err:?}");
     assert_eq!(journal::Entity::find().count(&s.db).await.unwrap(), before);
 
-    let msg = prepayments::cancel(s, "finance", placed.order_id, Some("20")).await.unwrap();
+    let msg = cancellation::cancel(s, "finance", placed.order_id, Some("20")).await.unwrap();
     assert!(msg.contains("20 USD") || msg.contains("20.00 USD"), "{msg}");
     let order = sales_order::Entity::find_by_id(placed.order_id).one(&s.db).await.unwrap().unwrap();
     assert_eq!((order.status.as_str(), order.cancellation_charge_minor), (OrderStatus::Cancelled.code(), 2000));
@@ -229,10 +229,10 @@ db_test!(cancel_refunds_the_deposit_by_tender_less_the_charge, |db| {
     // Prepayments balance to the charge kept: 60.00 in, 40.00 back, 20.00 to revenue.
     let prepay: i64 = js.iter().flat_map(|j| j.3.iter()).filter(|l| l.0 == accounts::CUSTOMER_PREPAYMENTS).map(|l| l.2 - l.1).sum();
     assert_eq!(prepay, 0);
-    assert!(prepayments::cancel(s, "finance", order.id, None).await.is_err(), "cancelled once");
+    assert!(cancellation::cancel(s, "finance", order.id, None).await.is_err(), "cancelled once");
     let d = orders::detail(s, order.id).await.unwrap();
     assert!(pipeline::invoice(s, "finance", order.id, &[(d.lines[0].id, 1)]).await.is_err(), "a cancelled order is not invoiced");
-    assert_eq!(pipeline::recover(s, 10).await.unwrap().prepayments, 0, "nothing left for recovery");
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().prepayments, 0, "nothing left for recovery");
     assert_clean(s).await;
 });
 
@@ -268,9 +268,9 @@ db_test!(an_interrupted_deposit_capture_is_finished_by_recovery_once, |db| {
     assert!(placed.message.clone().unwrap_or_default().contains("not captured"), "{:?}", placed.message);
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
     db.clock.advance(chrono::Duration::minutes(5));
-    let report = pipeline::recover(s, 10).await.unwrap();
+    let report = payments::service::jobs::recover(s, 10).await.unwrap();
     assert_eq!(report.prepayments, 1);
-    assert_eq!(pipeline::recover(s, 10).await.unwrap().prepayments, 0, "done once");
+    assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().prepayments, 0, "done once");
     let caps: Vec<i64> = capture::Entity::find().all(&s.db).await.unwrap().iter().map(|c| c.amount_minor).collect();
     assert_eq!(caps, vec![4000]);
     let js = journals_of(s, Some(placed.order_id)).await;

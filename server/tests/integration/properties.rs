@@ -67,7 +67,7 @@ async fn incomplete(db: &TestDb) -> Vec<pp::Model> {
 
 async fn recover(db: &TestDb) {
     db.clock.advance(db.services.lease + chrono::Duration::seconds(1));
-    payments::pipeline::recover(&db.services, 100).await.unwrap();
+    payments::service::jobs::recover(&db.services, 100).await.unwrap();
 }
 
 async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -212,7 +212,7 @@ async fn prepay_scenario(deposits: Vec<(i64, i64)>, charge_percent: i64, ops: Ve
             PrepayOp::Cancel { order } => {
                 let o = sales_order::Entity::find_by_id(orders[*order]).one(&s.db).await.unwrap().unwrap();
                 let paid: i64 = payments::service::prepayments::deposits_paid(&s.db, &o).await.unwrap().iter().map(|d| d.paid.minor()).sum();
-                if payments::service::prepayments::cancel(s, "prop", o.id, None).await.is_ok() {
+                if payments::service::cancellation::cancel(s, "prop", o.id, None).await.is_ok() {
                     // R-PRE-4: the charge is the percentage of the order total, rounded once (half
                     // up), never more than was paid; the rest goes back; all exact to the minor unit.
                     let expected = ((totals[*order] * charge_percent + 50) / 100).min(paid);

@@ -20,7 +20,7 @@ use crate::domain::order::{AuthorizationStatus, PaymentStatus, Tender};
 use crate::domain::views::ChannelKind;
 use crate::entity::{authorization as au, channel, expiry_watermark as ew, payment_line as pl, sales_order as so};
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::Services;
+use crate::runtime::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait, Value};

@@ -6,7 +6,7 @@ use crate::domain::money::Money;
 use crate::domain::order::{Command, RequestStatus};
 use crate::domain::pipeline::Stage;
 use crate::entity::processor_request as pr;
-use crate::service::Services;
+use crate::runtime::Services;
 use crate::error::ServiceError;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};

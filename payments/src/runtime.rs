@@ -1,0 +1,40 @@
+//! What every layer needs from the outside world ([`Services`]): the database, the clock, the
+//! payment connector, this server's name and lease, and its shared invoicing state. Defined below
+//! the pipeline and the services so both take the same handle; the services construct it
+//! (`Services::new` in `crate::service`).
+use crate::clock::SharedClock;
+use crate::connector::Connector;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// What a service needs from the outside world.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub db: DatabaseConnection,
+    pub clock: SharedClock,
+    /// The payment connector (the processor simulator unless another is configured).
+    pub connector: Arc<dyn Connector>,
+    /// This server process, as named in the leases it takes on payment processes.
+    pub instance: String,
+    /// How long a lease on a payment process lasts before recovery may take it over.
+    pub lease: chrono::Duration,
+    /// Invoicings waiting to be posted together (shared by clones of these services, which must
+    /// keep the same database): the pipeline's `InvoiceBatches`, which
+    /// `crate::pipeline::batches` reads back.
+    pub invoicing: Arc<dyn Invoicing>,
+}
+
+/// The pipeline's shared invoicing state, held here without this module naming it (the state's
+/// queues hold services in turn).
+pub trait Invoicing: std::any::Any + Send + Sync + std::fmt::Debug {}
+
+impl Services {
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}
