@@ -110,7 +110,7 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
         Err(e @ SignInError::InvalidCredentials) => {
             Err(AppError::Invalid { message: e.to_string(), fields: Vec::new(), scope: None })
         }
-        Err(e @ (SignInError::Locked { .. } | SignInError::Disabled | SignInError::Busy)) => Err(AppError::Refused(e.to_string())),
+        Err(e @ (SignInError::Locked { .. } | SignInError::Disabled | SignInError::Busy)) => Err(AppError::refused(e.code(), e.to_string())),
         Err(SignInError::Database(e)) => Err(e.into()),
     }
 }

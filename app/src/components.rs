@@ -250,3 +250,43 @@ pub fn ConfirmationDialog(
         )
     }
 }
+
+/// The links between the pages of a list, newest first: `link(n)` is page `n`'s address, `noun`
+/// what the list counts ("orders").
+pub fn pager(page: u64, pages: u64, total: u64, noun: &'static str, link: impl Fn(u64) -> String) -> impl IntoView {
+    view! {
+        <div class="pager">
+            {(page > 1).then(|| view! { <a href=link(page - 1)>"← Newer"</a> })}
+            <span class="muted">{format!("Page {page} of {pages} · {total} {noun}")}</span>
+            {(page < pages).then(|| view! { <a href=link(page + 1)>"Older →"</a> })}
+        </div>
+    }
+}
+
+/// A table's header row; a column named with a leading "n:" is numeric (right-aligned), e.g.
+/// `table_head(&["Order", "n:Total"])`.
+pub fn table_head(columns: &[&'static str]) -> impl IntoView + use<> {
+    let cells = columns
+        .iter()
+        .map(|c| match c.strip_prefix("n:") {
+            Some(name) => view! { <th class="num">{name}</th> }.into_any(),
+            None => view! { <th>{*c}</th> }.into_any(),
+        })
+        .collect_view();
+    view! { <thead><tr>{cells}</tr></thead> }
+}
+
+/// A filter value in a link's query string (`application/x-www-form-urlencoded`, as a GET form
+/// sends it): a '+' typed in a filter stays a '+', a space becomes '+'.
+pub fn query_value(s: &str) -> String {
+    // '%' first (it introduces the others), '+' before the spaces become '+'.
+    s.replace('%', "%25").replace('+', "%2B").replace('&', "%26").replace('#', "%23").replace(' ', "+")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_survive_the_round_trip() {
+        assert_eq!(super::query_value("a b+c&d#e%f"), "a+b%2Bc%26d%23e%25f");
+    }
+}

@@ -15,9 +15,10 @@ pub enum AppError {
     /// Invalid input; nothing changed. `scope` tells which of several forms on a page it belongs to.
     #[error("{message}")]
     Invalid { message: String, fields: Vec<FieldError>, scope: Option<String> },
-    /// A business rule refused the request; nothing changed.
-    #[error("{0}")]
-    Refused(String),
+    /// A business rule refused the request; nothing changed. `code` is the stable `PS_…` code of
+    /// the refusal (`payments::error`), for clients that act on it.
+    #[error("{message}")]
+    Refused { code: String, message: String },
     #[error("{0}")]
     NotFound(String),
     /// The user must confirm `text` (consent, acknowledgement) and submit again with
@@ -44,6 +45,11 @@ impl FromServerFnError for AppError {
 }
 
 impl AppError {
+    /// A refusal this app decides itself, with its stable code.
+    pub fn refused(code: &str, message: impl Into<String>) -> Self {
+        AppError::Refused { code: code.into(), message: message.into() }
+    }
+
     /// The HTTP status a call refused with this error answers with: 500 only for what failed on
     /// the server.
     #[cfg(feature = "ssr")]
@@ -53,7 +59,7 @@ impl AppError {
             AppError::Unauthorized => S::UNAUTHORIZED,
             AppError::Forbidden => S::FORBIDDEN,
             AppError::Invalid { .. } => S::BAD_REQUEST,
-            AppError::Refused(_) | AppError::ConfirmationRequired { .. } => S::CONFLICT,
+            AppError::Refused { .. } | AppError::ConfirmationRequired { .. } => S::CONFLICT,
             AppError::NotFound(_) => S::NOT_FOUND,
             AppError::Server(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -96,19 +102,22 @@ impl From<payments::error::ServiceError> for AppError {
                 };
                 AppError::Invalid { message, fields, scope: None }
             }
-            S::Feature(f) => AppError::Refused(f.to_string()),
-            S::Conflict(m) => AppError::Refused(m),
+            e if e.is_refusal() => AppError::Refused { code: e.code().into(), message: e.to_string() },
             S::NotFound(m) => AppError::NotFound(m),
             S::ConfirmationRequired(c) => AppError::ConfirmationRequired { code: c.code().into(), title: c.title().into(), text: c.text().into() },
             S::Database(db) => {
                 tracing::error!(error = %db, "database error");
                 AppError::Server("the database could not complete the request; nothing was changed".into())
             }
-            e @ S::AlreadyRecorded(_) => AppError::Refused(e.to_string()),
             S::StoredData(m) => {
                 tracing::error!(error = %m, "stored data cannot be read");
                 AppError::Server(format!("stored data cannot be read ({m}); nothing was changed, and an administrator must look at it"))
             }
+            S::Internal(m) => {
+                tracing::error!(error = %m, "internal step failed");
+                AppError::Server(format!("an internal step failed ({m}); what was committed stays, and recovery finishes what was started"))
+            }
+            e => AppError::Server(e.to_string()),
         }
     }
 }

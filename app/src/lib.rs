@@ -69,9 +69,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
                 <Route path=path!("/customers/:id/cards") view=|| view! { <Layout><customers::CustomerCardsPage /></Layout> } />
                 <Route path=path!("/orders/:id/payment") view=|| view! { <Layout><payment::NewPaymentPage /></Layout> } />
-                <Route path=path!("/orders/:id/cancel") view=|| view! { <Layout><prepayments::CancelOrderPage /></Layout> } />
-                <Route path=path!("/journals") view=|| view! { <Layout><prepayments::JournalsPage /></Layout> } />
-                <Route path=path!("/deposits") view=|| view! { <Layout><prepayments::AccountDepositPage /></Layout> } />
+                <Route path=path!("/orders/:id/cancel") view=|| view! { <Layout><cancel_order::CancelOrderPage /></Layout> } />
+                <Route path=path!("/journals") view=|| view! { <Layout><journals::JournalsPage /></Layout> } />
+                <Route path=path!("/deposits") view=|| view! { <Layout><account_deposit::AccountDepositPage /></Layout> } />
                 <Route path=path!("/payments/authorizations") view=|| view! { <Layout><authorizations::AuthorizationsPage /></Layout> } />
                 <Route
                     path=path!("/payments/authorizations/:id")
@@ -79,7 +79,7 @@ pub fn App() -> impl IntoView {
                 />
                 <Route path=path!("/orders") view=|| view! { <Layout><orders::OrdersPage /></Layout> } />
                 <Route path=path!("/orders/new") view=|| view! { <Layout><new_order::NewOrderPage /></Layout> } />
-                <Route path=path!("/orders/:id") view=|| view! { <Layout><orders::OrderDetailPage /></Layout> } />
+                <Route path=path!("/orders/:id") view=|| view! { <Layout><order_detail::OrderDetailPage /></Layout> } />
                 <Route path=path!("/payments/incomplete") view=|| view! { <Layout><incomplete::IncompletePage /></Layout> } />
                 <Route
                     path=path!("/payments/process/:id")

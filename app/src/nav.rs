@@ -1,6 +1,7 @@
 //! Every page, where it sits in the navigation, and who may open it. The server's page guard and
 //! the navigation both read this table, so a page cannot be shown in one and unguarded in the other.
 use payments::domain::access::Role;
+use NavGroup::{AccountsReceivable, Home, RetailAndCommerce, SystemAdministration};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NavGroup {
@@ -33,50 +34,44 @@ pub struct PageDef {
     pub roles: &'static [Role],
 }
 
+const fn page(path: &'static str, title: &'static str, group: NavGroup, roles: &'static [Role]) -> PageDef {
+    PageDef { path, title, group, roles }
+}
+
 const ADMIN: &[Role] = &[Role::Administrator];
 const ORDERS: &[Role] = &[Role::Finance, Role::CallCenter];
 const FINANCE: &[Role] = &[Role::Finance];
 
 pub const PAGES: &[PageDef] = &[
-    PageDef { path: "/", title: "Overview", group: NavGroup::Home, roles: &[] },
-    PageDef { path: "/orders", title: "Sales orders", group: NavGroup::AccountsReceivable, roles: ORDERS },
-    PageDef { path: "/orders/new", title: "New sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
-    PageDef { path: "/payments/incomplete", title: "Incomplete cards payment", group: NavGroup::AccountsReceivable, roles: FINANCE },
-    PageDef { path: "/journals", title: "Journals", group: NavGroup::AccountsReceivable, roles: FINANCE },
-    PageDef { path: "/payments/authorizations", title: "Authorization management", group: NavGroup::RetailAndCommerce, roles: ORDERS },
-    PageDef {
-        path: "/parameters/accounts-receivable",
-        title: "Accounts receivable parameters",
-        group: NavGroup::AccountsReceivable,
-        roles: ADMIN,
-    },
-    PageDef { path: "/customers", title: "Customers", group: NavGroup::RetailAndCommerce, roles: &[Role::Finance, Role::CallCenter] },
-    PageDef { path: "/deposits", title: "Customer account deposit", group: NavGroup::RetailAndCommerce, roles: ORDERS },
-    PageDef { path: "/parameters/commerce", title: "Commerce parameters", group: NavGroup::RetailAndCommerce, roles: ADMIN },
-    PageDef { path: "/parameters/call-center", title: "Call center parameters", group: NavGroup::RetailAndCommerce, roles: ADMIN },
-    PageDef { path: "/parameters/payment-properties", title: "Payment properties", group: NavGroup::RetailAndCommerce, roles: ADMIN },
-    PageDef { path: "/parameters/connectors", title: "Payment connectors", group: NavGroup::RetailAndCommerce, roles: ADMIN },
-    PageDef {
-        path: "/parameters/electronic-payment-setup",
-        title: "Electronic payment setup",
-        group: NavGroup::RetailAndCommerce,
-        roles: ADMIN,
-    },
-    PageDef { path: "/admin/features", title: "Feature management", group: NavGroup::SystemAdministration, roles: ADMIN },
-    PageDef { path: "/admin/users", title: "Users", group: NavGroup::SystemAdministration, roles: ADMIN },
-    PageDef { path: "/admin/audit", title: "Audit log", group: NavGroup::SystemAdministration, roles: ADMIN },
-    PageDef { path: "/admin/simulator", title: "Processor simulator", group: NavGroup::SystemAdministration, roles: ADMIN },
+    page("/", "Overview", Home, &[]),
+    page("/orders", "Sales orders", AccountsReceivable, ORDERS),
+    page("/orders/new", "New sales order", AccountsReceivable, ORDERS),
+    page("/payments/incomplete", "Incomplete cards payment", AccountsReceivable, FINANCE),
+    page("/journals", "Journals", AccountsReceivable, FINANCE),
+    page("/payments/authorizations", "Authorization management", RetailAndCommerce, ORDERS),
+    page("/parameters/accounts-receivable", "Accounts receivable parameters", AccountsReceivable, ADMIN),
+    page("/customers", "Customers", RetailAndCommerce, ORDERS),
+    page("/deposits", "Customer account deposit", RetailAndCommerce, ORDERS),
+    page("/parameters/commerce", "Commerce parameters", RetailAndCommerce, ADMIN),
+    page("/parameters/call-center", "Call center parameters", RetailAndCommerce, ADMIN),
+    page("/parameters/payment-properties", "Payment properties", RetailAndCommerce, ADMIN),
+    page("/parameters/connectors", "Payment connectors", RetailAndCommerce, ADMIN),
+    page("/parameters/electronic-payment-setup", "Electronic payment setup", RetailAndCommerce, ADMIN),
+    page("/admin/features", "Feature management", SystemAdministration, ADMIN),
+    page("/admin/users", "Users", SystemAdministration, ADMIN),
+    page("/admin/audit", "Audit log", SystemAdministration, ADMIN),
+    page("/admin/simulator", "Processor simulator", SystemAdministration, ADMIN),
 ];
 
 /// Pages reached from other pages, not listed in the navigation; `:id` matches one path segment.
 pub const DETAIL_PAGES: &[PageDef] = &[
-    PageDef { path: "/orders/:id", title: "Sales order", group: NavGroup::AccountsReceivable, roles: ORDERS },
-    PageDef { path: "/payments/process/:id", title: "Payment stages", group: NavGroup::AccountsReceivable, roles: FINANCE },
-    PageDef { path: "/orders/:id/payment", title: "New payment", group: NavGroup::AccountsReceivable, roles: ORDERS },
-    PageDef { path: "/orders/:id/cancel", title: "Cancel order", group: NavGroup::AccountsReceivable, roles: FINANCE },
-    PageDef { path: "/journals.csv", title: "Journals (CSV)", group: NavGroup::AccountsReceivable, roles: FINANCE },
-    PageDef { path: "/payments/authorizations/:id", title: "Authorization", group: NavGroup::RetailAndCommerce, roles: ORDERS },
-    PageDef { path: "/customers/:id/cards", title: "Customer credit cards", group: NavGroup::RetailAndCommerce, roles: ORDERS },
+    page("/orders/:id", "Sales order", AccountsReceivable, ORDERS),
+    page("/payments/process/:id", "Payment stages", AccountsReceivable, FINANCE),
+    page("/orders/:id/payment", "New payment", AccountsReceivable, ORDERS),
+    page("/orders/:id/cancel", "Cancel order", AccountsReceivable, FINANCE),
+    page("/journals.csv", "Journals (CSV)", AccountsReceivable, FINANCE),
+    page("/payments/authorizations/:id", "Authorization", RetailAndCommerce, ORDERS),
+    page("/customers/:id/cards", "Customer credit cards", RetailAndCommerce, ORDERS),
 ];
 
 fn matches_pattern(pattern: &str, path: &str) -> bool {

@@ -14,6 +14,7 @@ mod m20261130_000007_hot_update_room;
 mod m20261201_000008_expiry_watermark;
 mod m20261206_000009_posted_records;
 mod m20261206_000010_account_security;
+mod m20261207_000011_typed_facts;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_expiry_watermark::Migration),
             Box::new(m20261206_000009_posted_records::Migration),
             Box::new(m20261206_000010_account_security::Migration),
+            Box::new(m20261207_000011_typed_facts::Migration),
         ]
     }
 }

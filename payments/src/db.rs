@@ -47,6 +47,25 @@ pub fn sqlite_file_path(url: &str) -> Option<std::path::PathBuf> {
 /// WAL mode with foreign keys on, through a single connection: SQLite has one writer at a time, and
 /// one connection makes that explicit instead of surfacing as `SQLITE_BUSY` under load.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, None, Durability::Disk).await
+}
+
+/// What a commit has survived when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The disk: power loss included (SQLite as `PAYSTAGE_SQLITE_SYNC` says, `full` by default;
+    /// PostgreSQL as the server is configured). Paystage's own records.
+    Disk,
+    /// The crash of any client process, not of the machine (SQLite `synchronous=NORMAL` in WAL,
+    /// PostgreSQL `synchronous_commit=off`): the processor simulator's store, which stands in for
+    /// a remote processor whose durability is its own.
+    Process,
+}
+
+/// [`connect`], with PostgreSQL's tables found and created in `schema` (created if missing) rather
+/// than the user's default (SQLite has no schemas, and ignores it), and commits as durable as
+/// `durability` says.
+pub async fn connect_with(url: &str, schema: Option<&str>, durability: Durability) -> Result<DatabaseConnection, DbErr> {
     let backend = Backend::of_url(url)
         .ok_or_else(|| DbErr::Custom(format!("unsupported database URL {url:?}: use sqlite://… or postgres://…")))?;
     let mut opts = ConnectOptions::new(url.to_string());
@@ -59,7 +78,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                         .map_err(|e| DbErr::Custom(format!("cannot create folder {}: {e}", parent.display())))?;
                 }
             }
-            let sync = sqlite_synchronous()?;
+            let sync = match durability {
+                Durability::Disk => sqlite_synchronous()?,
+                Durability::Process => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+            };
             // A local file has no server or network to drop the connection: no ping on checkout
             // (it cost a round trip to sqlx's worker thread before every statement outside a
             // transaction).
@@ -88,6 +110,25 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             // have dropped it; a busy connection goes straight to work (a ping on every checkout
             // was one extra round trip per statement run outside a transaction).
             opts.max_connections(16).min_connections(1).test_before_acquire_if_idle_for(Duration::from_secs(30));
+            if let Some(schema) = schema {
+                if !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    return Err(DbErr::Custom(format!("{schema:?} is not a schema name Paystage uses")));
+                }
+                use sea_orm::ConnectionTrait;
+                let first = Database::connect(url).await?;
+                if let Err(e) = first.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await {
+                    // Two servers starting at once can both try; one of them fails, and the schema is there.
+                    let there = format!("SELECT 1 AS there FROM pg_namespace WHERE nspname = '{schema}'");
+                    if first.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, there)).await?.is_none() {
+                        return Err(e);
+                    }
+                }
+                first.close().await?;
+                opts.set_schema_search_path(schema);
+            }
+            if durability == Durability::Process {
+                opts.map_sqlx_postgres_opts(|o| o.options([("synchronous_commit", "off")]));
+            }
         }
     }
     Database::connect(opts).await

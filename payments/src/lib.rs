@@ -48,3 +48,5 @@ pub use domain::features::Feature;
 
 #[cfg(all(test, feature = "server"))]
 mod layering;
+#[cfg(all(test, feature = "server"))]
+mod rule_index;

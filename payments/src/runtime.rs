@@ -14,6 +14,9 @@ pub struct Services {
     pub clock: SharedClock,
     /// The payment connector (the processor simulator unless another is configured).
     pub connector: Arc<dyn Connector>,
+    /// The processor simulator, when it is the connector: its administration page, the CLI and
+    /// the tests reach its faults and ledger through it.
+    pub simulator: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
     /// This server process, as named in the leases it takes on payment processes.
     pub instance: String,
     /// How long a lease on a payment process lasts before recovery may take it over.
@@ -36,5 +39,10 @@ impl Services {
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The processor simulator's store (its faults and ledger), or why there is none.
+    pub fn simulator_store(&self) -> Result<&DatabaseConnection, crate::error::SetupError> {
+        self.simulator.as_deref().map(|s| s.store()).ok_or(crate::error::SetupError::NoSimulator)
     }
 }

@@ -33,7 +33,7 @@ pub fn with_database(url: &str, name: &str) -> String {
 }
 
 enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Sqlite(#[expect(dead_code, reason = "held for its Drop: the database file is removed with it")] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
 
@@ -84,9 +84,8 @@ impl TestDb {
     }
 
     async fn open(url: String, backend: db::Backend, cleanup: Cleanup) -> TestDb {
-        let conn = db::connect_and_migrate(&url).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
         let clock = ManualClock::new(test_epoch());
-        let services = Services::new(conn, Arc::new(clock.clone()));
+        let services = Services::connect(&url, None, Arc::new(clock.clone())).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
         TestDb { services, clock, url, backend, cleanup: Some(cleanup) }
     }
 }
@@ -114,19 +113,19 @@ impl Drop for TestDb {
 macro_rules! db_test {
     ($name:ident, |$db:ident| $body:block) => {
         mod $name {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "a test body may not use every name the macro brings in")]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                #[allow(unused_mut)]
+                #[allow(unused_mut, reason = "a test body may or may not rebind its database")]
                 let mut $db = $crate::testing::TestDb::sqlite().await;
                 $body
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                #[allow(unused_mut)]
+                #[allow(unused_mut, reason = "a test body may or may not rebind its database")]
                 let mut $db = $crate::testing::TestDb::postgres().await;
                 $body
             }
@@ -193,28 +192,22 @@ pub async fn fixture(s: &Services) -> Fixture {
 /// Turns on the improved flow and status monitoring (R-PIP-1), and with `incremental` also
 /// incremental capture with its prerequisites (R-FEA-2, R-CAP-2).
 pub async fn enable_pipeline(s: &Services, incremental: bool) {
-    use crate::domain::parameters::{keys, ParameterGroup};
-    use crate::service::{features, parameters};
-    use crate::Feature::*;
-    features::set(s, "test", ImproveCardsPaymentFlow, true).await.unwrap();
-    let mut ar = std::collections::BTreeMap::new();
-    ar.insert(keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
-    ar.insert(keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
-    ar.insert(keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
-    parameters::save_group(s, "test", ParameterGroup::AccountsReceivable, &ar).await.unwrap();
-    if incremental {
-        for f in [
-            UnifiedPaymentPostingJournalDefaults,
-            OmniChannelPayments,
-            DuplicatePaymentProtection,
-            RefundsOverMultipleCaptures,
-            ManualVoidOfExpiredLines,
-            OmniChannelCommerceOrderPayments,
-            IncrementalCapture,
-        ] {
-            features::set(s, "test", f, true).await.unwrap();
-        }
-    }
+    crate::service::demo::enable_card_pipeline(s, "test", incremental).await.unwrap();
+}
+
+/// The processor simulator's store (its faults and ledger) behind `s`.
+pub fn sim(s: &Services) -> &sea_orm::DatabaseConnection {
+    s.simulator_store().expect("the test services use the processor simulator")
+}
+
+/// The start of most payment tests: the reference data, the pipeline with incremental capture on,
+/// and one card order of `quantity` × `item` at `unit_price`, placed, with its detail.
+pub async fn card_order(s: &Services, item: &str, quantity: i32, unit_price: &str) -> (Fixture, crate::domain::payment_views::PlacedOrder, crate::domain::payment_views::OrderDetail) {
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line(item, quantity, unit_price).place(s).await;
+    let d = crate::service::orders::detail(s, placed.order_id).await.unwrap();
+    (fx, placed, d)
 }
 
 /// Builds and places an order paid by card: `OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s)`.

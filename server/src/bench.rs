@@ -253,7 +253,7 @@ pub async fn prepare_orders_with(
             .connector
             .tokenize(CardEntry { number: card_for(i).into(), expiry: "12/30".into(), holder: "Bench".into() })
             .await
-            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let form = OrderForm {
             customer_id: cust.to_string(),
             channel_id: channel.to_string(),
@@ -285,9 +285,9 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         return Err(ServiceError::field("orders", "--orders and --concurrency must be at least 1"));
     }
     let prepared = prepare_orders(s, opts.orders).await?;
-    faults::clear(&s.db).await?;
+    faults::clear(s.simulator_store()?).await?;
     if opts.latency_ms > 0 {
-        faults::add(&s.db, s.now(), "any", "latency", "1", "", &opts.latency_ms.to_string()).await?;
+        faults::add(s.simulator_store()?, s.now(), "any", "latency", "1", "", &opts.latency_ms.to_string()).await?;
     }
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));
     let commits_before = commits(s).await?;
@@ -320,7 +320,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     let mut latencies = Vec::new();
     let mut not_completed = 0;
     for w in workers {
-        let (l, n) = w.await.map_err(|e| ServiceError::Conflict(format!("a benchmark worker failed: {e}")))?;
+        let (l, n) = w.await.map_err(|e| ServiceError::Internal(format!("a benchmark worker failed: {e}")))?;
         latencies.extend(l);
         not_completed += n;
     }
@@ -329,7 +329,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     let turns_after = payments::pipeline::batches(&s).counts();
     let (turns, batched) = (turns_after.0 - turns_before.0, turns_after.1 - turns_before.1);
     print_profile(opts.orders);
-    faults::clear(&s.db).await?;
+    faults::clear(s.simulator_store()?).await?;
     // pg_stat_database is updated when a backend reports its statistics. A backend that goes idle
     // less than 1 s after its last report holds its counts for up to 10 s more (PostgreSQL's
     // PGSTAT_MIN_INTERVAL and PGSTAT_IDLE_INTERVAL): wait past both, or the pooled connections'
@@ -394,7 +394,7 @@ async fn timed_reads(s: &Services, r: &payments::service::jobs::ExpiryReport, wh
     let listed = payments::service::authorizations::list(s, "pending_authorization", 1).await?.total;
     let page_ms = ms(t);
     if st.pending_authorization < r.pending_authorization || listed < r.pending_authorization || st.orders_on_hold < r.orders_held {
-        return Err(ServiceError::Conflict(format!(
+        return Err(ServiceError::Internal(format!(
             "{when} the overview counts {} pending and {} held, the list {listed} pending; the job reported {r:?}",
             st.pending_authorization, st.orders_on_hold
         )));
@@ -421,7 +421,7 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
     let expired_at = now - chrono::Duration::days(1);
     let authorized_at = now - chrono::Duration::days(8);
     if let Some(wm) = payments::service::expiry::watermark(&s.db).await?.filter(|wm| *wm >= expired_at) {
-        return Err(ServiceError::Conflict(format!(
+        return Err(ServiceError::Internal(format!(
             "the expiry job has already run on this database up to {wm}, past the bench's expiry date; use a fresh database"
         )));
     }
@@ -489,7 +489,7 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
     let stored = payments::service::expiry::store_expired(s, payments::service::expiry::STORE_BATCH).await?;
     let store_seconds = (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     if stored.authorizations != r.expired {
-        return Err(ServiceError::Conflict(format!("the sweep stored {stored:?}; the job expired {r:?}")));
+        return Err(ServiceError::Internal(format!("the sweep stored {stored:?}; the job expired {r:?}")));
     }
     let (overview_after_store_ms, pending_page_after_store_ms) = timed_reads(s, &r, "after the sweep").await?;
     Ok(ExpiryBenchReport {

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Context};
 use payments::domain::payment_views::InvoiceOutcome;
 use payments::domain::pipeline::ProcessStatus;
-use payments::entity::{payment_process as pp, sales_order as so, sales_order_line as sol, sim_fault};
+use payments::entity::{payment_process as pp, sales_order as so, sales_order_line as sol};
 use payments::service::bootstrap::{bootstrap, BootstrapOptions};
 use payments::service::Services;
 use rand_core::{OsRng, RngCore};
@@ -332,8 +332,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     if !(0.0..=1.0).contains(&opts.fault_rate) {
         bail!("--fault-rate must be from 0 to 1");
     }
-    let db = payments::db::connect_and_migrate(&opts.database).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
-    let services = Services::new(db, Arc::new(payments::service::clock::SystemClock));
+    let services = Services::connect(&opts.database, None, Arc::new(payments::service::clock::SystemClock)).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
     if so::Entity::find().count(&services.db).await? > 0 {
         bail!("{} already has sales orders; run chaos on an empty database", opts.database);
     }
@@ -352,7 +351,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     })
     .await
     .map_err(|e| anyhow!("placing the orders: {e}"))?;
-    payments::connector::faults::clear(&services.db).await?;
+    payments::connector::faults::clear(services.simulator_store()?).await?;
     if opts.fault_rate > 0.0 {
         let half = format!("{:.6}", opts.fault_rate / 2.0);
         for (point, kind) in [
@@ -363,7 +362,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
             ("query", "error_before"),
             ("journal", "error_before"),
         ] {
-            payments::connector::faults::add(&services.db, services.now(), point, kind, &half, "", "0")
+            payments::connector::faults::add(services.simulator_store()?, services.now(), point, kind, &half, "", "0")
                 .await
                 .map_err(|e| anyhow!("adding a fault: {e}"))?;
         }
@@ -371,7 +370,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         // connector timeout, taken as unknown and asked about, never sent as a second charge.
         let slow = format!("{:.6}", opts.fault_rate / 4.0);
         for point in ["capture", "authorize"] {
-            payments::connector::faults::add(&services.db, services.now(), point, "latency", &slow, "", &(SLOW_ANSWER_SECONDS * 1000).to_string())
+            payments::connector::faults::add(services.simulator_store()?, services.now(), point, "latency", &slow, "", &(SLOW_ANSWER_SECONDS * 1000).to_string())
                 .await
                 .map_err(|e| anyhow!("adding a fault: {e}"))?;
         }
@@ -451,8 +450,8 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
 
     // Faults off; resume whatever is still incomplete, and let the server's recovery finish
     // anything a kill left running.
-    let fired: i64 = sim_fault::Entity::find().all(&services.db).await?.iter().map(|f| i64::from(f.fired)).sum();
-    payments::connector::faults::clear(&services.db).await?;
+    let fired: i64 = payments::connector::faults::list(services.simulator_store()?).await?.iter().map(|f| i64::from(f.fired)).sum();
+    payments::connector::faults::clear(services.simulator_store()?).await?;
     let session = shared.session().await?;
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(60) {
@@ -480,7 +479,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         shared.note(format!("the final recovery pass took over {} processes", recovered.taken_over));
     }
 
-    let inv = payments::pipeline::invariants::check(&services.db).await?;
+    let inv = payments::pipeline::invariants::check(&services).await?;
     let mut details = inv.details.clone();
     let mut violations = inv.invariant_violations;
     // Every order was invoiced in full.

@@ -9,6 +9,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/paystage.db";
 pub struct Config {
     /// `DATABASE_URL`: `sqlite://…` (default `sqlite://data/paystage.db`) or `postgres://…`.
     pub database_url: String,
+    /// `PAYSTAGE_SIMULATOR_DATABASE_URL`: where the processor simulator keeps its store; by default
+    /// beside `DATABASE_URL` (`paystage.simulator.db`, or the schema `paystage_simulator`).
+    pub simulator_database_url: Option<String>,
     /// `PAYSTAGE_HOST` (default 127.0.0.1).
     pub host: IpAddr,
     /// `PAYSTAGE_PORT` (default 3000; 0 picks a free port).
@@ -95,6 +98,12 @@ impl Config {
         let database_url = get("DATABASE_URL").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if payments::db::Backend::of_url(&database_url).is_none() {
             return Err(err("DATABASE_URL", format!("\"{database_url}\" is not supported: use sqlite://path or postgres://…")));
+        }
+        let simulator_database_url = get("PAYSTAGE_SIMULATOR_DATABASE_URL").filter(|v| !v.trim().is_empty());
+        if let Some(url) = &simulator_database_url {
+            if payments::db::Backend::of_url(url).is_none() {
+                return Err(err("PAYSTAGE_SIMULATOR_DATABASE_URL", format!("\"{url}\" is not supported: use sqlite://path or postgres://…")));
+            }
         }
         let host = match get("PAYSTAGE_HOST") {
             None => IpAddr::from([127, 0, 0, 1]),
@@ -195,6 +204,7 @@ impl Config {
         };
         Ok(Config {
             database_url,
+            simulator_database_url,
             host,
             port,
             site_root,

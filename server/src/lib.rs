@@ -45,10 +45,10 @@ pub enum StartError {
 
 /// Opens the database, applies migrations and creates first-start accounts (and demo data).
 pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), StartError> {
-    let db = payments::db::connect_and_migrate(&config.database_url)
+    let services = Services::connect(&config.database_url, config.simulator_database_url.as_deref(), Arc::new(SystemClock))
         .await
-        .map_err(|e| StartError::Database(e.to_string()))?;
-    let services = Services::new(db, Arc::new(SystemClock)).with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
+        .map_err(|e| StartError::Database(e.to_string()))?
+        .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
         .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms));
     let report = bootstrap(
         &services,

@@ -157,8 +157,9 @@ fn print_credentials(report: &BootstrapReport, url: &str) {
 
 /// The database and services, without first-start accounts or demo data (for maintenance commands).
 async fn open_services(config: &Config) -> payments::service::Services {
-    let db = payments::db::connect_and_migrate(&config.database_url).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
-    payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock))
+    payments::service::Services::connect(&config.database_url, config.simulator_database_url.as_deref(), std::sync::Arc::new(payments::service::clock::SystemClock))
+        .await
+        .unwrap_or_else(|e| fail(StartError::Database(e.to_string())))
         .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
         .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms))
 }
@@ -217,7 +218,7 @@ async fn run(cli: Cli, config: Config) {
             use payments::connector::faults;
             match command {
                 FaultsCommand::List => {
-                    for f in faults::list(&services.db).await.unwrap_or_else(|e| fail(e)) {
+                    for f in faults::list(services.simulator_store().unwrap_or_else(|e| fail(e))).await.unwrap_or_else(|e| fail(e)) {
                         let times = f.remaining.map(|n| n.to_string()).unwrap_or_else(|| "until removed".into());
                         println!(
                             "{:>4}  {:<10} {:<14} rate {:<6} times {:<14} latency {} ms, fired {}",
@@ -226,18 +227,18 @@ async fn run(cli: Cli, config: Config) {
                     }
                 }
                 FaultsCommand::Add { point, kind, rate, times, latency_ms } => {
-                    let id = faults::add(&services.db, services.now(), &point, &kind, &rate, &times, &latency_ms)
+                    let id = faults::add(services.simulator_store().unwrap_or_else(|e| fail(e)), services.now(), &point, &kind, &rate, &times, &latency_ms)
                         .await
                         .unwrap_or_else(|e| fail(e));
                     println!("Fault {id} added.");
                 }
                 FaultsCommand::Remove { id } => {
-                    if !faults::remove(&services.db, id).await.unwrap_or_else(|e| fail(e)) {
+                    if !faults::remove(services.simulator_store().unwrap_or_else(|e| fail(e)), id).await.unwrap_or_else(|e| fail(e)) {
                         fail(format!("there is no fault {id}"));
                     }
                     println!("Fault {id} removed.");
                 }
-                FaultsCommand::Clear => println!("{} faults removed.", faults::clear(&services.db).await.unwrap_or_else(|e| fail(e))),
+                FaultsCommand::Clear => println!("{} faults removed.", faults::clear(services.simulator_store().unwrap_or_else(|e| fail(e))).await.unwrap_or_else(|e| fail(e))),
             }
         }
         Command::Recover => {
@@ -270,9 +271,10 @@ async fn run(cli: Cli, config: Config) {
             }
         }
         Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms, one_at_a_time } } => {
-            let mut db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
-            server::bench::meter(&mut db);
-            let mut services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            let mut services = payments::service::Services::connect(&database, None, std::sync::Arc::new(payments::service::clock::SystemClock))
+                .await
+                .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            server::bench::meter(&mut services.db);
             if one_at_a_time {
                 services = services.one_at_a_time();
             }
@@ -283,8 +285,9 @@ async fn run(cli: Cli, config: Config) {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Bench { command: BenchCommand::Expiry { database, authorizations } } => {
-            let db = payments::db::connect_and_migrate(&database).await.unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
-            let services = payments::service::Services::new(db, std::sync::Arc::new(payments::service::clock::SystemClock));
+            let services = payments::service::Services::connect(&database, None, std::sync::Arc::new(payments::service::clock::SystemClock))
+                .await
+                .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             eprintln!("bench: creating {authorizations} expired authorizations, then running the expiry job over them");
             let report = server::bench::expiry(&services, authorizations).await.unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -1,4 +1,4 @@
-use crate::components::{loaded, PageHeader};
+use crate::components::{loaded, pager, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -13,7 +13,7 @@ pub async fn load_audit_page(page: u64, action: String, actor: String) -> Result
 }
 
 fn query_link(page: u64, action: &str, actor: &str) -> String {
-    let enc = |s: &str| s.replace('%', "%25").replace('&', "%26").replace(' ', "+").replace('#', "%23");
+    let enc = crate::components::query_value;
     format!("/admin/audit?page={page}&action={}&actor={}", enc(action), enc(actor))
 }
 
@@ -59,27 +59,12 @@ pub fn AuditPage() -> impl IntoView {
                 })
                 .collect_view();
             let (a, u) = (action(), actor());
-            let prev = (d.page > 1).then(|| view! { <a href=query_link(d.page - 1, &a, &u)>"← Newer"</a> });
-            let next = (d.page < d.pages).then(|| view! { <a href=query_link(d.page + 1, &a, &u)>"Older →"</a> });
             view! {
                 <table class="grid audit">
-                    <thead>
-                        <tr>
-                            <th>"When"</th>
-                            <th>"User"</th>
-                            <th>"Action"</th>
-                            <th>"Subject"</th>
-                            <th>"Before"</th>
-                            <th>"After"</th>
-                        </tr>
-                    </thead>
+                    {table_head(&["When", "User", "Action", "Subject", "Before", "After"])}
                     <tbody>{rows}</tbody>
                 </table>
-                <div class="pager">
-                    {prev}
-                    <span class="muted">{format!("Page {} of {} · {} entries", d.page, d.pages, d.total)}</span>
-                    {next}
-                </div>
+                {pager(d.page, d.pages, d.total, "entries", move |n| query_link(n, &a, &u))}
             }
         })}
     }

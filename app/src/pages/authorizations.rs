@@ -2,7 +2,7 @@
 //! Authorization among them) with Expired, customer account, sales order and payment status; a
 //! detail view with the card and the authorization responses, the link to take a new payment on
 //! the order, and the manual void of an expired line where that feature is on.
-use crate::components::{loaded, successes, PageHeader};
+use crate::components::{loaded, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -100,10 +100,7 @@ pub fn AuthorizationsPage() -> impl IntoView {
                 } else {
                     view! {
                         <table class="grid compact">
-                            <thead><tr>
-                                <th>"Sales order"</th><th>"Customer account"</th><th>"Card"</th>
-                                <th class="num">"Amount"</th><th>"Payment status"</th><th>"Expired"</th><th>"Expires"</th><th>"Order"</th>
-                            </tr></thead>
+                            {table_head(&["Sales order", "Customer account", "Card", "n:Amount", "Payment status", "Expired", "Expires", "Order"])}
                             <tbody>{p.rows.into_iter().map(row_view).collect_view()}</tbody>
                         </table>
                     }.into_any()
@@ -180,8 +177,7 @@ pub fn AuthorizationDetailPage() -> impl IntoView {
                     } else {
                         view! {
                             <table class="grid">
-                                <thead><tr><th>"Reference"</th><th>"Status"</th><th>"Expired"</th><th class="num">"Amount"</th><th class="num">"Captured"</th>
-                                <th>"Multiple captures"</th><th>"Method"</th><th>"Authorized"</th><th>"Expires"</th></tr></thead>
+                                {table_head(&["Reference", "Status", "Expired", "n:Amount", "n:Captured", "Multiple captures", "Method", "Authorized", "Expires"])}
                                 <tbody>
                                     {d.responses.iter().map(|a| view! {
                                         <tr>

@@ -1,4 +1,4 @@
-use crate::components::{loaded, outcome, PageHeader};
+use crate::components::{loaded, outcome, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::FeaturesOverview;
@@ -105,14 +105,7 @@ pub fn FeaturesPage() -> impl IntoView {
             view! {
                 {warnings}
                 <table class="grid">
-                    <thead>
-                        <tr>
-                            <th>"Feature"</th>
-                            <th>"Prerequisites"</th>
-                            <th>"Status"</th>
-                            <th></th>
-                        </tr>
-                    </thead>
+                    {table_head(&["Feature", "Prerequisites", "Status", ""])}
                     <tbody>{rows}</tbody>
                 </table>
             }

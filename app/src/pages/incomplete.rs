@@ -2,7 +2,7 @@
 //! with Resume, Terminate (asks a reason; audited) and View history, which lists every stage and
 //! opens the chosen stage's execution log (R-PIP-4).
 use super::orders::process_badge;
-use crate::components::{loaded, successes, PageHeader};
+use crate::components::{loaded, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -16,7 +16,7 @@ pub async fn incomplete_payments(invoice: Option<i32>) -> Result<Vec<IncompleteR
     let s = services()?;
     if let Some(id) = invoice {
         if !payments::pipeline::queries::invoice_is_card_related(&s.db, id).await? {
-            return Err(AppError::Refused("This invoice is not related to a card payment; it has no card payment process.".into()));
+            return Err(AppError::refused("PS_NO_CARD_PROCESS", "This invoice is not related to a card payment; it has no card payment process."));
         }
     }
     Ok(payments::pipeline::queries::incomplete(&s.db, invoice).await?)
@@ -124,19 +124,7 @@ pub fn IncompletePage() -> impl IntoView {
                 .collect_view();
             view! {
                 <table class="grid compact">
-                    <thead>
-                        <tr>
-                            <th>"Invoice"</th>
-                            <th>"Order"</th>
-                            <th>"Customer"</th>
-                            <th class="num">"Amount"</th>
-                            <th>"Failed stage"</th>
-                            <th>"Reason"</th>
-                            <th class="num">"Attempts"</th>
-                            <th>"Last attempt"</th>
-                            <th></th>
-                        </tr>
-                    </thead>
+                    {table_head(&["Invoice", "Order", "Customer", "n:Amount", "Failed stage", "Reason", "n:Attempts", "Last attempt", ""])}
                     <tbody>{rows}</tbody>
                 </table>
             }
@@ -199,9 +187,7 @@ pub fn ProcessHistoryPage() -> impl IntoView {
                     </p>
                 </div>
                 <table class="grid stages">
-                    <thead>
-                        <tr><th>"Payment stage"</th><th>"Status"</th><th class="num">"Attempts"</th><th>"Started"</th><th>"Finished"</th><th>"Error"</th></tr>
-                    </thead>
+                    {table_head(&["Payment stage", "Status", "n:Attempts", "Started", "Finished", "Error"])}
                     <tbody>{stages}</tbody>
                 </table>
                 <section class="panel" data-testid="execution-log">

@@ -1,13 +1,17 @@
 //! One file per page; each page's server functions sit beside the component that calls them.
+pub mod account_deposit;
 pub mod audit;
 pub mod authorizations;
+pub mod cancel_order;
 pub mod connectors;
 pub mod customers;
 pub mod features;
 pub mod home;
 pub mod incomplete;
+pub mod journals;
 pub mod login;
 pub mod new_order;
+pub mod order_detail;
 pub mod orders;
 pub mod parameters;
 pub mod payment;

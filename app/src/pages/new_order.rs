@@ -1,7 +1,7 @@
 //! New sales order (call center and finance): customer, channel, lines with requested ship dates,
 //! and a card payment. The card is typed only on the processor's acceptance page, which hands back
 //! a token, card type, last four digits, holder and expiry (R-TOK-1); the order is then authorized.
-use crate::components::{field_error, loaded, ConfirmationDialog, PageHeader};
+use crate::components::{field_error, loaded, table_head, ConfirmationDialog, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -67,7 +67,7 @@ pub async fn saved_cards(customer_id: i32) -> Result<Vec<SavedCardView>, AppErro
 /// Places the order and authorizes the card for its total. `lines` holds `item_N`, `quantity_N`,
 /// `unit_price_N` and `ship_date_N` for rows 1..=LINE_ROWS; empty rows are ignored.
 #[server(endpoint = "place_order")]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "a server function takes each form field as an argument")]
 pub async fn place_order(
     customer_id: String,
     channel_id: String,
@@ -276,7 +276,7 @@ pub fn NewOrderPage() -> impl IntoView {
                         {field_error(place.value(), "tax_percent", None)}
                         {field_error(place.value(), "charges", None)}
                         <table class="grid lines">
-                            <thead><tr><th>"#"</th><th>"Item"</th><th>"Quantity"</th><th>"Unit price"</th><th>"Requested ship date"</th></tr></thead>
+                            {table_head(&["#", "Item", "Quantity", "Unit price", "Requested ship date"])}
                             <tbody>{rows}</tbody>
                         </table>
                         {(1..=LINE_ROWS).map(|n| {

@@ -21,7 +21,7 @@ pub async fn new_payment_form(order_id: i32) -> Result<(OrderDetail, Vec<SavedCa
 }
 
 #[server(endpoint = "take_new_payment")]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "a server function takes each form field as an argument")]
 pub async fn take_new_payment(
     order_id: i32,
     token: String,

@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader, successes};
+use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::parameters::{PaymentMethodVariant, PRE_AUTHORIZATION_DAYS};
@@ -84,14 +84,7 @@ pub fn ElectronicPaymentSetupPage() -> impl IntoView {
                 <section class="panel">
                     <h2>"Pre-authorization durations"</h2>
                     <table class="grid">
-                        <thead>
-                            <tr>
-                                <th>"Store"</th>
-                                <th>"Payment type"</th>
-                                <th class="num">"Days"</th>
-                                <th></th>
-                            </tr>
-                        </thead>
+                        {table_head(&["Store", "Payment type", "n:Days", ""])}
                         <tbody>{rows}</tbody>
                     </table>
                 </section>

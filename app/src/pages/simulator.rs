@@ -1,7 +1,7 @@
 //! The processor simulator's administrator page: the faults it injects (error before the effect,
 //! timeout after the effect, latency) and the test cards it knows. The same faults can be set from
 //! the CLI (`paystage faults`) and from tests.
-use crate::components::{field_error, loaded, outcome, successes, PageHeader};
+use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::FaultView;
@@ -10,7 +10,8 @@ use payments::domain::views::FaultView;
 pub async fn simulator_overview() -> Result<Vec<FaultView>, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
-    Ok(payments::connector::faults::list(&services()?.db).await?)
+    let s = services()?;
+    Ok(payments::connector::faults::list(s.simulator_store().map_err(payments::error::ServiceError::from)?).await?)
 }
 
 #[server(endpoint = "add_fault")]
@@ -18,7 +19,7 @@ pub async fn add_fault(point: String, kind: String, rate: String, times: String,
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    let id = payments::connector::faults::add(&s.db, s.now(), &point, &kind, &rate, &times, &latency_ms).await?;
+    let id = payments::connector::faults::add(s.simulator_store().map_err(payments::error::ServiceError::from)?, s.now(), &point, &kind, &rate, &times, &latency_ms).await?;
     let after = serde_json::json!({ "point": point, "kind": kind, "rate": rate, "times": times, "latency_ms": latency_ms });
     payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_add", &format!("fault {id}"), None, Some(after)).await?;
     Ok(())
@@ -29,7 +30,7 @@ pub async fn remove_fault(id: i32) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    if !payments::connector::faults::remove(&s.db, id).await? {
+    if !payments::connector::faults::remove(s.simulator_store().map_err(payments::error::ServiceError::from)?, id).await? {
         return Err(AppError::NotFound("That fault is no longer there.".into()));
     }
     payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_remove", &format!("fault {id}"), None, None).await?;
@@ -83,7 +84,7 @@ pub fn SimulatorPage() -> impl IntoView {
             }
             view! {
                 <table class="grid">
-                    <thead><tr><th>"Where"</th><th>"Kind"</th><th class="num">"Rate"</th><th class="num">"Times left"</th><th class="num">"Latency"</th><th class="num">"Fired"</th><th></th></tr></thead>
+                    {table_head(&["Where", "Kind", "n:Rate", "n:Times left", "n:Latency", "n:Fired", ""])}
                     <tbody>
                         {faults.into_iter().map(|f| view! {
                             <tr data-fault=f.id>
@@ -108,7 +109,7 @@ pub fn SimulatorPage() -> impl IntoView {
         <section class="panel">
             <h2>"Test cards"</h2>
             <table class="grid nested">
-                <thead><tr><th>"Number"</th><th>"Variant"</th><th>"Behaviour"</th></tr></thead>
+                {table_head(&["Number", "Variant", "Behaviour"])}
                 <tbody>
                     {payments::domain::views::TEST_CARDS.iter().map(|(n, v, b)| view! { <tr><td><code>{*n}</code></td><td>{*v}</td><td>{*b}</td></tr> }).collect_view()}
                 </tbody>

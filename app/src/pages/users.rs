@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader, successes};
+use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::UserView;
@@ -151,15 +151,7 @@ pub fn UsersPage() -> impl IntoView {
                 .collect_view();
             view! {
                 <table class="grid">
-                    <thead>
-                        <tr>
-                            <th>"Username"</th>
-                            <th>"Name"</th>
-                            <th>"Roles"</th>
-                            <th>"Created"</th>
-                            <th>"Access"</th>
-                        </tr>
-                    </thead>
+                    {table_head(&["Username", "Name", "Roles", "Created", "Access"])}
                     <tbody>{rows}</tbody>
                 </table>
             }

@@ -3,14 +3,14 @@
 //! command, or Paystage's own journal posting), fires with a probability, and optionally only a
 //! number of times.
 use crate::domain::parameters::FieldError;
-use crate::entity::sim_fault;
+use super::simulator::entity::sim_fault;
 use crate::error::{ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -156,16 +156,8 @@ pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr
     Ok(sim_fault::Entity::find().filter(sim_fault::Column::Point.eq(point)).count(db).await? > 0)
 }
 
-/// Draws the faults at `point` and counts those that fire, in `db` (a transaction's writes stay
-/// in it).
-pub async fn fire(db: &impl ConnectionTrait, point: &str) -> Result<Fired, DbErr> {
-    let (fired, unlimited) = draw(db, point).await?;
-    count(db, &unlimited).await?;
-    Ok(fired)
-}
-
-/// [`fire`] on its own, outside any transaction (Paystage's journal posting, the simulator's
-/// queries; the simulator's other requests draw in their desk's transaction, [`Drawing`]). On
+/// Draws the faults at `point` for one request, outside any transaction (each request of the
+/// simulator, and Paystage's journal posting through the simulator's hook). On
 /// PostgreSQL a fault that fires until removed is counted in one round trip, in a transaction
 /// that does not wait for the log flush: every concurrent request that fires one fault updates
 /// the same row, and waiting for a flush while holding that row's lock queued concurrent requests
@@ -204,9 +196,10 @@ async fn count(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
 }
 
 /// The faults that fire now at `point`, and the ids of those that fire until removed (still to
-/// count). A fault given a number of times is consumed and counted here, in one statement that a
-/// concurrent caller who took the same use first makes a no-op (the fault does not fire then);
-/// its last use deletes it.
+/// count). A use of a fault given a number of times is consumed and counted here, in one statement
+/// that takes it only if no concurrent caller took that same use first; a caller who lost the
+/// race reads the fault again and takes the next use, so that a fault given n uses fires n times
+/// however many requests draw it at once. Its last use deletes it.
 async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>), DbErr> {
     let mut fired = Fired::default();
     let mut unlimited = Vec::new();
@@ -217,20 +210,30 @@ async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>
         }
         match f.remaining {
             None => unlimited.push(f.id),
-            Some(n) => {
-                let mine = sim_fault::Column::Id.eq(f.id).and(sim_fault::Column::Remaining.eq(n));
-                let taken = if n <= 1 {
-                    sim_fault::Entity::delete_many().filter(mine).exec(db).await?.rows_affected
-                } else {
-                    sim_fault::Entity::update_many()
-                        .col_expr(sim_fault::Column::Remaining, Expr::value(n - 1))
-                        .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
-                        .filter(mine)
-                        .exec(db)
-                        .await?
-                        .rows_affected
-                };
-                if taken == 0 {
+            Some(first) => {
+                let mut left = Some(first);
+                let mut taken = false;
+                while let Some(n) = left.filter(|n| *n > 0) {
+                    let mine = sim_fault::Column::Id.eq(f.id).and(sim_fault::Column::Remaining.eq(n));
+                    let rows = if n <= 1 {
+                        sim_fault::Entity::delete_many().filter(mine).exec(db).await?.rows_affected
+                    } else {
+                        sim_fault::Entity::update_many()
+                            .col_expr(sim_fault::Column::Remaining, Expr::value(n - 1))
+                            .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
+                            .filter(mine)
+                            .exec(db)
+                            .await?
+                            .rows_affected
+                    };
+                    if rows > 0 {
+                        taken = true;
+                        break;
+                    }
+                    // Another caller took this use: the next one, if any is left.
+                    left = sim_fault::Entity::find_by_id(f.id).one(db).await?.and_then(|g| g.remaining);
+                }
+                if !taken {
                     continue;
                 }
             }
@@ -264,60 +267,3 @@ impl Fired {
     }
 }
 
-/// The faults as the requests of one transaction draw them (the simulator's desk): read once,
-/// drawn for each request in memory, and what fired written back once, in that same transaction:
-/// a use of a fault given a number of times consumed (the fault removed with its last use), each
-/// firing counted. No other writer may consume the same use meanwhile: on SQLite the transaction
-/// holds the write lock from its start (`BEGIN IMMEDIATE`); on PostgreSQL [`Drawing::load`] locks
-/// the faults until it ends. If it is undone, nothing of the draws is kept.
-#[derive(Debug)]
-pub struct Drawing {
-    faults: Vec<sim_fault::Model>,
-    /// How many times each fault fired, by id.
-    fired: std::collections::BTreeMap<i32, i32>,
-}
-
-impl Drawing {
-    /// Reads the faults, locked until the transaction ends on PostgreSQL (in the order of their
-    /// ids, as every drawing locks them).
-    pub async fn load(txn: &impl ConnectionTrait) -> Result<Drawing, DbErr> {
-        let mut q = sim_fault::Entity::find().order_by_asc(sim_fault::Column::Id);
-        if txn.get_database_backend() == DbBackend::Postgres {
-            q = q.lock_exclusive();
-        }
-        Ok(Drawing { faults: q.all(txn).await?, fired: Default::default() })
-    }
-
-    /// The faults that fire for one request at `point`.
-    pub fn draw(&mut self, point: &str) -> Fired {
-        let mut fired = Fired::default();
-        for f in &mut self.faults {
-            if f.remaining.is_some_and(|n| n <= 0) || !fires(f, point) {
-                continue;
-            }
-            if let Some(n) = f.remaining.as_mut() {
-                *n -= 1;
-            }
-            *self.fired.entry(f.id).or_default() += 1;
-            fired.add(f);
-        }
-        fired
-    }
-
-    /// Writes the uses and counts of what fired, one statement per fault that fired.
-    pub async fn store(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-        for f in &self.faults {
-            let Some(&times) = self.fired.get(&f.id) else { continue };
-            if f.remaining.is_some_and(|n| n <= 0) {
-                sim_fault::Entity::delete_by_id(f.id).exec(txn).await?;
-                continue;
-            }
-            let mut update = sim_fault::Entity::update_many().col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(times));
-            if let Some(n) = f.remaining {
-                update = update.col_expr(sim_fault::Column::Remaining, Expr::value(n));
-            }
-            update.filter(sim_fault::Column::Id.eq(f.id)).exec(txn).await?;
-        }
-        Ok(())
-    }
-}

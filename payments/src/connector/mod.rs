@@ -143,9 +143,26 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// The faults a test or demonstration injects into Paystage's own journal posting, where the
     /// connector offers them (the processor simulator's `journal` fault point); none for a real
     /// processor. The pipeline asks this hook, never a fault table.
+    /// The processor's own record of what it holds ([`ProcessorLedger`]), when it offers one.
+    async fn ledger(&self) -> ConnectorResult<Option<ProcessorLedger>> {
+        Ok(None)
+    }
+
     fn journal_faults(&self) -> Option<&dyn JournalFaults> {
         None
     }
+}
+
+/// What a processor reports holding, by its references: a settlement report, or the simulator's
+/// ledger. Paystage's records are checked against it (R-LED-2, `pipeline::invariants`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessorLedger {
+    /// Authorization reference → captured total (minor units).
+    pub authorizations: std::collections::BTreeMap<String, i64>,
+    /// Capture reference → (amount, refunded).
+    pub captures: std::collections::BTreeMap<String, (i64, i64)>,
+    /// Refund reference → amount.
+    pub refunds: std::collections::BTreeMap<String, i64>,
 }
 
 /// Faults injected into the posting of payment and refund journals (see
@@ -154,10 +171,8 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 pub trait JournalFaults: Send + Sync {
     /// Whether any fault is set at the journal now, without drawing it: a batched invoicing then
     /// posts its journal on its own, where the fault is drawn.
-    async fn armed(&self, db: &sea_orm::DatabaseTransaction) -> Result<bool, sea_orm::DbErr>;
-    /// Draws the journal faults in `txn` (a use of a counted fault is consumed there); true when
-    /// the posting must fail.
-    async fn fire(&self, txn: &sea_orm::DatabaseTransaction) -> Result<bool, sea_orm::DbErr>;
-    /// [`JournalFaults::fire`] outside any transaction.
-    async fn fire_alone(&self, db: &sea_orm::DatabaseConnection) -> Result<bool, sea_orm::DbErr>;
+    async fn armed(&self) -> Result<bool, sea_orm::DbErr>;
+    /// Draws the journal faults (a use of a counted fault is consumed, in the hook's own store);
+    /// true when the posting must fail.
+    async fn fire(&self) -> Result<bool, sea_orm::DbErr>;
 }

@@ -78,6 +78,10 @@ impl Connector for TimedConnector {
     async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>> {
         self.within(self.inner.query(tracking_id)).await
     }
+    async fn ledger(&self) -> ConnectorResult<Option<super::ProcessorLedger>> {
+        self.inner.ledger().await
+    }
+
     fn journal_faults(&self) -> Option<&dyn super::JournalFaults> {
         self.inner.journal_faults()
     }

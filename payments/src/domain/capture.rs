@@ -67,6 +67,46 @@ pub enum CapturePath {
     Legacy(Vec<LegacyReason>),
 }
 
+impl CapturePath {
+    pub fn kind(&self) -> CaptureKind {
+        match self {
+            CapturePath::Incremental => CaptureKind::Incremental,
+            CapturePath::Legacy(_) => CaptureKind::Legacy,
+        }
+    }
+
+    /// The path and why, as the payment's history shows it.
+    pub fn explanation(&self) -> String {
+        match self {
+            CapturePath::Incremental => "Incremental capture against the original authorization".into(),
+            CapturePath::Legacy(reasons) => format!(
+                "Legacy capture, then a new authorization for the balance, because {}",
+                reasons.iter().map(|r| r.message()).collect::<Vec<_>>().join("; ")
+            ),
+        }
+    }
+}
+
+/// Which capture path a payment process took, as stored (`payment_processes.capture_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptureKind {
+    Incremental,
+    Legacy,
+}
+
+impl CaptureKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            CaptureKind::Incremental => "incremental",
+            CaptureKind::Legacy => "legacy",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<CaptureKind> {
+        [CaptureKind::Incremental, CaptureKind::Legacy].into_iter().find(|k| k.code() == code)
+    }
+}
+
 /// Decides the path; lists every failing condition, not just the first.
 pub fn capture_path(c: &CaptureConditions) -> CapturePath {
     let mut reasons = Vec::new();
@@ -140,6 +180,40 @@ pub fn decide_capture(due_minor: i64, authorization: Option<(OpenAuthorization, 
         return CaptureDecision::NothingLeft;
     }
     CaptureDecision::Capture { path: capture_path(conditions), amount_minor: amount, due_minor, short: amount < due_minor }
+}
+
+/// How a refund of `amount` is taken from the captures (R-CAP-4, R-PRE-5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundPlan {
+    /// (index into the captures given, amount from it), newest capture first.
+    Take(Vec<(usize, i64)>),
+    /// No single capture has `amount` left, and refunds over multiple captures are off.
+    NoSingleCapture,
+}
+
+/// Plans a refund of `amount` (at most what is left on the captures) over `left`, what each capture
+/// has left to refund, newest first: over several captures only when `over_multiple` is on,
+/// otherwise from the newest capture that can take all of it. Never more than a capture has left.
+pub fn plan_refund(left: &[i64], amount: i64, over_multiple: bool) -> RefundPlan {
+    if over_multiple {
+        let mut wanted = amount;
+        let mut takes = Vec::new();
+        for (i, &l) in left.iter().enumerate() {
+            if wanted == 0 {
+                break;
+            }
+            let take = Ord::min(wanted, l.max(0));
+            if take > 0 {
+                takes.push((i, take));
+                wanted -= take;
+            }
+        }
+        return RefundPlan::Take(takes);
+    }
+    match left.iter().position(|&l| l >= amount) {
+        Some(i) => RefundPlan::Take(vec![(i, amount)]),
+        None => RefundPlan::NoSingleCapture,
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +311,23 @@ mod tests {
             capture_path(&c),
             CapturePath::Legacy(vec![LegacyReason::IncrementalCaptureFeatureOff, LegacyReason::AuthorizationExpired])
         );
+    }
+
+    #[test]
+    fn refunds_never_take_more_than_a_capture_has_left() {
+        // R-CAP-4: newest first; over several captures only with the feature on.
+        assert_eq!(plan_refund(&[30, 50], 70, true), RefundPlan::Take(vec![(0, 30), (1, 40)]));
+        assert_eq!(plan_refund(&[30, 50], 70, false), RefundPlan::NoSingleCapture);
+        assert_eq!(plan_refund(&[30, 50], 40, false), RefundPlan::Take(vec![(1, 40)]), "the newest that can take it all");
+        assert_eq!(plan_refund(&[0, 50], 20, true), RefundPlan::Take(vec![(1, 20)]), "an exhausted capture is skipped");
+        // Any split, any amount up to what is left: the plan sums to the amount, each take within its capture.
+        for seed in 0u64..500 {
+            let left: Vec<i64> = (0..(seed % 5 + 1)).map(|i| ((seed * 7919 + i * 104_729) % 10_000) as i64).collect();
+            let total: i64 = left.iter().sum();
+            let amount = if total == 0 { 0 } else { (seed as i64 * 31) % total + 1 };
+            let RefundPlan::Take(takes) = plan_refund(&left, amount, true) else { panic!("over multiple captures always plans") };
+            assert_eq!(takes.iter().map(|t| t.1).sum::<i64>(), amount, "{left:?} {amount}");
+            assert!(takes.iter().all(|&(i, t)| t > 0 && t <= left[i]), "{left:?} {amount} {takes:?}");
+        }
     }
 }

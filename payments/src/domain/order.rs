@@ -42,6 +42,25 @@ coded_enum!(
 );
 
 coded_enum!(
+    /// What a posted customer document is (`invoices.kind`): an invoice charges the customer, a
+    /// credit note (returns, R-PRE-5) gives back; their amounts carry the sign.
+    DocumentKind {
+        Invoice = "invoice" / "Invoice",
+        CreditNote = "credit_note" / "Credit note",
+    }
+);
+
+impl DocumentKind {
+    /// The prefix of the document's number (`INV-000042`, `CRN-000043`).
+    pub fn number_prefix(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "INV",
+            DocumentKind::CreditNote => "CRN",
+        }
+    }
+}
+
+coded_enum!(
     /// How a payment line is paid.
     Tender {
         Card = "card" / "Card",

@@ -202,6 +202,12 @@ impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError { field: field.into(), message: message.into() }
     }
+
+    /// The value of a parsed field, or its message added to `errors` (so that a form reports
+    /// every invalid field at once).
+    pub fn collect<T>(errors: &mut Vec<FieldError>, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|m| errors.push(FieldError::new(field, m))).ok()
+    }
 }
 
 /// Parses a Yes/No field. Accepts yes/no, true/false, on/off in any case.

@@ -270,6 +270,7 @@ pub struct ProcessHistory {
     pub order_number: String,
     pub status: ProcessStatus,
     pub capture_path: Option<String>,
+    pub capture_kind: Option<super::capture::CaptureKind>,
     pub terminated_reason: Option<String>,
     pub stages: Vec<StageHistory>,
 }
@@ -277,6 +278,7 @@ pub struct ProcessHistory {
 /// What invoicing did, for the page that asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceOutcome {
+    pub kind: super::order::DocumentKind,
     pub invoice_id: i32,
     pub invoice_number: String,
     pub amount: Money,

@@ -16,6 +16,14 @@ pub struct Model {
     /// Settled otherwise than by the pipeline's card capture or refund: deposits applied and cash
     /// taken at pickup; on a credit note, the part refunded in cash (negative).
     pub prepaid_minor: i64,
+    /// `DocumentKind`: an invoice or a credit note.
+    pub kind: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    pub fn is_credit_note(&self) -> bool {
+        self.kind == crate::domain::order::DocumentKind::CreditNote.code()
+    }
+}

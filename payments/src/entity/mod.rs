@@ -1,4 +1,5 @@
-//! SeaORM entities, one per table of the `migrations` crate.
+//! SeaORM entities, one per table of the `migrations` crate (the simulator's are its own,
+//! `connector::simulator::entity`).
 pub mod account_deposit;
 pub mod audit_log;
 pub mod authorization;
@@ -25,12 +26,6 @@ pub mod refund;
 pub mod sales_order;
 pub mod sales_order_line;
 pub mod session;
-pub mod sim_authorization;
-pub mod sim_capture;
-pub mod sim_fault;
-pub mod sim_refund;
-pub mod sim_token;
-pub mod sim_transaction;
 pub mod stage_log;
 pub mod token_consent;
 pub mod user;

@@ -11,7 +11,10 @@ pub struct Model {
     pub order_id: i32,
     pub monitored: bool,
     pub status: String,
+    /// Why the capture took its path, as the history shows it.
     pub capture_path: Option<String>,
+    /// `CaptureKind`: which path stage 2 took, once it chose.
+    pub capture_kind: Option<String>,
     pub captured_minor: i64,
     pub last_error: Option<String>,
     pub lease_owner: Option<String>,
@@ -22,3 +25,9 @@ pub struct Model {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    pub fn took_path(&self, kind: crate::domain::capture::CaptureKind) -> bool {
+        self.capture_kind.as_deref() == Some(kind.code())
+    }
+}

@@ -390,7 +390,7 @@ async fn store_expired_pg(s: &Services, batch: u64, wm: DateTime<Utc>) -> Servic
             // Every committed batch is complete on its own; a failed worker's open batch rolled back
             // and the next run takes it again.
             Ok(Err(e)) => failure = failure.or(Some(e)),
-            Err(e) => failure = failure.or(Some(ServiceError::Conflict(format!("a sweep worker stopped: {e}")))),
+            Err(e) => failure = failure.or(Some(ServiceError::internal(format!("a sweep worker stopped: {e}")))),
         }
     }
     match failure {
@@ -457,7 +457,7 @@ async fn store_share_pg(s: &Services, batch: u64, share: u32, wm: DateTime<Utc>)
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql.clone(), [Value::from(wm)]))
             .await?
-            .ok_or_else(|| ServiceError::Conflict("the expiry statement returned no row".into()))?;
+            .ok_or_else(|| ServiceError::internal("the expiry statement returned no row"))?;
         let count = |c: &str| row.try_get::<i64>("", c).map(|v| u64::try_from(v).unwrap_or(0));
         let (expired, pending, declined, held) = (count("expired")?, count("pending")?, count("declined")?, count("held")?);
         if expired == 0 {

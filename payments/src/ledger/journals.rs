@@ -36,6 +36,11 @@ impl Posting {
             description,
         }
     }
+
+    /// A prepayment journal voucher (R-PRE): money moved on a deposit, by `tender` if one did.
+    pub fn voucher(self, tender: Option<crate::domain::order::Tender>) -> Posting {
+        Posting { tender, prepayment: true, ..self }
+    }
 }
 
 /// Posts a balanced journal once per `source` (R-LED-1); a second post of the same source is a no-op.
@@ -50,7 +55,7 @@ pub(crate) async fn post_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, 
 /// transaction or this run created); the unique source still refuses a second post.
 pub(crate) async fn post_new_journal(db: &impl ConnectionTrait, now: DateTime<Utc>, p: Posting, lines: Vec<JournalLine>) -> ServiceResult<journal::Model> {
     let mut posted = post_new_journals(db, vec![(now, p, lines)]).await?;
-    posted.pop().ok_or_else(|| ServiceError::Conflict("The journal was not posted.".into()))
+    posted.pop().ok_or_else(|| ServiceError::internal("the journal was not posted"))
 }
 
 /// [`post_new_journal`] for many journals in two round trips (the journals, then their numbers
@@ -74,7 +79,7 @@ pub(crate) async fn post_new_journals_with(
     let mut rows = Vec::with_capacity(journals.len());
     let mut all_lines = Vec::with_capacity(journals.len());
     for (now, p, lines) in journals {
-        all_lines.push(balanced(lines).map_err(|e| ServiceError::Conflict(format!("The journal was not posted: {e}.")))?);
+        all_lines.push(balanced(lines)?);
         rows.push(journal::ActiveModel {
             source: Set(p.source),
             kind: Set(p.kind.code().to_string()),

@@ -4,7 +4,7 @@
 use crate::connector::{Authorized, Outcome};
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{AuthorizationStatus, LineState, OrderBasis, PaymentStatus, RequestStatus};
-use crate::entity::{authorization as au, payment_line as pl, pre_authorization_duration as pad, sales_order as so, sales_order_line as sol};
+use crate::entity::{authorization as au, payment_line as pl, pre_authorization_duration as pad, processor_request as pr, sales_order as so, sales_order_line as sol};
 use crate::error::{ServiceError, ServiceResult};
 use crate::ledger::requests::{self, Resolution};
 use crate::runtime::Services;
@@ -33,13 +33,8 @@ pub async fn record_authorization(
     }
 }
 
-pub(crate) async fn record_authorization_once(
-    s: &Services,
-    req: &crate::entity::processor_request::Model,
-    line: &pl::Model,
-    resolution: Resolution,
-    replaces: Option<i32>,
-) -> ServiceResult<(PaymentStatus, Option<String>)> {
+/// [`record_authorization`] by this runner alone: `AlreadyRecorded` if another one was first.
+async fn record_authorization_once(s: &Services, req: &pr::Model, line: &pl::Model, resolution: Resolution, replaces: Option<i32>) -> ServiceResult<(PaymentStatus, Option<String>)> {
     let now = s.now();
     let txn = s.db.begin().await?;
     let out = match resolution {
@@ -140,7 +135,7 @@ pub fn line_states(lines: &[sol::Model], currency: Currency) -> Vec<LineState> {
 /// What the order's invoices and credit notes are computed from (`domain::order::OrderBasis`).
 pub fn basis<'a>(order: &so::Model, lines: &'a [LineState], currency: Currency) -> ServiceResult<OrderBasis<'a>> {
     let tax_percent = Decimal::from_str(&order.tax_percent)
-        .map_err(|_| ServiceError::Conflict(format!("Order {} has a stored tax rate that is not a number: {:?}.", order.number, order.tax_percent)))?;
+        .map_err(|_| ServiceError::StoredData(format!("order {} has a tax rate that is not a number: {:?}", order.number, order.tax_percent)))?;
     Ok(OrderBasis { lines, charges: Money::from_minor(order.charges_minor, currency), tax_percent, currency })
 }
 
@@ -154,7 +149,7 @@ pub async fn balance(db: &impl ConnectionTrait, order: &so::Model) -> ServiceRes
     basis(order, &states, currency)?
         .remaining()
         .map(|a| a.total)
-        .map_err(|e| ServiceError::Conflict(format!("The order balance cannot be computed: {e}")))
+        .map_err(|source| ServiceError::Amount { what: "The order balance", source })
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i32) -> ServiceResult<so::Model> {

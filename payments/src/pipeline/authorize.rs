@@ -2,6 +2,7 @@
 //! authorization requests placement left pending, resolved.
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::connector::Outcome;
+use crate::domain::capture::CaptureKind;
 use crate::domain::money::Money;
 use crate::domain::order::{AuthorizationStatus, Command, RequestStatus, Tender};
 use crate::domain::pipeline::Stage;
@@ -84,7 +85,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
         .all(&s.db)
         .await?;
     let covered: i64 = open.iter().filter(|a| a.expires_at > now).map(|a| a.amount_minor - a.captured_minor).sum();
-    let incremental = p.capture_path.as_deref().is_some_and(|t| t.starts_with("Incremental"));
+    let incremental = p.took_path(CaptureKind::Incremental);
     if incremental && covered > 0 && covered < balance.minor() {
         // R-CAP-1 and R-AUT-2: the original authorization is retained, no overlapping one is
         // taken; a total that grew without an edit of the payment line is captured only up to it.

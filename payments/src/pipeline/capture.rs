@@ -2,7 +2,7 @@
 //! its intent written before the processor is called, its outcome recorded or asked about again.
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::connector::{ConnectorError, Outcome};
-use crate::domain::capture::{decide_capture, CaptureConditions, CaptureDecision, CapturePath, OpenAuthorization};
+use crate::domain::capture::{decide_capture, CaptureConditions, CaptureDecision, CaptureKind, CapturePath, OpenAuthorization};
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{AuthorizationStatus, Command, RequestStatus, Tender};
 use crate::domain::pipeline::Stage;
@@ -15,7 +15,7 @@ use crate::db::for_update;
 use crate::ledger::settings as features;
 use crate::runtime::Services;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use super::context::{Ctx, StageEnd, currency, flushed};
 use super::log::{LogLine, log_relaxed};
 use super::refund::{refund};
@@ -73,16 +73,6 @@ pub(super) fn conditions_of(
     }
 }
 
-pub(super) fn path_text(path: &CapturePath) -> String {
-    match path {
-        CapturePath::Incremental => "Incremental capture against the original authorization".into(),
-        CapturePath::Legacy(reasons) => format!(
-            "Legacy capture, then a new authorization for the balance, because {}",
-            reasons.iter().map(|r| r.message()).collect::<Vec<_>>().join("; ")
-        ),
-    }
-}
-
 /// Stage 2: capture the invoiced amount against the order's authorization (R-CAP-1..5).
 pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> ServiceResult<StageEnd> {
     let stage = Stage::CaptureOrRefund;
@@ -107,7 +97,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
                 return match requests::ask(s, &req.tracking_id).await {
                     Resolution::NotProcessed(why) => {
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
-                        let final_capture = p.capture_path.as_deref().is_some_and(|t| t.starts_with("Legacy"));
+                        let final_capture = p.took_path(CaptureKind::Legacy);
                         send_capture(s, ctx, &req, &auth, attempt, final_capture).await
                     }
                     other => record_capture(s, ctx, &req, &auth, other).await,
@@ -177,7 +167,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     let requested = capture_requested(&req, &auth)?;
     ctx.marks.line(LogLine { at: now, stage, attempt, message: msg });
     ctx.marks.line(LogLine { at: now, stage, attempt, message: requested });
-    ctx.marks.capture_path(path_text(&path));
+    ctx.marks.capture_path(&path);
     // The lease, the chosen path, this stage's start mark (and the previous stage's end) and the
     // log lines commit with the intent: without the lease, nothing is written and nothing is sent.
     if !ctx.marks.flush(s, &txn, process_id).await? {
@@ -186,7 +176,8 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     }
     txn.commit().await?;
     ctx.marks.committed();
-    ctx.p.capture_path = Some(path_text(&path));
+    ctx.p.capture_path = Some(path.explanation());
+    ctx.p.capture_kind = Some(path.kind().code().to_string());
     send_capture(s, ctx, &req, &auth, attempt, matches!(path, CapturePath::Legacy(_))).await
 }
 
@@ -198,7 +189,7 @@ pub(super) fn open_authorization(a: &au::Model) -> OpenAuthorization {
 /// The capture stage's first log line: the path, and what the card pays of the invoice.
 pub(super) fn capture_message(path: &CapturePath, invoice: &inv::Model, due: i64, amount: i64) -> ServiceResult<String> {
     let cur = currency(&invoice.currency)?;
-    let mut msg = format!("{}.", path_text(path));
+    let mut msg = format!("{}.", path.explanation());
     if invoice.prepaid_minor > 0 {
         msg.push_str(&format!(" {} of the invoice is settled by the deposit and cash; the card pays {}.", Money::from_minor(invoice.prepaid_minor, cur), Money::from_minor(due, cur)));
     }
@@ -238,6 +229,36 @@ pub(crate) fn capture_row(a: &au::Model, invoice_id: Option<i32>, c: &crate::con
 }
 
 /// The authorization's status after a capture brought its captured total to `captured`.
+/// Applies a capture the processor took on authorization `a` (read under lock): its row, the
+/// authorization's captured total and status, and the payment line Paid once it is fully
+/// captured. Returns the captured total and the status.
+pub(crate) async fn apply_capture(
+    txn: &impl ConnectionTrait,
+    a: &au::Model,
+    invoice_id: Option<i32>,
+    c: &crate::connector::Captured,
+    req: &pr::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(i64, AuthorizationStatus), DbErr> {
+    let captured = a.captured_minor + c.amount.minor();
+    let status = status_after_capture(a, captured, c.authorization_closed);
+    capture_row(a, invoice_id, c, req, now).insert(txn).await?;
+    au::Entity::update_many()
+        .col_expr(au::Column::CapturedMinor, Expr::value(captured))
+        .col_expr(au::Column::Status, Expr::value(status.code()))
+        .filter(au::Column::Id.eq(a.id))
+        .exec(txn)
+        .await?;
+    if status == AuthorizationStatus::FullyCaptured {
+        pl::Entity::update_many()
+            .col_expr(pl::Column::Status, Expr::value(crate::domain::order::PaymentStatus::Paid.code()))
+            .filter(pl::Column::Id.eq(a.payment_line_id))
+            .exec(txn)
+            .await?;
+    }
+    Ok((captured, status))
+}
+
 pub(crate) fn status_after_capture(a: &au::Model, captured: i64, closed: bool) -> AuthorizationStatus {
     if captured >= a.amount_minor {
         AuthorizationStatus::FullyCaptured
@@ -303,28 +324,12 @@ pub(super) async fn record_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model,
             requests::finish(&txn, req, RequestStatus::Succeeded, Some(c.reference.clone()), None, now).await?;
             captured_now = c.amount.minor();
             let a = for_update(au::Entity::find_by_id(auth.id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
-            let captured = a.captured_minor + c.amount.minor();
-            let status = status_after_capture(&a, captured, c.authorization_closed);
-            capture_row(&a, Some(p.invoice_id), &c, req, now).insert(&txn)
-            .await?;
-            au::Entity::update_many()
-                .col_expr(au::Column::CapturedMinor, Expr::value(captured))
-                .col_expr(au::Column::Status, Expr::value(status.code()))
-                .filter(au::Column::Id.eq(a.id))
-                .exec(&txn)
-                .await?;
+            let (captured, status) = apply_capture(&txn, &a, Some(p.invoice_id), &c, req, now).await?;
             pp::Entity::update_many()
                 .col_expr(pp::Column::CapturedMinor, Expr::col(pp::Column::CapturedMinor).add(c.amount.minor()))
                 .filter(pp::Column::Id.eq(p.id))
                 .exec(&txn)
                 .await?;
-            if status == AuthorizationStatus::FullyCaptured {
-                pl::Entity::update_many()
-                    .col_expr(pl::Column::Status, Expr::value(crate::domain::order::PaymentStatus::Paid.code()))
-                    .filter(pl::Column::Id.eq(a.payment_line_id))
-                    .exec(&txn)
-                    .await?;
-            }
             StageEnd::Succeeded(captured_message(&c, req, &a, captured, status)?)
         }
         Resolution::Done(Outcome::Declined { code, message }) => {

@@ -42,7 +42,7 @@ impl Ctx {
 
     /// A credit note (negative amount): stage 2 refunds instead of capturing.
     pub(super) fn is_credit(&self) -> bool {
-        self.invoice.amount_minor < 0
+        self.invoice.is_credit_note()
     }
 
     /// Writes the pending stage marks in a transaction of their own, before a stage writes

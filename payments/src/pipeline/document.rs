@@ -1,14 +1,14 @@
 //! Posting an invoice or credit note with its payment process in one transaction (stage 1): the
 //! quantities checked, the amounts planned (R-MON-3), the numbers taken, the process created.
 use crate::domain::money::{Currency, Money};
-use crate::domain::order::{accounts, JournalKind, JournalLine, OrderStatus};
+use crate::domain::order::{accounts, DocumentKind, JournalKind, JournalLine, OrderStatus};
 use crate::domain::payment_views::InvoiceOutcome;
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{
     invoice as inv, invoice_line as il, payment_process as pp, process_stage as ps, sales_order as so,
     sales_order_line as sol,
 };
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{InvoicingError, ServiceError, ServiceResult};
 use crate::db::for_update;
 use crate::ledger::settings as features;
 use crate::runtime::Services;
@@ -35,6 +35,7 @@ pub(super) struct Posted {
 
 pub(super) fn outcome_of(invoice: inv::Model, process_id: i32, status: ProcessStatus, error: Option<String>) -> ServiceResult<InvoiceOutcome> {
     Ok(InvoiceOutcome {
+        kind: if invoice.is_credit_note() { DocumentKind::CreditNote } else { DocumentKind::Invoice },
         invoice_id: invoice.id,
         invoice_number: invoice.number,
         amount: Money::from_minor(invoice.amount_minor, Currency::stored(&invoice.currency)?),
@@ -42,13 +43,6 @@ pub(super) fn outcome_of(invoice: inv::Model, process_id: i32, status: ProcessSt
         status,
         error,
     })
-}
-
-/// What stage 1 posts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Document {
-    Invoice,
-    CreditNote,
 }
 
 pub(super) async fn outcome(s: &Services, invoice: inv::Model, process_id: i32, status: ProcessStatus) -> ServiceResult<InvoiceOutcome> {
@@ -64,7 +58,7 @@ pub(super) fn quantity_error(message: impl Into<String>) -> ServiceError {
 /// Stage 1: creates and posts the customer invoice and its journal, and creates the payment process
 /// (leased to this server), all in one transaction. Nothing is written if anything is wrong.
 pub async fn post_invoice(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<(inv::Model, i32)> {
-    post_document(s, actor, order_id, quantities, Document::Invoice, 0).await.map(|p| (p.invoice, p.process.id))
+    post_document(s, actor, order_id, quantities, DocumentKind::Invoice, 0).await.map(|p| (p.invoice, p.process.id))
 }
 
 /// What stage 1 posts for chosen quantities of an order's lines, checked and computed the same way
@@ -121,8 +115,17 @@ impl<'a> Plan<'a> {
     }
 
     /// The document's row, numbered provisionally until its id is known ([`Plan::number`]).
+    pub(super) fn kind(&self) -> DocumentKind {
+        if self.credit {
+            DocumentKind::CreditNote
+        } else {
+            DocumentKind::Invoice
+        }
+    }
+
     pub(super) fn document(&self, order_id: i32, now: DateTime<Utc>, actor: &str) -> inv::ActiveModel {
         inv::ActiveModel {
+            kind: Set(self.kind().code().to_string()),
             number: Set(format!("new-{}", uuid::Uuid::new_v4().simple())),
             order_id: Set(order_id),
             currency: Set(self.currency.code().to_string()),
@@ -134,7 +137,7 @@ impl<'a> Plan<'a> {
     }
 
     pub(super) fn number(&self, invoice_id: i32) -> String {
-        format!("{}-{:06}", if self.credit { "CRN" } else { "INV" }, invoice_id)
+        format!("{}-{:06}", self.kind().number_prefix(), invoice_id)
     }
 
     pub(super) fn invoice_lines(&self, invoice_id: i32) -> impl Iterator<Item = il::ActiveModel> + '_ {
@@ -209,6 +212,7 @@ pub(super) fn new_process(s: &Services, now: DateTime<Utc>, invoice: &inv::Model
         monitored: Set(monitored),
         status: Set(ProcessStatus::Running.code().to_string()),
         capture_path: Set(None),
+        capture_kind: Set(None),
         captured_minor: Set(0),
         last_error: Set(None),
         lease_owner: Set(Some(s.instance.clone())),
@@ -267,10 +271,10 @@ pub(super) async fn post_document(
     actor: &str,
     order_id: i32,
     quantities: &[(i32, i32)],
-    doc: Document,
+    doc: DocumentKind,
     cash_minor: i64,
 ) -> ServiceResult<Posted> {
-    let credit = doc == Document::CreditNote;
+    let credit = doc == DocumentKind::CreditNote;
     let wanted = wanted(quantities);
     if wanted.is_empty() {
         return Err(quantity_error(if credit {
@@ -288,10 +292,10 @@ pub(super) async fn post_document(
     // Expiry is stored on the order first (R-AUT-4): an order it holds is refused below.
     let order = crate::ledger::expiry::settle(&txn, order).await?;
     if order.do_not_process {
-        return Err(ServiceError::Conflict(format!("{} is on hold (Do not process); take a new payment first.", order.number)));
+        return Err(InvoicingError::OrderOnHold { order: order.number }.into());
     }
     if order.status == OrderStatus::Cancelled.code() {
-        return Err(ServiceError::Conflict(format!("{} was cancelled; nothing can be invoiced or credited.", order.number)));
+        return Err(InvoicingError::OrderCancelled { order: order.number }.into());
     }
     // One payment process at a time per order: the next invoice's capture and the balance to
     // authorize depend on how the previous one ended (R-CAP-1, R-CAP-3).
@@ -303,11 +307,13 @@ pub(super) async fn post_document(
         .await?;
     if let Some(p) = unfinished {
         let number = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.map(|i| i.number).unwrap_or_default();
-        return Err(ServiceError::Conflict(if p.status == ProcessStatus::Incomplete.code() {
-            format!("The card payment of {number} is incomplete: resume or terminate it on Incomplete cards payment before invoicing {} again.", order.number)
+        let (invoice, order) = (number, order.number);
+        return Err(if p.status == ProcessStatus::Incomplete.code() {
+            InvoicingError::PaymentIncomplete { invoice, order }
         } else {
-            format!("The card payment of {number} is still being processed; invoice {} again in a moment.", order.number)
-        }));
+            InvoicingError::PaymentRunning { invoice, order }
+        }
+        .into());
     }
     let lines = sol::Entity::find().filter(sol::Column::OrderId.eq(order_id)).all(&txn).await?;
     let plan = Plan::new(&order, &lines, &wanted, credit)?;
@@ -376,5 +382,5 @@ pub(super) fn wanted(quantities: &[(i32, i32)]) -> Vec<(i32, i32)> {
 }
 
 pub(super) fn concurrent_invoicing() -> ServiceError {
-    ServiceError::Conflict("The order was invoiced by someone else at the same time; reload and try again.".into())
+    InvoicingError::ConcurrentInvoicing.into()
 }

@@ -2,9 +2,10 @@
 //! batched with other invoicings where it can be (`batch`), then run through stages 2–4.
 use crate::domain::payment_views::InvoiceOutcome;
 use crate::domain::pipeline::ProcessStatus;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{InvoicingError, ServiceResult};
 use crate::runtime::Services;
-use super::document::{Document, Posted, outcome_of, post_document};
+use super::document::{Posted, outcome_of, post_document};
+use crate::domain::order::DocumentKind;
 use super::runner::{run_loaded};
 
 /// Invoices `quantities` (order line id, quantity) of an order, then runs the payment process.
@@ -22,7 +23,7 @@ pub async fn invoice_settled(s: &Services, actor: &str, order_id: i32, quantitie
             return refused_if_reversed(outcome);
         }
     }
-    let posted = post_document(s, actor, order_id, quantities, Document::Invoice, cash_minor).await?;
+    let posted = post_document(s, actor, order_id, quantities, DocumentKind::Invoice, cash_minor).await?;
     crate::crashpoint::hit("after:post_invoice");
     refused_if_reversed(run_posted(s, posted).await?)
 }
@@ -34,17 +35,14 @@ pub(super) fn refused_if_reversed(outcome: InvoiceOutcome) -> ServiceResult<Invo
         return Ok(outcome);
     }
     let reason = outcome.error.unwrap_or_default();
-    Err(ServiceError::Conflict(format!(
-        "The card was not charged ({reason}). Nothing is invoiced: {} was reversed. Invoice again once the payment is sorted out.",
-        outcome.invoice_number
-    )))
+    Err(InvoicingError::NotCharged { reason, invoice: outcome.invoice_number }.into())
 }
 
 /// Credits (returns) `quantities` (order line id, quantity) of invoiced lines: posts a credit note,
 /// then the payment process refunds the card against the order's captures (stage 2), posts the
 /// refund payment journal (stage 3); a credit leaves nothing to authorize (stage 4).
 pub async fn credit(s: &Services, actor: &str, order_id: i32, quantities: &[(i32, i32)]) -> ServiceResult<InvoiceOutcome> {
-    let posted = post_document(s, actor, order_id, quantities, Document::CreditNote, 0).await?;
+    let posted = post_document(s, actor, order_id, quantities, DocumentKind::CreditNote, 0).await?;
     crate::crashpoint::hit("after:post_invoice");
     run_posted(s, posted).await
 }

@@ -19,16 +19,15 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     let invoice = &ctx.invoice;
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency)?);
     let process_id = p.id;
-    let txn = crate::db::begin_bookkeeping(&s.db).await?;
-    // The injected fault is drawn (and a use of it consumed) in the journal's transaction.
+    // An injected fault is drawn (and a use of it consumed) before the journal's transaction.
     let fault = match s.connector.journal_faults() {
-        Some(faults) => faults.fire(&txn).await?,
+        Some(faults) => faults.fire().await?,
         None => false,
     };
     if fault {
-        txn.commit().await?;
         return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
     }
+    let txn = crate::db::begin_bookkeeping(&s.db).await?;
     if !ctx.marks.flush(s, &txn, process_id).await? {
         txn.rollback().await?;
         return Ok(StageEnd::LeaseLost);
@@ -75,7 +74,7 @@ pub(super) async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult
         return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
     }
     let fault = match s.connector.journal_faults() {
-        Some(faults) => faults.fire_alone(&s.db).await?,
+        Some(faults) => faults.fire().await?,
         None => false,
     };
     if fault {

@@ -4,6 +4,7 @@
 //! the process's completion. So the happy path of an invoice commits once per effect, not once
 //! per effect and once per stage boundary. Every flush renews this server's lease first in the
 //! same transaction: nothing is written, and no processor request is recorded, without the lease.
+use crate::domain::capture::CapturePath;
 use crate::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use crate::entity::{payment_process as pp, process_stage as ps};
 use crate::runtime::Services;
@@ -35,7 +36,7 @@ pub(crate) struct Marks {
     /// The stages whose results the last flush wrote, for [`Marks::committed`].
     flushed_ends: Vec<Stage>,
     /// The capture path chosen by this run, written on the process with the next lease renewal.
-    capture_path: Option<String>,
+    capture_path: Option<CapturePath>,
 }
 
 impl Mark {
@@ -88,8 +89,8 @@ impl Marks {
     }
 
     /// The capture path the running stage chose, written on the process with the marks.
-    pub fn capture_path(&mut self, path: String) {
-        self.capture_path = Some(path);
+    pub fn capture_path(&mut self, path: &CapturePath) {
+        self.capture_path = Some(path.clone());
     }
 
     /// A log line of the running stage, written with the marks.
@@ -140,7 +141,7 @@ pub(super) async fn flush_many(s: &Services, txn: &impl ConnectionTrait, runs: &
     if ids.is_empty() {
         return Ok(true);
     }
-    let paths: Vec<(i32, String)> = runs.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
+    let paths: Vec<(i32, CapturePath)> = runs.iter().filter_map(|(id, m)| Some((*id, m.capture_path.clone()?))).collect();
     if !renew_leases(s, txn, &ids, &paths).await? {
         return Ok(false);
     }
@@ -207,19 +208,24 @@ pub(super) async fn renew_lease(s: &Services, db: &impl ConnectionTrait, process
 /// [`renew_lease`] for several processes in one statement, setting the capture paths given
 /// (process, path) in it; false if another server holds any of them (then the caller's
 /// transaction must not commit what it wrote).
-pub(super) async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, String)]) -> Result<bool, DbErr> {
+pub(super) async fn renew_leases(s: &Services, db: &impl ConnectionTrait, ids: &[i32], capture_paths: &[(i32, CapturePath)]) -> Result<bool, DbErr> {
     let res = db.execute(&lease_renewal(s, ids, capture_paths)).await?;
     Ok(res.rows_affected() == ids.len() as u64)
 }
 
 /// The statement of [`renew_leases`]: it renews the lease of as many of `ids` as are running
 /// under this server's lease or none.
-pub(super) fn lease_renewal(s: &Services, ids: &[i32], capture_paths: &[(i32, String)]) -> sea_orm::sea_query::UpdateStatement {
+pub(super) fn lease_renewal(s: &Services, ids: &[i32], capture_paths: &[(i32, CapturePath)]) -> sea_orm::sea_query::UpdateStatement {
     let now = s.now();
     let mut q = pp::Entity::update_many();
     if !capture_paths.is_empty() {
-        let case = capture_paths.iter().fold(CaseStatement::new(), |c, (id, path)| c.case(pp::Column::Id.eq(*id), Expr::value(path.clone())));
-        q = q.col_expr(pp::Column::CapturePath, case.finally(Expr::col(pp::Column::CapturePath)).into());
+        let set = |column: pp::Column, value: &dyn Fn(&CapturePath) -> String| {
+            let case = capture_paths.iter().fold(CaseStatement::new(), |c, (id, path)| c.case(pp::Column::Id.eq(*id), Expr::value(value(path))));
+            (column, case.finally(Expr::col(column)))
+        };
+        for (column, case) in [set(pp::Column::CapturePath, &|p| p.explanation()), set(pp::Column::CaptureKind, &|p| p.kind().code().to_string())] {
+            q = q.col_expr(column, case.into());
+        }
     }
     q.col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
         .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))

@@ -17,7 +17,7 @@ pub mod queries;
 mod recovery;
 mod refund;
 mod runner;
-pub(crate) use capture::{capture_row, status_after_capture};
+pub(crate) use capture::apply_capture;
 pub(crate) use refund::record_refund_row;
 pub use batch::{batches, InvoiceBatches};
 pub use document::post_invoice;

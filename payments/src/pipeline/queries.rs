@@ -83,6 +83,7 @@ pub async fn history(db: &impl ConnectionTrait, process_id: i32) -> ServiceResul
         order_id: order.id,
         order_number: order.number,
         status: ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running),
+        capture_kind: p.capture_kind.as_deref().and_then(crate::domain::capture::CaptureKind::from_code),
         capture_path: p.capture_path,
         terminated_reason: p.terminated_reason,
         stages,

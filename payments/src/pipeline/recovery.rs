@@ -2,39 +2,26 @@
 //! server stopped.
 use crate::domain::payment_views::InvoiceOutcome;
 use crate::domain::pipeline::ProcessStatus;
-use crate::entity::{
-    invoice as inv, payment_process as pp,
-};
-use crate::error::{ServiceError, ServiceResult};
+use crate::entity::{invoice as inv, payment_process as pp};
+use crate::error::{ProcessError, ServiceError, ServiceResult};
 use crate::ledger::audit;
 use crate::runtime::Services;
-use sea_orm::sea_query::{Expr};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
-use super::document::{outcome};
-use super::runner::{run};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany};
+use super::document::outcome;
+use super::runner::run;
 
 /// Resume (R-PIP-4): restarts an incomplete process from its failed stage. Exactly one of two
 /// concurrent resumes wins; the other is told the process is no longer incomplete.
 pub async fn resume(s: &Services, actor: &str, process_id: i32) -> ServiceResult<InvoiceOutcome> {
     let now = s.now();
     let txn = s.db.begin().await?;
-    let claimed = pp::Entity::update_many()
+    let claim = pp::Entity::update_many()
         .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Running.code()))
         .col_expr(pp::Column::LeaseOwner, Expr::value(s.instance.clone()))
         .col_expr(pp::Column::LeaseUntil, Expr::value(now + s.lease))
-        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
-        .filter(pp::Column::Id.eq(process_id))
-        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
-        .exec(&txn)
-        .await?;
-    let p = pp::Entity::find_by_id(process_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
-    if claimed.rows_affected != 1 {
-        let status = ProcessStatus::from_code(&p.status).map(|s| s.label()).unwrap_or("unknown");
-        return Err(ServiceError::Conflict(format!("Only an incomplete payment can be resumed; this one is {status}.")));
-    }
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now));
+    let (_, invoice) = claim_incomplete(&txn, process_id, claim, |status| ProcessError::ResumeNotIncomplete { status }).await?;
     audit::record(&txn, now, actor, "payment_process.resume", &invoice.number, None, None).await?;
     txn.commit().await?;
     let status = run(s, process_id).await?;
@@ -49,20 +36,11 @@ pub async fn terminate(s: &Services, actor: &str, process_id: i32, reason: &str)
     }
     let now = s.now();
     let txn = s.db.begin().await?;
-    let done = pp::Entity::update_many()
+    let end = pp::Entity::update_many()
         .col_expr(pp::Column::Status, Expr::value(ProcessStatus::Terminated.code()))
         .col_expr(pp::Column::TerminatedReason, Expr::value(reason))
-        .col_expr(pp::Column::UpdatedAt, Expr::value(now))
-        .filter(pp::Column::Id.eq(process_id))
-        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
-        .exec(&txn)
-        .await?;
-    let p = pp::Entity::find_by_id(process_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
-    if done.rows_affected != 1 {
-        let status = ProcessStatus::from_code(&p.status).map(|s| s.label()).unwrap_or("unknown");
-        return Err(ServiceError::Conflict(format!("Only an incomplete payment can be terminated; this one is {status}.")));
-    }
-    let invoice = inv::Entity::find_by_id(p.invoice_id).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+        .col_expr(pp::Column::UpdatedAt, Expr::value(now));
+    let (p, invoice) = claim_incomplete(&txn, process_id, end, |status| ProcessError::TerminateNotIncomplete { status }).await?;
     audit::record(
         &txn,
         now,
@@ -75,6 +53,29 @@ pub async fn terminate(s: &Services, actor: &str, process_id: i32, reason: &str)
     .await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Applies `change` to the process if it is still incomplete (so that of two users resuming or
+/// terminating it at once, one does and the other is refused with `refused`), and returns it as
+/// it was read after the change, with its invoice.
+async fn claim_incomplete(
+    txn: &DatabaseTransaction,
+    process_id: i32,
+    change: UpdateMany<pp::Entity>,
+    refused: fn(String) -> ProcessError,
+) -> ServiceResult<(pp::Model, inv::Model)> {
+    let claimed = change
+        .filter(pp::Column::Id.eq(process_id))
+        .filter(pp::Column::Status.eq(ProcessStatus::Incomplete.code()))
+        .exec(txn)
+        .await?;
+    let p = pp::Entity::find_by_id(process_id).one(txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
+    if claimed.rows_affected != 1 {
+        let status = ProcessStatus::from_code(&p.status).map(|s| s.label()).unwrap_or("unknown");
+        return Err(refused(status.to_string()).into());
+    }
+    let invoice = inv::Entity::find_by_id(p.invoice_id).one(txn).await?.ok_or_else(|| ServiceError::NotFound("invoice".into()))?;
+    Ok((p, invoice))
 }
 
 /// What one recovery pass did.

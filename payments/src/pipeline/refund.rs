@@ -1,6 +1,7 @@
 //! Stage 2 of a credit note: the refund against the invoice's captures, intent first.
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::connector::Outcome;
+use crate::domain::capture::{plan_refund, RefundPlan};
 use crate::domain::money::Money;
 use crate::domain::order::{Command, RequestStatus};
 use crate::domain::pipeline::Stage;
@@ -82,41 +83,24 @@ pub(super) async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResu
     }
     let over_multiple = features::load(&s.db).await?.is_enabled(crate::Feature::RefundsOverMultipleCaptures);
     let amount = Ord::min(remaining, refundable);
-    let mut plan: Vec<(cap::Model, i64)> = Vec::new();
-    if over_multiple {
-        let mut left = amount;
-        for c in caps {
-            if left == 0 {
-                break;
-            }
-            let take = Ord::min(left, c.amount_minor - c.refunded_minor);
-            left -= take;
-            plan.push((c, take));
+    let left: Vec<i64> = caps.iter().map(|c| c.amount_minor - c.refunded_minor).collect();
+    let plan: Vec<(&cap::Model, i64)> = match plan_refund(&left, amount, over_multiple) {
+        RefundPlan::Take(takes) => takes.into_iter().map(|(i, take)| (&caps[i], take)).collect(),
+        RefundPlan::NoSingleCapture => {
+            return Ok(StageEnd::Failed(format!(
+                "No single capture can take back {}; turn on Refunds over multiple captures, or credit less, then resume (R-CAP-4).",
+                Money::from_minor(amount, cur)
+            )))
         }
-    } else {
-        match caps.into_iter().find(|c| c.amount_minor - c.refunded_minor >= amount) {
-            Some(c) => plan.push((c, amount)),
-            None => {
-                return Ok(StageEnd::Failed(format!(
-                    "No single capture can take back {}; turn on Refunds over multiple captures, or credit less, then resume (R-CAP-4).",
-                    Money::from_minor(amount, cur)
-                )))
-            }
-        }
-    }
+    };
+    // The stage's log lines, written as they happen (the process's lease is held).
+    let note = |message: String| log(&s.db, s.now(), p.id, stage, attempt, message);
     if amount < remaining {
-        log(
-            &s.db,
-            s.now(),
-            p.id,
-            stage,
-            attempt,
-            format!(
-                "Only {} captured is left to refund; the other {} stays as credit on the customer's account.",
-                Money::from_minor(amount, cur),
-                Money::from_minor(remaining - amount, cur)
-            ),
-        )
+        note(format!(
+            "Only {} captured is left to refund; the other {} stays as credit on the customer's account.",
+            Money::from_minor(amount, cur),
+            Money::from_minor(remaining - amount, cur)
+        ))
         .await?;
     }
     for (c, take) in plan {
@@ -133,15 +117,7 @@ pub(super) async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResu
             Ok(r) => r,
             Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
         };
-        log(
-            &s.db,
-            s.now(),
-            p.id,
-            stage,
-            attempt,
-            format!("Refund of {} against capture {} requested with tracking id {}.", Money::from_minor(take, cur), c.processor_reference, req.tracking_id),
-        )
-        .await?;
+        note(format!("Refund of {} against capture {} requested with tracking id {}.", Money::from_minor(take, cur), c.processor_reference, req.tracking_id)).await?;
         let resolution = send_refund(s, &req).await?;
         if let Some(failure) = record_refund(s, &req, resolution).await? {
             return Ok(StageEnd::Failed(failure));

@@ -5,7 +5,7 @@ use crate::entity::{
     invoice_line as il, journal, journal_line as jl, payment_process as pp, process_stage as ps, sales_order as so,
     sales_order_line as sol,
 };
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{InvoicingError, ServiceError, ServiceResult};
 use crate::runtime::Services;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -120,7 +120,7 @@ pub(super) async fn reverse_uncharged(s: &Services, ctx: &mut super::context::Ct
             .exec(&txn)
             .await?;
         if moved.rows_affected != 1 {
-            return Err(ServiceError::Conflict(format!("{} could not be taken back: its lines changed meanwhile.", invoice.number)));
+            return Err(InvoicingError::NotTakenBack { invoice: invoice.number }.into());
         }
     }
     let any_invoiced = sol::Entity::find().filter(sol::Column::OrderId.eq(order.id)).filter(sol::Column::InvoicedQuantity.gt(0)).one(&txn).await?.is_some();
@@ -166,7 +166,7 @@ pub(super) async fn run_loaded_from(s: &Services, mut ctx: super::context::Ctx, 
         };
         let (attempt, end) = match ended.take() {
             Some(e) if e.stage == stage => (e.attempt, e.end),
-            Some(e) => return Err(ServiceError::Conflict(format!("payment process {process_id} was handed over at {:?}, but {stage:?} is next", e.stage))),
+            Some(e) => return Err(ServiceError::internal(format!("payment process {process_id} was handed over at {:?}, but {stage:?} is next", e.stage))),
             None => {
                 let row = rows.iter().find(|r| r.stage == stage.code()).cloned();
                 let attempt = row.as_ref().map(|r| r.attempts).unwrap_or(0) + 1;

@@ -9,7 +9,7 @@ use super::{audit, for_update, Services};
 use crate::domain::access::{CurrentUser, Role};
 use crate::domain::views::UserView;
 use crate::entity::{sign_in_throttle, user, user_role};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{SetupError, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Duration, Utc};
@@ -54,6 +54,19 @@ pub enum SignInError {
     Busy,
     #[error("Sign-in is unavailable right now: {0}")]
     Database(#[from] DbErr),
+}
+
+impl SignInError {
+    /// Stable code, as `ServiceError::code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignInError::InvalidCredentials => "PS_SIGN_IN_INVALID",
+            SignInError::Locked { .. } => "PS_SIGN_IN_LOCKED",
+            SignInError::Disabled => "PS_ACCOUNT_DISABLED",
+            SignInError::Busy => "PS_SIGN_IN_BUSY",
+            SignInError::Database(_) => "PS_DATABASE",
+        }
+    }
 }
 
 pub fn normalize_username(raw: &str) -> String {
@@ -321,7 +334,7 @@ pub async fn set_password(s: &Services, actor: &str, username: &str, password: S
 /// `actor` is who does it (`actor_id` None: the command line).
 pub async fn set_disabled(s: &Services, actor: &str, actor_id: Option<i32>, user_id: i32, disabled: bool) -> ServiceResult<()> {
     if disabled && actor_id == Some(user_id) {
-        return Err(ServiceError::Conflict("You cannot disable your own account.".into()));
+        return Err(SetupError::DisableOwnAccount.into());
     }
     let txn = s.db.begin().await?;
     let m = for_update(user::Entity::find_by_id(user_id), &txn)

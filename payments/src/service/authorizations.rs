@@ -17,7 +17,7 @@ use crate::entity::{
     authorization as au, channel, customer, payment_line as pl, pre_authorization_duration as pad, processor_request as pr, sales_order as so,
     token_consent,
 };
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{AuthorizationError, ProcessorAction, ProcessorError, ServiceError, ServiceResult};
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::Feature;
 use sea_orm::sea_query::Expr;
@@ -202,10 +202,7 @@ pub async fn new_payment(
     let order = orders::find(&s.db, order_id).await?;
     let amount = uncovered(s, &order).await?;
     if amount.minor() == 0 {
-        return Err(ServiceError::Conflict(format!(
-            "{} needs no new payment: open authorizations cover everything left to invoice.",
-            order.number
-        )));
+        return Err(AuthorizationError::NothingToCover { order: order.number }.into());
     }
     let card = if saved_card_id.trim().is_empty() { crate::service::cards::verified(s, card).await? } else { CardForm::default() };
     let chosen = card_payments::chosen_card(&s.db, saved_card_id, &card, order.customer_id).await?;
@@ -287,7 +284,7 @@ pub(crate) async fn release_hold(s: &Services, order_id: i32) -> ServiceResult<(
 pub async fn void_expired(s: &Services, actor: &str, payment_line_id: i32) -> ServiceResult<String> {
     let d = detail(s, payment_line_id).await?;
     if let Some(why) = d.void_refusal {
-        return Err(ServiceError::Conflict(why));
+        return Err(AuthorizationError::VoidNotAllowed(why).into());
     }
     // Expiry is stored first: the order stays held after the void, until a new payment is taken.
     let txn = s.db.begin().await?;
@@ -326,7 +323,7 @@ pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: Payment
     let purpose = Purpose { order_id: auth.order_id, authorization_id: Some(auth.id), process: None, capture_id: None };
     let req = requests::begin(s, auth.connector_id, Command::Void, left, purpose)
         .await
-        .map_err(|e| ServiceError::Conflict(format!("The void could not be started: {e}")))?;
+        .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Void, reason: e.to_string() })?;
     let result = s.connector.void(&req.tracking_id, &auth.processor_reference).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, |_| Outcome::Voided { reference: auth.processor_reference.clone() }).await;
     apply_void(s, &req, auth, resolution, line_status, audit_entry).await
@@ -347,22 +344,22 @@ async fn apply_void(s: &Services, req: &pr::Model, auth: &au::Model, resolution:
         Resolution::Done(Outcome::Declined { code, message }) => {
             requests::finish(&txn, &req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
             txn.commit().await?;
-            return Err(ServiceError::Conflict(format!("The processor refused the void: {message}")));
+            return Err(ProcessorError::Refused { action: ProcessorAction::Void, message }.into());
         }
         Resolution::Done(other) => {
             requests::finish(&txn, &req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
             txn.commit().await?;
-            return Err(ServiceError::Conflict("The processor gave an unexpected answer; nothing was voided.".into()));
+            return Err(ProcessorError::UnexpectedAnswer { action: ProcessorAction::Void }.into());
         }
         Resolution::NotProcessed(m) => {
             requests::finish(&txn, &req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
             txn.commit().await?;
-            return Err(ServiceError::Conflict(format!("The void did not go through: {m}. Try again.")));
+            return Err(ProcessorError::NotProcessed { action: ProcessorAction::Void, message: m }.into());
         }
         Resolution::Unknown(m) => {
             requests::finish(&txn, &req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
             txn.commit().await?;
-            return Err(ServiceError::Conflict(format!("The outcome of the void is not known yet ({m}); look again before voiding again.")));
+            return Err(ProcessorError::OutcomeUnknown { action: ProcessorAction::Void, message: m }.into());
         }
     };
     requests::finish(&txn, &req, status, Some(auth.processor_reference.clone()), message, now).await?;
@@ -422,7 +419,7 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
         .one(&s.db)
         .await?
         .filter(|a| a.expires_at > now && line.status == PaymentStatus::Authorized.code())
-        .ok_or_else(|| ServiceError::Conflict("Only an authorized payment line with an open, unexpired authorization can be adjusted; take a new payment instead.".into()))?;
+        .ok_or(AuthorizationError::NotAdjustable)?;
     if amount.minor() == auth.amount_minor {
         return Err(ServiceError::field("amount", "The amount is unchanged; nothing to adjust."));
     }
@@ -435,7 +432,7 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
     let purpose = Purpose { order_id: order.id, authorization_id: Some(auth.id), process: None, capture_id: None };
     let req = requests::begin(s, auth.connector_id, Command::Adjust, amount, purpose)
         .await
-        .map_err(|e| ServiceError::Conflict(format!("The adjustment could not be started: {e}")))?;
+        .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Adjustment, reason: e.to_string() })?;
     let result = s.connector.adjust_authorization(&req.tracking_id, &auth.processor_reference, amount).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Adjusted).await;
     apply_adjust(s, actor, &req, &auth, &line, &order, amount, resolution).await
@@ -444,7 +441,7 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
 /// Applies the answer to an adjustment request (R-AUT-2): approved, the authorization and the line
 /// carry `amount`; declined, both are declined and the order held; otherwise the refusal is
 /// recorded. Shared by [`adjust`] and recovery ([`resolve_lost_answers`]).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "an adjustment's answer applied with the rows it was asked for")]
 async fn apply_adjust(
     s: &Services,
     actor: &str,
@@ -491,15 +488,15 @@ async fn apply_adjust(
         }
         Resolution::Done(other) => {
             requests::finish(&txn, &req, RequestStatus::Failed, None, Some(format!("unexpected answer {other:?}")), now).await?;
-            Err(ServiceError::Conflict("The processor gave an unexpected answer; nothing was adjusted.".into()))
+            Err(ProcessorError::UnexpectedAnswer { action: ProcessorAction::Adjustment }.into())
         }
         Resolution::NotProcessed(m) => {
             requests::finish(&txn, &req, RequestStatus::Failed, None, Some(m.clone()), now).await?;
-            Err(ServiceError::Conflict(format!("The adjustment did not go through: {m}. Try again.")))
+            Err(ProcessorError::NotProcessed { action: ProcessorAction::Adjustment, message: m }.into())
         }
         Resolution::Unknown(m) => {
             requests::finish(&txn, &req, RequestStatus::Unknown, None, Some(m.clone()), now).await?;
-            Err(ServiceError::Conflict(format!("The outcome of the adjustment is not known yet ({m}); nothing was changed in Paystage.")))
+            Err(ProcessorError::OutcomeUnknown { action: ProcessorAction::Adjustment, message: m }.into())
         }
     };
     txn.commit().await?;
@@ -543,7 +540,8 @@ pub async fn resolve_lost_answers(s: &Services, batch: u64) -> ServiceResult<u32
         };
         match applied {
             // Recorded either way: approved, or refused with the processor's reason.
-            Ok(()) | Err(ServiceError::Conflict(_)) => resolved += 1,
+            Ok(()) => resolved += 1,
+            Err(ServiceError::Processor(e)) if e.is_final_answer() => resolved += 1,
             Err(ServiceError::AlreadyRecorded(_)) => {}
             Err(e) => return Err(e),
         }

@@ -11,7 +11,7 @@ use crate::entity::{
     authorization as au, capture as cap, customer, invoice as inv, payment_line as pl,
     processor_request as pr, sales_order as so,
 };
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{CancellationError, ProcessorAction, ProcessorError, ServiceError, ServiceResult};
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::ledger::journals::{post_journal, Posting};
 pub use crate::ledger::deposits::{deposits_paid, unapplied_deposit};
@@ -28,7 +28,7 @@ pub(crate) async fn plan_for(db: &impl ConnectionTrait, order: &so::Model, charg
     let paid = deposits_paid(db, order).await?;
     let lines: Vec<(Tender, Money)> = paid.iter().map(|d| (d.tender, d.paid)).collect();
     let base = if order.status == OrderStatus::Cancelled.code() { Money::zero(currency(&order.currency)?) } else { crate::ledger::orders::balance(db, order).await? };
-    let mut plan = prepayment::cancellation_plan(&lines, base, percent).map_err(|e| ServiceError::Conflict(format!("The cancellation cannot be computed: {e}.")))?;
+    let mut plan = prepayment::cancellation_plan(&lines, base, percent).map_err(|source| ServiceError::Amount { what: "The cancellation", source })?;
     if let Some(charge) = charge {
         // A cancellation already decided keeps the charge it was decided with.
         plan = prepayment::allocate_charge(&lines, charge);
@@ -61,7 +61,7 @@ pub async fn cancel_refusal(db: &impl ConnectionTrait, order: &so::Model) -> Ser
 pub async fn cancel_preview(s: &Services, order_id: i32) -> ServiceResult<CancellationPreview> {
     let order = crate::ledger::orders::find(&s.db, order_id).await?;
     if let Some(why) = cancel_refusal(&s.db, &order).await? {
-        return Err(ServiceError::Conflict(why));
+        return Err(CancellationError::NotAllowed(why).into());
     }
     let percent = parameters::load(&s.db).await?.cancellation_charge_percent();
     let percent = if order.prepayment { percent } else { Decimal::ZERO };
@@ -128,7 +128,7 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
     // Expiry is stored on the order first (R-AUT-4): expired authorizations are not voided below.
     let order = super::expiry::settle(&txn, order).await?;
     if let Some(why) = cancel_refusal(&txn, &order).await? {
-        return Err(ServiceError::Conflict(why));
+        return Err(CancellationError::NotAllowed(why).into());
     }
     let percent = if order.prepayment { percent } else { Decimal::ZERO };
     let (paid, plan) = plan_for(&txn, &order, None, percent).await?;
@@ -136,10 +136,7 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
     if let Some(expected) = expected_charge.map(str::trim).filter(|e| !e.is_empty()) {
         // The user confirmed what the preview showed; if the parameters changed since, say so.
         if Decimal::from_str(expected).ok() != Some(Money::from_minor(plan.charge, cur).to_decimal()) {
-            return Err(ServiceError::Conflict(format!(
-                "The cancellation charge is now {} (the Commerce parameters changed); look at the preview again.",
-                Money::from_minor(plan.charge, cur)
-            )));
+            return Err(CancellationError::ChargeChanged { charge: Money::from_minor(plan.charge, cur).to_string() }.into());
         }
     }
     so::Entity::update_many()
@@ -180,16 +177,12 @@ pub async fn cancel(s: &Services, actor: &str, order_id: i32, expected_charge: O
         post_journal(
             &txn,
             now,
-            Posting {
-                tender: Some(*tender),
-                prepayment: true,
-                ..Posting::for_order(
+            Posting::for_order(
                     &order,
                     format!("cancel:refund:line:{}", d.payment_line_id),
                     JournalKind::RefundPayment,
                     format!("Deposit of {} refunded by {}", order.number, tender.label().to_lowercase()),
-                )
-            },
+                ).voucher(Some(*tender)),
             vec![JournalLine::debit(accounts::CUSTOMER_PREPAYMENTS, money), JournalLine::credit(refund_account(*tender), money)],
         )
         .await?;
@@ -272,7 +265,7 @@ pub(crate) async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceR
             }
             let auth = au::Entity::find_by_id(c.authorization_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let amount = Money::from_minor(take, cur);
-            let reference = s.connector.payment_reference(Command::Refund, amount).await.map_err(|e| ServiceError::Conflict(format!("The deposit refund could not be started: {e}")))?;
+            let reference = s.connector.payment_reference(Command::Refund, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositRefund, reason: e.to_string() })?;
             // The claim (issue #39 item 2): under the order's lock, no refund of this order in
             // flight and the capture's refunded total as read, and the intent recorded in the
             // same transaction; a second runner finds the intent and leaves it to this one.
@@ -330,11 +323,7 @@ pub(crate) async fn record_deposit_refund(s: &Services, req: &pr::Model, resolut
             post_journal(
                 &txn,
                 now,
-                Posting {
-                    tender: Some(Tender::Card),
-                    prepayment: true,
-                    ..Posting::for_order(&order, format!("refund:{}", req.tracking_id), JournalKind::RefundPayment, format!("Card deposit of {} refunded", order.number))
-                },
+                Posting::for_order(&order, format!("refund:{}", req.tracking_id), JournalKind::RefundPayment, format!("Card deposit of {} refunded", order.number)).voucher(Some(Tender::Card)),
                 vec![JournalLine::debit(accounts::CUSTOMER_PREPAYMENTS, r.amount), JournalLine::credit(accounts::CARD_CLEARING, r.amount)],
             )
             .await?;

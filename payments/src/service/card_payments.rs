@@ -5,7 +5,7 @@ use crate::connector::Outcome;
 use crate::domain::money::Money;
 use crate::domain::order::{Command, PaymentStatus, Tender};
 use crate::entity::{connector, payment_line as pl};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{ProcessorAction, ProcessorError, SetupError, ServiceError, ServiceResult};
 use crate::ledger::orders::record_authorization;
 use crate::ledger::requests::{self, Purpose};
 use crate::runtime::Services;
@@ -26,7 +26,7 @@ pub async fn default_connector(db: &impl ConnectionTrait) -> ServiceResult<conne
         .filter(connector::Column::IsDefault.eq(true))
         .one(db)
         .await?
-        .ok_or_else(|| ServiceError::Conflict("No default payment connector is configured (Payment connectors page).".into()))
+        .ok_or_else(|| SetupError::NoDefaultConnector.into())
 }
 
 /// The card an order is paid with, after the token rules were applied.
@@ -64,7 +64,7 @@ pub(crate) async fn chosen_card(db: &impl ConnectionTrait, saved_card_id: &str, 
 }
 
 /// A card payment line for `amount`, waiting for its authorization.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "the order's facts a card authorization records, passed as read")]
 pub(crate) async fn insert_card_line(
     db: &impl ConnectionTrait,
     order_id: i32,
@@ -126,11 +126,11 @@ pub async fn authorize_payment_line(
     amount: Money,
     replaces: Option<i32>,
 ) -> ServiceResult<(PaymentStatus, Option<String>)> {
-    let token = line.card_token.clone().ok_or_else(|| ServiceError::Conflict("The payment line has no card token.".into()))?;
-    let connector_id = line.connector_id.ok_or_else(|| ServiceError::Conflict("The payment line has no connector.".into()))?;
+    let token = line.card_token.clone().ok_or_else(|| ServiceError::StoredData(format!("payment line {} has no card token", line.id)))?;
+    let connector_id = line.connector_id.ok_or_else(|| ServiceError::StoredData(format!("payment line {} has no connector", line.id)))?;
     let req = requests::begin(s, connector_id, Command::Authorize, amount, Purpose { order_id: line.order_id, authorization_id: replaces, process: None, capture_id: None })
         .await
-        .map_err(|e| ServiceError::Conflict(format!("The authorization could not be started: {e}")))?;
+        .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Authorization, reason: e.to_string() })?;
     let result = s.connector.authorize(&req.tracking_id, &token, amount).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
     record_authorization(s, &req, line, resolution, replaces).await

@@ -5,7 +5,7 @@
 use super::{audit, Services};
 use crate::domain::views::{CustomerCards, CustomerView, SavedCardView};
 use crate::entity::{customer, customer_card as cc};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{ProcessorError, ServiceError, ServiceResult};
 use super::card_payments::{default_connector, CardForm};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
@@ -67,7 +67,7 @@ pub async fn verified(s: &Services, card: &CardForm) -> ServiceResult<CardForm> 
     match s.connector.describe_token(token).await {
         Ok(Some(t)) => Ok(CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }),
         Ok(None) => Err(unknown()),
-        Err(e) => Err(ServiceError::Conflict(format!("The payment processor could not confirm the card right now ({e}); nothing was saved. Try again in a moment."))),
+        Err(e) => Err(ProcessorError::CardNotConfirmed { reason: e.to_string() }.into()),
     }
 }
 

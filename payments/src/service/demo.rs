@@ -8,7 +8,7 @@ use super::{audit, features, parameters, Services};
 use crate::connector::{faults, CardEntry};
 use crate::domain::parameters::{keys, ParameterGroup};
 use crate::entity::{channel, customer};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{ProcessorAction, ProcessorError, ServiceResult};
 use crate::Feature;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
@@ -35,26 +35,28 @@ const ORDERS: &[DemoOrder] = &[
     DemoOrder { customer: "C-1004", channel: "CALL", card: "4000000000000002", tax: "0", lines: &[("Canoe paddle", 2, "35.00")], invoices: &[], fault: None },
 ];
 
-/// Turns on the improved flow with status monitoring and incremental capture (and its
-/// prerequisites), as a merchant running Paystage would, then places and invoices the demo orders.
-pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
-    for f in [
-        Feature::ImproveCardsPaymentFlow,
-        Feature::UnifiedPaymentPostingJournalDefaults,
-        Feature::OmniChannelPayments,
-        Feature::DuplicatePaymentProtection,
-        Feature::RefundsOverMultipleCaptures,
-        Feature::ManualVoidOfExpiredLines,
-        Feature::OmniChannelCommerceOrderPayments,
-        Feature::IncrementalCapture,
-    ] {
-        features::set(s, audit::SYSTEM, f, true).await?;
+/// Turns on the improved flow with status monitoring and credit card authorization, and with
+/// `incremental`, incremental capture after its prerequisites (R-FEA-2), as a merchant running
+/// Paystage would. Demo data and tests start from it.
+pub async fn enable_card_pipeline(s: &Services, actor: &str, incremental: bool) -> ServiceResult<()> {
+    features::set(s, actor, Feature::ImproveCardsPaymentFlow, true).await?;
+    if incremental {
+        for f in Feature::IncrementalCapture.prerequisites().into_iter().chain([Feature::IncrementalCapture]) {
+            features::set(s, actor, f, true).await?;
+        }
     }
     let mut ar = std::collections::BTreeMap::new();
     ar.insert(keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
     ar.insert(keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
     ar.insert(keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
-    parameters::save_group(s, audit::SYSTEM, ParameterGroup::AccountsReceivable, &ar).await?;
+    parameters::save_group(s, actor, ParameterGroup::AccountsReceivable, &ar).await?;
+    Ok(())
+}
+
+/// Turns on the card pipeline with incremental capture ([`enable_card_pipeline`]), then places
+/// and invoices the demo orders.
+pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
+    enable_card_pipeline(s, audit::SYSTEM, true).await?;
     let today = s.now().date_naive();
     for o in ORDERS {
         let cust = customer::Entity::find().filter(customer::Column::Account.eq(o.customer)).one(&s.db).await?;
@@ -64,7 +66,7 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
             .connector
             .tokenize(CardEntry { number: o.card.into(), expiry: "12/30".into(), holder: cust.name.clone() })
             .await
-            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
         let form = OrderForm {
             customer_id: cust.id.to_string(),
             channel_id: chan.id.to_string(),
@@ -90,11 +92,11 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
         for (round, qty) in o.invoices.iter().enumerate() {
             let last = round + 1 == o.invoices.len();
             if let (true, Some((point, kind))) = (last, o.fault) {
-                faults::add(&s.db, s.now(), point, kind, "1", "1", "").await?;
+                faults::add(s.simulator_store()?, s.now(), point, kind, "1", "1", "").await?;
             }
             let q: Vec<(i32, i32)> = lines.iter().zip(qty.iter()).map(|(l, q)| (l.id, *q)).collect();
             crate::pipeline::invoice(s, "finance", placed.order_id, &q).await?;
-            faults::clear(&s.db).await?;
+            faults::clear(s.simulator_store()?).await?;
         }
     }
     seed_prepayments(s).await?;
@@ -110,7 +112,7 @@ async fn seed_prepayments(s: &Services) -> ServiceResult<()> {
         .connector
         .tokenize(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
-        .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
     let form = OrderForm {
         customer_id: cust.id.to_string(),
         channel_id: store.id.to_string(),
@@ -144,7 +146,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
         .connector
         .tokenize(CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
-        .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
     let card = CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry };
     // Placed ten days ago (the AR days before expired are 7), by the same services on a clock
     // set back; the expiry job then runs now.
@@ -174,7 +176,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
             .connector
             .tokenize(CardEntry { number: "378282246310005".into(), expiry: "09/29".into(), holder: c1.name.clone() })
             .await
-            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
         let saved = CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
         super::cards::add(s, "callcenter", c1.id, &saved, true).await?;
     }

@@ -22,7 +22,7 @@ pub mod setup;
 pub mod standing;
 pub mod storefront;
 
-use crate::connector::simulator::ProcessorSimulator;
+use crate::connector::simulator::{store, ProcessorSimulator};
 use crate::connector::timed::TimedConnector;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -33,15 +33,17 @@ use crate::clock::SharedClock;
 /// defaults; [`Services`] itself is defined below the pipeline (`crate::runtime`).
 impl Services {
 
-    /// Services on `db` with the processor simulator as connector, every call of it ending by
+    /// Services on `db` with the processor simulator over its store `simulator_store`
+    /// ([`crate::connector::simulator::store::open`]) as connector, every call of it ending by
     /// [`crate::connector::timed::DEFAULT_TIMEOUT`], and a 30-second lease.
-    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        let simulator = Arc::new(ProcessorSimulator::new(db.clone(), clock.clone()));
-        let connector = Arc::new(TimedConnector::new(simulator, crate::connector::timed::DEFAULT_TIMEOUT));
+    pub fn new(db: DatabaseConnection, simulator_store: DatabaseConnection, clock: SharedClock) -> Self {
+        let simulator = Arc::new(ProcessorSimulator::new(simulator_store, clock.clone()));
+        let connector = Arc::new(TimedConnector::new(simulator.clone(), crate::connector::timed::DEFAULT_TIMEOUT));
         Services {
             db,
             clock,
             connector,
+            simulator: Some(simulator),
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
             invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),
@@ -57,8 +59,20 @@ impl Services {
 
     /// These services with connector calls ending by `timeout` (see [`crate::connector::timed`]).
     pub fn with_connector_timeout(mut self, timeout: std::time::Duration) -> Self {
-        let simulator = Arc::new(ProcessorSimulator::new(self.db.clone(), self.clock.clone()));
-        self.connector = Arc::new(TimedConnector::new(simulator, timeout));
+        if let Some(simulator) = &self.simulator {
+            self.connector = Arc::new(TimedConnector::new(simulator.clone(), timeout));
+        }
         self
+    }
+
+    /// Opens Paystage's database at `url` (migrated) and the simulator's store (at `simulator_url`,
+    /// or beside it, [`store::url_for`]), moving the simulator's rows out of Paystage's database
+    /// if an earlier version kept them there ([`store::import_earlier`]).
+    pub async fn connect(url: &str, simulator_url: Option<&str>, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
+        let db = crate::db::connect_and_migrate(url).await?;
+        let store_url = simulator_url.map(str::to_string).unwrap_or_else(|| store::url_for(url));
+        let simulator_store = store::open(&store_url).await?;
+        store::import_earlier(&db, &simulator_store).await?;
+        Ok(Services::new(db, simulator_store, clock))
     }
 }

@@ -96,7 +96,7 @@ pub async fn order_total(db: &impl ConnectionTrait, o: &so::Model) -> ServiceRes
     basis(o, &states, currency)?
         .total()
         .map(|a| a.total)
-        .map_err(|e| ServiceError::Conflict(format!("The order total cannot be computed: {e}")))
+        .map_err(|source| ServiceError::Amount { what: "The order total", source })
 }
 
 /// Everything the order page shows.

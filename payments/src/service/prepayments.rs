@@ -25,13 +25,12 @@ use crate::entity::{
     account_deposit, authorization as au, channel, customer, journal, journal_line as jl, payment_line as pl,
     processor_request as pr, sales_order as so,
 };
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{PrepaymentError, ProcessorAction, ProcessorError, ServiceError, ServiceResult};
 use crate::ledger::requests::{self, Purpose, Resolution};
 use crate::ledger::journals::{post_journal, Posting};
 pub use crate::ledger::deposits::{deposits_paid, unapplied_deposit};
 use crate::ledger::deposits::{applied, deposit_captures};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 pub(crate) fn currency(code: &str) -> ServiceResult<Currency> {
@@ -104,7 +103,7 @@ pub async fn account_deposit(s: &Services, actor: &str, customer_id: i32, channe
         vec![JournalLine::debit(accounts::CASH, amount), JournalLine::credit(accounts::CUSTOMER_PREPAYMENTS, amount)],
     )
     .await?
-    .ok_or_else(|| ServiceError::Conflict("The deposit's journal was already posted.".into()))?;
+    .ok_or(PrepaymentError::DepositAlreadyPosted)?;
     let mut am: account_deposit::ActiveModel = dep.into();
     am.number = Set(number.clone());
     am.journal_id = Set(Some(j.id));
@@ -205,11 +204,7 @@ pub(crate) async fn post_deposit_lines(
         post_journal(
             db,
             now,
-            Posting {
-                tender: Some(tender),
-                prepayment: true,
-                ..Posting::for_order(order, format!("deposit:line:{}", line.id), kind, format!("Deposit for {} by {}", order.number, tender.label().to_lowercase()))
-            },
+            Posting::for_order(order, format!("deposit:line:{}", line.id), kind, format!("Deposit for {} by {}", order.number, tender.label().to_lowercase())).voucher(Some(tender)),
             vec![JournalLine::debit(debit, amount), JournalLine::credit(accounts::CUSTOMER_PREPAYMENTS, amount)],
         )
         .await?;
@@ -257,7 +252,7 @@ pub async fn capture_deposit(s: &Services, order_id: i32) -> ServiceResult<Optio
         return Ok(Some(format!("The card part of the deposit ({}) is not authorized; take a new payment.", Money::from_minor(due - captured, currency(&order.currency)?))));
     };
     let amount = Money::from_minor((due - captured).min(auth.amount_minor - auth.captured_minor), currency(&order.currency)?);
-    let reference = s.connector.payment_reference(Command::Capture, amount).await.map_err(|e| ServiceError::Conflict(format!("The deposit could not be captured: {e}")))?;
+    let reference = s.connector.payment_reference(Command::Capture, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositCapture, reason: e.to_string() })?;
     // The claim (issue #39 item 2): under the order's lock, no deposit capture in flight and the
     // same amount still due, and the intent recorded in the same transaction. A second runner
     // (another server's recovery, `paystage recover`) waits for the lock, then finds the intent
@@ -308,30 +303,11 @@ pub(crate) async fn record_deposit_capture(s: &Services, req: &pr::Model, resolu
                 .await?
                 .ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let order = for_update(so::Entity::find_by_id(a.order_id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound("order".into()))?;
-            let captured = a.captured_minor + c.amount.minor();
-            let status = crate::pipeline::status_after_capture(&a, captured, c.authorization_closed);
-            crate::pipeline::capture_row(&a, None, &c, &req, now).insert(&txn).await?;
-            au::Entity::update_many()
-                .col_expr(au::Column::CapturedMinor, Expr::value(captured))
-                .col_expr(au::Column::Status, Expr::value(status.code()))
-                .filter(au::Column::Id.eq(a.id))
-                .exec(&txn)
-                .await?;
-            if status == AuthorizationStatus::FullyCaptured {
-                pl::Entity::update_many()
-                    .col_expr(pl::Column::Status, Expr::value(PaymentStatus::Paid.code()))
-                    .filter(pl::Column::Id.eq(a.payment_line_id))
-                    .exec(&txn)
-                    .await?;
-            }
+            crate::pipeline::apply_capture(&txn, &a, None, &c, req, now).await?;
             post_journal(
                 &txn,
                 now,
-                Posting {
-                    tender: Some(Tender::Card),
-                    prepayment: true,
-                    ..Posting::for_order(&order, format!("deposit:{}", req.tracking_id), JournalKind::CustomerPayment, format!("Card deposit for {}", order.number))
-                },
+                Posting::for_order(&order, format!("deposit:{}", req.tracking_id), JournalKind::CustomerPayment, format!("Card deposit for {}", order.number)).voucher(Some(Tender::Card)),
                 vec![JournalLine::debit(accounts::CARD_CLEARING, c.amount), JournalLine::credit(accounts::CUSTOMER_PREPAYMENTS, c.amount)],
             )
             .await?;
@@ -389,15 +365,15 @@ pub async fn pick_up(s: &Services, actor: &str, order_id: i32, raw_cash: &str) -
     let order = crate::ledger::orders::find(&s.db, order_id).await?;
     let cur = currency(&order.currency)?;
     if !order.prepayment {
-        return Err(ServiceError::Conflict(format!("{} is not a prepayment order; invoice it instead.", order.number)));
+        return Err(PrepaymentError::NotPrepayment { order: order.number }.into());
     }
     if order.status == OrderStatus::Cancelled.code() {
-        return Err(ServiceError::Conflict(format!("{} was cancelled.", order.number)));
+        return Err(PrepaymentError::OrderCancelled { order: order.number }.into());
     }
     let cash = parse_amount("cash", "Cash", raw_cash, cur)?.unwrap_or(Money::zero(cur));
     let balance = crate::ledger::orders::balance(&s.db, &order).await?;
     if balance.minor() == 0 {
-        return Err(ServiceError::Conflict(format!("{} has nothing left to pick up.", order.number)));
+        return Err(PrepaymentError::NothingToPickUp { order: order.number }.into());
     }
     let unapplied = unapplied_deposit(&s.db, &order).await?;
     let due = (balance.minor() - unapplied).max(0);

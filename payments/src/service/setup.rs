@@ -80,12 +80,12 @@ pub async fn save_merchant_properties(
     non_incremental_capture_methods: &str,
 ) -> ServiceResult<()> {
     let mut errors = Vec::new();
-    let protection = parse_yes_no("Enable Request Protection", enable_request_protection)
-        .map_err(|m| errors.push(FieldError::new("enable_request_protection", m)))
-        .ok();
-    let methods = parse_payment_method_list("Non incremental capture payment methods", non_incremental_capture_methods)
-        .map_err(|m| errors.push(FieldError::new("non_incremental_capture_methods", m)))
-        .ok();
+    let protection = FieldError::collect(&mut errors, "enable_request_protection", parse_yes_no("Enable Request Protection", enable_request_protection));
+    let methods = FieldError::collect(
+        &mut errors,
+        "non_incremental_capture_methods",
+        parse_payment_method_list("Non incremental capture payment methods", non_incremental_capture_methods),
+    );
     let (Some(protection), Some(methods)) = (protection, methods) else {
         return Err(ServiceError::Validation(errors));
     };
@@ -135,10 +135,8 @@ pub async fn save_merchant_account(
     is_default: &str,
 ) -> ServiceResult<()> {
     let mut errors = Vec::new();
-    let allow = parse_yes_no("Allow multiple partial captures", allow_multiple_partial_capture)
-        .map_err(|m| errors.push(FieldError::new("allow_multiple_partial_capture", m)))
-        .ok();
-    let default = parse_yes_no("Default connector", is_default).map_err(|m| errors.push(FieldError::new("is_default", m))).ok();
+    let allow = FieldError::collect(&mut errors, "allow_multiple_partial_capture", parse_yes_no("Allow multiple partial captures", allow_multiple_partial_capture));
+    let default = FieldError::collect(&mut errors, "is_default", parse_yes_no("Default connector", is_default));
     let (Some(allow), Some(default)) = (allow, default) else {
         return Err(ServiceError::Validation(errors));
     };

@@ -14,7 +14,7 @@ use crate::domain::parameters::FieldError;
 use crate::domain::payment_views::PlacedOrder;
 use crate::domain::views::ChannelKind;
 use crate::entity::{channel, customer};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{SetupError, ServiceError, ServiceResult};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 /// The shop's catalog: item, unit price (USD).
@@ -68,7 +68,7 @@ pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> 
         .order_by_asc(channel::Column::Id)
         .one(&s.db)
         .await?
-        .ok_or_else(|| ServiceError::Conflict("The web shop is closed: no online store channel is set up.".into()))?;
+        .ok_or(SetupError::WebShopClosed)?;
     let card = super::cards::verified(s, &c.card).await?;
     super::cards::check_card(&card)?;
     let customer_id = find_or_open_customer(s, web.id, &email, name).await?;

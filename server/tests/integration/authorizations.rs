@@ -7,17 +7,14 @@ use payments::entity::{audit_log, sales_order};
 use payments::pipeline::{self, invariants};
 use payments::service::jobs::{expire_authorizations, ExpiryReport};
 use payments::service::{orders, setup};
-use payments::testing::{enable_pipeline, fixture, OrderBuilder};
+use payments::testing::{card_order, enable_pipeline, fixture, OrderBuilder};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
     // R-AUT-3: no pre-authorization duration for the store → AR "Number of days before expired" (7
     // with enable_pipeline). R-AUT-4: payment back to Pending Authorization, order held.
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
-    let d = orders::detail(s, placed.order_id).await.unwrap();
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "150.00").await;
     assert_eq!(d.authorizations[0].expires_at - d.authorizations[0].authorized_at, chrono::Duration::days(7));
     // The overview's counts follow the authorization through its life: with 7 days left it
     // counts as expiring within 7 days.
@@ -49,10 +46,11 @@ db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
     // R-AUT-3/4: the held order cannot be invoiced (an expired authorization is never captured);
     // the refusal is clear and writes nothing.
     let q: Vec<(i32, i32)> = d.lines.iter().map(|l| (l.id, 1)).collect();
-    let err = pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap_err().to_string();
-    assert!(err.contains("on hold (Do not process); take a new payment first"), "{err}");
+    let err = pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap_err();
+    assert_eq!(err.code(), "PS_ORDER_ON_HOLD", "{err}");
+    assert!(err.to_string().contains("on hold (Do not process); take a new payment first"), "{err}");
     assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), 0);
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(the_store_pre_authorization_duration_wins_over_the_ar_days, |db| {
@@ -112,7 +110,7 @@ db_test!(one_expiry_run_expires_everything_due_and_skips_what_is_captured, |db| 
     assert_eq!(held(s).await, 5);
     let d = orders::detail(s, captured).await.unwrap();
     assert_eq!(d.authorizations[0].status, AuthorizationStatus::FullyCaptured);
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(two_expiry_runs_at_once_expire_each_authorization_exactly_once, |db| {
@@ -300,5 +298,5 @@ db_test!(the_sweep_stores_expiry_on_the_rows_in_bounded_batches_and_readers_see_
     assert_eq!(stored_held, 6);
     assert_eq!(seen().await, before, "pages and counts read the same once stored");
     assert_eq!(store_expired(s, 2).await.unwrap(), Default::default(), "nothing is left to store");
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });

@@ -154,7 +154,9 @@ db_test!(refusals_come_back_as_typed_errors, |db| {
         .unwrap();
     assert!(!res.status().is_success());
     let body: serde_json::Value = res.json().await.unwrap();
-    let msg = body["Refused"].as_str().expect("a Refused error");
+    // A refusal carries its stable code beside the message.
+    assert_eq!(body["Refused"]["code"], "PS_FEATURE_PREREQUISITES", "{body}");
+    let msg = body["Refused"]["message"].as_str().expect("a Refused error");
     assert!(msg.contains("Omni-channel Commerce order payments") && msg.contains("Omni-channel payments"), "{msg}");
     let res = admin
         .post(format!("{}/api/save_parameters", app.base))
@@ -394,7 +396,7 @@ db_test!(sign_in_and_the_anonymous_shop_are_limited_per_address, |db| {
     assert!(last.headers()[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert!(last.text().await.unwrap().contains("Too many attempts"));
     // The shop and the card page share the anonymous limit; nothing is written over it.
-    let before = payments::entity::sim_token::Entity::find().all(&db.services.db).await.unwrap().len();
+    let before = payments::connector::simulator::entity::sim_token::Entity::find().all(payments::testing::sim(&db.services)).await.unwrap().len();
     let mut refused = 0;
     for _ in 0..=server::limits::SHOP.burst {
         let res = c
@@ -408,7 +410,7 @@ db_test!(sign_in_and_the_anonymous_shop_are_limited_per_address, |db| {
         }
     }
     assert_eq!(refused, 1);
-    let after = payments::entity::sim_token::Entity::find().all(&db.services.db).await.unwrap().len();
+    let after = payments::connector::simulator::entity::sim_token::Entity::find().all(payments::testing::sim(&db.services)).await.unwrap().len();
     assert_eq!(after - before, server::limits::SHOP.burst as usize, "the refused entry was not tokenized");
     let shop = c.post(format!("{}/shop", app.base)).form(&[("email", "a@b.example")]).send().await.unwrap();
     assert_eq!(shop.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -12,4 +12,5 @@ mod prepayments;
 mod processes;
 mod properties;
 mod services;
+mod simulator;
 mod tokens;

@@ -4,7 +4,7 @@
 use payments::db_test;
 use payments::error::ServiceError;
 use payments::service::{authorizations, features, cancellation, orders, prepayments, Services};
-use payments::testing::{dump_text, enable_pipeline, fixture, OrderBuilder};
+use payments::testing::{card_order, dump_text, enable_pipeline, fixture, sim, OrderBuilder};
 
 /// The field a refusal names (a refusal that is not a field error fails the test).
 fn field_of(e: ServiceError) -> String {
@@ -103,10 +103,7 @@ db_test!(posted_records_are_protected_by_the_database_itself, |db| {
     // what they moved. A correction is a new entry.
     use sea_orm::ConnectionTrait;
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
-    let d = orders::detail(s, placed.order_id).await.unwrap();
+    let (_fx, placed, d) = card_order(s, "Tent", 1, "150.00").await;
     let q: Vec<(i32, i32)> = d.lines.iter().map(|l| (l.id, l.quantity)).collect();
     payments::pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap();
     let before = dump_text(&s.db).await;
@@ -219,12 +216,9 @@ async fn capture_outlasting_the_lease(db: &payments::testing::TestDb, batched: b
     use payments::domain::order::Command;
     use payments::entity::capture;
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
-    let d = orders::detail(s, placed.order_id).await.unwrap();
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "150.00").await;
     let q = vec![(d.lines[0].id, 1)];
-    faults::add(&s.db, s.now(), "capture", "latency", "1", "1", "1500").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "latency", "1", "1", "1500").await.unwrap();
     let runner = if batched { s.clone() } else { s.clone().one_at_a_time() };
     let order_id = placed.order_id;
     let first = tokio::spawn(async move { payments::pipeline::invoice(&runner, "finance", order_id, &q).await });
@@ -235,12 +229,12 @@ async fn capture_outlasting_the_lease(db: &payments::testing::TestDb, batched: b
     let late = first.await.unwrap();
     assert!(late.is_ok(), "the late answer is not an error for its user: {late:?}");
     assert_eq!(count_for::<capture::Entity>(s, capture::Column::OrderId, order_id).await, 1, "one capture row");
-    assert_eq!(payments::connector::simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "one capture at the processor");
+    assert_eq!(payments::connector::simulator::ledger_totals(sim(s)).await.unwrap().captures, 1, "one capture at the processor");
     assert_eq!(request_statuses(s, order_id, Command::Capture).await, vec!["succeeded"]);
     let d = orders::detail(s, order_id).await.unwrap();
     assert_eq!(d.authorizations[0].captured.minor(), 15_000);
     assert_eq!(d.invoices.len(), 1);
-    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    let r = payments::pipeline::invariants::check(s).await.unwrap();
     assert!(r.clean() && r.incomplete_processes == 0, "{r:?}");
 }
 
@@ -262,7 +256,7 @@ db_test!(an_authorization_call_outlasting_its_lease_is_recorded_once, |db| {
     let s = db.services.clone();
     let fx = fixture(&s).await;
     enable_pipeline(&s, true).await;
-    faults::add(&s.db, s.now(), "authorize", "latency", "1", "1", "1500").await.unwrap();
+    faults::add(sim(&s), s.now(), "authorize", "latency", "1", "1", "1500").await.unwrap();
     let builder = OrderBuilder::new(&fx).line("Tent", 1, "150.00");
     let placing = { let s = s.clone(); tokio::spawn(async move { builder.try_place(&s).await }) };
     // The order's id is not known before placement returns: the newest request is its.
@@ -285,7 +279,7 @@ db_test!(an_authorization_call_outlasting_its_lease_is_recorded_once, |db| {
     assert_eq!(placed.payment_status, PaymentStatus::Authorized, "{placed:?}");
     assert_eq!(count_for::<authorization::Entity>(&s, authorization::Column::OrderId, order_id).await, 1, "one authorization row");
     assert_eq!(request_statuses(&s, order_id, Command::Authorize).await, vec!["succeeded"]);
-    assert_eq!(payments::connector::simulator::ledger_totals(&s.db).await.unwrap().authorized, 15_000);
+    assert_eq!(payments::connector::simulator::ledger_totals(sim(&s)).await.unwrap().authorized, 15_000);
 });
 
 db_test!(a_processor_slower_than_the_timeout_is_asked_not_charged_again, |db| {
@@ -299,7 +293,7 @@ db_test!(a_processor_slower_than_the_timeout_is_asked_not_charged_again, |db| {
     enable_pipeline(&s, true).await;
     let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(&s).await;
     let d = orders::detail(&s, placed.order_id).await.unwrap();
-    faults::add(&s.db, s.now(), "capture", "latency", "1", "1", "2000").await.unwrap();
+    faults::add(sim(&s), s.now(), "capture", "latency", "1", "1", "2000").await.unwrap();
     let started = std::time::Instant::now();
     let out = payments::pipeline::invoice(&s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     assert!(started.elapsed() < std::time::Duration::from_millis(1900), "the call was abandoned at its deadline: {:?}", started.elapsed());
@@ -322,9 +316,10 @@ db_test!(lost_answers_to_voids_and_adjustments_are_resolved_by_recovery, |db| {
     // The adjustment.
     let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
     let line = orders::detail(s, placed.order_id).await.unwrap().payments[0].id;
-    faults::add(&s.db, s.now(), "adjust", "timeout_after", "1", "1", "").await.expect("adjust is a fault point");
-    faults::add(&s.db, s.now(), "query", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "adjust", "timeout_after", "1", "1", "").await.expect("adjust is a fault point");
+    faults::add(sim(s), s.now(), "query", "error_before", "1", "1", "").await.unwrap();
     let err = authorizations::adjust(s, "finance", line, "120.00").await.unwrap_err();
+    assert_eq!(err.code(), "PS_PROCESSOR_OUTCOME_UNKNOWN", "{err}");
     assert!(err.to_string().contains("not known yet"), "{err}");
     assert_eq!(request_statuses(s, placed.order_id, Command::Adjust).await, vec!["unknown"]);
     assert_eq!(payments::service::jobs::recover(s, 10).await.unwrap().requests_resolved, 0, "a request younger than the lease is left to its runner");
@@ -350,9 +345,10 @@ db_test!(lost_answers_to_voids_and_adjustments_are_resolved_by_recovery, |db| {
     db.clock.advance(chrono::Duration::days(40));
     payments::service::jobs::expire_authorizations(s).await.unwrap();
     let line = orders::detail(s, expiring.order_id).await.unwrap().payments[0].id;
-    faults::add(&s.db, s.now(), "void", "timeout_after", "1", "1", "").await.unwrap();
-    faults::add(&s.db, s.now(), "query", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "void", "timeout_after", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "query", "error_before", "1", "1", "").await.unwrap();
     let err = authorizations::void_expired(s, "finance", line).await.unwrap_err();
+    assert_eq!(err.code(), "PS_PROCESSOR_OUTCOME_UNKNOWN", "{err}");
     assert!(err.to_string().contains("not known yet"), "{err}");
     assert_eq!(request_statuses(s, expiring.order_id, Command::Void).await, vec!["unknown"]);
     db.clock.advance(chrono::Duration::seconds(s.lease.num_seconds() + 5));
@@ -375,12 +371,12 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     // Deposits not captured at placement.
-    let capture_fault = faults::add(&s.db, s.now(), "capture", "error_before", "1", "", "").await.unwrap();
+    let capture_fault = faults::add(sim(s), s.now(), "capture", "error_before", "1", "", "").await.unwrap();
     let mut deposits = Vec::new();
     for _ in 0..4 {
         deposits.push(OrderBuilder::new(&fx).channel(fx.pos).line("Sofa", 1, "100.00").deposit("40.00", "", "").place(s).await.order_id);
     }
-    faults::remove(&s.db, capture_fault).await.unwrap();
+    faults::remove(sim(s), capture_fault).await.unwrap();
     // Cancelled deposits whose card refund did not go through. A 20 % charge on the
     // 100.00 order keeps half the 40.00 deposit, so a second refund of 20.00 would still fit the
     // capture at the processor.
@@ -390,14 +386,14 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
         let id = OrderBuilder::new(&fx).channel(fx.pos).line("Sofa", 1, "100.00").deposit("40.00", "", "").place(s).await.order_id;
         cancelled.push(id);
     }
-    let refund_fault = faults::add(&s.db, s.now(), "refund", "error_before", "1", "", "").await.unwrap();
+    let refund_fault = faults::add(sim(s), s.now(), "refund", "error_before", "1", "", "").await.unwrap();
     for id in &cancelled {
         let _ = cancellation::cancel(s, "finance", *id, None).await;
     }
-    faults::remove(&s.db, refund_fault).await.unwrap();
+    faults::remove(sim(s), refund_fault).await.unwrap();
     // Placement authorizations whose answer was lost.
-    faults::add(&s.db, s.now(), "authorize", "timeout_after", "1", "4", "").await.unwrap();
-    faults::add(&s.db, s.now(), "query", "error_before", "1", "4", "").await.unwrap();
+    faults::add(sim(s), s.now(), "authorize", "timeout_after", "1", "4", "").await.unwrap();
+    faults::add(sim(s), s.now(), "query", "error_before", "1", "4", "").await.unwrap();
     let mut lost = Vec::new();
     for _ in 0..4 {
         lost.push(OrderBuilder::new(&fx).line("Tent", 1, "150.00").try_place(s).await.unwrap().order_id);
@@ -422,8 +418,8 @@ db_test!(two_recoveries_at_once_capture_refund_and_authorize_once, |db| {
     for id in &lost {
         assert_eq!(count_for::<authorization::Entity>(s, authorization::Column::OrderId, *id).await, 1, "order {id}: one authorization");
     }
-    let totals = payments::connector::simulator::ledger_totals(&s.db).await.unwrap();
+    let totals = payments::connector::simulator::ledger_totals(sim(s)).await.unwrap();
     assert_eq!(totals.captures, 8, "4 deposits captured at recovery, 4 at placement: {totals:?}");
-    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    let r = payments::pipeline::invariants::check(s).await.unwrap();
     assert!(r.clean(), "{r:?}");
 });

@@ -3,13 +3,14 @@
 //! crash between intent and outcome, and the invariants after each.
 use payments::connector::{faults, simulator};
 use payments::db_test;
-use payments::domain::order::{AuthorizationStatus, Command, PaymentStatus};
+use payments::domain::capture::CaptureKind;
+use payments::domain::order::{AuthorizationStatus, Command, DocumentKind, PaymentStatus};
 use payments::domain::payment_views::OrderDetail;
 use payments::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 use payments::entity::{audit_log, capture, payment_process, processor_request, process_stage};
 use payments::pipeline::{self, invariants, queries, requests};
 use payments::service::{orders, Services};
-use payments::testing::{enable_pipeline, fixture, Fixture, OrderBuilder, TestDb};
+use payments::testing::{card_order, enable_pipeline, fixture, sim, Fixture, OrderBuilder, TestDb};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 async fn detail(s: &Services, order_id: i32) -> OrderDetail {
@@ -51,7 +52,7 @@ async fn whole_orders(s: &Services, fx: &Fixture, n: usize) -> Vec<(i32, Vec<(i3
 }
 
 async fn assert_clean(db: &TestDb) {
-    let r = invariants::check(&db.services.db).await.unwrap();
+    let r = invariants::check(&db.services).await.unwrap();
     assert!(r.clean(), "invariants: {r:?}");
 }
 
@@ -87,10 +88,11 @@ db_test!(incremental_capture_keeps_one_authorization_for_two_invoices, |db| {
     assert_eq!(d.balance.minor(), 0);
     assert_eq!(d.journals.len(), 4, "two invoice journals and two payment journals");
     let h = queries::history(&s.db, first.process_id).await.unwrap();
+    assert_eq!(h.capture_kind, Some(CaptureKind::Incremental), "{:?}", h.capture_path);
     assert!(h.capture_path.as_deref().unwrap().starts_with("Incremental"), "{:?}", h.capture_path);
     let auth_stage = h.stages.iter().find(|st| st.stage == Stage::AuthorizeRemaining).unwrap();
     assert_eq!(auth_stage.status, StageStatus::Skipped, "the original authorization covers the rest");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 2);
     assert_clean(&db).await;
 });
 
@@ -161,6 +163,7 @@ db_test!(interac_is_never_captured_incrementally, |db| {
     let out = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(out.status, ProcessStatus::Completed);
     let h = queries::history(&s.db, out.process_id).await.unwrap();
+    assert_eq!(h.capture_kind, Some(CaptureKind::Legacy));
     let path = h.capture_path.unwrap();
     assert!(path.contains("did not say SupportsMultipleCaptures") && path.contains("Non incremental capture payment methods"), "{path}");
     assert_eq!(detail(s, placed.order_id).await.authorizations.len(), 2);
@@ -194,7 +197,7 @@ db_test!(a_journal_fault_leaves_the_payment_incomplete_and_resume_does_not_captu
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Kayak", 1, "500.00").place(s).await;
-    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(out.status, ProcessStatus::Incomplete);
     assert!(out.error.as_deref().unwrap().contains("Post the payment journal"), "{:?}", out.error);
@@ -209,7 +212,7 @@ db_test!(a_journal_fault_leaves_the_payment_incomplete_and_resume_does_not_captu
     let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
     assert_eq!(resumed.status, ProcessStatus::Completed);
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1, "no second capture");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 1);
     let h = queries::history(&s.db, out.process_id).await.unwrap();
     let journal = h.stages.iter().find(|st| st.stage == Stage::PostPaymentJournal).unwrap();
     assert_eq!((journal.status, journal.attempts), (StageStatus::Succeeded, 2));
@@ -218,6 +221,7 @@ db_test!(a_journal_fault_leaves_the_payment_incomplete_and_resume_does_not_captu
     assert_eq!(capture_stage.attempts, 1, "the capture stage was not run again");
     assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty());
     let again = pipeline::resume(s, "finance", out.process_id).await.unwrap_err();
+    assert_eq!(again.code(), "PS_PROCESS_NOT_INCOMPLETE", "{again}");
     assert!(again.to_string().contains("Only an incomplete payment can be resumed"), "{again}");
     assert_clean(&db).await;
 });
@@ -228,10 +232,10 @@ db_test!(a_timeout_after_the_capture_is_resolved_by_asking_not_by_capturing_agai
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Bike", 1, "800.00").place(s).await;
-    faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "timeout_after", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 1);
     let h = queries::history(&s.db, out.process_id).await.unwrap();
     let cap = h.stages.iter().find(|st| st.stage == Stage::CaptureOrRefund).unwrap();
     assert!(cap.log.iter().any(|l| l.message.contains("No answer in time; asking the processor")), "{:?}", cap.log);
@@ -244,7 +248,7 @@ db_test!(an_error_before_the_capture_is_retried_with_the_same_tracking_id, |db| 
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Boots", 1, "120.00").place(s).await;
-    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(out.status, ProcessStatus::Incomplete);
     let rows = queries::incomplete(&s.db, None).await.unwrap();
@@ -268,10 +272,7 @@ db_test!(an_error_before_the_capture_is_retried_with_the_same_tracking_id, |db| 
 db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_capture, |db| {
     // Killbill-style: the intent is durable before the call; recovery asks the processor.
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Canoe", 1, "900.00").place(s).await;
-    let d = detail(s, placed.order_id).await;
+    let (_fx, placed, d) = card_order(s, "Canoe", 1, "900.00").await;
     // Stage 1 as invoicing does it, then the capture sent but its outcome never recorded (crash).
     let (inv, process_id) = pipeline::post_invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     let auth = payments::entity::authorization::Entity::find().one(&s.db).await.unwrap().unwrap();
@@ -298,7 +299,7 @@ db_test!(a_crash_between_intent_and_outcome_is_recovered_without_a_second_captur
     db.clock.advance(chrono::Duration::seconds(31));
     let report = payments::service::jobs::recover(s, 10).await.unwrap();
     assert_eq!((report.taken_over, report.completed), (1, 1), "{report:?}");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "the processor captured once");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 1, "the processor captured once");
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 1);
     let p = payment_process::Entity::find_by_id(process_id).one(&s.db).await.unwrap().unwrap();
     assert_eq!(p.status, "completed");
@@ -311,7 +312,7 @@ db_test!(terminate_needs_a_reason_and_is_audited, |db| {
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Paddle", 2, "30.00").place(s).await;
-    faults::add(&s.db, s.now(), "capture", "error_before", "1", "", "").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "error_before", "1", "", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(out.status, ProcessStatus::Incomplete);
     let err = pipeline::terminate(s, "finance", out.process_id, "  ").await.unwrap_err();
@@ -334,7 +335,7 @@ db_test!(invoicing_again_while_a_payment_is_incomplete_is_refused_and_writes_not
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Canoe", 3, "300.00").place(s).await;
     let other = OrderBuilder::new(&fx).line("Paddle", 1, "25.00").place(s).await;
-    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
     let first = invoice(s, placed.order_id, &[1]).await;
     assert_eq!(first.status, ProcessStatus::Incomplete);
     let invoices = payments::entity::invoice::Entity::find().count(&s.db).await.unwrap();
@@ -381,8 +382,9 @@ db_test!(a_batched_turn_whose_guarded_line_moves_fall_short_is_undone_and_each_i
     let (blocked_lines, other_lines) = (lines(detail(s, blocked.order_id).await), lines(detail(s, other.order_id).await));
     let (first, second) = invoice_in_one_turn(s, (blocked.order_id, &blocked_lines), (other.order_id, &other_lines)).await;
     assert_eq!(payments::pipeline::batches(&s).counts(), (0, 0), "the turn posted nothing: its writes were rolled back");
-    let err = first.unwrap_err().to_string();
-    assert!(err.contains("invoiced by someone else at the same time"), "{err}");
+    let err = first.unwrap_err();
+    assert_eq!(err.code(), "PS_CONCURRENT_INVOICING", "{err}");
+    assert!(err.to_string().contains("invoiced by someone else at the same time"), "{err}");
     let second = second.unwrap();
     assert_eq!(second.status, ProcessStatus::Completed, "the other order is invoiced on its own: {second:?}");
     assert_eq!(payments::entity::invoice::Entity::find().count(&s.db).await.unwrap(), invoices + 1, "only the other order's invoice");
@@ -400,7 +402,7 @@ db_test!(two_resumes_of_one_process_never_both_run, |db| {
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Tarp", 1, "40.00").place(s).await;
-    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[1]).await;
     let other = Services { instance: "other-server".into(), ..s.clone() };
     let (a, b) = tokio::join!(pipeline::resume(s, "finance", out.process_id), pipeline::resume(&other, "supervisor", out.process_id));
@@ -417,7 +419,7 @@ db_test!(without_status_monitoring_a_failure_after_the_charge_is_listed_and_resu
     let s = &db.services;
     let fx = fixture(s).await;
     let placed = OrderBuilder::new(&fx).line("Rope", 3, "9.99").place(s).await;
-    faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, placed.order_id, &[3]).await;
     assert_eq!(out.status, ProcessStatus::Incomplete);
     assert!(out.error.is_some(), "the failure is reported to whoever invoiced");
@@ -430,7 +432,7 @@ db_test!(without_status_monitoring_a_failure_after_the_charge_is_listed_and_resu
     assert_eq!(detail(s, placed.order_id).await.order.incomplete, 1);
     let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
     assert_eq!(resumed.status, ProcessStatus::Completed, "{resumed:?}");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1, "captured once");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 1, "captured once");
     assert!(queries::incomplete(&s.db, None).await.unwrap().is_empty());
     assert_clean(&db).await;
 });
@@ -443,10 +445,10 @@ db_test!(without_status_monitoring_an_uncharged_invoicing_is_refused_and_taken_b
     let fx = fixture(s).await;
     let placed = OrderBuilder::new(&fx).line("Boots", 2, "120.00").tax("8.25").place(s).await;
     let before = detail(s, placed.order_id).await;
-    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let d = detail(s, placed.order_id).await;
     let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap_err();
-    assert_eq!(err.code(), "PS_CONFLICT");
+    assert_eq!(err.code(), "PS_CARD_NOT_CHARGED");
     let text = err.to_string();
     assert!(text.contains("not charged") && text.contains("reversed") && text.contains("Invoice again"), "{text}");
     let d = detail(s, placed.order_id).await;
@@ -465,7 +467,7 @@ db_test!(without_status_monitoring_an_uncharged_invoicing_is_refused_and_taken_b
     }
     assert_eq!(d.journals.len(), 2, "{:?}", d.journals);
     assert!(net.values().all(|v| *v == 0), "{net:?}");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the card was not charged");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 0, "the card was not charged");
     // Invoicing again, the fault spent: posted and captured.
     let again = invoice(s, placed.order_id, &[1, 0]).await;
     assert_eq!(again.status, ProcessStatus::Completed, "{again:?}");
@@ -476,10 +478,7 @@ db_test!(without_status_monitoring_an_uncharged_invoicing_is_refused_and_taken_b
 
 db_test!(invoicing_more_than_is_open_is_refused_and_writes_nothing, |db| {
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
-    let d = detail(s, placed.order_id).await;
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "150.00").await;
     for q in [3, -1] {
         let err = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, q)]).await.unwrap_err();
         assert_eq!(err.code(), "PS_VALIDATION", "{err}");
@@ -529,7 +528,7 @@ db_test!(demo_orders_show_every_state, |db| {
         [Stage::CaptureOrRefund, Stage::PostPaymentJournal, Stage::AuthorizeRemaining].into_iter().collect(),
         "incomplete processes at three different stages"
     );
-    assert!(faults::list(&s.db).await.unwrap().is_empty(), "the demo leaves no fault behind");
+    assert!(faults::list(sim(s)).await.unwrap().is_empty(), "the demo leaves no fault behind");
     // The overview's counts agree with the pages they link to.
     let st = payments::service::standing::standing(s).await.unwrap();
     assert_eq!(st.incomplete_processes as usize, queries::incomplete(&s.db, None).await.unwrap().len());
@@ -571,7 +570,7 @@ db_test!(the_invoicing_benchmark_completes_every_invoice_and_keeps_the_invariant
     // transaction cost"): the happy path, the simulator's own included, runs 49 on both databases.
     assert!(r.statements_per_invoice > 0.0 && r.statements_per_invoice <= 49.0, "more statements per invoice than before: {r:?}");
     assert_eq!(payments::entity::capture::Entity::find().count(&s.db).await.unwrap(), 12, "incremental: one capture per invoice");
-    assert!(faults::list(&s.db).await.unwrap().is_empty(), "the latency fault is removed afterwards");
+    assert!(faults::list(sim(s)).await.unwrap().is_empty(), "the latency fault is removed afterwards");
     assert_clean(&db).await;
 });
 
@@ -640,14 +639,14 @@ db_test!(a_refund_whose_answer_was_lost_is_asked_about_not_sent_again, |db| {
     enable_pipeline(s, true).await;
     let placed = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
     invoice(s, placed.order_id, &[1]).await;
-    faults::add(&s.db, s.now(), "refund", "timeout_after", "1", "1", "0").await.unwrap();
-    faults::add(&s.db, s.now(), "query", "error_before", "1", "1", "0").await.unwrap();
+    faults::add(sim(s), s.now(), "refund", "timeout_after", "1", "1", "0").await.unwrap();
+    faults::add(sim(s), s.now(), "query", "error_before", "1", "1", "0").await.unwrap();
     let out = credit(s, placed.order_id, &[1]).await.unwrap();
     assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
     assert!(out.error.as_deref().unwrap_or_default().contains("unknown"), "{out:?}");
     let resumed = pipeline::resume(s, "finance", out.process_id).await.unwrap();
     assert_eq!(resumed.status, ProcessStatus::Completed, "{resumed:?}");
-    assert_eq!(payments::entity::sim_refund::Entity::find().count(&s.db).await.unwrap(), 1, "refunded once");
+    assert_eq!(payments::connector::simulator::entity::sim_refund::Entity::find().count(sim(s)).await.unwrap(), 1, "refunded once");
     assert_eq!(payments::entity::refund::Entity::find().count(&s.db).await.unwrap(), 1);
     assert_clean(&db).await;
 });
@@ -663,10 +662,12 @@ db_test!(charges_are_invoiced_once_with_the_first_invoice_also_after_a_credit_no
     assert_eq!(detail(s, placed.order_id).await.balance.minor(), 21_000);
     let first = invoice(s, placed.order_id, &[1]).await;
     assert_eq!((first.status, first.amount.minor()), (ProcessStatus::Completed, 11_000), "100.00 + the 10.00 charges");
+    assert_eq!((first.kind, &first.invoice_number[..4]), (DocumentKind::Invoice, "INV-"));
     assert_eq!(detail(s, placed.order_id).await.balance.minor(), 10_000, "the charges are no longer due");
     let line = detail(s, placed.order_id).await.lines[0].id;
     let credit = pipeline::credit(s, "finance", placed.order_id, &[(line, 1)]).await.unwrap();
     assert_eq!((credit.status, credit.amount.minor()), (ProcessStatus::Completed, -10_000));
+    assert_eq!((credit.kind, &credit.invoice_number[..4]), (DocumentKind::CreditNote, "CRN-"));
     let second = invoice(s, placed.order_id, &[1]).await;
     assert_eq!((second.status, second.amount.minor()), (ProcessStatus::Completed, 10_000), "no charges a second time");
     assert_eq!(detail(s, placed.order_id).await.balance.minor(), 0);
@@ -716,10 +717,7 @@ db_test!(a_run_without_the_lease_writes_nothing_and_sends_nothing, |db| {
     // R-PIP-2, R-CAP-5: stage marks are written lazily, but always behind the lease. A process
     // another server holds is left exactly as it was: no mark, no log line, no request, no capture.
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Kayak", 1, "500.00").place(s).await;
-    let d = detail(s, placed.order_id).await;
+    let (_fx, placed, d) = card_order(s, "Kayak", 1, "500.00").await;
     let (_, process_id) = pipeline::post_invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     let until = s.now() + chrono::Duration::minutes(10);
     payment_process::Entity::update_many()
@@ -734,7 +732,7 @@ db_test!(a_run_without_the_lease_writes_nothing_and_sends_nothing, |db| {
     assert_eq!(queries::history(&s.db, process_id).await.unwrap(), before, "nothing written");
     assert_eq!(processor_request::Entity::find().filter(processor_request::Column::ProcessId.eq(process_id)).count(&s.db).await.unwrap(), 0);
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the processor was not called");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 0, "the processor was not called");
     let p = payment_process::Entity::find_by_id(process_id).one(&s.db).await.unwrap().unwrap();
     assert_eq!(p.lease_owner.as_deref(), Some("another-server"));
 
@@ -746,7 +744,7 @@ db_test!(a_run_without_the_lease_writes_nothing_and_sends_nothing, |db| {
         .await
         .unwrap();
     assert_eq!(pipeline::run(s, process_id).await.unwrap(), ProcessStatus::Completed);
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 1);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 1);
     assert_clean(&db).await;
 });
 
@@ -754,20 +752,19 @@ db_test!(a_fault_counts_every_time_it_fires_and_a_limited_one_stops, |db| {
     // The fault injector's counters (issue 3): the count of an unlimited fault is committed
     // without waiting for the log flush on PostgreSQL, and must still count every fire.
     let s = &db.services;
-    let latency = faults::add(&s.db, s.now(), "any", "latency", "1", "", "1").await.unwrap();
-    let twice = faults::add(&s.db, s.now(), "capture", "error_before", "1", "2", "").await.unwrap();
+    let latency = faults::add(sim(s), s.now(), "any", "latency", "1", "", "1").await.unwrap();
+    let twice = faults::add(sim(s), s.now(), "capture", "error_before", "1", "2", "").await.unwrap();
     let mut errors = 0;
-    for i in 0..5 {
-        // As the simulator draws them (counted on their own) and as the journal does (counted in
-        // the caller's transaction, here none).
-        let f = if i < 3 { faults::fire_alone(&s.db, "capture").await.unwrap() } else { faults::fire(&s.db, "capture").await.unwrap() };
+    for _ in 0..5 {
+        // As the simulator draws them for each request (counted on their own).
+        let f = faults::fire_alone(sim(s), "capture").await.unwrap();
         assert_eq!(f.latency_ms, 1);
         errors += u32::from(f.error_before);
     }
     // The journal point is Paystage's own: an "any" fault never fires there.
-    assert_eq!(faults::fire(&s.db, "journal").await.unwrap(), faults::Fired::default());
+    assert_eq!(faults::fire_alone(sim(s), "journal").await.unwrap(), faults::Fired::default());
     assert_eq!(errors, 2, "a fault limited to 2 uses fires twice");
-    let listed = faults::list(&s.db).await.unwrap();
+    let listed = faults::list(sim(s)).await.unwrap();
     let fired = |id: i32| listed.iter().find(|f| f.id == id).map(|f| f.fired);
     assert_eq!(fired(latency), Some(5));
     assert_eq!(fired(twice), None, "a fault whose uses are spent is removed");
@@ -805,7 +802,7 @@ db_test!(stage_two_skips_an_order_without_a_card_and_fails_one_without_an_open_a
     let h = queries::history(&s.db, out.process_id).await.unwrap();
     assert_eq!(stage_of(&h, Stage::CaptureOrRefund).status, StageStatus::Failed);
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 0);
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 0, "the processor was not called");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 0, "the processor was not called");
 });
 
 /// `text` without its identifiers (INV-000012, SO-…, JNL-…, tracking ids, references: a digit and
@@ -950,7 +947,7 @@ db_test!(a_group_waiting_on_a_slow_processor_does_not_hold_back_the_next_invoici
     let (first, second) = (place().place(s).await.order_id, place().place(s).await.order_id);
     let everything = |order_id: i32| async move { detail(s, order_id).await.lines.iter().map(|l| (l.id, l.quantity)).collect::<Vec<(i32, i32)>>() };
     let (q1, q2) = (everything(first).await, everything(second).await);
-    faults::add(&s.db, s.now(), "capture", "latency", "1", "1", "3000").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "latency", "1", "1", "3000").await.unwrap();
     let slow = {
         let s = s.clone();
         tokio::spawn(async move { pipeline::invoice(&s, "finance", first, &q1).await })
@@ -970,7 +967,7 @@ db_test!(a_group_waiting_on_a_slow_processor_does_not_hold_back_the_next_invoici
     assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
     assert!(!slow.is_finished(), "the second invoicing waited for the first one's slow capture");
     assert_eq!(slow.await.unwrap().unwrap().status, ProcessStatus::Completed);
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 2);
     assert_clean(&db).await;
 });
 
@@ -986,7 +983,7 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
     let (third, q3) = orders.pop().unwrap();
     // Until removed (a fault limited to 2 uses could fire once only for two concurrent draws, and
     // then for the third): both captures of the group draw it, then it is removed.
-    let latency = faults::add(&s.db, s.now(), "capture", "latency", "1", "", "3000").await.unwrap();
+    let latency = faults::add(sim(s), s.now(), "capture", "latency", "1", "", "3000").await.unwrap();
     let turn = payments::pipeline::batches(&s).hold().await;
     let mut slow = Vec::new();
     for (order, q) in orders.clone() {
@@ -1006,12 +1003,12 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
         }
     }
     assert_eq!(payments::pipeline::batches(&s).counts(), (1, 2), "one turn posted the two");
-    let fired = || async move { faults::list(&s.db).await.unwrap().iter().find(|f| f.id == latency).map_or(0, |f| f.fired) };
+    let fired = || async move { faults::list(sim(s)).await.unwrap().iter().find(|f| f.id == latency).map_or(0, |f| f.fired) };
     while fired().await < 2 {
         assert!(std::time::Instant::now() < deadline, "the group's captures were not sent");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    faults::clear(&s.db).await.unwrap();
+    faults::clear(sim(s)).await.unwrap();
     let out = pipeline::invoice(s, "finance", third, &q3).await.unwrap();
     assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
     assert!(slow.iter().all(|w| !w.is_finished()), "the third invoicing waited for the group's slow captures");
@@ -1019,7 +1016,7 @@ db_test!(a_group_of_several_waiting_on_a_slow_processor_does_not_hold_back_the_n
         assert_eq!(w.await.unwrap().unwrap().status, ProcessStatus::Completed);
     }
     assert_eq!(payments::pipeline::batches(&s).counts(), (2, 3));
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 3);
     assert_clean(&db).await;
 });
 
@@ -1036,7 +1033,7 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let orders = whole_orders(s, &fx, 4).await;
-    faults::add(&s.db, s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let started = std::time::Instant::now();
     let turn = payments::pipeline::batches(&s).hold().await;
     let mut work = Vec::new();
@@ -1057,7 +1054,7 @@ db_test!(invoicings_posted_together_take_each_later_step_together, |db| {
     assert_eq!(statuses, vec![ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Completed, ProcessStatus::Incomplete]);
     assert_eq!(payments::pipeline::batches(&s).counts(), (1, 4), "one turn posted the four");
     assert_eq!(payments::pipeline::batches(&s).step_runs(), [1], "the step after the processor ran once, for the three captured (stage 1 requested all four captures with their invoices)");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 3);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 3);
     let rows = queries::incomplete(&s.db, None).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].failed_stage, Some(Stage::CaptureOrRefund));
@@ -1088,7 +1085,7 @@ db_test!(many_invoicings_in_flight_go_in_two_groups_on_postgres_and_in_one_on_sq
     }
     let groups = if s.db.get_database_backend() == sea_orm::DbBackend::Postgres { (2, 20) } else { (1, 20) };
     assert_eq!(payments::pipeline::batches(&s).counts(), groups, "(turns, invoices they posted)");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 20);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 20);
     assert_clean(&db).await;
 });
 
@@ -1103,17 +1100,15 @@ async fn simulator_with_authorizations(s: &Services, n: usize) -> (simulator::Pr
         let auth = payments::entity::authorization::Entity::find().filter(payments::entity::authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
         references.push(auth.processor_reference);
     }
-    (simulator::ProcessorSimulator::new(s.db.clone(), s.clock.clone()), references)
+    (simulator::ProcessorSimulator::new(sim(s).clone(), s.clock.clone()), references)
 }
 
-db_test!(requests_that_reach_the_processor_together_are_written_together_and_each_answered_on_its_own, |db| {
-    // Issue 3's simulator, R-CAP-1 and R-CAP-5: requests that arrive while others are being
-    // written share one transaction (the desk, on both databases). A refused request writes
-    // nothing and a retry (here sent in the same turn as its first) is answered from the first's
-    // record; every other request is answered as if it were alone, and a repeated tracking id
-    // moves money once.
+db_test!(requests_that_reach_the_processor_together_are_each_answered_on_their_own, |db| {
+    // The simulator, R-CAP-1 and R-CAP-5: requests that arrive together are each answered as if
+    // they were alone. A refused request writes nothing, a retry sent at the same time as its
+    // first is answered from the first's record, and a repeated tracking id moves money once.
     let s = &db.services;
-    let (sim, references) = simulator_with_authorizations(s, 6).await;
+    let (processor, references) = simulator_with_authorizations(s, 6).await;
     let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     // Six captures of 100.00, the first one sent twice, one of 0.00 (refused) and one above what
     // is left (declined), all at once.
@@ -1121,13 +1116,12 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
     calls.push(("c-0".into(), references[0].clone(), 10_000));
     calls.push(("zero".into(), references[1].clone(), 0));
     calls.push(("over".into(), references[2].clone(), 10_000_000));
-    let before = sim.written_together();
     let mut work = Vec::new();
     for (id, reference, minor) in calls {
-        let sim = sim.clone();
+        let processor = processor.clone();
         work.push(tokio::spawn(async move {
             use payments::connector::Connector;
-            sim.capture(&id, &reference, usd(minor), false).await
+            processor.capture(&id, &reference, usd(minor), false).await
         }));
     }
     let mut answers = Vec::new();
@@ -1139,44 +1133,39 @@ db_test!(requests_that_reach_the_processor_together_are_written_together_and_eac
     assert_eq!(answers[6].as_ref().unwrap().reference, firsts[0], "the retry gets the first answer");
     assert!(matches!(answers[7], Err(payments::connector::ConnectorError::Invalid(_))), "{:?}", answers[7]);
     assert!(matches!(answers[8], Err(payments::connector::ConnectorError::Declined { ref code, .. }) if code == "amount_exceeds_authorization"), "{:?}", answers[8]);
-    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    let totals = simulator::ledger_totals(sim(s)).await.unwrap();
     assert_eq!((totals.captures, totals.captured), (6, 60_000), "money moved once per tracking id: {totals:?}");
-    let after = sim.written_together();
-    let (transactions, requests) = (after.0 - before.0, after.1 - before.1);
-    assert_eq!(requests, 9, "every request went through the desk");
-    assert!(transactions < requests, "requests that arrived together shared a transaction: {transactions} for {requests}");
 });
 
 db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a_void_among_them, |db| {
-    // Issue 3's simulator desk, R-CAP-1 and R-CAP-4: captures written in one turn are taken on the
-    // turn's copy of each authorization in the order they came, so that together they never take
-    // more than was authorized; a void among them reads the authorization with the captures taken
-    // before it, and captures after it are declined. The ledger's captures add up to each
+    // The simulator, R-CAP-1 and R-CAP-4: captures on one authorization that arrive together are
+    // taken one after the other, so that together they never take more than was authorized; a
+    // void among them reads the authorization with the captures taken before it, and captures
+    // after it are declined. The ledger's captures add up to each
     // authorization's captured total.
     use payments::connector::{Connector, ConnectorError};
-    use payments::entity::{sim_authorization as sa, sim_capture as sc};
+    use payments::connector::simulator::entity::{sim_authorization as sa, sim_capture as sc};
     let s = &db.services;
-    let (sim, references) = simulator_with_authorizations(s, 2).await;
-    let amount_of = |r: String| async move { sa::Entity::find_by_id(r).one(&s.db).await.unwrap().unwrap() };
+    let (processor, references) = simulator_with_authorizations(s, 2).await;
+    let amount_of = |r: String| async move { sa::Entity::find_by_id(r).one(sim(s)).await.unwrap().unwrap() };
     let first = amount_of(references[0].clone()).await;
     let second = amount_of(references[1].clone()).await;
     assert_eq!((first.captured_minor, second.captured_minor), (0, 0));
     let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
     let part = first.amount_minor * 3 / 10;
     let tenth = second.amount_minor / 10;
-    let before = sim.written_together();
     let mut work = Vec::new();
     for i in 0..5 {
-        let (sim, r) = (sim.clone(), references[0].clone());
-        work.push(tokio::spawn(async move { sim.capture(&format!("first-{i}"), &r, usd(part), false).await.map(|c| c.amount.minor()) }));
+        let (processor, r) = (processor.clone(), references[0].clone());
+        work.push(tokio::spawn(async move { processor.capture(&format!("first-{i}"), &r, usd(part), false).await.map(|c| c.amount.minor()) }));
     }
     for i in 0..4 {
-        let (sim, r) = (sim.clone(), references[1].clone());
+        let (processor, r) = (processor.clone(), references[1].clone());
         work.push(tokio::spawn(async move {
             if i == 2 {
-                sim.void("second-void", &r).await.map(|_| 0)
+                processor.void("second-void", &r).await.map(|_| 0)
             } else {
-                sim.capture(&format!("second-{i}"), &r, usd(tenth), false).await.map(|c| c.amount.minor())
+                processor.capture(&format!("second-{i}"), &r, usd(tenth), false).await.map(|c| c.amount.minor())
             }
         }));
     }
@@ -1202,42 +1191,40 @@ db_test!(captures_on_one_authorization_that_arrive_together_see_each_other_and_a
     }
     assert_eq!(second.captured_minor, taken_second, "captures taken before the void are on the authorization");
     for a in [&first, &second] {
-        let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(a.reference.clone())).all(&s.db).await.unwrap();
+        let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(a.reference.clone())).all(sim(s)).await.unwrap();
         assert_eq!(rows.iter().map(|c| c.amount_minor).sum::<i64>(), a.captured_minor, "the ledger's captures add up to the authorization's total");
     }
     // The last of the first authorization, as the final capture: taken, and the authorization closed.
-    let last = sim.capture("first-final", &references[0], usd(first.amount_minor - 3 * part), true).await.unwrap();
+    let last = processor.capture("first-final", &references[0], usd(first.amount_minor - 3 * part), true).await.unwrap();
     assert!(last.authorization_closed);
-    let closed = sim.capture("first-after", &references[0], usd(1), false).await;
+    let closed = processor.capture("first-after", &references[0], usd(1), false).await;
     assert!(matches!(closed, Err(ConnectorError::Declined { ref code, .. }) if code == "authorization_closed"), "{closed:?}");
     assert_eq!(amount_of(references[0].clone()).await.captured_minor, first.amount_minor);
-    let after = sim.written_together();
-    assert!(after.0 - before.0 < after.1 - before.1, "requests that arrived together shared a transaction: {before:?} -> {after:?}");
 });
 
-/// Two servers' simulators (each with its own desk) capture 30% of each of `references` three
-/// times each, at once, the second server in the opposite order, while a transaction of the
-/// test's own holds the first authorization (its row locked on PostgreSQL; on SQLite the one
-/// connection) until both servers' turns are under way, so that they are in flight together
-/// when it is let go. Returns the tracking ids that timed out and how many captures were taken
-/// and declined (those that timed out asked of the processor).
+/// Two servers' simulators capture 30% of each of `references` three times each, at once, the
+/// second server in the opposite order, while a transaction of the test's own holds the first
+/// authorization (its row locked on PostgreSQL; on SQLite the store's one connection) until both
+/// servers' requests are under way, so that they are in flight together when it is let go.
+/// Returns the tracking ids that timed out and how many captures were taken and declined (those
+/// that timed out asked of the processor).
 async fn capture_from_two_servers(s: &Services, servers: [&simulator::ProcessorSimulator; 2], references: &[String], part: i64) -> (Vec<String>, usize, usize) {
     use payments::connector::{Connector, ConnectorError, Outcome};
-    use payments::entity::sim_authorization as sa;
+    use payments::connector::simulator::entity::sim_authorization as sa;
     let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
-    let holder = sea_orm::TransactionTrait::begin(&s.db).await.unwrap();
+    let holder = sea_orm::TransactionTrait::begin(sim(s)).await.unwrap();
     let mut hold = sa::Entity::find_by_id(references[0].clone());
-    if s.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+    if sim(s).get_database_backend() == sea_orm::DbBackend::Postgres {
         hold = sea_orm::QuerySelect::lock_exclusive(hold);
     }
     hold.one(&holder).await.unwrap().unwrap();
     let mut work = Vec::new();
-    for (server, sim) in servers.into_iter().enumerate() {
+    for (server, processor) in servers.into_iter().enumerate() {
         let order: Vec<String> = if server == 0 { references.to_vec() } else { references.iter().rev().cloned().collect() };
         for round in 0..3 {
             for reference in &order {
-                let (sim, reference, id) = (sim.clone(), reference.clone(), format!("s{server}-{round}-{reference}"));
-                work.push(tokio::spawn(async move { (id.clone(), sim.capture(&id, &reference, usd(part), false).await) }));
+                let (processor, reference, id) = (processor.clone(), reference.clone(), format!("s{server}-{round}-{reference}"));
+                work.push(tokio::spawn(async move { (id.clone(), processor.capture(&id, &reference, usd(part), false).await) }));
             }
         }
     }
@@ -1269,55 +1256,50 @@ async fn capture_from_two_servers(s: &Services, servers: [&simulator::ProcessorS
     (timed_out, taken, declined)
 }
 
-db_test!(two_servers_desks_take_captures_on_one_authorization_one_after_the_other_and_use_a_fault_once, |db| {
-    // Issue 3's simulator desk with several server instances, R-CAP-1 and R-CAP-5: two simulators
-    // over one database (two servers, each with its own desk) send captures on the same two
-    // authorizations at once, in opposite orders, their turns in flight together. The turns lock
-    // the faults and then the authorizations in one order (on PostgreSQL; SQLite's write lock
-    // serializes them), so together they never take more than was authorized and never deadlock,
-    // first with no fault (the authorizations' locks alone), then with a fault given four uses,
-    // which fires exactly four times across both.
-    use payments::entity::{sim_authorization as sa, sim_capture as sc};
+db_test!(two_servers_take_captures_on_one_authorization_one_after_the_other_and_use_a_fault_once, |db| {
+    // The simulator with several server instances, R-CAP-1 and R-CAP-5: two simulators over one
+    // store (two servers) send captures on the same two authorizations at once, in opposite
+    // orders. Each capture locks its authorization (on PostgreSQL; SQLite's write lock serializes
+    // them), so together they never take more than was authorized and never deadlock, first with
+    // no fault, then with a fault given four uses, which fires exactly four times across both.
+    use payments::connector::simulator::entity::{sim_authorization as sa, sim_capture as sc};
     let s = &db.services;
     let (one, references) = simulator_with_authorizations(s, 4).await;
-    let other = simulator::ProcessorSimulator::new(s.db.clone(), s.clock.clone());
-    let authorized = sa::Entity::find_by_id(references[0].clone()).one(&s.db).await.unwrap().unwrap().amount_minor;
+    let other = simulator::ProcessorSimulator::new(sim(s).clone(), s.clock.clone());
+    let authorized = sa::Entity::find_by_id(references[0].clone()).one(sim(s)).await.unwrap().unwrap().amount_minor;
     let part = authorized * 3 / 10;
     for (round, pair) in references.chunks(2).enumerate() {
-        let four = if round == 1 { Some(faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "4", "").await.unwrap()) } else { None };
+        let four = if round == 1 { Some(faults::add(sim(s), s.now(), "capture", "timeout_after", "1", "4", "").await.unwrap()) } else { None };
         let (timed_out, taken, declined) = capture_from_two_servers(s, [&one, &other], pair, part).await;
         assert_eq!(timed_out.len(), if four.is_some() { 4 } else { 0 }, "round {round}: the fault's uses fired once each across both servers: {timed_out:?}");
         assert_eq!((taken, declined), (6, 6), "round {round}: three captures of 30% fit on each authorization, the other three are declined");
         for reference in pair {
-            let a = sa::Entity::find_by_id(reference.clone()).one(&s.db).await.unwrap().unwrap();
+            let a = sa::Entity::find_by_id(reference.clone()).one(sim(s)).await.unwrap().unwrap();
             assert_eq!(a.captured_minor, 3 * part, "{reference}: the authorization's total holds the three captures taken, no more");
-            let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(reference.clone())).all(&s.db).await.unwrap();
+            let rows = sc::Entity::find().filter(sc::Column::AuthorizationReference.eq(reference.clone())).all(sim(s)).await.unwrap();
             assert_eq!((rows.len(), rows.iter().map(|c| c.amount_minor).sum::<i64>()), (3, 3 * part), "{reference}: the ledger's captures");
         }
         if let Some(four) = four {
-            assert!(faults::list(&s.db).await.unwrap().iter().all(|f| f.id != four), "the fault whose uses are spent is removed");
+            assert!(faults::list(sim(s)).await.unwrap().iter().all(|f| f.id != four), "the fault whose uses are spent is removed");
         }
     }
-    let (a, b) = (one.written_together(), other.written_together());
-    assert!(a.1 > 0 && b.1 > 0, "both servers' desks wrote requests: {a:?} {b:?}");
 });
 
 db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_limited_one_is_used_up, |db| {
-    // Issue 3's fault injector and R-CAP-5: requests written together (the desk draws their
-    // faults in memory in its transaction, and writes the uses and counts once) fire a fault
-    // given two uses exactly twice, and count an unlimited one once per request. A timeout after
+    // The fault injector and R-CAP-5: requests that arrive together fire a fault given two uses
+    // exactly twice, and count an unlimited one once per request. A timeout after
     // the effect loses the answer, not the capture: asking about the tracking id finds it.
     let s = &db.services;
-    let (sim, references) = simulator_with_authorizations(s, 6).await;
+    let (processor, references) = simulator_with_authorizations(s, 6).await;
     let usd = |minor| payments::domain::money::Money::from_minor(minor, payments::domain::money::Currency::USD);
-    let latency = faults::add(&s.db, s.now(), "any", "latency", "1", "", "1").await.unwrap();
-    let twice = faults::add(&s.db, s.now(), "capture", "timeout_after", "1", "2", "").await.unwrap();
+    let latency = faults::add(sim(s), s.now(), "any", "latency", "1", "", "1").await.unwrap();
+    let twice = faults::add(sim(s), s.now(), "capture", "timeout_after", "1", "2", "").await.unwrap();
     let mut work = Vec::new();
     for (i, reference) in references.iter().enumerate() {
-        let (sim, reference) = (sim.clone(), reference.clone());
+        let (processor, reference) = (processor.clone(), reference.clone());
         work.push(tokio::spawn(async move {
             use payments::connector::Connector;
-            (format!("f-{i}"), sim.capture(&format!("f-{i}"), &reference, usd(10_000), false).await)
+            (format!("f-{i}"), processor.capture(&format!("f-{i}"), &reference, usd(10_000), false).await)
         }));
     }
     let mut timed_out = Vec::new();
@@ -1330,15 +1312,15 @@ db_test!(requests_that_reach_the_processor_together_each_draw_the_faults_and_a_l
         }
     }
     assert_eq!(timed_out.len(), 2, "a fault given two uses fires twice: {timed_out:?}");
-    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    let totals = simulator::ledger_totals(sim(s)).await.unwrap();
     assert_eq!((totals.captures, totals.captured), (6, 60_000), "a timeout after the effect still captured: {totals:?}");
-    let listed = faults::list(&s.db).await.unwrap();
+    let listed = faults::list(sim(s)).await.unwrap();
     let fired = |id: i32| listed.iter().find(|f| f.id == id).map(|f| f.fired);
     assert_eq!(fired(latency), Some(6), "the latency fault counted once per request");
     assert_eq!(fired(twice), None, "a fault whose uses are spent is removed");
     for id in &timed_out {
         use payments::connector::Connector;
-        assert!(matches!(sim.query(id).await.unwrap(), Some(payments::connector::Outcome::Captured(_))), "{id} is known to the processor");
+        assert!(matches!(processor.query(id).await.unwrap(), Some(payments::connector::Outcome::Captured(_))), "{id} is known to the processor");
     }
 });
 
@@ -1354,14 +1336,14 @@ db_test!(the_processor_answers_a_repeated_tracking_id_with_its_first_answer_and_
     let first = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
     let again = s.connector.capture("t-1", &auth.processor_reference, usd(30_000), false).await.unwrap();
     assert_eq!(again.reference, first.reference, "the same answer");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captured, 30_000, "moved once");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captured, 30_000, "moved once");
     // Two at once with a new id: one capture, both told the same.
     let (a, b) = tokio::join!(
         s.connector.capture("t-2", &auth.processor_reference, usd(20_000), false),
         s.connector.capture("t-2", &auth.processor_reference, usd(20_000), false)
     );
     assert_eq!(a.unwrap().reference, b.unwrap().reference);
-    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    let totals = simulator::ledger_totals(sim(s)).await.unwrap();
     assert_eq!((totals.captured, totals.captures), (50_000, 2));
     // A retry whose effect would now be refused (more than is left) still gets its first answer.
     let all_left = s.connector.capture("t-3", &auth.processor_reference, usd(40_000), false).await.unwrap();
@@ -1369,7 +1351,7 @@ db_test!(the_processor_answers_a_repeated_tracking_id_with_its_first_answer_and_
     // The id of a capture used for a refund is refused, and changes nothing.
     let err = s.connector.refund("t-1", &first.reference, usd(100)).await.unwrap_err();
     assert!(err.to_string().contains("was used for"), "{err}");
-    let totals = simulator::ledger_totals(&s.db).await.unwrap();
+    let totals = simulator::ledger_totals(sim(s)).await.unwrap();
     assert_eq!((totals.captured, totals.captures, totals.refunded), (90_000, 3, 0));
 });
 
@@ -1384,7 +1366,7 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let orders = whole_orders(s, &fx, 2).await;
-    faults::add(&s.db, s.now(), "capture", "latency", "1", "", "300").await.unwrap();
+    faults::add(sim(s), s.now(), "capture", "latency", "1", "", "300").await.unwrap();
     let steal = async {
         // Both intents are committed (stage 1 is done) before their capture calls start.
         let requests = loop {
@@ -1410,7 +1392,7 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
     }
     assert_eq!(payments::pipeline::batches(&s).counts(), (1, 2), "both went in one turn");
     assert_eq!(capture::Entity::find().count(&s.db).await.unwrap(), 2, "each capture taken is recorded");
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2);
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 2);
     assert_eq!(payments::entity::journal::Entity::find().count(&s.db).await.unwrap(), 2, "the invoice journals only, no payment journal");
     let p = payment_process::Entity::find_by_id(stolen).one(&s.db).await.unwrap().unwrap();
     assert_eq!((p.status.as_str(), p.lease_owner.as_deref()), (ProcessStatus::Running.code(), Some("another-server")));
@@ -1429,11 +1411,37 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
         .exec(&s.db)
         .await
         .unwrap();
-    faults::clear(&s.db).await.unwrap();
+    faults::clear(sim(s)).await.unwrap();
     payments::service::jobs::recover(s, 10).await.unwrap();
     for p in payment_process::Entity::find().all(&s.db).await.unwrap() {
         assert_eq!(p.status, ProcessStatus::Completed.code(), "process {}", p.id);
     }
-    assert_eq!(simulator::ledger_totals(&s.db).await.unwrap().captures, 2, "recovery charged no one again");
+    assert_eq!(simulator::ledger_totals(sim(s)).await.unwrap().captures, 2, "recovery charged no one again");
     assert_clean(&db).await;
+});
+
+db_test!(migration_11_derives_the_typed_facts_of_rows_written_before_it, |db| {
+    // Issue #41, migration 11: a database from before it knew a credit note by its "CRN" number
+    // and a capture path by the wording of its explanation. Rolled back and applied again, the
+    // migration derives `invoices.kind` and `payment_processes.capture_kind` from them, so a
+    // credit note in flight is still refunded, never captured.
+    use migrations::MigratorTrait;
+    let s = &db.services;
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "100.00").await;
+    let first = pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 2)]).await.unwrap();
+    let credit = pipeline::credit(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    migrations::Migrator::down(&s.db, Some(1)).await.unwrap();
+    migrations::Migrator::up(&s.db, None).await.unwrap();
+    // A new connection: this one's prepared statements were made for the columns as they were.
+    let fresh = payments::db::connect(&db.url).await.unwrap();
+    let kind = |id: i32| {
+        let fresh = fresh.clone();
+        async move { payments::entity::invoice::Entity::find_by_id(id).one(&fresh).await.unwrap().unwrap().kind }
+    };
+    assert_eq!(kind(first.invoice_id).await, DocumentKind::Invoice.code());
+    assert_eq!(kind(credit.invoice_id).await, DocumentKind::CreditNote.code());
+    let process = payment_process::Entity::find_by_id(first.process_id).one(&fresh).await.unwrap().unwrap();
+    assert_eq!(process.capture_kind.as_deref(), Some(CaptureKind::Incremental.code()), "{:?}", process.capture_path);
+    let refund = payment_process::Entity::find_by_id(credit.process_id).one(&fresh).await.unwrap().unwrap();
+    assert_eq!(refund.capture_kind, None, "a refund takes no capture path");
 });

@@ -4,10 +4,11 @@
 //! `paystage chaos` at a small size on both databases.
 use payments::db_test;
 use payments::domain::pipeline::ProcessStatus;
-use payments::entity::{authorization as au, capture as cap, journal, payment_process as pp, sim_authorization, sim_capture};
+use payments::connector::simulator::entity::{sim_authorization, sim_capture};
+use payments::entity::{authorization as au, capture as cap, journal, payment_process as pp};
 use payments::service::clock::SystemClock;
 use payments::service::Services;
-use payments::testing::TestDb;
+use payments::testing::{sim, TestDb};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use server::chaos::{CallError, ChaosOptions, ServerProcess, ServerSpec, Session};
 use std::os::unix::process::ExitStatusExt;
@@ -19,7 +20,7 @@ const INTERAC: &str = "6363680000000007";
 
 /// Services on the test database with the real clock: the server processes use the real clock too.
 fn real_time(db: &TestDb) -> Services {
-    Services::new(db.services.db.clone(), Arc::new(SystemClock))
+    Services::new(db.services.db.clone(), sim(&db.services).clone(), Arc::new(SystemClock))
 }
 
 fn spec(db: &TestDb, dir: &std::path::Path, crash_at: Option<&str>) -> ServerSpec {
@@ -50,7 +51,7 @@ async fn wait_finished(s: &Services, order: i32) -> pp::Model {
 }
 
 async fn assert_invariants(s: &Services) {
-    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    let r = payments::pipeline::invariants::check(s).await.unwrap();
     assert!(r.clean() && r.incomplete_processes == 0, "{r:#?}");
 }
 
@@ -98,7 +99,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
         let auths = au::Entity::find().filter(au::Column::OrderId.eq(*order)).all(&s.db).await.unwrap();
         let processor_captures: u64 = sim_capture::Entity::find()
             .filter(sim_capture::Column::AuthorizationReference.is_in(auths.iter().map(|a| a.processor_reference.clone())))
-            .count(&s.db)
+            .count(sim(&s))
             .await
             .unwrap();
         assert_eq!(processor_captures, 1, "{point}: the processor captured once");
@@ -109,7 +110,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
         assert_eq!(auths.len(), if legacy { 2 } else { 1 }, "{point}: {auths:?}");
         assert_invariants(&s).await;
     }
-    let processor_auths = sim_authorization::Entity::find().count(&s.db).await.unwrap();
+    let processor_auths = sim_authorization::Entity::find().count(sim(&s)).await.unwrap();
     assert_eq!(processor_auths, au::Entity::find().count(&s.db).await.unwrap(), "the processor's ledger matches");
 });
 
@@ -138,12 +139,12 @@ async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume(
 
     // Incomplete processes (journal fault), then Resume pressed on both servers at once.
     let placed = server::bench::prepare_orders(&s, 8).await.unwrap();
-    let fault = payments::connector::faults::add(&s.db, s.now(), "journal", "error_before", "1", "", "0").await.unwrap();
+    let fault = payments::connector::faults::add(sim(&s), s.now(), "journal", "error_before", "1", "", "0").await.unwrap();
     for (order, lines) in &placed {
         let out = sa.invoice(*order, &[(lines[0], 1), (lines[1], 2)]).await.unwrap();
         assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
     }
-    payments::connector::faults::remove(&s.db, fault).await.unwrap();
+    payments::connector::faults::remove(sim(&s), fault).await.unwrap();
     for (order, _) in &placed {
         let p = process_of(&s, *order).await;
         let (x, y) = tokio::join!(sa.resume(p.id), sb.resume(p.id));
@@ -174,7 +175,7 @@ async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_server
     let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "b").await.unwrap();
     let sa = Session::sign_in(&a.base, "finance", &password).await.unwrap();
     let placed = server::bench::prepare_orders(&s, 3).await.unwrap();
-    payments::connector::faults::add(&s.db, s.now(), "capture", "latency", "1", "", "5000").await.unwrap();
+    payments::connector::faults::add(sim(&s), s.now(), "capture", "latency", "1", "", "5000").await.unwrap();
     for (order, lines) in &placed {
         let started = Instant::now();
         let out = sa.invoice(*order, &[(lines[0], 1), (lines[1], 2)]).await.unwrap();
@@ -187,7 +188,7 @@ async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_server
         assert_eq!(cap::Entity::find().filter(cap::Column::OrderId.eq(*order)).count(&s.db).await.unwrap(), 1, "order {order}: one capture");
         assert_eq!(wait_finished(&s, *order).await.status, ProcessStatus::Completed.code());
     }
-    assert_eq!(sim_capture::Entity::find().count(&s.db).await.unwrap(), 3, "one capture each at the processor");
+    assert_eq!(sim_capture::Entity::find().count(sim(&s)).await.unwrap(), 3, "one capture each at the processor");
     a.kill().await.unwrap();
     b.kill().await.unwrap();
     assert_invariants(&s).await;

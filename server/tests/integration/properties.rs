@@ -6,7 +6,7 @@
 //! Runs on SQLite (a fresh file per case); the real-process crash and chaos tests run on both.
 use payments::domain::pipeline::ProcessStatus;
 use payments::entity::{payment_process as pp, sales_order_line as sol};
-use payments::testing::{enable_pipeline, fixture, OrderBuilder, TestDb};
+use payments::testing::{enable_pipeline, fixture, sim, OrderBuilder, TestDb};
 use proptest::prelude::*;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -70,6 +70,29 @@ async fn recover(db: &TestDb) {
     payments::service::jobs::recover(&db.services, 100).await.unwrap();
 }
 
+/// No capture taken twice, no journal lost, no ledger invariant broken (what must hold after
+/// every step, faults and crashes included).
+fn nothing_broken(r: &payments::pipeline::invariants::InvariantReport) -> bool {
+    r.double_captures == 0 && r.lost_journals == 0 && r.invariant_violations == 0
+}
+
+/// The faults cleared, recovery runs and every incomplete process is resumed, until none is left
+/// (at most ten rounds).
+async fn settle_all(db: &TestDb) {
+    let s = &db.services;
+    payments::connector::faults::clear(sim(s)).await.unwrap();
+    for _ in 0..10 {
+        recover(db).await;
+        let open = incomplete(db).await;
+        if open.is_empty() {
+            break;
+        }
+        for p in open {
+            let _ = payments::pipeline::resume(s, "prop", p.id).await;
+        }
+    }
+}
+
 async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let db = TestDb::sqlite().await;
     let s = &db.services;
@@ -100,7 +123,7 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Fault { point, kind } => {
-                payments::connector::faults::add(&s.db, s.now(), point, kind, "1", "1", "0").await.unwrap();
+                payments::connector::faults::add(sim(s), s.now(), point, kind, "1", "1", "0").await.unwrap();
             }
             Op::Recover => recover(&db).await,
             Op::Resume { pick } => {
@@ -110,22 +133,12 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
         }
-        let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
-        prop_assert!(r.double_captures == 0 && r.lost_journals == 0 && r.invariant_violations == 0, "after step {step} ({op:?}): {r:#?}");
+        let r = payments::pipeline::invariants::check(s).await.unwrap();
+        prop_assert!(nothing_broken(&r), "after step {step} ({op:?}): {r:#?}");
     }
     // The faults are cleared, recovery runs, and every incomplete process is resumed: all complete.
-    payments::connector::faults::clear(&s.db).await.unwrap();
-    for _ in 0..10 {
-        recover(&db).await;
-        let open = incomplete(&db).await;
-        if open.is_empty() {
-            break;
-        }
-        for p in open {
-            let _ = payments::pipeline::resume(s, "prop", p.id).await;
-        }
-    }
-    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    settle_all(&db).await;
+    let r = payments::pipeline::invariants::check(s).await.unwrap();
     prop_assert!(r.clean() && r.incomplete_processes == 0, "at the end: {r:#?}");
     Ok(())
 }
@@ -240,27 +253,17 @@ async fn prepay_scenario(deposits: Vec<(i64, i64)>, charge_percent: i64, ops: Ve
                 }
             }
             PrepayOp::Fault { point, kind } => {
-                payments::connector::faults::add(&s.db, s.now(), point, kind, "1", "1", "0").await.unwrap();
+                payments::connector::faults::add(sim(s), s.now(), point, kind, "1", "1", "0").await.unwrap();
             }
             PrepayOp::Recover => recover(&db).await,
         }
-        let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
-        prop_assert!(r.double_captures == 0 && r.lost_journals == 0 && r.invariant_violations == 0, "after step {step} ({op:?}): {r:#?}");
+        let r = payments::pipeline::invariants::check(s).await.unwrap();
+        prop_assert!(nothing_broken(&r), "after step {step} ({op:?}): {r:#?}");
     }
-    payments::connector::faults::clear(&s.db).await.unwrap();
-    for _ in 0..10 {
-        recover(&db).await;
-        let open = incomplete(&db).await;
-        if open.is_empty() {
-            break;
-        }
-        for p in open {
-            let _ = payments::pipeline::resume(s, "prop", p.id).await;
-        }
-    }
+    settle_all(&db).await;
     // Per order: captured − refunded = what the journals put through Card clearing, and the
     // customer prepayments of a cancelled order are cleared to zero.
-    let r = payments::pipeline::invariants::check(&s.db).await.unwrap();
+    let r = payments::pipeline::invariants::check(s).await.unwrap();
     prop_assert!(r.clean() && r.incomplete_processes == 0, "at the end: {r:#?}");
     for id in &orders {
         let o = sales_order::Entity::find_by_id(*id).one(&s.db).await.unwrap().unwrap();

@@ -10,7 +10,7 @@ use payments::error::ServiceError;
 use payments::pipeline::{self, invariants};
 use payments::service::jobs::{expire_authorizations, resubmit_authorizations, ResubmitReport};
 use payments::service::{authorizations, cards, orders};
-use payments::testing::{card_form, enable_nonrecurring_tokens, enable_pipeline, fixture, set_parameters, OrderBuilder};
+use payments::testing::{card_form, card_order, enable_nonrecurring_tokens, enable_pipeline, fixture, set_parameters, OrderBuilder};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 async fn count<E>(s: &payments::service::Services) -> u64
@@ -78,7 +78,7 @@ db_test!(cash_and_carry_is_captured_at_once_and_never_tokenized, |db| {
     assert_eq!(d.balance.minor(), 0);
     let err = OrderBuilder::new(&fx).kind("cash_and_carry").line("Lamp", 1, "20.00").try_place(s).await.unwrap_err();
     assert!(err.to_string().contains("Cash and carry is for POS store sales"), "{err}");
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(call_center_saves_a_card_only_when_both_settings_allow, |db| {
@@ -146,6 +146,7 @@ db_test!(customer_credit_cards_add_and_delete_are_kept_and_audited, |db| {
         .await
         .unwrap();
     let err = cards::add(s, "finance", fx.customer_id, &card, true).await.unwrap_err();
+    assert_eq!(err.code(), "PS_NO_DEFAULT_CONNECTOR", "{err}");
     assert!(err.to_string().contains("No default payment connector"), "{err}");
     assert!(cards::for_customer(&s.db, fx.customer_id).await.unwrap().cannot_add.is_some());
 });
@@ -194,17 +195,14 @@ db_test!(future_orders_are_authorized_by_the_resubmit_job, |db| {
     assert_eq!(d.authorizations[0].amount.minor(), 70000);
     // Idempotent: nothing more to do.
     assert_eq!(resubmit_authorizations(s, 10).await.unwrap(), ResubmitReport { nonrecurring: 1, ..Default::default() });
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(adjusting_an_authorized_line_approved_and_declined, |db| {
     // R-AUT-2: an edit of the payment line asks the processor to adjust the original
     // authorization; approved → adjusted; declined → the original is declined, the order held.
     let s = &db.services;
-    let fx = fixture(s).await;
-    enable_pipeline(s, true).await;
-    let placed = OrderBuilder::new(&fx).line("Tent", 2, "100.00").place(s).await;
-    let d = orders::detail(s, placed.order_id).await.unwrap();
+    let (fx, placed, d) = card_order(s, "Tent", 2, "100.00").await;
     let line = d.payments[0].id;
     pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     let err = authorizations::adjust(s, "callcenter", line, "99.99").await.unwrap_err();
@@ -258,7 +256,7 @@ db_test!(nonrecurring_tokens_are_never_reauthorized, |db| {
     let d = orders::detail(s, placed.order_id).await.unwrap();
     assert_eq!(d.authorizations.iter().map(|a| a.captures.len()).sum::<usize>(), 1, "one capture only");
     assert_eq!(d.authorizations.last().unwrap().amount.minor(), 5000, "the new payment covers the balance");
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(authorization_management_lists_expired_lines_and_voids_them, |db| {
@@ -312,11 +310,12 @@ db_test!(authorization_management_lists_expired_lines_and_voids_them, |db| {
     let o = sales_order::Entity::find_by_id(placed.order_id).one(&s.db).await.unwrap().unwrap();
     assert!(!o.do_not_process, "the order leaves Do not process");
     let err = authorizations::new_payment(s, "finance", placed.order_id, &card, "", "").await.unwrap_err();
+    assert_eq!(err.code(), "PS_NO_PAYMENT_NEEDED", "{err}");
     assert!(err.to_string().contains("needs no new payment"), "{err}");
     let d = orders::detail(s, placed.order_id).await.unwrap();
     let q: Vec<(i32, i32)> = d.lines.iter().map(|l| (l.id, l.quantity)).collect();
     assert_eq!(pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap().status, ProcessStatus::Completed);
-    assert!(invariants::check(&s.db).await.unwrap().clean());
+    assert!(invariants::check(s).await.unwrap().clean());
 });
 
 db_test!(no_card_number_is_stored_anywhere, |db| {

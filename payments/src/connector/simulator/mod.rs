@@ -1,6 +1,6 @@
 //! The processor simulator: the default connector in demo and tests, and a real component. It keeps
-//! its own durable ledger (`sim_` tables, its own transactions, never Paystage's), is idempotent per
-//! tracking id (a repeated id returns the original result and moves no money twice), refuses a
+//! its own durable ledger in a store of its own ([`store`]: a SQLite file beside Paystage's, or a
+//! schema of its own on PostgreSQL), never in Paystage's tables; is idempotent per tracking id (a repeated id returns the original result and moves no money twice), refuses a
 //! capture above the authorized amount and a refund above the captured amount, honours the merchant
 //! account's multiple-partial-capture flag, knows payment method variants (interac never supports
 //! multiple captures), declines deterministic test cards, and injects the faults of [`super::faults`].
@@ -8,21 +8,19 @@ use super::faults;
 use super::{Authorized, CardEntry, CardToken, Captured, Connector, ConnectorError, ConnectorResult, Outcome, PaymentReference, Refunded};
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::Command;
-use crate::entity::{connector, sim_authorization as sa, sim_capture as sc, sim_refund as sr, sim_token as st, sim_transaction as stx};
+use entity::{sim_authorization as sa, sim_capture as sc, sim_merchant as sm, sim_refund as sr, sim_token as st, sim_transaction as stx};
 use crate::clock::SharedClock;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QuerySelect, Select, Set, TransactionTrait};
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 mod cards;
-mod desk;
+pub mod entity;
+mod request;
+pub mod store;
 use cards::*;
-use desk::*;
+use request::*;
 
 fn new_reference(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
@@ -42,20 +40,20 @@ fn locked<E: EntityTrait>(q: Select<E>, db: &impl ConnectionTrait) -> Select<E> 
 
 #[derive(Clone, Debug)]
 pub struct ProcessorSimulator {
+    /// The simulator's own store ([`store::open`]).
     db: DatabaseConnection,
     clock: SharedClock,
-    desk: Arc<Desk>,
 }
 
 impl ProcessorSimulator {
+    /// The simulator over its store `db` (opened by [`store::open`]).
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        ProcessorSimulator { db, clock, desk: Default::default() }
+        ProcessorSimulator { db, clock }
     }
 
-    /// (transactions, requests) the simulator's [`Desk`] has written since it started.
-    pub fn written_together(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.desk.written.load(Relaxed), self.desk.requests.load(Relaxed))
+    /// The simulator's store: its ledger and faults, for its administration page, the CLI and tests.
+    pub fn store(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     fn after<T>(fired: faults::Fired, result: ConnectorResult<T>) -> ConnectorResult<T> {
@@ -95,19 +93,11 @@ impl ProcessorSimulator {
     }
 
     /// Runs one request: faults drawn, then the effect and its record in one transaction (or the
-    /// replay of a tracking id seen before), then a timeout after the effect.
+    /// replay of a tracking id seen before, [`request::run`]), then a timeout after the effect.
     async fn execute<T, F>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, effect: F) -> ConnectorResult<T>
     where
         T: DeserializeOwned + Serialize,
         F: for<'a> FnOnce(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = ConnectorResult<Outcome>> + Send + 'a>> + Send + 'static,
-    {
-        self.execute_task(point, tracking_id, command, amount, Task::Effect(Box::new(effect))).await
-    }
-
-    /// [`Self::execute`] for any [`Task`].
-    async fn execute_task<T>(&self, point: &str, tracking_id: &str, command: Command, amount: i64, task: Task) -> ConnectorResult<T>
-    where
-        T: DeserializeOwned + Serialize,
     {
         if tracking_id.trim().is_empty() {
             return Err(ConnectorError::Invalid("a tracking id is required (Enable Request Protection)".into()));
@@ -115,22 +105,21 @@ impl ProcessorSimulator {
         // A latency fault is the processor's response time, its own work included (as a remote
         // processor's is): the answer, whatever it is, comes `latency_ms` after the request.
         let asked = tokio::time::Instant::now();
-        // Faults drawn, retries found and effects written together with the requests that
-        // arrived with this one ([`Desk`]).
-        let (fired, result) = self.desk.submit(&self.db, &self.clock, point, tracking_id, command, amount, task).await;
+        let (fired, result) = request::run(&self.db, &self.clock, point, tracking_id, command, amount, Box::new(effect)).await;
         sleep_precisely(asked + std::time::Duration::from_millis(fired.latency_ms)).await;
         // A refusal (an injected error before the effect among them) is answered as it is; an
         // outcome may still be lost to an injected timeout.
         result.and_then(|outcome| Self::after(fired, answer(outcome)))
     }
 
+    /// The store's merchant account setting (allowed unless set otherwise).
     async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
-        Ok(connector::Entity::find()
-            .filter(connector::Column::Kind.eq("simulator"))
-            .one(txn)
-            .await
-            .map_err(db_error)?
-            .is_none_or(|c| c.allow_multiple_partial_capture))
+        Ok(sm::Entity::find().one(txn).await.map_err(db_error)?.is_none_or(|m| m.allow_multiple_partial_capture))
+    }
+
+    /// Sets the simulator's merchant account: whether it allows multiple partial captures.
+    pub async fn set_merchant_allows_multiple_partial_captures(&self, allow: bool) -> Result<(), DbErr> {
+        sm::ActiveModel { id: Set(1), allow_multiple_partial_capture: Set(allow) }.update(&self.db).await.map(|_| ())
     }
 }
 
@@ -289,7 +278,7 @@ impl Connector for ProcessorSimulator {
 
     async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured> {
         let ask = CaptureAsk { authorization: authorization.to_string(), amount, final_capture, now: self.clock.now() };
-        self.execute_task("capture", tracking_id, Command::Capture, amount.minor(), Task::Capture(ask)).await
+        self.execute("capture", tracking_id, Command::Capture, amount.minor(), move |txn| Box::pin(ask.take(txn))).await
     }
 
     async fn refund(&self, tracking_id: &str, capture: &str, amount: Money) -> ConnectorResult<Refunded> {
@@ -393,6 +382,15 @@ impl Connector for ProcessorSimulator {
         t.map(|t| serde_json::from_str::<Outcome>(&t.response).map_err(|e| ConnectorError::Unavailable(e.to_string())))
             .transpose()
     }
+    async fn ledger(&self) -> ConnectorResult<Option<super::ProcessorLedger>> {
+        let db = &self.db;
+        Ok(Some(super::ProcessorLedger {
+            authorizations: sa::Entity::find().all(db).await.map_err(db_error)?.into_iter().map(|a| (a.reference, a.captured_minor)).collect(),
+            captures: sc::Entity::find().all(db).await.map_err(db_error)?.into_iter().map(|c| (c.reference, (c.amount_minor, c.refunded_minor))).collect(),
+            refunds: sr::Entity::find().all(db).await.map_err(db_error)?.into_iter().map(|r| (r.reference, r.amount_minor)).collect(),
+        }))
+    }
+
     fn journal_faults(&self) -> Option<&dyn super::JournalFaults> {
         Some(self)
     }
@@ -454,16 +452,14 @@ mod tests {
     }
 }
 
-/// The simulator's `journal` fault point ([`faults`]), offered to the pipeline as its hook.
+/// The simulator's `journal` fault point ([`faults`]), offered to the pipeline as its hook; drawn
+/// in the simulator's store.
 #[async_trait::async_trait]
 impl super::JournalFaults for ProcessorSimulator {
-    async fn armed(&self, db: &sea_orm::DatabaseTransaction) -> Result<bool, DbErr> {
-        faults::armed(db, faults::JOURNAL).await
+    async fn armed(&self) -> Result<bool, DbErr> {
+        faults::armed(&self.db, faults::JOURNAL).await
     }
-    async fn fire(&self, txn: &sea_orm::DatabaseTransaction) -> Result<bool, DbErr> {
-        Ok(faults::fire(txn, faults::JOURNAL).await?.error_before)
-    }
-    async fn fire_alone(&self, db: &sea_orm::DatabaseConnection) -> Result<bool, DbErr> {
-        Ok(faults::fire_alone(db, faults::JOURNAL).await?.error_before)
+    async fn fire(&self) -> Result<bool, DbErr> {
+        Ok(faults::fire_alone(&self.db, faults::JOURNAL).await?.error_before)
     }
 }

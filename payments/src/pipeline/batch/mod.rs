@@ -17,7 +17,7 @@ use crate::ledger::requests::Resolution;
 use crate::connector::Outcome;
 use crate::domain::pipeline::{ProcessStatus, Stage};
 use crate::entity::process_stage as ps;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{InvoicingError, ServiceError, ServiceResult};
 use crate::runtime::Services;
 use crate::turns::{take_group, Waited};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -205,7 +205,7 @@ pub(super) async fn invoice(s: &Services, actor: &str, order_id: i32, quantities
         }
     };
     crate::observe::phase(|| "until posted".into(), queued.elapsed());
-    let stopped = || ServiceError::Conflict("Invoicing stopped unexpectedly; look for the invoice on the order before invoicing again.".into());
+    let stopped = || ServiceError::from(InvoicingError::Stopped);
     let Some(g) = done.map_err(|_| stopped())?? else {
         return Ok(None);
     };
@@ -275,7 +275,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// A turn's hold on the lock, and since when (for the bench profile).
-struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>, std::time::Instant);
+struct Held(#[expect(dead_code, reason = "held for its Drop: the turn ends when it is released")] tokio::sync::OwnedMutexGuard<()>, std::time::Instant);
 
 impl Drop for Held {
     fn drop(&mut self) {
@@ -344,7 +344,7 @@ async fn run(g: Going) -> ServiceResult<InvoiceOutcome> {
         }
     }
     match gather(&batches.steps[StepKind::Settle as usize], g, StepKind::Settle).await? {
-        Flow::Next(g) => Err(ServiceError::Conflict(format!("payment process {} did not complete", g.ctx.p.id))),
+        Flow::Next(g) => Err(ServiceError::internal(format!("payment process {} did not complete", g.ctx.p.id))),
         Flow::Out(out) => out,
     }
 }
@@ -410,7 +410,7 @@ async fn post_all(jobs: Vec<Job>, turn: Arc<Held>) -> u64 {
             // here; each caller is told, and the order shows what was posted.
             let text = e.to_string();
             for job in jobs {
-                let _ = job.reply.send(Err(ServiceError::Conflict(format!("Posting the invoice failed ({text}); look for it on the order before invoicing again."))));
+                let _ = job.reply.send(Err(InvoicingError::PostingFailed { reason: text.clone() }.into()));
             }
             return 0;
         }

@@ -184,7 +184,8 @@ pub(super) async fn post_many(jobs: &[Job]) -> Result<Vec<Option<(Posted, Option
     for (((j, _, _), i), (c, id)) in chosen.iter().zip(&invoices).zip(captures.iter().zip(process_ids)) {
         let mut p = new_process(&j.s, i.posted_at, i, monitored);
         p.id = sea_orm::Set(id);
-        p.capture_path = sea_orm::Set(c.as_ref().map(|c| super::super::capture::path_text(&c.path)));
+        p.capture_path = sea_orm::Set(c.as_ref().map(|c| c.path.explanation()));
+        p.capture_kind = sea_orm::Set(c.as_ref().map(|c| c.path.kind().code().to_string()));
         posted_processes.push(p.clone().try_into_model()?);
         rows.push(p);
     }

@@ -129,12 +129,12 @@ pub(super) async fn record_captures(s: &Services, txn: &sea_orm::DatabaseTransac
     let now = s.now();
     let mut captured = Vec::new();
     for g in gs {
-        let c = g.captured.clone().ok_or_else(|| ServiceError::Conflict("no capture was taken".into()))?;
+        let c = g.captured.clone().ok_or_else(|| ServiceError::internal("no capture was taken"))?;
         captured.push((g, c));
     }
     let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
     let journal_fault = match s.connector.journal_faults() {
-        Some(faults) => faults.armed(txn).await?,
+        Some(faults) => faults.armed().await?,
         None => false,
     };
     let read = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), txn);

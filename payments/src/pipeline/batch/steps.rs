@@ -2,7 +2,7 @@
 //! waiting), and one member takes the step for all.
 use crate::domain::payment_views::InvoiceOutcome;
 use crate::domain::pipeline::ProcessStatus;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{InvoicingError, ServiceError, ServiceResult};
 use crate::turns::Waited;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -131,7 +131,7 @@ pub(super) async fn gather(q: &Gather, g: Going, kind: StepKind) -> ServiceResul
             rx.await
         }
     };
-    let step = step.map_err(|_| ServiceError::Conflict("Invoicing stopped unexpectedly; the payment process is finished by recovery.".into()))?;
+    let step = step.map_err(|_| ServiceError::from(InvoicingError::StoppedAfterPosting))?;
     Ok(match step {
         Step::Next(g) => Flow::Next(g),
         Step::HandOver(g, ended) => Flow::Out(finish(g, ended).await),

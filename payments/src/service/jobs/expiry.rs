@@ -110,7 +110,7 @@ pub async fn expire_authorizations(s: &Services) -> ServiceResult<ExpiryReport> 
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
-        .ok_or_else(|| crate::error::ServiceError::Conflict("the expiry counts returned no row".into()))?;
+        .ok_or_else(|| crate::error::ServiceError::internal("the expiry counts returned no row"))?;
     let count = |c: &str| row.try_get::<i64>("", c).map(|v| u64::try_from(v).unwrap_or(0));
     let report = ExpiryReport {
         expired: count("expired")?,

@@ -1,6 +1,6 @@
 //! What the HTTP tests share: a real server on a real port over a test database, signed-in
 //! clients, the records the payment calls act on, and the role matrix of every server function.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test module uses a part of the support")]
 use payments::entity::{audit_log, connector_merchant_property, feature, parameter, pre_authorization_duration, user, user_role};
 use payments::service::bootstrap::{bootstrap, BootstrapOptions};
 use payments::testing::TestDb;
@@ -121,10 +121,10 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     }
     let mut processes = Vec::new();
     for (order, line) in &made[1..] {
-        payments::connector::faults::add(&s.db, s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+        payments::connector::faults::add(payments::testing::sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
         processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
     }
-    let fault = payments::connector::faults::add(&s.db, s.now(), "void", "latency", "1", "", "5").await.unwrap();
+    let fault = payments::connector::faults::add(payments::testing::sim(s), s.now(), "void", "latency", "1", "", "5").await.unwrap();
     let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
     let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
     let saved = payments::service::cards::add(s, "finance", 1, &card(t), true).await.unwrap();
@@ -202,7 +202,7 @@ pub async fn snapshot(db: &TestDb) -> String {
         payments::entity::sales_order::Entity::find().all(s).await.unwrap().len(),
         payments::entity::invoice::Entity::find().all(s).await.unwrap().len(),
         payments::entity::payment_process::Entity::find().order_by_asc(payments::entity::payment_process::Column::Id).all(s).await.unwrap().iter().map(|p| p.status.clone()).collect::<Vec<_>>(),
-        payments::entity::sim_fault::Entity::find().all(s).await.unwrap().len(),
+        payments::connector::simulator::entity::sim_fault::Entity::find().all(payments::testing::sim(&db.services)).await.unwrap().len(),
     );
     let features = feature::Entity::find().order_by_asc(feature::Column::Key).all(s).await.unwrap();
     let params = parameter::Entity::find().order_by_asc(parameter::Column::Key).all(s).await.unwrap();

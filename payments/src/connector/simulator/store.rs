@@ -1,0 +1,209 @@
+//! The simulator's own store: its ledger (card tokens, authorizations, captures, refunds, the
+//! record of each tracking id), its injected faults and its merchant account, in a database of its
+//! own. Paystage's tables and the processor's never meet in one transaction, as with a real
+//! processor; the real-processor work moves the simulator behind HTTP on this store.
+//!
+//! Where it lives, for Paystage's database URL (or `PAYSTAGE_SIMULATOR_DATABASE_URL`):
+//! - SQLite: a file beside Paystage's (`data/paystage.db` → `data/paystage.simulator.db`), with a
+//!   writer of its own;
+//! - PostgreSQL: the schema `paystage_simulator` of the same database, so that every server sharing
+//!   the database also shares the processor (a capture one server sent is known to all).
+//!
+//! A database from before this separation kept the simulator's tables among Paystage's (`sim_*`,
+//! migration 2): [`import_earlier`] moves their rows here once and drops them there.
+use super::entity::{sim_authorization as sa, sim_capture as sc, sim_fault as sf, sim_merchant as sm, sim_refund as sr, sim_token as st, sim_transaction as stx};
+use sea_orm::sea_query::{Index, TableCreateStatement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, Schema, Statement, TransactionTrait};
+
+/// The PostgreSQL schema the simulator keeps its tables in.
+pub const POSTGRES_SCHEMA: &str = "paystage_simulator";
+
+/// The simulator's store for Paystage's database at `paystage_url`: a SQLite file named after
+/// Paystage's, or the same PostgreSQL database (its schema is set when connecting, [`open`]).
+pub fn url_for(paystage_url: &str) -> String {
+    if !paystage_url.starts_with("sqlite:") {
+        return paystage_url.to_string();
+    }
+    let (path, query) = match paystage_url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (paystage_url, None),
+    };
+    if path.contains(":memory:") {
+        // A private in-memory database per pool: the simulator's is another one.
+        return paystage_url.to_string();
+    }
+    let file = match path.strip_suffix(".db") {
+        Some(stem) => format!("{stem}.simulator.db"),
+        None => format!("{path}.simulator"),
+    };
+    match query {
+        Some(q) => format!("{file}?{q}"),
+        None => file,
+    }
+}
+
+/// Connects to the store at `url` (from [`url_for`]) and creates what is missing.
+pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
+    // Its commits survive the crash of any Paystage process (the crash tests' and chaos's), not
+    // of the machine: a real processor's durability is its own, and each request commits.
+    let db = crate::db::connect_with(url, Some(POSTGRES_SCHEMA), crate::db::Durability::Process).await?;
+    prepare(&db).await?;
+    Ok(db)
+}
+
+/// The ledger's tables (tokens, authorizations, captures, refunds, tracking ids' records, faults),
+/// as the entities define them: what a store holds, and what an earlier Paystage database held.
+pub fn ledger_tables(backend: DbBackend) -> Vec<TableCreateStatement> {
+    let schema = Schema::new(backend);
+    vec![
+        schema.create_table_from_entity(st::Entity),
+        schema.create_table_from_entity(sa::Entity),
+        schema.create_table_from_entity(sc::Entity),
+        schema.create_table_from_entity(sr::Entity),
+        schema.create_table_from_entity(stx::Entity),
+        schema.create_table_from_entity(sf::Entity),
+    ]
+}
+
+fn tables(backend: DbBackend) -> Vec<TableCreateStatement> {
+    let mut all = ledger_tables(backend);
+    all.push(Schema::new(backend).create_table_from_entity(sm::Entity));
+    for t in &mut all {
+        t.if_not_exists();
+    }
+    all
+}
+
+/// Creates the store's tables and index if they are missing, and its merchant account row.
+pub async fn prepare(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for t in tables(backend) {
+        db.execute(&t).await?;
+    }
+    let index = Index::create()
+        .if_not_exists()
+        .name("idx_sim_captures_authorization_reference")
+        .table(sc::Entity)
+        .col(sc::Column::AuthorizationReference)
+        .to_owned();
+    db.execute(&index).await?;
+    if sm::Entity::find().count(db).await? == 0 {
+        let row = sm::ActiveModel { id: sea_orm::Set(1), allow_multiple_partial_capture: sea_orm::Set(true) };
+        // Two servers starting at once may both try: the second finds the row there.
+        if let Err(e) = sm::Entity::insert(row).exec(db).await {
+            if sm::Entity::find().count(db).await? == 0 {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tables a database from before the separation holds, in the order their rows are moved.
+const EARLIER_TABLES: [&str; 6] = ["sim_tokens", "sim_authorizations", "sim_captures", "sim_refunds", "sim_transactions", "sim_faults"];
+
+async fn has_table(db: &DatabaseConnection, name: &str) -> Result<bool, DbErr> {
+    let (sql, backend) = match db.get_database_backend() {
+        DbBackend::Postgres => (format!("SELECT 1 AS found FROM pg_tables WHERE tablename = '{name}' AND schemaname = current_schema()"), DbBackend::Postgres),
+        backend => (format!("SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = '{name}'"), backend),
+    };
+    Ok(db.query_one_raw(Statement::from_string(backend, sql)).await?.is_some())
+}
+
+/// What [`import_earlier`] moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub rows: u64,
+    pub tables_dropped: u64,
+}
+
+/// Moves the simulator's rows from Paystage's database, where they were kept before the
+/// separation, into the store, then drops those tables there. The rows are copied only into a
+/// store that holds no ledger yet, in one transaction of the store's. On PostgreSQL (one database,
+/// two schemas) the old tables are dropped in that same transaction, under a lock that servers
+/// starting together take one after the other; on SQLite (two files) after it commits, so a crash
+/// between the two leaves the copy made and the next start only drops them. Nothing is lost and
+/// nothing is copied twice; with nothing to move, this reads a table name.
+pub async fn import_earlier(paystage: &DatabaseConnection, store: &DatabaseConnection) -> Result<Imported, DbErr> {
+    let mut done = Imported::default();
+    if !has_table(paystage, "sim_transactions").await? {
+        return Ok(done);
+    }
+    let txn = match store.get_database_backend() {
+        DbBackend::Sqlite => {
+            let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+            store.begin_with_options(immediate).await?
+        }
+        _ => store.begin().await?,
+    };
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        // Servers starting together import one after the other; the later finds nothing left.
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(4141)").await?;
+        if !has_table(paystage, "sim_transactions").await? {
+            return Ok(done);
+        }
+    }
+    let empty = stx::Entity::find().count(&txn).await? == 0 && st::Entity::find().count(&txn).await? == 0;
+    if empty {
+        done.rows += copy::<st::Entity>(paystage, &txn).await?;
+        done.rows += copy::<sa::Entity>(paystage, &txn).await?;
+        done.rows += copy::<sc::Entity>(paystage, &txn).await?;
+        done.rows += copy::<sr::Entity>(paystage, &txn).await?;
+        done.rows += copy::<stx::Entity>(paystage, &txn).await?;
+        done.rows += copy::<sf::Entity>(paystage, &txn).await?;
+    }
+    if postgres {
+        let schema = paystage.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT current_schema() AS name")).await?;
+        let schema: String = schema.map(|r| r.try_get("", "name")).transpose()?.unwrap_or_else(|| "public".into());
+        for table in EARLIER_TABLES {
+            txn.execute_unprepared(&format!("DROP TABLE IF EXISTS \"{schema}\".{table}")).await?;
+            done.tables_dropped += 1;
+        }
+    }
+    txn.commit().await?;
+    for table in EARLIER_TABLES.into_iter().filter(|_| !postgres) {
+        if has_table(paystage, table).await? {
+            paystage.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+            done.tables_dropped += 1;
+        }
+    }
+    if empty && done.rows > 0 && store.get_database_backend() == DbBackend::Postgres {
+        // The faults' ids were copied: their sequence continues after them.
+        store
+            .execute_unprepared("SELECT setval(pg_get_serial_sequence('sim_faults', 'id'), GREATEST((SELECT MAX(id) FROM sim_faults), 1))")
+            .await?;
+    }
+    Ok(done)
+}
+
+/// Copies every row of `E`'s table from Paystage's database into the store's transaction.
+async fn copy<E>(paystage: &DatabaseConnection, txn: &sea_orm::DatabaseTransaction) -> Result<u64, DbErr>
+where
+    E: EntityTrait,
+    E::Model: sea_orm::IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: Send,
+{
+    use sea_orm::IntoActiveModel;
+    let rows = E::find().all(paystage).await?;
+    let n = rows.len() as u64;
+    for chunk in rows.chunks(500) {
+        let models: Vec<E::ActiveModel> = chunk.iter().cloned().map(|m| m.into_active_model()).collect();
+        E::insert_many(models).exec_without_returning(txn).await?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_for;
+
+    #[test]
+    fn the_store_sits_beside_paystages_sqlite_file_and_in_postgresqls_database() {
+        assert_eq!(url_for("sqlite://data/paystage.db?mode=rwc"), "sqlite://data/paystage.simulator.db?mode=rwc");
+        assert_eq!(url_for("sqlite:///tmp/x/test.db"), "sqlite:///tmp/x/test.simulator.db");
+        assert_eq!(url_for("sqlite://data/paystage"), "sqlite://data/paystage.simulator");
+        assert_eq!(url_for("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(url_for("postgres://u@h:5432/db"), "postgres://u@h:5432/db");
+    }
+}
