@@ -251,9 +251,10 @@ pub fn ConfirmationDialog(
     }
 }
 
-/// The links between the pages of a list, newest first: `link(n)` is page `n`'s address, `noun`
-/// what the list counts ("orders").
-pub fn pager(page: u64, pages: u64, total: u64, noun: &'static str, link: impl Fn(u64) -> String) -> impl IntoView {
+/// The links between the pages of a list, newest first: `link(n)` is page `n`'s address, `nouns`
+/// what the list counts, one and many (("order", "orders")).
+pub fn pager(page: u64, pages: u64, total: u64, nouns: (&'static str, &'static str), link: impl Fn(u64) -> String) -> impl IntoView {
+    let noun = if total == 1 { nouns.0 } else { nouns.1 };
     view! {
         <div class="pager">
             {(page > 1).then(|| view! { <a href=link(page - 1)>"← Newer"</a> })}

@@ -64,7 +64,7 @@ pub fn AuditPage() -> impl IntoView {
                     {table_head(&["When", "User", "Action", "Subject", "Before", "After"])}
                     <tbody>{rows}</tbody>
                 </table>
-                {pager(d.page, d.pages, d.total, "entries", move |n| query_link(n, &a, &u))}
+                {pager(d.page, d.pages, d.total, ("entry", "entries"), move |n| query_link(n, &a, &u))}
             }
         })}
     }

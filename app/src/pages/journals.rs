@@ -141,7 +141,7 @@ pub fn JournalsPage() -> impl IntoView {
                         </table>
                     }.into_any()
                 }}
-                {pager(d.page, d.pages, d.total, "journals", move |n| journals_link(&q, n, false))}
+                {pager(d.page, d.pages, d.total, ("journal", "journals"), move |n| journals_link(&q, n, false))}
             }
         })}
     }

@@ -130,7 +130,7 @@ pub fn OrdersPage() -> impl IntoView {
                     }
                         .into_any()
                 }}
-                {pager(d.page, d.pages, d.total, "orders", move |n| list_link(n, &st, &cu, &ch))}
+                {pager(d.page, d.pages, d.total, ("order", "orders"), move |n| list_link(n, &st, &cu, &ch))}
             }
         })}
     }
