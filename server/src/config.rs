@@ -251,6 +251,10 @@ mod tests {
         assert_eq!(cfg(&[("PAYSTAGE_PORT", "http")]).unwrap_err().to_string(), "PAYSTAGE_PORT: \"http\" is not a port number (0-65535)");
         assert_eq!(cfg(&[("PAYSTAGE_PORT", "70000")]).unwrap_err().var, "PAYSTAGE_PORT");
         assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        // Issue #41: the simulator's store is checked like the database, and defaults to beside it.
+        assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "mysql://x")]).unwrap_err().var, "PAYSTAGE_SIMULATOR_DATABASE_URL");
+        assert_eq!(cfg(&[]).unwrap().simulator_database_url, None);
+        assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "sqlite://sim.db")]).unwrap().simulator_database_url.as_deref(), Some("sqlite://sim.db"));
         assert_eq!(cfg(&[("PAYSTAGE_DEMO", "maybe")]).unwrap_err().var, "PAYSTAGE_DEMO");
         assert_eq!(cfg(&[("PAYSTAGE_HOST", "localhost:3")]).unwrap_err().var, "PAYSTAGE_HOST");
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");

@@ -116,11 +116,6 @@ impl ProcessorSimulator {
     async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
         Ok(sm::Entity::find().one(txn).await.map_err(db_error)?.is_none_or(|m| m.allow_multiple_partial_capture))
     }
-
-    /// Sets the simulator's merchant account: whether it allows multiple partial captures.
-    pub async fn set_merchant_allows_multiple_partial_captures(&self, allow: bool) -> Result<(), DbErr> {
-        sm::ActiveModel { id: Set(1), allow_multiple_partial_capture: Set(allow) }.update(&self.db).await.map(|_| ())
-    }
 }
 
 /// Waits until `at`, and no longer than the operating system's timer makes it: tokio's timer
