@@ -40,6 +40,18 @@ rust_failed=$(grep -E '^test result:' "$LOG/cargo.txt" | sed -E 's/.* ([0-9]+) f
 pw_passed=$(grep -Eo '^ *[0-9]+ passed' "$LOG/playwright.txt" | grep -Eo '[0-9]+' | tail -n1)
 pw_failed=$(grep -Eo '^ *[0-9]+ failed' "$LOG/playwright.txt" | grep -Eo '[0-9]+' | tail -n1)
 rust_passed=${rust_passed:-0}; rust_failed=${rust_failed:-0}; pw_passed=${pw_passed:-0}; pw_failed=${pw_failed:-0}
+# The failures' own messages once more at the very end, where a log's tail shows them: cargo
+# prints them mid-log (before the browser tests' output), Playwright before its summary.
+if [ "$rust_failed" -gt 0 ]; then
+  echo
+  echo "== Rust failures (again)"
+  sed -n '/^failures:$/,/^test result:/p' "$LOG/cargo.txt" | grep -v '^test result:' | head -c 20000
+fi
+if [ "$pw_failed" -gt 0 ]; then
+  echo
+  echo "== Playwright failures (again)"
+  grep -E '^ +[0-9]+\) |Error:|expect\(' "$LOG/playwright.txt" | head -n 80
+fi
 echo
 echo "Rust: $rust_passed passed, $rust_failed failed · Playwright: $pw_passed passed, $pw_failed failed"
 if [ "$status" -ne 0 ] && [ $((rust_failed + pw_failed)) -eq 0 ]; then rust_failed=1; fi
