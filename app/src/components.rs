@@ -165,6 +165,21 @@ pub fn successes(succeeded: impl Fn() -> bool + 'static) -> RwSignal<u32> {
     count
 }
 
+/// A form's handle that empties the form's fields once `succeeded` turns true. The order page
+/// renders again in place after an invoice or a credit note, keeping the input elements and what
+/// was typed in them; a second click would post the same quantities again.
+pub fn cleared_on_success(succeeded: impl Fn() -> bool + 'static) -> NodeRef<leptos::html::Form> {
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if succeeded() {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+    form
+}
+
 /// Renders a resource's value with `f`, or its error.
 pub fn loaded<T, V>(res: Resource<Result<T, AppError>>, f: impl Fn(T) -> V + Send + Sync + Clone + 'static) -> impl IntoView
 where

@@ -46,6 +46,8 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
   await invoiceLines(page, { 1: '1' });
   await expect(page.getByRole('status')).toContainText('the card payment completed');
   await expect(page.getByTestId('balance')).toHaveText('195.50 USD');
+  // What was typed is gone once it is posted: a second click cannot invoice it again.
+  await expect(page.getByLabel('Quantity to invoice for line 1')).toHaveValue('');
   await invoiceLines(page, { 1: '1', 2: '1' });
   await expect(page.getByRole('status')).toContainText('the card payment completed');
   await expect(page.getByTestId('balance')).toHaveText('0.00 USD');
@@ -60,6 +62,7 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
   await page.getByRole('button', { name: 'Post credit note' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'Credit note' })).toContainText('the card refund completed');
   await expect(page.locator('tr[data-line="1"] td').nth(4)).toHaveText('1');
+  await expect(page.getByLabel('Quantity to credit for line 1')).toHaveValue('');
   await expect(page.locator('[data-invoice^="CRN-"] [data-process-status="completed"]')).toHaveCount(1);
   await expect(page.getByText(/Card refund for CRN-/)).toBeVisible();
   // The refund shows against the capture it came from, and the header says the total is net.

@@ -2,7 +2,7 @@
 //! (return) form, payment lines with Adjust, authorizations with their captures nested under them
 //! (R-CAP-6), invoices with the state of their payment process, and journals.
 use super::orders::{process_badge, status_badge};
-use crate::components::{loaded, successes, table_head};
+use crate::components::{cleared_on_success, loaded, successes, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -103,6 +103,8 @@ pub fn OrderDetailPage() -> impl IntoView {
     // invoicing was taken back because the card was not charged (monitoring off, issue #39).
     let saves = successes(move || matches!(invoice.value().get(), Some(Ok(_)) | Some(Err(AppError::Refused { .. }))));
     let credits = successes(move || matches!(credit.value().get(), Some(Ok(_))));
+    let invoice_form = cleared_on_success(move || matches!(invoice.value().get(), Some(Ok(_))));
+    let credit_form = cleared_on_success(move || matches!(credit.value().get(), Some(Ok(_))));
     let adjust = ServerAction::<crate::pages::payment::AdjustPayment>::new();
     let adjusts = successes(move || matches!(adjust.value().get(), Some(Ok(_))));
     let pick_up = ServerAction::<crate::pages::prepayments::PickUpOrder>::new();
@@ -139,8 +141,8 @@ pub fn OrderDetailPage() -> impl IntoView {
                         <span class="muted small">" Shows the refund and cancellation charge before anything is posted."</span>
                     </div>
                 })}
-                {lines_panel(&d, cancelled, invoice)}
-                {credit_panel(&d, credit)}
+                {lines_panel(&d, cancelled, invoice, invoice_form)}
+                {credit_panel(&d, credit, credit_form)}
                 {payment_lines_panel(&d, cancelled, adjust)}
                 {authorizations_panel(&d)}
                 {invoices_panel(&d)}
@@ -172,13 +174,13 @@ fn summary(d: &OrderDetail, cancelled: bool) -> impl IntoView + use<> {
 }
 
 /// The lines, with the quantity to invoice now on each open one.
-fn lines_panel(d: &OrderDetail, cancelled: bool, invoice: ServerAction<InvoiceOrder>) -> impl IntoView + use<> {
+fn lines_panel(d: &OrderDetail, cancelled: bool, invoice: ServerAction<InvoiceOrder>, form: NodeRef<leptos::html::Form>) -> impl IntoView + use<> {
     let (order_id, lines) = (d.order.id, d.lines.clone());
     let open_lines = !cancelled && lines.iter().any(|l| l.invoiced_quantity < l.quantity);
     view! {
         <section class="panel">
             <h2>"Lines"</h2>
-            <ActionForm action=invoice>
+            <ActionForm action=invoice node_ref=form>
                 <input type="hidden" name="order_id" value=order_id />
                 <table class="grid">
                     {table_head(&["#", "Item", "n:Ordered", "n:Invoiced", "n:Credited", "n:Unit price", "Requested ship date", "Invoice now"])}
@@ -218,7 +220,7 @@ fn lines_panel(d: &OrderDetail, cancelled: bool, invoice: ServerAction<InvoiceOr
 }
 
 /// The credit note (return) form, for lines invoiced and not yet credited.
-fn credit_panel(d: &OrderDetail, credit: ServerAction<CreditOrder>) -> impl IntoView + use<> {
+fn credit_panel(d: &OrderDetail, credit: ServerAction<CreditOrder>, form: NodeRef<leptos::html::Form>) -> impl IntoView + use<> {
     let order_id = d.order.id;
     let creditable: Vec<OrderLineView> = d.lines.iter().filter(|l| l.invoiced_quantity > l.credited_quantity).cloned().collect();
     if creditable.is_empty() {
@@ -227,7 +229,7 @@ fn credit_panel(d: &OrderDetail, credit: ServerAction<CreditOrder>) -> impl Into
     Some(view! {
         <section class="panel" aria-labelledby="credit-title">
             <h2 id="credit-title">"Credit note (return)"</h2>
-            <ActionForm action=credit>
+            <ActionForm action=credit node_ref=form>
                 <input type="hidden" name="order_id" value=order_id />
                 <table class="grid">
                     {table_head(&["#", "Item", "n:Invoiced, not credited", "Credit now"])}
