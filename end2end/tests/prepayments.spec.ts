@@ -112,6 +112,8 @@ test('R-PRE-1: a negative deposit is refused with a message and nothing is poste
   await page.getByLabel('Amount (cash)').fill('25.00');
   await page.getByRole('button', { name: 'Take deposit' }).click();
   await expect(page.getByTestId('deposit-taken')).toContainText('prepayment journal JNL-');
+  // The amount is not left in the form for a second click to take again.
+  await expect(page.getByLabel('Amount (cash)')).toHaveValue('');
 
   // The New sales order form refuses a negative deposit the same way, placing nothing.
   await gotoHydrated(page, '/orders/new');

@@ -29,6 +29,7 @@ pub async fn take_account_deposit(customer_id: String, channel_id: String, curre
 #[component]
 pub fn AccountDepositPage() -> impl IntoView {
     let take = ServerAction::<TakeAccountDeposit>::new();
+    let form = crate::components::cleared_on_success(move || matches!(take.value().get(), Some(Ok(_))));
     let choices = Resource::new(|| (), |_| deposit_choices());
     view! {
         <PageHeader
@@ -42,7 +43,7 @@ pub fn AccountDepositPage() -> impl IntoView {
         }}
         {loaded(choices, move |(customers, stores): (Vec<CustomerView>, Vec<ChannelView>)| view! {
             <section class="panel">
-                <ActionForm action=take>
+                <ActionForm action=take node_ref=form>
                     <div class="row-form">
                         <label class="stacked">
                             "Customer"
