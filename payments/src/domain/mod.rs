@@ -1,5 +1,6 @@
 pub mod access;
 pub mod capture;
+pub mod expiry;
 pub mod features;
 pub mod money;
 pub mod order;

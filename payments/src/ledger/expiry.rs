@@ -16,6 +16,7 @@
 //! resubmit job) starts from exactly what the job would have stored; a settled order reads the
 //! same as before. A run of the job therefore writes one row however many authorizations expire,
 //! which is what brings a million expiries within seconds (README, "Expiry").
+use crate::domain::expiry;
 use crate::domain::order::{AuthorizationStatus, PaymentStatus, Tender};
 use crate::domain::views::ChannelKind;
 use crate::entity::{authorization as au, channel, expiry_watermark as ew, payment_line as pl, sales_order as so};
@@ -25,7 +26,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait, Value};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+
 
 /// How far the job has expired; `None` before its first run.
 pub type Watermark = Option<DateTime<Utc>>;
@@ -34,22 +35,10 @@ pub async fn watermark(db: &impl ConnectionTrait) -> ServiceResult<Watermark> {
     Ok(ew::Entity::find_by_id(1).one(db).await?.map(|w| w.expired_through))
 }
 
-/// What expiry changes on one order that has not been settled since.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Overlay {
-    /// Open authorizations the job has expired.
-    pub expired: HashSet<i32>,
-    /// Card payment lines expiry moved, with the status they now have.
-    pub lines: HashMap<i32, PaymentStatus>,
-    /// Expiry holds the order (Do not process).
-    pub hold: bool,
-}
+pub use crate::domain::expiry::Overlay;
 
+/// The overlay read against stored rows (the struct and its rule are `domain::expiry`).
 impl Overlay {
-    pub fn is_empty(&self) -> bool {
-        self.expired.is_empty() && self.lines.is_empty() && !self.hold
-    }
-
     pub fn authorization_status(&self, a: &au::Model) -> AuthorizationStatus {
         if self.expired.contains(&a.id) {
             AuthorizationStatus::Expired
@@ -67,23 +56,19 @@ impl Overlay {
     }
 }
 
-/// The rule itself, for one order: its open authorizations, its Authorized card lines, and
-/// whether it is an online storefront order.
-pub fn derive(expired_through: DateTime<Utc>, open: &[au::Model], authorized_lines: &[pl::Model], online: bool) -> Overlay {
-    let open: Vec<&au::Model> = open.iter().filter(|a| a.status == AuthorizationStatus::Open.code()).collect();
-    let expired: HashSet<i32> = open.iter().filter(|a| a.expires_at <= expired_through).map(|a| a.id).collect();
-    if expired.is_empty() {
-        return Overlay::default();
-    }
-    let live = |line: Option<i32>| open.iter().any(|a| a.expires_at > expired_through && line.is_none_or(|l| a.payment_line_id == l));
-    let moved = if online { PaymentStatus::Declined } else { PaymentStatus::PendingAuthorization };
-    let lines = authorized_lines
+/// The rule (`domain::expiry::derive`) over one order's stored rows: its authorizations, its card
+/// payment lines, and whether it is an online storefront order.
+pub fn derive(expired_through: DateTime<Utc>, authorizations: &[au::Model], lines: &[pl::Model], online: bool) -> Overlay {
+    // A status this build does not know takes part as neither open nor Authorized.
+    let authorizations: Vec<expiry::AuthorizationFacts> = authorizations
         .iter()
-        .filter(|l| l.status == PaymentStatus::Authorized.code())
-        .filter(|l| open.iter().any(|a| a.payment_line_id == l.id && expired.contains(&a.id)) && !live(Some(l.id)))
-        .map(|l| (l.id, moved))
+        .filter_map(|a| {
+            let status = AuthorizationStatus::from_code(&a.status)?;
+            Some(expiry::AuthorizationFacts { id: a.id, payment_line_id: a.payment_line_id, expires_at: a.expires_at, status })
+        })
         .collect();
-    Overlay { expired, lines, hold: !live(None) }
+    let lines: Vec<expiry::LineFacts> = lines.iter().filter_map(|l| Some(expiry::LineFacts { id: l.id, status: PaymentStatus::from_code(&l.status)? })).collect();
+    expiry::derive(expired_through, &authorizations, &lines, online)
 }
 
 /// The overlay of one order under the current watermark.
@@ -474,101 +459,4 @@ async fn store_share_pg(s: &Services, batch: u64, share: u32, wm: DateTime<Utc>)
         }
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn at(day: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, day, 12, 0, 0).unwrap()
-    }
-
-    fn auth(id: i32, line: i32, expires: u32, status: AuthorizationStatus) -> au::Model {
-        au::Model {
-            id,
-            order_id: 1,
-            payment_line_id: line,
-            connector_id: 1,
-            processor_reference: format!("AUTH-{id}"),
-            tracking_id: format!("T-{id}"),
-            currency: "USD".into(),
-            amount_minor: 1_000,
-            captured_minor: 0,
-            supports_multiple_captures: true,
-            payment_method_variant: "visa".into(),
-            card_type: "Visa".into(),
-            last_four: "1111".into(),
-            authorized_at: at(1),
-            expires_at: at(expires),
-            status: status.code().into(),
-            replaces_id: None,
-        }
-    }
-
-    fn line(id: i32, status: PaymentStatus) -> pl::Model {
-        pl::Model {
-            id,
-            order_id: 1,
-            tender: Tender::Card.code().into(),
-            amount_minor: 1_000,
-            status: status.code().into(),
-            connector_id: Some(1),
-            card_token: Some("tok".into()),
-            card_type: Some("Visa".into()),
-            last_four: Some("1111".into()),
-            holder: None,
-            expiry: None,
-            created_at: at(1),
-            token_kind: "recurring".into(),
-            customer_card_id: None,
-            prepayment: false,
-            refunded_minor: 0,
-        }
-    }
-
-    #[test]
-    fn an_open_authorization_at_or_before_the_watermark_expires_its_line_and_holds_the_order() {
-        // R-AUT-4: expiring at the watermark counts (the job's `expires_at <= now`).
-        let o = derive(at(10), &[auth(7, 3, 10, AuthorizationStatus::Open)], &[line(3, PaymentStatus::Authorized)], false);
-        assert_eq!(o.expired, HashSet::from([7]));
-        assert_eq!(o.lines, HashMap::from([(3, PaymentStatus::PendingAuthorization)]));
-        assert!(o.hold);
-        // Online storefront: Declined instead (R-AUT-4).
-        let o = derive(at(10), &[auth(7, 3, 9, AuthorizationStatus::Open)], &[line(3, PaymentStatus::Authorized)], true);
-        assert_eq!(o.lines, HashMap::from([(3, PaymentStatus::Declined)]));
-    }
-
-    #[test]
-    fn nothing_changes_before_the_watermark_or_for_closed_authorizations() {
-        assert!(derive(at(10), &[auth(7, 3, 11, AuthorizationStatus::Open)], &[line(3, PaymentStatus::Authorized)], false).is_empty());
-        // Fully captured or voided authorizations have nothing left to expire.
-        for st in [AuthorizationStatus::FullyCaptured, AuthorizationStatus::Voided, AuthorizationStatus::Expired] {
-            assert!(derive(at(10), &[auth(7, 3, 1, st)], &[line(3, PaymentStatus::Authorized)], false).is_empty(), "{st:?}");
-        }
-    }
-
-    #[test]
-    fn a_later_open_authorization_keeps_its_line_and_order_covered() {
-        // The line has a second authorization that expires after the watermark: the first one
-        // is expired, but the line stays Authorized and the order is not held.
-        let auths = [auth(7, 3, 5, AuthorizationStatus::Open), auth(8, 3, 20, AuthorizationStatus::Open)];
-        let o = derive(at(10), &auths, &[line(3, PaymentStatus::Authorized)], false);
-        assert_eq!(o.expired, HashSet::from([7]));
-        assert!(o.lines.is_empty() && !o.hold, "{o:?}");
-        // Another line's live authorization covers the order, not the lapsed line.
-        let auths = [auth(7, 3, 5, AuthorizationStatus::Open), auth(8, 4, 20, AuthorizationStatus::Open)];
-        let o = derive(at(10), &auths, &[line(3, PaymentStatus::Authorized), line(4, PaymentStatus::Authorized)], false);
-        assert_eq!(o.lines, HashMap::from([(3, PaymentStatus::PendingAuthorization)]));
-        assert!(!o.hold);
-    }
-
-    #[test]
-    fn only_authorized_lines_move() {
-        // A line already replaced by a new payment keeps its status.
-        let o = derive(at(10), &[auth(7, 3, 5, AuthorizationStatus::Open)], &[line(3, PaymentStatus::Replaced)], false);
-        assert!(o.lines.is_empty());
-        assert!(o.hold);
-    }
 }

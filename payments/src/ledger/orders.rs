@@ -113,10 +113,13 @@ pub(crate) async fn insert_authorization(
 
 /// R-AUT-3: the store's pre-authorization duration for the payment type, else the AR number of days.
 pub async fn expiry_days(db: &impl ConnectionTrait, channel_id: i32, variant: &str) -> Result<u32, DbErr> {
-    if let Some(d) = pad::Entity::find_by_id((channel_id, variant.to_string())).one(db).await? {
-        return Ok(d.days.max(1) as u32);
-    }
-    Ok(crate::ledger::settings::load_parameters(db).await?.days_before_expired())
+    let store = pad::Entity::find_by_id((channel_id, variant.to_string())).one(db).await?.map(|d| d.days);
+    // The AR days are read only when the store has no duration of its own (they would not count).
+    let ar_days = match store {
+        Some(_) => 0,
+        None => crate::ledger::settings::load_parameters(db).await?.days_before_expired(),
+    };
+    Ok(crate::domain::expiry::expiry_days(store, ar_days))
 }
 
 /// The order's lines as the invoice arithmetic sees them.
