@@ -70,7 +70,7 @@ pub fn AccountDepositPage() -> impl IntoView {
                     {field_error(take.value(), "customer_id", None)}
                     {field_error(take.value(), "channel_id", None)}
                     {field_error(take.value(), "amount", None)}
-                    <div class="actions"><button type="submit" class="primary">"Take deposit"</button></div>
+                    <div class="actions"><button type="submit" class="primary" disabled=move || take.pending().get()>"Take deposit"</button></div>
                 </ActionForm>
             </section>
         })}

@@ -211,7 +211,7 @@ fn lines_panel(d: &OrderDetail, cancelled: bool, invoice: ServerAction<InvoiceOr
                     </tbody>
                 </table>
                 {open_lines.then(|| view! {
-                    <div class="actions"><button type="submit" class="primary">"Invoice"</button>
+                    <div class="actions"><button type="submit" class="primary" disabled=move || invoice.pending().get()>"Invoice"</button>
                     <span class="muted small">" Posts the invoice, captures the card, posts the payment journal and authorizes what remains."</span></div>
                 })}
             </ActionForm>
@@ -249,7 +249,7 @@ fn credit_panel(d: &OrderDetail, credit: ServerAction<CreditOrder>, form: NodeRe
                         }).collect_view()}
                     </tbody>
                 </table>
-                <div class="actions"><button type="submit">"Post credit note"</button>
+                <div class="actions"><button type="submit" disabled=move || credit.pending().get()>"Post credit note"</button>
                 <span class="muted small">" Posts the credit note, refunds the card against its captures and posts the refund journal."</span></div>
             </ActionForm>
         </section>
