@@ -200,7 +200,7 @@ pub fn AuthorizationDetailPage() -> impl IntoView {
                         None => view! {
                             <ActionForm action=void>
                                 <input type="hidden" name="payment_line_id" value=r.payment_line_id />
-                                <div class="actions"><button type="submit">"Void expired line"</button>
+                                <div class="actions"><button type="submit" disabled=move || void.pending().get()>"Void expired line"</button>
                                 <span class="muted small">" Releases the expired authorization at the processor; audited."</span></div>
                             </ActionForm>
                         }.into_any(),

@@ -86,7 +86,7 @@ pub fn CancelOrderPage() -> impl IntoView {
                             <input type="hidden" name="order_id" value=p.order_id />
                             <input type="hidden" name="charge" value=charge />
                             <div class="actions">
-                                <button type="submit" class="danger">"Confirm cancellation"</button>
+                                <button type="submit" class="danger" disabled=move || cancel.pending().get()>"Confirm cancellation"</button>
                                 " " <a href=format!("/orders/{}", p.order_id)>"Keep the order"</a>
                             </div>
                         </ActionForm>

@@ -105,7 +105,7 @@ pub fn IncompletePage() -> impl IntoView {
                             <td><div class="row-actions">
                                 <ActionForm action=resume>
                                     <input type="hidden" name="process_id" value=r.process_id />
-                                    <button type="submit" class="primary">"Resume"</button>
+                                    <button type="submit" class="primary" disabled=move || resume.pending().get()>"Resume"</button>
                                 </ActionForm>
                                 <details>
                                     <summary class="button secondary">"Terminate"</summary>

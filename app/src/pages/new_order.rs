@@ -305,7 +305,7 @@ pub fn NewOrderPage() -> impl IntoView {
                         {field_error(place.value(), "deposit", None)}
                         {field_error(place.value(), "deposit_cash", None)}
                         {field_error(place.value(), "deposit_account", None)}
-                        <div class="actions"><button type="submit" class="primary">"Place order and authorize"</button></div>
+                        <div class="actions"><button type="submit" class="primary" disabled=move || place.pending().get()>"Place order and authorize"</button></div>
                     </section>
                 </ActionForm>
             }

@@ -90,7 +90,7 @@ pub fn NewPaymentPage() -> impl IntoView {
                         <CardChoice saved=cards return_to=format!("/orders/{}/payment", o.id) />
                         {field_error(take.value(), "card", None)}
                         {field_error(take.value(), "saved_card_id", None)}
-                        <div class="actions"><button type="submit" class="primary">"Authorize new payment"</button></div>
+                        <div class="actions"><button type="submit" class="primary" disabled=move || take.pending().get()>"Authorize new payment"</button></div>
                     </section>
                 </ActionForm>
             }

@@ -55,7 +55,7 @@ pub fn prepayment_panel(order_id: i32, p: PrepaymentView, balance_left: bool, pi
                     <label for="pickup-cash">"Cash taken now"</label>
                     <input id="pickup-cash" name="cash" inputmode="decimal" placeholder=format!("0.00 – {}", due.to_decimal()) />
                     {field_error(pick_up.value(), "cash", None)}
-                    <div class="actions"><button type="submit" class="primary">"Pick up and invoice"</button></div>
+                    <div class="actions"><button type="submit" class="primary" disabled=move || pick_up.pending().get()>"Pick up and invoice"</button></div>
                 </ActionForm>
             })}
         </section>
