@@ -45,7 +45,9 @@ rust_passed=${rust_passed:-0}; rust_failed=${rust_failed:-0}; pw_passed=${pw_pas
 if [ "$rust_failed" -gt 0 ]; then
   echo
   echo "== Rust failures (again)"
-  sed -n '/^failures:$/,/^test result:/p' "$LOG/cargo.txt" | grep -v '^test result:' | head -c 20000
+  # Without the backtraces' frames: each failure's place and message, then the list of failures.
+  sed -n '/^failures:$/,/^test result:/p' "$LOG/cargo.txt" \
+    | grep -vE '^test result:|^stack backtrace:|^ +[0-9]+: |^ +at |^note: Some details are omitted' | head -c 12000
 fi
 if [ "$pw_failed" -gt 0 ]; then
   echo

@@ -27,7 +27,6 @@ use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, TransactionTrait, Value};
 use serde::Serialize;
 
-
 /// How far the job has expired; `None` before its first run.
 pub type Watermark = Option<DateTime<Utc>>;
 
