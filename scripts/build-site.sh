@@ -10,6 +10,9 @@ cd "$ROOT"
 # other features of the shared crates, and in the same directory as the server's build each would
 # invalidate the other's artefacts (every switch rebuilt the server's dependencies, 6-8 minutes).
 export CARGO_TARGET_DIR="$ROOT/target/wasm-build"
+# Every page is a lazy route (app/src/routes.rs): the wasm is linked with its relocations so that
+# paystage-wasm-split (tools/wasm-split, installed by setup.sh) can cut each page into a chunk.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Clink-args=--emit-relocs"
 if [ "$PROFILE" = release ]; then
   RUSTC_BOOTSTRAP=1 cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release -Zbuild-std=std,panic_abort
   WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
@@ -24,11 +27,18 @@ MARK=target/site/pkg/.built-from
 if [ -f "$OUT" ] && [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$PROFILE" ] && [ "$OUT" -nt "$WASM" ]; then
   echo "site: wasm bundle is up to date"
 else
-  wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name paystage "$WASM"
+  # The chunks, the loader and the manifest go straight into pkg; the main module goes through
+  # wasm-bindgen, which must keep the exports the chunks import (and their names).
+  rm -f target/site/pkg/*.wasm target/site/pkg/__wasm_split*
+  paystage-wasm-split "$WASM" target/site/pkg "$CARGO_TARGET_DIR/paystage_split.wasm"
+  wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle --out-dir target/site/pkg --out-name paystage \
+    "$CARGO_TARGET_DIR/paystage_split.wasm"
   if [ "$PROFILE" = release ] && command -v wasm-opt >/dev/null; then
     # The features rustc's wasm32 target emits by default; wasm-opt must be told it may keep them.
-    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-      --enable-reference-types --enable-multivalue "$OUT" -o "$OUT"
+    for f in target/site/pkg/*.wasm; do
+      wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+        --enable-reference-types --enable-multivalue "$f" -o "$f"
+    done
   fi
   echo "$PROFILE" > "$MARK"
 fi
@@ -39,7 +49,8 @@ rm -f target/site/pkg/*.br target/site/pkg/*.gz
 if [ "$PROFILE" = release ]; then
   node -e '
     const fs = require("fs"), zlib = require("zlib");
-    for (const f of ["paystage_bg.wasm", "paystage.js", "paystage.css"]) {
+    const files = fs.readdirSync("target/site/pkg").filter(f => /\.(wasm|js|css)$/.test(f));
+    for (const f of files) {
       const p = "target/site/pkg/" + f, data = fs.readFileSync(p);
       fs.writeFileSync(p + ".br", zlib.brotliCompressSync(data, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }));
       fs.writeFileSync(p + ".gz", zlib.gzipSync(data, { level: 9 }));

@@ -26,6 +26,15 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WB_VERSION"; t
   cargo install wasm-bindgen-cli --version "$WB_VERSION" --force --quiet
 fi
 
+# The wasm splitter (tools/wasm-split, outside the workspace): cuts each lazy page into a chunk.
+# Reinstalled when its sources change (a stamp named by their hash).
+WS_HASH="$(cat "$ROOT"/tools/wasm-split/Cargo.toml "$ROOT"/tools/wasm-split/Cargo.lock "$ROOT"/tools/wasm-split/src/*.rs | sha256sum | cut -c1-16)"
+if [ ! -f "$HOME/.cargo/bin/.paystage-wasm-split-$WS_HASH" ] || ! command -v paystage-wasm-split >/dev/null; then
+  echo "setup: installing paystage-wasm-split (about a minute, once per machine)"
+  cargo install --locked --quiet --force --path "$ROOT/tools/wasm-split" --target-dir "$ROOT/target/tools"
+  rm -f "$HOME"/.cargo/bin/.paystage-wasm-split-* && touch "$HOME/.cargo/bin/.paystage-wasm-split-$WS_HASH"
+fi
+
 # Playwright and wasm-opt (binaryen) from the npm registry; the browser is Debian's Chromium.
 if [ ! -x "$ROOT/end2end/node_modules/.bin/playwright" ] || [ "$ROOT/end2end/package-lock.json" -nt "$ROOT/end2end/node_modules/.package-lock.json" ]; then
   echo "setup: installing npm packages for end2end"

@@ -8,6 +8,7 @@ pub mod components;
 pub mod error;
 pub mod nav;
 pub mod pages;
+mod routes;
 #[cfg(feature = "ssr")]
 pub mod state;
 
@@ -15,6 +16,7 @@ use components::Layout;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::Lazy;
 use leptos_router::path;
 use pages::*;
 
@@ -65,39 +67,27 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <Layout><NotFound /></Layout> }>
                 <Route path=path!("/login") view=login::LoginPage />
-                <Route path=path!("/") view=|| view! { <Layout><home::HomePage /></Layout> } />
-                <Route path=path!("/customers") view=|| view! { <Layout><customers::CustomersPage /></Layout> } />
-                <Route path=path!("/customers/:id/cards") view=|| view! { <Layout><customers::CustomerCardsPage /></Layout> } />
-                <Route path=path!("/orders/:id/payment") view=|| view! { <Layout><payment::NewPaymentPage /></Layout> } />
-                <Route path=path!("/orders/:id/cancel") view=|| view! { <Layout><cancel_order::CancelOrderPage /></Layout> } />
-                <Route path=path!("/journals") view=|| view! { <Layout><journals::JournalsPage /></Layout> } />
-                <Route path=path!("/deposits") view=|| view! { <Layout><account_deposit::AccountDepositPage /></Layout> } />
-                <Route path=path!("/payments/authorizations") view=|| view! { <Layout><authorizations::AuthorizationsPage /></Layout> } />
-                <Route
-                    path=path!("/payments/authorizations/:id")
-                    view=|| view! { <Layout><authorizations::AuthorizationDetailPage /></Layout> }
-                />
-                <Route path=path!("/orders") view=|| view! { <Layout><orders::OrdersPage /></Layout> } />
-                <Route path=path!("/orders/new") view=|| view! { <Layout><new_order::NewOrderPage /></Layout> } />
-                <Route path=path!("/orders/:id") view=|| view! { <Layout><order_detail::OrderDetailPage /></Layout> } />
-                <Route path=path!("/payments/incomplete") view=|| view! { <Layout><incomplete::IncompletePage /></Layout> } />
-                <Route
-                    path=path!("/payments/process/:id")
-                    view=|| view! { <Layout><incomplete::ProcessHistoryPage /></Layout> }
-                />
-                <Route path=path!("/admin/simulator") view=|| view! { <Layout><simulator::SimulatorPage /></Layout> } />
-                <Route path=path!("/admin/features") view=|| view! { <Layout><features::FeaturesPage /></Layout> } />
-                <Route path=path!("/admin/users") view=|| view! { <Layout><users::UsersPage /></Layout> } />
-                <Route path=path!("/admin/audit") view=|| view! { <Layout><audit::AuditPage /></Layout> } />
-                <Route
-                    path=path!("/parameters/connectors")
-                    view=|| view! { <Layout><connectors::ConnectorsPage /></Layout> }
-                />
-                <Route
-                    path=path!("/parameters/electronic-payment-setup")
-                    view=|| view! { <Layout><payment_setup::ElectronicPaymentSetupPage /></Layout> }
-                />
-                <Route path=path!("/parameters/:group") view=|| view! { <Layout><parameters::ParametersPage /></Layout> } />
+                <Route path=path!("/") view={Lazy::<routes::HomeRoute>::new()} />
+                <Route path=path!("/customers") view={Lazy::<routes::CustomersRoute>::new()} />
+                <Route path=path!("/customers/:id/cards") view={Lazy::<routes::CustomerCardsRoute>::new()} />
+                <Route path=path!("/orders/:id/payment") view={Lazy::<routes::NewPaymentRoute>::new()} />
+                <Route path=path!("/orders/:id/cancel") view={Lazy::<routes::CancelOrderRoute>::new()} />
+                <Route path=path!("/journals") view={Lazy::<routes::JournalsRoute>::new()} />
+                <Route path=path!("/deposits") view={Lazy::<routes::AccountDepositRoute>::new()} />
+                <Route path=path!("/payments/authorizations") view={Lazy::<routes::AuthorizationsRoute>::new()} />
+                <Route path=path!("/payments/authorizations/:id") view={Lazy::<routes::AuthorizationDetailRoute>::new()} />
+                <Route path=path!("/orders") view={Lazy::<routes::OrdersRoute>::new()} />
+                <Route path=path!("/orders/new") view={Lazy::<routes::NewOrderRoute>::new()} />
+                <Route path=path!("/orders/:id") view={Lazy::<routes::OrderDetailRoute>::new()} />
+                <Route path=path!("/payments/incomplete") view={Lazy::<routes::IncompleteRoute>::new()} />
+                <Route path=path!("/payments/process/:id") view={Lazy::<routes::ProcessHistoryRoute>::new()} />
+                <Route path=path!("/admin/simulator") view={Lazy::<routes::SimulatorRoute>::new()} />
+                <Route path=path!("/admin/features") view={Lazy::<routes::FeaturesRoute>::new()} />
+                <Route path=path!("/admin/users") view={Lazy::<routes::UsersRoute>::new()} />
+                <Route path=path!("/admin/audit") view={Lazy::<routes::AuditRoute>::new()} />
+                <Route path=path!("/parameters/connectors") view={Lazy::<routes::ConnectorsRoute>::new()} />
+                <Route path=path!("/parameters/electronic-payment-setup") view={Lazy::<routes::ElectronicPaymentSetupRoute>::new()} />
+                <Route path=path!("/parameters/:group") view={Lazy::<routes::ParametersRoute>::new()} />
             </Routes>
         </Router>
     }

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { gotoHydrated, password } from './helpers';
+import { gotoHydrated, password, signIn } from './helpers';
 
 test('after hydration the Show button reveals the password', async ({ page }) => {
   await gotoHydrated(page, '/login');
@@ -41,4 +41,35 @@ test('without the wasm, signing in returns to the page that asked for it', async
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/customers$/);
   await expect(page.getByRole('cell', { name: 'Fabrikam Outdoor' })).toBeVisible();
+});
+
+// Issue #41: every page but sign-in is a lazy route, split into one chunk per area
+// (app/src/routes.rs). The sign-in page needs the main module only; a page's HTML preloads its own
+// area's chunk and no other; another area's chunk is fetched when the router first goes there.
+test('the sign-in page loads the main module only; each area of pages is a chunk loaded when first needed', async ({ page }) => {
+  const wasm: string[] = [];
+  page.on('request', (r) => { if (r.url().endsWith('.wasm')) wasm.push(new URL(r.url()).pathname); });
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`${page.url()}: ${e.message}`));
+  await gotoHydrated(page, '/login');
+  expect(wasm).toEqual(['/pkg/paystage_bg.wasm']);
+
+  await signIn(page, 'supervisor');
+  wasm.length = 0;
+  const res = await page.goto('/orders');
+  const html = await res!.text();
+  expect(html).toMatch(/<link [^>]*href="\/pkg\/split_orders_pages_\d+\.wasm" rel="preload"/);
+  expect(html).not.toContain('split_finance_pages');
+  await page.waitForLoadState('networkidle');
+  expect(wasm.filter((p) => p.startsWith('/pkg/split_'))).toEqual([expect.stringMatching(/^\/pkg\/split_orders_pages_\d+\.wasm$/)]);
+  await expect(page.locator('h1')).toHaveText('Sales orders');
+
+  wasm.length = 0;
+  await page.getByRole('link', { name: 'Journals', exact: true }).click();
+  await expect(page.locator('h1')).toHaveText('Journals');
+  await expect(page).toHaveURL(/\/journals$/);
+  expect(wasm.filter((p) => p.startsWith('/pkg/split_'))).toEqual([expect.stringMatching(/^\/pkg\/split_finance_pages_\d+\.wasm$/)]);
+  // The page came from the router (no new document), so it is interactive straight away.
+  expect(wasm).not.toContain('/pkg/paystage_bg.wasm');
+  expect(problems).toEqual([]);
 });
