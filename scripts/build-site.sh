@@ -43,6 +43,17 @@ else
   echo "$PROFILE" > "$MARK"
 fi
 cp style/main.css target/site/pkg/paystage.css
+# Content-hashed names for the main module and its JS glue, which the server serves as immutable
+# (a year's cache, no revalidation): paystage.<hash>.js and paystage.<hash>.wasm, named in hash.txt
+# for Leptos's HydrationScripts. The chunk loader imports the glue, so it names the hashed copy (one
+# module instance). The other files keep their names and are revalidated (no-cache).
+rm -f target/site/pkg/paystage.[0-9a-f]*.js target/site/pkg/paystage.[0-9a-f]*.wasm
+JS_HASH="$(sha256sum target/site/pkg/paystage.js | cut -c1-16)"
+WASM_HASH="$(sha256sum "$OUT" | cut -c1-16)"
+cp target/site/pkg/paystage.js "target/site/pkg/paystage.$JS_HASH.js"
+cp "$OUT" "target/site/pkg/paystage.$WASM_HASH.wasm"
+sed -i -E "s#\./paystage(\.[0-9a-f]+)?\.js#./paystage.$JS_HASH.js#g" target/site/pkg/__wasm_split.______________________.js
+printf 'js: %s\nwasm: %s\n' "$JS_HASH" "$WASM_HASH" > target/site/pkg/hash.txt
 # A release bundle is served pre-compressed (brotli at its best, and gzip), made once here instead
 # of on every request; a debug bundle is compressed on the fly, so no stale copy may stay.
 rm -f target/site/pkg/*.br target/site/pkg/*.gz

@@ -65,12 +65,18 @@ pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), Sta
 }
 
 pub fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
+    // build-site.sh names the content-hashed main module and glue in pkg/hash.txt; Leptos reads it
+    // relative to the executable, so the path is made absolute. A site built without it (or none
+    // at all, as in the server tests) is served under the plain names.
+    let hash_file = std::path::absolute(config.site_root.join("pkg").join("hash.txt")).ok().filter(|p| p.is_file());
     LeptosOptions::builder()
         .output_name("paystage")
         .site_root(config.site_root.to_string_lossy().to_string())
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .env(Env::PROD)
+        .hash_files(hash_file.is_some())
+        .hash_file(hash_file.map_or_else(|| "hash.txt".to_string(), |p| p.to_string_lossy().into_owned()).into())
         .build()
 }
 
@@ -125,16 +131,49 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
-/// Static files (`/pkg/…`: the wasm bundle, its JS, the stylesheet) keep their names across
-/// releases, so browsers must ask before reusing them: `no-cache` with the file's Last-Modified
-/// makes an unchanged file a 304 without its body, and a new release is never served stale.
+/// Static files (`/pkg/…`). The main wasm module and its JS glue carry their content's hash in
+/// their names (`paystage.<16 hex>.wasm`, build-site.sh), so a browser keeps them a year without
+/// asking. The rest (chunks, the chunk loader, the stylesheet) keep their names across releases,
+/// so browsers must ask before reusing them: `no-cache` with the file's Last-Modified makes an
+/// unchanged file a 304 without its body, and a new release is never served stale.
 async fn static_caching(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let is_static = req.uri().path().starts_with("/pkg/");
+    let path = req.uri().path().to_string();
     let mut res = next.run(req).await;
-    if is_static && res.status().is_success() {
-        res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-cache"));
+    if let Some(file) = path.strip_prefix("/pkg/").filter(|_| res.status().is_success()) {
+        let policy = if is_content_hashed(file) { "public, max-age=31536000, immutable" } else { "no-cache" };
+        res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static(policy));
     }
     res
+}
+
+/// `paystage.<16 lowercase hex>.js` or `.wasm`: a name build-site.sh gave from the file's content.
+fn is_content_hashed(file: &str) -> bool {
+    let Some(rest) = file.strip_prefix("paystage.") else { return false };
+    let Some(hash) = rest.strip_suffix(".js").or_else(|| rest.strip_suffix(".wasm")) else { return false };
+    hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_names_made_from_the_content_are_cached_for_good() {
+        for hashed in ["paystage.0123456789abcdef.js", "paystage.0123456789abcdef.wasm"] {
+            assert!(super::is_content_hashed(hashed), "{hashed}");
+        }
+        for plain in [
+            "paystage.js",
+            "paystage_bg.wasm",
+            "paystage.css",
+            "chunk_7.wasm",
+            "paystage.0123456789abcde.js",
+            "paystage.0123456789ABCDEF.js",
+            "paystage.0123456789abcdef.css",
+            "paystage.0123456789abcdef.js.map",
+            "../paystage.0123456789abcdef.js",
+        ] {
+            assert!(!super::is_content_hashed(plain), "{plain}");
+        }
+    }
 }
 
 /// Binds the configured address; a port in use is reported as such.

@@ -551,6 +551,14 @@ db_test!(responses_are_compressed_and_static_files_revalidated, |db| {
     let pre = client().get(&url).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
     assert_eq!(pre.headers()[header::CONTENT_ENCODING], "br");
     assert_eq!(pre.bytes().await.unwrap().as_ref(), b"made by build-site.sh");
+    // The main module under its content-hashed name is kept for good; nothing else is.
+    std::fs::write(pkg.join("paystage.0123456789abcdef.wasm"), b"\0asm").unwrap();
+    let hashed = client().get(format!("{}/pkg/paystage.0123456789abcdef.wasm", app.base)).send().await.unwrap();
+    assert_eq!(hashed.status(), StatusCode::OK);
+    assert_eq!(hashed.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    let missing = client().get(format!("{}/pkg/paystage.fedcba9876543210.wasm", app.base)).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing.headers().get(header::CACHE_CONTROL).is_none_or(|v| v != "public, max-age=31536000, immutable"), "a miss is never cached for good");
     // Pages are compressed too.
     let page = client().get(format!("{}/login", app.base)).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
     assert_eq!(page.headers()[header::CONTENT_ENCODING], "br");
