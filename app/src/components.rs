@@ -165,6 +165,13 @@ pub fn successes(succeeded: impl Fn() -> bool + 'static) -> RwSignal<u32> {
     count
 }
 
+/// A form's submit button that waits while its action is on its way, so a double click sends the
+/// action once (Playwright: a double-clicked Invoice invoiced twice before).
+#[component]
+pub fn SubmitButton(#[prop(into)] pending: Signal<bool>, #[prop(optional)] class: Option<&'static str>, children: Children) -> impl IntoView {
+    view! { <button type="submit" class=class disabled=move || pending.get()>{children()}</button> }
+}
+
 /// A form's handle that empties the form's fields once `succeeded` turns true. The order page
 /// renders again in place after an invoice or a credit note, keeping the input elements and what
 /// was typed in them; a second click would post the same quantities again.

@@ -1,5 +1,5 @@
 //! Customer account deposit at a POS store (R-PRE-1).
-use crate::components::{field_error, loaded, PageHeader};
+use crate::components::{field_error, loaded, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::{ChannelView, CustomerView};
@@ -70,7 +70,7 @@ pub fn AccountDepositPage() -> impl IntoView {
                     {field_error(take.value(), "customer_id", None)}
                     {field_error(take.value(), "channel_id", None)}
                     {field_error(take.value(), "amount", None)}
-                    <div class="actions"><button type="submit" class="primary" disabled=move || take.pending().get()>"Take deposit"</button></div>
+                    <div class="actions"><SubmitButton pending=take.pending() class="primary">"Take deposit"</SubmitButton></div>
                 </ActionForm>
             </section>
         })}

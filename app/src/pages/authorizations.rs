@@ -2,7 +2,7 @@
 //! Authorization among them) with Expired, customer account, sales order and payment status; a
 //! detail view with the card and the authorization responses, the link to take a new payment on
 //! the order, and the manual void of an expired line where that feature is on.
-use crate::components::{loaded, successes, table_head, PageHeader};
+use crate::components::{loaded, successes, table_head, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -200,7 +200,7 @@ pub fn AuthorizationDetailPage() -> impl IntoView {
                         None => view! {
                             <ActionForm action=void>
                                 <input type="hidden" name="payment_line_id" value=r.payment_line_id />
-                                <div class="actions"><button type="submit" disabled=move || void.pending().get()>"Void expired line"</button>
+                                <div class="actions"><SubmitButton pending=void.pending()>"Void expired line"</SubmitButton>
                                 <span class="muted small">" Releases the expired authorization at the processor; audited."</span></div>
                             </ActionForm>
                         }.into_any(),

@@ -1,6 +1,6 @@
 //! Cancel order (R-PRE-4): what cancelling would post, shown before the user confirms, then the
 //! cancellation with the charge the user saw.
-use crate::components::{loaded, table_head, PageHeader};
+use crate::components::{loaded, table_head, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -86,7 +86,7 @@ pub fn CancelOrderPage() -> impl IntoView {
                             <input type="hidden" name="order_id" value=p.order_id />
                             <input type="hidden" name="charge" value=charge />
                             <div class="actions">
-                                <button type="submit" class="danger" disabled=move || cancel.pending().get()>"Confirm cancellation"</button>
+                                <SubmitButton pending=cancel.pending() class="danger">"Confirm cancellation"</SubmitButton>
                                 " " <a href=format!("/orders/{}", p.order_id)>"Keep the order"</a>
                             </div>
                         </ActionForm>

@@ -2,7 +2,7 @@
 //! with Resume, Terminate (asks a reason; audited) and View history, which lists every stage and
 //! opens the chosen stage's execution log (R-PIP-4).
 use super::orders::process_badge;
-use crate::components::{loaded, successes, table_head, PageHeader};
+use crate::components::{loaded, successes, table_head, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -105,7 +105,7 @@ pub fn IncompletePage() -> impl IntoView {
                             <td><div class="row-actions">
                                 <ActionForm action=resume>
                                     <input type="hidden" name="process_id" value=r.process_id />
-                                    <button type="submit" class="primary" disabled=move || resume.pending().get()>"Resume"</button>
+                                    <SubmitButton pending=resume.pending() class="primary">"Resume"</SubmitButton>
                                 </ActionForm>
                                 <details>
                                     <summary class="button secondary">"Terminate"</summary>

@@ -1,7 +1,7 @@
 //! New sales order (call center and finance): customer, channel, lines with requested ship dates,
 //! and a card payment. The card is typed only on the processor's acceptance page, which hands back
 //! a token, card type, last four digits, holder and expiry (R-TOK-1); the order is then authorized.
-use crate::components::{field_error, loaded, table_head, ConfirmationDialog, PageHeader};
+use crate::components::{field_error, loaded, table_head, ConfirmationDialog, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -305,7 +305,7 @@ pub fn NewOrderPage() -> impl IntoView {
                         {field_error(place.value(), "deposit", None)}
                         {field_error(place.value(), "deposit_cash", None)}
                         {field_error(place.value(), "deposit_account", None)}
-                        <div class="actions"><button type="submit" class="primary" disabled=move || place.pending().get()>"Place order and authorize"</button></div>
+                        <div class="actions"><SubmitButton pending=place.pending() class="primary">"Place order and authorize"</SubmitButton></div>
                     </section>
                 </ActionForm>
             }

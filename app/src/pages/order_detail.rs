@@ -2,7 +2,7 @@
 //! (return) form, payment lines with Adjust, authorizations with their captures nested under them
 //! (R-CAP-6), invoices with the state of their payment process, and journals.
 use super::orders::{process_badge, status_badge};
-use crate::components::{cleared_on_success, loaded, successes, table_head};
+use crate::components::{cleared_on_success, loaded, successes, table_head, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -211,7 +211,7 @@ fn lines_panel(d: &OrderDetail, cancelled: bool, invoice: ServerAction<InvoiceOr
                     </tbody>
                 </table>
                 {open_lines.then(|| view! {
-                    <div class="actions"><button type="submit" class="primary" disabled=move || invoice.pending().get()>"Invoice"</button>
+                    <div class="actions"><SubmitButton pending=invoice.pending() class="primary">"Invoice"</SubmitButton>
                     <span class="muted small">" Posts the invoice, captures the card, posts the payment journal and authorizes what remains."</span></div>
                 })}
             </ActionForm>
@@ -249,7 +249,7 @@ fn credit_panel(d: &OrderDetail, credit: ServerAction<CreditOrder>, form: NodeRe
                         }).collect_view()}
                     </tbody>
                 </table>
-                <div class="actions"><button type="submit" disabled=move || credit.pending().get()>"Post credit note"</button>
+                <div class="actions"><SubmitButton pending=credit.pending()>"Post credit note"</SubmitButton>
                 <span class="muted small">" Posts the credit note, refunds the card against its captures and posts the refund journal."</span></div>
             </ActionForm>
         </section>

@@ -1,7 +1,7 @@
 //! Taking a new payment on an order (R-AUT-4/5: after an expiry or a declined adjustment the order
 //! is held until then) and editing an authorized payment line's amount, which asks the processor
 //! to adjust the original authorization (R-AUT-2).
-use crate::components::{field_error, loaded, ConfirmationDialog};
+use crate::components::{field_error, loaded, ConfirmationDialog, SubmitButton};
 use crate::error::AppError;
 use crate::pages::new_order::CardChoice;
 use leptos::prelude::*;
@@ -90,7 +90,7 @@ pub fn NewPaymentPage() -> impl IntoView {
                         <CardChoice saved=cards return_to=format!("/orders/{}/payment", o.id) />
                         {field_error(take.value(), "card", None)}
                         {field_error(take.value(), "saved_card_id", None)}
-                        <div class="actions"><button type="submit" class="primary" disabled=move || take.pending().get()>"Authorize new payment"</button></div>
+                        <div class="actions"><SubmitButton pending=take.pending() class="primary">"Authorize new payment"</SubmitButton></div>
                     </section>
                 </ActionForm>
             }

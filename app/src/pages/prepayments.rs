@@ -1,6 +1,6 @@
 //! Prepayment orders on the order page (R-PRE-2, R-PRE-3): the deposit panel, and Pick up, which
 //! invoices through the pipeline, applies the deposit and takes cash now.
-use crate::components::{field_error, successes, table_head};
+use crate::components::{field_error, successes, table_head, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::payment_views::PrepaymentView;
@@ -55,7 +55,7 @@ pub fn prepayment_panel(order_id: i32, p: PrepaymentView, balance_left: bool, pi
                     <label for="pickup-cash">"Cash taken now"</label>
                     <input id="pickup-cash" name="cash" inputmode="decimal" placeholder=format!("0.00 – {}", due.to_decimal()) />
                     {field_error(pick_up.value(), "cash", None)}
-                    <div class="actions"><button type="submit" class="primary" disabled=move || pick_up.pending().get()>"Pick up and invoice"</button></div>
+                    <div class="actions"><SubmitButton pending=pick_up.pending() class="primary">"Pick up and invoice"</SubmitButton></div>
                 </ActionForm>
             })}
         </section>
