@@ -15,6 +15,7 @@ mod m20261201_000008_expiry_watermark;
 mod m20261206_000009_posted_records;
 mod m20261206_000010_account_security;
 mod m20261207_000011_typed_facts;
+mod m20261207_000012_processor_sends;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_posted_records::Migration),
             Box::new(m20261206_000010_account_security::Migration),
             Box::new(m20261207_000011_typed_facts::Migration),
+            Box::new(m20261207_000012_processor_sends::Migration),
         ]
     }
 }

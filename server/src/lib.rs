@@ -7,6 +7,7 @@ pub mod html;
 pub mod journals_csv;
 pub mod limits;
 pub mod processor;
+pub mod sandbox;
 pub mod runtime;
 pub mod security;
 pub mod session_store;

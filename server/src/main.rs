@@ -52,6 +52,35 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Run the processor sandbox: a card processor of its own (own process, store and origin) that
+    /// speaks Adyen's Checkout API shape under /checkout/v72, for the `adyen` connector.
+    Sandbox {
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Directory of the sandbox's own store (created if missing).
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// The API key requests must carry in X-API-Key.
+        #[arg(long, env = "PAYSTAGE_SANDBOX_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// The merchant account requests must name.
+        #[arg(long, default_value = "PaystageDemo")]
+        merchant_account: String,
+        /// Where to POST notifications (Paystage's /webhooks/adyen/{connector}).
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// HMAC key (hex) notifications are signed with; required with --notify-url.
+        #[arg(long, env = "PAYSTAGE_SANDBOX_HMAC_KEY", hide_env_values = true)]
+        hmac_key: Option<String>,
+        /// Days an idempotency key is remembered.
+        #[arg(long, default_value_t = payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS)]
+        key_window_days: i64,
+        /// The merchant account does not allow several partial captures of one authorization.
+        #[arg(long)]
+        no_multiple_partial_capture: bool,
+    },
     /// Benchmarks; each prints its figures as one JSON line last.
     Bench {
         #[command(subcommand)]
@@ -205,6 +234,41 @@ async fn run(cli: Cli, config: Config) {
             print_credentials(&report, &url);
             if let Err(e) = server::serve(listener, app).await {
                 fail(format!("server stopped: {e}"));
+            }
+        }
+        Command::Sandbox { port, host, data, api_key, merchant_account, notify_url, hmac_key, key_window_days, no_multiple_partial_capture } => {
+            use payments::connector::adyen::signature::HmacKey;
+            if api_key.trim().len() < 16 {
+                fail("--api-key: use at least 16 characters");
+            }
+            if !(1..=3650).contains(&key_window_days) {
+                fail("--key-window-days: from 1 to 3650");
+            }
+            let hmac_key = match (&notify_url, hmac_key) {
+                (_, Some(k)) => HmacKey::from_hex(&k).unwrap_or_else(|e| fail(format!("--hmac-key: {e}"))),
+                (Some(_), None) => fail("--notify-url needs --hmac-key (or PAYSTAGE_SANDBOX_HMAC_KEY), the key Paystage verifies notifications with"),
+                (None, None) => {
+                    use rand_core::RngCore;
+                    let mut bytes = [0u8; 32];
+                    rand_core::OsRng.fill_bytes(&mut bytes);
+                    HmacKey::from_hex(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_else(|e| fail(e))
+                }
+            };
+            let options = server::sandbox::SandboxOptions {
+                data_dir: data,
+                api_key,
+                merchant_account,
+                notify_url,
+                hmac_key,
+                key_window: chrono::Duration::days(key_window_days),
+                allow_multiple_partial_capture: !no_multiple_partial_capture,
+            };
+            let sandbox = server::sandbox::Sandbox::open(options, std::sync::Arc::new(payments::service::clock::SystemClock)).await.unwrap_or_else(|e| fail(format!("sandbox store: {e:#}")));
+            let addr = std::net::SocketAddr::new(host, port);
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| fail(format!("--port: cannot listen on {addr}: {e}")));
+            println!("Processor sandbox is listening on http://{} (Checkout API at /checkout/{})", listener.local_addr().unwrap_or(addr), payments::connector::adyen::wire::API_VERSION);
+            if let Err(e) = server::sandbox::serve(sandbox, listener).await {
+                fail(format!("sandbox stopped: {e}"));
             }
         }
         Command::Migrate => {

@@ -2,6 +2,7 @@
 //! payments SDK. Every money-moving request carries a PaymentTrackingId obtained from the connector
 //! beforehand ([`Connector::payment_reference`]); a retry reuses it, and an unknown outcome is
 //! resolved with [`Connector::query`] rather than by asking again (R-CAP-5).
+pub mod adyen;
 pub mod faults;
 pub mod simulator;
 pub mod timed;
@@ -18,6 +19,19 @@ pub struct PaymentReference {
     pub command: Command,
     pub amount: Money,
     pub initiated_at: DateTime<Utc>,
+}
+
+/// Paystage's name for a payment method variant (Adyen's brand codes: `visa`, `mc`, …).
+pub fn card_type(variant: &str) -> &'static str {
+    match variant {
+        "visa" => "Visa",
+        "mc" => "Mastercard",
+        "amex" => "American Express",
+        "discover" => "Discover",
+        "interac" => "Interac",
+        "maestro" => "Maestro",
+        _ => "Card",
+    }
 }
 
 /// What the processor's acceptance page hands back: never the card number (R-TOK-1).

@@ -10,6 +10,7 @@ mod money_safety;
 mod pipeline;
 mod prepayments;
 mod processes;
+mod processor_http;
 mod properties;
 mod services;
 mod simulator;

@@ -36,14 +36,4 @@ pub(super) fn variant_of(number: &str) -> Option<(&'static str, &'static str)> {
     Some((v, "approve"))
 }
 
-pub(super) fn card_type(variant: &str) -> &'static str {
-    match variant {
-        "visa" => "Visa",
-        "mc" => "Mastercard",
-        "amex" => "American Express",
-        "discover" => "Discover",
-        "interac" => "Interac",
-        "maestro" => "Maestro",
-        _ => "Card",
-    }
-}
+pub(super) use crate::connector::card_type;

@@ -1,0 +1,369 @@
+//! Issue #42: the `adyen` connector and `paystage sandbox` together over real HTTP on loopback.
+//! The sandbox runs in this process on its own port and store here (and as its own process in
+//! `a_killed_sandbox_restarts_on_its_store_and_answers_a_repeat_the_same`); the connector keeps
+//! what it sent in Paystage's database, on SQLite and PostgreSQL.
+use payments::clock::{ManualClock, SharedClock, SystemClock};
+use payments::connector::adyen::signature::{self, HmacKey};
+use payments::connector::adyen::wire::{NotificationRequest, API_VERSION};
+use payments::connector::adyen::{AdyenConnector, AdyenSettings};
+use payments::connector::simulator::ledger_totals;
+use payments::connector::{faults, Connector, ConnectorError, Outcome};
+use payments::db_test;
+use payments::domain::money::{Currency, Money};
+use payments::entity::processor_send as ps;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use server::sandbox::{Sandbox, SandboxOptions};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const API_KEY: &str = "sandbox-test-key-0123456789";
+const MERCHANT: &str = "PaystageDemo";
+const HMAC_HEX: &str = "6e1c6f0f3b7c2a9d8e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d";
+
+struct Running {
+    base: String,
+    sandbox: Sandbox,
+    _dir: tempfile::TempDir,
+}
+
+fn options(dir: &std::path::Path, notify_url: Option<String>, multiple: bool) -> SandboxOptions {
+    SandboxOptions {
+        data_dir: dir.to_path_buf(),
+        api_key: API_KEY.into(),
+        merchant_account: MERCHANT.into(),
+        notify_url,
+        hmac_key: HmacKey::from_hex(HMAC_HEX).unwrap(),
+        key_window: chrono::Duration::days(31),
+        allow_multiple_partial_capture: multiple,
+    }
+}
+
+async fn start(notify_url: Option<String>, multiple: bool) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::open(options(dir.path(), notify_url, multiple), Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server::sandbox::serve(sandbox.clone(), listener));
+    Running { base, sandbox, _dir: dir }
+}
+
+fn settings(base: &str) -> AdyenSettings {
+    AdyenSettings {
+        code: "adyen".into(),
+        endpoint: format!("{base}/checkout/{API_VERSION}"),
+        api_key: API_KEY.into(),
+        merchant_account: MERCHANT.into(),
+        allow_multiple_partial_capture: true,
+        non_incremental_variants: vec!["interac".into()],
+        key_window: chrono::Duration::days(31),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn eur(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::from_code("EUR").unwrap())
+}
+
+/// A card stored through the sandbox's hosted page, as a shopper's browser would: the page
+/// answers with a redirect to the return URL carrying the stored payment method's id only.
+async fn hosted_card(base: &str, shopper: &str, number: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = [
+        ("merchantAccount", MERCHANT),
+        ("shopperReference", shopper),
+        ("returnUrl", "http://127.0.0.1:9/cards/returned"),
+        ("number", number),
+        ("expiry", "12/30"),
+        ("holder", "Jamie Rivera"),
+    ];
+    let r = http.post(format!("{base}/hpp/cards")).form(&form).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("http://127.0.0.1:9/cards/returned?"), "{location}");
+    assert!(!location.contains(&number[number.len() - 8..]), "the card number never goes back to the merchant: {location}");
+    let url = reqwest::Url::parse(&location).unwrap();
+    url.query_pairs().find(|(k, _)| k == "storedPaymentMethodId").map(|(_, v)| v.to_string()).expect("a stored payment method id")
+}
+
+db_test!(the_adyen_connector_runs_a_payments_life_against_the_sandbox_over_http, |db| {
+    let sb = start(None, true).await;
+    let clock: SharedClock = db.services.clock.clone();
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), clock).unwrap();
+    let token = hosted_card(&sb.base, "C-0001", "4111111111111111").await;
+
+    // R-CAP-1, R-AUT-2: authorize 100.00, two partial captures, a third above what is left
+    // refused, a refund of the first, an amount update, a capture up to the new total.
+    let a = adyen.authorize("t-auth-1", &token, eur(10_000)).await.unwrap();
+    assert_eq!((a.payment_method_variant.as_str(), a.card_type.as_str(), a.last_four.as_str()), ("visa", "Visa", "1111"));
+    assert!(a.supports_multiple_captures);
+    let c1 = adyen.capture("t-cap-1", &a.reference, eur(3_000), false).await.unwrap();
+    assert!(!c1.authorization_closed);
+    let c2 = adyen.capture("t-cap-2", &a.reference, eur(2_000), false).await.unwrap();
+    assert_ne!(c1.reference, c2.reference);
+    let over = adyen.capture("t-cap-3", &a.reference, eur(6_000), false).await;
+    assert!(matches!(&over, Err(ConnectorError::Declined { code, .. }) if code == "amount_exceeds_authorization"), "{over:?}");
+    let r = adyen.refund("t-ref-1", &c1.reference, eur(1_000)).await.unwrap();
+    assert_eq!(r.amount, eur(1_000));
+    let over_refund = adyen.refund("t-ref-2", &c2.reference, eur(2_001)).await;
+    assert!(matches!(&over_refund, Err(ConnectorError::Declined { .. })), "{over_refund:?}");
+    let adjusted = adyen.adjust_authorization("t-adj-1", &a.reference, eur(12_000)).await.unwrap();
+    assert_eq!(adjusted.reference, a.reference);
+    adyen.capture("t-cap-4", &a.reference, eur(7_000), false).await.unwrap();
+
+    // A cancelled authorization takes no capture.
+    let b = adyen.authorize("t-auth-2", &token, eur(5_000)).await.unwrap();
+    adyen.void("t-void-1", &b.reference).await.unwrap();
+    let after = adyen.capture("t-cap-5", &b.reference, eur(100), false).await;
+    assert!(matches!(&after, Err(ConnectorError::Declined { code, .. }) if code == "authorization_closed"), "{after:?}");
+
+    // A declining test card: Refused, with Paystage's decline code.
+    let declining = hosted_card(&sb.base, "C-0001", "4000000000009995").await;
+    let refused = adyen.authorize("t-auth-3", &declining, eur(1_000)).await;
+    assert!(matches!(&refused, Err(ConnectorError::Declined { code, .. }) if code == "insufficient_funds"), "{refused:?}");
+    // Interac never takes several captures (Non incremental capture payment methods).
+    let interac = hosted_card(&sb.base, "C-0001", "6363680000000007").await;
+    assert!(!adyen.authorize("t-auth-4", &interac, eur(1_000)).await.unwrap().supports_multiple_captures);
+
+    // The processor's books: 120.00 + 10.00 authorized... captured 30 + 20 + 70, refunded 10.
+    let totals = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!((totals.captured, totals.refunded, totals.captures), (12_000, 1_000, 3));
+    // Every request sent was recorded before it went out, under its tracking id.
+    assert_eq!(ps::Entity::find().count(&db.services.db).await.unwrap(), 13);
+});
+
+db_test!(a_lost_answer_is_resolved_by_sending_the_request_again_with_its_key_and_money_moves_once, |db| {
+    // R-CAP-5: the capture happens at the processor, its answer is lost (timeout after the
+    // effect). Asking about the tracking id repeats the recorded request with the same
+    // Idempotency-Key: the processor answers the original capture and captures nothing more.
+    let sb = start(None, true).await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0002", "5555555555554444").await;
+    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "1", "0").await.unwrap();
+    let lost = adyen.capture("t-cap", &a.reference, eur(4_000), false).await;
+    assert!(matches!(lost, Err(ConnectorError::Timeout)), "{lost:?}");
+    let first = adyen.query("t-cap").await.unwrap();
+    let Some(Outcome::Captured(c)) = first else { panic!("{first:?}") };
+    assert_eq!(c.amount, eur(4_000));
+    let again = adyen.query("t-cap").await.unwrap();
+    assert!(matches!(&again, Some(Outcome::Captured(c2)) if c2.reference == c.reference), "{again:?}");
+    let totals = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!((totals.captured, totals.captures), (4_000, 1), "captured once");
+    let sent = ps::Entity::find_by_id("t-cap".to_string()).one(&db.services.db).await.unwrap().unwrap();
+    assert_eq!(sent.attempts, 3);
+    assert_eq!(sent.psp_reference.as_deref(), Some(c.reference.as_str()));
+    // A tracking id never sent: nothing to repeat, so nothing happened.
+    assert!(adyen.query("t-never").await.unwrap().is_none());
+    // The same tracking id for another request is refused before anything is sent.
+    let reused = adyen.capture("t-cap", &a.reference, eur(5_000), false).await;
+    assert!(matches!(&reused, Err(ConnectorError::Invalid(_))), "{reused:?}");
+    assert_eq!(ledger_totals(sb.sandbox.store()).await.unwrap().captured, 4_000);
+});
+
+db_test!(past_the_key_window_a_repeat_is_refused_and_left_for_review, |db| {
+    // Past the processor's key window a repeat could move money again: the connector refuses to
+    // send it and says a person must look at it; the processor sees nothing.
+    let sb = start(None, true).await;
+    let clock = ManualClock::new(payments::testing::test_epoch());
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), Arc::new(clock.clone())).unwrap();
+    let token = hosted_card(&sb.base, "C-0003", "4111111111111111").await;
+    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "1", "0").await.unwrap();
+    assert!(matches!(adyen.capture("t-cap", &a.reference, eur(1_000), false).await, Err(ConnectorError::Timeout)));
+    clock.advance(chrono::Duration::days(32));
+    let refused = adyen.query("t-cap").await;
+    assert!(matches!(&refused, Err(ConnectorError::Unavailable(m)) if m.contains("review") && m.contains("31 days")), "{refused:?}");
+    assert_eq!(ledger_totals(sb.sandbox.store()).await.unwrap().captures, 1, "the first capture only");
+});
+
+/// Sends `body` to the sandbox's `path` with the given key and API key.
+async fn raw(base: &str, path: &str, key: Option<&str>, api_key: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().post(format!("{base}/checkout/{API_VERSION}{path}")).header("X-API-Key", api_key).header("Content-Type", "application/json").body(body.to_string());
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_keeps_its_idempotency_promises_and_refuses_hostile_requests() {
+    let sb = start(None, true).await;
+    let token = hosted_card(&sb.base, "C-0004", "4111111111111111").await;
+    let pay = |value: i64| {
+        serde_json::json!({
+            "amount": {"currency": "EUR", "value": value}, "merchantAccount": MERCHANT, "reference": "order-1",
+            "paymentMethod": {"type": "scheme", "storedPaymentMethodId": token}, "shopperReference": "C-0004",
+        })
+        .to_string()
+    };
+    let (s1, first) = raw(&sb.base, "/payments", Some("key-1"), API_KEY, &pay(5_000)).await;
+    assert_eq!(s1, 200, "{first}");
+    assert_eq!(first["resultCode"], "Authorised");
+    let (s2, second) = raw(&sb.base, "/payments", Some("key-1"), API_KEY, &pay(5_000)).await;
+    assert_eq!((s2, &second), (200, &first), "the same key and request: the stored answer");
+    let (s3, conflict) = raw(&sb.base, "/payments", Some("key-1"), API_KEY, &pay(6_000)).await;
+    assert_eq!((s3, conflict["errorCode"].as_str()), (422, Some("idempotency_conflict")));
+    let before = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!(before.authorized, 5_000, "authorized once");
+
+    let psp = first["pspReference"].as_str().unwrap().to_string();
+    let capture = |value: i64| serde_json::json!({"amount": {"currency": "EUR", "value": value}, "merchantAccount": MERCHANT, "reference": "cap"}).to_string();
+    let hostile: Vec<(&str, String, Option<&str>, &str, u16)> = vec![
+        ("wrong API key", capture(100), Some("h-1"), "wrong-key-wrong-key-wrong", 401),
+        ("no API key", capture(100), Some("h-2"), "", 401),
+        ("not JSON", "{\"amount\":".to_string(), Some("h-3"), API_KEY, 400),
+        ("an array", "[1,2]".to_string(), Some("h-4"), API_KEY, 400),
+        ("a negative amount", capture(-100), Some("h-5"), API_KEY, 422),
+        ("a zero amount", capture(0), Some("h-6"), API_KEY, 422),
+        ("an absurd amount", capture(i64::MAX), Some("h-7"), API_KEY, 422),
+        ("an unknown currency", serde_json::json!({"amount": {"currency": "XXQ", "value": 100}, "merchantAccount": MERCHANT}).to_string(), Some("h-8"), API_KEY, 422),
+        ("another merchant account", serde_json::json!({"amount": {"currency": "EUR", "value": 100}, "merchantAccount": "Other"}).to_string(), Some("h-9"), API_KEY, 403),
+        ("a key too long", capture(100), Some("k".repeat(65).leak()), API_KEY, 422),
+        ("a key with a space", capture(100), Some("bad key"), API_KEY, 422),
+    ];
+    for (what, body, key, api_key, expected) in hostile {
+        let req = reqwest::Client::new().post(format!("{}/checkout/{API_VERSION}/payments/{psp}/captures", sb.base)).header("X-API-Key", api_key).body(body);
+        let req = match key {
+            Some(k) => req.header("Idempotency-Key", k),
+            None => req,
+        };
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, expected, "{what}: {text}");
+        assert!(status < 500, "{what}: never a 5xx for bad input: {status} {text}");
+    }
+    let after = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!((after.captured, after.captures), (0, 0), "no hostile request moved money");
+    // A path reference that is not a payment: 422, nothing moved.
+    let (s, e) = raw(&sb.base, "/payments/..%2F..%2Fetc/captures", Some("h-10"), API_KEY, &capture(100)).await;
+    assert!((400..500).contains(&s), "{s} {e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_multiple_partial_captures_the_first_partial_capture_closes_the_authorization() {
+    let sb = start(None, false).await;
+    let token = hosted_card(&sb.base, "C-0005", "4111111111111111").await;
+    let db = payments::testing::TestDb::sqlite().await;
+    let mut s = settings(&sb.base);
+    s.allow_multiple_partial_capture = false;
+    let adyen = AdyenConnector::new(s, db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    assert!(!a.supports_multiple_captures);
+    let c = adyen.capture("t-c1", &a.reference, eur(4_000), false).await.unwrap();
+    assert!(c.authorization_closed);
+    let second = adyen.capture("t-c2", &a.reference, eur(1_000), false).await;
+    assert!(matches!(&second, Err(ConnectorError::Declined { code, .. }) if code == "authorization_closed"), "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_arrive_signed_and_are_sent_again_until_accepted() {
+    // A receiver that fails its first batch (HTTP 500), then accepts: every outcome arrives,
+    // each item's HMAC signature verifies, and the failed batch came again.
+    let received: Arc<Mutex<Vec<(u16, NotificationRequest)>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let app = {
+        let received = received.clone();
+        let calls = calls.clone();
+        axum::Router::new().route(
+            "/webhooks/adyen/adyen",
+            axum::routing::post(move |axum::Json(batch): axum::Json<NotificationRequest>| {
+                let received = received.clone();
+                let calls = calls.clone();
+                async move {
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = if n == 0 { 500 } else { 200 };
+                    received.lock().unwrap().push((status, batch));
+                    (axum::http::StatusCode::from_u16(status).unwrap(), "[accepted]")
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/webhooks/adyen/adyen", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sb = start(Some(hook), true).await;
+    let db = payments::testing::TestDb::sqlite().await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0006", "4111111111111111").await;
+    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let c = adyen.capture("t-c", &a.reference, eur(2_500), false).await.unwrap();
+    adyen.refund("t-r", &c.reference, eur(500)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let key = HmacKey::from_hex(HMAC_HEX).unwrap();
+    loop {
+        let accepted: Vec<String> = {
+            let got = received.lock().unwrap();
+            got.iter().filter(|(s, _)| *s == 200).flat_map(|(_, b)| b.notification_items.iter().map(|w| w.item.event_code.clone())).collect()
+        };
+        if ["AUTHORISATION", "CAPTURE", "REFUND"].iter().all(|e| accepted.iter().any(|a| a == e)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "notifications accepted so far: {accepted:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = received.lock().unwrap();
+    assert_eq!(got[0].0, 500, "the first batch failed");
+    let first_again = got[0].1.notification_items[0].item.psp_reference.clone();
+    assert!(got[1..].iter().any(|(s, b)| *s == 200 && b.notification_items.iter().any(|w| w.item.psp_reference == first_again)), "the failed batch's items came again");
+    for (_, batch) in got.iter() {
+        assert_eq!(batch.live, "false");
+        for w in &batch.notification_items {
+            assert!(signature::verify(&w.item, &key), "{:?}", w.item);
+            assert_eq!(w.item.merchant_account_code, MERCHANT);
+            assert_eq!(w.item.success, "true");
+        }
+    }
+    let capture = got.iter().flat_map(|(_, b)| &b.notification_items).find(|w| w.item.event_code == "CAPTURE").unwrap();
+    assert_eq!((capture.item.original_reference.as_deref(), capture.item.merchant_reference.as_str(), capture.item.amount.value), (Some(a.reference.as_str()), "t-c", 2_500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sandbox_restarts_on_its_store_and_answers_a_repeat_the_same() {
+    // The sandbox as its own process (`paystage sandbox`): killed with SIGKILL right after a
+    // capture, started again on the same data directory, it answers the repeated request from
+    // its store, and the capture stays one.
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+            .args(["sandbox", "--port", &port.to_string(), "--data", dir.path().to_str().unwrap(), "--api-key", API_KEY])
+            .env("PAYSTAGE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = || async {
+        for _ in 0..200 {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the sandbox did not start");
+    };
+    let mut child = spawn();
+    ready().await;
+    let db = payments::testing::TestDb::sqlite().await;
+    let adyen = AdyenConnector::new(settings(&base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&base, "C-0007", "4111111111111111").await;
+    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let c = adyen.capture("t-c", &a.reference, eur(3_000), false).await.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert!(matches!(adyen.query("t-c").await, Err(ConnectorError::Unavailable(_))), "nobody answers while it is down");
+    let mut child = spawn();
+    ready().await;
+    let again = adyen.query("t-c").await.unwrap();
+    assert!(matches!(&again, Some(Outcome::Captured(c2)) if c2.reference == c.reference), "{again:?}");
+    let more = adyen.capture("t-c2", &a.reference, eur(1_000), false).await.unwrap();
+    assert_ne!(more.reference, c.reference);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
