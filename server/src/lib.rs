@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod security;
 pub mod session_store;
 pub mod storefront;
+pub mod webhooks;
 
 use app::state::AppState;
 use app::{shell, App};
@@ -85,6 +86,7 @@ pub fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
 /// session, origin, page-guard and header layers.
 pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
     let leptos_options = leptos_options(config, addr);
+    let services_for_webhooks = services.clone();
     let state = AppState {
         leptos_options,
         services: services.clone(),
@@ -130,6 +132,9 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         // Outermost, so every layer inside sees plain bodies: brotli or gzip as the browser accepts
         // (the debug wasm bundle shrinks about fourfold; see docs/PERFORMANCE.md).
         .layer(tower_http::compression::CompressionLayer::new())
+        // Processors' notifications: signed, so outside the session, same-origin and page layers
+        // (added after them, they do not wrap these routes).
+        .merge(webhooks::router(services_for_webhooks, webhooks::WebhookKeys::from_env().unwrap_or_default()))
 }
 
 /// Static files (`/pkg/…`). The main wasm module and its JS glue carry their content's hash in
@@ -189,6 +194,9 @@ pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError
     })
 }
 
+/// How often the webhook inbox is worked through.
+pub const NOTIFICATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Payment processes recovered per pass of the recovery job.
 pub const RECOVERY_BATCH: u64 = 200;
 
@@ -245,6 +253,20 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
                         break;
                     }
                 }
+            }
+        }
+    });
+    let inbox = services.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(NOTIFICATION_POLL);
+        loop {
+            every.tick().await;
+            match payments::service::notifications::process_pending(&inbox, payments::service::notifications::PROCESS_BATCH).await {
+                Ok(r) if r.confirmed + r.attention + r.unknown > 0 => {
+                    tracing::info!(confirmed = r.confirmed, attention = r.attention, unknown = r.unknown, "processor notifications");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "processing processor notifications failed; will retry"),
             }
         }
     });

@@ -224,6 +224,9 @@ async fn run(cli: Cli, config: Config) {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            if let Err(e) = server::webhooks::WebhookKeys::from_env() {
+                fail(e);
+            }
             let listener = server::bind(&config).await.unwrap_or_else(|e| fail(e));
             let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
             let (services, report) = server::prepare(&config).await.unwrap_or_else(|e| fail(e));

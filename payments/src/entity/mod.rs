@@ -22,6 +22,7 @@ pub mod payment_process;
 pub mod pre_authorization_duration;
 pub mod process_stage;
 pub mod processor_request;
+pub mod processor_notification;
 pub mod processor_send;
 pub mod refund;
 pub mod sales_order;

@@ -13,6 +13,7 @@ pub mod customers;
 pub mod demo;
 pub mod features;
 pub mod jobs;
+pub mod notifications;
 pub mod journals;
 pub mod order_views;
 pub mod orders;

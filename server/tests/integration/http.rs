@@ -563,3 +563,13 @@ db_test!(responses_are_compressed_and_static_files_revalidated, |db| {
     let page = client().get(format!("{}/login", app.base)).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
     assert_eq!(page.headers()[header::CONTENT_ENCODING], "br");
 });
+
+db_test!(the_webhook_endpoint_sits_outside_sessions_and_refuses_unsigned_batches, |db| {
+    // Issue #42: a processor posts without a session or an Origin header; the endpoint is routed
+    // (not the page table's 404, not the same-origin 403) and refuses what it cannot verify.
+    let app = spawn(&db).await;
+    let r = client().post(format!("{}/webhooks/adyen/adyen", app.base)).header("Content-Type", "application/json").body(r#"{"live":"false","notificationItems":[]}"#).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no key is configured for this connector in the test server");
+    let r = client().get(format!("{}/webhooks/adyen/adyen", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+});

@@ -367,3 +367,75 @@ async fn a_killed_sandbox_restarts_on_its_store_and_answers_a_repeat_the_same() 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();
 }
+
+db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| {
+    use payments::connector::adyen::wire::{NotificationItem, NotificationItemWrapper};
+    use payments::entity::processor_notification as pn;
+    use payments::service::notifications::process_pending;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let keys = server::webhooks::WebhookKeys::new([("adyen".to_string(), HmacKey::from_hex(HMAC_HEX).unwrap())].into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/webhooks/adyen/adyen", listener.local_addr().unwrap());
+    let inbox_services = db.services.clone();
+    tokio::spawn(async move { axum::serve(listener, server::webhooks::router(inbox_services, keys)).await });
+    let sb = start(Some(hook.clone()), true).await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0008", "4111111111111111").await;
+    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let c = adyen.capture("t-c", &a.reference, eur(2_500), false).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while pn::Entity::find().count(&db.services.db).await.unwrap() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the sandbox's notifications did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = process_pending(&db.services, 100).await.unwrap();
+    assert_eq!((report.confirmed, report.attention, report.unknown), (2, 0, 0));
+    let capture = pn::Entity::find().filter(pn::Column::EventCode.eq("CAPTURE")).one(&db.services.db).await.unwrap().unwrap();
+    assert_eq!((capture.psp_reference.as_str(), capture.original_reference.as_deref(), capture.amount_minor, capture.state.as_str()), (c.reference.as_str(), Some(a.reference.as_str()), 2_500, "processed"));
+
+    let post = |body: String| {
+        let hook = hook.clone();
+        async move { reqwest::Client::new().post(&hook).header("Content-Type", "application/json").body(body).send().await.unwrap() }
+    };
+    let batch = |items: Vec<NotificationItem>| serde_json::to_string(&NotificationRequest { live: "false".into(), notification_items: items.into_iter().map(|item| NotificationItemWrapper { item }).collect() }).unwrap();
+    let stored: NotificationItem = serde_json::from_str(&capture.item).unwrap();
+    // A forged amount: the signature no longer verifies; 401, nothing stored.
+    let mut forged = stored.clone();
+    forged.psp_reference = "cap_forged".into();
+    forged.amount.value = 1;
+    let r = post(batch(vec![forged])).await;
+    assert_eq!(r.status().as_u16(), 401);
+    // One bad item refuses the whole batch.
+    let mut bad = stored.clone();
+    bad.psp_reference = "cap_other".into();
+    let mut good = stored.clone();
+    good.psp_reference = "cap_good".into();
+    signature::attach(&mut good, &HmacKey::from_hex(HMAC_HEX).unwrap());
+    assert_eq!(post(batch(vec![good, bad])).await.status().as_u16(), 401);
+    assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 2, "nothing forged was stored");
+    // The same notification again (processors send again until acknowledged): accepted, kept once.
+    let r = post(batch(vec![stored.clone()])).await;
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap().as_str()), (200, "[accepted]"));
+    assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 2);
+    // A capture that fails after the fact, and an event Paystage does not know: kept, never dropped.
+    let key = HmacKey::from_hex(HMAC_HEX).unwrap();
+    let mut failed = stored.clone();
+    failed.event_code = "CAPTURE_FAILED".into();
+    failed.success = "true".into();
+    failed.reason = Some("Insufficient balance on payment".into());
+    signature::attach(&mut failed, &key);
+    let mut unknown = stored.clone();
+    unknown.event_code = "SOMETHING_NEW".into();
+    signature::attach(&mut unknown, &key);
+    assert_eq!(post(batch(vec![failed, unknown])).await.status().as_u16(), 200);
+    let report = process_pending(&db.services, 100).await.unwrap();
+    assert_eq!((report.confirmed, report.attention, report.unknown), (0, 1, 1));
+    let attention = pn::Entity::find().filter(pn::Column::State.eq("attention")).one(&db.services.db).await.unwrap().unwrap();
+    assert!(attention.note.as_deref().unwrap().contains("Insufficient balance on payment"), "{:?}", attention.note);
+    assert_eq!(pn::Entity::find().filter(pn::Column::State.eq("unknown_event")).count(&db.services.db).await.unwrap(), 1);
+    // Hostile requests: not JSON, an unknown connector.
+    assert_eq!(post("{not json".into()).await.status().as_u16(), 400);
+    let other = reqwest::Client::new().post(hook.replace("/adyen/adyen", "/adyen/other")).body(batch(vec![stored])).send().await.unwrap();
+    assert_eq!(other.status().as_u16(), 401);
+    assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 4);
+});
