@@ -36,9 +36,10 @@ pub(super) enum Claim {
     Replay { status: StatusCode, body: Value },
     /// The key came with another request.
     Conflict,
-    /// Run the request under this tracking id (a first use, or a repeat whose answer was never
-    /// stored: the engine gives its effect once per tracking id).
-    Run { tracking_id: String },
+    /// Run the request under this tracking id: a first use, or (`repeat`) a request seen before
+    /// whose answer was never stored, which is answered from the engine's record of the
+    /// tracking id when it has one (the engine gives its effect once per tracking id).
+    Run { tracking_id: String, repeat: bool },
 }
 
 /// Claims an idempotency key for a request with `fingerprint`. A key older than the key window
@@ -57,7 +58,7 @@ pub(super) async fn claim(s: &Sandbox, key: &str, fingerprint: &str) -> Result<C
                 ))
                 .await?;
             if inserted.rows_affected() == 1 {
-                return Ok(Claim::Run { tracking_id });
+                return Ok(Claim::Run { tracking_id, repeat: false });
             }
             continue; // claimed at the same moment by another request: read it
         };
@@ -70,7 +71,7 @@ pub(super) async fn claim(s: &Sandbox, key: &str, fingerprint: &str) -> Result<C
                 vec![fingerprint.into(), tracking_id.clone().into(), now.to_rfc3339().into(), key.into()],
             ))
             .await?;
-            return Ok(Claim::Run { tracking_id });
+            return Ok(Claim::Run { tracking_id, repeat: false });
         }
         let stored_fingerprint: String = row.try_get("", "fingerprint")?;
         if stored_fingerprint != fingerprint {
@@ -83,7 +84,7 @@ pub(super) async fn claim(s: &Sandbox, key: &str, fingerprint: &str) -> Result<C
                 status: StatusCode::from_u16(u16::try_from(status).unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 body: serde_json::from_str(&body).unwrap_or(Value::Null),
             },
-            _ => Claim::Run { tracking_id: row.try_get("", "tracking_id")? },
+            _ => Claim::Run { tracking_id: row.try_get("", "tracking_id")?, repeat: true },
         });
     }
     Err(DbErr::Custom(format!("idempotency key {key} could not be claimed")))

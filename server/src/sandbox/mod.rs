@@ -30,7 +30,8 @@ use payments::clock::SharedClock;
 use payments::connector::adyen::signature::HmacKey;
 use payments::connector::adyen::wire::*;
 use payments::connector::simulator::ProcessorSimulator;
-use payments::connector::{CardEntry, Connector, ConnectorError};
+use payments::connector::{CardEntry, Connector, ConnectorError, Outcome};
+use sea_orm::EntityTrait;
 use payments::domain::money::{Currency, Money};
 use sea_orm::DatabaseConnection;
 use serde_json::{json, Value};
@@ -132,8 +133,14 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>, kind: &str)
     (status, serde_json::to_value(e).unwrap_or(Value::Null))
 }
 
+/// An answer; a 503 means nothing was done (an injected error before the effect, the store
+/// unavailable before it), and says so with Adyen's `Transient-Error: true`, so the caller knows
+/// it may send the request again. Any other 5xx leaves the outcome unknown.
 fn respond(status: StatusCode, body: Value, key: Option<&str>) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(TRANSIENT_ERROR_HEADER, http::HeaderValue::from_static("true"));
+    }
     if let Some(k) = key.and_then(|k| http::HeaderValue::from_str(k).ok()) {
         r.headers_mut().insert(IDEMPOTENCY_HEADER, k);
     }
@@ -155,8 +162,9 @@ fn authenticate(s: &Sandbox, headers: &HeaderMap) -> Result<Option<String>, (Sta
     }
 }
 
-/// What one API request does, given the tracking id the engine records it under.
-type Work = Box<dyn FnOnce(Sandbox, String) -> std::pin::Pin<Box<dyn std::future::Future<Output = (StatusCode, Value, Option<NotificationItem>)> + Send>> + Send>;
+/// What one API request does, given the tracking id the engine records it under and whether it
+/// is a repeat of a request seen before.
+type Work = Box<dyn FnOnce(Sandbox, String, bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = (StatusCode, Value, Option<NotificationItem>)> + Send>> + Send>;
 
 /// Runs an API request: authenticated, then (with an idempotency key) answered from the stored
 /// answer, refused when the key came with another request, or run under the key's tracking id
@@ -166,22 +174,22 @@ async fn handle(s: Sandbox, headers: HeaderMap, fingerprint: String, work: Work)
         Ok(k) => k,
         Err((status, body)) => return respond(status, body, None),
     };
-    let tracking_id = match &key {
-        None => uuid::Uuid::new_v4().to_string(),
+    let (tracking_id, repeat) = match &key {
+        None => (uuid::Uuid::new_v4().to_string(), false),
         Some(k) => match keys::claim(&s, k, &fingerprint).await {
             Ok(keys::Claim::Replay { status, body }) => return respond(status, body, Some(k)),
             Ok(keys::Claim::Conflict) => {
                 let (status, body) = error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict", "The Idempotency-Key was used with another request.", "validation");
                 return respond(status, body, Some(k));
             }
-            Ok(keys::Claim::Run { tracking_id }) => tracking_id,
+            Ok(keys::Claim::Run { tracking_id, repeat }) => (tracking_id, repeat),
             Err(e) => {
                 let (status, body) = error(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("sandbox storage: {e}"), "internal");
                 return respond(status, body, key.as_deref());
             }
         },
     };
-    let (status, body, notification) = work(s.clone(), tracking_id).await;
+    let (status, body, notification) = work(s.clone(), tracking_id, repeat).await;
     // A 5xx is not an answer: the same key runs again (the engine gives the effect once).
     if !status.is_server_error() {
         if let Some(n) = notification {
@@ -273,10 +281,25 @@ async fn payments(State(s): State<Sandbox>, headers: HeaderMap, raw: String) -> 
         Err((status, e)) => return respond(status, e, None),
     };
     let fp = fingerprint("/payments", &body);
-    handle(s, headers, fp, Box::new(move |s, tracking_id| Box::pin(authorize(s, tracking_id, body)))).await
+    handle(s, headers, fp, Box::new(move |s, tracking_id, repeat| Box::pin(authorize(s, tracking_id, repeat, body)))).await
 }
 
-async fn authorize(s: Sandbox, tracking_id: String, body: Value) -> (StatusCode, Value, Option<NotificationItem>) {
+/// The outcome of the request with `tracking_id`: for a repeat, the engine's record of it if it
+/// has one (asked at the engine's `query` fault point, as a caller asking about a lost answer);
+/// otherwise what `fresh` does, a decline being an outcome too.
+async fn decided(s: &Sandbox, tracking_id: &str, repeat: bool, fresh: impl std::future::Future<Output = Result<Outcome, ConnectorError>>) -> Result<Outcome, ConnectorError> {
+    if repeat {
+        if let Some(known) = s.inner.engine.query(tracking_id).await? {
+            return Ok(known);
+        }
+    }
+    match fresh.await {
+        Err(ConnectorError::Declined { code, message }) => Ok(Outcome::Declined { code, message }),
+        other => other,
+    }
+}
+
+async fn authorize(s: Sandbox, tracking_id: String, repeat: bool, body: Value) -> (StatusCode, Value, Option<NotificationItem>) {
     let outcome: Result<(StatusCode, Value, Option<NotificationItem>), (StatusCode, Value)> = async {
         check_merchant(&s, &body)?;
         let amount = money(&body["amount"])?;
@@ -285,6 +308,11 @@ async fn authorize(s: Sandbox, tracking_id: String, body: Value) -> (StatusCode,
             return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "130", "reference is required (at most 80 characters)", "validation"));
         }
         let shopper = body.get("shopperReference").and_then(Value::as_str).map(str::to_string);
+        if repeat {
+            if let Some(known) = s.inner.engine.query(&tracking_id).await.map_err(engine_error)? {
+                return authorization_answer(&s, known, amount, &reference, shopper.as_deref()).await;
+            }
+        }
         let method = &body["paymentMethod"];
         let token = if let Some(id) = method.get("storedPaymentMethodId").and_then(Value::as_str) {
             if let Some(owner) = keys::owner_of(&s, id).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string(), "internal"))? {
@@ -310,59 +338,74 @@ async fn authorize(s: Sandbox, tracking_id: String, body: Value) -> (StatusCode,
         } else {
             return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "validation", "paymentMethod needs a storedPaymentMethodId or card details", "validation"));
         };
-        let described = s.inner.engine.describe_token(&token).await.map_err(engine_error)?;
-        match s.inner.engine.authorize(&tracking_id, &token, amount).await {
-            Ok(a) => {
-                let mut additional = serde_json::Map::new();
-                additional.insert("paymentMethod".into(), json!(a.payment_method_variant));
-                additional.insert("cardSummary".into(), json!(a.last_four));
-                additional.insert("authorisationType".into(), json!("PreAuth"));
-                if let Some(d) = &described {
-                    additional.insert("cardHolderName".into(), json!(d.holder));
-                    let (m, y) = d.expiry.split_once('/').unwrap_or(("", ""));
-                    additional.insert("expiryDate".into(), json!(format!("{}/20{y}", m.trim_start_matches('0'))));
-                }
-                if let Some(sh) = &shopper {
-                    if keys::owner_of(&s, &token).await.ok().flatten().as_deref() == Some(sh.as_str()) {
-                        additional.insert("recurring.recurringDetailReference".into(), json!(token));
-                        additional.insert("recurring.shopperReference".into(), json!(sh));
-                        additional.insert("tokenization.storedPaymentMethodId".into(), json!(token));
-                    }
-                }
-                let response = json!({
-                    "pspReference": a.reference,
-                    "resultCode": "Authorised",
-                    "amount": amount_json(amount),
-                    "merchantReference": reference,
-                    "paymentMethod": { "brand": a.payment_method_variant, "type": "scheme" },
-                    "additionalData": additional,
-                });
-                let n = item(&s, "AUTHORISATION", &a.reference, None, &reference, amount_json(amount), true, None);
-                Ok((StatusCode::OK, response, Some(n)))
-            }
-            Err(ConnectorError::Declined { code, message }) if !code.starts_with("unknown_") => {
-                let psp = format!("refused_{}", uuid::Uuid::new_v4().simple());
-                let reason_code = match code.as_str() {
-                    "expired_card" => "6",
-                    "insufficient_funds" => "12",
-                    _ => "2",
-                };
-                let response = json!({
-                    "pspReference": psp,
-                    "resultCode": "Refused",
-                    "refusalReason": message,
-                    "refusalReasonCode": reason_code,
-                    "amount": amount_json(amount),
-                    "merchantReference": reference,
-                });
-                let n = item(&s, "AUTHORISATION", &psp, None, &reference, amount_json(amount), false, Some(message));
-                Ok((StatusCode::OK, response, Some(n)))
-            }
-            Err(e) => Err(engine_error(e)),
-        }
+        let outcome = decided(&s, &tracking_id, false, async { s.inner.engine.authorize(&tracking_id, &token, amount).await.map(Outcome::Authorized) }).await.map_err(engine_error)?;
+        authorization_answer(&s, outcome, amount, &reference, shopper.as_deref()).await
     }
     .await;
     outcome.unwrap_or_else(|(status, body)| (status, body, None))
+}
+
+/// The answer to `/payments` for the engine's outcome.
+async fn authorization_answer(s: &Sandbox, outcome: Outcome, amount: Money, reference: &str, shopper: Option<&str>) -> Result<(StatusCode, Value, Option<NotificationItem>), (StatusCode, Value)> {
+    match outcome {
+        Outcome::Authorized(a) => {
+            let token = payments::connector::simulator::entity::sim_authorization::Entity::find_by_id(a.reference.clone())
+                .one(s.store())
+                .await
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string(), "internal"))?
+                .map(|row| row.token);
+            let described = match &token {
+                Some(t) => s.inner.engine.describe_token(t).await.map_err(engine_error)?,
+                None => None,
+            };
+            let mut additional = serde_json::Map::new();
+            additional.insert("paymentMethod".into(), json!(a.payment_method_variant));
+            additional.insert("cardSummary".into(), json!(a.last_four));
+            additional.insert("authorisationType".into(), json!("PreAuth"));
+            if let Some(d) = &described {
+                additional.insert("cardHolderName".into(), json!(d.holder));
+                let (m, y) = d.expiry.split_once('/').unwrap_or(("", ""));
+                additional.insert("expiryDate".into(), json!(format!("{}/20{y}", m.trim_start_matches('0'))));
+            }
+            if let (Some(sh), Some(t)) = (shopper, &token) {
+                if keys::owner_of(s, t).await.ok().flatten().as_deref() == Some(sh) {
+                    additional.insert("recurring.recurringDetailReference".into(), json!(t));
+                    additional.insert("recurring.shopperReference".into(), json!(sh));
+                    additional.insert("tokenization.storedPaymentMethodId".into(), json!(t));
+                }
+            }
+            let response = json!({
+                "pspReference": a.reference,
+                "resultCode": "Authorised",
+                "amount": amount_json(amount),
+                "merchantReference": reference,
+                "paymentMethod": { "brand": a.payment_method_variant, "type": "scheme" },
+                "additionalData": additional,
+            });
+            let n = item(s, "AUTHORISATION", &a.reference, None, reference, amount_json(amount), true, None);
+            Ok((StatusCode::OK, response, Some(n)))
+        }
+        Outcome::Declined { code, message } if !code.starts_with("unknown_") => {
+            let psp = format!("refused_{}", uuid::Uuid::new_v4().simple());
+            let reason_code = match code.as_str() {
+                "expired_card" => "6",
+                "insufficient_funds" => "12",
+                _ => "2",
+            };
+            let response = json!({
+                "pspReference": psp,
+                "resultCode": "Refused",
+                "refusalReason": message,
+                "refusalReasonCode": reason_code,
+                "amount": amount_json(amount),
+                "merchantReference": reference,
+            });
+            let n = item(s, "AUTHORISATION", &psp, None, reference, amount_json(amount), false, Some(message));
+            Ok((StatusCode::OK, response, Some(n)))
+        }
+        Outcome::Declined { code, message } => Err(engine_error(ConnectorError::Declined { code, message })),
+        other => Err(error(StatusCode::UNPROCESSABLE_ENTITY, "validation", format!("the Idempotency-Key was used for another kind of request ({other:?})"), "validation")),
+    }
 }
 
 /// The pspReference of a request the engine keeps no row for (a cancel, an amount update): made
@@ -406,10 +449,10 @@ async fn modification(s: Sandbox, headers: HeaderMap, psp: String, raw: String, 
         Err((status, e)) => return respond(status, e, None),
     };
     let fp = fingerprint(&format!("/payments/{psp}/{}", kind.path()), &body);
-    handle(s, headers, fp, Box::new(move |s, tracking_id| Box::pin(modify(s, tracking_id, psp, body, kind)))).await
+    handle(s, headers, fp, Box::new(move |s, tracking_id, repeat| Box::pin(modify(s, tracking_id, repeat, psp, body, kind)))).await
 }
 
-async fn modify(s: Sandbox, tracking_id: String, psp: String, body: Value, kind: Modification) -> (StatusCode, Value, Option<NotificationItem>) {
+async fn modify(s: Sandbox, tracking_id: String, repeat: bool, psp: String, body: Value, kind: Modification) -> (StatusCode, Value, Option<NotificationItem>) {
     let outcome: Result<(StatusCode, Value, Option<NotificationItem>), (StatusCode, Value)> = async {
         check_merchant(&s, &body)?;
         let reference = body.get("reference").and_then(Value::as_str).map(str::to_string);
@@ -418,24 +461,30 @@ async fn modify(s: Sandbox, tracking_id: String, psp: String, body: Value, kind:
         }
         let amount = if kind == Modification::Cancel { None } else { Some(money(&body["amount"])?) };
         let engine = &s.inner.engine;
-        let own_reference = match (kind, amount) {
-            (Modification::Capture, Some(a)) => engine.capture(&tracking_id, &psp, a, false).await.map(|c| c.reference),
-            (Modification::Refund, Some(a)) => {
-                let capture = match body.get("capturePspReference").and_then(Value::as_str) {
-                    Some(c) => keys::capture_of(&s, &psp, Some(c), a.minor()).await,
-                    None => keys::capture_of(&s, &psp, None, a.minor()).await,
+        let fresh = async {
+            match (kind, amount) {
+                (Modification::Capture, Some(a)) => engine.capture(&tracking_id, &psp, a, false).await.map(Outcome::Captured),
+                (Modification::Refund, Some(a)) => {
+                    let named = body.get("capturePspReference").and_then(Value::as_str);
+                    let capture = keys::capture_of(&s, &psp, named, a.minor()).await.map_err(|e| ConnectorError::Unavailable(format!("sandbox storage: {e}")))?;
+                    let Some(capture) = capture else {
+                        return Err(ConnectorError::declined("amount_exceeds_capture", "No capture of this payment has that much left to refund."));
+                    };
+                    engine.refund(&tracking_id, &capture, a).await.map(Outcome::Refunded)
                 }
-                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string(), "internal"))?;
-                let Some(capture) = capture else {
-                    return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_capture", "No capture of this payment has that much left to refund.", "validation"));
-                };
-                engine.refund(&tracking_id, &capture, a).await.map(|r| r.reference)
+                (Modification::Cancel, _) => engine.void(&tracking_id, &psp).await.map(|()| Outcome::Voided { reference: psp.clone() }),
+                (Modification::AmountUpdate, Some(a)) => engine.adjust_authorization(&tracking_id, &psp, a).await.map(Outcome::Adjusted),
+                _ => Err(ConnectorError::Invalid("an amount is required".into())),
             }
-            (Modification::Cancel, _) => engine.void(&tracking_id, &psp).await.map(|()| derived_reference("cancel", &tracking_id)),
-            (Modification::AmountUpdate, Some(a)) => engine.adjust_authorization(&tracking_id, &psp, a).await.map(|_| derived_reference("adjust", &tracking_id)),
-            _ => unreachable!("every modification but a cancel has an amount"),
-        }
-        .map_err(engine_error)?;
+        };
+        let own_reference = match decided(&s, &tracking_id, repeat, fresh).await.map_err(engine_error)? {
+            Outcome::Captured(c) if kind == Modification::Capture => c.reference,
+            Outcome::Refunded(r) if kind == Modification::Refund => r.reference,
+            Outcome::Voided { .. } if kind == Modification::Cancel => derived_reference("cancel", &tracking_id),
+            Outcome::Adjusted(_) if kind == Modification::AmountUpdate => derived_reference("adjust", &tracking_id),
+            Outcome::Declined { code, message } => return Err(engine_error(ConnectorError::Declined { code, message })),
+            other => return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "validation", format!("the Idempotency-Key was used for another kind of request ({other:?})"), "validation")),
+        };
         let mut response = json!({
             "merchantAccount": s.inner.options.merchant_account,
             "paymentPspReference": psp,

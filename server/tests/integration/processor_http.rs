@@ -139,7 +139,8 @@ db_test!(a_lost_answer_is_resolved_by_sending_the_request_again_with_its_key_and
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&sb.base, "C-0002", "5555555555554444").await;
     let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
-    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "1", "0").await.unwrap();
+    // Every capture's answer is lost (until the fault is removed); asking is not a capture.
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "", "0").await.unwrap();
     let lost = adyen.capture("t-cap", &a.reference, eur(4_000), false).await;
     assert!(matches!(lost, Err(ConnectorError::Timeout)), "{lost:?}");
     let first = adyen.query("t-cap").await.unwrap();
@@ -158,6 +159,33 @@ db_test!(a_lost_answer_is_resolved_by_sending_the_request_again_with_its_key_and
     let reused = adyen.capture("t-cap", &a.reference, eur(5_000), false).await;
     assert!(matches!(&reused, Err(ConnectorError::Invalid(_))), "{reused:?}");
     assert_eq!(ledger_totals(sb.sandbox.store()).await.unwrap().captured, 4_000);
+});
+
+db_test!(an_error_before_the_effect_says_nothing_was_done_and_the_same_request_then_goes_through, |db| {
+    // The sandbox answers an injected error before the effect with 503 and Transient-Error: true
+    // (Adyen's sign that nothing was processed): the connector reports it as not processed, not
+    // as unknown, and the same tracking id sent again captures once. Asking about a request while
+    // the processor cannot be asked (a `query` fault) leaves it unknown.
+    let sb = start(None, true).await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0009", "4111111111111111").await;
+    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "error_before", "1", "1", "0").await.unwrap();
+    let refused = adyen.capture("t-cap", &a.reference, eur(2_000), false).await;
+    assert!(matches!(&refused, Err(ConnectorError::Unavailable(_))), "{refused:?}");
+    assert_eq!(ledger_totals(sb.sandbox.store()).await.unwrap().captures, 0);
+    let c = adyen.capture("t-cap", &a.reference, eur(2_000), false).await.unwrap();
+    assert_eq!(c.amount, eur(2_000));
+    // An answer given is stored with the key: asking again replays it.
+    assert!(matches!(adyen.query("t-cap").await, Ok(Some(Outcome::Captured(ref again))) if again.reference == c.reference));
+    // An answer lost, and the processor cannot be asked for a while: still unknown, then known.
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "1", "0").await.unwrap();
+    assert!(matches!(adyen.capture("t-cap-2", &a.reference, eur(1_000), false).await, Err(ConnectorError::Timeout)));
+    faults::add(sb.sandbox.store(), chrono::Utc::now(), "query", "error_before", "1", "1", "0").await.unwrap();
+    let unknown = adyen.query("t-cap-2").await;
+    assert!(matches!(&unknown, Err(ConnectorError::Unavailable(_))), "{unknown:?}");
+    assert!(matches!(adyen.query("t-cap-2").await, Ok(Some(Outcome::Captured(ref c2))) if c2.amount == eur(1_000)));
+    assert_eq!(ledger_totals(sb.sandbox.store()).await.unwrap().captures, 2);
 });
 
 db_test!(past_the_key_window_a_repeat_is_refused_and_left_for_review, |db| {

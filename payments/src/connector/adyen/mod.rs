@@ -174,7 +174,7 @@ impl AdyenConnector {
     }
 
     /// Sends a recorded request (POST, JSON) with its idempotency key. Nothing reached the
-    /// processor: Unavailable. No answer in time, or a 5xx: Timeout (unknown; ask with `query`).
+    /// processor, or it said nothing was processed (`Transient-Error: true`): Unavailable. No answer in time, or a 5xx: Timeout (unknown; ask with `query`).
     /// A 4xx refusal: Declined with Adyen's error code.
     async fn send<R: DeserializeOwned>(&self, key: &str, path: &str, body: &str) -> ConnectorResult<R> {
         let url = format!("{}{}", self.settings.endpoint.trim_end_matches('/'), path);
@@ -195,6 +195,7 @@ impl AdyenConnector {
             Err(_) => return Err(ConnectorError::Timeout),
         };
         let status = response.status();
+        let transient = response.headers().get(TRANSIENT_ERROR_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let text = match response.text().await {
             Ok(t) => t,
             Err(_) => return Err(ConnectorError::Timeout),
@@ -205,6 +206,8 @@ impl AdyenConnector {
         let error: Option<ServiceError> = serde_json::from_str(&text).ok();
         match status.as_u16() {
             401 | 403 => Err(ConnectorError::Unavailable("the processor refused the connector's API key".into())),
+            // Adyen's Transient-Error: nothing was processed.
+            500..=599 if transient => Err(ConnectorError::Unavailable(error.map(|e| e.message).unwrap_or_else(|| format!("HTTP {}", status.as_u16())))),
             500..=599 => Err(ConnectorError::Timeout),
             code => {
                 let (error_code, message) = error.map(|e| (e.error_code, e.message)).unwrap_or_else(|| (code.to_string(), format!("HTTP {code}")));

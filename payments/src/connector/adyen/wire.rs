@@ -12,6 +12,8 @@ pub const API_VERSION: &str = "v72";
 pub const API_KEY_HEADER: &str = "X-API-Key";
 /// Header carrying the idempotency key; Adyen echoes it in the response.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Set (`true`) on an error answer when nothing was processed: the request may be sent again.
+pub const TRANSIENT_ERROR_HEADER: &str = "Transient-Error";
 /// Adyen's upper bound on an idempotency key's length.
 pub const IDEMPOTENCY_KEY_MAX: usize = 64;
 
