@@ -2,12 +2,12 @@
 //! back, directly or through others. A module is a file; an edge is a `crate::…` or `super::…`
 //! path (resolved to the longest module it names) or a parent's use of its child module. Two
 //! modules are one unit split into child files whose children use the parent's items, as Rust's
-//! privacy nests: `pipeline::batch` and `connector::simulator`; edges inside each are left out.
+//! privacy nests: `pipeline::batch`, `connector::simulator` and `sandbox`; edges inside each are left out.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Modules split into child files of one unit (see the module comment).
-const UNITS: [&str; 2] = ["pipeline::batch", "connector::simulator"];
+const UNITS: [&str; 3] = ["pipeline::batch", "connector::simulator", "sandbox"];
 
 fn modules(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

@@ -14,6 +14,10 @@ pub mod clock;
 #[cfg(feature = "server")]
 pub mod connector;
 #[cfg(feature = "server")]
+pub mod html;
+#[cfg(feature = "server")]
+pub mod sandbox;
+#[cfg(feature = "server")]
 pub mod crashpoint;
 #[cfg(feature = "server")]
 pub mod db;

@@ -12,8 +12,11 @@ use std::sync::Arc;
 pub struct Services {
     pub db: DatabaseConnection,
     pub clock: SharedClock,
-    /// The payment connector (the processor simulator unless another is configured).
+    /// The payment connector (the processor simulator unless another is configured), every call
+    /// of it ending by its deadline (`crate::connector::timed`).
     pub connector: Arc<dyn Connector>,
+    /// The same connector without the deadline, which `with_connector_timeout` wraps anew.
+    pub untimed: Arc<dyn Connector>,
     /// The processor simulator, when it is the connector: its administration page, the CLI and
     /// the tests reach its faults and ledger through it.
     pub simulator: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
@@ -39,6 +42,44 @@ impl Services {
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The faults injected into Paystage's own journal posting: the connector's hook, or, with a
+    /// processor over HTTP whose store this process can read (the sandbox in tests and the
+    /// demo), the hook of that store.
+    pub fn journal_faults(&self) -> Option<&dyn crate::connector::JournalFaults> {
+        self.connector.journal_faults().or_else(|| self.simulator.as_deref().map(|s| s as &dyn crate::connector::JournalFaults))
+    }
+
+    /// What the processor reports holding: the connector's ledger, or that of the processor's
+    /// store when this process can read it.
+    pub async fn processor_ledger(&self) -> crate::connector::ConnectorResult<Option<crate::connector::ProcessorLedger>> {
+        match self.connector.ledger().await? {
+            Some(l) => Ok(Some(l)),
+            None => match &self.simulator {
+                Some(engine) => engine.ledger().await,
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The back end of the processor's card page: turns card details into a token. That of the
+    /// processor's store when this process holds it (the in-process simulator, or the sandbox in
+    /// tests), else the connector's; a real processor over HTTP has none, its hosted page does it
+    /// (R-TOK-1).
+    pub async fn tokenize(&self, card: crate::connector::CardEntry) -> crate::connector::ConnectorResult<crate::connector::CardToken> {
+        match &self.simulator {
+            Some(engine) => engine.tokenize(card).await,
+            None => self.connector.tokenize(card).await,
+        }
+    }
+
+    /// What the processor holds for `token` (see [`Services::tokenize`] for where it is asked).
+    pub async fn describe_token(&self, token: &str) -> crate::connector::ConnectorResult<Option<crate::connector::CardToken>> {
+        match &self.simulator {
+            Some(engine) => engine.describe_token(token).await,
+            None => self.connector.describe_token(token).await,
+        }
     }
 
     /// The processor simulator's store (its faults and ledger), or why there is none.

@@ -2,6 +2,11 @@
 //! that runs one test body against both. PostgreSQL comes from `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the test fails with a
 //! message saying so: it is never skipped.
+//!
+//! Every test database's services reach their processor over HTTP (issue #42): a `paystage
+//! sandbox` of the test's own, started in the test's runtime on a loopback port with its store in
+//! a temporary folder, through the `adyen` connector. The test reads the sandbox's store (its
+//! ledger, its faults) through `Services::simulator`, as [`sim`] does.
 use crate::db;
 use crate::clock::ManualClock;
 use crate::runtime::Services;
@@ -43,7 +48,46 @@ pub struct TestDb {
     pub clock: ManualClock,
     pub url: String,
     pub backend: db::Backend,
+    /// The test's processor: its base URL (`http://127.0.0.1:P`) and itself.
+    pub processor: String,
+    pub sandbox: crate::sandbox::Sandbox,
     cleanup: Option<Cleanup>,
+    _sandbox_dir: tempfile::TempDir,
+}
+
+/// The API key and merchant account of every test's sandbox.
+pub const TEST_API_KEY: &str = "paystage-test-api-key-0001";
+pub const TEST_MERCHANT_ACCOUNT: &str = "PaystageTest";
+
+/// A sandbox in a temporary folder, serving on a loopback port in this runtime, and the settings
+/// of the `adyen` connector that reaches it.
+pub async fn start_sandbox(clock: crate::clock::SharedClock) -> (crate::sandbox::Sandbox, String, crate::connector::adyen::AdyenSettings, tempfile::TempDir) {
+    use crate::connector::adyen::{signature::HmacKey, wire::API_VERSION, AdyenSettings, ADYEN_KEY_WINDOW_DAYS};
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let options = crate::sandbox::SandboxOptions {
+        data_dir: dir.path().to_path_buf(),
+        api_key: TEST_API_KEY.into(),
+        merchant_account: TEST_MERCHANT_ACCOUNT.into(),
+        notify_url: None,
+        hmac_key: HmacKey::from_hex(&"5a".repeat(32)).expect("hex"),
+        key_window: chrono::Duration::days(ADYEN_KEY_WINDOW_DAYS),
+        allow_multiple_partial_capture: true,
+    };
+    let sandbox = crate::sandbox::Sandbox::open(options, clock).await.expect("the test sandbox's store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(crate::sandbox::serve(sandbox.clone(), listener));
+    let settings = AdyenSettings {
+        code: "sandbox".into(),
+        endpoint: format!("{base}/checkout/{API_VERSION}"),
+        api_key: TEST_API_KEY.into(),
+        merchant_account: TEST_MERCHANT_ACCOUNT.into(),
+        allow_multiple_partial_capture: true,
+        non_incremental_variants: vec!["interac".into()],
+        key_window: chrono::Duration::days(ADYEN_KEY_WINDOW_DAYS),
+        timeout: crate::connector::timed::DEFAULT_TIMEOUT,
+    };
+    (sandbox, base, settings, dir)
 }
 
 /// The fixed moment tests start at (a Monday, mid-morning UTC).
@@ -85,8 +129,11 @@ impl TestDb {
 
     async fn open(url: String, backend: db::Backend, cleanup: Cleanup) -> TestDb {
         let clock = ManualClock::new(test_epoch());
-        let services = Services::connect(&url, None, Arc::new(clock.clone())).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
-        TestDb { services, clock, url, backend, cleanup: Some(cleanup) }
+        let shared: crate::clock::SharedClock = Arc::new(clock.clone());
+        let (sandbox, processor, settings, dir) = start_sandbox(shared.clone()).await;
+        let engine = Arc::new(crate::connector::simulator::ProcessorSimulator::new(sandbox.store().clone(), shared.clone()));
+        let services = Services::connect_over_http(&url, settings, Some(engine), shared).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
+        TestDb { services, clock, url, backend, processor, sandbox, cleanup: Some(cleanup), _sandbox_dir: dir }
     }
 }
 
@@ -289,7 +336,7 @@ pub async fn enable_nonrecurring_tokens(s: &Services) {
 /// A card tokenized on the simulator, as its acceptance page hands it back.
 pub async fn card_form(s: &Services, number: &str) -> crate::service::orders::CardForm {
     let t = s
-        .connector
+        
         .tokenize(crate::connector::CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
         .await
         .expect("test card is valid");

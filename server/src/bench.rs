@@ -250,7 +250,7 @@ pub async fn prepare_orders_with(
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
         let t = s
-            .connector
+            
             .tokenize(CardEntry { number: card_for(i).into(), expiry: "12/30".into(), holder: "Bench".into() })
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?;

@@ -3,11 +3,11 @@
 pub mod bench;
 pub mod chaos;
 pub mod config;
-pub mod html;
+pub use payments::html;
 pub mod journals_csv;
 pub mod limits;
 pub mod processor;
-pub mod sandbox;
+pub use payments::sandbox;
 pub mod runtime;
 pub mod security;
 pub mod session_store;

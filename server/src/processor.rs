@@ -67,7 +67,7 @@ pub async fn form(Query(q): Query<AcceptanceQuery>) -> Response {
 pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceForm>) -> Response {
     let return_to = safe_return(Some(&f.return_to));
     let card = CardEntry { number: f.number, expiry: f.expiry.clone(), holder: f.holder.clone() };
-    match services.connector.tokenize(card).await {
+    match services.tokenize(card).await {
         Ok(t) => Redirect::to(&format!(
             "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}",
             enc(&t.token),

@@ -41,7 +41,7 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
     let lines = jl::Entity::find().all(db).await?;
     let processes = pp::Entity::find().all(db).await?;
     // What the processor reports; a connector without a report is compared with nothing.
-    let reported = s.connector.ledger().await.map_err(|e| crate::error::ServiceError::internal(format!("the processor's ledger could not be read: {e}")))?;
+    let reported = s.processor_ledger().await.map_err(|e| crate::error::ServiceError::internal(format!("the processor's ledger could not be read: {e}")))?;
     let compare = reported.is_some();
     let processor = reported.unwrap_or_default();
     // Requests sent whose outcome Paystage has not recorded yet (a timeout not yet resolved): the

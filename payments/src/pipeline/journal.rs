@@ -20,7 +20,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency)?);
     let process_id = p.id;
     // An injected fault is drawn (and a use of it consumed) before the journal's transaction.
-    let fault = match s.connector.journal_faults() {
+    let fault = match s.journal_faults() {
         Some(faults) => faults.fire().await?,
         None => false,
     };
@@ -73,7 +73,7 @@ pub(super) async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult
     if refunded == 0 {
         return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
     }
-    let fault = match s.connector.journal_faults() {
+    let fault = match s.journal_faults() {
         Some(faults) => faults.fire().await?,
         None => false,
     };

@@ -64,7 +64,7 @@ pub async fn verified(s: &Services, card: &CardForm) -> ServiceResult<CardForm> 
     if token.len() > MAX_TOKEN_LEN || !token.chars().all(|c| c.is_ascii_graphic()) {
         return Err(unknown());
     }
-    match s.connector.describe_token(token).await {
+    match s.describe_token(token).await {
         Ok(Some(t)) => Ok(CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }),
         Ok(None) => Err(unknown()),
         Err(e) => Err(ProcessorError::CardNotConfirmed { reason: e.to_string() }.into()),

@@ -63,7 +63,7 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
         let chan = channel::Entity::find().filter(channel::Column::Code.eq(o.channel)).one(&s.db).await?;
         let (Some(cust), Some(chan)) = (cust, chan) else { continue };
         let token = s
-            .connector
+            
             .tokenize(CardEntry { number: o.card.into(), expiry: "12/30".into(), holder: cust.name.clone() })
             .await
             .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
@@ -109,7 +109,7 @@ async fn seed_prepayments(s: &Services) -> ServiceResult<()> {
     let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1002")).one(&s.db).await? else { return Ok(()) };
     let Some(store) = channel::Entity::find().filter(channel::Column::Code.eq("HOUSTON")).one(&s.db).await? else { return Ok(()) };
     let token = s
-        .connector
+        
         .tokenize(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
@@ -143,7 +143,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
     let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1005")).one(&s.db).await? else { return Ok(()) };
     let Some(chan) = channel::Entity::find().filter(channel::Column::Code.eq("CALL")).one(&s.db).await? else { return Ok(()) };
     let token = s
-        .connector
+        
         .tokenize(CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
@@ -173,7 +173,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
     let c1 = customer::Entity::find().filter(customer::Column::Account.eq("C-1001")).one(&s.db).await?;
     if let Some(c1) = c1 {
         let t = s
-            .connector
+            
             .tokenize(CardEntry { number: "378282246310005".into(), expiry: "09/29".into(), holder: c1.name.clone() })
             .await
             .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;

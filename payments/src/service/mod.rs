@@ -24,6 +24,7 @@ pub mod standing;
 pub mod storefront;
 
 use crate::connector::simulator::{store, ProcessorSimulator};
+use crate::connector::adyen::{AdyenConnector, AdyenSettings};
 use crate::connector::timed::TimedConnector;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ impl Services {
             db,
             clock,
             connector,
+            untimed: simulator.clone(),
             simulator: Some(simulator),
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
@@ -60,10 +62,37 @@ impl Services {
 
     /// These services with connector calls ending by `timeout` (see [`crate::connector::timed`]).
     pub fn with_connector_timeout(mut self, timeout: std::time::Duration) -> Self {
-        if let Some(simulator) = &self.simulator {
-            self.connector = Arc::new(TimedConnector::new(simulator.clone(), timeout));
-        }
+        self.connector = Arc::new(TimedConnector::new(self.untimed.clone(), timeout));
         self
+    }
+
+    /// Opens Paystage's database at `url` (migrated; the simulator tables an earlier version kept
+    /// there dropped, their rows moved to `engine`'s store when there is one) with a connector
+    /// over HTTP ([`Services::over_http`]).
+    pub async fn connect_over_http(url: &str, settings: AdyenSettings, engine: Option<Arc<ProcessorSimulator>>, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
+        let db = crate::db::connect_and_migrate(url).await?;
+        if let Some(engine) = &engine {
+            store::import_earlier(&db, engine.store()).await?;
+        }
+        Services::over_http(db, settings, engine, clock).map_err(sea_orm::DbErr::Custom)
+    }
+
+    /// Services on `db` whose connector speaks Adyen's Checkout API over HTTP (Adyen, or
+    /// `paystage sandbox`), every call ending by [`crate::connector::timed::DEFAULT_TIMEOUT`].
+    /// `engine` is the processor's store when this process can read it (the sandbox's, in tests
+    /// and the demo): its faults, its ledger for the invariant checks, and the journal fault hook.
+    pub fn over_http(db: DatabaseConnection, settings: AdyenSettings, engine: Option<Arc<ProcessorSimulator>>, clock: SharedClock) -> Result<Self, String> {
+        let adyen: Arc<dyn crate::connector::Connector> = Arc::new(AdyenConnector::new(settings, db.clone(), clock.clone())?);
+        Ok(Services {
+            db,
+            clock,
+            connector: Arc::new(TimedConnector::new(adyen.clone(), crate::connector::timed::DEFAULT_TIMEOUT)),
+            untimed: adyen,
+            simulator: engine,
+            instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease: chrono::Duration::seconds(30),
+            invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),
+        })
     }
 
     /// Opens Paystage's database at `url` (migrated) and the simulator's store (at `simulator_url`,

@@ -493,7 +493,7 @@ db_test!(the_web_shop_checks_the_card_first_and_never_matches_staff_customers, |
         .insert(&s.db)
         .await
         .unwrap();
-    let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "11/31".into(), holder: "Card Holder".into() }).await.unwrap();
+    let token = s.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "11/31".into(), holder: "Card Holder".into() }).await.unwrap();
     // The browser's card details are not believed: the processor's are stored.
     let form = [("token", token.token.as_str()), ("card_type", "Amex"), ("last_four", "0000"), ("holder", "Someone Else"), ("expiry", "01/99"), ("email", "real@person.example"), ("name", "Impostor"), ("quantity_1", "1")];
     let done = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
@@ -509,7 +509,7 @@ db_test!(the_web_shop_checks_the_card_first_and_never_matches_staff_customers, |
         .await;
     assert!(twin.is_err(), "a second customer with the same e-mail on the shop's channel is refused");
     // A declined card: the shopper sees a generic message and a reference, not the processor's text.
-    let declined = s.connector.tokenize(payments::connector::CardEntry { number: "4000000000000002".into(), expiry: "11/31".into(), holder: "Dee Clined".into() }).await.unwrap();
+    let declined = s.tokenize(payments::connector::CardEntry { number: "4000000000000002".into(), expiry: "11/31".into(), holder: "Dee Clined".into() }).await.unwrap();
     let form = [("token", declined.token.as_str()), ("email", "dee@shop.example"), ("name", "Dee"), ("quantity_1", "1")];
     let page = c.post(format!("{}/shop", app.base)).form(&form).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("was not authorized") && page.contains("reference"), "{page}");

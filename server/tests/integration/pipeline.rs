@@ -1362,16 +1362,23 @@ db_test!(a_lease_taken_during_a_batched_capture_call_stops_the_settle_step, |db|
     // are still recorded, once, and nothing else is written: no payment journal, no completion,
     // and the other server keeps its lease. Once the leases run out, recovery completes both
     // without charging again.
-    let s = &db.services;
+    // The two answers come back over HTTP a few milliseconds apart, more than a turn waits for
+    // the next by default (a late one goes to a turn of its own, where it keeps its lease): this
+    // test's turn waits long enough to take both together.
+    let mut services = db.services.clone();
+    services.invoicing = std::sync::Arc::new(pipeline::InvoiceBatches::new(true).with_linger(std::time::Duration::from_millis(150), std::time::Duration::from_millis(400)));
+    let s = &services;
     let fx = fixture(s).await;
     enable_pipeline(s, true).await;
     let orders = whole_orders(s, &fx, 2).await;
     faults::add(sim(s), s.now(), "capture", "latency", "1", "", "300").await.unwrap();
     let steal = async {
-        // Both intents are committed (stage 1 is done) before their capture calls start.
+        // Both capture calls are on their way: their intents are committed (stage 1 is done) and
+        // the connector has recorded both requests it sends (each answered 300 ms later).
         let requests = loop {
             let r = processor_request::Entity::find().filter(processor_request::Column::Command.eq(Command::Capture.code())).all(&s.db).await.unwrap();
-            if r.len() == 2 {
+            let sent = payments::entity::processor_send::Entity::find().all(&s.db).await.unwrap();
+            if r.len() == 2 && r.iter().all(|q| sent.iter().any(|x| x.idempotency_key == q.tracking_id)) {
                 break r;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

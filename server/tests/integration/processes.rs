@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 const VISA: &str = "4111111111111111";
 const INTERAC: &str = "6363680000000007";
 
-/// Services on the test database with the real clock: the server processes use the real clock too.
-fn real_time(db: &TestDb) -> Services {
-    Services::new(db.services.db.clone(), sim(&db.services).clone(), Arc::new(SystemClock))
+/// Services on the test database with the real clock and the processor simulator's store beside
+/// the database, which the server processes use too.
+async fn real_time(db: &TestDb) -> Services {
+    Services::connect(&db.url, None, Arc::new(SystemClock)).await.unwrap()
 }
 
 fn spec(db: &TestDb, dir: &std::path::Path, crash_at: Option<&str>) -> ServerSpec {
@@ -56,7 +57,7 @@ async fn assert_invariants(s: &Services) {
 }
 
 db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twice, |db| {
-    let s = real_time(&db);
+    let s = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +118,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume() {
     let db = TestDb::postgres().await;
-    let s = real_time(&db);
+    let s = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +168,7 @@ async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_server
     // the connector timeout (a third of the lease), the processor is asked, and the capture it made
     // is recorded once: the other server's recovery never takes a call in flight over.
     let db = TestDb::postgres().await;
-    let s = real_time(&db);
+    let s = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +212,7 @@ db_test!(chaos_at_a_small_size_is_clean, |db| {
     assert!(report.clean(), "{report:?}\n{details:#?}");
     assert_eq!((report.orders, report.kills), (12, 3), "{report:?}");
     assert!(report.faults > 0, "faults were injected: {report:?}");
-    let s = real_time(&db);
+    let s = real_time(&db).await;
     // Three partial invoices per order; incremental orders show one authorization with three captures.
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 36);
     assert_invariants(&s).await;
@@ -221,7 +222,7 @@ db_test!(no_card_number_reaches_the_database_or_the_server_log, |db| {
     // R-TOK-1 with a real server process logging at the most verbose level: cards are typed on the
     // processor's acceptance page (and one is refused there), orders are paid in the web shop, and
     // afterwards neither the server's log nor any row of any table holds a full card number.
-    let s = real_time(&db);
+    let s = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,9 @@ async fn sim_tables(db: &DatabaseConnection) -> Vec<String> {
 db_test!(the_simulator_keeps_its_books_in_a_store_of_its_own, |db| {
     // A card payment writes the processor's token, authorization and record to the simulator's
     // store; Paystage's database has no table of the simulator's.
-    let s = &db.services;
+    // The in-process simulator's store (the test's own services reach a sandbox over HTTP).
+    let in_process = payments::service::Services::connect(&db.url, None, db.services.clock.clone()).await.unwrap();
+    let s = &in_process;
     let (_fx, placed, _d) = card_order(s, "Tent", 1, "150.00").await;
     assert!(placed.payment_status == payments::domain::order::PaymentStatus::Authorized);
     assert_eq!(sim_tables(&s.db).await, Vec::<String>::new(), "no simulator table among Paystage's");
@@ -38,7 +40,9 @@ db_test!(an_earlier_databases_simulator_rows_move_to_its_store_once, |db| {
     // move to the store once, the old tables are dropped, nothing is copied twice, and the moved
     // ledger works: a capture on the moved authorization is taken, a fault added after the move
     // gets an id of its own.
-    let s = &db.services;
+    // The in-process simulator's store (the test's own services reach a sandbox over HTTP).
+    let in_process = payments::service::Services::connect(&db.url, None, db.services.clock.clone()).await.unwrap();
+    let s = &in_process;
     for t in store::ledger_tables(s.db.get_database_backend()) {
         s.db.execute(&t).await.unwrap();
     }

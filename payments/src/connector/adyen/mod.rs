@@ -23,7 +23,8 @@ use crate::clock::SharedClock;
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::Command;
 use crate::entity::processor_send as ps;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::sea_query::ExprTrait;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wire::*;
@@ -123,40 +124,44 @@ impl AdyenConnector {
         }
         let now = self.clock.now();
         let unavailable = |e: sea_orm::DbErr| ConnectorError::Unavailable(format!("cannot record the request before sending it: {e}"));
-        match ps::Entity::find_by_id(key.to_string()).one(&self.db).await.map_err(unavailable)? {
-            Some(sent) => {
-                if sent.path != path || sent.body != body {
-                    return Err(ConnectorError::Invalid(format!("tracking id {key} was sent with another request already")));
-                }
-                if now - sent.first_sent_at > self.settings.key_window {
-                    return Err(ConnectorError::Unavailable(format!(
-                        "tracking id {key} was first sent {}; the processor keeps idempotency keys for {} days, so sending it again could move money twice. It needs a person to review it",
-                        sent.first_sent_at.format("%Y-%m-%d %H:%M UTC"),
-                        self.settings.key_window.num_days()
-                    )));
-                }
-                let attempts = sent.attempts + 1;
-                let mut am: ps::ActiveModel = sent.into();
-                am.attempts = Set(attempts);
-                am.update(&self.db).await.map_err(unavailable)?;
-            }
-            None => {
-                ps::ActiveModel {
-                    idempotency_key: Set(key.to_string()),
-                    connector: Set(self.settings.code.clone()),
-                    path: Set(path.to_string()),
-                    body: Set(body.to_string()),
-                    first_sent_at: Set(now),
-                    attempts: Set(1),
-                    final_capture: Set(final_capture),
-                    psp_reference: Set(None),
-                    payment_psp_reference: Set(None),
-                }
-                .insert(&self.db)
-                .await
-                .map_err(unavailable)?;
-            }
+        // First use: the row is written. Used before (or at this moment, by a concurrent sender
+        // of the same request): the existing row decides.
+        let row = ps::ActiveModel {
+            idempotency_key: Set(key.to_string()),
+            connector: Set(self.settings.code.clone()),
+            path: Set(path.to_string()),
+            body: Set(body.to_string()),
+            first_sent_at: Set(now),
+            attempts: Set(1),
+            final_capture: Set(final_capture),
+            psp_reference: Set(None),
+            payment_psp_reference: Set(None),
+        };
+        let inserted = ps::Entity::insert(row)
+            .on_conflict(sea_orm::sea_query::OnConflict::column(ps::Column::IdempotencyKey).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(unavailable)?;
+        if inserted == 1 {
+            return Ok(());
         }
+        let sent = ps::Entity::find_by_id(key.to_string()).one(&self.db).await.map_err(unavailable)?.ok_or_else(|| ConnectorError::Unavailable(format!("tracking id {key} vanished")))?;
+        if sent.path != path || sent.body != body {
+            return Err(ConnectorError::Invalid(format!("tracking id {key} was used for another request already")));
+        }
+        if now - sent.first_sent_at > self.settings.key_window {
+            return Err(ConnectorError::Unavailable(format!(
+                "tracking id {key} was first sent {}; the processor keeps idempotency keys for {} days, so sending it again could move money twice. It needs a person to review it",
+                sent.first_sent_at.format("%Y-%m-%d %H:%M UTC"),
+                self.settings.key_window.num_days()
+            )));
+        }
+        ps::Entity::update_many()
+            .col_expr(ps::Column::Attempts, sea_orm::sea_query::Expr::col(ps::Column::Attempts).add(1))
+            .filter(ps::Column::IdempotencyKey.eq(key))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

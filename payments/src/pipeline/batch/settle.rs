@@ -133,7 +133,7 @@ pub(super) async fn record_captures(s: &Services, txn: &sea_orm::DatabaseTransac
         captured.push((g, c));
     }
     let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
-    let journal_fault = match s.connector.journal_faults() {
+    let journal_fault = match s.journal_faults() {
         Some(faults) => faults.armed().await?,
         None => false,
     };

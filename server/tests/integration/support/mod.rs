@@ -105,7 +105,7 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
     let mut made = Vec::new();
     for _ in 0..3 {
-        let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+        let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
         let form = OrderForm {
             customer_id: "1".into(),
             channel_id: "3".into(),
@@ -125,8 +125,8 @@ pub async fn payment_records(db: &TestDb) -> Ids {
         processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
     }
     let fault = payments::connector::faults::add(payments::testing::sim(s), s.now(), "void", "latency", "1", "", "5").await.unwrap();
-    let token = s.connector.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
-    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let token = s.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
+    let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
     let saved = payments::service::cards::add(s, "finance", 1, &card(t), true).await.unwrap();
     let payment_line = |order: i32| async move {
         payments::entity::payment_line::Entity::find()
@@ -139,7 +139,7 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     };
     let adjust_line = payment_line(made[0].0).await;
     // A fourth order whose authorization has expired: Pending Authorization, held.
-    let t = s.connector.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
     let form = OrderForm {
         customer_id: "1".into(),
         channel_id: "3".into(),

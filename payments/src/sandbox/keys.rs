@@ -2,9 +2,9 @@
 //! answers, the shopper each stored card belongs to, and the capture a refund applies to.
 use super::Sandbox;
 use axum::http::StatusCode;
-use payments::connector::adyen::wire::StoredPaymentMethod;
-use payments::connector::simulator::entity::sim_capture as sc;
-use payments::connector::Connector;
+use crate::connector::adyen::wire::StoredPaymentMethod;
+use crate::connector::simulator::entity::sim_capture as sc;
+use crate::connector::Connector;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Statement};
 use serde_json::Value;
 

@@ -1,4 +1,4 @@
-//! The two escapes the hand-written pages (the processor's acceptance page, the web shop) need.
+//! The two escapes the hand-written pages (the processor's acceptance pages, the web shop) need.
 
 /// Escapes text for an HTML element or a double-quoted attribute.
 pub fn esc(s: &str) -> String {

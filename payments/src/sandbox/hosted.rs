@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use payments::connector::{CardEntry, Connector, ConnectorError};
+use crate::connector::{CardEntry, Connector, ConnectorError};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]

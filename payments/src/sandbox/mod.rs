@@ -1,18 +1,18 @@
 //! `paystage sandbox`: a card processor of its own, in its own process, with its own store and
 //! origin, speaking Adyen's Checkout API shape (`/checkout/v72`, see
-//! `payments::connector::adyen::wire`) so that Paystage's `adyen` connector, and Adyen's own
+//! `crate::connector::adyen::wire`) so that Paystage's `adyen` connector, and Adyen's own
 //! client libraries, can be pointed at it (issue #42).
 //!
 //! What it does: authorizations with manual capture of stored cards (or of a card sent by a
 //! PCI-compliant caller, stored for a shopper when asked), several partial captures per
 //! authorization when the merchant account allows them (never for interac), refunds up to what
 //! was captured, cancels, amount updates, declines of the documented test cards
-//! (`payments::domain::views::TEST_CARDS`), `X-API-Key` authentication, idempotency keys (same key
+//! (`crate::domain::views::TEST_CARDS`), `X-API-Key` authentication, idempotency keys (same key
 //! and same request: the stored answer; same key and another request: 422; keys forgotten after
 //! the key window), and notifications: each outcome is queued in its store and POSTed as an
 //! Adyen-shaped, HMAC-signed batch to the notification URL until that URL answers `[accepted]`.
 //!
-//! Its ledger is the processor engine of `payments::connector::simulator` on a SQLite file in the
+//! Its ledger is the processor engine of `crate::connector::simulator` on a SQLite file in the
 //! data directory; its own tables (idempotency keys, stored-card owners, the notification queue)
 //! sit beside it in that file. Refusals it can decide at once (an amount above what is left, an
 //! unknown reference) are answered 422 with Paystage's decline code as `errorCode` (Adyen gives
@@ -26,13 +26,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use payments::clock::SharedClock;
-use payments::connector::adyen::signature::HmacKey;
-use payments::connector::adyen::wire::*;
-use payments::connector::simulator::ProcessorSimulator;
-use payments::connector::{CardEntry, Connector, ConnectorError, Outcome};
+use crate::clock::SharedClock;
+use crate::connector::adyen::signature::HmacKey;
+use crate::connector::adyen::wire::*;
+use crate::connector::simulator::ProcessorSimulator;
+use crate::connector::{CardEntry, Connector, ConnectorError, Outcome};
 use sea_orm::EntityTrait;
-use payments::domain::money::{Currency, Money};
+use crate::domain::money::{Currency, Money};
 use sea_orm::DatabaseConnection;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -81,13 +81,13 @@ struct Inner {
 
 impl Sandbox {
     /// Opens (or creates) the store in the data directory.
-    pub async fn open(options: SandboxOptions, clock: SharedClock) -> anyhow::Result<Sandbox> {
-        std::fs::create_dir_all(&options.data_dir)?;
+    pub async fn open(options: SandboxOptions, clock: SharedClock) -> Result<Sandbox, sea_orm::DbErr> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|e| sea_orm::DbErr::Custom(format!("cannot create {}: {e}", options.data_dir.display())))?;
         let path = options.data_dir.join("sandbox.db");
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let store = payments::connector::simulator::store::open(&url).await?;
+        let store = crate::connector::simulator::store::open(&url).await?;
         keys::prepare(&store).await?;
-        let merchant = payments::connector::simulator::entity::sim_merchant::ActiveModel {
+        let merchant = crate::connector::simulator::entity::sim_merchant::ActiveModel {
             id: sea_orm::Set(1),
             allow_multiple_partial_capture: sea_orm::Set(options.allow_multiple_partial_capture),
         };
@@ -114,7 +114,7 @@ impl Sandbox {
             .nest(&format!("/checkout/{API_VERSION}"), api)
             .route("/hpp/cards", get(hosted::form).post(hosted::submit))
             .route("/healthz", get(|| async { "ok" }))
-            .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())
     }
 
@@ -139,9 +139,9 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>, kind: &str)
 fn respond(status: StatusCode, body: Value, key: Option<&str>) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(TRANSIENT_ERROR_HEADER, http::HeaderValue::from_static("true"));
+        r.headers_mut().insert(TRANSIENT_ERROR_HEADER, axum::http::HeaderValue::from_static("true"));
     }
-    if let Some(k) = key.and_then(|k| http::HeaderValue::from_str(k).ok()) {
+    if let Some(k) = key.and_then(|k| axum::http::HeaderValue::from_str(k).ok()) {
         r.headers_mut().insert(IDEMPOTENCY_HEADER, k);
     }
     r
@@ -349,7 +349,7 @@ async fn authorize(s: Sandbox, tracking_id: String, repeat: bool, body: Value) -
 async fn authorization_answer(s: &Sandbox, outcome: Outcome, amount: Money, reference: &str, shopper: Option<&str>) -> Result<(StatusCode, Value, Option<NotificationItem>), (StatusCode, Value)> {
     match outcome {
         Outcome::Authorized(a) => {
-            let token = payments::connector::simulator::entity::sim_authorization::Entity::find_by_id(a.reference.clone())
+            let token = crate::connector::simulator::entity::sim_authorization::Entity::find_by_id(a.reference.clone())
                 .one(s.store())
                 .await
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string(), "internal"))?
@@ -555,6 +555,9 @@ pub async fn serve(sandbox: Sandbox, listener: tokio::net::TcpListener) -> std::
     sandbox.spawn_delivery();
     axum::serve(listener, sandbox.router()).await
 }
+
+/// The largest request body the sandbox reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How often the delivery loop looks for notifications due.
 pub const DELIVERY_POLL: Duration = Duration::from_millis(200);

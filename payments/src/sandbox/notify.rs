@@ -3,8 +3,8 @@
 //! answers `[accepted]`, with growing pauses between attempts (as Adyen retries).
 use super::keys::stmt;
 use super::{Sandbox, DELIVERY_POLL};
-use payments::connector::adyen::signature;
-use payments::connector::adyen::wire::{NotificationItem, NotificationItemWrapper, NotificationRequest, ACCEPTED};
+use crate::connector::adyen::signature;
+use crate::connector::adyen::wire::{NotificationItem, NotificationItemWrapper, NotificationRequest, ACCEPTED};
 use sea_orm::{ConnectionTrait, DbErr};
 use std::time::Duration;
 
