@@ -19,6 +19,15 @@ if (!process.env.PAYSTAGE_E2E_PORT) {
     "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
   ]).toString().trim();
   process.env.PAYSTAGE_E2E_DB2 = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-orders-')), 'e2e.db');
+  for (const i of [1, 2]) {
+    process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`] = execFileSync(process.execPath, [
+      '-e',
+      "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
+    ]).toString().trim();
+    process.env[`PAYSTAGE_E2E_SANDBOX_DIR${i}`] = mkdtempSync(join(tmpdir(), 'paystage-e2e-sandbox-'));
+  }
+  process.env.PAYSTAGE_E2E_SANDBOX_KEY = randomBytes(16).toString('hex');
+  process.env.PAYSTAGE_E2E_SANDBOX_HMAC = randomBytes(32).toString('hex');
 }
 const port = process.env.PAYSTAGE_E2E_PORT;
 const port2 = process.env.PAYSTAGE_E2E_PORT2;
@@ -44,9 +53,25 @@ export default defineConfig({
         '--disable-sync', '--no-first-run', '--disable-quic'],
     },
   },
+  // Each Paystage server reaches a processor sandbox of its own over HTTP (issue #42), started
+  // first (web servers start in the order listed), with its store in a temporary folder.
   // Server 1: demo users and reference data, every feature off (the feature and parameter tests
   // start from there). Server 2: demo orders too, with the card payment features on (pipeline tests).
-  webServer: [port, port2].map((p, i) => ({
+  webServer: [
+    ...[1, 2].map((i) => ({
+      command: `${bin} sandbox --port ${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`]} --data ${process.env[`PAYSTAGE_E2E_SANDBOX_DIR${i}`]} `
+        + `--merchant-account PaystageE2E --notify-url http://127.0.0.1:${i === 1 ? port : port2}/webhooks/adyen/sandbox`,
+      url: `http://127.0.0.1:${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`]}/healthz`,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: 'pipe' as const,
+      env: {
+        PAYSTAGE_SANDBOX_API_KEY: process.env.PAYSTAGE_E2E_SANDBOX_KEY!,
+        PAYSTAGE_SANDBOX_HMAC_KEY: process.env.PAYSTAGE_E2E_SANDBOX_HMAC!,
+        PAYSTAGE_LOG: 'warn',
+      },
+    })),
+    ...[port, port2].map((p, i) => ({
     command: `${bin} serve`,
     url: `http://127.0.0.1:${p}/healthz`,
     timeout: 120_000,
@@ -60,6 +85,12 @@ export default defineConfig({
       PAYSTAGE_DEMO_PASSWORD: process.env.PAYSTAGE_E2E_PASSWORD!,
       PAYSTAGE_SITE_ROOT: join(root, 'target/site'),
       PAYSTAGE_LOG: 'warn',
+      PAYSTAGE_PROCESSOR_URL: `http://127.0.0.1:${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i + 1}`]}/checkout/v72`,
+      PAYSTAGE_PROCESSOR_API_KEY: process.env.PAYSTAGE_E2E_SANDBOX_KEY!,
+      PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT: 'PaystageE2E',
+      PAYSTAGE_CONNECTOR_SANDBOX_HMAC_KEY: process.env.PAYSTAGE_E2E_SANDBOX_HMAC!,
+      PAYSTAGE_SIMULATOR_DATABASE_URL: `sqlite://${process.env[`PAYSTAGE_E2E_SANDBOX_DIR${i + 1}`]}/sandbox.db?mode=rwc`,
     },
   })),
+  ],
 });

@@ -35,6 +35,20 @@ pub struct ServerSpec {
     pub work_dir: PathBuf,
     /// `PAYSTAGE_LOG`; `warn` when not set.
     pub log_filter: Option<String>,
+    /// The processor over HTTP the server reaches (`PAYSTAGE_PROCESSOR_*`); none: the
+    /// in-process simulator beside the database.
+    pub processor: Option<ProcessorEnv>,
+}
+
+/// What a server process is told of its processor over HTTP.
+#[derive(Clone, Debug)]
+pub struct ProcessorEnv {
+    /// The Checkout API's base URL (`http://127.0.0.1:P/checkout/v72`).
+    pub url: String,
+    pub api_key: String,
+    pub merchant_account: String,
+    /// The processor's store, when the server may read it (the sandbox's: its faults).
+    pub store_url: Option<String>,
 }
 
 /// A running `paystage` server process.
@@ -72,6 +86,12 @@ impl ServerProcess {
             .kill_on_drop(true);
         if let Some(points) = &spec.crash_at {
             cmd.env("PAYSTAGE_CRASH_AT", points);
+        }
+        if let Some(p) = &spec.processor {
+            cmd.env("PAYSTAGE_PROCESSOR_URL", &p.url).env("PAYSTAGE_PROCESSOR_API_KEY", &p.api_key).env("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT", &p.merchant_account);
+            if let Some(store) = &p.store_url {
+                cmd.env("PAYSTAGE_SIMULATOR_DATABASE_URL", store);
+            }
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start {}", spec.exe.display()))?;
         let base = format!("http://127.0.0.1:{port}");
@@ -384,6 +404,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         crash_at: None,
         work_dir: opts.work_dir.clone(),
         log_filter: None,
+        processor: None,
     };
     let mut server = ServerProcess::start(&spec, "chaos-server").await?;
     let session = Session::sign_in(&server.base, "finance", &password).await?;

@@ -12,6 +12,9 @@ pub struct Config {
     /// `PAYSTAGE_SIMULATOR_DATABASE_URL`: where the processor simulator keeps its store; by default
     /// beside `DATABASE_URL` (`paystage.simulator.db`, or the schema `paystage_simulator`).
     pub simulator_database_url: Option<String>,
+    /// `PAYSTAGE_PROCESSOR_URL` and its companions: the processor over HTTP (Adyen's Checkout API
+    /// shape: Adyen itself, or `paystage sandbox`); none: the in-process processor simulator.
+    pub processor: Option<ProcessorConfig>,
     /// `PAYSTAGE_HOST` (default 127.0.0.1).
     pub host: IpAddr,
     /// `PAYSTAGE_PORT` (default 3000; 0 picks a free port).
@@ -70,6 +73,61 @@ pub enum Cpus {
     One,
 }
 
+/// The `adyen` connector's settings from the environment (issue #42). The API key is never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProcessorConfig {
+    /// `PAYSTAGE_PROCESSOR_URL`: the Checkout API's base URL up to its version, e.g.
+    /// `http://127.0.0.1:8081/checkout/v72` (the sandbox) or `https://checkout-test.adyen.com/v72`.
+    pub url: String,
+    /// `PAYSTAGE_PROCESSOR_API_KEY` (required with the URL).
+    pub api_key: String,
+    /// `PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT` (required with the URL).
+    pub merchant_account: String,
+    /// `PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS` (default 31, Adyen's documented minimum; 1-3650).
+    pub key_window_days: i64,
+}
+
+impl std::fmt::Debug for ProcessorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorConfig").field("url", &self.url).field("api_key", &"<withheld>").field("merchant_account", &self.merchant_account).field("key_window_days", &self.key_window_days).finish()
+    }
+}
+
+impl ProcessorConfig {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Option<ProcessorConfig>, ConfigError> {
+        let Some(url) = get("PAYSTAGE_PROCESSOR_URL").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else { return Ok(None) };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(err("PAYSTAGE_PROCESSOR_URL", format!("\"{url}\" is not an http(s) URL")));
+        }
+        let api_key = get("PAYSTAGE_PROCESSOR_API_KEY").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let Some(api_key) = api_key else { return Err(err("PAYSTAGE_PROCESSOR_API_KEY", "required with PAYSTAGE_PROCESSOR_URL")) };
+        let merchant = get("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let Some(merchant_account) = merchant else { return Err(err("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT", "required with PAYSTAGE_PROCESSOR_URL")) };
+        let key_window_days = match get("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS") {
+            None => payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (1..=3650).contains(&n) => n,
+                _ => return Err(err("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS", format!("\"{v}\" is not a number of days from 1 to 3650"))),
+            },
+        };
+        Ok(Some(ProcessorConfig { url: url.trim_end_matches('/').to_string(), api_key, merchant_account, key_window_days }))
+    }
+
+    /// The connector's settings, with calls ending by `timeout`.
+    pub fn settings(&self, timeout: std::time::Duration) -> payments::connector::adyen::AdyenSettings {
+        payments::connector::adyen::AdyenSettings {
+            code: "sandbox".into(),
+            endpoint: self.url.clone(),
+            api_key: self.api_key.clone(),
+            merchant_account: self.merchant_account.clone(),
+            allow_multiple_partial_capture: true,
+            non_incremental_variants: vec!["interac".into()],
+            key_window: chrono::Duration::days(self.key_window_days),
+            timeout,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {message}")]
 pub struct ConfigError {
@@ -105,6 +163,7 @@ impl Config {
                 return Err(err("PAYSTAGE_SIMULATOR_DATABASE_URL", format!("\"{url}\" is not supported: use sqlite://path or postgres://…")));
             }
         }
+        let processor = ProcessorConfig::from_lookup(&get)?;
         let host = match get("PAYSTAGE_HOST") {
             None => IpAddr::from([127, 0, 0, 1]),
             Some(h) => h.trim().parse().map_err(|_| err("PAYSTAGE_HOST", format!("\"{h}\" is not an IP address")))?,
@@ -205,6 +264,7 @@ impl Config {
         Ok(Config {
             database_url,
             simulator_database_url,
+            processor,
             host,
             port,
             site_root,
@@ -254,6 +314,20 @@ mod tests {
         // Issue #41: the simulator's store is checked like the database, and defaults to beside it.
         assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "mysql://x")]).unwrap_err().var, "PAYSTAGE_SIMULATOR_DATABASE_URL");
         assert_eq!(cfg(&[]).unwrap().simulator_database_url, None);
+        // Issue #42: the processor over HTTP, all or nothing, and its key never shown.
+        assert_eq!(cfg(&[]).unwrap().processor, None);
+        let url = ("PAYSTAGE_PROCESSOR_URL", "http://127.0.0.1:8081/checkout/v72/");
+        let key = ("PAYSTAGE_PROCESSOR_API_KEY", "secret-api-key");
+        let merchant = ("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT", "PaystageDemo");
+        let p = cfg(&[url, key, merchant]).unwrap().processor.unwrap();
+        assert_eq!((p.url.as_str(), p.key_window_days), ("http://127.0.0.1:8081/checkout/v72", 31));
+        assert!(!format!("{p:?}").contains("secret-api-key"));
+        assert_eq!(cfg(&[url, merchant]).unwrap_err().var, "PAYSTAGE_PROCESSOR_API_KEY");
+        assert_eq!(cfg(&[url, key]).unwrap_err().var, "PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT");
+        assert_eq!(cfg(&[("PAYSTAGE_PROCESSOR_URL", "ftp://x"), key, merchant]).unwrap_err().var, "PAYSTAGE_PROCESSOR_URL");
+        for bad in ["0", "3651", "soon"] {
+            assert_eq!(cfg(&[url, key, merchant, ("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS", bad)]).unwrap_err().var, "PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS");
+        }
         assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "sqlite://sim.db")]).unwrap().simulator_database_url.as_deref(), Some("sqlite://sim.db"));
         assert_eq!(cfg(&[("PAYSTAGE_DEMO", "maybe")]).unwrap_err().var, "PAYSTAGE_DEMO");
         assert_eq!(cfg(&[("PAYSTAGE_HOST", "localhost:3")]).unwrap_err().var, "PAYSTAGE_HOST");

@@ -45,13 +45,32 @@ pub enum StartError {
     Bootstrap(String),
 }
 
+/// Opens the database (migrated) and the processor: over HTTP when `PAYSTAGE_PROCESSOR_URL` is set
+/// (with the processor's store from `PAYSTAGE_SIMULATOR_DATABASE_URL` when this process may read
+/// it: the sandbox's, for its faults and the demo's card page), else the in-process simulator.
+pub async fn open_services(config: &Config) -> Result<Services, StartError> {
+    let clock: payments::clock::SharedClock = Arc::new(SystemClock);
+    let timeout = std::time::Duration::from_millis(config.connector_timeout_ms);
+    let database = |e: sea_orm::DbErr| StartError::Database(e.to_string());
+    let services = match &config.processor {
+        None => Services::connect(&config.database_url, config.simulator_database_url.as_deref(), clock).await.map_err(database)?,
+        Some(p) => {
+            let engine = match &config.simulator_database_url {
+                Some(url) => Some(Arc::new(payments::connector::simulator::ProcessorSimulator::new(
+                    payments::connector::simulator::store::open(url).await.map_err(database)?,
+                    clock.clone(),
+                ))),
+                None => None,
+            };
+            Services::connect_over_http(&config.database_url, p.settings(timeout), engine, clock).await.map_err(database)?
+        }
+    };
+    Ok(services.with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds))).with_connector_timeout(timeout))
+}
+
 /// Opens the database, applies migrations and creates first-start accounts (and demo data).
 pub async fn prepare(config: &Config) -> Result<(Services, BootstrapReport), StartError> {
-    let services = Services::connect(&config.database_url, config.simulator_database_url.as_deref(), Arc::new(SystemClock))
-        .await
-        .map_err(|e| StartError::Database(e.to_string()))?
-        .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
-        .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms));
+    let services = open_services(config).await?;
     let report = bootstrap(
         &services,
         &BootstrapOptions {

@@ -186,11 +186,7 @@ fn print_credentials(report: &BootstrapReport, url: &str) {
 
 /// The database and services, without first-start accounts or demo data (for maintenance commands).
 async fn open_services(config: &Config) -> payments::service::Services {
-    payments::service::Services::connect(&config.database_url, config.simulator_database_url.as_deref(), std::sync::Arc::new(payments::service::clock::SystemClock))
-        .await
-        .unwrap_or_else(|e| fail(StartError::Database(e.to_string())))
-        .with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds)))
-        .with_connector_timeout(std::time::Duration::from_millis(config.connector_timeout_ms))
+    server::open_services(config).await.unwrap_or_else(|e| fail(e))
 }
 
 fn main() {

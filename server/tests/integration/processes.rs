@@ -10,7 +10,7 @@ use payments::service::clock::SystemClock;
 use payments::service::Services;
 use payments::testing::{sim, TestDb};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use server::chaos::{CallError, ChaosOptions, ServerProcess, ServerSpec, Session};
+use server::chaos::{CallError, ChaosOptions, ProcessorEnv, ServerProcess, ServerSpec, Session};
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +18,25 @@ use std::time::{Duration, Instant};
 const VISA: &str = "4111111111111111";
 const INTERAC: &str = "6363680000000007";
 
-/// Services on the test database with the real clock and the processor simulator's store beside
-/// the database, which the server processes use too.
-async fn real_time(db: &TestDb) -> Services {
-    Services::connect(&db.url, None, Arc::new(SystemClock)).await.unwrap()
+/// Services on the test database with the real clock, reaching a processor sandbox over HTTP
+/// (started here, on the real clock), and what the server processes are told to reach it too.
+async fn real_time(db: &TestDb) -> (Services, ProcessorEnv, tempfile::TempDir) {
+    let clock: payments::clock::SharedClock = Arc::new(SystemClock);
+    let (sandbox, _base, settings, dir) = payments::testing::start_sandbox(clock.clone()).await;
+    let engine = Arc::new(payments::connector::simulator::ProcessorSimulator::new(sandbox.store().clone(), clock.clone()));
+    let env = ProcessorEnv {
+        url: settings.endpoint.clone(),
+        api_key: settings.api_key.clone(),
+        merchant_account: settings.merchant_account.clone(),
+        store_url: Some(format!("sqlite://{}/sandbox.db?mode=rwc", dir.path().display())),
+    };
+    let s = Services::connect_over_http(&db.url, settings, Some(engine), clock).await.unwrap();
+    (s, env, dir)
 }
 
-fn spec(db: &TestDb, dir: &std::path::Path, crash_at: Option<&str>) -> ServerSpec {
+fn spec(db: &TestDb, processor: &ProcessorEnv, dir: &std::path::Path, crash_at: Option<&str>) -> ServerSpec {
     ServerSpec {
+        processor: Some(processor.clone()),
         exe: env!("CARGO_BIN_EXE_paystage").into(),
         database_url: db.url.clone(),
         lease_seconds: 1,
@@ -57,7 +68,7 @@ async fn assert_invariants(s: &Services) {
 }
 
 db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twice, |db| {
-    let s = real_time(&db).await;
+    let (s, processor, _sandbox) = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +81,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
         let placed = server::bench::prepare_orders_with(&s, 1, &[("Tent", "2", "150.00")], move |_| card).await.unwrap();
         let (order, lines) = &placed[0];
 
-        let mut srv = ServerProcess::start(&spec(&db, dir.path(), Some(point)), "crashing").await.unwrap();
+        let mut srv = ServerProcess::start(&spec(&db, &processor, dir.path(), Some(point)), "crashing").await.unwrap();
         let session = Session::sign_in(&srv.base, "finance", &password).await.unwrap();
         let answer = session.invoice(*order, &[(lines[0], 1)]).await;
         assert!(matches!(answer, Err(CallError::Connection(_))), "{point}: the server answered {answer:?}");
@@ -90,7 +101,7 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
             assert_eq!(intents[0].status, "pending", "{point}: {intents:?}");
         }
 
-        let mut restarted = ServerProcess::start(&spec(&db, dir.path(), None), "restarted").await.unwrap();
+        let mut restarted = ServerProcess::start(&spec(&db, &processor, dir.path(), None), "restarted").await.unwrap();
         let p = wait_finished(&s, *order).await;
         restarted.kill().await.unwrap();
         assert_eq!(p.status, ProcessStatus::Completed.code(), "{point}: {:?}", p.last_error);
@@ -118,12 +129,12 @@ db_test!(a_server_killed_at_every_crash_point_is_recovered_without_charging_twic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume() {
     let db = TestDb::postgres().await;
-    let s = real_time(&db).await;
+    let (s, processor, _sandbox) = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 30, ..spec(&db, dir.path(), None) }, "a").await.unwrap();
-    let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 30, ..spec(&db, dir.path(), None) }, "b").await.unwrap();
+    let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 30, ..spec(&db, &processor, dir.path(), None) }, "a").await.unwrap();
+    let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 30, ..spec(&db, &processor, dir.path(), None) }, "b").await.unwrap();
     let (sa, sb) = (Session::sign_in(&a.base, "finance", &password).await.unwrap(), Session::sign_in(&b.base, "finance", &password).await.unwrap());
 
     // The same order invoiced in full on both servers at the same moment: one invoice, one capture.
@@ -168,12 +179,12 @@ async fn a_processor_slower_than_the_lease_never_charges_twice_across_two_server
     // the connector timeout (a third of the lease), the processor is asked, and the capture it made
     // is recorded once: the other server's recovery never takes a call in flight over.
     let db = TestDb::postgres().await;
-    let s = real_time(&db).await;
+    let (s, processor, _sandbox) = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "a").await.unwrap();
-    let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, dir.path(), None) }, "b").await.unwrap();
+    let mut a = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, &processor, dir.path(), None) }, "a").await.unwrap();
+    let mut b = ServerProcess::start(&ServerSpec { lease_seconds: 3, ..spec(&db, &processor, dir.path(), None) }, "b").await.unwrap();
     let sa = Session::sign_in(&a.base, "finance", &password).await.unwrap();
     let placed = server::bench::prepare_orders(&s, 3).await.unwrap();
     payments::connector::faults::add(sim(&s), s.now(), "capture", "latency", "1", "", "5000").await.unwrap();
@@ -212,7 +223,8 @@ db_test!(chaos_at_a_small_size_is_clean, |db| {
     assert!(report.clean(), "{report:?}\n{details:#?}");
     assert_eq!((report.orders, report.kills), (12, 3), "{report:?}");
     assert!(report.faults > 0, "faults were injected: {report:?}");
-    let s = real_time(&db).await;
+    // Chaos runs its servers on the in-process simulator's store beside the database.
+    let s = Services::connect(&db.url, None, Arc::new(SystemClock)).await.unwrap();
     // Three partial invoices per order; incremental orders show one authorization with three captures.
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 36);
     assert_invariants(&s).await;
@@ -222,11 +234,11 @@ db_test!(no_card_number_reaches_the_database_or_the_server_log, |db| {
     // R-TOK-1 with a real server process logging at the most verbose level: cards are typed on the
     // processor's acceptance page (and one is refused there), orders are paid in the web shop, and
     // afterwards neither the server's log nor any row of any table holds a full card number.
-    let s = real_time(&db).await;
+    let (s, processor, _sandbox) = real_time(&db).await;
     let password = payments::service::access::generate_password();
     server::chaos::prepare_database(&s, &password).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = ServerProcess::start(&ServerSpec { log_filter: Some("trace".into()), ..spec(&db, dir.path(), None) }, "verbose").await.unwrap();
+    let mut srv = ServerProcess::start(&ServerSpec { log_filter: Some("trace".into()), ..spec(&db, &processor, dir.path(), None) }, "verbose").await.unwrap();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let cards = ["4111111111111111", "5555555555554444", "4000000000000002"];
     for (i, number) in cards.iter().enumerate() {
