@@ -126,6 +126,104 @@ impl ServerProcess {
     }
 }
 
+/// A running `paystage sandbox` process: the processor chaos's servers reach over HTTP, killed
+/// with SIGKILL and started again on its store like the servers.
+pub struct SandboxProcess {
+    child: Child,
+    exe: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    api_key: String,
+    log: PathBuf,
+}
+
+/// The merchant account of chaos's sandbox.
+const CHAOS_MERCHANT: &str = "PaystageChaos";
+
+impl SandboxProcess {
+    /// Starts the sandbox with its store in `dir` on a free port and waits until it answers.
+    pub async fn start(exe: &std::path::Path, dir: &std::path::Path, log: &std::path::Path) -> anyhow::Result<SandboxProcess> {
+        let mut key = [0u8; 16];
+        OsRng.fill_bytes(&mut key);
+        let api_key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let child = Self::spawn(exe, dir, free_port()?, &api_key, log)?;
+        let port = child.1;
+        let mut sandbox = SandboxProcess { child: child.0, exe: exe.to_path_buf(), dir: dir.to_path_buf(), port, api_key, log: log.to_path_buf() };
+        sandbox.wait_ready().await?;
+        Ok(sandbox)
+    }
+
+    fn spawn(exe: &std::path::Path, dir: &std::path::Path, port: u16, api_key: &str, log: &std::path::Path) -> anyhow::Result<(Child, u16)> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("cannot write {}", log.display()))?;
+        let child = Command::new(exe)
+            .args(["sandbox", "--port", &port.to_string(), "--merchant-account", CHAOS_MERCHANT, "--data"])
+            .arg(dir)
+            .env("PAYSTAGE_SANDBOX_API_KEY", api_key)
+            .env("PAYSTAGE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} sandbox", exe.display()))?;
+        Ok((child, port))
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the sandbox exited during start-up ({status}); see {}", self.log.display());
+            }
+            if http.get(format!("http://127.0.0.1:{}/healthz", self.port)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the sandbox did not answer within 60 s; see {}", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the sandbox with SIGKILL and starts it again on the same store and port.
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        self.child = Self::spawn(&self.exe, &self.dir, self.port, &self.api_key, &self.log)?.0;
+        self.wait_ready().await
+    }
+
+    /// What a server is told to reach this sandbox (and read its store, for the journal faults).
+    pub fn env(&self) -> ProcessorEnv {
+        ProcessorEnv {
+            url: format!("http://127.0.0.1:{}/checkout/{}", self.port, payments::connector::adyen::wire::API_VERSION),
+            api_key: self.api_key.clone(),
+            merchant_account: CHAOS_MERCHANT.into(),
+            store_url: Some(self.store_url()),
+        }
+    }
+
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}/sandbox.db?mode=rwc", self.dir.display())
+    }
+
+    /// The `adyen` connector's settings for this sandbox.
+    pub fn settings(&self) -> payments::connector::adyen::AdyenSettings {
+        let env = self.env();
+        payments::connector::adyen::AdyenSettings {
+            code: "sandbox".into(),
+            endpoint: env.url,
+            api_key: env.api_key,
+            merchant_account: env.merchant_account,
+            allow_multiple_partial_capture: true,
+            non_incremental_variants: vec!["interac".into()],
+            key_window: chrono::Duration::days(payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS),
+            timeout: payments::connector::timed::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// Why a call did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -338,8 +436,9 @@ fn random_below(n: u64) -> u64 {
 }
 
 /// Runs the chaos test: prepares N orders, then invoices them in three partial rounds through a
-/// real server process while killing it K times at random moments and injecting processor faults
-/// at rate F; finally restarts, recovers, resumes what is incomplete and checks every invariant.
+/// real server process reaching a sandbox process over HTTP, while killing the server and the
+/// sandbox in turn K times at random moments and injecting processor faults at rate F; finally
+/// restarts, recovers, resumes what is incomplete and checks every invariant.
 /// The lease of chaos's servers: short, so recovery takes over killed servers' processes quickly.
 const CHAOS_LEASE_SECONDS: u32 = 1;
 /// How long a slow processor answer takes in chaos: longer than the lease.
@@ -352,11 +451,17 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     if !(0.0..=1.0).contains(&opts.fault_rate) {
         bail!("--fault-rate must be from 0 to 1");
     }
-    let services = Services::connect(&opts.database, None, Arc::new(payments::service::clock::SystemClock)).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
+    std::fs::create_dir_all(&opts.work_dir)?;
+    // The processor: a sandbox process of its own (killed too), its store in the work folder.
+    let sandbox_dir = opts.work_dir.join("sandbox");
+    let mut sandbox = SandboxProcess::start(&opts.exe, &sandbox_dir, &opts.work_dir.join("chaos-sandbox.log")).await?;
+    let clock: payments::clock::SharedClock = Arc::new(payments::service::clock::SystemClock);
+    let engine_store = payments::connector::simulator::store::open(&sandbox.store_url()).await?;
+    let engine = Arc::new(payments::connector::simulator::ProcessorSimulator::new(engine_store, clock.clone()));
+    let services = Services::connect_over_http(&opts.database, sandbox.settings(), Some(engine), clock).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
     if so::Entity::find().count(&services.db).await? > 0 {
         bail!("{} already has sales orders; run chaos on an empty database", opts.database);
     }
-    std::fs::create_dir_all(&opts.work_dir)?;
     let password = payments::service::access::generate_password();
     prepare_database(&services, &password).await?;
     eprintln!("chaos: placing {} orders", opts.orders);
@@ -404,7 +509,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         crash_at: None,
         work_dir: opts.work_dir.clone(),
         log_filter: None,
-        processor: None,
+        processor: Some(sandbox.env()),
     };
     let mut server = ServerProcess::start(&spec, "chaos-server").await?;
     let session = Session::sign_in(&server.base, "finance", &password).await?;
@@ -437,14 +542,20 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
                 break;
             }
             tokio::time::sleep(Duration::from_millis(random_below(15))).await;
+            made += 1;
+            // Every other kill is the processor's: calls in flight lose their answers, calls
+            // meanwhile find nobody there; it comes back on its store.
+            if k % 2 == 0 {
+                sandbox.kill_and_restart().await?;
+                continue;
+            }
             killer_shared.current.write().await.session = None;
             server.kill().await?;
-            made += 1;
             server = ServerProcess::start(&killer_spec, "chaos-server").await?;
             let session = Session::sign_in(&server.base, "finance", &password_k).await?;
             killer_shared.current.write().await.session = Some(session);
         }
-        anyhow::Ok((server, made))
+        anyhow::Ok((server, made, sandbox))
     });
 
     for (round, target) in ROUNDS.iter().enumerate() {
@@ -467,7 +578,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         }
     }
     done.store(true, Ordering::Relaxed);
-    let (mut server, kills_made) = killer.await??;
+    let (mut server, kills_made, sandbox) = killer.await??;
 
     // Faults off; resume whatever is still incomplete, and let the server's recovery finish
     // anything a kill left running.
@@ -501,6 +612,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     }
 
     let inv = payments::pipeline::invariants::check(&services).await?;
+    drop(sandbox);
     let mut details = inv.details.clone();
     let mut violations = inv.invariant_violations;
     // Every order was invoiced in full.

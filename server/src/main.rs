@@ -29,8 +29,9 @@ enum Command {
     },
     /// Run payment recovery once: finish processes left in flight by a stopped server.
     Recover,
-    /// Invoice N orders in partial rounds through a real server process while killing it K times
-    /// and injecting processor faults at rate F; then recover and check every invariant. Prints one
+    /// Invoice N orders in partial rounds through a real server process, which reaches a processor
+    /// sandbox process over HTTP, while killing one or the other K times in turn (SIGKILL) and
+    /// injecting processor faults at rate F; then recover and check every invariant. Prints one
     /// JSON line last; exits non-zero if any count is not zero. Use an empty database.
     Chaos {
         /// Database to run on (empty): sqlite://path or postgres://…

@@ -223,8 +223,10 @@ db_test!(chaos_at_a_small_size_is_clean, |db| {
     assert!(report.clean(), "{report:?}\n{details:#?}");
     assert_eq!((report.orders, report.kills), (12, 3), "{report:?}");
     assert!(report.faults > 0, "faults were injected: {report:?}");
-    // Chaos runs its servers on the in-process simulator's store beside the database.
-    let s = Services::connect(&db.url, None, Arc::new(SystemClock)).await.unwrap();
+    // The processor chaos ran (a sandbox process, killed too) kept its books in the work folder.
+    let store = format!("sqlite://{}/sandbox/sandbox.db?mode=rwc", dir.path().display());
+    let s = Services::connect(&db.url, Some(&store), Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(payments::connector::simulator::ledger_totals(sim(&s)).await.unwrap().captures, 36, "the processor holds each capture once");
     // Three partial invoices per order; incremental orders show one authorization with three captures.
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 36);
     assert_invariants(&s).await;
