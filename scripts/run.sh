@@ -33,6 +33,7 @@ done
 export PAYSTAGE_PROCESSOR_URL="http://127.0.0.1:$SANDBOX_PORT/checkout/v72"
 export PAYSTAGE_PROCESSOR_API_KEY="$PAYSTAGE_SANDBOX_API_KEY"
 export PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT=PaystageDemo
+export PAYSTAGE_PROCESSOR_CARD_PAGE="http://127.0.0.1:$SANDBOX_PORT/hpp/cards"
 export PAYSTAGE_CONNECTOR_SANDBOX_HMAC_KEY="$PAYSTAGE_SANDBOX_HMAC_KEY"
 # Paystage reads the sandbox's store for its fault page and the demo's card page.
 export PAYSTAGE_SIMULATOR_DATABASE_URL="sqlite://$(cd "$SANDBOX_DIR" && pwd)/sandbox.db?mode=rwc"

@@ -19,6 +19,9 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
   await page.screenshot({ path: 'screenshots/new-order.png', fullPage: true });
   await page.getByRole('link', { name: "Enter the card on the processor's payment page" }).click();
   await expect(page.locator('h1')).toHaveText('Card details');
+  // The processor's own page, on the sandbox's origin (R-TOK-1).
+  await expect(page.getByText('Processor sandbox')).toBeVisible();
+  expect(page.url()).toContain(`127.0.0.1:${process.env.PAYSTAGE_E2E_SANDBOX_PORT2}/hpp/cards?`);
   await page.getByLabel('Card number').fill('4111 1111 1111 1112');
   await page.getByLabel('Expiry (MM/YY)').fill('12/30');
   await page.getByLabel('Name on card').fill('Jamie Rivera');

@@ -74,11 +74,13 @@ impl Services {
         }
     }
 
-    /// What the processor holds for `token` (see [`Services::tokenize`] for where it is asked).
+    /// What the processor holds for `token`.
+    /// The connector answers first (a card stored through a processor's hosted page); a token it
+    /// cannot describe is asked of the processor's store when this process holds it.
     pub async fn describe_token(&self, token: &str) -> crate::connector::ConnectorResult<Option<crate::connector::CardToken>> {
-        match &self.simulator {
-            Some(engine) => engine.describe_token(token).await,
-            None => self.connector.describe_token(token).await,
+        match (self.connector.describe_token(token).await, &self.simulator) {
+            (Err(crate::connector::ConnectorError::Invalid(_)), Some(engine)) => engine.describe_token(token).await,
+            (answer, _) => answer,
         }
     }
 

@@ -86,6 +86,7 @@ pub async fn start_sandbox(clock: crate::clock::SharedClock) -> (crate::sandbox:
         non_incremental_variants: vec!["interac".into()],
         key_window: chrono::Duration::days(ADYEN_KEY_WINDOW_DAYS),
         timeout: crate::connector::timed::DEFAULT_TIMEOUT,
+        card_page: None,
     };
     (sandbox, base, settings, dir)
 }

@@ -220,6 +220,7 @@ impl SandboxProcess {
             non_incremental_variants: vec!["interac".into()],
             key_window: chrono::Duration::days(payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS),
             timeout: payments::connector::timed::DEFAULT_TIMEOUT,
+            card_page: None,
         }
     }
 }

@@ -85,11 +85,14 @@ pub struct ProcessorConfig {
     pub merchant_account: String,
     /// `PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS` (default 31, Adyen's documented minimum; 1-3650).
     pub key_window_days: i64,
+    /// `PAYSTAGE_PROCESSOR_CARD_PAGE`: the processor's hosted card page (the sandbox's
+    /// `http://127.0.0.1:8081/hpp/cards`), where Paystage sends the browser to take a card.
+    pub card_page: Option<String>,
 }
 
 impl std::fmt::Debug for ProcessorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessorConfig").field("url", &self.url).field("api_key", &"<withheld>").field("merchant_account", &self.merchant_account).field("key_window_days", &self.key_window_days).finish()
+        f.debug_struct("ProcessorConfig").field("url", &self.url).field("api_key", &"<withheld>").field("merchant_account", &self.merchant_account).field("key_window_days", &self.key_window_days).field("card_page", &self.card_page).finish()
     }
 }
 
@@ -110,7 +113,13 @@ impl ProcessorConfig {
                 _ => return Err(err("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS", format!("\"{v}\" is not a number of days from 1 to 3650"))),
             },
         };
-        Ok(Some(ProcessorConfig { url: url.trim_end_matches('/').to_string(), api_key, merchant_account, key_window_days }))
+        let card_page = get("PAYSTAGE_PROCESSOR_CARD_PAGE").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let Some(page) = &card_page {
+            if !(page.starts_with("http://") || page.starts_with("https://")) {
+                return Err(err("PAYSTAGE_PROCESSOR_CARD_PAGE", format!("\"{page}\" is not an http(s) URL")));
+            }
+        }
+        Ok(Some(ProcessorConfig { url: url.trim_end_matches('/').to_string(), api_key, merchant_account, key_window_days, card_page }))
     }
 
     /// The connector's settings, with calls ending by `timeout`.
@@ -124,6 +133,7 @@ impl ProcessorConfig {
             non_incremental_variants: vec!["interac".into()],
             key_window: chrono::Duration::days(self.key_window_days),
             timeout,
+            card_page: self.card_page.clone(),
         }
     }
 }

@@ -122,7 +122,10 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
     let security = Arc::new(SecurityConfig::new(config.public_origin.clone(), config.secure_cookies, config.trust_forwarded_for));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/processor/acceptance", get(processor::form).post(processor::submit))
+        .route(
+            "/processor/acceptance",
+            get(processor::form).post(processor::submit).layer(axum::Extension(security.clone())),
+        )
         .route("/shop", get(storefront::page).post(storefront::submit))
         .route("/journals.csv", get(journals_csv::export))
         // The bundle and stylesheet: a release build ships them pre-compressed (`.br`, `.gz`, made

@@ -14,6 +14,14 @@ use serde::Deserialize;
 pub struct AcceptanceQuery {
     #[serde(rename = "return")]
     pub return_to: Option<String>,
+    /// Set by the processor's hosted page on its way back (with `shopperReference`).
+    #[serde(rename = "storedPaymentMethodId")]
+    pub stored_payment_method_id: Option<String>,
+    #[serde(rename = "shopperReference")]
+    pub shopper_reference: Option<String>,
+    /// `Cancelled` when the shopper left the processor's page without a card.
+    #[serde(rename = "resultCode")]
+    pub result_code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,23 +68,57 @@ fn page(return_to: &str, holder: &str, expiry: &str, error: Option<&str>) -> Res
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-pub async fn form(Query(q): Query<AcceptanceQuery>) -> Response {
-    page(&safe_return(q.return_to.as_deref()), "", "", None)
+/// The card page: with a processor that has a hosted card page (the sandbox), the browser is
+/// sent there and comes back here with the stored card's id, whose details Paystage asks the
+/// processor for before sending the browser on to the page that asked (R-TOK-1: the number is
+/// typed on the processor's origin only). Otherwise Paystage's own page, whose back end is the
+/// in-process simulator's.
+pub async fn form(
+    State(services): State<Services>,
+    axum::Extension(security): axum::Extension<std::sync::Arc<crate::security::SecurityConfig>>,
+    Query(q): Query<AcceptanceQuery>,
+    req: axum::extract::Request,
+) -> Response {
+    let return_to = safe_return(q.return_to.as_deref());
+    if q.result_code.as_deref() == Some("Cancelled") {
+        return Redirect::to(&return_to).into_response();
+    }
+    if let (Some(id), Some(shopper)) = (q.stored_payment_method_id.as_deref(), q.shopper_reference.as_deref()) {
+        let token = payments::connector::adyen::stored_token(shopper, id);
+        return match services.describe_token(&token).await {
+            Ok(Some(t)) => back_with(&return_to, &t),
+            Ok(None) => page(&return_to, "", "", Some("The processor does not know that card; enter it again.")),
+            Err(e) => page(&return_to, "", "", Some(&crate::html::public_failure("The card could not be read back from the processor.", &e))),
+        };
+    }
+    if let Some(origin) = crate::security::expected_origin(&security, &req) {
+        let shopper = format!("ps-{}", uuid::Uuid::new_v4().simple());
+        let back = format!("{origin}/processor/acceptance?return={}", enc(&return_to));
+        if let Some(url) = services.connector.card_page(&shopper, &back) {
+            return Redirect::to(&url).into_response();
+        }
+    }
+    page(&return_to, "", "", None)
+}
+
+/// Sends the browser back to `return_to` with the card's token and details (never its number).
+fn back_with(return_to: &str, t: &payments::connector::CardToken) -> Response {
+    Redirect::to(&format!(
+        "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}",
+        enc(&t.token),
+        enc(&t.card_type),
+        enc(&t.last_four),
+        enc(&t.holder),
+        enc(&t.expiry)
+    ))
+    .into_response()
 }
 
 pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceForm>) -> Response {
     let return_to = safe_return(Some(&f.return_to));
     let card = CardEntry { number: f.number, expiry: f.expiry.clone(), holder: f.holder.clone() };
     match services.tokenize(card).await {
-        Ok(t) => Redirect::to(&format!(
-            "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}",
-            enc(&t.token),
-            enc(&t.card_type),
-            enc(&t.last_four),
-            enc(&t.holder),
-            enc(&t.expiry)
-        ))
-        .into_response(),
+        Ok(t) => back_with(&return_to, &t),
         Err(payments::connector::ConnectorError::Invalid(m)) => page(&return_to, &f.holder, &f.expiry, Some(&m)),
         // The processor's own error text is for the log, not for whoever is at the page.
         Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&crate::html::public_failure("The card could not be saved.", &e))),

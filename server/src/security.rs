@@ -138,7 +138,8 @@ pub async fn api_error_status(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 /// The origin a request's `Origin` must equal: the configured public origin, else the Host header.
-fn expected_origin(cfg: &SecurityConfig, req: &Request) -> Option<String> {
+/// The origin browsers reach this server at: the configured public origin, else from `Host`.
+pub fn expected_origin(cfg: &SecurityConfig, req: &Request) -> Option<String> {
     if let Some(o) = &cfg.public_origin {
         return Some(o.clone());
     }

@@ -165,6 +165,13 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     fn journal_faults(&self) -> Option<&dyn JournalFaults> {
         None
     }
+
+    /// The processor's hosted card page for `shopper_reference`, sending the browser back to
+    /// `return_url` with the stored card's id; None when cards are entered on Paystage's own
+    /// acceptance page (the in-process simulator).
+    fn card_page(&self, _shopper_reference: &str, _return_url: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What a processor reports holding, by its references: a settlement report, or the simulator's

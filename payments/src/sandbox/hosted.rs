@@ -57,14 +57,26 @@ fn page(q: &HostedQuery, holder: &str, expiry: &str, error: Option<&str>) -> Res
          <label for=\"number\">Card number</label><input id=\"number\" name=\"number\" inputmode=\"numeric\" autocomplete=\"off\" required>\
          <label for=\"expiry\">Expiry (MM/YY)</label><input id=\"expiry\" name=\"expiry\" value=\"{expiry}\" placeholder=\"12/29\" required>\
          <label for=\"holder\">Name on card</label><input id=\"holder\" name=\"holder\" value=\"{holder}\" required>\
-         <button type=\"submit\">Save card</button></form></main></body></html>",
+         <button type=\"submit\">Save card</button></form>{cancel}</main></body></html>",
         merchant = esc(q.merchant_account.as_deref().unwrap_or("")),
         shopper = esc(q.shopper_reference.as_deref().unwrap_or("")),
         ret = esc(q.return_url.as_deref().unwrap_or("")),
         holder = esc(holder),
         expiry = esc(expiry),
+        cancel = cancel_link(q.return_url.as_deref().unwrap_or("")),
     );
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Back to the merchant without a card: its return URL with `resultCode=Cancelled`.
+fn cancel_link(return_url: &str) -> String {
+    match valid_return(return_url) {
+        Some(mut url) => {
+            url.query_pairs_mut().append_pair("resultCode", "Cancelled");
+            format!("<p class=\"muted\"><a href=\"{}\">Cancel and go back</a></p>", esc(url.as_str()))
+        }
+        None => String::new(),
+    }
 }
 
 fn refused(message: &str) -> Response {

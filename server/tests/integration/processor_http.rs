@@ -57,6 +57,7 @@ fn settings(base: &str) -> AdyenSettings {
         non_incremental_variants: vec!["interac".into()],
         key_window: chrono::Duration::days(31),
         timeout: Duration::from_secs(5),
+        card_page: None,
     }
 }
 
@@ -466,4 +467,68 @@ db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| 
     let other = reqwest::Client::new().post(hook.replace("/adyen/adyen", "/adyen/other")).body(batch(vec![stored])).send().await.unwrap();
     assert_eq!(other.status().as_u16(), 401);
     assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 4);
+});
+
+db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_reference, |db| {
+    // R-TOK-1: Paystage's card page sends the browser to the processor's hosted page (another
+    // origin); the card is typed there; the browser comes back with the stored card's id, whose
+    // details Paystage asks the processor for, and goes on to the page that asked with a token
+    // and the card's type, last four, holder and expiry. The number never reaches Paystage.
+    let mut settings = AdyenSettings {
+        code: "sandbox".into(),
+        endpoint: format!("{}/checkout/{API_VERSION}", db.processor),
+        api_key: payments::testing::TEST_API_KEY.into(),
+        merchant_account: payments::testing::TEST_MERCHANT_ACCOUNT.into(),
+        allow_multiple_partial_capture: true,
+        non_incremental_variants: vec!["interac".into()],
+        key_window: chrono::Duration::days(31),
+        timeout: Duration::from_secs(5),
+        card_page: None,
+    };
+    settings.card_page = Some(format!("{}/hpp/cards", db.processor));
+    db.services = payments::service::Services::over_http(db.services.db.clone(), settings, db.services.simulator.clone(), db.services.clock.clone()).unwrap();
+    let app = crate::support::spawn(&db).await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let location = |r: &reqwest::Response| r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+
+    let r = browser.get(format!("{}/processor/acceptance?return=/orders/new", app.base)).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let hosted = reqwest::Url::parse(&location(&r)).unwrap();
+    assert_eq!(format!("{}://{}", hosted.scheme(), hosted.host_str().unwrap()) + &format!(":{}", hosted.port().unwrap()), db.processor, "the card page is on the processor's origin");
+    let q: std::collections::HashMap<String, String> = hosted.query_pairs().into_owned().collect();
+    assert_eq!(q["merchantAccount"], payments::testing::TEST_MERCHANT_ACCOUNT);
+    assert!(q["returnUrl"].starts_with(&format!("{}/processor/acceptance?return=/orders/new", app.base)), "{}", q["returnUrl"]);
+    let page = browser.get(hosted.as_str()).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Card number") && page.contains("Processor sandbox"));
+    // Leaving without a card goes back to the page that asked, not round again.
+    let cancel = format!("{}&resultCode=Cancelled", q["returnUrl"]);
+    assert!(page.contains(&cancel.replace('&', "&amp;")), "a Cancel link to the return URL");
+    let r = browser.get(&cancel).send().await.unwrap();
+    assert_eq!(location(&r), "/orders/new");
+
+    let form = [
+        ("merchantAccount", q["merchantAccount"].as_str()),
+        ("shopperReference", q["shopperReference"].as_str()),
+        ("returnUrl", q["returnUrl"].as_str()),
+        ("number", "4111 1111 1111 1111"),
+        ("expiry", "12/30"),
+        ("holder", "Jamie Rivera"),
+    ];
+    let r = browser.post(format!("{}/hpp/cards", db.processor)).form(&form).send().await.unwrap();
+    let back = location(&r);
+    assert!(back.starts_with(&format!("{}/processor/acceptance?return=/orders/new&storedPaymentMethodId=", app.base)), "{back}");
+    assert!(!back.contains("41111111"), "{back}");
+    let r = browser.get(&back).send().await.unwrap();
+    let onward = location(&r);
+    assert!(onward.starts_with("/orders/new?token=ps-"), "{onward}");
+    let onward = reqwest::Url::parse(&format!("{}{onward}", app.base)).unwrap();
+    let card: std::collections::HashMap<String, String> = onward.query_pairs().into_owned().collect();
+    assert_eq!((card["card_type"].as_str(), card["last_four"].as_str(), card["holder"].as_str(), card["expiry"].as_str()), ("Visa", "1111", "Jamie Rivera", "12/30"));
+    // The token authorizes at the processor, for its shopper.
+    let a = db.services.connector.authorize("t-hosted", &card["token"], eur(2_500)).await.unwrap();
+    assert_eq!(a.last_four, "1111");
+    // A made-up return (an id the processor does not hold for that shopper) goes no further.
+    let r = browser.get(format!("{}/processor/acceptance?return=/orders/new&storedPaymentMethodId=tok_made_up&shopperReference=ps-nobody", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("does not know that card"));
 });

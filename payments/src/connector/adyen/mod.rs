@@ -50,6 +50,9 @@ pub struct AdyenSettings {
     pub key_window: chrono::Duration,
     /// How long one request may take before its outcome counts as unknown.
     pub timeout: Duration,
+    /// The processor's hosted card page (the sandbox's `/hpp/cards`); none: cards cannot be taken
+    /// through this connector yet (Adyen's own Drop-in is not built).
+    pub card_page: Option<String>,
 }
 
 impl std::fmt::Debug for AdyenSettings {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for AdyenSettings {
             .field("non_incremental_variants", &self.non_incremental_variants)
             .field("key_window", &self.key_window)
             .field("timeout", &self.timeout)
+            .field("card_page", &self.card_page)
             .finish()
     }
 }
@@ -82,6 +86,21 @@ fn path_reference(r: &str) -> ConnectorResult<&str> {
         return Err(ConnectorError::Invalid(format!("{r:?} is not a processor reference")));
     }
     Ok(r)
+}
+
+/// Paystage's token for a card stored at the processor: the shopper it is stored for and its
+/// stored payment method id (Adyen keys a stored card by both), as `shopper:id`.
+pub fn stored_token(shopper_reference: &str, stored_payment_method_id: &str) -> String {
+    format!("{shopper_reference}:{stored_payment_method_id}")
+}
+
+/// The shopper and stored payment method id of a token made by [`stored_token`]; a token without
+/// a shopper is a stored payment method id alone.
+pub fn split_token(token: &str) -> (Option<&str>, &str) {
+    match token.split_once(':') {
+        Some((shopper, id)) if !shopper.is_empty() && !id.is_empty() => (Some(shopper), id),
+        _ => (None, token),
+    }
 }
 
 /// Paystage's decline code for Adyen's refusal reason code (the sandbox gives the same codes).
@@ -333,8 +352,47 @@ impl Connector for AdyenConnector {
         Err(ConnectorError::Invalid("card details are entered on the processor's hosted page; they never pass through Paystage".into()))
     }
 
-    async fn describe_token(&self, _token: &str) -> ConnectorResult<Option<CardToken>> {
-        Err(ConnectorError::Invalid("the adyen connector describes a stored card by its shopper reference (storedPaymentMethods)".into()))
+    /// `GET /storedPaymentMethods` for the token's shopper: the card's brand, last four, holder
+    /// and expiry as the processor holds them.
+    async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>> {
+        let (Some(shopper), id) = split_token(token) else {
+            return Err(ConnectorError::Invalid("a stored card is described by its shopper reference and id".into()));
+        };
+        if token.len() > 300 {
+            return Ok(None);
+        }
+        let url = format!("{}/storedPaymentMethods", self.settings.endpoint.trim_end_matches('/'));
+        let sent = self
+            .http
+            .get(&url)
+            .query(&[("merchantAccount", self.settings.merchant_account.as_str()), ("shopperReference", shopper)])
+            .header(API_KEY_HEADER, &self.settings.api_key)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => return Err(ConnectorError::Unavailable(format!("the processor answered HTTP {} to a stored card lookup", r.status().as_u16()))),
+            Err(e) if e.is_connect() => return Err(ConnectorError::Unavailable(format!("cannot reach the processor at {}: {e}", self.settings.endpoint))),
+            Err(_) => return Err(ConnectorError::Timeout),
+        };
+        let list: StoredPaymentMethods = response.json().await.map_err(|e| ConnectorError::Unavailable(format!("the processor's answer could not be read ({e})")))?;
+        Ok(list.stored_payment_methods.into_iter().find(|m| m.id == id).map(|m| CardToken {
+            token: token.to_string(),
+            card_type: card_type(&m.brand).to_string(),
+            payment_method_variant: m.brand,
+            last_four: m.last_four,
+            holder: m.holder_name,
+            expiry: format!("{:0>2}/{}", m.expiry_month, m.expiry_year.get(m.expiry_year.len().saturating_sub(2)..).unwrap_or("")),
+        }))
+    }
+
+    fn card_page(&self, shopper_reference: &str, return_url: &str) -> Option<String> {
+        let mut url = reqwest::Url::parse(self.settings.card_page.as_deref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("merchantAccount", &self.settings.merchant_account)
+            .append_pair("shopperReference", shopper_reference)
+            .append_pair("returnUrl", return_url);
+        Some(url.to_string())
     }
 
     async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
@@ -345,8 +403,8 @@ impl Connector for AdyenConnector {
             amount: Self::amount(amount),
             merchant_account: self.settings.merchant_account.clone(),
             reference: tracking_id.to_string(),
-            payment_method: PaymentMethod { kind: "scheme".into(), stored_payment_method_id: Some(token.to_string()) },
-            shopper_reference: None,
+            payment_method: PaymentMethod { kind: "scheme".into(), stored_payment_method_id: Some(split_token(token).1.to_string()) },
+            shopper_reference: split_token(token).0.map(str::to_string),
             recurring_processing_model: Some("UnscheduledCardOnFile".into()),
             shopper_interaction: Some("ContAuth".into()),
             store_payment_method: None,
@@ -453,6 +511,7 @@ mod tests {
             non_incremental_variants: vec![],
             key_window: chrono::Duration::days(ADYEN_KEY_WINDOW_DAYS),
             timeout: Duration::from_secs(5),
+            card_page: None,
         };
         assert!(!format!("{s:?}").contains("secret"));
     }
