@@ -41,6 +41,7 @@ const fn page(path: &'static str, title: &'static str, group: NavGroup, roles: &
 const ADMIN: &[Role] = &[Role::Administrator];
 const ORDERS: &[Role] = &[Role::Finance, Role::CallCenter];
 const FINANCE: &[Role] = &[Role::Finance];
+const FINANCE_ADMIN: &[Role] = &[Role::Finance, Role::Administrator];
 
 pub const PAGES: &[PageDef] = &[
     page("/", "Overview", Home, &[]),
@@ -48,6 +49,7 @@ pub const PAGES: &[PageDef] = &[
     page("/orders/new", "New sales order", AccountsReceivable, ORDERS),
     page("/payments/incomplete", "Incomplete cards payment", AccountsReceivable, FINANCE),
     page("/journals", "Journals", AccountsReceivable, FINANCE),
+    page("/payments/notifications", "Processor notifications", AccountsReceivable, FINANCE_ADMIN),
     page("/payments/authorizations", "Authorization management", RetailAndCommerce, ORDERS),
     page("/parameters/accounts-receivable", "Accounts receivable parameters", AccountsReceivable, ADMIN),
     page("/customers", "Customers", RetailAndCommerce, ORDERS),

@@ -72,6 +72,7 @@ lazy_area! {
     finance_pages, __preload_finance_pages: FinancePages {
         HomeRoute => home::HomePage,
         JournalsRoute => journals::JournalsPage,
+        NotificationsRoute => notifications::NotificationsPage,
         AccountDepositRoute => account_deposit::AccountDepositPage,
         CustomersRoute => customers::CustomersPage,
         CustomerCardsRoute => customers::CustomerCardsPage,

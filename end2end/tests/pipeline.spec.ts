@@ -156,3 +156,19 @@ test('the Incomplete cards payment page is refused to the call center, who still
   await gotoHydrated(page, '/orders');
   await expect(page.locator('h1')).toHaveText('Sales orders');
 });
+
+test('issue #42: the processor\'s notifications arrive signed over HTTP and are listed with what Paystage did', async ({ page }) => {
+  await signIn(page, 'finance');
+  // The captures of the tests above came back from the sandbox as CAPTURE notifications.
+  await expect(async () => {
+    await gotoHydrated(page, '/payments/notifications');
+    await expect(page.getByTestId('notifications').locator('tr[data-state="processed"]', { hasText: 'CAPTURE' }).first()).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
+  await expect(page.getByTestId('notifications')).toContainText('AUTHORISATION');
+  await page.screenshot({ path: 'screenshots/notifications.png', fullPage: true });
+  // The filter: nothing needs finance here.
+  await page.getByLabel('State').selectOption('attention');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await expect(page.getByText('No notifications in this state.')).toBeVisible();
+  await expect(page).toHaveURL(/state=attention/);
+});

@@ -10,6 +10,7 @@ pub mod home;
 pub mod incomplete;
 pub mod journals;
 pub mod login;
+pub mod notifications;
 pub mod new_order;
 pub mod order_detail;
 pub mod orders;

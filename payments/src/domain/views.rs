@@ -205,3 +205,32 @@ pub struct CustomerCards {
     /// Adding a card needs a default payment connector (R-TOK-8); when there is none, why not.
     pub cannot_add: Option<String>,
 }
+
+/// The states of a processor notification (issue #42), with their labels: every item the webhook
+/// endpoint stored, as the background job left it.
+pub const NOTIFICATION_STATES: &[(&str, &str)] = &[
+    ("attention", "Needs finance"),
+    ("unknown_event", "Unknown event"),
+    ("received", "Waiting"),
+    ("processed", "Processed"),
+];
+
+/// One notification a processor sent (issue #42): never the card number, only references.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub id: i32,
+    pub connector: String,
+    pub event_code: String,
+    pub success: bool,
+    pub psp_reference: String,
+    pub original_reference: Option<String>,
+    /// The tracking id the request carried as its reference.
+    pub merchant_reference: String,
+    /// The amount as the processor wrote it, in its currency.
+    pub amount: String,
+    pub reason: Option<String>,
+    pub state: String,
+    pub state_label: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub note: Option<String>,
+}

@@ -69,6 +69,46 @@ pub async fn receive(s: &Services, connector: &str, items: &[NotificationItem]) 
     Ok(new)
 }
 
+/// The latest notifications (at most [`LIST_LIMIT`]), newest first; `state` empty for all, else one
+/// of [`crate::domain::views::NOTIFICATION_STATES`] (anything else is refused).
+pub async fn list(s: &Services, state: &str) -> crate::error::ServiceResult<Vec<crate::domain::views::NotificationView>> {
+    use crate::domain::views::{NotificationView, NOTIFICATION_STATES};
+    let state = state.trim();
+    let mut q = pn::Entity::find().order_by_desc(pn::Column::Id).limit(LIST_LIMIT);
+    if !state.is_empty() {
+        if !NOTIFICATION_STATES.iter().any(|(code, _)| *code == state) {
+            return Err(crate::error::ServiceError::field("state", "Choose a state from the list."));
+        }
+        q = q.filter(pn::Column::State.eq(state));
+    }
+    let label = |code: &str| NOTIFICATION_STATES.iter().find(|(c, _)| *c == code).map_or(code.to_string(), |(_, l)| l.to_string());
+    Ok(q.all(&s.db)
+        .await?
+        .into_iter()
+        .map(|n| NotificationView {
+            amount: match crate::domain::money::Currency::from_code(&n.currency) {
+                Some(c) => crate::domain::money::Money::from_minor(n.amount_minor, c).to_string(),
+                None => format!("{} (minor units) {}", n.amount_minor, n.currency),
+            },
+            state_label: label(&n.state),
+            id: n.id,
+            connector: n.connector,
+            event_code: n.event_code,
+            success: n.success,
+            psp_reference: n.psp_reference,
+            original_reference: n.original_reference,
+            merchant_reference: n.merchant_reference,
+            reason: n.reason,
+            state: n.state,
+            received_at: n.received_at,
+            note: n.note,
+        })
+        .collect())
+}
+
+/// The most notifications the list shows.
+pub const LIST_LIMIT: u64 = 200;
+
 /// What one pass of [`process_pending`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessReport {

@@ -241,6 +241,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
     const ADMIN: &[Who] = &[Admin];
     const ORDERS: &[Who] = &[Finance, CallCenter];
     const FINANCE: &[Who] = &[Finance];
+    const FINANCE_ADMIN: &[Who] = &[Finance, Admin];
     const ANYONE: &[Who] = &[Anonymous, Admin, Finance, CallCenter];
     vec![
         ("/api/login", ANYONE, String::new()),
@@ -255,6 +256,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
             "group=commerce&values[commerce_default_deposit_percent]=50&values[commerce_cancellation_charge_percent]=5".into(),
         ),
         ("/api/connectors_overview", ADMIN, String::new()),
+        ("/api/processor_notifications", FINANCE_ADMIN, "state=".into()),
         (
             "/api/save_merchant_properties",
             ADMIN,
