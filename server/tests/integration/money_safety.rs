@@ -175,8 +175,11 @@ fn delayed_references(mut s: Services) -> Services {
 }
 
 /// Waits (real time) until a request for `command` of `order` is written, sent and unanswered.
+/// Waits until the `command` request of `order_id` is on its way to the processor: its intent
+/// committed and the connector's record of what it sends written (the request goes out right
+/// after; asked about before that, the processor would rightly know nothing of it).
 async fn wait_in_flight(s: &Services, order_id: i32, command: payments::domain::order::Command) {
-    use payments::entity::processor_request as pr;
+    use payments::entity::{processor_request as pr, processor_send as ps};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     for _ in 0..500 {
         let found = pr::Entity::find()
@@ -186,7 +189,11 @@ async fn wait_in_flight(s: &Services, order_id: i32, command: payments::domain::
             .one(&s.db)
             .await
             .unwrap();
-        if found.is_some() {
+        let sent = match &found {
+            Some(r) => ps::Entity::find_by_id(r.tracking_id.clone()).one(&s.db).await.unwrap().is_some(),
+            None => false,
+        };
+        if sent {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -467,6 +467,17 @@ db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| 
     let other = reqwest::Client::new().post(hook.replace("/adyen/adyen", "/adyen/other")).body(batch(vec![stored])).send().await.unwrap();
     assert_eq!(other.status().as_u16(), 401);
     assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 4);
+    // The list the Processor notifications page shows, by state; a state not in the list is refused.
+    use payments::service::notifications::list;
+    assert_eq!(list(&db.services, "").await.unwrap().len(), 4);
+    let needs = list(&db.services, "attention").await.unwrap();
+    assert_eq!((needs.len(), needs[0].event_code.as_str(), needs[0].state_label.as_str()), (1, "CAPTURE_FAILED", "Needs finance"));
+    assert_eq!(needs[0].amount, "25.00 EUR");
+    assert_eq!(list(&db.services, "processed").await.unwrap().len(), 2);
+    for bad in ["deleted", "<script>", "processed' OR '1'='1"] {
+        let e = list(&db.services, bad).await.unwrap_err();
+        assert!(e.to_string().contains("Choose a state"), "{bad}: {e}");
+    }
 });
 
 db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_reference, |db| {
