@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium postgresql-client)
+APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium postgresql-client openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,6 +36,7 @@ if [ ! -f "$HOME/.cargo/bin/.paystage-wasm-split-$WS_HASH" ] || ! command -v pay
 fi
 
 # Playwright and wasm-opt (binaryen) from the npm registry; the browser is Debian's Chromium.
+# (openssl makes the throwaway certificate of the Adyen client-library test.)
 if [ ! -x "$ROOT/end2end/node_modules/.bin/playwright" ] || [ "$ROOT/end2end/package-lock.json" -nt "$ROOT/end2end/node_modules/.package-lock.json" ]; then
   echo "setup: installing npm packages for end2end"
   (cd "$ROOT/end2end" && npm ci --no-audit --no-fund --loglevel=error)
