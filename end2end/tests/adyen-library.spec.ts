@@ -99,12 +99,14 @@ test.describe('Adyen client library against the sandbox', () => {
 
   test('authorize, capture twice, refund, update the amount, cancel; notifications verify', async () => {
     const eur = (value: number) => ({ currency: 'EUR', value });
-    const paid = await payments.payments({
+    // A card sent in the clear by a PCI-compliant caller, stored for the shopper.
+    const firstPayment = {
       amount: eur(10000), merchantAccount: MERCHANT, reference: 'lib-order-1',
       paymentMethod: { type: 'scheme', number: '4111111111111111', expiryMonth: '03', expiryYear: '2030', holderName: 'Jamie Rivera', cvc: '737' } as any,
       shopperReference: 'lib-shopper-1', storePaymentMethod: true, shopperInteraction: 'Ecommerce' as any,
       recurringProcessingModel: 'CardOnFile' as any, additionalData: { manualCapture: 'true' },
-    } as any, { idempotencyKey: 'lib-pay-1' });
+    } as any;
+    const paid = await payments.payments(firstPayment, { idempotencyKey: 'lib-pay-1' });
     expect(paid.resultCode).toBe('Authorised');
     const psp = paid.pspReference!;
     const stored = paid.additionalData!['recurring.recurringDetailReference'];
@@ -112,12 +114,7 @@ test.describe('Adyen client library against the sandbox', () => {
     expect(paid.additionalData!['cardSummary']).toBe('1111');
 
     // The same key and request again: the stored answer, no second authorization.
-    const again = await payments.payments({
-      amount: eur(10000), merchantAccount: MERCHANT, reference: 'lib-order-1',
-      paymentMethod: { type: 'scheme', number: '4111111111111111', expiryMonth: '03', expiryYear: '2030', holderName: 'Jamie Rivera', cvc: '737' } as any,
-      shopperReference: 'lib-shopper-1', storePaymentMethod: true, shopperInteraction: 'Ecommerce' as any,
-      recurringProcessingModel: 'CardOnFile' as any, additionalData: { manualCapture: 'true' },
-    } as any, { idempotencyKey: 'lib-pay-1' });
+    const again = await payments.payments(firstPayment, { idempotencyKey: 'lib-pay-1' });
     expect(again.pspReference).toBe(psp);
 
     const c1 = await modifications.captureAuthorisedPayment(psp, { amount: eur(3000), merchantAccount: MERCHANT, reference: 'lib-cap-1' }, { idempotencyKey: 'lib-cap-1' });
