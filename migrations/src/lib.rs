@@ -16,6 +16,7 @@ mod m20261206_000009_posted_records;
 mod m20261206_000010_account_security;
 mod m20261207_000011_typed_facts;
 mod m20261207_000012_processor_sends;
+mod m20261207_000013_processor_failures;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_account_security::Migration),
             Box::new(m20261207_000011_typed_facts::Migration),
             Box::new(m20261207_000012_processor_sends::Migration),
+            Box::new(m20261207_000013_processor_failures::Migration),
         ]
     }
 }

@@ -97,6 +97,14 @@ pub fn test_epoch() -> chrono::DateTime<Utc> {
 }
 
 impl TestDb {
+    /// Hands the sandbox's queued notifications to Paystage's inbox as the webhook would
+    /// (`server::webhooks` is tested over HTTP on its own), then processes the inbox once.
+    pub async fn deliver_notifications(&self) -> crate::service::notifications::ProcessReport {
+        let items = self.sandbox.hand_over_notifications().await.expect("the sandbox's queue");
+        crate::service::notifications::receive(&self.services, "sandbox", &items).await.expect("the inbox");
+        crate::service::notifications::process_pending(&self.services, 1000).await.expect("processing the inbox")
+    }
+
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temporary folder");
         let url = format!("sqlite://{}/test.db", dir.path().display());

@@ -94,7 +94,8 @@ enum FaultsCommand {
     /// List the active faults.
     List,
     /// Add a fault: POINT is capture, authorize, refund, void, query, any or journal; KIND is
-    /// error_before, timeout_after or latency.
+    /// error_before, timeout_after, latency or fails_later (a capture or refund answered
+    /// `received`, then reported failed by notification; the sandbox only).
     Add {
         point: String,
         kind: String,

@@ -1,7 +1,7 @@
 //! Processor notifications (issue #42): what the processor reported on its own, by webhook, and
 //! what Paystage did with each: confirmed, waiting, an event it does not know (kept), or a failure
 //! after the fact (a capture or refund that failed) that finance must work.
-use crate::components::{loaded, table_head, PageHeader};
+use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader, SubmitButton};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -14,11 +14,21 @@ pub async fn processor_notifications(state: String) -> Result<Vec<NotificationVi
     Ok(payments::service::notifications::list(&services()?, &state).await?)
 }
 
+/// Marks a notification that needed finance as worked, with what was done (audited).
+#[server(endpoint = "work_notification")]
+pub async fn work_notification(id: i32, note: String) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance, payments::Role::Administrator]).await?;
+    payments::service::notifications::mark_worked(&services()?, &user.username, id, &note).await.map_err(|e| AppError::from(e).with_scope(id.to_string()))
+}
+
 #[component]
 pub fn NotificationsPage() -> impl IntoView {
     let query = use_query_map();
     let state = move || query.read().get("state").unwrap_or_default();
-    let data = Resource::new(state, processor_notifications);
+    let work = ServerAction::<WorkNotification>::new();
+    let saves = successes(move || matches!(work.value().get(), Some(Ok(()))));
+    let data = Resource::new(move || (state(), saves.get()), |(state, _)| processor_notifications(state));
     view! {
         <PageHeader
             title="Processor notifications"
@@ -36,7 +46,8 @@ pub fn NotificationsPage() -> impl IntoView {
             </span>
             <button type="submit">"Show"</button>
         </form>
-        {loaded(data, |rows: Vec<NotificationView>| {
+        {outcome(work.value(), "Marked as worked.", None)}
+        {loaded(data, move |rows: Vec<NotificationView>| {
             if rows.is_empty() {
                 return view! { <p class="empty">"No notifications in this state."</p> }.into_any();
             }
@@ -68,6 +79,21 @@ pub fn NotificationsPage() -> impl IntoView {
                                     <td>
                                         <span class=badge>{n.state_label.clone()}</span>
                                         {note.map(|t| view! { <div class="small">{t}</div> })}
+                                        {(n.state == "attention").then(|| {
+                                            let scope = Some(n.id.to_string());
+                                            view! {
+                                                <ActionForm action=work attr:class="row-form work-form">
+                                                    <input type="hidden" name="id" value=n.id />
+                                                    <label class="stacked">
+                                                        "What finance did"
+                                                        <input name="note" maxlength="2000" placeholder="e.g. collected by bank transfer, ref …" />
+                                                    </label>
+                                                    <SubmitButton pending=work.pending()>"Mark worked"</SubmitButton>
+                                                </ActionForm>
+                                                {outcome(work.value(), "", scope.clone())}
+                                                {field_error(work.value(), "note", scope)}
+                                            }
+                                        })}
                                     </td>
                                 </tr>
                             }

@@ -418,7 +418,12 @@ fn authorization_view(a: &AuthorizationView) -> impl IntoView {
                                     <td class="nowrap">{c.invoice_number.clone().unwrap_or_default()}</td>
                                     <td class="num">{c.amount.to_string()}</td>
                                     {any_refund.then(|| view! { <td class="num" data-testid="capture-refunded">{if c.refunded.minor() == 0 { "—".to_string() } else { c.refunded.to_string() }}</td> })}
-                                    <td class="nowrap">{c.captured_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                                    <td class="nowrap">
+                                        {c.captured_at.format("%Y-%m-%d %H:%M").to_string()}
+                                        {c.failed.clone().map(|reason| view! {
+                                            <span class="badge bad" data-testid="capture-failed" title=reason.clone()>{format!("Failed at the processor: {reason}")}</span>
+                                        })}
+                                    </td>
                                     <td><code>{c.tracking_id.clone()}</code></td>
                                 </tr>
                             }).collect_view()}

@@ -65,6 +65,7 @@ pub fn SimulatorPage() -> impl IntoView {
                         <option value="error_before">"Error before the effect"</option>
                         <option value="timeout_after">"Timeout after the effect"</option>
                         <option value="latency">"Latency"</option>
+                        <option value="fails_later">"Received, then reported failed (capture or refund)"</option>
                     </select>
                 </label>
                 <label class="stacked">"Rate (0–1)" <input name="rate" value="1" class="amount" /></label>

@@ -24,15 +24,20 @@ pub enum FaultKind {
     TimeoutAfter,
     /// The processor answers `latency_ms` after the request (its own work included).
     Latency,
+    /// The capture or refund is answered `received` and reported failed later (CAPTURE_FAILED,
+    /// REFUND_FAILED): the sandbox undoes it and its notification says so. Drawn by the sandbox
+    /// after a first effect ([`fire_later`]), never by the processor's request itself.
+    FailsLater,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 3] = [FaultKind::ErrorBefore, FaultKind::TimeoutAfter, FaultKind::Latency];
+    pub const ALL: [FaultKind; 4] = [FaultKind::ErrorBefore, FaultKind::TimeoutAfter, FaultKind::Latency, FaultKind::FailsLater];
     pub fn code(self) -> &'static str {
         match self {
             FaultKind::ErrorBefore => "error_before",
             FaultKind::TimeoutAfter => "timeout_after",
             FaultKind::Latency => "latency",
+            FaultKind::FailsLater => "fails_later",
         }
     }
     pub fn from_code(c: &str) -> Option<Self> {
@@ -43,6 +48,7 @@ impl FaultKind {
             FaultKind::ErrorBefore => "Error before the effect",
             FaultKind::TimeoutAfter => "Timeout after the effect",
             FaultKind::Latency => "Latency",
+            FaultKind::FailsLater => "Received, then reported failed",
         }
     }
 }
@@ -111,6 +117,9 @@ pub async fn add(
     if kind == Some(FaultKind::TimeoutAfter) && point == JOURNAL {
         errors.push(FieldError::new("kind", "Journal posting is Paystage's own step: it can fail before, not time out after."));
     }
+    if kind == Some(FaultKind::FailsLater) && !LATER_POINTS.contains(&point) {
+        errors.push(FieldError::new("kind", "Only a capture or a refund is reported failed after it was received; choose one of those points."));
+    }
     let (Some(kind), Some(rate_value), Some(remaining), Some(latency), true) =
         (kind, rate_value, remaining, latency, errors.is_empty())
     else {
@@ -146,10 +155,23 @@ pub struct Fired {
     pub error_before: bool,
     pub timeout_after: bool,
     pub latency_ms: u64,
+    pub fails_later: bool,
 }
 
 /// The point of Paystage's own journal posting (offered through [`crate::connector::JournalFaults`]).
 pub const JOURNAL: &str = "journal";
+
+/// The points where a [`FaultKind::FailsLater`] fault may be set: Adyen reports CAPTURE_FAILED and
+/// REFUND_FAILED after answering `received`.
+pub const LATER_POINTS: [&str; 2] = ["capture", "refund"];
+
+/// Whether a capture or refund just made at `point` is to be reported failed later (a
+/// [`FaultKind::FailsLater`] fault fired; one use of it consumed).
+pub async fn fire_later(db: &DatabaseConnection, point: &str) -> Result<bool, DbErr> {
+    let (fired, unlimited) = draw(db, point, true).await?;
+    count(db, &unlimited).await?;
+    Ok(fired.fails_later)
+}
 
 /// Whether a fault is set at `point` now (none drawn).
 pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr> {
@@ -167,7 +189,7 @@ pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr
 /// increments, never a use of a fault given a number of times, which [`draw`] consumes before the
 /// fault fires.
 pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
-    let (fired, unlimited) = draw(db, point).await?;
+    let (fired, unlimited) = draw(db, point, false).await?;
     if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
         let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
         db.execute_unprepared(&format!(
@@ -200,12 +222,12 @@ async fn count(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
 /// that takes it only if no concurrent caller took that same use first; a caller who lost the
 /// race reads the fault again and takes the next use, so that a fault given n uses fires n times
 /// however many requests draw it at once. Its last use deletes it.
-async fn draw(db: &impl ConnectionTrait, point: &str) -> Result<(Fired, Vec<i32>), DbErr> {
+async fn draw(db: &impl ConnectionTrait, point: &str, later: bool) -> Result<(Fired, Vec<i32>), DbErr> {
     let mut fired = Fired::default();
     let mut unlimited = Vec::new();
     let faults = sim_fault::Entity::find().all(db).await?;
     for f in faults {
-        if !fires(&f, point) {
+        if (f.kind == FaultKind::FailsLater.code()) != later || !fires(&f, point) {
             continue;
         }
         match f.remaining {
@@ -262,6 +284,7 @@ impl Fired {
             Some(FaultKind::ErrorBefore) => self.error_before = true,
             Some(FaultKind::TimeoutAfter) => self.timeout_after = true,
             Some(FaultKind::Latency) => self.latency_ms += std::cmp::max(f.latency_ms, 0) as u64,
+            Some(FaultKind::FailsLater) => self.fails_later = true,
             None => {}
         }
     }

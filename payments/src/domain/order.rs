@@ -133,6 +133,9 @@ coded_enum!(
         PrepaymentSettlement = "prepayment_settlement" / "Prepayment settlement",
         /// The part of a cancelled deposit the merchant keeps (R-PRE-4).
         CancellationCharge = "cancellation_charge" / "Cancellation charge",
+        /// Undoes a capture or refund the processor reported failed after answering (R-LED-1:
+        /// corrections are new entries).
+        ProcessorReversal = "processor_reversal" / "Processor failure reversal",
     }
 );
 

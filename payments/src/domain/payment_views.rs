@@ -77,6 +77,9 @@ pub struct CaptureView {
     pub captured_at: DateTime<Utc>,
     pub processor_reference: String,
     pub tracking_id: String,
+    /// The processor's reason, once it reported after answering that the capture failed
+    /// (CAPTURE_FAILED): its money did not move and a reversing journal was posted.
+    pub failed: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -210,6 +210,7 @@ pub struct CustomerCards {
 /// endpoint stored, as the background job left it.
 pub const NOTIFICATION_STATES: &[(&str, &str)] = &[
     ("attention", "Needs finance"),
+    ("worked", "Worked by finance"),
     ("unknown_event", "Unknown event"),
     ("received", "Waiting"),
     ("processed", "Processed"),
@@ -233,4 +234,6 @@ pub struct NotificationView {
     pub state_label: String,
     pub received_at: chrono::DateTime<chrono::Utc>,
     pub note: Option<String>,
+    /// Who marked it worked, once finance did.
+    pub worked_by: Option<String>,
 }

@@ -20,12 +20,16 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub item: String,
     pub received_at: DateTimeUtc,
-    /// `received`, `processed`, `attention` (finance must work it) or `unknown_event`.
+    /// `received`, `processed`, `attention` (finance must work it), `worked` (finance did) or
+    /// `unknown_event`.
     pub state: String,
     pub attempts: i32,
     pub processed_at: Option<DateTimeUtc>,
     #[sea_orm(column_type = "Text", nullable)]
     pub note: Option<String>,
+    /// The finance user who marked a notification that needed finance as worked, and when.
+    pub worked_by: Option<String>,
+    pub worked_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

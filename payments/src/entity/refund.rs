@@ -13,6 +13,18 @@ pub struct Model {
     #[sea_orm(unique)]
     pub tracking_id: String,
     pub refunded_at: DateTimeUtc,
+    /// When the processor reported, after answering, that this refund failed (REFUND_FAILED): the
+    /// money stayed with the merchant, and a reversing journal was posted.
+    pub failed_at: Option<DateTimeUtc>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub failure_reason: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What this refund moved: its amount, or nothing once the processor reported it failed.
+    pub fn moved_minor(&self) -> i64 {
+        if self.failed_at.is_some() { 0 } else { self.amount_minor }
+    }
+}

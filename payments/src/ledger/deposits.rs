@@ -47,7 +47,7 @@ pub async fn deposits_paid(db: &impl ConnectionTrait, order: &so::Model) -> Serv
             .into_iter()
             .map(|q| q.tracking_id)
             .collect();
-        refunds.into_iter().filter(|r| outside.contains(&r.tracking_id)).map(|r| (r.capture_id, r.amount_minor)).collect()
+        refunds.into_iter().filter(|r| outside.contains(&r.tracking_id)).map(|r| (r.capture_id, r.moved_minor())).collect()
     };
     let mut out = Vec::new();
     for l in lines {
@@ -56,7 +56,7 @@ pub async fn deposits_paid(db: &impl ConnectionTrait, order: &so::Model) -> Serv
             let mine: Vec<&cap::Model> =
                 caps.iter().filter(|c| auths.iter().any(|a| a.id == c.authorization_id && a.payment_line_id == l.id)).collect();
             let back: i64 = given_back.iter().filter(|(cid, _)| mine.iter().any(|c| c.id == *cid)).map(|(_, a)| a).sum();
-            (mine.iter().map(|c| c.amount_minor).sum(), back)
+            (mine.iter().map(|c| c.moved_minor()).sum(), back)
         } else if l.status == PaymentStatus::Paid.code() {
             (l.amount_minor, l.refunded_minor)
         } else {
@@ -177,7 +177,7 @@ pub(crate) async fn refund_cash_part(
     let cur = currency(&order.currency)?;
     let amount = -credit_note.amount_minor;
     let caps = cap::Entity::find().filter(cap::Column::OrderId.eq(order.id)).all(db).await?;
-    let card_refundable: i64 = caps.iter().map(|c| c.amount_minor - c.refunded_minor).sum();
+    let card_refundable: i64 = caps.iter().map(cap::Model::refundable_minor).sum();
     // Card refunds of earlier credit notes still in flight are counted as given back already.
     let pending_card: i64 = inv::Entity::find()
         .filter(inv::Column::OrderId.eq(order.id))

@@ -7,4 +7,5 @@ pub mod expiry;
 pub mod journals;
 pub mod orders;
 pub mod requests;
+pub mod reversals;
 pub mod settings;

@@ -64,7 +64,9 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
     };
 
     for a in &auths {
-        let sum: i64 = caps.iter().filter(|c| c.authorization_id == a.id).map(|c| c.amount_minor).sum();
+        // A capture the processor reported failed moved nothing (its reversal brought the
+        // authorization's total back down).
+        let sum: i64 = caps.iter().filter(|c| c.authorization_id == a.id).map(cap::Model::moved_minor).sum();
         if a.captured_minor > a.amount_minor || a.captured_minor < 0 {
             violation(&mut r, format!("authorization {} captured {} of {}", a.id, a.captured_minor, a.amount_minor));
         }
@@ -93,7 +95,12 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
             violation(&mut r, format!("capture {} refunded {} of {}", c.id, c.refunded_minor, c.amount_minor));
         }
         let refunds_in_doubt = in_doubt(crate::domain::order::Command::Refund, &|q| q.capture_id == Some(c.id));
-        if compare
+        if c.failed_at.is_some() {
+            // Failed at the processor: it holds no such capture.
+            if compare && processor.captures.contains_key(&c.processor_reference) {
+                violation(&mut r, format!("capture {} failed, and the processor still holds it", c.id));
+            }
+        } else if compare
             && processor
                 .captures
                 .get(&c.processor_reference)
@@ -101,7 +108,7 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
         {
             violation(&mut r, format!("capture {} does not match the processor's ledger", c.id));
         }
-        let refunded: i64 = refunds.iter().filter(|x| x.capture_id == c.id).map(|x| x.amount_minor).sum();
+        let refunded: i64 = refunds.iter().filter(|x| x.capture_id == c.id).map(refund::Model::moved_minor).sum();
         if refunded != c.refunded_minor {
             violation(&mut r, format!("capture {} says {} refunded, its refunds sum to {refunded}", c.id, c.refunded_minor));
         }
@@ -116,7 +123,12 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
         }
     }
     for x in &refunds {
-        if compare && processor.refunds.get(&x.processor_reference).is_none_or(|&amount| amount != x.amount_minor) {
+        let matches = match processor.refunds.get(&x.processor_reference) {
+            // Failed at the processor: it holds no such refund.
+            found if x.failed_at.is_some() => found.is_none(),
+            found => found == Some(&x.amount_minor),
+        };
+        if compare && !matches {
             violation(&mut r, format!("refund {} does not match the processor's ledger", x.id));
         }
     }
@@ -161,8 +173,8 @@ pub async fn check(s: &Services) -> ServiceResult<InvariantReport> {
         if unsettled {
             continue;
         }
-        let captured: i64 = caps.iter().filter(|c| c.order_id == order).map(|c| c.amount_minor).sum();
-        let refunded: i64 = refunds.iter().filter(|x| x.order_id == order).map(|x| x.amount_minor).sum();
+        let captured: i64 = caps.iter().filter(|c| c.order_id == order).map(cap::Model::moved_minor).sum();
+        let refunded: i64 = refunds.iter().filter(|x| x.order_id == order).map(refund::Model::moved_minor).sum();
         let journaled: i64 = journals
             .iter()
             .filter(|j| j.order_id == Some(order))

@@ -71,9 +71,9 @@ pub(super) async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResu
         .all(&s.db)
         .await?
         .into_iter()
-        .filter(|c| c.amount_minor > c.refunded_minor)
+        .filter(|c| c.refundable_minor() > 0)
         .collect();
-    let refundable: i64 = caps.iter().map(|c| c.amount_minor - c.refunded_minor).sum();
+    let refundable: i64 = caps.iter().map(cap::Model::refundable_minor).sum();
     if refundable == 0 {
         return Ok(if done > 0 {
             StageEnd::Succeeded(format!("Refunded {}; nothing more was captured on the order.", Money::from_minor(done, cur)))
@@ -83,7 +83,7 @@ pub(super) async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResu
     }
     let over_multiple = features::load(&s.db).await?.is_enabled(crate::Feature::RefundsOverMultipleCaptures);
     let amount = Ord::min(remaining, refundable);
-    let left: Vec<i64> = caps.iter().map(|c| c.amount_minor - c.refunded_minor).collect();
+    let left: Vec<i64> = caps.iter().map(cap::Model::refundable_minor).collect();
     let plan: Vec<(&cap::Model, i64)> = match plan_refund(&left, amount, over_multiple) {
         RefundPlan::Take(takes) => takes.into_iter().map(|(i, take)| (&caps[i], take)).collect(),
         RefundPlan::NoSingleCapture => {

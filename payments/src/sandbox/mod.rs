@@ -498,11 +498,42 @@ async fn modify(s: Sandbox, tracking_id: String, repeat: bool, psp: String, body
             response["amount"] = amount_json(a);
         }
         let n_amount = amount.map(amount_json).unwrap_or_else(|| json!({"currency": "EUR", "value": 0}));
-        let n = item(&s, kind.event(), &own_reference, Some(&psp), reference.as_deref().unwrap_or(""), n_amount, true, None);
+        // A `fails_later` fault: answered `received` all the same, then undone and reported
+        // failed by its notification, as Adyen reports CAPTURE_FAILED or REFUND_FAILED.
+        let failed = if repeat { false } else { fails_later(&s, kind, &own_reference).await? };
+        let n = match (failed, kind) {
+            (true, Modification::Capture) => item(&s, "CAPTURE_FAILED", &own_reference, Some(&psp), reference.as_deref().unwrap_or(""), n_amount, true, Some(CAPTURE_FAILED_REASON.into())),
+            (true, _) => item(&s, "REFUND_FAILED", &own_reference, Some(&psp), reference.as_deref().unwrap_or(""), n_amount, true, Some(REFUND_FAILED_REASON.into())),
+            (false, _) => item(&s, kind.event(), &own_reference, Some(&psp), reference.as_deref().unwrap_or(""), n_amount, true, None),
+        };
         Ok((StatusCode::CREATED, response, Some(n)))
     }
     .await;
     outcome.unwrap_or_else(|(status, body)| (status, body, None))
+}
+
+/// The reason a capture failed by the `fails_later` fault gives.
+pub const CAPTURE_FAILED_REASON: &str = "The card scheme refused the capture (sandbox fault: received, then failed)";
+/// The reason a refund failed by the `fails_later` fault gives.
+pub const REFUND_FAILED_REASON: &str = "The card scheme refused the refund (sandbox fault: received, then failed)";
+
+/// Whether the capture or refund just made (`own_reference`) is reported failed: a
+/// `fails_later` fault fired and the engine undid it.
+async fn fails_later(s: &Sandbox, kind: Modification, own_reference: &str) -> Result<bool, (StatusCode, Value)> {
+    let storage = |e: sea_orm::DbErr| error(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("sandbox storage: {e}"), "internal");
+    let point = match kind {
+        Modification::Capture => "capture",
+        Modification::Refund => "refund",
+        Modification::Cancel | Modification::AmountUpdate => return Ok(false),
+    };
+    if !crate::connector::faults::fire_later(&s.inner.store, point).await.map_err(storage)? {
+        return Ok(false);
+    }
+    let engine = &s.inner.engine;
+    match kind {
+        Modification::Capture => engine.fail_capture(own_reference).await.map_err(storage),
+        _ => engine.fail_refund(own_reference).await.map_err(storage),
+    }
 }
 
 async fn captures(State(s): State<Sandbox>, headers: HeaderMap, Path(psp): Path<String>, raw: String) -> Response {

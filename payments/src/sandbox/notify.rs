@@ -92,6 +92,23 @@ pub(super) async fn deliver_once(s: &Sandbox, http: &reqwest::Client, url: &str)
     Ok(true)
 }
 
+impl Sandbox {
+    /// The signed notifications not delivered yet, oldest first, marked delivered: handed over
+    /// directly to a Paystage in the same process that has no URL for them (tests).
+    pub async fn hand_over_notifications(&self) -> Result<Vec<NotificationItem>, DbErr> {
+        let rows = self.inner.store.query_all_raw(stmt("SELECT id, item FROM sandbox_notifications WHERE delivered_at IS NULL ORDER BY id", vec![])).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let now = self.inner.clock.now().to_rfc3339();
+        for r in rows {
+            let id: i64 = r.try_get("", "id")?;
+            let text: String = r.try_get("", "item")?;
+            items.push(serde_json::from_str(&text).map_err(|e| DbErr::Custom(format!("queued notification {id}: {e}")))?);
+            self.inner.store.execute_raw(stmt("UPDATE sandbox_notifications SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?", vec![now.clone().into(), id.into()])).await?;
+        }
+        Ok(items)
+    }
+}
+
 pub(super) async fn deliver_forever(s: Sandbox) {
     let Some(url) = s.inner.options.notify_url.clone() else { return };
     let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {

@@ -259,7 +259,7 @@ pub(crate) async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceR
             if left <= 0 {
                 break;
             }
-            let take = left.min(c.amount_minor - c.refunded_minor);
+            let take = left.min(c.refundable_minor());
             if take <= 0 {
                 continue;
             }
@@ -354,7 +354,7 @@ pub async fn recover(s: &Services, batch: u64) -> ServiceResult<u32> {
         .await?;
     for o in open {
         let due = card_deposit_due(&s.db, &o).await?;
-        let captured: i64 = deposit_captures(&s.db, o.id).await?.iter().map(|c| c.amount_minor).sum();
+        let captured: i64 = deposit_captures(&s.db, o.id).await?.iter().map(cap::Model::moved_minor).sum();
         // Only with an open authorization: a declined card waits for a new payment, not for recovery.
         let authorized = au::Entity::find()
             .filter(au::Column::OrderId.eq(o.id))

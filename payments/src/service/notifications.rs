@@ -6,6 +6,7 @@
 //! processor's reason, and an event code Paystage does not know is kept and shown as such.
 use crate::connector::adyen::wire::NotificationItem;
 use crate::entity::processor_notification as pn;
+use crate::ledger::reversals::Reversal;
 use crate::runtime::Services;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
@@ -102,6 +103,7 @@ pub async fn list(s: &Services, state: &str) -> crate::error::ServiceResult<Vec<
             state: n.state,
             received_at: n.received_at,
             note: n.note,
+            worked_by: n.worked_by,
         })
         .collect())
 }
@@ -117,28 +119,67 @@ pub struct ProcessReport {
     pub unknown: u32,
 }
 
-/// Works through up to `batch` received notifications, oldest first.
+/// How many passes of the background job (one every two seconds) a failure report waits for the
+/// capture or refund it names to be recorded (its outcome may still be unresolved) before finance
+/// is told Paystage has no record of it.
+pub const NOT_FOUND_PASSES: i32 = 30;
+
+/// Works through up to `batch` received notifications, oldest first. A capture or refund
+/// reported failed is reversed ([`crate::ledger::reversals`]) in its own transaction before the
+/// notification is marked; a crash in between leaves it `received`, and the next pass finds the
+/// reversal done and marks it.
 pub async fn process_pending(s: &Services, batch: u64) -> Result<ProcessReport, DbErr> {
     let pending = pn::Entity::find().filter(pn::Column::State.eq("received")).order_by_asc(pn::Column::Id).limit(batch).all(&s.db).await?;
     let mut report = ProcessReport::default();
     for n in pending {
+        let attempts = n.attempts + 1;
         let (state, note) = match handling(&n.event_code, n.success) {
             Handling::Confirms => {
                 report.confirmed += 1;
                 ("processed", format!("{} {} confirms what Paystage recorded.", n.event_code, if n.success { "success" } else { "refusal" }))
             }
             Handling::Attention => {
-                report.attention += 1;
                 let reason = n.reason.clone().unwrap_or_else(|| "no reason given".into());
+                let reversed = match undoes(&n.event_code, n.success) {
+                    Some(Undo::Capture) => Some(crate::ledger::reversals::reverse_capture(&s.db, s.now(), &n.psp_reference, &n.merchant_reference, &reason).await),
+                    Some(Undo::Refund) => Some(crate::ledger::reversals::reverse_refund(&s.db, s.now(), &n.psp_reference, &n.merchant_reference, &reason).await),
+                    None => None,
+                };
+                let what = match reversed {
+                    Some(Err(e)) => {
+                        // Tried again on the next pass; the error is kept on the notification.
+                        tracing::error!(connector = %n.connector, event = %n.event_code, psp = %n.psp_reference, error = %e, "a failure the processor reported could not be reversed yet");
+                        let mut am: pn::ActiveModel = n.into();
+                        am.attempts = Set(attempts);
+                        am.note = Set(Some(format!("Reversing it failed, tried again shortly: {e}")));
+                        am.update(&s.db).await?;
+                        continue;
+                    }
+                    Some(Ok(Reversal::NotFound)) if attempts < NOT_FOUND_PASSES => {
+                        let mut am: pn::ActiveModel = n.into();
+                        am.attempts = Set(attempts);
+                        am.note = Set(Some("Paystage has no record of this yet (its outcome may be unresolved); tried again shortly.".into()));
+                        am.update(&s.db).await?;
+                        continue;
+                    }
+                    Some(Ok(Reversal::Reversed { journal, amount, order, invoice })) => format!(
+                        " Paystage reversed it with journal {journal} ({amount}); {} is open again by that amount.",
+                        invoice.map_or_else(|| format!("the deposit of order {order}"), |i| format!("invoice {i} of order {order}"))
+                    ),
+                    Some(Ok(Reversal::AlreadyReversed)) => " Paystage had reversed it already.".to_string(),
+                    Some(Ok(Reversal::NotFound)) => " Paystage has no record of it, so nothing was reversed.".to_string(),
+                    Some(Ok(Reversal::Refused(why))) => format!(" Nothing was reversed: {why}."),
+                    None => String::new(),
+                };
+                report.attention += 1;
                 tracing::error!(connector = %n.connector, event = %n.event_code, psp = %n.psp_reference, payment = ?n.original_reference, %reason, "the processor reports a failure after the fact; finance must work this payment");
-                ("attention", format!("The processor reports {} for {} (payment {}, tracking id {}): {reason}. Finance must work this payment.", n.event_code, n.psp_reference, n.original_reference.as_deref().unwrap_or("-"), n.merchant_reference))
+                ("attention", format!("The processor reports {} for {} (payment {}, tracking id {}): {reason}.{what} Finance must work this payment.", n.event_code, n.psp_reference, n.original_reference.as_deref().unwrap_or("-"), n.merchant_reference))
             }
             Handling::Unknown => {
                 report.unknown += 1;
                 ("unknown_event", format!("Paystage does not know the event code {}; the notification is kept as it came.", n.event_code))
             }
         };
-        let attempts = n.attempts + 1;
         let mut am: pn::ActiveModel = n.into();
         am.state = Set(state.into());
         am.attempts = Set(attempts);
@@ -147,6 +188,51 @@ pub async fn process_pending(s: &Services, batch: u64) -> Result<ProcessReport, 
         am.update(&s.db).await?;
     }
     Ok(report)
+}
+
+/// What a failure reported after the fact undoes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undo {
+    Capture,
+    Refund,
+}
+
+/// Whether an event reports that a capture or refund Paystage recorded did not happen: Adyen's
+/// CAPTURE_FAILED and REFUND_FAILED, and a CAPTURE or REFUND notification with `success: false`.
+pub fn undoes(event_code: &str, success: bool) -> Option<Undo> {
+    match (event_code, success) {
+        ("CAPTURE_FAILED", _) | ("CAPTURE", false) => Some(Undo::Capture),
+        ("REFUND_FAILED", _) | ("REFUND", false) => Some(Undo::Refund),
+        _ => None,
+    }
+}
+
+/// Marks notification `id`, which needed finance, as worked by `actor`, with what they did
+/// (`note`, required). Only a notification in state `attention` can be.
+pub async fn mark_worked(s: &Services, actor: &str, id: i32, note: &str) -> crate::error::ServiceResult<()> {
+    use crate::error::ServiceError;
+    let note = note.trim();
+    if note.is_empty() || note.chars().count() > 2000 {
+        return Err(ServiceError::field("note", "Say what was done, in at most 2000 characters."));
+    }
+    let txn = s.db.begin().await?;
+    let Some(n) = crate::db::for_update(pn::Entity::find_by_id(id), &txn).one(&txn).await? else {
+        return Err(ServiceError::NotFound(format!("notification {id}")));
+    };
+    if n.state != "attention" {
+        return Err(ServiceError::field("note", "Only a notification that needs finance can be marked worked."));
+    }
+    let before = n.note.clone().unwrap_or_default();
+    let subject = format!("notification {id} ({} {})", n.event_code, n.psp_reference);
+    let mut am: pn::ActiveModel = n.into();
+    am.state = Set("worked".into());
+    am.worked_by = Set(Some(actor.to_string()));
+    am.worked_at = Set(Some(s.now()));
+    am.note = Set(Some(format!("{before} Worked by {actor}: {note}")));
+    am.update(&txn).await?;
+    crate::ledger::audit::record(&txn, s.now(), actor, "notification.worked", &subject, Some(serde_json::json!({"state": "attention"})), Some(serde_json::json!({"state": "worked", "note": note}))).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -161,5 +247,17 @@ mod tests {
         assert_eq!(handling("REFUND_FAILED", true), Handling::Attention);
         assert_eq!(handling("AUTHORISATION", false), Handling::Confirms, "a refused authorization was answered at once");
         assert_eq!(handling("SOMETHING_NEW", true), Handling::Unknown);
+    }
+
+    #[test]
+    fn only_a_failed_capture_or_refund_is_undone() {
+        use super::{undoes, Undo};
+        assert_eq!(undoes("CAPTURE_FAILED", true), Some(Undo::Capture));
+        assert_eq!(undoes("CAPTURE", false), Some(Undo::Capture));
+        assert_eq!(undoes("CAPTURE", true), None);
+        assert_eq!(undoes("REFUND_FAILED", true), Some(Undo::Refund));
+        assert_eq!(undoes("REFUND", false), Some(Undo::Refund));
+        assert_eq!(undoes("CANCELLATION", false), None, "a failed cancel leaves the authorization open: finance works it, nothing is reversed");
+        assert_eq!(undoes("CHARGEBACK", true), None);
     }
 }

@@ -185,6 +185,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
                     captured_at: c.captured_at,
                     processor_reference: c.processor_reference.clone(),
                     tracking_id: c.tracking_id.clone(),
+                    failed: c.failed_at.map(|_| c.failure_reason.clone().unwrap_or_else(|| "no reason given".into())),
                 })
                 .collect(),
         })

@@ -458,9 +458,18 @@ db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| 
     signature::attach(&mut unknown, &key);
     assert_eq!(post(batch(vec![failed, unknown])).await.status().as_u16(), 200);
     let report = process_pending(&db.services, 100).await.unwrap();
-    assert_eq!((report.confirmed, report.attention, report.unknown), (0, 1, 1));
+    assert_eq!((report.confirmed, report.attention, report.unknown), (0, 0, 1));
+    // Paystage has no capture of that reference (this test's connector records none): the
+    // failure waits for one to be recorded (its outcome may be unresolved), then needs finance.
+    let waiting = pn::Entity::find().filter(pn::Column::EventCode.eq("CAPTURE_FAILED")).one(&db.services.db).await.unwrap().unwrap();
+    assert_eq!(waiting.state, "received");
+    assert!(waiting.note.as_deref().unwrap().contains("no record of this yet"), "{:?}", waiting.note);
+    for _ in 1..payments::service::notifications::NOT_FOUND_PASSES {
+        process_pending(&db.services, 100).await.unwrap();
+    }
     let attention = pn::Entity::find().filter(pn::Column::State.eq("attention")).one(&db.services.db).await.unwrap().unwrap();
-    assert!(attention.note.as_deref().unwrap().contains("Insufficient balance on payment"), "{:?}", attention.note);
+    let note = attention.note.as_deref().unwrap();
+    assert!(note.contains("Insufficient balance on payment") && note.contains("no record of it, so nothing was reversed"), "{note}");
     assert_eq!(pn::Entity::find().filter(pn::Column::State.eq("unknown_event")).count(&db.services.db).await.unwrap(), 1);
     // Hostile requests: not JSON, an unknown connector.
     assert_eq!(post("{not json".into()).await.status().as_u16(), 400);
@@ -543,3 +552,122 @@ db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.text().await.unwrap().contains("does not know that card"));
 });
+
+/// What the order's journals put through Card clearing (debit − credit), in minor units.
+async fn card_clearing(s: &payments::service::Services, order_id: i32) -> i64 {
+    use payments::entity::{journal, journal_line};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let ids: Vec<i32> = journal::Entity::find().filter(journal::Column::OrderId.eq(order_id)).all(&s.db).await.unwrap().into_iter().map(|j| j.id).collect();
+    journal_line::Entity::find()
+        .filter(journal_line::Column::JournalId.is_in(ids))
+        .filter(journal_line::Column::Account.eq(payments::domain::order::accounts::CARD_CLEARING))
+        .all(&s.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.debit_minor - l.credit_minor)
+        .sum()
+}
+
+db_test!(a_capture_the_processor_fails_after_accepting_it_is_reversed_and_left_to_finance, |db| {
+    // Issue #42, R-LED-1/2: Adyen answers a capture `received` and may report CAPTURE_FAILED
+    // later. The capture's money did not move: Paystage marks it failed, brings the
+    // authorization's captured total back down, posts a reversing journal (the payment journal
+    // stays), and the notification waits for finance with the processor's reason. Reported
+    // twice, or processed twice, it changes nothing more; the invariants hold throughout.
+    use payments::entity::{authorization as au, capture as cap, journal, processor_notification as pn};
+    use payments::pipeline::invariants;
+    use payments::service::notifications;
+    use payments::testing::card_order;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let s = &db.services;
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "150.00").await;
+    faults::add(payments::testing::sim(s), s.now(), "capture", "fails_later", "1", "1", "").await.unwrap();
+    let outcome = payments::pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    let c = cap::Entity::find().filter(cap::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().expect("the capture was recorded as received");
+    assert_eq!((c.amount_minor, c.failed_at), (15_000, None));
+    assert_eq!(card_clearing(s, placed.order_id).await, 15_000, "the payment journal posted on `received`: {outcome:?}");
+    // The processor already undid it; until its notification arrives Paystage is a capture ahead.
+    let report = db.deliver_notifications().await;
+    assert_eq!(report.attention, 1, "{report:?}");
+    let c = cap::Entity::find_by_id(c.id).one(&s.db).await.unwrap().unwrap();
+    assert!(c.failed_at.is_some());
+    assert_eq!(c.failure_reason.as_deref(), Some(payments::sandbox::CAPTURE_FAILED_REASON));
+    let a = au::Entity::find_by_id(c.authorization_id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(a.captured_minor, 0, "the authorization's captured total came back down");
+    assert_eq!(card_clearing(s, placed.order_id).await, 0, "the reversal nets the payment journal out");
+    let reversal = journal::Entity::find().filter(journal::Column::Source.eq(format!("reversal:capture:{}", c.id))).one(&s.db).await.unwrap().expect("a reversing journal");
+    assert_eq!(reversal.kind, "processor_reversal");
+    assert_eq!(reversal.invoice_id, c.invoice_id);
+    let n = pn::Entity::find().filter(pn::Column::EventCode.eq("CAPTURE_FAILED")).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(n.state, "attention");
+    let note = n.note.clone().unwrap();
+    assert!(note.contains(&reversal.number) && note.contains(payments::sandbox::CAPTURE_FAILED_REASON), "{note}");
+    let r = invariants::check(s).await.unwrap();
+    assert!(r.clean(), "{r:?}");
+    // The order page shows the capture as failed, with the reason.
+    let view = payments::service::orders::detail(s, placed.order_id).await.unwrap();
+    let shown = view.authorizations.iter().flat_map(|a| a.captures.iter()).find(|x| x.id == c.id).unwrap();
+    assert_eq!(shown.failed.as_deref(), Some(payments::sandbox::CAPTURE_FAILED_REASON));
+    // Nothing is refunded from a failed capture: a credit note finds nothing to refund.
+    let credit = payments::pipeline::credit(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    assert_eq!(card_clearing(s, placed.order_id).await, 0, "{credit:?}");
+    // The same failure processed again (a second server, a crash before the mark): nothing more.
+    let item: payments::connector::adyen::wire::NotificationItem = serde_json::from_str(&n.item).unwrap();
+    pn::Entity::update_many().col_expr(pn::Column::State, sea_orm::sea_query::Expr::value("received")).filter(pn::Column::Id.eq(n.id)).exec(&s.db).await.unwrap();
+    notifications::receive(s, "sandbox", &[item]).await.unwrap();
+    let again = notifications::process_pending(s, 10).await.unwrap();
+    assert_eq!(again.attention, 1);
+    assert_eq!(journal::Entity::find().filter(journal::Column::Kind.eq("processor_reversal")).count(&s.db).await.unwrap(), 1);
+    assert!(pn::Entity::find_by_id(n.id).one(&s.db).await.unwrap().unwrap().note.unwrap().contains("reversed it already"));
+    // Finance works it: a note is required; then it is worked, audited, and cannot be worked twice.
+    let empty = notifications::mark_worked(s, "finance", n.id, "   ").await;
+    assert!(matches!(empty, Err(payments::error::ServiceError::Validation(_))), "{empty:?}");
+    notifications::mark_worked(s, "finance", n.id, "Customer paid by bank transfer").await.unwrap();
+    let worked = pn::Entity::find_by_id(n.id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((worked.state.as_str(), worked.worked_by.as_deref()), ("worked", Some("finance")));
+    assert!(notifications::mark_worked(s, "finance", n.id, "again").await.is_err());
+    let r = invariants::check(s).await.unwrap();
+    assert!(r.clean(), "{r:?}");
+});
+
+db_test!(a_refund_the_processor_fails_after_accepting_it_is_owed_to_the_customer_again, |db| {
+    // Issue #42: REFUND_FAILED. The refund is marked failed, its capture can be refunded again,
+    // and a reversing journal puts the amount back through Card clearing.
+    use payments::entity::{capture as cap, processor_notification as pn, refund};
+    use payments::pipeline::invariants;
+    use payments::testing::card_order;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let s = &db.services;
+    let (_fx, placed, d) = card_order(s, "Tent", 2, "150.00").await;
+    payments::pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 2)]).await.unwrap();
+    assert_eq!(db.deliver_notifications().await.attention, 0);
+    faults::add(payments::testing::sim(s), s.now(), "refund", "fails_later", "1", "1", "").await.unwrap();
+    payments::pipeline::credit(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    assert_eq!(card_clearing(s, placed.order_id).await, 15_000);
+    let report = db.deliver_notifications().await;
+    assert_eq!(report.attention, 1, "{report:?}");
+    let r = refund::Entity::find().filter(refund::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    assert!(r.failed_at.is_some());
+    let c = cap::Entity::find_by_id(r.capture_id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((c.refunded_minor, c.refundable_minor()), (0, 30_000));
+    assert_eq!(card_clearing(s, placed.order_id).await, 30_000, "the failed refund's money is back in Card clearing");
+    let n = pn::Entity::find().filter(pn::Column::EventCode.eq("REFUND_FAILED")).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(n.state, "attention");
+    let report = invariants::check(s).await.unwrap();
+    assert!(report.clean(), "{report:?}");
+});
+
+#[test]
+fn a_fails_later_fault_is_only_for_captures_and_refunds() {
+    // Adyen reports CAPTURE_FAILED and REFUND_FAILED; nothing else fails after `received`.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = payments::testing::TestDb::sqlite().await;
+        let s = &db.services;
+        for point in ["authorize", "void", "adjust", "query", "any", "journal"] {
+            let refused = faults::add(payments::testing::sim(s), s.now(), point, "fails_later", "1", "", "").await;
+            assert!(matches!(refused, Err(payments::error::ServiceError::Validation(_))), "{point}: {refused:?}");
+        }
+        assert!(faults::list(payments::testing::sim(s)).await.unwrap().is_empty());
+    });
+}

@@ -112,6 +112,51 @@ impl ProcessorSimulator {
         result.and_then(|outcome| Self::after(fired, answer(outcome)))
     }
 
+    /// Undoes capture `reference` as a processor does when it reports CAPTURE_FAILED after
+    /// answering `received` (the sandbox's `fails_later` fault): the capture goes and its
+    /// authorization's captured total comes back down, in one transaction. A capture already
+    /// partly refunded, or not found, is left alone (false).
+    pub async fn fail_capture(&self, reference: &str) -> Result<bool, DbErr> {
+        let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+        let txn = self.db.begin_with_options(immediate).await?;
+        let Some(c) = locked(sc::Entity::find_by_id(reference.to_string()), &txn).one(&txn).await? else {
+            return Ok(false);
+        };
+        if c.refunded_minor > 0 {
+            return Ok(false);
+        }
+        let Some(a) = locked(sa::Entity::find_by_id(c.authorization_reference.clone()), &txn).one(&txn).await? else {
+            return Ok(false);
+        };
+        sc::Entity::delete_by_id(c.reference.clone()).exec(&txn).await?;
+        let captured = a.captured_minor - c.amount_minor;
+        let mut am: sa::ActiveModel = a.into();
+        am.captured_minor = Set(captured);
+        am.update(&txn).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Undoes refund `reference` as a processor does when it reports REFUND_FAILED after
+    /// answering `received`: the refund goes and its capture's refunded total comes back down.
+    pub async fn fail_refund(&self, reference: &str) -> Result<bool, DbErr> {
+        let immediate = sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+        let txn = self.db.begin_with_options(immediate).await?;
+        let Some(r) = locked(sr::Entity::find_by_id(reference.to_string()), &txn).one(&txn).await? else {
+            return Ok(false);
+        };
+        let Some(c) = locked(sc::Entity::find_by_id(r.capture_reference.clone()), &txn).one(&txn).await? else {
+            return Ok(false);
+        };
+        sr::Entity::delete_by_id(r.reference.clone()).exec(&txn).await?;
+        let refunded = c.refunded_minor - r.amount_minor;
+        let mut am: sc::ActiveModel = c.into();
+        am.refunded_minor = Set(refunded);
+        am.update(&txn).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
     /// The store's merchant account setting (allowed unless set otherwise).
     async fn merchant_allows_multiple_partial_captures(txn: &DatabaseTransaction) -> ConnectorResult<bool> {
         Ok(sm::Entity::find().one(txn).await.map_err(db_error)?.is_none_or(|m| m.allow_multiple_partial_capture))

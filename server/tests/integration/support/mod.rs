@@ -92,6 +92,8 @@ pub struct Ids {
     pub expired_line: i32,
     /// A card on file of customer 1.
     pub card: i32,
+    /// A processor notification that needs finance (a chargeback notice).
+    pub attention: i32,
     /// Two prepayment orders paid in cash (R-PRE-2): one to pick up, one to cancel; a POS store.
     pub pick_up: i32,
     pub cancel: i32,
@@ -177,7 +179,28 @@ pub async fn payment_records(db: &TestDb) -> Ids {
         };
         prepaid.push(orders::place(s, "finance", &form).await.unwrap().order_id);
     }
+    let notice: payments::connector::adyen::wire::NotificationItem = serde_json::from_value(serde_json::json!({
+        "amount": {"currency": "USD", "value": 4000},
+        "eventCode": "NOTIFICATION_OF_CHARGEBACK",
+        "eventDate": "2026-12-01T10:00:00+00:00",
+        "merchantAccountCode": payments::testing::TEST_MERCHANT_ACCOUNT,
+        "merchantReference": "matrix-chargeback",
+        "pspReference": "CHB_MATRIX",
+        "reason": "Fraud",
+        "success": "true",
+    }))
+    .unwrap();
+    payments::service::notifications::receive(s, "sandbox", &[notice]).await.unwrap();
+    payments::service::notifications::process_pending(s, 10).await.unwrap();
+    let attention = payments::entity::processor_notification::Entity::find()
+        .filter(payments::entity::processor_notification::Column::State.eq("attention"))
+        .one(&s.db)
+        .await
+        .unwrap()
+        .expect("the chargeback notice needs finance")
+        .id;
     Ids {
+        attention,
         pick_up: prepaid[0],
         cancel: prepaid[1],
         pos,
@@ -257,6 +280,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ),
         ("/api/connectors_overview", ADMIN, String::new()),
         ("/api/processor_notifications", FINANCE_ADMIN, "state=".into()),
+        ("/api/work_notification", FINANCE_ADMIN, format!("id={}&note=chargeback+accepted+by+finance", ids.attention)),
         (
             "/api/save_merchant_properties",
             ADMIN,
