@@ -172,3 +172,54 @@ test('issue #42: the processor\'s notifications arrive signed over HTTP and are 
   await expect(page.getByText('No notifications in this state.')).toBeVisible();
   await expect(page).toHaveURL(/state=attention/);
 });
+
+test('issue #42, R-LED-2: a capture the processor fails after accepting it is reversed, shown on the order, and worked by finance', async ({ page }) => {
+  await signIn(page, 'admin');
+  await gotoHydrated(page, '/admin/simulator');
+  await page.getByLabel('Where').selectOption('capture');
+  await page.getByLabel('Kind').selectOption('fails_later');
+  await page.getByRole('button', { name: 'Add fault' }).click();
+  await expect(page.getByRole('status')).toHaveText('Fault added.');
+
+  // The processor answers the capture `received`: the invoice completes as usual…
+  await signIn(page, 'supervisor');
+  await gotoHydrated(page, '/orders?customer=Adatum');
+  await page.getByRole('link', { name: /SO-/ }).first().click();
+  await expect(page.locator('h1')).toContainText('Sales order');
+  await page.waitForLoadState('networkidle');
+  const order = page.url();
+  await invoiceLines(page, { 2: '1' });
+  await expect(page.getByRole('status')).toContainText('the card payment completed');
+  // …then reports CAPTURE_FAILED by notification: the capture is shown failed, with the reason,
+  // and a reversing journal stands beside the payment journal.
+  await expect(async () => {
+    await gotoHydrated(page, order);
+    await expect(page.getByTestId('capture-failed')).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
+  await expect(page.getByTestId('capture-failed')).toContainText('The card scheme refused the capture');
+  await expect(page.getByText(/failed at the processor: The card scheme refused the capture/)).toBeVisible();
+  await expect(page.getByTestId('invoice-capture-failed')).toHaveCount(1);
+  await page.screenshot({ path: 'screenshots/order-capture-failed.png', fullPage: true });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(wide, 'the order page is no wider than the window').toBeLessThanOrEqual(0);
+
+  // Finance finds it among the notifications that need them, and marks it worked with a note.
+  await signIn(page, 'finance');
+  await gotoHydrated(page, '/payments/notifications?state=attention');
+  const row = page.getByTestId('notifications').locator('tr[data-state="attention"]', { hasText: 'CAPTURE_FAILED' });
+  await expect(row).toHaveCount(1);
+  const detail = row.locator('xpath=following-sibling::tr[1]');
+  await expect(detail).toContainText('Paystage reversed it with journal JNL-');
+  await page.screenshot({ path: 'screenshots/notifications-attention.png', fullPage: true });
+  const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(wider, 'the page is no wider than the window').toBeLessThanOrEqual(0);
+  await detail.getByRole('button', { name: 'Mark worked' }).click();
+  await expect(detail.locator('[data-field="note"]')).toContainText('Say what was done');
+  await detail.getByLabel('What finance did').fill('Customer paid the cushion by bank transfer');
+  await detail.getByRole('button', { name: 'Mark worked' }).click();
+  await expect(page.getByRole('status')).toHaveText('Marked as worked.');
+  await expect(page.getByText('No notifications in this state.')).toBeVisible();
+  await page.getByLabel('State').selectOption('worked');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await expect(page.getByTestId('notifications').locator('tr.notification-detail')).toContainText('Worked by finance: Customer paid the cushion by bank transfer');
+});

@@ -65,8 +65,9 @@ pub fn NotificationsPage() -> impl IntoView {
                             // A confirmation says nothing new; what needs a person says why.
                             let note = (n.state != "processed").then(|| n.note.clone()).flatten();
                             let tracking_short: String = n.merchant_reference.chars().take(8).collect();
+                            let detail = note.is_some() || n.state == "attention";
                             view! {
-                                <tr data-state=n.state.clone()>
+                                <tr data-state=n.state.clone() class:has-detail=detail>
                                     <td class="nowrap">{n.received_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
                                     <td>{n.event_code.clone()}</td>
                                     <td>{if n.success { "Success".to_string() } else { format!("Failed{}", n.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()) }}</td>
@@ -76,26 +77,32 @@ pub fn NotificationsPage() -> impl IntoView {
                                         {n.original_reference.clone().map(|p| view! { <div class="muted">"of payment "{p}</div> })}
                                     </td>
                                     <td class="mono" title=n.merchant_reference.clone()>{tracking_short}"…"</td>
-                                    <td>
-                                        <span class=badge>{n.state_label.clone()}</span>
-                                        {note.map(|t| view! { <div class="small">{t}</div> })}
-                                        {(n.state == "attention").then(|| {
-                                            let scope = Some(n.id.to_string());
-                                            view! {
-                                                <ActionForm action=work attr:class="row-form work-form">
-                                                    <input type="hidden" name="id" value=n.id />
-                                                    <label class="stacked">
-                                                        "What finance did"
-                                                        <input name="note" maxlength="2000" placeholder="e.g. collected by bank transfer, ref …" />
-                                                    </label>
-                                                    <SubmitButton pending=work.pending()>"Mark worked"</SubmitButton>
-                                                </ActionForm>
-                                                {outcome(work.value(), "", scope.clone())}
-                                                {field_error(work.value(), "note", scope)}
-                                            }
-                                        })}
-                                    </td>
+                                    <td><span class=badge>{n.state_label.clone()}</span></td>
                                 </tr>
+                                // What needs a person, and the form to say it was worked, span the
+                                // row's width under it.
+                                {detail.then(|| view! {
+                                    <tr class="notification-detail" data-detail-of=n.id>
+                                        <td colspan="7">
+                                            {note.clone().map(|t| view! { <p class="small">{t}</p> })}
+                                            {(n.state == "attention").then(|| {
+                                                let scope = Some(n.id.to_string());
+                                                view! {
+                                                    <ActionForm action=work attr:class="row-form work-form">
+                                                        <input type="hidden" name="id" value=n.id />
+                                                        <label class="stacked">
+                                                            "What finance did"
+                                                            <input name="note" maxlength="2000" size="60" placeholder="e.g. collected by bank transfer, reference …" />
+                                                        </label>
+                                                        <SubmitButton pending=work.pending()>"Mark worked"</SubmitButton>
+                                                    </ActionForm>
+                                                    {outcome(work.value(), "", scope.clone())}
+                                                    {field_error(work.value(), "note", scope)}
+                                                }
+                                            })}
+                                        </td>
+                                    </tr>
+                                })}
                             }
                         }).collect_view()}
                     </tbody>

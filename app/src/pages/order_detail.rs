@@ -342,6 +342,10 @@ fn invoices_panel(d: &OrderDetail) -> impl IntoView + use<> {
                                                 {(!p.monitored).then(|| view! { <span class="muted small">" one step (monitoring off)"</span> })}
                                                 {p.last_error.clone().filter(|_| p.status != ProcessStatus::Completed).map(|e| view! { <p class="small">{e}</p> })}
                                             })}
+                                            {i.capture_failed.then(|| view! {
+                                                <span class="badge bad" data-testid="invoice-capture-failed">"Capture failed at the processor"</span>
+                                                <p class="small">"Reversed; the invoice is open again. See Processor notifications."</p>
+                                            })}
                                         </td>
                                         <td class="nowrap">
                                             {process.clone().map(|p| {
@@ -418,10 +422,13 @@ fn authorization_view(a: &AuthorizationView) -> impl IntoView {
                                     <td class="nowrap">{c.invoice_number.clone().unwrap_or_default()}</td>
                                     <td class="num">{c.amount.to_string()}</td>
                                     {any_refund.then(|| view! { <td class="num" data-testid="capture-refunded">{if c.refunded.minor() == 0 { "—".to_string() } else { c.refunded.to_string() }}</td> })}
-                                    <td class="nowrap">
-                                        {c.captured_at.format("%Y-%m-%d %H:%M").to_string()}
+                                    <td>
+                                        <span class="nowrap">{c.captured_at.format("%Y-%m-%d %H:%M").to_string()}</span>
                                         {c.failed.clone().map(|reason| view! {
-                                            <span class="badge bad" data-testid="capture-failed" title=reason.clone()>{format!("Failed at the processor: {reason}")}</span>
+                                            <div class="small failure" data-testid="capture-failed">
+                                                <span class="badge bad">"Failed at the processor"</span>
+                                                " "{reason}
+                                            </div>
                                         })}
                                     </td>
                                     <td><code>{c.tracking_id.clone()}</code></td>

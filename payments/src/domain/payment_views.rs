@@ -118,6 +118,9 @@ pub struct InvoiceView {
     pub amount: Money,
     pub posted_at: DateTime<Utc>,
     pub process: Option<ProcessSummary>,
+    /// The processor reported its card capture failed after accepting it (issue #42): the
+    /// payment was reversed and the invoice is open again.
+    pub capture_failed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

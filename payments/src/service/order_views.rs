@@ -207,6 +207,7 @@ pub async fn detail(s: &Services, id: i32) -> ServiceResult<OrderDetail> {
                 last_error: p.last_error.clone(),
                 capture_path: p.capture_path.clone(),
             }),
+            capture_failed: captures.iter().any(|c| c.invoice_id == Some(i.id) && c.failed_at.is_some()),
             id: i.id,
             number: i.number,
             amount: money(i.amount_minor),
