@@ -18,3 +18,13 @@ export async function gotoHydrated(page: Page, path: string) {
   await wasm;
   await page.waitForLoadState('networkidle');
 }
+
+/** Adds one use of a fault on the processor simulator's page (signed in as an administrator). */
+export async function addFault(page: Page, where: string, kind: string) {
+  await gotoHydrated(page, '/admin/simulator');
+  await page.getByLabel('Where').selectOption(where);
+  await page.getByLabel('Kind').selectOption(kind);
+  await page.getByLabel('Times').fill('1');
+  await page.getByRole('button', { name: 'Add fault' }).click();
+  await expect(page.getByRole('status')).toHaveText('Fault added.');
+}

@@ -1,5 +1,5 @@
 import { test, expect, Page } from '@playwright/test';
-import { signIn, gotoHydrated } from './helpers';
+import { signIn, gotoHydrated, addFault } from './helpers';
 import { mkdirSync } from 'node:fs';
 
 // Issue #39 item 4, R-PIP-6: Cards payment status monitoring off (the default), on the server with
@@ -17,14 +17,6 @@ async function setMonitoring(page: Page, value: 'yes' | 'no') {
   await expect(page.getByLabel('Cards payment status monitoring')).toHaveValue(value);
 }
 
-async function addFault(page: Page, where: string) {
-  await gotoHydrated(page, '/admin/simulator');
-  await page.getByLabel('Where').selectOption(where);
-  await page.getByLabel('Kind').selectOption('error_before');
-  await page.getByLabel('Times').fill('1');
-  await page.getByRole('button', { name: 'Add fault' }).click();
-  await expect(page.getByRole('status')).toHaveText('Fault added.');
-}
 
 /// A new order of two tents at 8.25 % tax paid by a Visa card, opened on its page.
 async function newOrder(page: Page) {
@@ -61,7 +53,7 @@ test.describe.serial('with Cards payment status monitoring off', () => {
 
   test('a card that is not charged: the invoicing is refused with the reason, nothing stays invoiced, and it can be tried again', async ({ page }) => {
     await setMonitoring(page, 'no');
-    await addFault(page, 'capture');
+    await addFault(page, 'capture', 'error_before');
     await signIn(page, 'supervisor');
     await newOrder(page);
     await invoiceOne(page);
@@ -79,7 +71,7 @@ test.describe.serial('with Cards payment status monitoring off', () => {
 
   test('a failure after the charge is listed on Incomplete cards payment, counted on the Overview, and resumed', async ({ page }) => {
     await signIn(page, 'admin');
-    await addFault(page, 'journal');
+    await addFault(page, 'journal', 'error_before');
     await signIn(page, 'supervisor');
     await gotoHydrated(page, '/');
     const before = Number(await page.locator('[data-standing="incomplete"] strong').textContent());

@@ -1,5 +1,5 @@
 import { test, expect, Page } from '@playwright/test';
-import { signIn, gotoHydrated } from './helpers';
+import { signIn, gotoHydrated, addFault } from './helpers';
 import { mkdirSync } from 'node:fs';
 
 // Against the second server, which has demo orders and the card payment features on (issue 3).
@@ -80,11 +80,7 @@ test('R-TOK-1, R-CAP-1, R-CAP-6: a card taken on the processor page, two partial
 
 test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; Resume completes it without a second capture', async ({ page }) => {
   await signIn(page, 'admin');
-  await gotoHydrated(page, '/admin/simulator');
-  await page.getByLabel('Where').selectOption('journal');
-  await page.getByLabel('Kind').selectOption('error_before');
-  await page.getByRole('button', { name: 'Add fault' }).click();
-  await expect(page.getByRole('status')).toHaveText('Fault added.');
+  await addFault(page, 'journal', 'error_before');
   await expect(page.locator('tr[data-fault]')).toHaveCount(1);
   await page.screenshot({ path: 'screenshots/admin-simulator-fault.png', fullPage: true });
 
@@ -175,11 +171,7 @@ test('issue #42: the processor\'s notifications arrive signed over HTTP and are 
 
 test('issue #42, R-LED-2: a capture the processor fails after accepting it is reversed, shown on the order, and worked by finance', async ({ page }) => {
   await signIn(page, 'admin');
-  await gotoHydrated(page, '/admin/simulator');
-  await page.getByLabel('Where').selectOption('capture');
-  await page.getByLabel('Kind').selectOption('fails_later');
-  await page.getByRole('button', { name: 'Add fault' }).click();
-  await expect(page.getByRole('status')).toHaveText('Fault added.');
+  await addFault(page, 'capture', 'fails_later');
 
   // The processor answers the capture `received`: the invoice completes as usual…
   await signIn(page, 'supervisor');
