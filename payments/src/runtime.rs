@@ -20,6 +20,8 @@ pub struct Services {
     /// The processor simulator, when it is the connector: its administration page, the CLI and
     /// the tests reach its faults and ledger through it.
     pub simulator: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
+    /// The processor's fault administration, when Paystage reaches it over HTTP ([`Self::faults`]).
+    pub processor_admin: Option<Arc<crate::sandbox::client::SandboxAdmin>>,
     /// This server process, as named in the leases it takes on payment processes.
     pub instance: String,
     /// How long a lease on a payment process lasts before recovery may take it over.
@@ -47,6 +49,11 @@ impl Services {
     /// The faults injected into Paystage's own journal posting: the connector's hook, or, with a
     /// processor over HTTP whose store this process can read (the sandbox in tests and the
     /// demo), the hook of that store.
+    /// Where `paystage faults` and the Processor simulator page set faults.
+    pub fn faults(&self) -> crate::connector::faults::FaultControl<'_> {
+        crate::connector::faults::FaultControl { admin: self.processor_admin.as_deref(), store: self.simulator.as_deref().map(|s| s.store()) }
+    }
+
     pub fn journal_faults(&self) -> Option<&dyn crate::connector::JournalFaults> {
         self.connector.journal_faults().or_else(|| self.simulator.as_deref().map(|s| s as &dyn crate::connector::JournalFaults))
     }

@@ -279,11 +279,13 @@ async fn run(cli: Cli, config: Config) {
             println!("Migrations applied to {}", config.database_url);
         }
         Command::Faults { command } => {
+            // Through the processor sandbox's administration API when Paystage reaches its
+            // processor over HTTP; Paystage's own journal faults in the store its hook reads.
             let services = open_services(&config).await;
-            use payments::connector::faults;
+            let faults = services.faults();
             match command {
                 FaultsCommand::List => {
-                    for f in faults::list(services.simulator_store().unwrap_or_else(|e| fail(e))).await.unwrap_or_else(|e| fail(e)) {
+                    for f in faults.list().await.unwrap_or_else(|e| fail(e)) {
                         let times = f.remaining.map(|n| n.to_string()).unwrap_or_else(|| "until removed".into());
                         println!(
                             "{:>4}  {:<10} {:<14} rate {:<6} times {:<14} latency {} ms, fired {}",
@@ -292,18 +294,16 @@ async fn run(cli: Cli, config: Config) {
                     }
                 }
                 FaultsCommand::Add { point, kind, rate, times, latency_ms } => {
-                    let id = faults::add(services.simulator_store().unwrap_or_else(|e| fail(e)), services.now(), &point, &kind, &rate, &times, &latency_ms)
-                        .await
-                        .unwrap_or_else(|e| fail(e));
+                    let id = faults.add(services.now(), &point, &kind, &rate, &times, &latency_ms).await.unwrap_or_else(|e| fail(e));
                     println!("Fault {id} added.");
                 }
                 FaultsCommand::Remove { id } => {
-                    if !faults::remove(services.simulator_store().unwrap_or_else(|e| fail(e)), id).await.unwrap_or_else(|e| fail(e)) {
+                    if !faults.remove(id).await.unwrap_or_else(|e| fail(e)) {
                         fail(format!("there is no fault {id}"));
                     }
                     println!("Fault {id} removed.");
                 }
-                FaultsCommand::Clear => println!("{} faults removed.", faults::clear(services.simulator_store().unwrap_or_else(|e| fail(e))).await.unwrap_or_else(|e| fail(e))),
+                FaultsCommand::Clear => println!("{} faults removed.", faults.clear().await.unwrap_or_else(|e| fail(e))),
             }
         }
         Command::Recover => {

@@ -1,6 +1,8 @@
-//! The processor simulator's administrator page: the faults it injects (error before the effect,
-//! timeout after the effect, latency) and the test cards it knows. The same faults can be set from
-//! the CLI (`paystage faults`) and from tests.
+//! The processor simulator's administrator page: the faults the processor injects (error before
+//! the effect, timeout after the effect, latency, received then reported failed), set through the
+//! sandbox's administration API when Paystage reaches it over HTTP, and the journal faults of
+//! Paystage's own posting; and the test cards it knows. The same faults can be set from the CLI
+//! (`paystage faults`) and from tests.
 use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -11,7 +13,7 @@ pub async fn simulator_overview() -> Result<Vec<FaultView>, AppError> {
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    Ok(payments::connector::faults::list(s.simulator_store().map_err(payments::error::ServiceError::from)?).await?)
+    Ok(s.faults().list().await?)
 }
 
 #[server(endpoint = "add_fault")]
@@ -19,7 +21,7 @@ pub async fn add_fault(point: String, kind: String, rate: String, times: String,
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    let id = payments::connector::faults::add(s.simulator_store().map_err(payments::error::ServiceError::from)?, s.now(), &point, &kind, &rate, &times, &latency_ms).await?;
+    let id = s.faults().add(s.now(), &point, &kind, &rate, &times, &latency_ms).await?;
     let after = serde_json::json!({ "point": point, "kind": kind, "rate": rate, "times": times, "latency_ms": latency_ms });
     payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_add", &format!("fault {id}"), None, Some(after)).await?;
     Ok(())
@@ -30,7 +32,7 @@ pub async fn remove_fault(id: i32) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    if !payments::connector::faults::remove(s.simulator_store().map_err(payments::error::ServiceError::from)?, id).await? {
+    if !s.faults().remove(id).await? {
         return Err(AppError::NotFound("That fault is no longer there.".into()));
     }
     payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_remove", &format!("fault {id}"), None, None).await?;
@@ -46,7 +48,7 @@ pub fn SimulatorPage() -> impl IntoView {
     view! {
         <PageHeader
             title="Processor simulator"
-            intro="The default payment connector in demo and test setups. Inject faults to see how Paystage recovers: a request that fails before anything happens, one that times out after the money moved, or a slow processor."
+            intro="Faults the processor sandbox injects into its answers (set through its own administration API), and faults of Paystage's own journal posting. Inject them to see how Paystage recovers: a request that fails before anything happens, one that times out after the money moved, a slow processor, or a capture or refund the processor accepts and reports failed later."
         />
         {outcome(add.value(), "Fault added.", None)}
         {outcome(remove.value(), "Fault removed.", None)}

@@ -290,3 +290,66 @@ impl Fired {
     }
 }
 
+
+/// Where faults are set ([`crate::runtime::Services::faults`]): the processor's through its
+/// administration API when Paystage reaches it over HTTP (`paystage sandbox`,
+/// [`crate::sandbox::client::SandboxAdmin`]), and Paystage's own journal posting in the store its
+/// hook draws from; without that API (the in-process simulator), all of them in the simulator's
+/// store.
+pub struct FaultControl<'a> {
+    pub(crate) admin: Option<&'a crate::sandbox::client::SandboxAdmin>,
+    pub(crate) store: Option<&'a DatabaseConnection>,
+}
+
+impl FaultControl<'_> {
+    fn store(&self) -> ServiceResult<&DatabaseConnection> {
+        self.store.ok_or_else(|| ServiceError::internal("this Paystage has no store for its own journal faults (PAYSTAGE_SIMULATOR_DATABASE_URL)"))
+    }
+
+    /// Every fault, the processor's and Paystage's journal ones, oldest first.
+    pub async fn list(&self) -> ServiceResult<Vec<FaultView>> {
+        let Some(admin) = self.admin else {
+            return Ok(list(self.store()?).await?);
+        };
+        let mut all = admin.list().await?;
+        if let Some(store) = self.store {
+            all.extend(list(store).await?.into_iter().filter(|f| f.point == JOURNAL));
+        }
+        all.sort_by_key(|f| f.id);
+        Ok(all)
+    }
+
+    /// Validates and adds a fault ([`add`]), at the processor unless it is Paystage's own.
+    pub async fn add(&self, now: DateTime<Utc>, point: &str, kind: &str, rate: &str, times: &str, latency_ms: &str) -> ServiceResult<i32> {
+        match self.admin {
+            Some(admin) if point != JOURNAL => admin.add(point, kind, rate, times, latency_ms).await,
+            _ => add(self.store()?, now, point, kind, rate, times, latency_ms).await,
+        }
+    }
+
+    /// Removes fault `id`; false when there is none.
+    pub async fn remove(&self, id: i32) -> ServiceResult<bool> {
+        let Some(admin) = self.admin else {
+            return Ok(remove(self.store()?, id).await?);
+        };
+        if admin.remove(id).await? {
+            return Ok(true);
+        }
+        match self.store {
+            Some(store) => Ok(sim_fault::Entity::delete_many().filter(sim_fault::Column::Id.eq(id)).filter(sim_fault::Column::Point.eq(JOURNAL)).exec(store).await?.rows_affected > 0),
+            None => Ok(false),
+        }
+    }
+
+    /// Removes every fault; how many there were.
+    pub async fn clear(&self) -> ServiceResult<u64> {
+        let Some(admin) = self.admin else {
+            return Ok(clear(self.store()?).await?);
+        };
+        let mut removed = admin.clear().await?;
+        if let Some(store) = self.store {
+            removed += sim_fault::Entity::delete_many().filter(sim_fault::Column::Point.eq(JOURNAL)).exec(store).await?.rows_affected;
+        }
+        Ok(removed)
+    }
+}

@@ -17,6 +17,8 @@
 //! sit beside it in that file. Refusals it can decide at once (an amount above what is left, an
 //! unknown reference) are answered 422 with Paystage's decline code as `errorCode` (Adyen gives
 //! numeric codes; the sandbox's are named so tests can read them).
+pub mod admin;
+pub mod client;
 mod hosted;
 mod keys;
 mod notify;
@@ -101,7 +103,7 @@ impl Sandbox {
     }
 
     /// The sandbox's routes: the Checkout API under `/checkout/v72`, the hosted card page under
-    /// `/hpp`, and `/healthz`.
+    /// `/hpp`, the fault administration under `/admin/faults`, and `/healthz`.
     pub fn router(&self) -> Router {
         let api = Router::new()
             .route("/payments", post(payments))
@@ -113,6 +115,7 @@ impl Sandbox {
         Router::new()
             .nest(&format!("/checkout/{API_VERSION}"), api)
             .route("/hpp/cards", get(hosted::form).post(hosted::submit))
+            .merge(admin::routes())
             .route("/healthz", get(|| async { "ok" }))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())

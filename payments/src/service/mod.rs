@@ -47,6 +47,7 @@ impl Services {
             connector,
             untimed: simulator.clone(),
             simulator: Some(simulator),
+            processor_admin: None,
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
             invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),
@@ -82,6 +83,7 @@ impl Services {
     /// `engine` is the processor's store when this process can read it (the sandbox's, in tests
     /// and the demo): its faults, its ledger for the invariant checks, and the journal fault hook.
     pub fn over_http(db: DatabaseConnection, settings: AdyenSettings, engine: Option<Arc<ProcessorSimulator>>, clock: SharedClock) -> Result<Self, String> {
+        let admin = crate::sandbox::client::SandboxAdmin::for_endpoint(&settings.endpoint, &settings.api_key)?;
         let adyen: Arc<dyn crate::connector::Connector> = Arc::new(AdyenConnector::new(settings, db.clone(), clock.clone())?);
         Ok(Services {
             db,
@@ -89,6 +91,7 @@ impl Services {
             connector: Arc::new(TimedConnector::new(adyen.clone(), crate::connector::timed::DEFAULT_TIMEOUT)),
             untimed: adyen,
             simulator: engine,
+            processor_admin: Some(Arc::new(admin)),
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
             invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),

@@ -671,3 +671,88 @@ fn a_fails_later_fault_is_only_for_captures_and_refunds() {
         assert!(faults::list(payments::testing::sim(s)).await.unwrap().is_empty());
     });
 }
+
+db_test!(the_sandbox_administers_its_own_faults_over_http, |db| {
+    // Issue #42: fault injection is the sandbox's own, through its administration API, which
+    // Paystage's page and `paystage faults` use; Paystage's own journal posting keeps its faults
+    // on Paystage's side. Bad input is refused field by field and adds nothing; a wrong key gets
+    // nothing; a fault added through the API fires at the sandbox.
+    use payments::entity::capture as cap;
+    use payments::error::ServiceError;
+    use payments::sandbox::client::SandboxAdmin;
+    let s = &db.services;
+    let endpoint = format!("{}/checkout/{API_VERSION}", db.processor);
+    let admin = SandboxAdmin::for_endpoint(&endpoint, payments::testing::TEST_API_KEY).unwrap();
+    assert!(admin.list().await.unwrap().is_empty());
+    for (point, kind, rate, field) in [
+        ("capture", "explode", "1", "kind"),
+        ("capture", "error_before", "2", "rate"),
+        ("<script>alert(1)</script>", "error_before", "1", "point"),
+        ("journal", "error_before", "1", "point"),
+        ("authorize", "fails_later", "1", "kind"),
+    ] {
+        match admin.add(point, kind, rate, "1", "").await {
+            Err(ServiceError::Validation(fields)) => assert!(fields.iter().any(|f| f.field == field), "{point} {kind}: {fields:?}"),
+            other => panic!("{point} {kind} {rate}: {other:?}"),
+        }
+    }
+    assert!(admin.list().await.unwrap().is_empty(), "nothing refused was added");
+    let intruder = SandboxAdmin::for_endpoint(&endpoint, "not-the-key").unwrap();
+    assert!(intruder.list().await.unwrap_err().to_string().contains("refused Paystage's API key"));
+    assert!(intruder.add("capture", "error_before", "1", "1", "").await.is_err());
+    assert!(intruder.clear().await.is_err());
+
+    let id = admin.add("capture", "error_before", "1", "1", "").await.unwrap();
+    let control = s.faults();
+    let journal = control.add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    assert_eq!(control.list().await.unwrap().iter().map(|f| (f.id, f.point.as_str())).collect::<Vec<_>>(), vec![(id, "capture"), (journal, "journal")]);
+    assert_eq!(admin.list().await.unwrap().len(), 1, "the sandbox does not list Paystage's own step");
+    assert!(!admin.remove(journal).await.unwrap(), "nor remove it");
+    // The capture fault fires at the sandbox: the invoice's capture is not processed.
+    let (_fx, placed, d) = payments::testing::card_order(s, "Tent", 1, "150.00").await;
+    payments::pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert_eq!(control.list().await.unwrap().iter().map(|f| f.id).collect::<Vec<_>>(), vec![journal], "the capture fault's one use is spent");
+    assert!(!control.remove(id).await.unwrap());
+    let latency = admin.add("any", "latency", "0.5", "", "5").await.unwrap();
+    assert_eq!(control.clear().await.unwrap(), 2, "the processor's and Paystage's");
+    assert!(control.list().await.unwrap().is_empty());
+    assert!(!admin.remove(latency).await.unwrap());
+});
+
+#[test]
+fn paystage_faults_works_against_the_sandbox() {
+    // `paystage faults …` with PAYSTAGE_PROCESSOR_URL set goes through the sandbox's
+    // administration API; a journal fault needs Paystage's store for its own hook and says so.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(payments::testing::TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+            .arg("faults")
+            .args(args)
+            .env("DATABASE_URL", format!("sqlite://{}/cli.db", dir.path().display()))
+            .env("PAYSTAGE_PROCESSOR_URL", format!("{}/checkout/{API_VERSION}", db.processor))
+            .env("PAYSTAGE_PROCESSOR_API_KEY", payments::testing::TEST_API_KEY)
+            .env("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT", payments::testing::TEST_MERCHANT_ACCOUNT)
+            .env("PAYSTAGE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["add", "refund", "timeout_after", "--rate", "1", "--times", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = payments::sandbox::client::SandboxAdmin::for_endpoint(&format!("{}/checkout/{API_VERSION}", db.processor), payments::testing::TEST_API_KEY).unwrap();
+    let listed = rt.block_on(admin.list()).unwrap();
+    assert_eq!((listed.len(), listed[0].point.as_str(), listed[0].kind.as_str(), listed[0].remaining), (1, "refund", "timeout_after", Some(2)));
+    let out = run(&["list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("timeout_after"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(&["add", "capture", "explode"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Choose a kind of fault"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["add", "journal", "error_before"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PAYSTAGE_SIMULATOR_DATABASE_URL"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["clear"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 faults removed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(rt.block_on(admin.list()).unwrap().is_empty());
+}
