@@ -144,7 +144,9 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// it does not know the token. Paystage takes the card's details from here, never from the
     /// browser (issue #40).
     async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>>;
-    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized>;
+    /// Authorizes `amount` on `token`, asked as `ask` says (who initiates it, with what kind of
+    /// token: the processor's card-on-file rules).
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money, ask: AuthorizeAsk) -> ConnectorResult<Authorized>;
     /// Captures against an authorization. A `final_capture` releases whatever is left of it (the
     /// legacy path); otherwise the authorization stays open for further captures when it allows them.
     async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured>;
@@ -176,6 +178,32 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 
 /// What a processor reports holding, by its references: a settlement report, or the simulator's
 /// ledger. Paystage's records are checked against it (R-LED-2, `pipeline::invariants`).
+/// Who asks for an authorization (R-TOK-1, R-AUT-3): the shopper, when an order is placed or a
+/// new payment is taken (the card was just entered on the processor's page, or picked from the
+/// cards on file); or the merchant on its own later (the legacy path's authorization of the
+/// remainder, a resubmission before expiry), which only a recurring token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initiator {
+    Shopper,
+    Merchant,
+}
+
+/// How an authorization is asked for: by whom, on what kind of token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthorizeAsk {
+    pub initiator: Initiator,
+    pub token_kind: crate::domain::tokens::TokenKind,
+}
+
+impl AuthorizeAsk {
+    /// The ask for payment line `line`'s token, initiated by `initiator` (a line whose token kind
+    /// is not known is taken as not recurring).
+    pub fn for_line(line: &crate::entity::payment_line::Model, initiator: Initiator) -> AuthorizeAsk {
+        let token_kind = crate::domain::tokens::TokenKind::from_code(&line.token_kind).unwrap_or(crate::domain::tokens::TokenKind::Nonrecurring);
+        AuthorizeAsk { initiator, token_kind }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessorLedger {
     /// Authorization reference → captured total (minor units).

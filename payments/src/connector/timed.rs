@@ -60,8 +60,8 @@ impl Connector for TimedConnector {
     async fn describe_token(&self, token: &str) -> ConnectorResult<Option<CardToken>> {
         self.within(self.inner.describe_token(token)).await
     }
-    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
-        self.within(self.inner.authorize(tracking_id, token, amount)).await
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money, ask: super::AuthorizeAsk) -> ConnectorResult<Authorized> {
+        self.within(self.inner.authorize(tracking_id, token, amount, ask)).await
     }
     async fn capture(&self, tracking_id: &str, authorization: &str, amount: Money, final_capture: bool) -> ConnectorResult<Captured> {
         self.within(self.inner.capture(tracking_id, authorization, amount, final_capture)).await

@@ -45,7 +45,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
                         let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
                         crate::crashpoint::hit("authorize:intent");
-                        let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+                        let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
                         crate::crashpoint::hit("authorize:sent");
                         requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await
                     }
@@ -128,7 +128,7 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
     };
     log_relaxed(s, p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
     crate::crashpoint::hit("authorize:intent");
-    let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount).await;
+    let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
     crate::crashpoint::hit("authorize:sent");
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
     finish_authorization(s, &req, &line, resolution).await

@@ -302,6 +302,32 @@ async fn decided(s: &Sandbox, tracking_id: &str, repeat: bool, fresh: impl std::
     }
 }
 
+/// Adyen's card-on-file flags of a `/payments` request, checked as Adyen documents them: a
+/// payment with a stored card names its `recurringProcessingModel`; `shopperInteraction` is one of
+/// Adyen's; `ContAuth` is a payment with a stored card. What they say becomes the engine's ask.
+fn card_on_file_flags(body: &Value) -> Result<crate::connector::AuthorizeAsk, (StatusCode, Value)> {
+    use crate::connector::{AuthorizeAsk, Initiator};
+    use crate::domain::tokens::TokenKind;
+    let stored = body["paymentMethod"].get("storedPaymentMethodId").is_some();
+    let interaction = body.get("shopperInteraction").and_then(Value::as_str);
+    let model = body.get("recurringProcessingModel").and_then(Value::as_str);
+    let refuse = |m: &str| Err(error(StatusCode::UNPROCESSABLE_ENTITY, "validation", m.to_string(), "validation"));
+    if interaction.is_some_and(|i| !["Ecommerce", "ContAuth", "Moto", "POS"].contains(&i)) {
+        return refuse("shopperInteraction must be Ecommerce, ContAuth, Moto or POS");
+    }
+    if model.is_some_and(|m| !["CardOnFile", "Subscription", "UnscheduledCardOnFile"].contains(&m)) {
+        return refuse("recurringProcessingModel must be CardOnFile, Subscription or UnscheduledCardOnFile");
+    }
+    if stored && model.is_none() {
+        return refuse("a payment with a stored payment method needs its recurringProcessingModel");
+    }
+    if interaction == Some("ContAuth") && !stored {
+        return refuse("ContAuth is a payment with a stored payment method (storedPaymentMethodId)");
+    }
+    let merchant = matches!(model, Some("Subscription" | "UnscheduledCardOnFile"));
+    Ok(AuthorizeAsk { initiator: if merchant { Initiator::Merchant } else { Initiator::Shopper }, token_kind: if stored { TokenKind::Recurring } else { TokenKind::Nonrecurring } })
+}
+
 async fn authorize(s: Sandbox, tracking_id: String, repeat: bool, body: Value) -> (StatusCode, Value, Option<NotificationItem>) {
     let outcome: Result<(StatusCode, Value, Option<NotificationItem>), (StatusCode, Value)> = async {
         check_merchant(&s, &body)?;
@@ -317,6 +343,7 @@ async fn authorize(s: Sandbox, tracking_id: String, repeat: bool, body: Value) -
             }
         }
         let method = &body["paymentMethod"];
+        let ask = card_on_file_flags(&body)?;
         let token = if let Some(id) = method.get("storedPaymentMethodId").and_then(Value::as_str) {
             if let Some(owner) = keys::owner_of(&s, id).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string(), "internal"))? {
                 if shopper.as_deref().is_some_and(|sh| sh != owner) {
@@ -341,7 +368,7 @@ async fn authorize(s: Sandbox, tracking_id: String, repeat: bool, body: Value) -
         } else {
             return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "validation", "paymentMethod needs a storedPaymentMethodId or card details", "validation"));
         };
-        let outcome = decided(&s, &tracking_id, false, async { s.inner.engine.authorize(&tracking_id, &token, amount).await.map(Outcome::Authorized) }).await.map_err(engine_error)?;
+        let outcome = decided(&s, &tracking_id, false, async { s.inner.engine.authorize(&tracking_id, &token, amount, ask).await.map(Outcome::Authorized) }).await.map_err(engine_error)?;
         authorization_answer(&s, outcome, amount, &reference, shopper.as_deref()).await
     }
     .await;

@@ -131,7 +131,9 @@ pub async fn authorize_payment_line(
     let req = requests::begin(s, connector_id, Command::Authorize, amount, Purpose { order_id: line.order_id, authorization_id: replaces, process: None, capture_id: None })
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Authorization, reason: e.to_string() })?;
-    let result = s.connector.authorize(&req.tracking_id, &token, amount).await;
+    let ask = crate::connector::AuthorizeAsk::for_line(line, crate::connector::Initiator::Shopper);
+    let result = s.connector.authorize(&req.tracking_id, &token, amount, ask).await;
     let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
     record_authorization(s, &req, line, resolution, replaces).await
 }
+

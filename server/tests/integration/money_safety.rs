@@ -149,8 +149,8 @@ impl payments::connector::Connector for DelayedReference {
     async fn describe_token(&self, token: &str) -> payments::connector::ConnectorResult<Option<payments::connector::CardToken>> {
         self.0.describe_token(token).await
     }
-    async fn authorize(&self, tracking_id: &str, token: &str, amount: payments::domain::money::Money) -> payments::connector::ConnectorResult<payments::connector::Authorized> {
-        self.0.authorize(tracking_id, token, amount).await
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: payments::domain::money::Money, ask: payments::connector::AuthorizeAsk) -> payments::connector::ConnectorResult<payments::connector::Authorized> {
+        self.0.authorize(tracking_id, token, amount, ask).await
     }
     async fn capture(&self, tracking_id: &str, authorization: &str, amount: payments::domain::money::Money, final_capture: bool) -> payments::connector::ConnectorResult<payments::connector::Captured> {
         self.0.capture(tracking_id, authorization, amount, final_capture).await

@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const API_KEY: &str = "sandbox-test-key-0123456789";
+/// The shopper paying with a recurring card on file (the card was just stored on the sandbox's page).
+const SHOPPER: payments::connector::AuthorizeAsk =
+    payments::connector::AuthorizeAsk { initiator: payments::connector::Initiator::Shopper, token_kind: payments::domain::tokens::TokenKind::Recurring };
 const MERCHANT: &str = "PaystageDemo";
 const HMAC_HEX: &str = "6e1c6f0f3b7c2a9d8e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d";
 
@@ -94,7 +97,7 @@ db_test!(the_adyen_connector_runs_a_payments_life_against_the_sandbox_over_http,
 
     // R-CAP-1, R-AUT-2: authorize 100.00, two partial captures, a third above what is left
     // refused, a refund of the first, an amount update, a capture up to the new total.
-    let a = adyen.authorize("t-auth-1", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-auth-1", &token, eur(10_000), SHOPPER).await.unwrap();
     assert_eq!((a.payment_method_variant.as_str(), a.card_type.as_str(), a.last_four.as_str()), ("visa", "Visa", "1111"));
     assert!(a.supports_multiple_captures);
     let c1 = adyen.capture("t-cap-1", &a.reference, eur(3_000), false).await.unwrap();
@@ -112,18 +115,18 @@ db_test!(the_adyen_connector_runs_a_payments_life_against_the_sandbox_over_http,
     adyen.capture("t-cap-4", &a.reference, eur(7_000), false).await.unwrap();
 
     // A cancelled authorization takes no capture.
-    let b = adyen.authorize("t-auth-2", &token, eur(5_000)).await.unwrap();
+    let b = adyen.authorize("t-auth-2", &token, eur(5_000), SHOPPER).await.unwrap();
     adyen.void("t-void-1", &b.reference).await.unwrap();
     let after = adyen.capture("t-cap-5", &b.reference, eur(100), false).await;
     assert!(matches!(&after, Err(ConnectorError::Declined { code, .. }) if code == "authorization_closed"), "{after:?}");
 
     // A declining test card: Refused, with Paystage's decline code.
     let declining = hosted_card(&sb.base, "C-0001", "4000000000009995").await;
-    let refused = adyen.authorize("t-auth-3", &declining, eur(1_000)).await;
+    let refused = adyen.authorize("t-auth-3", &declining, eur(1_000), SHOPPER).await;
     assert!(matches!(&refused, Err(ConnectorError::Declined { code, .. }) if code == "insufficient_funds"), "{refused:?}");
     // Interac never takes several captures (Non incremental capture payment methods).
     let interac = hosted_card(&sb.base, "C-0001", "6363680000000007").await;
-    assert!(!adyen.authorize("t-auth-4", &interac, eur(1_000)).await.unwrap().supports_multiple_captures);
+    assert!(!adyen.authorize("t-auth-4", &interac, eur(1_000), SHOPPER).await.unwrap().supports_multiple_captures);
 
     // The processor's books: 120.00 + 10.00 authorized... captured 30 + 20 + 70, refunded 10.
     let totals = ledger_totals(sb.sandbox.store()).await.unwrap();
@@ -139,7 +142,7 @@ db_test!(a_lost_answer_is_resolved_by_sending_the_request_again_with_its_key_and
     let sb = start(None, true).await;
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&sb.base, "C-0002", "5555555555554444").await;
-    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-auth", &token, eur(10_000), SHOPPER).await.unwrap();
     // Every capture's answer is lost (until the fault is removed); asking is not a capture.
     faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "", "0").await.unwrap();
     let lost = adyen.capture("t-cap", &a.reference, eur(4_000), false).await;
@@ -170,7 +173,7 @@ db_test!(an_error_before_the_effect_says_nothing_was_done_and_the_same_request_t
     let sb = start(None, true).await;
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&sb.base, "C-0009", "4111111111111111").await;
-    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-auth", &token, eur(10_000), SHOPPER).await.unwrap();
     faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "error_before", "1", "1", "0").await.unwrap();
     let refused = adyen.capture("t-cap", &a.reference, eur(2_000), false).await;
     assert!(matches!(&refused, Err(ConnectorError::Unavailable(_))), "{refused:?}");
@@ -196,7 +199,7 @@ db_test!(past_the_key_window_a_repeat_is_refused_and_left_for_review, |db| {
     let clock = ManualClock::new(payments::testing::test_epoch());
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), Arc::new(clock.clone())).unwrap();
     let token = hosted_card(&sb.base, "C-0003", "4111111111111111").await;
-    let a = adyen.authorize("t-auth", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-auth", &token, eur(10_000), SHOPPER).await.unwrap();
     faults::add(sb.sandbox.store(), chrono::Utc::now(), "capture", "timeout_after", "1", "1", "0").await.unwrap();
     assert!(matches!(adyen.capture("t-cap", &a.reference, eur(1_000), false).await, Err(ConnectorError::Timeout)));
     clock.advance(chrono::Duration::days(32));
@@ -224,6 +227,7 @@ async fn the_sandbox_keeps_its_idempotency_promises_and_refuses_hostile_requests
         serde_json::json!({
             "amount": {"currency": "EUR", "value": value}, "merchantAccount": MERCHANT, "reference": "order-1",
             "paymentMethod": {"type": "scheme", "storedPaymentMethodId": token}, "shopperReference": "C-0004",
+            "shopperInteraction": "ContAuth", "recurringProcessingModel": "CardOnFile",
         })
         .to_string()
     };
@@ -279,7 +283,7 @@ async fn without_multiple_partial_captures_the_first_partial_capture_closes_the_
     let mut s = settings(&sb.base);
     s.allow_multiple_partial_capture = false;
     let adyen = AdyenConnector::new(s, db.services.db.clone(), db.services.clock.clone()).unwrap();
-    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000), SHOPPER).await.unwrap();
     assert!(!a.supports_multiple_captures);
     let c = adyen.capture("t-c1", &a.reference, eur(4_000), false).await.unwrap();
     assert!(c.authorization_closed);
@@ -317,7 +321,7 @@ async fn notifications_arrive_signed_and_are_sent_again_until_accepted() {
     let db = payments::testing::TestDb::sqlite().await;
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&sb.base, "C-0006", "4111111111111111").await;
-    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000), SHOPPER).await.unwrap();
     let c = adyen.capture("t-c", &a.reference, eur(2_500), false).await.unwrap();
     adyen.refund("t-r", &c.reference, eur(500)).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -382,7 +386,7 @@ async fn a_killed_sandbox_restarts_on_its_store_and_answers_a_repeat_the_same() 
     let db = payments::testing::TestDb::sqlite().await;
     let adyen = AdyenConnector::new(settings(&base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&base, "C-0007", "4111111111111111").await;
-    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000), SHOPPER).await.unwrap();
     let c = adyen.capture("t-c", &a.reference, eur(3_000), false).await.unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();
@@ -410,7 +414,7 @@ db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| 
     let sb = start(Some(hook.clone()), true).await;
     let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
     let token = hosted_card(&sb.base, "C-0008", "4111111111111111").await;
-    let a = adyen.authorize("t-a", &token, eur(10_000)).await.unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000), SHOPPER).await.unwrap();
     let c = adyen.capture("t-c", &a.reference, eur(2_500), false).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while pn::Entity::find().count(&db.services.db).await.unwrap() < 2 {
@@ -545,7 +549,7 @@ db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_
     let card: std::collections::HashMap<String, String> = onward.query_pairs().into_owned().collect();
     assert_eq!((card["card_type"].as_str(), card["last_four"].as_str(), card["holder"].as_str(), card["expiry"].as_str()), ("Visa", "1111", "Jamie Rivera", "12/30"));
     // The token authorizes at the processor, for its shopper.
-    let a = db.services.connector.authorize("t-hosted", &card["token"], eur(2_500)).await.unwrap();
+    let a = db.services.connector.authorize("t-hosted", &card["token"], eur(2_500), SHOPPER).await.unwrap();
     assert_eq!(a.last_four, "1111");
     // A made-up return (an id the processor does not hold for that shopper) goes no further.
     let r = browser.get(format!("{}/processor/acceptance?return=/orders/new&storedPaymentMethodId=tok_made_up&shopperReference=ps-nobody", app.base)).send().await.unwrap();
@@ -756,3 +760,47 @@ fn paystage_faults_works_against_the_sandbox() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 faults removed"), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(rt.block_on(admin.list()).unwrap().is_empty());
 }
+
+db_test!(who_asks_for_an_authorization_sets_adyens_card_on_file_flags, |db| {
+    // R-TOK-1, R-AUT-3 (Adyen's "Make token payments"): the shopper paying with the stored card
+    // is ContAuth + CardOnFile; the merchant alone, with a recurring token, ContAuth +
+    // UnscheduledCardOnFile; the merchant alone with a nonrecurring token is refused before
+    // anything is sent. The sandbox refuses a stored card without its model, and unknown flags.
+    use payments::connector::{AuthorizeAsk, Initiator};
+    use payments::domain::tokens::TokenKind;
+    let sb = start(None, true).await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0011", "4111111111111111").await;
+    let sent = |key: &'static str| {
+        let db = db.services.db.clone();
+        async move { serde_json::from_str::<serde_json::Value>(&ps::Entity::find_by_id(key.to_string()).one(&db).await.unwrap().expect("recorded before it was sent").body).unwrap() }
+    };
+    adyen.authorize("t-shopper", &token, eur(1_000), SHOPPER).await.unwrap();
+    let body = sent("t-shopper").await;
+    assert_eq!((body["shopperInteraction"].as_str(), body["recurringProcessingModel"].as_str()), (Some("ContAuth"), Some("CardOnFile")));
+    let merchant = AuthorizeAsk { initiator: Initiator::Merchant, token_kind: TokenKind::Recurring };
+    adyen.authorize("t-merchant", &token, eur(1_000), merchant).await.unwrap();
+    let body = sent("t-merchant").await;
+    assert_eq!((body["shopperInteraction"].as_str(), body["recurringProcessingModel"].as_str()), (Some("ContAuth"), Some("UnscheduledCardOnFile")));
+    let single = AuthorizeAsk { initiator: Initiator::Merchant, token_kind: TokenKind::Nonrecurring };
+    let refused = adyen.authorize("t-single", &token, eur(1_000), single).await;
+    assert!(matches!(&refused, Err(ConnectorError::Invalid(m)) if m.contains("R-AUT-3")), "{refused:?}");
+    assert!(ps::Entity::find_by_id("t-single".to_string()).one(&db.services.db).await.unwrap().is_none(), "nothing was sent");
+    let (_, stored) = payments::connector::adyen::split_token(&token);
+    for (flags, says) in [
+        (serde_json::json!({}), "needs its recurringProcessingModel"),
+        (serde_json::json!({"recurringProcessingModel": "Sometimes"}), "recurringProcessingModel must be"),
+        (serde_json::json!({"recurringProcessingModel": "CardOnFile", "shopperInteraction": "Telepathy"}), "shopperInteraction must be"),
+    ] {
+        let mut body = serde_json::json!({
+            "amount": {"currency": "EUR", "value": 100}, "merchantAccount": MERCHANT, "reference": "flags",
+            "paymentMethod": {"type": "scheme", "storedPaymentMethodId": stored}, "shopperReference": "C-0011",
+        });
+        for (k, v) in flags.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = raw(&sb.base, "/payments", None, API_KEY, &body.to_string()).await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{answer}");
+    }
+});

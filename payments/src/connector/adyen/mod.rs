@@ -342,6 +342,24 @@ impl AdyenConnector {
     }
 }
 
+/// Adyen's `shopperInteraction` and `recurringProcessingModel` for an authorization of a stored
+/// card (R-TOK-1; Adyen's "Make token payments"): the card is stored at the processor before
+/// Paystage authorizes it, so every authorization is a payment with a token (`ContAuth`). The
+/// shopper present pays with the card on file (`CardOnFile`); the merchant alone
+/// (`UnscheduledCardOnFile`) only with a recurring token. A merchant-initiated authorization on any
+/// other token is refused before it is sent (R-AUT-3: a nonrecurring token is never authorized
+/// again).
+pub fn card_on_file(ask: super::AuthorizeAsk) -> ConnectorResult<(&'static str, &'static str)> {
+    match ask.initiator {
+        super::Initiator::Shopper => Ok(("ContAuth", "CardOnFile")),
+        super::Initiator::Merchant if ask.token_kind == crate::domain::tokens::TokenKind::Recurring => Ok(("ContAuth", "UnscheduledCardOnFile")),
+        super::Initiator::Merchant => Err(ConnectorError::Invalid(format!(
+            "a {} token is not authorized again without the shopper (R-AUT-3); take a new payment",
+            ask.token_kind.code()
+        ))),
+    }
+}
+
 #[async_trait::async_trait]
 impl Connector for AdyenConnector {
     async fn payment_reference(&self, command: Command, amount: Money) -> ConnectorResult<PaymentReference> {
@@ -395,18 +413,19 @@ impl Connector for AdyenConnector {
         Some(url.to_string())
     }
 
-    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money, ask: super::AuthorizeAsk) -> ConnectorResult<Authorized> {
         if amount.minor() <= 0 {
             return Err(ConnectorError::Invalid("the amount to authorize must be above zero".into()));
         }
+        let (interaction, model) = card_on_file(ask)?;
         let request = PaymentRequest {
             amount: Self::amount(amount),
             merchant_account: self.settings.merchant_account.clone(),
             reference: tracking_id.to_string(),
             payment_method: PaymentMethod { kind: "scheme".into(), stored_payment_method_id: Some(split_token(token).1.to_string()) },
             shopper_reference: split_token(token).0.map(str::to_string),
-            recurring_processing_model: Some("UnscheduledCardOnFile".into()),
-            shopper_interaction: Some("ContAuth".into()),
+            recurring_processing_model: Some(model.into()),
+            shopper_interaction: Some(interaction.into()),
             store_payment_method: None,
             additional_data: Some([("manualCapture".to_string(), "true".to_string()), ("authorisationType".to_string(), "PreAuth".to_string())].into()),
         };

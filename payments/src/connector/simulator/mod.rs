@@ -268,7 +268,9 @@ impl Connector for ProcessorSimulator {
         }))
     }
 
-    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money) -> ConnectorResult<Authorized> {
+    /// The simulator keeps no card-on-file rules of its own: `paystage sandbox` checks Adyen's
+    /// flags at its API, the connector refuses what they forbid.
+    async fn authorize(&self, tracking_id: &str, token: &str, amount: Money, _ask: super::AuthorizeAsk) -> ConnectorResult<Authorized> {
         let now = self.clock.now();
         let token = token.to_string();
         self.execute("authorize", tracking_id, Command::Authorize, amount.minor(), move |txn| {
