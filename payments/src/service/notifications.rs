@@ -120,8 +120,8 @@ pub struct ProcessReport {
 }
 
 /// How many passes of the background job (one every two seconds) a failure report waits for the
-/// capture or refund it names to be recorded (its outcome may still be unresolved) before finance
-/// is told Paystage has no record of it.
+/// capture or refund it names to be recorded (its outcome may still be unresolved), or retries a
+/// reversal that failed, before finance is told nothing was reversed.
 pub const NOT_FOUND_PASSES: i32 = 30;
 
 /// Works through up to `batch` received notifications, oldest first. A capture or refund
@@ -146,7 +146,7 @@ pub async fn process_pending(s: &Services, batch: u64) -> Result<ProcessReport, 
                     None => None,
                 };
                 let what = match reversed {
-                    Some(Err(e)) => {
+                    Some(Err(e)) if attempts < NOT_FOUND_PASSES => {
                         // Tried again on the next pass; the error is kept on the notification.
                         tracing::error!(connector = %n.connector, event = %n.event_code, psp = %n.psp_reference, error = %e, "a failure the processor reported could not be reversed yet");
                         let mut am: pn::ActiveModel = n.into();
@@ -169,6 +169,7 @@ pub async fn process_pending(s: &Services, batch: u64) -> Result<ProcessReport, 
                     Some(Ok(Reversal::AlreadyReversed)) => " Paystage had reversed it already.".to_string(),
                     Some(Ok(Reversal::NotFound)) => " Paystage has no record of it, so nothing was reversed.".to_string(),
                     Some(Ok(Reversal::Refused(why))) => format!(" Nothing was reversed: {why}."),
+                    Some(Err(e)) => format!(" Reversing it failed {attempts} times, so nothing was reversed: {e}."),
                     None => String::new(),
                 };
                 report.attention += 1;
