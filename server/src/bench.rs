@@ -6,7 +6,7 @@
 //! It lives in the server crate, outside the production code it measures: the pipeline reports its
 //! phases and unprepared statements as `tracing` events (`payments::observe`), which [`layer`]
 //! collects when the bench command installs it.
-use payments::connector::{faults, CardEntry};
+use payments::connector::CardEntry;
 use payments::domain::payment_views::InvoiceOutcome;
 use payments::domain::pipeline::ProcessStatus;
 use payments::domain::views::ChannelKind;
@@ -47,6 +47,11 @@ pub struct BenchReport {
     pub invoices_per_turn: f64,
     /// Invoices whose payment process did not complete (should be 0).
     pub not_completed: u32,
+    /// CPU time this process spent while invoicing (user and system, every thread), per invoice;
+    /// the processor's, in its own process, is not in it.
+    pub cpu_ms_per_invoice: f64,
+    /// That CPU time over the time invoicing took: 1.0 is one CPU busy throughout.
+    pub cpu_share: f64,
 }
 
 static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -159,6 +164,19 @@ pub fn print_profile(invoices: u32) {
     }
 }
 
+/// CPU time this process has used (user and system, every thread, `/proc/self/stat`), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 (utime, stime) in clock ticks, counted after the command name's closing
+    // parenthesis (the name may hold spaces). Linux's USER_HZ is 100 on every architecture it
+    // exports to user space.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the name, field 3 (state) is index 0: utime (14) is index 11, stime (15) index 12.
+    (tick(11) + tick(12)) / TICKS_PER_SECOND
+}
+
 /// Peak resident memory of this process (VmHWM), in MiB.
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -238,40 +256,65 @@ pub async fn prepare_orders(s: &Services, n: u32) -> ServiceResult<Vec<(i32, Vec
 }
 
 /// Places `n` orders with `lines` (item, quantity, unit price), the i-th paid with the test card
-/// `card_for(i)`, each authorized through the connector; returns (order, [line ids]).
+/// `card_for(i)`, each authorized through the connector; returns (order, [line ids]) in order.
+/// [`PREPARE_AT_ONCE`] orders are prepared at a time (preparation is not timed).
 pub async fn prepare_orders_with(
     s: &Services,
     n: u32,
     lines: &[(&str, &str, &str)],
     card_for: impl Fn(u32) -> &'static str,
 ) -> ServiceResult<Vec<(i32, Vec<i32>)>> {
+    use futures::{StreamExt, TryStreamExt};
     let (cust, channel) = prepare_setup(s).await?;
     let today = s.now().date_naive().to_string();
-    let mut out = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let t = s
-            
-            .tokenize(CardEntry { number: card_for(i).into(), expiry: "12/30".into(), holder: "Bench".into() })
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let form = OrderForm {
-            customer_id: cust.to_string(),
-            channel_id: channel.to_string(),
-            currency: "USD".into(),
-            tax_percent: "8.25".into(),
-            charges: "0".into(),
-            lines: lines
-                .iter()
-                .map(|(item, q, p)| LineForm { item: (*item).into(), quantity: (*q).into(), unit_price: (*p).into(), requested_ship_date: today.clone() })
-                .collect(),
-            card: CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry },
-            ..Default::default()
-        };
-        let placed = orders::place(s, "bench", &form).await?;
-        let lines = orders::detail(s, placed.order_id).await?.lines.into_iter().map(|l| l.id).collect();
-        out.push((placed.order_id, lines));
-    }
-    Ok(out)
+    let shopper_browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ServiceError::Internal(format!("HTTP client: {e}")))?;
+    let lines: Vec<LineForm> = lines
+        .iter()
+        .map(|(item, q, p)| LineForm { item: (*item).into(), quantity: (*q).into(), unit_price: (*p).into(), requested_ship_date: today.clone() })
+        .collect();
+    let (lines, browser) = (&lines, &shopper_browser);
+    futures::stream::iter((0..n).map(|i| card_for(i)))
+        .map(|number| async move {
+            let t = card(s, browser, CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Bench".into() }).await?;
+            let form = OrderForm {
+                customer_id: cust.to_string(),
+                channel_id: channel.to_string(),
+                currency: "USD".into(),
+                tax_percent: "8.25".into(),
+                charges: "0".into(),
+                lines: lines.clone(),
+                card: CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry },
+                ..Default::default()
+            };
+            let placed = orders::place(s, "bench", &form).await?;
+            let lines = orders::detail(s, placed.order_id).await?.lines.into_iter().map(|l| l.id).collect();
+            Ok::<_, ServiceError>((placed.order_id, lines))
+        })
+        .buffered(PREPARE_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// How many orders [`prepare_orders_with`] prepares at a time.
+const PREPARE_AT_ONCE: usize = 8;
+
+/// A card for a bench order: entered on the processor's hosted card page as a shopper's browser
+/// would, when the processor has one (the sandbox); otherwise stored by the in-process processor.
+async fn card(s: &Services, browser: &reqwest::Client, entry: CardEntry) -> ServiceResult<payments::connector::CardToken> {
+    let failed = |e: String| ServiceError::Internal(format!("the bench's card: {e}"));
+    let shopper = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let Some(page) = s.connector.card_page(&shopper, "http://127.0.0.1:9/bench/card-stored") else {
+        return s.tokenize(entry).await.map_err(|e| failed(e.to_string()));
+    };
+    let token = payments::sandbox::client::enter_card_as_shopper(browser, &page, &entry).await.map_err(failed)?;
+    s.describe_token(&token)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed(format!("the processor does not know the card it stored as {token}")))
 }
 
 /// The statement counter belongs to the process: benchmarks in one process (the test suite runs
@@ -285,9 +328,11 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         return Err(ServiceError::field("orders", "--orders and --concurrency must be at least 1"));
     }
     let prepared = prepare_orders(s, opts.orders).await?;
-    faults::clear(s.simulator_store()?).await?;
+    // The processor's faults: the sandbox's own, through its administration API when it is
+    // reached over HTTP.
+    s.faults().clear().await?;
     if opts.latency_ms > 0 {
-        faults::add(s.simulator_store()?, s.now(), "any", "latency", "1", "", &opts.latency_ms.to_string()).await?;
+        s.faults().add(s.now(), "any", "latency", "1", "", &opts.latency_ms.to_string()).await?;
     }
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));
     let commits_before = commits(s).await?;
@@ -296,6 +341,7 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
     }
     let statements_before = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed);
     let turns_before = payments::pipeline::batches(&s).counts();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
@@ -325,11 +371,12 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         not_completed += n;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let statements = STATEMENTS.load(std::sync::atomic::Ordering::Relaxed) - statements_before;
     let turns_after = payments::pipeline::batches(&s).counts();
     let (turns, batched) = (turns_after.0 - turns_before.0, turns_after.1 - turns_before.1);
     print_profile(opts.orders);
-    faults::clear(s.simulator_store()?).await?;
+    s.faults().clear().await?;
     // pg_stat_database is updated when a backend reports its statistics. A backend that goes idle
     // less than 1 s after its last report holds its counts for up to 10 s more (PostgreSQL's
     // PGSTAT_MIN_INTERVAL and PGSTAT_IDLE_INTERVAL): wait past both, or the pooled connections'
@@ -359,6 +406,8 @@ pub async fn invoicing(s: &Services, opts: BenchOptions) -> ServiceResult<BenchR
         statements_per_invoice: round2(statements as f64 / f64::from(opts.orders)),
         invoices_per_turn: if turns == 0 { 0.0 } else { round2(batched as f64 / turns as f64) },
         not_completed,
+        cpu_ms_per_invoice: round2(cpu * 1000.0 / f64::from(opts.orders)),
+        cpu_share: round2(cpu / elapsed),
     })
 }
 

@@ -155,17 +155,22 @@ impl SandboxProcess {
 
     fn spawn(exe: &std::path::Path, dir: &std::path::Path, port: u16, api_key: &str, log: &std::path::Path) -> anyhow::Result<(Child, u16)> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("cannot write {}", log.display()))?;
-        let child = Command::new(exe)
-            .args(["sandbox", "--port", &port.to_string(), "--merchant-account", CHAOS_MERCHANT, "--data"])
+        let mut cmd = Command::new(exe);
+        cmd.args(["sandbox", "--port", &port.to_string(), "--merchant-account", CHAOS_MERCHANT, "--data"])
             .arg(dir)
             .env("PAYSTAGE_SANDBOX_API_KEY", api_key)
             .env("PAYSTAGE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {} sandbox", exe.display()))?;
+            .kill_on_drop(true);
+        // Not on the CPU this process is pinned to, if it is (`runtime::Plan`, the bench on
+        // SQLite): a child inherits its parent's affinity, and the processor would otherwise
+        // share Paystage's one CPU while the others idle.
+        if let Some(others) = crate::runtime::cpus_beside_this_process() {
+            cmd.env("PAYSTAGE_CPUS", others.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {} sandbox", exe.display()))?;
         Ok((child, port))
     }
 
@@ -220,7 +225,7 @@ impl SandboxProcess {
             non_incremental_variants: vec!["interac".into()],
             key_window: chrono::Duration::days(payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS),
             timeout: payments::connector::timed::DEFAULT_TIMEOUT,
-            card_page: None,
+            card_page: Some(format!("http://127.0.0.1:{}/hpp/cards", self.port)),
         }
     }
 }

@@ -57,7 +57,8 @@ pub struct Config {
     pub recovery_seconds: u32,
     /// How often the authorization expiry job runs (R-AUT-3/4).
     pub expiry_seconds: u32,
-    /// `PAYSTAGE_CPUS`: `one` or `all`; unset, `one` on SQLite and `all` on PostgreSQL.
+    /// `PAYSTAGE_CPUS`: `one`, `all` or a list of CPUs (`1`, `0-3,6`); unset, `one` on SQLite and
+    /// `all` on PostgreSQL.
     pub cpus: Option<Cpus>,
     /// `PAYSTAGE_WORKER_THREADS`: threads of the async runtime (1–1024); unset, one with `one`
     /// CPU, otherwise one per CPU.
@@ -65,12 +66,15 @@ pub struct Config {
 }
 
 /// `PAYSTAGE_CPUS`: which CPUs the process runs on (see `crate::runtime`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cpus {
     /// Every CPU the machine gives the process.
     All,
     /// The one CPU the process starts on.
     One,
+    /// These CPUs (a kernel CPU list, `0-3,6`): how the bench keeps its processor sandbox off the
+    /// CPU it is pinned to.
+    Listed(Vec<usize>),
 }
 
 /// The `adyen` connector's settings from the environment (issue #42). The API key is never shown.
@@ -262,7 +266,10 @@ impl Config {
             None | Some("") => None,
             Some("one") => Some(Cpus::One),
             Some("all") => Some(Cpus::All),
-            Some(other) => return Err(err("PAYSTAGE_CPUS", format!("\"{other}\" is not one or all"))),
+            Some(other) => match crate::runtime::cpu_list(other) {
+                Some(list) => Some(Cpus::Listed(list)),
+                None => return Err(err("PAYSTAGE_CPUS", format!("\"{other}\" is not one, all or a list of CPUs (0-3,6)"))),
+            },
         };
         let worker_threads = match get("PAYSTAGE_WORKER_THREADS").filter(|v| !v.trim().is_empty()) {
             None => None,
@@ -344,7 +351,9 @@ mod tests {
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");
         assert_eq!(cfg(&[("PAYSTAGE_SESSION_HOURS", "0")]).unwrap_err().var, "PAYSTAGE_SESSION_HOURS");
         assert_eq!(cfg(&[("PAYSTAGE_PUBLIC_ORIGIN", "pay.example.com")]).unwrap_err().var, "PAYSTAGE_PUBLIC_ORIGIN");
-        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "two")]).unwrap_err().to_string(), "PAYSTAGE_CPUS: \"two\" is not one or all");
+        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "two")]).unwrap_err().to_string(), "PAYSTAGE_CPUS: \"two\" is not one, all or a list of CPUs (0-3,6)");
+        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "0-1,3")]).unwrap().cpus, Some(Cpus::Listed(vec![0, 1, 3])));
+        assert_eq!(cfg(&[("PAYSTAGE_CPUS", "3-1")]).unwrap_err().var, "PAYSTAGE_CPUS");
         assert_eq!(cfg(&[("PAYSTAGE_WORKER_THREADS", "0")]).unwrap_err().var, "PAYSTAGE_WORKER_THREADS");
         assert_eq!(cfg(&[("PAYSTAGE_CPUS", "one"), ("PAYSTAGE_WORKER_THREADS", "2")]).map(|c| (c.cpus, c.worker_threads)).unwrap(), (Some(Cpus::One), Some(2)));
         assert_eq!(

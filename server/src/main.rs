@@ -125,7 +125,7 @@ enum BenchCommand {
         orders: u32,
         #[arg(long, default_value_t = 8)]
         concurrency: u32,
-        /// Processor latency per request, injected as a simulator fault.
+        /// Processor latency per request, a latency fault of the sandbox the bench starts.
         #[arg(long, default_value_t = 0)]
         latency_ms: u32,
         /// Post every invoice on its own, never together with others (the path before batching,
@@ -198,10 +198,10 @@ fn main() {
     // server processes, which inherit its CPUs: it keeps all of them unless told otherwise, and
     // each server it starts picks its own.
     let (database, cpus) = match &cli.command {
-        Some(Command::Chaos { database, .. }) => (database.as_str(), config.cpus.or(Some(server::config::Cpus::All))),
+        Some(Command::Chaos { database, .. }) => (database.as_str(), config.cpus.clone().or(Some(server::config::Cpus::All))),
         Some(Command::Bench { command: BenchCommand::Invoicing { database, .. } })
-        | Some(Command::Bench { command: BenchCommand::Expiry { database, .. } }) => (database.as_str(), config.cpus),
-        _ => (config.database_url.as_str(), config.cpus),
+        | Some(Command::Bench { command: BenchCommand::Expiry { database, .. } }) => (database.as_str(), config.cpus.clone()),
+        _ => (config.database_url.as_str(), config.cpus.clone()),
     };
     let available = std::thread::available_parallelism().map_or(1, usize::from);
     let plan = server::runtime::Plan::of(cpus, config.worker_threads, payments::db::Backend::of_url(database), available);
@@ -336,17 +336,31 @@ async fn run(cli: Cli, config: Config) {
             }
         }
         Command::Bench { command: BenchCommand::Invoicing { database, orders, concurrency, latency_ms, one_at_a_time } } => {
-            let mut services = payments::service::Services::connect(&database, None, std::sync::Arc::new(payments::service::clock::SystemClock))
+            // The processor is a `paystage sandbox` process of its own, reached over HTTP (issue
+            // #42): its work and latency are not in the measured process.
+            let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("cannot find the paystage binary: {e}")));
+            let work_dir = std::env::temp_dir().join(format!("paystage-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&work_dir).unwrap_or_else(|e| fail(format!("cannot create {}: {e}", work_dir.display())));
+            let sandbox = server::chaos::SandboxProcess::start(&exe, &work_dir, &work_dir.join("sandbox.log"))
+                .await
+                .unwrap_or_else(|e| fail(format!("bench: {e:#}")));
+            let clock = std::sync::Arc::new(payments::service::clock::SystemClock);
+            let mut services = payments::service::Services::connect_over_http(&database, sandbox.settings(), None, clock)
                 .await
                 .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             server::bench::meter(&mut services.db);
             if one_at_a_time {
                 services = services.one_at_a_time();
             }
-            eprintln!("bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency");
-            let report = server::bench::invoicing(&services, server::bench::BenchOptions { orders, concurrency, latency_ms })
-                .await
-                .unwrap_or_else(|e| fail(e));
+            eprintln!(
+                "bench: preparing {orders} orders, then invoicing them {concurrency} at a time with {latency_ms} ms processor latency (the sandbox: {}, log {})",
+                sandbox.env().url,
+                work_dir.join("sandbox.log").display()
+            );
+            let report = server::bench::invoicing(&services, server::bench::BenchOptions { orders, concurrency, latency_ms }).await;
+            drop(sandbox);
+            let report = report.unwrap_or_else(|e| fail(e));
+            let _ = std::fs::remove_dir_all(&work_dir);
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Bench { command: BenchCommand::Expiry { database, authorizations } } => {

@@ -101,3 +101,35 @@ impl SandboxAdmin {
         Ok(v["removed"].as_u64().unwrap_or(0))
     }
 }
+
+/// A shopper's browser at the processor's hosted card page `page_url` (the address Paystage's
+/// connector sends browsers to, [`crate::connector::Connector::card_page`]): reads the page's
+/// fields from its query as the form carries them, posts the card with them, and takes the
+/// stored payment method's id from the redirect back to the merchant. Answers the card's token
+/// ([`crate::connector::adyen::stored_token`]). For tools that play the shopper (the invoicing
+/// bench); Paystage itself never holds a card number (R-TOK-1).
+pub async fn enter_card_as_shopper(http: &reqwest::Client, page_url: &str, card: &crate::connector::CardEntry) -> Result<String, String> {
+    let page = reqwest::Url::parse(page_url).map_err(|e| format!("the card page address {page_url:?}: {e}"))?;
+    let field = |name: &str| page.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let shopper = field("shopperReference");
+    let form = [
+        ("merchantAccount", field("merchantAccount")),
+        ("shopperReference", shopper.clone()),
+        ("returnUrl", field("returnUrl")),
+        ("number", card.number.clone()),
+        ("expiry", card.expiry.clone()),
+        ("holder", card.holder.clone()),
+    ];
+    let mut action = page.clone();
+    action.set_query(None);
+    let r = http.post(action).form(&form).send().await.map_err(|e| format!("the card page at {page_url}: {e}"))?;
+    let location = r.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
+    let Some(location) = location.filter(|_| r.status().is_redirection()) else {
+        return Err(format!("the card page answered {} without sending the browser back", r.status()));
+    };
+    let back = reqwest::Url::parse(&location).map_err(|e| format!("the card page sent the browser to {location:?}: {e}"))?;
+    match back.query_pairs().find(|(k, _)| k == "storedPaymentMethodId") {
+        Some((_, id)) => Ok(crate::connector::adyen::stored_token(&shopper, &id)),
+        None => Err(format!("the card page sent the browser back without a stored card ({location})")),
+    }
+}

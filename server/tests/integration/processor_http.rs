@@ -804,3 +804,42 @@ db_test!(who_asks_for_an_authorization_sets_adyens_card_on_file_flags, |db| {
         assert!(answer["message"].as_str().unwrap().contains(says), "{answer}");
     }
 });
+
+#[test]
+fn the_invoicing_bench_runs_through_a_sandbox_process_over_http() {
+    // Issue #42 "Benchmark": `paystage bench invoicing` starts a sandbox process of its own and
+    // reaches it over HTTP. The cards are entered on the sandbox's hosted page (the bench plays
+    // the shopper; Paystage gets stored-card references only), the latency fault is the sandbox's,
+    // and the sandbox is stopped and its folder removed afterwards.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+        .args(["bench", "invoicing", "--database", &url, "--orders", "6", "--concurrency", "3", "--latency-ms", "40"])
+        .env("PAYSTAGE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((report["orders"].as_u64(), report["not_completed"].as_u64()), (Some(6), Some(0)), "{report}");
+    assert!(report["p50_ms"].as_f64().unwrap() >= 40.0, "every invoicing waited for the sandbox's 40 ms: {report}");
+    let sandbox_dir = stderr.split("log ").nth(1).and_then(|s| s.split("/sandbox.log").next()).expect("the bench names its sandbox's log");
+    assert!(!std::path::Path::new(sandbox_dir).exists(), "{sandbox_dir} is removed");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+        let caps = payments::entity::capture::Entity::find().all(&db).await.unwrap();
+        assert_eq!(caps.len(), 6, "one capture per invoice");
+        let sends = ps::Entity::find().all(&db).await.unwrap();
+        let captures: Vec<_> = sends.iter().filter(|s| s.path.ends_with("/captures")).collect();
+        assert_eq!(captures.len(), 6, "each capture went over HTTP: {sends:?}");
+        assert!(captures.iter().all(|c| c.attempts == 1), "once: {captures:?}");
+        let lines = payments::entity::payment_line::Entity::find().all(&db).await.unwrap();
+        assert!(
+            lines.iter().all(|l| l.card_token.as_deref().is_some_and(|t| t.starts_with("bench-") && t.contains(':'))),
+            "every card is a reference to a card stored on the sandbox's page: {:?}",
+            lines.iter().map(|l| &l.card_token).collect::<Vec<_>>()
+        );
+    });
+}

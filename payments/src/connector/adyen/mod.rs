@@ -186,12 +186,14 @@ impl AdyenConnector {
 
     /// Notes the references the processor gave a request (a refund later finds its payment here).
     async fn remember(&self, key: &str, psp_reference: &str, payment_psp_reference: Option<&str>) {
+        let started = std::time::Instant::now();
         let update = ps::Entity::update_many()
             .col_expr(ps::Column::PspReference, sea_orm::sea_query::Expr::value(psp_reference.to_string()))
             .col_expr(ps::Column::PaymentPspReference, sea_orm::sea_query::Expr::value(payment_psp_reference.map(str::to_string)))
             .filter(ps::Column::IdempotencyKey.eq(key))
             .exec(&self.db)
             .await;
+        crate::observe::phase(|| "adyen remember".into(), started.elapsed());
         if let Err(e) = update {
             tracing::warn!(key, error = %e, "could not note the processor's reference for a request");
         }
@@ -242,8 +244,8 @@ impl AdyenConnector {
 
     async fn post<R: DeserializeOwned>(&self, key: &str, path: &str, body: &impl serde::Serialize, final_capture: bool) -> ConnectorResult<R> {
         let body = serde_json::to_string(body).map_err(|e| ConnectorError::Invalid(e.to_string()))?;
-        self.record(key, path, &body, final_capture).await?;
-        self.send(key, path, &body).await
+        crate::observe::timed("adyen record", self.record(key, path, &body, final_capture)).await?;
+        crate::observe::timed("adyen HTTP", self.send(key, path, &body)).await
     }
 
     fn authorized_from(&self, r: PaymentResponse, amount: Money) -> ConnectorResult<Authorized> {
