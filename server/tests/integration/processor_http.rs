@@ -843,3 +843,63 @@ fn the_invoicing_bench_runs_through_a_sandbox_process_over_http() {
         );
     });
 }
+
+db_test!(captures_sent_at_once_are_each_recorded_and_sent_once_and_a_reused_id_is_refused, |db| {
+    // Issue #42 (R-CAP-5), hostile: 24 captures and a 25th reusing the first one's tracking id for
+    // another payment, all sent at once through one connector. Every capture is recorded before
+    // it is sent and sent once; of the two with the same id, whichever was recorded first goes
+    // and the other is refused and sends nothing; the processor's references are noted for each
+    // (the refunds, also all at once, find their payments through them).
+    let sb = start(None, true).await;
+    let clock: SharedClock = db.services.clock.clone();
+    let adyen = Arc::new(AdyenConnector::new(settings(&sb.base), db.services.db.clone(), clock).unwrap());
+    const N: usize = 24;
+    let mut auths = Vec::new();
+    for i in 0..N {
+        let token = hosted_card(&sb.base, &format!("C-G{i:03}"), "4111111111111111").await;
+        auths.push(adyen.authorize(&format!("t-g-auth-{i}"), &token, eur(10_000), SHOPPER).await.unwrap());
+    }
+    let mut calls = Vec::new();
+    for (i, a) in auths.iter().enumerate() {
+        let (adyen, reference) = (adyen.clone(), a.reference.clone());
+        calls.push(tokio::spawn(async move { adyen.capture(&format!("t-g-cap-{i}"), &reference, eur(4_000), false).await }));
+    }
+    // The same tracking id as the first capture, for another amount, sent with them.
+    let reused = {
+        let (adyen, reference) = (adyen.clone(), auths[1].reference.clone());
+        tokio::spawn(async move { adyen.capture("t-g-cap-0", &reference, eur(1_000), false).await })
+    };
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    answers.push(reused.await.unwrap());
+    // Whichever of the two requests with that id was recorded first is sent; the other is refused
+    // (R-CAP-5), the rest all go through.
+    let refused: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    assert!(matches!(refused[0], Err(ConnectorError::Invalid(m)) if m.contains("used for another request")), "{refused:?}");
+    assert!(answers[0].is_err() != answers[N].is_err(), "one of the two with tracking id t-g-cap-0");
+    let captures: Vec<_> = answers.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(captures.len(), N);
+
+    let sends = ps::Entity::find().all(&db.services.db).await.unwrap();
+    let capture_sends: Vec<_> = sends.iter().filter(|s| s.path.ends_with("/captures")).collect();
+    assert_eq!(capture_sends.len(), N, "one record per capture, none for the refused one");
+    assert!(capture_sends.iter().all(|s| s.attempts == 1 && s.psp_reference.is_some() && s.payment_psp_reference.is_some()), "{capture_sends:?}");
+    let captured: i64 = captures.iter().map(|c| c.amount.minor()).sum();
+    let ledger = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!((ledger.captures, ledger.captured), (N as u64, captured), "the processor captured each once: {ledger:?}");
+
+    // Refunds of all of them at once, each finding its payment.
+    let mut refunds = Vec::new();
+    for (i, c) in captures.iter().enumerate() {
+        let (adyen, reference) = (adyen.clone(), c.reference.clone());
+        refunds.push(tokio::spawn(async move { adyen.refund(&format!("t-g-ref-{i}"), &reference, eur(500)).await }));
+    }
+    for r in refunds {
+        assert_eq!(r.await.unwrap().unwrap().amount, eur(500));
+    }
+    let ledger = ledger_totals(sb.sandbox.store()).await.unwrap();
+    assert_eq!(ledger.refunded, 500 * N as i64, "{ledger:?}");
+});
