@@ -345,9 +345,15 @@ async fn run(cli: Cli, config: Config) {
                 .await
                 .unwrap_or_else(|e| fail(format!("bench: {e:#}")));
             let clock = std::sync::Arc::new(payments::service::clock::SystemClock);
-            let mut services = payments::service::Services::connect_over_http(&database, sandbox.settings(), None, clock)
-                .await
-                .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
+            // `fail` exits without running destructors: the sandbox is stopped first on every
+            // way out, or it would outlive the bench.
+            let mut services = match payments::service::Services::connect_over_http(&database, sandbox.settings(), None, clock).await {
+                Ok(s) => s,
+                Err(e) => {
+                    drop(sandbox);
+                    fail(StartError::Database(e.to_string()))
+                }
+            };
             server::bench::meter(&mut services.db);
             if one_at_a_time {
                 services = services.one_at_a_time();

@@ -903,3 +903,31 @@ db_test!(captures_sent_at_once_are_each_recorded_and_sent_once_and_a_reused_id_i
     let ledger = ledger_totals(sb.sandbox.store()).await.unwrap();
     assert_eq!(ledger.refunded, 500 * N as i64, "{ledger:?}");
 });
+
+#[test]
+fn a_bench_that_cannot_open_its_database_leaves_no_sandbox_running() {
+    // The bench's sandbox process is stopped on every way out: here the database cannot be
+    // reached, after the sandbox has started.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+        .args(["bench", "invoicing", "--database", "sqlite:///proc/no-such-folder/bench.db?mode=rwc", "--orders", "1"])
+        .env("PAYSTAGE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = format!("paystage-bench-{}", child.id());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("cannot open"), "{status:?}: {stderr}");
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running(), "no process of {marker} is left");
+}
