@@ -91,7 +91,6 @@ export default defineConfig({
       // Cards are typed on the sandbox's hosted page, on its own origin (R-TOK-1).
       PAYSTAGE_PROCESSOR_CARD_PAGE: `http://127.0.0.1:${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i + 1}`]}/hpp/cards`,
       PAYSTAGE_CONNECTOR_SANDBOX_HMAC_KEY: process.env.PAYSTAGE_E2E_SANDBOX_HMAC!,
-      PAYSTAGE_SIMULATOR_DATABASE_URL: `sqlite://${process.env[`PAYSTAGE_E2E_SANDBOX_DIR${i + 1}`]}/sandbox.db?mode=rwc`,
     },
   })),
   ],

@@ -20,8 +20,22 @@ if [ ! -f "$SANDBOX_DIR/keys.env" ]; then
   printf 'PAYSTAGE_SANDBOX_API_KEY=%s\nPAYSTAGE_SANDBOX_HMAC_KEY=%s\n' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$SANDBOX_DIR/keys.env"
 fi
 set -a; source "$SANDBOX_DIR/keys.env"; set +a
+# On the sandbox's first start, an earlier Paystage's processor records (kept by its in-process
+# simulator in Paystage's database, or beside it in paystage.simulator.db) move into its store.
+IMPORT=()
+if [ ! -f "$SANDBOX_DIR/sandbox.db" ]; then
+  DB_URL="${DATABASE_URL:-sqlite://data/paystage.db}"
+  case "$DB_URL" in
+    sqlite:*)
+      DB_FILE="${DB_URL#sqlite:}"; DB_FILE="${DB_FILE#//}"; DB_FILE="${DB_FILE%%\?*}"
+      [ -f "$DB_FILE" ] && IMPORT+=(--import-from "sqlite://$DB_FILE")
+      [ -f "${DB_FILE%.db}.simulator.db" ] && IMPORT+=(--import-from "sqlite://${DB_FILE%.db}.simulator.db")
+      ;;
+    *) IMPORT+=(--import-from "$DB_URL") ;;
+  esac
+fi
 target/release/paystage sandbox --port "$SANDBOX_PORT" --data "$SANDBOX_DIR" --merchant-account PaystageDemo \
-  --notify-url "http://127.0.0.1:${PAYSTAGE_PORT:-3000}/webhooks/adyen/sandbox" &
+  --notify-url "http://127.0.0.1:${PAYSTAGE_PORT:-3000}/webhooks/adyen/sandbox" "${IMPORT[@]}" &
 SANDBOX_PID=$!
 trap 'kill "$SANDBOX_PID" 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do
@@ -35,6 +49,4 @@ export PAYSTAGE_PROCESSOR_API_KEY="$PAYSTAGE_SANDBOX_API_KEY"
 export PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT=PaystageDemo
 export PAYSTAGE_PROCESSOR_CARD_PAGE="http://127.0.0.1:$SANDBOX_PORT/hpp/cards"
 export PAYSTAGE_CONNECTOR_SANDBOX_HMAC_KEY="$PAYSTAGE_SANDBOX_HMAC_KEY"
-# Paystage reads the sandbox's store for its fault page and the demo's card page.
-export PAYSTAGE_SIMULATOR_DATABASE_URL="sqlite://$(cd "$SANDBOX_DIR" && pwd)/sandbox.db?mode=rwc"
 target/release/paystage serve

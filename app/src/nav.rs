@@ -93,7 +93,7 @@ fn matches_pattern(pattern: &str, path: &str) -> bool {
 }
 
 /// Paths anyone may open, with any method: sign-in, the health check, the web shop, the processor's
-/// acceptance page (the simulator's, served here) and the icon; and every path under [`PUBLIC_PREFIXES`].
+/// card page (which sends the browser on to the processor's hosted page) and the icon; and every path under [`PUBLIC_PREFIXES`].
 pub const PUBLIC_PATHS: &[&str] = &["/login", "/healthz", "/shop", "/processor/acceptance", "/favicon.svg"];
 
 /// The built browser bundle and stylesheet.

@@ -17,6 +17,7 @@ mod m20261206_000010_account_security;
 mod m20261207_000011_typed_facts;
 mod m20261207_000012_processor_sends;
 mod m20261207_000013_processor_failures;
+mod m20261208_000014_journal_faults;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_typed_facts::Migration),
             Box::new(m20261207_000012_processor_sends::Migration),
             Box::new(m20261207_000013_processor_failures::Migration),
+            Box::new(m20261208_000014_journal_faults::Migration),
         ]
     }
 }

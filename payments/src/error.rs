@@ -343,7 +343,7 @@ pub enum SetupError {
     WebShopClosed,
     #[error("You cannot disable your own account.")]
     DisableOwnAccount,
-    #[error("The processor simulator is not this installation's payment connector.")]
+    #[error("This process does not read the processor sandbox's books: only a caller that started the sandbox itself does (the tests, paystage chaos).")]
     NoSimulator,
 }
 

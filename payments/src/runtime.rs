@@ -12,14 +12,16 @@ use std::sync::Arc;
 pub struct Services {
     pub db: DatabaseConnection,
     pub clock: SharedClock,
-    /// The payment connector (the processor simulator unless another is configured), every call
-    /// of it ending by its deadline (`crate::connector::timed`).
+    /// The payment connector (Adyen's Checkout API over HTTP: Adyen, or `paystage sandbox`; or
+    /// none configured, [`crate::connector::unconfigured`]), every call of it ending by its
+    /// deadline (`crate::connector::timed`).
     pub connector: Arc<dyn Connector>,
     /// The same connector without the deadline, which `with_connector_timeout` wraps anew.
     pub untimed: Arc<dyn Connector>,
-    /// The processor simulator, when it is the connector: its administration page, the CLI and
-    /// the tests reach its faults and ledger through it.
-    pub simulator: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
+    /// The books of a processor sandbox that the caller started itself and may read (the tests
+    /// and `paystage chaos`, which check Paystage's records against the processor's); never set
+    /// by `paystage serve` or the other commands, which reach their processor only over HTTP.
+    pub processor_store: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
     /// The processor's fault administration, when Paystage reaches it over HTTP ([`Self::faults`]).
     pub processor_admin: Option<Arc<crate::sandbox::client::SandboxAdmin>>,
     /// This server process, as named in the leases it takes on payment processes.
@@ -46,53 +48,68 @@ impl Services {
         self.clock.now()
     }
 
-    /// The faults injected into Paystage's own journal posting: the connector's hook, or, with a
-    /// processor over HTTP whose store this process can read (the sandbox in tests and the
-    /// demo), the hook of that store.
-    /// Where `paystage faults` and the Processor simulator page set faults.
+    /// Where `paystage faults` and the Processor faults page set faults: the processor's through
+    /// its administration API, Paystage's own journal faults in its database.
     pub fn faults(&self) -> crate::connector::faults::FaultControl<'_> {
-        crate::connector::faults::FaultControl { admin: self.processor_admin.as_deref(), store: self.simulator.as_deref().map(|s| s.store()) }
+        crate::connector::faults::FaultControl { admin: self.processor_admin.as_deref(), db: &self.db }
     }
 
-    pub fn journal_faults(&self) -> Option<&dyn crate::connector::JournalFaults> {
-        self.connector.journal_faults().or_else(|| self.simulator.as_deref().map(|s| s as &dyn crate::connector::JournalFaults))
+    /// The faults injected into Paystage's own journal posting (kept in its database).
+    pub fn journal_faults(&self) -> crate::connector::faults::JournalHook<'_> {
+        crate::connector::faults::JournalHook { db: &self.db }
     }
 
     /// What the processor reports holding: the connector's ledger, or that of the processor's
-    /// store when this process can read it.
+    /// store when this process reads it ([`Self::processor_store`]).
     pub async fn processor_ledger(&self) -> crate::connector::ConnectorResult<Option<crate::connector::ProcessorLedger>> {
         match self.connector.ledger().await? {
             Some(l) => Ok(Some(l)),
-            None => match &self.simulator {
+            None => match &self.processor_store {
                 Some(engine) => engine.ledger().await,
                 None => Ok(None),
             },
         }
     }
 
-    /// The back end of the processor's card page: turns card details into a token. That of the
-    /// processor's store when this process holds it (the in-process simulator, or the sandbox in
-    /// tests), else the connector's; a real processor over HTTP has none, its hosted page does it
-    /// (R-TOK-1).
-    pub async fn tokenize(&self, card: crate::connector::CardEntry) -> crate::connector::ConnectorResult<crate::connector::CardToken> {
-        match &self.simulator {
-            Some(engine) => engine.tokenize(card).await,
-            None => self.connector.tokenize(card).await,
+    /// A card entered as a shopper enters it, on the processor's hosted card page over HTTP (the
+    /// demo's and the benchmark's customers, who have no browser), and what the processor then
+    /// holds for it (R-TOK-1: Paystage never holds the number). With the processor's store at hand
+    /// ([`Self::processor_store`], the tests) that page's back end is called directly.
+    pub async fn enter_card_as_shopper(&self, card: crate::connector::CardEntry) -> crate::connector::ConnectorResult<crate::connector::CardToken> {
+        use crate::connector::ConnectorError;
+        if let Some(engine) = &self.processor_store {
+            return engine.tokenize(card).await;
         }
+        // A browser that stops at the page's redirect back to the merchant (where the stored
+        // card's id is), as `enter_card_as_shopper` reads it.
+        static BROWSER: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+        let shopper = format!("shopper-{}", uuid::Uuid::new_v4().simple());
+        let Some(page) = self.connector.card_page(&shopper, "http://127.0.0.1:9/card-stored") else {
+            return Err(ConnectorError::Invalid("this processor has no hosted card page (PAYSTAGE_PROCESSOR_CARD_PAGE): cards are entered only there".into()));
+        };
+        let browser = BROWSER
+            .get_or_init(|| {
+                let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(std::time::Duration::from_secs(30));
+                builder.build().map_err(|e| format!("HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| ConnectorError::Unavailable(e.clone()))?;
+        let token = crate::sandbox::client::enter_card_as_shopper(browser, &page, &card).await.map_err(ConnectorError::Unavailable)?;
+        self.describe_token(&token).await?.ok_or_else(|| ConnectorError::Unavailable(format!("the processor does not know the card it stored as {token}")))
     }
 
     /// What the processor holds for `token`.
     /// The connector answers first (a card stored through a processor's hosted page); a token it
-    /// cannot describe is asked of the processor's store when this process holds it.
+    /// cannot describe is asked of the processor's store when this process reads it.
     pub async fn describe_token(&self, token: &str) -> crate::connector::ConnectorResult<Option<crate::connector::CardToken>> {
-        match (self.connector.describe_token(token).await, &self.simulator) {
+        match (self.connector.describe_token(token).await, &self.processor_store) {
             (Err(crate::connector::ConnectorError::Invalid(_)), Some(engine)) => engine.describe_token(token).await,
             (answer, _) => answer,
         }
     }
 
-    /// The processor simulator's store (its faults and ledger), or why there is none.
+    /// The processor sandbox's store, for a caller that started it ([`Self::processor_store`]).
     pub fn simulator_store(&self) -> Result<&DatabaseConnection, crate::error::SetupError> {
-        self.simulator.as_deref().map(|s| s.store()).ok_or(crate::error::SetupError::NoSimulator)
+        self.processor_store.as_deref().map(|s| s.store()).ok_or(crate::error::SetupError::NoSimulator)
     }
 }

@@ -6,7 +6,7 @@
 //! Every test database's services reach their processor over HTTP (issue #42): a `paystage
 //! sandbox` of the test's own, started in the test's runtime on a loopback port with its store in
 //! a temporary folder, through the `adyen` connector. The test reads the sandbox's store (its
-//! ledger, its faults) through `Services::simulator`, as [`sim`] does.
+//! ledger, its faults) through `Services::processor_store`, as [`sim`] does.
 use crate::db;
 use crate::clock::ManualClock;
 use crate::runtime::Services;
@@ -86,7 +86,7 @@ pub async fn start_sandbox(clock: crate::clock::SharedClock) -> (crate::sandbox:
         non_incremental_variants: vec!["interac".into()],
         key_window: chrono::Duration::days(ADYEN_KEY_WINDOW_DAYS),
         timeout: crate::connector::timed::DEFAULT_TIMEOUT,
-        card_page: None,
+        card_page: Some(format!("{base}/hpp/cards")),
     };
     (sandbox, base, settings, dir)
 }
@@ -141,7 +141,8 @@ impl TestDb {
         let shared: crate::clock::SharedClock = Arc::new(clock.clone());
         let (sandbox, processor, settings, dir) = start_sandbox(shared.clone()).await;
         let engine = Arc::new(crate::connector::simulator::ProcessorSimulator::new(sandbox.store().clone(), shared.clone()));
-        let services = Services::connect_over_http(&url, settings, Some(engine), shared).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
+        let mut services = Services::connect_over_http(&url, settings, shared).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
+        services.processor_store = Some(engine);
         TestDb { services, clock, url, backend, processor, sandbox, cleanup: Some(cleanup), _sandbox_dir: dir }
     }
 }
@@ -345,8 +346,7 @@ pub async fn enable_nonrecurring_tokens(s: &Services) {
 /// A card tokenized on the simulator, as its acceptance page hands it back.
 pub async fn card_form(s: &Services, number: &str) -> crate::service::orders::CardForm {
     let t = s
-        
-        .tokenize(crate::connector::CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
+        .enter_card_as_shopper(crate::connector::CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Jamie Rivera".into() })
         .await
         .expect("test card is valid");
     crate::service::orders::CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }

@@ -267,19 +267,15 @@ pub async fn prepare_orders_with(
     use futures::{StreamExt, TryStreamExt};
     let (cust, channel) = prepare_setup(s).await?;
     let today = s.now().date_naive().to_string();
-    let shopper_browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| ServiceError::Internal(format!("HTTP client: {e}")))?;
     let lines: Vec<LineForm> = lines
         .iter()
         .map(|(item, q, p)| LineForm { item: (*item).into(), quantity: (*q).into(), unit_price: (*p).into(), requested_ship_date: today.clone() })
         .collect();
-    let (lines, browser) = (&lines, &shopper_browser);
+    let lines = &lines;
     futures::stream::iter((0..n).map(|i| card_for(i)))
         .map(|number| async move {
-            let t = card(s, browser, CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Bench".into() }).await?;
+            let entry = CardEntry { number: number.into(), expiry: "12/30".into(), holder: "Bench".into() };
+            let t = s.enter_card_as_shopper(entry).await.map_err(|e| ServiceError::Internal(format!("the bench's card: {e}")))?;
             let form = OrderForm {
                 customer_id: cust.to_string(),
                 channel_id: channel.to_string(),
@@ -301,21 +297,6 @@ pub async fn prepare_orders_with(
 
 /// How many orders [`prepare_orders_with`] prepares at a time.
 const PREPARE_AT_ONCE: usize = 8;
-
-/// A card for a bench order: entered on the processor's hosted card page as a shopper's browser
-/// would, when the processor has one (the sandbox); otherwise stored by the in-process processor.
-async fn card(s: &Services, browser: &reqwest::Client, entry: CardEntry) -> ServiceResult<payments::connector::CardToken> {
-    let failed = |e: String| ServiceError::Internal(format!("the bench's card: {e}"));
-    let shopper = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let Some(page) = s.connector.card_page(&shopper, "http://127.0.0.1:9/bench/card-stored") else {
-        return s.tokenize(entry).await.map_err(|e| failed(e.to_string()));
-    };
-    let token = payments::sandbox::client::enter_card_as_shopper(browser, &page, &entry).await.map_err(failed)?;
-    s.describe_token(&token)
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .ok_or_else(|| failed(format!("the processor does not know the card it stored as {token}")))
-}
 
 /// The statement counter belongs to the process: benchmarks in one process (the test suite runs
 /// one per database) take turns, so that each counts only its own statements.

@@ -47,8 +47,8 @@ pub struct ProcessorEnv {
     pub url: String,
     pub api_key: String,
     pub merchant_account: String,
-    /// The processor's store, when the server may read it (the sandbox's: its faults).
-    pub store_url: Option<String>,
+    /// The processor's hosted card page (`PAYSTAGE_PROCESSOR_CARD_PAGE`).
+    pub card_page: Option<String>,
 }
 
 /// A running `paystage` server process.
@@ -89,8 +89,8 @@ impl ServerProcess {
         }
         if let Some(p) = &spec.processor {
             cmd.env("PAYSTAGE_PROCESSOR_URL", &p.url).env("PAYSTAGE_PROCESSOR_API_KEY", &p.api_key).env("PAYSTAGE_PROCESSOR_MERCHANT_ACCOUNT", &p.merchant_account);
-            if let Some(store) = &p.store_url {
-                cmd.env("PAYSTAGE_SIMULATOR_DATABASE_URL", store);
+            if let Some(page) = &p.card_page {
+                cmd.env("PAYSTAGE_PROCESSOR_CARD_PAGE", page);
             }
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start {}", spec.exe.display()))?;
@@ -199,13 +199,13 @@ impl SandboxProcess {
         self.wait_ready().await
     }
 
-    /// What a server is told to reach this sandbox (and read its store, for the journal faults).
+    /// What a server is told to reach this sandbox.
     pub fn env(&self) -> ProcessorEnv {
         ProcessorEnv {
             url: format!("http://127.0.0.1:{}/checkout/{}", self.port, payments::connector::adyen::wire::API_VERSION),
             api_key: self.api_key.clone(),
             merchant_account: CHAOS_MERCHANT.into(),
-            store_url: Some(self.store_url()),
+            card_page: Some(format!("http://127.0.0.1:{}/hpp/cards", self.port)),
         }
     }
 
@@ -225,7 +225,7 @@ impl SandboxProcess {
             non_incremental_variants: vec!["interac".into()],
             key_window: chrono::Duration::days(payments::connector::adyen::ADYEN_KEY_WINDOW_DAYS),
             timeout: payments::connector::timed::DEFAULT_TIMEOUT,
-            card_page: Some(format!("http://127.0.0.1:{}/hpp/cards", self.port)),
+            card_page: env.card_page,
         }
     }
 }
@@ -464,7 +464,9 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     let clock: payments::clock::SharedClock = Arc::new(payments::service::clock::SystemClock);
     let engine_store = payments::connector::simulator::store::open(&sandbox.store_url()).await?;
     let engine = Arc::new(payments::connector::simulator::ProcessorSimulator::new(engine_store, clock.clone()));
-    let services = Services::connect_over_http(&opts.database, sandbox.settings(), Some(engine), clock).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
+    let mut services = Services::connect_over_http(&opts.database, sandbox.settings(), clock).await.map_err(|e| anyhow!("{}: {e}", opts.database))?;
+    // Chaos started this sandbox: it reads the sandbox's books to check them against Paystage's.
+    services.processor_store = Some(engine);
     if so::Entity::find().count(&services.db).await? > 0 {
         bail!("{} already has sales orders; run chaos on an empty database", opts.database);
     }
@@ -482,7 +484,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
     })
     .await
     .map_err(|e| anyhow!("placing the orders: {e}"))?;
-    payments::connector::faults::clear(services.simulator_store()?).await?;
+    services.faults().clear().await?;
     if opts.fault_rate > 0.0 {
         let half = format!("{:.6}", opts.fault_rate / 2.0);
         for (point, kind) in [
@@ -493,7 +495,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
             ("query", "error_before"),
             ("journal", "error_before"),
         ] {
-            payments::connector::faults::add(services.simulator_store()?, services.now(), point, kind, &half, "", "0")
+            services.faults().add(services.now(), point, kind, &half, "", "0")
                 .await
                 .map_err(|e| anyhow!("adding a fault: {e}"))?;
         }
@@ -501,7 +503,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
         // connector timeout, taken as unknown and asked about, never sent as a second charge.
         let slow = format!("{:.6}", opts.fault_rate / 4.0);
         for point in ["capture", "authorize"] {
-            payments::connector::faults::add(services.simulator_store()?, services.now(), point, "latency", &slow, "", &(SLOW_ANSWER_SECONDS * 1000).to_string())
+            services.faults().add(services.now(), point, "latency", &slow, "", &(SLOW_ANSWER_SECONDS * 1000).to_string())
                 .await
                 .map_err(|e| anyhow!("adding a fault: {e}"))?;
         }
@@ -588,8 +590,8 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<(ChaosReport, Vec<String
 
     // Faults off; resume whatever is still incomplete, and let the server's recovery finish
     // anything a kill left running.
-    let fired: i64 = payments::connector::faults::list(services.simulator_store()?).await?.iter().map(|f| i64::from(f.fired)).sum();
-    payments::connector::faults::clear(services.simulator_store()?).await?;
+    let fired: i64 = services.faults().list().await?.iter().map(|f| i64::from(f.fired)).sum();
+    services.faults().clear().await?;
     let session = shared.session().await?;
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(60) {

@@ -9,11 +9,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/paystage.db";
 pub struct Config {
     /// `DATABASE_URL`: `sqlite://…` (default `sqlite://data/paystage.db`) or `postgres://…`.
     pub database_url: String,
-    /// `PAYSTAGE_SIMULATOR_DATABASE_URL`: where the processor simulator keeps its store; by default
-    /// beside `DATABASE_URL` (`paystage.simulator.db`, or the schema `paystage_simulator`).
-    pub simulator_database_url: Option<String>,
     /// `PAYSTAGE_PROCESSOR_URL` and its companions: the processor over HTTP (Adyen's Checkout API
-    /// shape: Adyen itself, or `paystage sandbox`); none: the in-process processor simulator.
+    /// shape: Adyen itself, or `paystage sandbox`); none: no processor, every payment request
+    /// refused as unavailable (`payments::connector::unconfigured`).
     pub processor: Option<ProcessorConfig>,
     /// `PAYSTAGE_HOST` (default 127.0.0.1).
     pub host: IpAddr,
@@ -171,11 +169,12 @@ impl Config {
         if payments::db::Backend::of_url(&database_url).is_none() {
             return Err(err("DATABASE_URL", format!("\"{database_url}\" is not supported: use sqlite://path or postgres://…")));
         }
-        let simulator_database_url = get("PAYSTAGE_SIMULATOR_DATABASE_URL").filter(|v| !v.trim().is_empty());
-        if let Some(url) = &simulator_database_url {
-            if payments::db::Backend::of_url(url).is_none() {
-                return Err(err("PAYSTAGE_SIMULATOR_DATABASE_URL", format!("\"{url}\" is not supported: use sqlite://path or postgres://…")));
-            }
+        if get("PAYSTAGE_SIMULATOR_DATABASE_URL").is_some_and(|v| !v.trim().is_empty()) {
+            // Issue #42: the processor is a service of its own; Paystage no longer reads its store.
+            return Err(err(
+                "PAYSTAGE_SIMULATOR_DATABASE_URL",
+                "is no longer read: the processor sandbox keeps its own store (paystage sandbox --data DIR, which moves an earlier store's rows with --import-from URL); unset it",
+            ));
         }
         let processor = ProcessorConfig::from_lookup(&get)?;
         let host = match get("PAYSTAGE_HOST") {
@@ -280,7 +279,6 @@ impl Config {
         };
         Ok(Config {
             database_url,
-            simulator_database_url,
             processor,
             host,
             port,
@@ -328,9 +326,10 @@ mod tests {
         assert_eq!(cfg(&[("PAYSTAGE_PORT", "http")]).unwrap_err().to_string(), "PAYSTAGE_PORT: \"http\" is not a port number (0-65535)");
         assert_eq!(cfg(&[("PAYSTAGE_PORT", "70000")]).unwrap_err().var, "PAYSTAGE_PORT");
         assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
-        // Issue #41: the simulator's store is checked like the database, and defaults to beside it.
-        assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "mysql://x")]).unwrap_err().var, "PAYSTAGE_SIMULATOR_DATABASE_URL");
-        assert_eq!(cfg(&[]).unwrap().simulator_database_url, None);
+        // Issue #42: Paystage no longer reads the processor's store; an old setting says so.
+        let old = cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "sqlite://sim.db")]).unwrap_err();
+        assert_eq!(old.var, "PAYSTAGE_SIMULATOR_DATABASE_URL");
+        assert!(old.to_string().contains("--import-from"), "{old}");
         // Issue #42: the processor over HTTP, all or nothing, and its key never shown.
         assert_eq!(cfg(&[]).unwrap().processor, None);
         let url = ("PAYSTAGE_PROCESSOR_URL", "http://127.0.0.1:8081/checkout/v72/");
@@ -345,7 +344,6 @@ mod tests {
         for bad in ["0", "3651", "soon"] {
             assert_eq!(cfg(&[url, key, merchant, ("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS", bad)]).unwrap_err().var, "PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS");
         }
-        assert_eq!(cfg(&[("PAYSTAGE_SIMULATOR_DATABASE_URL", "sqlite://sim.db")]).unwrap().simulator_database_url.as_deref(), Some("sqlite://sim.db"));
         assert_eq!(cfg(&[("PAYSTAGE_DEMO", "maybe")]).unwrap_err().var, "PAYSTAGE_DEMO");
         assert_eq!(cfg(&[("PAYSTAGE_HOST", "localhost:3")]).unwrap_err().var, "PAYSTAGE_HOST");
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");

@@ -46,25 +46,21 @@ pub enum StartError {
 }
 
 /// Opens the database (migrated) and the processor: over HTTP when `PAYSTAGE_PROCESSOR_URL` is set
-/// (with the processor's store from `PAYSTAGE_SIMULATOR_DATABASE_URL` when this process may read
-/// it: the sandbox's, for its faults and the demo's card page), else the in-process simulator.
+/// (Adyen, or `paystage sandbox` in its own process), else none (every payment request refused as
+/// unavailable until one is configured).
 pub async fn open_services(config: &Config) -> Result<Services, StartError> {
     let clock: payments::clock::SharedClock = Arc::new(SystemClock);
     let timeout = std::time::Duration::from_millis(config.connector_timeout_ms);
     let database = |e: sea_orm::DbErr| StartError::Database(e.to_string());
     let services = match &config.processor {
-        None => Services::connect(&config.database_url, config.simulator_database_url.as_deref(), clock).await.map_err(database)?,
-        Some(p) => {
-            let engine = match &config.simulator_database_url {
-                Some(url) => Some(Arc::new(payments::connector::simulator::ProcessorSimulator::new(
-                    payments::connector::simulator::store::open(url).await.map_err(database)?,
-                    clock.clone(),
-                ))),
-                None => None,
-            };
-            Services::connect_over_http(&config.database_url, p.settings(timeout), engine, clock).await.map_err(database)?
-        }
+        None => Services::connect_without_processor(&config.database_url, clock).await.map_err(database)?,
+        Some(p) => Services::connect_over_http(&config.database_url, p.settings(timeout), clock).await.map_err(database)?,
     };
+    if payments::connector::simulator::store::holds_earlier(&services.db).await.map_err(database)? {
+        tracing::warn!(
+            "DATABASE_URL holds an earlier in-process processor simulator's records (its sim_* tables); Paystage no longer reads them: move them to the sandbox's store with `paystage sandbox --data DIR --import-from DATABASE_URL` (scripts/run.sh does this on the sandbox's first start)"
+        );
+    }
     Ok(services.with_lease(chrono::Duration::seconds(i64::from(config.lease_seconds))).with_connector_timeout(timeout))
 }
 
@@ -124,7 +120,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/processor/acceptance",
-            get(processor::form).post(processor::submit).layer(axum::Extension(security.clone())),
+            get(processor::form).layer(axum::Extension(security.clone())),
         )
         .route("/shop", get(storefront::page).post(storefront::submit))
         .route("/journals.csv", get(journals_csv::export))

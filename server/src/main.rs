@@ -81,6 +81,12 @@ enum Command {
         /// The merchant account does not allow several partial captures of one authorization.
         #[arg(long)]
         no_multiple_partial_capture: bool,
+        /// A database holding an earlier in-process simulator's records (its `sim_*` tables: a
+        /// Paystage database from before, or its `….simulator.db` store): moved into this
+        /// sandbox's store once, while that is empty, and dropped there. Repeatable; a database
+        /// without them is passed over.
+        #[arg(long = "import-from", value_name = "URL")]
+        import_from: Vec<String>,
     },
     /// Benchmarks; each prints its figures as one JSON line last.
     Bench {
@@ -108,8 +114,13 @@ enum FaultsCommand {
         #[arg(long, default_value = "0")]
         latency_ms: String,
     },
-    /// Remove one fault.
-    Remove { id: i32 },
+    /// Remove one fault: the processor's, or with --journal Paystage's own journal fault (the
+    /// two are numbered apart; `list` marks Paystage's).
+    Remove {
+        id: i32,
+        #[arg(long)]
+        journal: bool,
+    },
     /// Remove every fault.
     Clear,
 }
@@ -237,7 +248,7 @@ async fn run(cli: Cli, config: Config) {
                 fail(format!("server stopped: {e}"));
             }
         }
-        Command::Sandbox { port, host, data, api_key, merchant_account, notify_url, hmac_key, key_window_days, no_multiple_partial_capture } => {
+        Command::Sandbox { port, host, data, api_key, merchant_account, notify_url, hmac_key, key_window_days, no_multiple_partial_capture, import_from } => {
             use payments::connector::adyen::signature::HmacKey;
             if api_key.trim().len() < 16 {
                 fail("--api-key: use at least 16 characters");
@@ -265,6 +276,16 @@ async fn run(cli: Cli, config: Config) {
                 allow_multiple_partial_capture: !no_multiple_partial_capture,
             };
             let sandbox = server::sandbox::Sandbox::open(options, std::sync::Arc::new(payments::service::clock::SystemClock)).await.unwrap_or_else(|e| fail(format!("sandbox store: {e:#}")));
+            for url in &import_from {
+                if payments::db::Backend::of_url(url).is_none() {
+                    fail(format!("--import-from: \"{url}\" is not supported: use sqlite://path or postgres://…"));
+                }
+                let earlier = payments::db::connect(url).await.unwrap_or_else(|e| fail(format!("--import-from {url}: cannot open it: {e}")));
+                let moved = payments::connector::simulator::store::import_earlier(&earlier, sandbox.store()).await.unwrap_or_else(|e| fail(format!("--import-from {url}: {e}")));
+                if moved.tables_dropped > 0 {
+                    println!("Moved {} rows of the earlier processor records from {url} into the sandbox's store", moved.rows);
+                }
+            }
             let addr = std::net::SocketAddr::new(host, port);
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| fail(format!("--port: cannot listen on {addr}: {e}")));
             println!("Processor sandbox is listening on http://{} (Checkout API at /checkout/{})", listener.local_addr().unwrap_or(addr), payments::connector::adyen::wire::API_VERSION);
@@ -279,8 +300,8 @@ async fn run(cli: Cli, config: Config) {
             println!("Migrations applied to {}", config.database_url);
         }
         Command::Faults { command } => {
-            // Through the processor sandbox's administration API when Paystage reaches its
-            // processor over HTTP; Paystage's own journal faults in the store its hook reads.
+            // The processor's through the sandbox's administration API; Paystage's own journal
+            // faults in its database.
             let services = open_services(&config).await;
             let faults = services.faults();
             match command {
@@ -288,8 +309,8 @@ async fn run(cli: Cli, config: Config) {
                     for f in faults.list().await.unwrap_or_else(|e| fail(e)) {
                         let times = f.remaining.map(|n| n.to_string()).unwrap_or_else(|| "until removed".into());
                         println!(
-                            "{:>4}  {:<10} {:<14} rate {:<6} times {:<14} latency {} ms, fired {}",
-                            f.id, f.point, f.kind, f.rate, times, f.latency_ms, f.fired
+                            "{:>4}  {:<10} {:<14} rate {:<6} times {:<14} latency {} ms, fired {}{}",
+                            f.id, f.point, f.kind, f.rate, times, f.latency_ms, f.fired, if f.paystage_own { "  (Paystage's own: remove with --journal)" } else { "" }
                         );
                     }
                 }
@@ -297,8 +318,8 @@ async fn run(cli: Cli, config: Config) {
                     let id = faults.add(services.now(), &point, &kind, &rate, &times, &latency_ms).await.unwrap_or_else(|e| fail(e));
                     println!("Fault {id} added.");
                 }
-                FaultsCommand::Remove { id } => {
-                    if !faults.remove(id).await.unwrap_or_else(|e| fail(e)) {
+                FaultsCommand::Remove { id, journal } => {
+                    if !faults.remove(id, journal).await.unwrap_or_else(|e| fail(e)) {
                         fail(format!("there is no fault {id}"));
                     }
                     println!("Fault {id} removed.");
@@ -347,7 +368,7 @@ async fn run(cli: Cli, config: Config) {
             let clock = std::sync::Arc::new(payments::service::clock::SystemClock);
             // `fail` exits without running destructors: the sandbox is stopped first on every
             // way out, or it would outlive the bench.
-            let mut services = match payments::service::Services::connect_over_http(&database, sandbox.settings(), None, clock).await {
+            let mut services = match payments::service::Services::connect_over_http(&database, sandbox.settings(), clock).await {
                 Ok(s) => s,
                 Err(e) => {
                     drop(sandbox);
@@ -370,7 +391,8 @@ async fn run(cli: Cli, config: Config) {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Bench { command: BenchCommand::Expiry { database, authorizations } } => {
-            let services = payments::service::Services::connect(&database, None, std::sync::Arc::new(payments::service::clock::SystemClock))
+            // The expiry job asks nothing of the processor: none is configured.
+            let services = payments::service::Services::connect_without_processor(&database, std::sync::Arc::new(payments::service::clock::SystemClock))
                 .await
                 .unwrap_or_else(|e| fail(StartError::Database(e.to_string())));
             eprintln!("bench: creating {authorizations} expired authorizations, then running the expiry job over them");

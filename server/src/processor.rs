@@ -1,12 +1,10 @@
-//! The processor simulator's hosted acceptance page, served on its own route as a payment service
-//! provider's page would be. The card number is typed here and handed only to the simulator's
-//! `tokenize`; the browser is sent back to Paystage with the token, card type, last four digits,
-//! holder and expiry (R-TOK-1). Nothing here logs or stores the card number.
+//! Taking a card: Paystage sends the browser to the processor's hosted card page (the sandbox's, or
+//! Adyen's) and takes back the stored card's reference; the browser is then sent on to the page
+//! that asked with the token, card type, last four digits, holder and expiry as the processor holds
+//! them (R-TOK-1). No card number is ever typed on, posted to or stored by Paystage.
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
-use payments::connector::CardEntry;
 use payments::service::Services;
 use serde::Deserialize;
 
@@ -24,15 +22,6 @@ pub struct AcceptanceQuery {
     pub result_code: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub struct AcceptanceForm {
-    #[serde(rename = "return")]
-    pub return_to: String,
-    pub number: String,
-    pub expiry: String,
-    pub holder: String,
-}
-
 use crate::html::{enc, esc};
 
 /// Only a local Paystage path without a query is a valid return address (the token is appended
@@ -44,35 +33,27 @@ fn safe_return(r: Option<&str>) -> String {
     }
 }
 
-fn page(return_to: &str, holder: &str, expiry: &str, error: Option<&str>) -> Response {
-    let error = error.map(|e| format!("<div class=\"notice error\" role=\"alert\">{}</div>", esc(e))).unwrap_or_default();
+/// Paystage's page when the card cannot be taken or read back: what went wrong, and the way back.
+/// (Cards are typed only on the processor's own page, never here.)
+fn trouble(return_to: &str, error: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Secure card payment · Processor simulator</title><link rel=\"stylesheet\" href=\"/pkg/paystage.css\"></head>\
+         <title>Card payment · Paystage</title><link rel=\"stylesheet\" href=\"/pkg/paystage.css\"></head>\
          <body><div class=\"login-wrap\"><div class=\"login-card acceptance\">\
-         <div class=\"brand\"><span class=\"brand-mark\">S</span>Processor simulator</div>\
-         <h1>Card details</h1><p class=\"muted small\">Entered on the payment processor's page. The merchant receives a token, never the card number.</p>\
-         {error}\
-         <form method=\"post\" action=\"/processor/acceptance\" autocomplete=\"off\">\
-         <input type=\"hidden\" name=\"return\" value=\"{ret}\">\
-         <div class=\"field\"><label for=\"number\">Card number</label><input id=\"number\" name=\"number\" inputmode=\"numeric\" autocomplete=\"off\" required></div>\
-         <div class=\"field\"><label for=\"expiry\">Expiry (MM/YY)</label><input id=\"expiry\" name=\"expiry\" value=\"{expiry}\" placeholder=\"12/29\" required></div>\
-         <div class=\"field\"><label for=\"holder\">Name on card</label><input id=\"holder\" name=\"holder\" value=\"{holder}\" required></div>\
-         <button type=\"submit\" class=\"primary wide\">Save card</button></form>\
-         <p class=\"small\"><a href=\"{ret}\">Cancel</a> · test cards are listed on the Processor simulator page.</p>\
+         <div class=\"brand\"><span class=\"brand-mark\">P</span>Paystage</div>\
+         <h1>Card payment</h1><div class=\"notice error\" role=\"alert\">{error}</div>\
+         <p><a class=\"button secondary\" href=\"{ret}\">Go back</a></p>\
          </div></div></body></html>",
         ret = esc(return_to),
-        holder = esc(holder),
-        expiry = esc(expiry),
+        error = esc(error),
     );
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-/// The card page: with a processor that has a hosted card page (the sandbox), the browser is
-/// sent there and comes back here with the stored card's id, whose details Paystage asks the
-/// processor for before sending the browser on to the page that asked (R-TOK-1: the number is
-/// typed on the processor's origin only). Otherwise Paystage's own page, whose back end is the
-/// in-process simulator's.
+/// The way to the processor's hosted card page: the browser is sent there and comes back here
+/// with the stored card's id, whose details Paystage asks the processor for before sending the
+/// browser on to the page that asked (R-TOK-1: the number is typed on the processor's origin only,
+/// never on Paystage's). Without such a page no card can be taken, and the page says so.
 pub async fn form(
     State(services): State<Services>,
     axum::Extension(security): axum::Extension<std::sync::Arc<crate::security::SecurityConfig>>,
@@ -87,18 +68,19 @@ pub async fn form(
         let token = payments::connector::adyen::stored_token(shopper, id);
         return match services.describe_token(&token).await {
             Ok(Some(t)) => back_with(&return_to, &t),
-            Ok(None) => page(&return_to, "", "", Some("The processor does not know that card; enter it again.")),
-            Err(e) => page(&return_to, "", "", Some(&crate::html::public_failure("The card could not be read back from the processor.", &e))),
+            Ok(None) => trouble(&return_to, "The processor does not know that card; enter it again."),
+            Err(e) => trouble(&return_to, &crate::html::public_failure("The card could not be read back from the processor.", &e)),
         };
     }
-    if let Some(origin) = crate::security::expected_origin(&security, &req) {
-        let shopper = format!("ps-{}", uuid::Uuid::new_v4().simple());
-        let back = format!("{origin}/processor/acceptance?return={}", enc(&return_to));
-        if let Some(url) = services.connector.card_page(&shopper, &back) {
-            return Redirect::to(&url).into_response();
-        }
+    let Some(origin) = crate::security::expected_origin(&security, &req) else {
+        return trouble(&return_to, "This request's address is not Paystage's own, so the processor could not send the browser back here.");
+    };
+    let shopper = format!("ps-{}", uuid::Uuid::new_v4().simple());
+    let back = format!("{origin}/processor/acceptance?return={}", enc(&return_to));
+    match services.connector.card_page(&shopper, &back) {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => trouble(&return_to, "No card can be taken: this Paystage has no processor card page configured (PAYSTAGE_PROCESSOR_URL and PAYSTAGE_PROCESSOR_CARD_PAGE). Ask your administrator."),
     }
-    page(&return_to, "", "", None)
 }
 
 /// Sends the browser back to `return_to` with the card's token and details (never its number).
@@ -112,17 +94,6 @@ fn back_with(return_to: &str, t: &payments::connector::CardToken) -> Response {
         enc(&t.expiry)
     ))
     .into_response()
-}
-
-pub async fn submit(State(services): State<Services>, Form(f): Form<AcceptanceForm>) -> Response {
-    let return_to = safe_return(Some(&f.return_to));
-    let card = CardEntry { number: f.number, expiry: f.expiry.clone(), holder: f.holder.clone() };
-    match services.tokenize(card).await {
-        Ok(t) => back_with(&return_to, &t),
-        Err(payments::connector::ConnectorError::Invalid(m)) => page(&return_to, &f.holder, &f.expiry, Some(&m)),
-        // The processor's own error text is for the log, not for whoever is at the page.
-        Err(e) => page(&return_to, &f.holder, &f.expiry, Some(&crate::html::public_failure("The card could not be saved.", &e))),
-    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn client_of(cfg: &SecurityConfig, req: &Request) -> String {
 
 /// Notes the client's address on the request (`ClientAddr`), then applies the per-address limits:
 /// sign-in ([`crate::limits::SIGN_IN`]) and, for callers who are not signed in, web-shop checkouts
-/// and card entries on the acceptance page ([`crate::limits::SHOP`]). Over the limit: 429 with
+/// ([`crate::limits::SHOP`]). Over the limit: 429 with
 /// `Retry-After`, and nothing is done.
 pub async fn client_limits(State(cfg): State<Arc<SecurityConfig>>, session: Session, mut req: Request, next: Next) -> Response {
     let client = client_of(&cfg, &req);
@@ -67,7 +67,7 @@ pub async fn client_limits(State(cfg): State<Arc<SecurityConfig>>, session: Sess
     if req.method() == Method::POST {
         let limit = match req.uri().path() {
             "/api/login" => Some(&cfg.sign_in_limit),
-            "/shop" | "/processor/acceptance" => {
+            "/shop" => {
                 let signed_in = session.get::<payments::service::access::SignedIn>(app::auth::ssr::USER_KEY).await.ok().flatten().is_some();
                 (!signed_in).then_some(&cfg.shop_limit)
             }

@@ -28,14 +28,14 @@ pub async fn add_fault(point: String, kind: String, rate: String, times: String,
 }
 
 #[server(endpoint = "remove_fault")]
-pub async fn remove_fault(id: i32) -> Result<(), AppError> {
+pub async fn remove_fault(id: i32, own: bool) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    if !s.faults().remove(id).await? {
+    if !s.faults().remove(id, own).await? {
         return Err(AppError::NotFound("That fault is no longer there.".into()));
     }
-    payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_remove", &format!("fault {id}"), None, None).await?;
+    payments::service::audit::record(&s.db, s.now(), &user.username, "simulator.fault_remove", &format!("{} fault {id}", if own { "journal" } else { "processor" }), None, None).await?;
     Ok(())
 }
 
@@ -90,7 +90,7 @@ pub fn SimulatorPage() -> impl IntoView {
                     {table_head(&["Where", "Kind", "n:Rate", "n:Times left", "n:Latency", "n:Fired", ""])}
                     <tbody>
                         {faults.into_iter().map(|f| view! {
-                            <tr data-fault=f.id>
+                            <tr data-fault=format!("{}-{}", if f.paystage_own { "journal" } else { "processor" }, f.id)>
                                 <td>{f.point.clone()}</td>
                                 <td>{f.kind_label.clone()}</td>
                                 <td class="num">{f.rate.clone()}</td>
@@ -100,6 +100,7 @@ pub fn SimulatorPage() -> impl IntoView {
                                 <td>
                                     <ActionForm action=remove>
                                         <input type="hidden" name="id" value=f.id />
+                                        <input type="hidden" name="own" value=f.paystage_own.to_string() />
                                         <button type="submit" class="link-button danger">"Remove"</button>
                                     </ActionForm>
                                 </td>

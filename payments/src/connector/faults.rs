@@ -1,16 +1,18 @@
-//! Fault injection, stored in the database so tests, the CLI (`paystage faults`), the administrator
-//! page and every server process see the same faults. A fault applies to one point (a processor
-//! command, or Paystage's own journal posting), fires with a probability, and optionally only a
-//! number of times.
+//! Fault injection, stored so that tests, the CLI (`paystage faults`), the administrator page and
+//! every server process see the same faults: the processor's in the sandbox's store (set through
+//! its administration API), Paystage's own journal posting's in Paystage's database. A fault
+//! applies to one point (a processor command, or the journal), fires with a probability, and
+//! optionally only a number of times.
 use crate::domain::parameters::FieldError;
 use super::simulator::entity::sim_fault;
+use crate::entity::journal_fault;
 use crate::error::{ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 
 use rand_core::{OsRng, RngCore};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -53,12 +55,77 @@ impl FaultKind {
     }
 }
 
+/// A table of faults, both of one shape: the processor's (`sim_faults`, in the sandbox's store,
+/// every point but the journal) and Paystage's own journal faults (`journal_faults`, in Paystage's
+/// database). The functions below work on either.
+pub trait FaultTable: EntityTrait {
+    const ID: Self::Column;
+    const POINT: Self::Column;
+    const REMAINING: Self::Column;
+    const FIRED: Self::Column;
+    /// The points a fault of this table may be set at.
+    fn allows(point: &str) -> bool;
+    fn row(m: Self::Model) -> sim_fault::Model;
+    fn new_row(point: String, kind: String, rate: String, remaining: Option<i32>, latency_ms: i32, created_at: DateTime<Utc>) -> Self::ActiveModel;
+    fn inserted_id(id: <Self::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType) -> i32;
+}
+
+/// The processor's faults, in its store.
+pub type ProcessorFaults = sim_fault::Entity;
+/// Paystage's own journal faults, in its database.
+pub type JournalFaultTable = journal_fault::Entity;
+
+impl FaultTable for sim_fault::Entity {
+    const ID: sim_fault::Column = sim_fault::Column::Id;
+    const POINT: sim_fault::Column = sim_fault::Column::Point;
+    const REMAINING: sim_fault::Column = sim_fault::Column::Remaining;
+    const FIRED: sim_fault::Column = sim_fault::Column::Fired;
+    fn allows(point: &str) -> bool {
+        point != JOURNAL && POINTS.iter().any(|(p, _)| *p == point)
+    }
+    fn row(m: sim_fault::Model) -> sim_fault::Model {
+        m
+    }
+    fn inserted_id(id: i32) -> i32 {
+        id
+    }
+    fn new_row(point: String, kind: String, rate: String, remaining: Option<i32>, latency_ms: i32, created_at: DateTime<Utc>) -> sim_fault::ActiveModel {
+        sim_fault::ActiveModel { point: Set(point), kind: Set(kind), rate: Set(rate), remaining: Set(remaining), latency_ms: Set(latency_ms), created_at: Set(created_at), fired: Set(0), ..Default::default() }
+    }
+}
+
+impl FaultTable for journal_fault::Entity {
+    const ID: journal_fault::Column = journal_fault::Column::Id;
+    const POINT: journal_fault::Column = journal_fault::Column::Point;
+    const REMAINING: journal_fault::Column = journal_fault::Column::Remaining;
+    const FIRED: journal_fault::Column = journal_fault::Column::Fired;
+    fn allows(point: &str) -> bool {
+        point == JOURNAL
+    }
+    fn inserted_id(id: i32) -> i32 {
+        id
+    }
+    fn row(m: journal_fault::Model) -> sim_fault::Model {
+        sim_fault::Model { id: m.id, point: m.point, kind: m.kind, rate: m.rate, remaining: m.remaining, latency_ms: m.latency_ms, created_at: m.created_at, fired: m.fired }
+    }
+    fn new_row(point: String, kind: String, rate: String, remaining: Option<i32>, latency_ms: i32, created_at: DateTime<Utc>) -> journal_fault::ActiveModel {
+        journal_fault::ActiveModel { point: Set(point), kind: Set(kind), rate: Set(rate), remaining: Set(remaining), latency_ms: Set(latency_ms), created_at: Set(created_at), fired: Set(0), ..Default::default() }
+    }
+}
+
+/// The processor's faults (its store), oldest first.
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
-    Ok(sim_fault::Entity::find()
-        .order_by_asc(sim_fault::Column::Id)
+    list_in::<ProcessorFaults>(db).await
+}
+
+/// The faults of table `T`, oldest first.
+pub async fn list_in<T: FaultTable>(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
+    Ok(T::find()
+        .order_by_asc(T::ID)
         .all(db)
         .await?
         .into_iter()
+        .map(T::row)
         .filter_map(|f| {
             Some(FaultView {
                 id: f.id,
@@ -70,13 +137,20 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<FaultView>, DbErr> {
                 latency_ms: f.latency_ms,
                 created_at: f.created_at,
                 fired: f.fired,
+                paystage_own: T::allows(JOURNAL),
             })
         })
         .collect())
 }
 
-/// Validates and adds a fault. `rate` is a probability (0 < rate ≤ 1); `times` empty = until removed.
-pub async fn add(
+/// Validates and adds a processor fault (its store). `rate` is a probability (0 < rate ≤ 1);
+/// `times` empty = until removed.
+pub async fn add(db: &impl ConnectionTrait, now: DateTime<Utc>, point: &str, kind: &str, rate: &str, times: &str, latency_ms: &str) -> ServiceResult<i32> {
+    add_in::<ProcessorFaults>(db, now, point, kind, rate, times, latency_ms).await
+}
+
+/// Validates and adds a fault to table `T` ([`add`]).
+pub async fn add_in<T: FaultTable>(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     point: &str,
@@ -88,6 +162,9 @@ pub async fn add(
     let mut errors = Vec::new();
     if !POINTS.iter().any(|(p, _)| *p == point) {
         errors.push(FieldError::new("point", "Choose where the fault strikes."));
+    } else if !T::allows(point) {
+        let why = if point == JOURNAL { "Journal posting is Paystage's own step, not the processor's: set that fault on Paystage." } else { "Paystage's own faults are at its journal posting; the processor's are set at the processor." };
+        errors.push(FieldError::new("point", why));
     }
     let kind = FaultKind::from_code(kind);
     if kind.is_none() {
@@ -125,27 +202,26 @@ pub async fn add(
     else {
         return Err(ServiceError::Validation(errors));
     };
-    let m = sim_fault::ActiveModel {
-        point: Set(point.to_string()),
-        kind: Set(kind.code().to_string()),
-        rate: Set(rate_value.normalize().to_string()),
-        remaining: Set(remaining),
-        latency_ms: Set(latency),
-        created_at: Set(now),
-        fired: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(m.id)
+    let m = T::new_row(point.to_string(), kind.code().to_string(), rate_value.normalize().to_string(), remaining, latency, now);
+    Ok(T::inserted_id(T::insert(m).exec(db).await?.last_insert_id))
 }
 
+/// Removes the processor's fault `id` (its store).
 pub async fn remove(db: &impl ConnectionTrait, id: i32) -> Result<bool, DbErr> {
-    Ok(sim_fault::Entity::delete_by_id(id).exec(db).await?.rows_affected > 0)
+    remove_in::<ProcessorFaults>(db, id).await
 }
 
+pub async fn remove_in<T: FaultTable>(db: &impl ConnectionTrait, id: i32) -> Result<bool, DbErr> {
+    Ok(T::delete_many().filter(T::ID.eq(id)).exec(db).await?.rows_affected > 0)
+}
+
+/// Removes every processor fault (its store).
 pub async fn clear(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    Ok(sim_fault::Entity::delete_many().exec(db).await?.rows_affected)
+    clear_in::<ProcessorFaults>(db).await
+}
+
+pub async fn clear_in<T: FaultTable>(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    Ok(T::delete_many().exec(db).await?.rows_affected)
 }
 
 /// The faults that fire now at `point` (and "any" for processor points), consuming one use of
@@ -158,7 +234,7 @@ pub struct Fired {
     pub fails_later: bool,
 }
 
-/// The point of Paystage's own journal posting (offered through [`crate::connector::JournalFaults`]).
+/// The point of Paystage's own journal posting (drawn through [`JournalHook`]).
 pub const JOURNAL: &str = "journal";
 
 /// The points where a [`FaultKind::FailsLater`] fault may be set: Adyen reports CAPTURE_FAILED and
@@ -168,14 +244,14 @@ pub const LATER_POINTS: [&str; 2] = ["capture", "refund"];
 /// Whether a capture or refund just made at `point` is to be reported failed later (a
 /// [`FaultKind::FailsLater`] fault fired; one use of it consumed).
 pub async fn fire_later(db: &DatabaseConnection, point: &str) -> Result<bool, DbErr> {
-    let (fired, unlimited) = draw(db, point, true).await?;
-    count(db, &unlimited).await?;
+    let (fired, unlimited) = draw::<ProcessorFaults>(db, point, true).await?;
+    count::<ProcessorFaults>(db, &unlimited).await?;
     Ok(fired.fails_later)
 }
 
-/// Whether a fault is set at `point` now (none drawn).
-pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr> {
-    Ok(sim_fault::Entity::find().filter(sim_fault::Column::Point.eq(point)).count(db).await? > 0)
+/// Whether a fault of table `T` is set at `point` now (none drawn).
+pub async fn armed<T: FaultTable>(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr> {
+    Ok(T::find().filter(T::POINT.eq(point)).one(db).await?.is_some())
 }
 
 /// Draws the faults at `point` for one request, outside any transaction (each request of the
@@ -189,29 +265,34 @@ pub async fn armed(db: &impl ConnectionTrait, point: &str) -> Result<bool, DbErr
 /// increments, never a use of a fault given a number of times, which [`draw`] consumes before the
 /// fault fires.
 pub async fn fire_alone(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
-    let (fired, unlimited) = draw(db, point, false).await?;
+    fire_alone_in::<ProcessorFaults>(db, point).await
+}
+
+/// [`fire_alone`] on table `T`.
+pub async fn fire_alone_in<T: FaultTable>(db: &DatabaseConnection, point: &str) -> Result<Fired, DbErr> {
+    let (fired, unlimited) = draw::<T>(db, point, false).await?;
     if !unlimited.is_empty() && db.get_database_backend() == DbBackend::Postgres {
         let ids: Vec<String> = unlimited.iter().map(i32::to_string).collect();
         db.execute_unprepared(&format!(
             "SET LOCAL synchronous_commit = off; UPDATE \"{}\" SET fired = fired + 1 WHERE id IN ({})",
-            sim_fault::Entity.table_name(),
+            T::default().table_name(),
             ids.join(", ")
         ))
         .await?;
         return Ok(fired);
     }
-    count(db, &unlimited).await?;
+    count::<T>(db, &unlimited).await?;
     Ok(fired)
 }
 
 /// Counts one more firing of each fault in `ids`.
-async fn count(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
+async fn count<T: FaultTable>(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
-    sim_fault::Entity::update_many()
-        .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
-        .filter(sim_fault::Column::Id.is_in(ids.iter().copied()))
+    T::update_many()
+        .col_expr(T::FIRED, Expr::col(T::FIRED).add(1))
+        .filter(T::ID.is_in(ids.iter().copied()))
         .exec(db)
         .await?;
     Ok(())
@@ -222,11 +303,11 @@ async fn count(db: &impl ConnectionTrait, ids: &[i32]) -> Result<(), DbErr> {
 /// that takes it only if no concurrent caller took that same use first; a caller who lost the
 /// race reads the fault again and takes the next use, so that a fault given n uses fires n times
 /// however many requests draw it at once. Its last use deletes it.
-async fn draw(db: &impl ConnectionTrait, point: &str, later: bool) -> Result<(Fired, Vec<i32>), DbErr> {
+async fn draw<T: FaultTable>(db: &impl ConnectionTrait, point: &str, later: bool) -> Result<(Fired, Vec<i32>), DbErr> {
     let mut fired = Fired::default();
     let mut unlimited = Vec::new();
-    let faults = sim_fault::Entity::find().all(db).await?;
-    for f in faults {
+    let faults = T::find().all(db).await?;
+    for f in faults.into_iter().map(T::row) {
         if (f.kind == FaultKind::FailsLater.code()) != later || !fires(&f, point) {
             continue;
         }
@@ -236,13 +317,13 @@ async fn draw(db: &impl ConnectionTrait, point: &str, later: bool) -> Result<(Fi
                 let mut left = Some(first);
                 let mut taken = false;
                 while let Some(n) = left.filter(|n| *n > 0) {
-                    let mine = sim_fault::Column::Id.eq(f.id).and(sim_fault::Column::Remaining.eq(n));
+                    let mine = T::ID.eq(f.id).and(T::REMAINING.eq(n));
                     let rows = if n <= 1 {
-                        sim_fault::Entity::delete_many().filter(mine).exec(db).await?.rows_affected
+                        T::delete_many().filter(mine).exec(db).await?.rows_affected
                     } else {
-                        sim_fault::Entity::update_many()
-                            .col_expr(sim_fault::Column::Remaining, Expr::value(n - 1))
-                            .col_expr(sim_fault::Column::Fired, Expr::col(sim_fault::Column::Fired).add(1))
+                        T::update_many()
+                            .col_expr(T::REMAINING, Expr::value(n - 1))
+                            .col_expr(T::FIRED, Expr::col(T::FIRED).add(1))
                             .filter(mine)
                             .exec(db)
                             .await?
@@ -253,7 +334,7 @@ async fn draw(db: &impl ConnectionTrait, point: &str, later: bool) -> Result<(Fi
                         break;
                     }
                     // Another caller took this use: the next one, if any is left.
-                    left = sim_fault::Entity::find_by_id(f.id).one(db).await?.and_then(|g| g.remaining);
+                    left = T::find().filter(T::ID.eq(f.id)).one(db).await?.map(T::row).and_then(|g| g.remaining);
                 }
                 if !taken {
                     continue;
@@ -292,64 +373,72 @@ impl Fired {
 
 
 /// Where faults are set ([`crate::runtime::Services::faults`]): the processor's through its
-/// administration API when Paystage reaches it over HTTP (`paystage sandbox`,
-/// [`crate::sandbox::client::SandboxAdmin`]), and Paystage's own journal posting in the store its
-/// hook draws from; without that API (the in-process simulator), all of them in the simulator's
-/// store.
+/// administration API (`paystage sandbox`, [`crate::sandbox::client::SandboxAdmin`]), and those of
+/// Paystage's own journal posting in Paystage's database ([`JournalFaultTable`]).
 pub struct FaultControl<'a> {
     pub(crate) admin: Option<&'a crate::sandbox::client::SandboxAdmin>,
-    pub(crate) store: Option<&'a DatabaseConnection>,
+    pub(crate) db: &'a DatabaseConnection,
 }
 
 impl FaultControl<'_> {
-    fn store(&self) -> ServiceResult<&DatabaseConnection> {
-        self.store.ok_or_else(|| ServiceError::internal("this Paystage has no store for its own journal faults (PAYSTAGE_SIMULATOR_DATABASE_URL)"))
+    fn admin(&self) -> ServiceResult<&crate::sandbox::client::SandboxAdmin> {
+        self.admin.ok_or_else(|| ServiceError::Validation(vec![FieldError::new("point", "This processor takes no injected faults (only the Paystage sandbox does); Paystage's own journal posting does.")]))
     }
 
-    /// Every fault, the processor's and Paystage's journal ones, oldest first.
+    /// Every fault, the processor's and Paystage's journal ones: the processor's first, each
+    /// oldest first.
     pub async fn list(&self) -> ServiceResult<Vec<FaultView>> {
-        let Some(admin) = self.admin else {
-            return Ok(list(self.store()?).await?);
+        let mut all = match self.admin {
+            Some(admin) => admin.list().await?,
+            None => Vec::new(),
         };
-        let mut all = admin.list().await?;
-        if let Some(store) = self.store {
-            all.extend(list(store).await?.into_iter().filter(|f| f.point == JOURNAL));
-        }
-        all.sort_by_key(|f| f.id);
+        all.extend(list_in::<JournalFaultTable>(self.db).await?);
         Ok(all)
     }
 
-    /// Validates and adds a fault ([`add`]), at the processor unless it is Paystage's own.
+    /// Validates and adds a fault ([`add`]): at the processor, or Paystage's own at the journal.
     pub async fn add(&self, now: DateTime<Utc>, point: &str, kind: &str, rate: &str, times: &str, latency_ms: &str) -> ServiceResult<i32> {
-        match self.admin {
-            Some(admin) if point != JOURNAL => admin.add(point, kind, rate, times, latency_ms).await,
-            _ => add(self.store()?, now, point, kind, rate, times, latency_ms).await,
+        if point == JOURNAL {
+            return add_in::<JournalFaultTable>(self.db, now, point, kind, rate, times, latency_ms).await;
         }
+        self.admin()?.add(point, kind, rate, times, latency_ms).await
     }
 
-    /// Removes fault `id`; false when there is none.
-    pub async fn remove(&self, id: i32) -> ServiceResult<bool> {
-        let Some(admin) = self.admin else {
-            return Ok(remove(self.store()?, id).await?);
-        };
-        if admin.remove(id).await? {
-            return Ok(true);
+    /// Removes fault `id`, Paystage's own journal fault when `own` (their ids are apart from the
+    /// processor's); false when there is none.
+    pub async fn remove(&self, id: i32, own: bool) -> ServiceResult<bool> {
+        if own {
+            return Ok(remove_in::<JournalFaultTable>(self.db, id).await?);
         }
-        match self.store {
-            Some(store) => Ok(sim_fault::Entity::delete_many().filter(sim_fault::Column::Id.eq(id)).filter(sim_fault::Column::Point.eq(JOURNAL)).exec(store).await?.rows_affected > 0),
-            None => Ok(false),
-        }
+        self.admin()?.remove(id).await
     }
 
     /// Removes every fault; how many there were.
     pub async fn clear(&self) -> ServiceResult<u64> {
-        let Some(admin) = self.admin else {
-            return Ok(clear(self.store()?).await?);
+        let at_processor = match self.admin {
+            Some(admin) => admin.clear().await?,
+            None => 0,
         };
-        let mut removed = admin.clear().await?;
-        if let Some(store) = self.store {
-            removed += sim_fault::Entity::delete_many().filter(sim_fault::Column::Point.eq(JOURNAL)).exec(store).await?.rows_affected;
-        }
-        Ok(removed)
+        Ok(at_processor + clear_in::<JournalFaultTable>(self.db).await?)
+    }
+}
+
+/// The faults of Paystage's own journal posting, as the pipeline draws them
+/// ([`crate::runtime::Services::journal_faults`]).
+pub struct JournalHook<'a> {
+    pub(crate) db: &'a DatabaseConnection,
+}
+
+impl JournalHook<'_> {
+    /// Whether any fault is set at the journal now, without drawing it: a batched invoicing then
+    /// posts its journal on its own, where the fault is drawn. Read through `conn`: in the
+    /// caller's transaction, which on SQLite holds the one connection.
+    pub async fn armed(&self, conn: &impl ConnectionTrait) -> Result<bool, DbErr> {
+        armed::<JournalFaultTable>(conn, JOURNAL).await
+    }
+    /// Draws the journal faults (a use of a counted fault is consumed); true when the posting
+    /// must fail.
+    pub async fn fire(&self) -> Result<bool, DbErr> {
+        Ok(fire_alone_in::<JournalFaultTable>(self.db, JOURNAL).await?.error_before)
     }
 }

@@ -6,6 +6,7 @@ pub mod adyen;
 pub mod faults;
 pub mod simulator;
 pub mod timed;
+pub mod unconfigured;
 
 use crate::domain::money::Money;
 use crate::domain::order::Command;
@@ -156,16 +157,9 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn adjust_authorization(&self, tracking_id: &str, authorization: &str, new_amount: Money) -> ConnectorResult<Authorized>;
     /// What happened to the request with this tracking id, if it reached the processor at all.
     async fn query(&self, tracking_id: &str) -> ConnectorResult<Option<Outcome>>;
-    /// The faults a test or demonstration injects into Paystage's own journal posting, where the
-    /// connector offers them (the processor simulator's `journal` fault point); none for a real
-    /// processor. The pipeline asks this hook, never a fault table.
     /// The processor's own record of what it holds ([`ProcessorLedger`]), when it offers one.
     async fn ledger(&self) -> ConnectorResult<Option<ProcessorLedger>> {
         Ok(None)
-    }
-
-    fn journal_faults(&self) -> Option<&dyn JournalFaults> {
-        None
     }
 
     /// The processor's hosted card page for `shopper_reference`, sending the browser back to
@@ -214,14 +208,4 @@ pub struct ProcessorLedger {
     pub refunds: std::collections::BTreeMap<String, i64>,
 }
 
-/// Faults injected into the posting of payment and refund journals (see
-/// [`Connector::journal_faults`]).
-#[async_trait::async_trait]
-pub trait JournalFaults: Send + Sync {
-    /// Whether any fault is set at the journal now, without drawing it: a batched invoicing then
-    /// posts its journal on its own, where the fault is drawn.
-    async fn armed(&self) -> Result<bool, sea_orm::DbErr>;
-    /// Draws the journal faults (a use of a counted fault is consumed, in the hook's own store);
-    /// true when the posting must fail.
-    async fn fire(&self) -> Result<bool, sea_orm::DbErr>;
-}
+

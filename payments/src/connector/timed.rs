@@ -82,10 +82,6 @@ impl Connector for TimedConnector {
         self.inner.ledger().await
     }
 
-    fn journal_faults(&self) -> Option<&dyn super::JournalFaults> {
-        self.inner.journal_faults()
-    }
-
     fn card_page(&self, shopper_reference: &str, return_url: &str) -> Option<String> {
         self.inner.card_page(shopper_reference, return_url)
     }

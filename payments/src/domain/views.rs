@@ -149,6 +149,10 @@ pub struct FaultView {
     pub created_at: DateTime<Utc>,
     /// Times it has fired so far.
     pub fired: i32,
+    /// Paystage's own (its journal posting, kept in its database), not the processor's: the two
+    /// number their faults apart.
+    #[serde(default)]
+    pub paystage_own: bool,
 }
 
 /// Where a fault can strike: code and label.

@@ -14,6 +14,7 @@ pub mod feature;
 pub mod invoice;
 pub mod invoice_line;
 pub mod journal;
+pub mod journal_fault;
 pub mod journal_line;
 pub mod sign_in_throttle;
 pub mod parameter;

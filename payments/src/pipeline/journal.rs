@@ -20,10 +20,7 @@ pub(super) async fn payment_journal(s: &Services, ctx: &mut Ctx) -> ServiceResul
     let amount = Money::from_minor(p.captured_minor, currency(&invoice.currency)?);
     let process_id = p.id;
     // An injected fault is drawn (and a use of it consumed) before the journal's transaction.
-    let fault = match s.journal_faults() {
-        Some(faults) => faults.fire().await?,
-        None => false,
-    };
+    let fault = s.journal_faults().fire().await?;
     if fault {
         return Ok(StageEnd::Failed("The payment journal could not be posted (injected fault). Resume posts it; the card is not captured again.".into()));
     }
@@ -73,10 +70,7 @@ pub(super) async fn refund_journal(s: &Services, ctx: &mut Ctx) -> ServiceResult
     if refunded == 0 {
         return Ok(StageEnd::Skipped("Nothing was refunded, so there is no refund to post.".into()));
     }
-    let fault = match s.journal_faults() {
-        Some(faults) => faults.fire().await?,
-        None => false,
-    };
+    let fault = s.journal_faults().fire().await?;
     if fault {
         return Ok(StageEnd::Failed("The refund journal could not be posted (injected fault). Resume posts it; the card is not refunded again.".into()));
     }

@@ -5,7 +5,7 @@
 //! and a card on file.
 use super::orders::{place, CardForm, LineForm, OrderForm};
 use super::{audit, features, parameters, Services};
-use crate::connector::{faults, CardEntry};
+use crate::connector::CardEntry;
 use crate::domain::parameters::{keys, ParameterGroup};
 use crate::entity::{channel, customer};
 use crate::error::{ProcessorAction, ProcessorError, ServiceResult};
@@ -63,8 +63,7 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
         let chan = channel::Entity::find().filter(channel::Column::Code.eq(o.channel)).one(&s.db).await?;
         let (Some(cust), Some(chan)) = (cust, chan) else { continue };
         let token = s
-            
-            .tokenize(CardEntry { number: o.card.into(), expiry: "12/30".into(), holder: cust.name.clone() })
+            .enter_card_as_shopper(CardEntry { number: o.card.into(), expiry: "12/30".into(), holder: cust.name.clone() })
             .await
             .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
         let form = OrderForm {
@@ -92,11 +91,11 @@ pub async fn seed_orders(s: &Services) -> ServiceResult<()> {
         for (round, qty) in o.invoices.iter().enumerate() {
             let last = round + 1 == o.invoices.len();
             if let (true, Some((point, kind))) = (last, o.fault) {
-                faults::add(s.simulator_store()?, s.now(), point, kind, "1", "1", "").await?;
+                s.faults().add(s.now(), point, kind, "1", "1", "").await?;
             }
             let q: Vec<(i32, i32)> = lines.iter().zip(qty.iter()).map(|(l, q)| (l.id, *q)).collect();
             crate::pipeline::invoice(s, "finance", placed.order_id, &q).await?;
-            faults::clear(s.simulator_store()?).await?;
+            s.faults().clear().await?;
         }
     }
     seed_prepayments(s).await?;
@@ -109,8 +108,7 @@ async fn seed_prepayments(s: &Services) -> ServiceResult<()> {
     let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1002")).one(&s.db).await? else { return Ok(()) };
     let Some(store) = channel::Entity::find().filter(channel::Column::Code.eq("HOUSTON")).one(&s.db).await? else { return Ok(()) };
     let token = s
-        
-        .tokenize(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: cust.name.clone() })
+        .enter_card_as_shopper(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
     let form = OrderForm {
@@ -143,8 +141,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
     let Some(cust) = customer::Entity::find().filter(customer::Column::Account.eq("C-1005")).one(&s.db).await? else { return Ok(()) };
     let Some(chan) = channel::Entity::find().filter(channel::Column::Code.eq("CALL")).one(&s.db).await? else { return Ok(()) };
     let token = s
-        
-        .tokenize(CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: cust.name.clone() })
+        .enter_card_as_shopper(CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: cust.name.clone() })
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
     let card = CardForm { token: token.token, card_type: token.card_type, last_four: token.last_four, holder: token.holder, expiry: token.expiry };
@@ -173,8 +170,7 @@ async fn seed_authorization_lifecycle(s: &Services) -> ServiceResult<()> {
     let c1 = customer::Entity::find().filter(customer::Column::Account.eq("C-1001")).one(&s.db).await?;
     if let Some(c1) = c1 {
         let t = s
-            
-            .tokenize(CardEntry { number: "378282246310005".into(), expiry: "09/29".into(), holder: c1.name.clone() })
+            .enter_card_as_shopper(CardEntry { number: "378282246310005".into(), expiry: "09/29".into(), holder: c1.name.clone() })
             .await
             .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::CardCheck, reason: e.to_string() })?;
         let saved = CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };

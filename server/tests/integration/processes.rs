@@ -28,9 +28,10 @@ async fn real_time(db: &TestDb) -> (Services, ProcessorEnv, tempfile::TempDir) {
         url: settings.endpoint.clone(),
         api_key: settings.api_key.clone(),
         merchant_account: settings.merchant_account.clone(),
-        store_url: Some(format!("sqlite://{}/sandbox.db?mode=rwc", dir.path().display())),
+        card_page: settings.card_page.clone(),
     };
-    let s = Services::connect_over_http(&db.url, settings, Some(engine), clock).await.unwrap();
+    let mut s = Services::connect_over_http(&db.url, settings, clock).await.unwrap();
+    s.processor_store = Some(engine);
     (s, env, dir)
 }
 
@@ -151,12 +152,12 @@ async fn two_server_processes_on_one_postgres_never_both_invoice_or_both_resume(
 
     // Incomplete processes (journal fault), then Resume pressed on both servers at once.
     let placed = server::bench::prepare_orders(&s, 8).await.unwrap();
-    let fault = payments::connector::faults::add(sim(&s), s.now(), "journal", "error_before", "1", "", "0").await.unwrap();
+    let fault = s.faults().add(s.now(), "journal", "error_before", "1", "", "0").await.unwrap();
     for (order, lines) in &placed {
         let out = sa.invoice(*order, &[(lines[0], 1), (lines[1], 2)]).await.unwrap();
         assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
     }
-    payments::connector::faults::remove(sim(&s), fault).await.unwrap();
+    assert!(s.faults().remove(fault, true).await.unwrap(), "the journal fault is Paystage's own");
     for (order, _) in &placed {
         let p = process_of(&s, *order).await;
         let (x, y) = tokio::join!(sa.resume(p.id), sb.resume(p.id));
@@ -225,7 +226,9 @@ db_test!(chaos_at_a_small_size_is_clean, |db| {
     assert!(report.faults > 0, "faults were injected: {report:?}");
     // The processor chaos ran (a sandbox process, killed too) kept its books in the work folder.
     let store = format!("sqlite://{}/sandbox/sandbox.db?mode=rwc", dir.path().display());
-    let s = Services::connect(&db.url, Some(&store), Arc::new(SystemClock)).await.unwrap();
+    let clock: payments::clock::SharedClock = Arc::new(SystemClock);
+    let mut s = db.services.clone();
+    s.processor_store = Some(Arc::new(payments::connector::simulator::ProcessorSimulator::new(payments::connector::simulator::store::open(&store).await.unwrap(), clock)));
     assert_eq!(payments::connector::simulator::ledger_totals(sim(&s)).await.unwrap().captures, 36, "the processor holds each capture once");
     // Three partial invoices per order; incremental orders show one authorization with three captures.
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 36);
@@ -244,35 +247,16 @@ db_test!(no_card_number_reaches_the_database_or_the_server_log, |db| {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let cards = ["4111111111111111", "5555555555554444", "4000000000000002"];
     for (i, number) in cards.iter().enumerate() {
-        let res = http
-            .post(format!("{}/processor/acceptance", srv.base))
-            .form(&[("return", "/shop"), ("number", number), ("expiry", "10/30"), ("holder", "Sam Shopper")])
-            .send()
-            .await
-            .unwrap();
+        let res = crate::support::enter_card(&srv.base, &http, "/shop", number, "10/30", "Sam Shopper").await;
         let location = res.headers()[reqwest::header::LOCATION].to_str().unwrap().to_string();
-        let mut form: Vec<(String, String)> = location
-            .split_once('?')
-            .unwrap()
-            .1
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.replace("%20", " ").replace("%2F", "/").replace("%E2%80%A2", "")))
-            .collect();
+        let mut form: Vec<(String, String)> = reqwest::Url::parse(&format!("{}{location}", srv.base)).unwrap().query_pairs().into_owned().collect();
         form.extend([("email".into(), format!("shopper{i}@shop.example")), ("name".into(), "Sam Shopper".into()), ("quantity_1".into(), "1".into())]);
         let page = http.post(format!("{}/shop", srv.base)).form(&form).send().await.unwrap().text().await.unwrap();
         assert!(page.contains("Thank you") || page.contains("was not authorized"), "{page}");
     }
-    let refused = http
-        .post(format!("{}/processor/acceptance", srv.base))
-        .form(&[("return", "/shop"), ("number", "4111111111111112"), ("expiry", "10/30"), ("holder", "Sam Shopper")])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(refused.contains("The card number is not valid") && !refused.contains("4111111111111112"), "the refusal does not echo the number");
+    // A mistyped number is refused on the processor's page, which does not echo it either.
+    let refused = crate::support::enter_card(&srv.base, &http, "/shop", "4111111111111112", "10/30", "Sam Shopper").await.text().await.unwrap();
+    assert!(refused.contains("not valid") && !refused.contains("4111111111111112"), "the refusal does not echo the number: {refused}");
     srv.kill().await.unwrap();
     let log = std::fs::read_to_string(dir.path().join("verbose.log")).unwrap();
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is verbose, so the test can fail");

@@ -510,7 +510,7 @@ db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_
         card_page: None,
     };
     settings.card_page = Some(format!("{}/hpp/cards", db.processor));
-    db.services = payments::service::Services::over_http(db.services.db.clone(), settings, db.services.simulator.clone(), db.services.clock.clone()).unwrap();
+    db.services = payments::service::Services::over_http(db.services.db.clone(), settings, db.services.processor_store.clone(), db.services.clock.clone()).unwrap();
     let app = crate::support::spawn(&db).await;
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let location = |r: &reqwest::Response| r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
@@ -709,25 +709,127 @@ db_test!(the_sandbox_administers_its_own_faults_over_http, |db| {
     let id = admin.add("capture", "error_before", "1", "1", "").await.unwrap();
     let control = s.faults();
     let journal = control.add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
-    assert_eq!(control.list().await.unwrap().iter().map(|f| (f.id, f.point.as_str())).collect::<Vec<_>>(), vec![(id, "capture"), (journal, "journal")]);
-    assert_eq!(admin.list().await.unwrap().len(), 1, "the sandbox does not list Paystage's own step");
-    assert!(!admin.remove(journal).await.unwrap(), "nor remove it");
+    let listed = control.list().await.unwrap();
+    assert_eq!(listed.iter().map(|f| (f.id, f.point.as_str(), f.paystage_own)).collect::<Vec<_>>(), vec![(id, "capture", false), (journal, "journal", true)]);
+    assert_eq!(admin.list().await.unwrap().len(), 1, "the sandbox does not hold Paystage's own step");
+    assert_eq!(payments::entity::journal_fault::Entity::find().count(&s.db).await.unwrap(), 1, "Paystage keeps it in its own database");
     // The capture fault fires at the sandbox: the invoice's capture is not processed.
     let (_fx, placed, d) = payments::testing::card_order(s, "Tent", 1, "150.00").await;
     payments::pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
     assert_eq!(cap::Entity::find().count(&s.db).await.unwrap(), 0);
-    assert_eq!(control.list().await.unwrap().iter().map(|f| f.id).collect::<Vec<_>>(), vec![journal], "the capture fault's one use is spent");
-    assert!(!control.remove(id).await.unwrap());
+    assert_eq!(control.list().await.unwrap().iter().map(|f| (f.id, f.paystage_own)).collect::<Vec<_>>(), vec![(journal, true)], "the capture fault's one use is spent");
+    assert!(!control.remove(id, false).await.unwrap());
     let latency = admin.add("any", "latency", "0.5", "", "5").await.unwrap();
     assert_eq!(control.clear().await.unwrap(), 2, "the processor's and Paystage's");
     assert!(control.list().await.unwrap().is_empty());
     assert!(!admin.remove(latency).await.unwrap());
+    // The two are numbered apart: removing Paystage's fault n leaves the processor's fault n.
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((admin.add("void", "error_before", "1", "", "").await.unwrap(), control.add(s.now(), "journal", "error_before", "1", "", "").await.unwrap()));
+    }
+    let (at_processor, own) = *pairs.iter().find(|(p, j)| p == j).or(pairs.last()).unwrap();
+    assert!(control.remove(own, true).await.unwrap());
+    assert!(admin.list().await.unwrap().iter().any(|f| f.id == at_processor), "the processor's fault {at_processor} stays");
+    assert!(!control.list().await.unwrap().iter().any(|f| f.paystage_own && f.id == own));
+    assert!(control.remove(at_processor, false).await.unwrap());
+    assert!(!admin.list().await.unwrap().iter().any(|f| f.id == at_processor));
 });
+
+#[test]
+fn paystage_sandbox_imports_an_earlier_simulators_records_once() {
+    // Issue #42: Paystage no longer runs a processor in its own process. An earlier database's
+    // in-process simulator records (sim_* tables) move into the sandbox's store when it first
+    // starts with --import-from, and are dropped from the old database; the sandbox then answers
+    // for them (a capture on the moved authorization). Paystage itself refuses the old setting
+    // that pointed it at a processor store, and warns while its database still holds such tables.
+    use payments::connector::simulator::entity::{sim_authorization as sa, sim_transaction as stx};
+    use payments::connector::simulator::store;
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old_url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    rt.block_on(async {
+        // A Paystage database (migrated: its own empty sim_* tables are dropped) from before the
+        // separation, whose simulator had records.
+        payments::db::connect_and_migrate(&old_url).await.unwrap();
+        let old = payments::db::connect(&old_url).await.unwrap();
+        for t in store::ledger_tables(old.get_database_backend()) {
+            old.execute(&t).await.unwrap();
+        }
+        let now = chrono::Utc::now();
+        payments::connector::simulator::entity::sim_token::ActiveModel { token: Set("tok_old".into()), variant: Set("visa".into()), card_type: Set("Visa".into()), last_four: Set("1111".into()), holder: Set("Old".into()), expiry: Set("12/30".into()), behaviour: Set("approve".into()), created_at: Set(now) }
+            .insert(&old)
+            .await
+            .unwrap();
+        sa::ActiveModel { reference: Set("auth_old".into()), token: Set("tok_old".into()), currency: Set("USD".into()), amount_minor: Set(10_000), captured_minor: Set(0), supports_multiple_captures: Set(true), status: Set("open".into()), created_at: Set(now) }
+            .insert(&old)
+            .await
+            .unwrap();
+        stx::ActiveModel { tracking_id: Set("t-old".into()), command: Set("authorize".into()), amount_minor: Set(10_000), outcome: Set("approved".into()), reference: Set(Some("auth_old".into())), response: Set("{}".into()), created_at: Set(now) }
+            .insert(&old)
+            .await
+            .unwrap();
+        // Paystage on that database warns that the records wait to be moved.
+        let config = server::config::Config::from_lookup(|k| (k == "DATABASE_URL").then(|| old_url.clone())).unwrap();
+        if let Err(e) = server::open_services(&config).await {
+            panic!("{e}");
+        }
+        assert!(store::holds_earlier(&payments::db::connect(&old_url).await.unwrap()).await.unwrap(), "records are never dropped unmoved");
+    });
+    let data = dir.path().join("sandbox");
+    let mut sandbox = std::process::Command::new(env!("CARGO_BIN_EXE_paystage"))
+        .args(["sandbox", "--port", "0", "--data"])
+        .arg(&data)
+        .args(["--api-key", payments::testing::TEST_API_KEY, "--import-from", &old_url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(sandbox.stdout.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("listening") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap() == 0 {
+            let mut err = String::new();
+            std::io::Read::read_to_string(sandbox.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the sandbox stopped: {said}{err}");
+        }
+        said.push_str(&line);
+    }
+    assert!(said.contains("Moved 3 rows of the earlier processor records"), "{said}");
+    let base = said.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).map(|a| format!("http://{a}")).unwrap();
+    rt.block_on(async {
+        let old = payments::db::connect(&old_url).await.unwrap();
+        assert!(!store::holds_earlier(&old).await.unwrap(), "the old tables are dropped once moved");
+        // The moved authorization is the sandbox's: it takes a capture on it over HTTP.
+        let connector = payments::connector::adyen::AdyenConnector::new(
+            AdyenSettings {
+                code: "sandbox".into(),
+                endpoint: format!("{base}/checkout/{API_VERSION}"),
+                api_key: payments::testing::TEST_API_KEY.into(),
+                merchant_account: "PaystageDemo".into(),
+                allow_multiple_partial_capture: true,
+                non_incremental_variants: vec!["interac".into()],
+                key_window: chrono::Duration::days(31),
+                timeout: Duration::from_secs(5),
+                card_page: None,
+            },
+            payments::db::connect_and_migrate(&format!("sqlite://{}/paystage.db?mode=rwc", dir.path().display())).await.unwrap(),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        let c = connector.capture("t-after-move", "auth_old", Money::from_minor(4_000, Currency::USD), false).await.unwrap();
+        assert_eq!(c.amount.minor(), 4_000);
+    });
+    sandbox.kill().unwrap();
+    sandbox.wait().unwrap();
+}
 
 #[test]
 fn paystage_faults_works_against_the_sandbox() {
     // `paystage faults …` with PAYSTAGE_PROCESSOR_URL set goes through the sandbox's
-    // administration API; a journal fault needs Paystage's store for its own hook and says so.
+    // administration API; a journal fault is Paystage's own, kept in its database.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(payments::testing::TestDb::sqlite());
     let dir = tempfile::tempdir().unwrap();
@@ -753,12 +855,18 @@ fn paystage_faults_works_against_the_sandbox() {
     let out = run(&["add", "capture", "explode"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Choose a kind of fault"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Paystage's own journal posting keeps its faults in Paystage's database, not the sandbox's.
     let out = run(&["add", "journal", "error_before"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PAYSTAGE_SIMULATOR_DATABASE_URL"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rt.block_on(admin.list()).unwrap().len(), 1, "the sandbox holds only its own");
+    let listed = String::from_utf8_lossy(&run(&["list"]).stdout).to_string();
+    assert!(listed.lines().any(|l| l.contains("journal") && l.contains("Paystage's own")), "{listed}");
+    let out = run(&["remove", "999", "--journal"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("there is no fault 999"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run(&["clear"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 faults removed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 faults removed"), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(rt.block_on(admin.list()).unwrap().is_empty());
+    assert!(run(&["list"]).stdout.is_empty(), "nothing is left on either side");
 }
 
 db_test!(who_asks_for_an_authorization_sets_adyens_card_on_file_flags, |db| {
@@ -837,7 +945,7 @@ fn the_invoicing_bench_runs_through_a_sandbox_process_over_http() {
         assert!(captures.iter().all(|c| c.attempts == 1), "once: {captures:?}");
         let lines = payments::entity::payment_line::Entity::find().all(&db).await.unwrap();
         assert!(
-            lines.iter().all(|l| l.card_token.as_deref().is_some_and(|t| t.starts_with("bench-") && t.contains(':'))),
+            lines.iter().all(|l| l.card_token.as_deref().is_some_and(|t| t.starts_with("shopper-") && t.contains(':'))),
             "every card is a reference to a card stored on the sandbox's page: {:?}",
             lines.iter().map(|l| &l.card_token).collect::<Vec<_>>()
         );

@@ -80,7 +80,7 @@ fn nothing_broken(r: &payments::pipeline::invariants::InvariantReport) -> bool {
 /// (at most ten rounds).
 async fn settle_all(db: &TestDb) {
     let s = &db.services;
-    payments::connector::faults::clear(sim(s)).await.unwrap();
+    s.faults().clear().await.unwrap();
     for _ in 0..10 {
         recover(db).await;
         let open = incomplete(db).await;
@@ -123,7 +123,7 @@ async fn scenario(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Fault { point, kind } => {
-                payments::connector::faults::add(sim(s), s.now(), point, kind, "1", "1", "0").await.unwrap();
+                s.faults().add(s.now(), point, kind, "1", "1", "0").await.unwrap();
             }
             Op::Recover => recover(&db).await,
             Op::Resume { pick } => {
@@ -253,7 +253,7 @@ async fn prepay_scenario(deposits: Vec<(i64, i64)>, charge_percent: i64, ops: Ve
                 }
             }
             PrepayOp::Fault { point, kind } => {
-                payments::connector::faults::add(sim(s), s.now(), point, kind, "1", "1", "0").await.unwrap();
+                s.faults().add(s.now(), point, kind, "1", "1", "0").await.unwrap();
             }
             PrepayOp::Recover => recover(&db).await,
         }

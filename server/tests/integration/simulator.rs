@@ -18,31 +18,25 @@ async fn sim_tables(db: &DatabaseConnection) -> Vec<String> {
     rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect()
 }
 
-db_test!(the_simulator_keeps_its_books_in_a_store_of_its_own, |db| {
-    // A card payment writes the processor's token, authorization and record to the simulator's
-    // store; Paystage's database has no table of the simulator's.
-    // The in-process simulator's store (the test's own services reach a sandbox over HTTP).
-    let in_process = payments::service::Services::connect(&db.url, None, db.services.clock.clone()).await.unwrap();
-    let s = &in_process;
+db_test!(the_processor_keeps_its_books_in_the_sandboxs_store_and_none_among_paystages, |db| {
+    // Issue #42: the processor is a service of its own. A card payment writes the processor's
+    // token, authorization and record to the sandbox's store; Paystage's database has no table of
+    // the processor's, and Paystage reached it only over HTTP.
+    let s = &db.services;
     let (_fx, placed, _d) = card_order(s, "Tent", 1, "150.00").await;
     assert!(placed.payment_status == payments::domain::order::PaymentStatus::Authorized);
-    assert_eq!(sim_tables(&s.db).await, Vec::<String>::new(), "no simulator table among Paystage's");
-    assert_eq!(sa::Entity::find().count(sim(s)).await.unwrap(), 1, "the authorization is in the simulator's store");
+    assert_eq!(sim_tables(&s.db).await, Vec::<String>::new(), "no processor table among Paystage's");
+    assert_eq!(sa::Entity::find().count(sim(s)).await.unwrap(), 1, "the authorization is in the sandbox's store");
     assert!(stx::Entity::find().count(sim(s)).await.unwrap() >= 1);
-    if db.backend == payments::db::Backend::Sqlite {
-        let file = payments::db::sqlite_file_path(&store::url_for(&db.url)).unwrap();
-        assert!(file.exists() && file.to_string_lossy().ends_with(".simulator.db"), "{}", file.display());
-    }
+    assert!(payments::entity::processor_send::Entity::find().count(&s.db).await.unwrap() >= 1, "Paystage recorded what it sent over HTTP");
 });
 
 db_test!(an_earlier_databases_simulator_rows_move_to_its_store_once, |db| {
-    // Before the separation the simulator's tables were Paystage's (migrations 2 and 3). Its rows
-    // move to the store once, the old tables are dropped, nothing is copied twice, and the moved
-    // ledger works: a capture on the moved authorization is taken, a fault added after the move
-    // gets an id of its own.
-    // The in-process simulator's store (the test's own services reach a sandbox over HTTP).
-    let in_process = payments::service::Services::connect(&db.url, None, db.services.clock.clone()).await.unwrap();
-    let s = &in_process;
+    // Before the separation the simulator's tables were Paystage's (migrations 2 and 3). Their
+    // rows move to the sandbox's store once (`paystage sandbox --import-from`), the old tables are
+    // dropped, nothing is copied twice, and the moved ledger works: a capture on the moved
+    // authorization is taken, a fault added after the move gets an id of its own.
+    let s = &db.services;
     for t in store::ledger_tables(s.db.get_database_backend()) {
         s.db.execute(&t).await.unwrap();
     }
@@ -90,4 +84,20 @@ db_test!(an_earlier_databases_simulator_rows_move_to_its_store_once, |db| {
     assert!(processor.capture("t-more", "auth_old", Money::from_minor(1, Currency::USD), false).await.is_err(), "nothing is left on it");
     let new_fault = faults::add(sim(s), s.now(), "capture", "latency", "1", "1", "1").await.unwrap();
     assert!(new_fault > old_fault.id, "the faults' ids continue after the moved ones: {new_fault}");
+
+    // Another earlier database, into this store that now holds records: refused, nothing moved
+    // and nothing dropped (its rows are not this store's).
+    for t in store::ledger_tables(paystage.get_database_backend()) {
+        paystage.execute(&t).await.unwrap();
+    }
+    stx::ActiveModel { tracking_id: Set("t-elsewhere".into()), command: Set("capture".into()), amount_minor: Set(500), outcome: Set("approved".into()), reference: Set(None), response: Set("{}".into()), created_at: Set(now) }
+        .insert(&paystage)
+        .await
+        .unwrap();
+    let again = payments::db::connect(&db.url).await.unwrap();
+    let refused = store::import_earlier(&again, sim(s)).await.unwrap_err();
+    assert!(refused.to_string().contains("nothing was moved or dropped"), "{refused}");
+    assert_eq!(sim_tables(&again).await.len(), 6, "the other database keeps its tables");
+    assert_eq!(stx::Entity::find().count(&again).await.unwrap(), 1);
+    assert!(stx::Entity::find_by_id("t-elsewhere".to_string()).one(sim(s)).await.unwrap().is_none());
 });

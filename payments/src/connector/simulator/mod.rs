@@ -432,10 +432,6 @@ impl Connector for ProcessorSimulator {
             refunds: sr::Entity::find().all(db).await.map_err(db_error)?.into_iter().map(|r| (r.reference, r.amount_minor)).collect(),
         }))
     }
-
-    fn journal_faults(&self) -> Option<&dyn super::JournalFaults> {
-        Some(self)
-    }
 }
 
 /// The simulator's ledger totals, for invariant checks against Paystage's own records.
@@ -494,14 +490,4 @@ mod tests {
     }
 }
 
-/// The simulator's `journal` fault point ([`faults`]), offered to the pipeline as its hook; drawn
-/// in the simulator's store.
-#[async_trait::async_trait]
-impl super::JournalFaults for ProcessorSimulator {
-    async fn armed(&self) -> Result<bool, DbErr> {
-        faults::armed(&self.db, faults::JOURNAL).await
-    }
-    async fn fire(&self) -> Result<bool, DbErr> {
-        Ok(faults::fire_alone(&self.db, faults::JOURNAL).await?.error_before)
-    }
-}
+

@@ -13,7 +13,7 @@
 //! migration 2): [`import_earlier`] moves their rows here once and drops them there.
 use super::entity::{sim_authorization as sa, sim_capture as sc, sim_fault as sf, sim_merchant as sm, sim_refund as sr, sim_token as st, sim_transaction as stx};
 use sea_orm::sea_query::{Index, TableCreateStatement};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, Schema, Statement, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Schema, Statement, TransactionTrait};
 
 /// The PostgreSQL schema the simulator keeps its tables in.
 pub const POSTGRES_SCHEMA: &str = "paystage_simulator";
@@ -110,6 +110,12 @@ async fn has_table(db: &DatabaseConnection, name: &str) -> Result<bool, DbErr> {
     Ok(db.query_one_raw(Statement::from_string(backend, sql)).await?.is_some())
 }
 
+/// Whether `db` still holds an earlier in-process simulator's records (its `sim_*` tables, which
+/// migration 14 drops only while they are empty), for [`import_earlier`] to move.
+pub async fn holds_earlier(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    has_table(db, "sim_transactions").await
+}
+
 /// What [`import_earlier`] moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Imported {
@@ -122,8 +128,11 @@ pub struct Imported {
 /// store that holds no ledger yet, in one transaction of the store's. On PostgreSQL (one database,
 /// two schemas) the old tables are dropped in that same transaction, under a lock that servers
 /// starting together take one after the other; on SQLite (two files) after it commits, so a crash
-/// between the two leaves the copy made and the next start only drops them. Nothing is lost and
-/// nothing is copied twice; with nothing to move, this reads a table name.
+/// between the two leaves the copy made and the next start only drops them. A store that already
+/// holds records takes none, and the old tables are dropped only when every request they record
+/// is in it (that crash); otherwise this refuses and changes nothing. Nothing is lost and nothing
+/// is copied twice; with nothing to move, this reads a table name. `paystage sandbox --import-from`
+/// runs it.
 pub async fn import_earlier(paystage: &DatabaseConnection, store: &DatabaseConnection) -> Result<Imported, DbErr> {
     let mut done = Imported::default();
     if !has_table(paystage, "sim_transactions").await? {
@@ -145,6 +154,21 @@ pub async fn import_earlier(paystage: &DatabaseConnection, store: &DatabaseConne
         }
     }
     let empty = stx::Entity::find().count(&txn).await? == 0 && st::Entity::find().count(&txn).await? == 0;
+    if !empty {
+        // Copied by an earlier run that stopped before dropping them (SQLite), or records of
+        // another processor's: only the first may be dropped.
+        let theirs: Vec<String> = stx::Entity::find().all(paystage).await?.into_iter().map(|t| t.tracking_id).collect();
+        let mut missing = 0usize;
+        for chunk in theirs.chunks(500) {
+            let here = stx::Entity::find().filter(stx::Column::TrackingId.is_in(chunk.iter().cloned())).count(&txn).await? as usize;
+            missing += chunk.len() - here;
+        }
+        if missing > 0 {
+            return Err(DbErr::Custom(format!(
+                "the earlier processor records hold {missing} requests this store does not, and this store already has records of its own: nothing was moved or dropped (import them into an empty store)"
+            )));
+        }
+    }
     if empty {
         done.rows += copy::<st::Entity>(paystage, &txn).await?;
         done.rows += copy::<sa::Entity>(paystage, &txn).await?;

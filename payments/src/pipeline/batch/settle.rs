@@ -122,7 +122,7 @@ pub(super) async fn settle(s: &Services, gs: &mut Vec<Going>, out: &mut Vec<Step
 /// it. With `renew`, the leases of those processes are renewed too: on PostgreSQL by the statement
 /// that locks the authorizations, on SQLite by a statement sent first ([`marks::renew_leases`]).
 /// Returns each invoicing's stage-2 result message, for [`captures_recorded`], whether a fault is
-/// set at the journal (the connector's hook, [`crate::connector::JournalFaults::armed`]; see
+/// set at the journal (Paystage's own, [`crate::connector::faults::JournalHook::armed`]; see
 /// [`settle`]) and whether every lease asked for was renewed (true when none was). A capture
 /// whose request another runner recorded meanwhile (issue #39) is not written: its message is `None`.
 pub(super) async fn record_captures(s: &Services, txn: &sea_orm::DatabaseTransaction, w: &mut Writes, gs: &[Going], renew: Option<&[i32]>) -> ServiceResult<(Vec<Option<String>>, bool, bool)> {
@@ -133,10 +133,7 @@ pub(super) async fn record_captures(s: &Services, txn: &sea_orm::DatabaseTransac
         captured.push((g, c));
     }
     let auth_ids: Vec<i32> = captured.iter().filter_map(|(g, _)| Some(g.capture.as_ref()?.0.id)).collect();
-    let journal_fault = match s.journal_faults() {
-        Some(faults) => faults.armed().await?,
-        None => false,
-    };
+    let journal_fault = s.journal_faults().armed(txn).await?;
     let read = for_update(au::Entity::find().filter(au::Column::Id.is_in(auth_ids)).order_by_asc(au::Column::Id), txn);
     let (rows, renewed) = match renew {
         None => (txn.query_all(&read.into_query()).await?, true),

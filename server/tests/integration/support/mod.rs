@@ -57,6 +57,34 @@ pub fn client_from(addr: &str) -> Client {
     builder().default_headers(headers).build().unwrap()
 }
 
+/// A shopper's browser (`browser`, not following redirects) taking a card: from Paystage's
+/// `/processor/acceptance?return=…` on to the processor's hosted card page, the card typed there,
+/// and back through Paystage (R-TOK-1: the number goes to the processor's origin only). The last
+/// response: Paystage's redirect to the page that asked, with the token; or the processor's page
+/// refusing the card.
+pub async fn enter_card(base: &str, browser: &Client, return_to: &str, number: &str, expiry: &str, holder: &str) -> reqwest::Response {
+    let location = |r: &reqwest::Response| r.headers().get(reqwest::header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+    let to_page = browser.get(format!("{base}/processor/acceptance")).query(&[("return", return_to)]).send().await.unwrap();
+    let hosted = reqwest::Url::parse(&location(&to_page).unwrap_or_else(|| panic!("Paystage sent the browser nowhere: {}", to_page.status()))).unwrap();
+    assert!(!hosted.as_str().starts_with(base), "the card page is the processor's, not Paystage's: {hosted}");
+    let field = |name: &str| hosted.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let form = [
+        ("merchantAccount", field("merchantAccount")),
+        ("shopperReference", field("shopperReference")),
+        ("returnUrl", field("returnUrl")),
+        ("number", number.to_string()),
+        ("expiry", expiry.to_string()),
+        ("holder", holder.to_string()),
+    ];
+    let mut action = hosted.clone();
+    action.set_query(None);
+    let typed = browser.post(action).form(&form).send().await.unwrap();
+    match location(&typed) {
+        Some(back) => browser.get(back).send().await.unwrap(),
+        None => typed,
+    }
+}
+
 fn builder() -> reqwest::ClientBuilder {
     // A request that gets no answer fails the test with the URL it waited on instead of stalling
     // the whole run (one full run hung once in `pages_are_guarded_on_the_server`, idle, and did
@@ -107,7 +135,7 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
     let mut made = Vec::new();
     for _ in 0..3 {
-        let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+        let t = s.enter_card_as_shopper(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
         let form = OrderForm {
             customer_id: "1".into(),
             channel_id: "3".into(),
@@ -123,12 +151,12 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     }
     let mut processes = Vec::new();
     for (order, line) in &made[1..] {
-        payments::connector::faults::add(payments::testing::sim(s), s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+        s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
         processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
     }
     let fault = payments::connector::faults::add(payments::testing::sim(s), s.now(), "void", "latency", "1", "", "5").await.unwrap();
-    let token = s.tokenize(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
-    let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let token = s.enter_card_as_shopper(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
+    let t = s.enter_card_as_shopper(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
     let saved = payments::service::cards::add(s, "finance", 1, &card(t), true).await.unwrap();
     let payment_line = |order: i32| async move {
         payments::entity::payment_line::Entity::find()
@@ -141,7 +169,7 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     };
     let adjust_line = payment_line(made[0].0).await;
     // A fourth order whose authorization has expired: Pending Authorization, held.
-    let t = s.tokenize(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
+    let t = s.enter_card_as_shopper(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
     let form = OrderForm {
         customer_id: "1".into(),
         channel_id: "3".into(),
@@ -221,11 +249,12 @@ pub async fn payment_records(db: &TestDb) -> Ids {
 pub async fn snapshot(db: &TestDb) -> String {
     let s = &db.services.db;
     let payments_state = format!(
-        "{:?}|{:?}|{:?}|{:?}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
         payments::entity::sales_order::Entity::find().all(s).await.unwrap().len(),
         payments::entity::invoice::Entity::find().all(s).await.unwrap().len(),
         payments::entity::payment_process::Entity::find().order_by_asc(payments::entity::payment_process::Column::Id).all(s).await.unwrap().iter().map(|p| p.status.clone()).collect::<Vec<_>>(),
         payments::connector::simulator::entity::sim_fault::Entity::find().all(payments::testing::sim(&db.services)).await.unwrap().len(),
+        payments::entity::journal_fault::Entity::find().all(s).await.unwrap().len(),
     );
     let features = feature::Entity::find().order_by_asc(feature::Column::Key).all(s).await.unwrap();
     let params = parameter::Entity::find().order_by_asc(parameter::Column::Key).all(s).await.unwrap();
@@ -343,7 +372,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/payment_history", FINANCE, format!("process_id={}", ids.resume)),
         ("/api/simulator_overview", ADMIN, String::new()),
         ("/api/add_fault", ADMIN, "point=capture&kind=latency&rate=1&times=1&latency_ms=5".into()),
-        ("/api/remove_fault", ADMIN, format!("id={}", ids.fault)),
+        ("/api/remove_fault", ADMIN, format!("id={}&own=false", ids.fault)),
         ("/api/pick_up_order", ORDERS, format!("order_id={}&cash=35.00", ids.pick_up)),
         ("/api/cancellation_preview", FINANCE, format!("order_id={}", ids.cancel)),
         ("/api/cancel_order", FINANCE, format!("order_id={}&charge=", ids.cancel)),
