@@ -86,6 +86,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/admin/features") view={Lazy::<routes::FeaturesRoute>::new()} />
                 <Route path=path!("/admin/users") view={Lazy::<routes::UsersRoute>::new()} />
                 <Route path=path!("/admin/audit") view={Lazy::<routes::AuditRoute>::new()} />
+                <Route path=path!("/parameters/stores") view={Lazy::<routes::ChannelsRoute>::new()} />
                 <Route path=path!("/parameters/connectors") view={Lazy::<routes::ConnectorsRoute>::new()} />
                 <Route path=path!("/parameters/electronic-payment-setup") view={Lazy::<routes::ElectronicPaymentSetupRoute>::new()} />
                 <Route path=path!("/parameters/:group") view={Lazy::<routes::ParametersRoute>::new()} />

@@ -57,6 +57,7 @@ pub const PAGES: &[PageDef] = &[
     page("/parameters/commerce", "Commerce parameters", RetailAndCommerce, ADMIN),
     page("/parameters/call-center", "Call center parameters", RetailAndCommerce, ADMIN),
     page("/parameters/payment-properties", "Payment properties", RetailAndCommerce, ADMIN),
+    page("/parameters/stores", "Stores and channels", RetailAndCommerce, ADMIN),
     page("/parameters/connectors", "Payment connectors", RetailAndCommerce, ADMIN),
     page("/parameters/electronic-payment-setup", "Electronic payment setup", RetailAndCommerce, ADMIN),
     page("/admin/features", "Feature management", SystemAdministration, ADMIN),

@@ -85,6 +85,7 @@ lazy_area! {
         FeaturesRoute => features::FeaturesPage,
         UsersRoute => users::UsersPage,
         AuditRoute => audit::AuditPage,
+        ChannelsRoute => channels::ChannelsPage,
         ConnectorsRoute => connectors::ConnectorsPage,
         ElectronicPaymentSetupRoute => payment_setup::ElectronicPaymentSetupPage,
         ParametersRoute => parameters::ParametersPage,

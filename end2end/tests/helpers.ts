@@ -28,3 +28,15 @@ export async function addFault(page: Page, where: string, kind: string) {
   await page.getByRole('button', { name: 'Add fault' }).click();
   await expect(page.getByRole('status')).toHaveText('Fault added.');
 }
+
+/** Enters a card on the processor's hosted card page (its own origin) and comes back to the page
+ * that sent us. */
+export async function enterCard(page: Page, number: string, holder: string) {
+  await page.getByRole('link', { name: /Enter the card on the processor's payment page|Take a new payment|New: enter the card/ }).first().click();
+  await expect(page.locator('h1')).toHaveText('Card details');
+  await page.getByLabel('Card number').fill(number);
+  await page.getByLabel('Expiry (MM/YY)').fill('11/31');
+  await page.getByLabel('Name on card').fill(holder);
+  await page.getByRole('button', { name: 'Save card' }).click();
+  await page.waitForLoadState('networkidle');
+}

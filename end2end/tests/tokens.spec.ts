@@ -1,22 +1,11 @@
 import { test, expect, Page } from '@playwright/test';
-import { signIn, gotoHydrated } from './helpers';
+import { signIn, gotoHydrated, enterCard } from './helpers';
 import { mkdirSync } from 'node:fs';
 
 // Issue 4 against the second server: demo orders, the card payment features and nonrecurring
 // tokens on, an expired authorization with its order held.
 test.use({ baseURL: `http://127.0.0.1:${process.env.PAYSTAGE_E2E_PORT2}` });
 test.beforeAll(() => mkdirSync('screenshots', { recursive: true }));
-
-/** Enters a card on the processor's acceptance page and comes back to the page that sent us. */
-async function enterCard(page: Page, number: string, holder: string) {
-  await page.getByRole('link', { name: /Enter the card on the processor's payment page|Take a new payment|New: enter the card/ }).first().click();
-  await expect(page.locator('h1')).toHaveText('Card details');
-  await page.getByLabel('Card number').fill(number);
-  await page.getByLabel('Expiry (MM/YY)').fill('11/31');
-  await page.getByLabel('Name on card').fill(holder);
-  await page.getByRole('button', { name: 'Save card' }).click();
-  await page.waitForLoadState('networkidle');
-}
 
 function daysAfter(iso: string, days: number): string {
   const d = new Date(`${iso}T00:00:00Z`);

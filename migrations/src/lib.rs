@@ -18,6 +18,7 @@ mod m20261207_000011_typed_facts;
 mod m20261207_000012_processor_sends;
 mod m20261207_000013_processor_failures;
 mod m20261208_000014_journal_faults;
+mod m20261208_000015_channel_setup;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_processor_sends::Migration),
             Box::new(m20261207_000013_processor_failures::Migration),
             Box::new(m20261208_000014_journal_faults::Migration),
+            Box::new(m20261208_000015_channel_setup::Migration),
         ]
     }
 }

@@ -339,7 +339,7 @@ impl PrepaymentError {
 pub enum SetupError {
     #[error("No default payment connector is configured (Payment connectors page).")]
     NoDefaultConnector,
-    #[error("The web shop is closed: no online store channel is set up.")]
+    #[error("The web shop is closed: no online store channel is open.")]
     WebShopClosed,
     #[error("You cannot disable your own account.")]
     DisableOwnAccount,

@@ -3,6 +3,7 @@ pub mod account_deposit;
 pub mod audit;
 pub mod authorizations;
 pub mod cancel_order;
+pub mod channels;
 pub mod connectors;
 pub mod customers;
 pub mod features;

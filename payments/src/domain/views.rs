@@ -87,6 +87,9 @@ pub struct ChannelView {
     pub code: String,
     pub name: String,
     pub kind: ChannelKind,
+    pub currency: String,
+    /// Closed channels take no new orders (issue #43).
+    pub closed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

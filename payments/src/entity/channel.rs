@@ -10,6 +10,10 @@ pub struct Model {
     pub code: String,
     pub name: String,
     pub kind: String,
+    /// ISO 4217: the currency of the channel's orders.
+    pub currency: String,
+    /// When the channel was closed: it takes no new orders; its orders stay.
+    pub closed_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -239,5 +239,7 @@ pub(crate) async fn journals_of(db: &impl ConnectionTrait, order_id: i32) -> Ser
 
 /// The customers and channels an order can be placed for.
 pub async fn choices(db: &impl ConnectionTrait) -> ServiceResult<(Vec<crate::domain::views::CustomerView>, Vec<crate::domain::views::ChannelView>)> {
-    Ok((super::customers::list(db).await?, super::setup::channels(db).await?))
+    // A closed channel takes no new orders (issue #43): it is not offered.
+    let open = super::setup::channels(db).await?.into_iter().filter(|c| !c.closed).collect();
+    Ok((super::customers::list(db).await?, open))
 }

@@ -197,6 +197,9 @@ pub(crate) async fn place_verified(s: &Services, actor: &str, form: &OrderForm) 
     let Some(chan) = channel::Entity::find_by_id(order.channel_id).one(&txn).await? else {
         return Err(ServiceError::field("channel_id", "Choose a channel."));
     };
+    if chan.closed_at.is_some() {
+        return Err(ServiceError::field("channel_id", format!("{} is closed: it takes no new orders. Its orders stay as they are; choose another channel.", chan.name)));
+    }
     let channel_kind = ChannelKind::from_code(&chan.kind).unwrap_or(ChannelKind::PosStore);
     if kind == OrderKind::CashAndCarry && channel_kind != ChannelKind::PosStore {
         return Err(ServiceError::field("order_kind", "Cash and carry is for POS store sales; choose customer order."));

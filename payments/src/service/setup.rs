@@ -19,6 +19,8 @@ fn channel_view(m: channel::Model) -> ChannelView {
         kind: ChannelKind::from_code(&m.kind).unwrap_or(ChannelKind::PosStore),
         code: m.code,
         name: m.name,
+        currency: m.currency,
+        closed: m.closed_at.is_some(),
     }
 }
 
@@ -277,6 +279,98 @@ pub async fn delete_pre_authorization_duration(s: &Services, actor: &str, channe
     Ok(())
 }
 
+/// What an administrator types for a store or channel (issue #43).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ChannelForm {
+    /// Only when creating; a channel's code never changes (orders and reports name it).
+    pub code: String,
+    pub name: String,
+    /// Only when creating: the kind decides the channel's token rules (R-TOK), so it never
+    /// changes under its orders.
+    pub kind: String,
+    pub currency: String,
+}
+
+/// Creates a store or channel (`id` None) or edits one: validated field by field, nothing
+/// written when any field is wrong; audited. Returns its id.
+pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &ChannelForm) -> ServiceResult<i32> {
+    let mut errors = Vec::new();
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new("name", "Enter a name of 1 to 80 characters, on one line."));
+    }
+    let currency = crate::domain::money::Currency::from_code(&f.currency);
+    if currency.is_none() {
+        errors.push(FieldError::new("currency", "Enter the ISO code of the channel's currency, like USD or EUR."));
+    }
+    let created = match id {
+        Some(_) => None,
+        None => {
+            let code = f.code.trim();
+            let code_ok = (2..=32).contains(&code.len()) && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !code_ok {
+                errors.push(FieldError::new("code", "Enter a code of 2 to 32 letters, digits, - or _ (it names the channel in orders and reports and never changes)."));
+            }
+            let kind = ChannelKind::from_code(f.kind.trim());
+            if kind.is_none() {
+                errors.push(FieldError::new("kind", "Choose a retail store, an online store or a call center."));
+            }
+            Some((code.to_string(), kind))
+        }
+    };
+    let Some(currency) = currency.filter(|_| errors.is_empty()) else {
+        return Err(ServiceError::Validation(errors));
+    };
+    let currency = currency.code().to_string();
+    let txn = s.db.begin().await?;
+    let saved = match (id, created) {
+        (Some(id), _) => {
+            let before = find_channel(&txn, id).await?;
+            if before.name == name && before.currency == currency {
+                return Ok(id);
+            }
+            let mut m: channel::ActiveModel = before.clone().into();
+            m.name = Set(name.to_string());
+            m.currency = Set(currency.clone());
+            m.update(&txn).await?;
+            let view = |c: &str, n: &str| json!({ "name": n, "currency": c });
+            audit::record(&txn, s.now(), actor, "channel.edit", &before.code, Some(view(&before.currency, &before.name)), Some(view(&currency, name))).await?;
+            id
+        }
+        (None, Some((code, Some(kind)))) => {
+            // Unique whatever its case (a store's few channels are read to compare).
+            let taken = channel::Entity::find().all(&txn).await?.into_iter().any(|c| c.code.eq_ignore_ascii_case(&code));
+            if taken {
+                return Err(ServiceError::field("code", format!("A channel with the code {code} exists already; choose another.")));
+            }
+            let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), ..Default::default() }
+                .insert(&txn)
+                .await?;
+            audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency }))).await?;
+            m.id
+        }
+        _ => return Err(ServiceError::internal("a new channel without its kind")),
+    };
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// Closes a channel (it takes no new orders; its orders, their payments and history stay) or
+/// opens it again; audited. A channel is never deleted.
+pub async fn set_channel_closed(s: &Services, actor: &str, id: i32, closed: bool) -> ServiceResult<()> {
+    let txn = s.db.begin().await?;
+    let before = find_channel(&txn, id).await?;
+    if before.closed_at.is_some() == closed {
+        return Ok(());
+    }
+    let mut m: channel::ActiveModel = before.clone().into();
+    m.closed_at = Set(closed.then(|| s.now()));
+    m.update(&txn).await?;
+    audit::record(&txn, s.now(), actor, if closed { "channel.close" } else { "channel.reopen" }, &before.code, None, None).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Inserts a channel if its code is new (used by demo data and set-up).
 pub async fn ensure_channel(db: &impl ConnectionTrait, code: &str, name: &str, kind: ChannelKind) -> Result<i32, DbErr> {
     if let Some(c) = channel::Entity::find().filter(channel::Column::Code.eq(code)).one(db).await? {
@@ -286,6 +380,8 @@ pub async fn ensure_channel(db: &impl ConnectionTrait, code: &str, name: &str, k
         code: Set(code.to_string()),
         name: Set(name.to_string()),
         kind: Set(kind.code().to_string()),
+        currency: Set("USD".into()),
+        closed_at: Set(None),
         ..Default::default()
     }
     .insert(db)

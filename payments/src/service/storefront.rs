@@ -65,6 +65,7 @@ pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> 
     }
     let web = channel::Entity::find()
         .filter(channel::Column::Kind.eq(ChannelKind::OnlineStore.code()))
+        .filter(channel::Column::ClosedAt.is_null())
         .order_by_asc(channel::Column::Id)
         .one(&s.db)
         .await?

@@ -6,7 +6,7 @@
 //! Runs on SQLite (a fresh file per case); the real-process crash and chaos tests run on both.
 use payments::domain::pipeline::ProcessStatus;
 use payments::entity::{payment_process as pp, sales_order_line as sol};
-use payments::testing::{enable_pipeline, fixture, sim, OrderBuilder, TestDb};
+use payments::testing::{enable_pipeline, fixture, OrderBuilder, TestDb};
 use proptest::prelude::*;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 

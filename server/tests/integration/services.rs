@@ -563,3 +563,71 @@ db_test!(a_failing_statement_among_writes_sent_together_fails_them_all, |db| {
     txn.rollback().await.unwrap();
     assert_eq!(parameter::Entity::find().count(&s.db).await.unwrap(), before, "nothing of the writes is left");
 });
+
+db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_no_orders, |db| {
+    // Issue #43: a store or channel is created and edited with every field checked (bad input
+    // refused field by field, nothing written), its code unique whatever its case; closing it
+    // stops new orders with a message naming it while its orders stay; reopened, it takes them
+    // again. Every change is audited; a channel is never deleted.
+    use payments::entity::{channel, sales_order};
+    use payments::service::setup::ChannelForm;
+    use payments::testing::{fixture, OrderBuilder};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    payments::testing::enable_pipeline(s, true).await;
+    let form = |code: &str, name: &str, kind: &str, currency: &str| ChannelForm { code: code.into(), name: name.into(), kind: kind.into(), currency: currency.into() };
+    let rows = || async { (channel::Entity::find().count(&s.db).await.unwrap(), audit_log::Entity::find().count(&s.db).await.unwrap()) };
+    let before = rows().await;
+    let long = "x".repeat(81);
+    for (f, field) in [
+        (form("", "Phone orders", "call_center", "USD"), "code"),
+        (form("a", "Phone orders", "call_center", "USD"), "code"),
+        (form("bad code", "Phone orders", "call_center", "USD"), "code"),
+        (form("x'; DROP TABLE channels;--", "Phone orders", "call_center", "USD"), "code"),
+        (form("phone", "", "call_center", "USD"), "name"),
+        (form("phone", "  ", "call_center", "USD"), "name"),
+        (form("phone", &long, "call_center", "USD"), "name"),
+        (form("phone", "Line\nbreak", "call_center", "USD"), "name"),
+        (form("phone", "Phone orders", "warehouse", "USD"), "kind"),
+        (form("phone", "Phone orders", "call_center", "XYZ"), "currency"),
+        (form("phone", "Phone orders", "call_center", ""), "currency"),
+    ] {
+        match setup::save_channel(s, "admin", None, &f).await {
+            Err(ServiceError::Validation(errors)) => assert!(errors.iter().any(|e| e.field == field), "{f:?}: {errors:?}"),
+            other => panic!("{f:?}: {other:?}"),
+        }
+    }
+    assert_eq!(rows().await, before, "nothing refused was written");
+
+    let phone = setup::save_channel(s, "admin", None, &form("phone", "  Phone orders ", "call_center", "eur")).await.unwrap();
+    let made = channel::Entity::find_by_id(phone).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((made.name.as_str(), made.kind.as_str(), made.currency.as_str(), made.closed_at), ("Phone orders", "call_center", "EUR", None));
+    let again = setup::save_channel(s, "admin", None, &form("PHONE", "Other", "pos_store", "USD")).await.unwrap_err();
+    assert!(matches!(&again, ServiceError::Validation(e) if e[0].field == "code" && e[0].message.contains("exists already")), "{again:?}");
+    // Edited: the name and currency; the code and kind stay.
+    setup::save_channel(s, "admin", Some(phone), &form("ignored", "Phone & mail orders", "pos_store", "USD")).await.unwrap();
+    let edited = channel::Entity::find_by_id(phone).one(&s.db).await.unwrap().unwrap();
+    assert_eq!((edited.code.as_str(), edited.name.as_str(), edited.kind.as_str(), edited.currency.as_str()), ("phone", "Phone & mail orders", "call_center", "USD"));
+    assert!(matches!(setup::save_channel(s, "admin", Some(9_999), &form("", "X", "", "USD")).await, Err(ServiceError::NotFound(_))));
+
+    // An order on it, then closed: no new order, a message naming it, the old order still there.
+    let first = OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").place(s).await;
+    setup::set_channel_closed(s, "admin", phone, true).await.unwrap();
+    let orders = sales_order::Entity::find().count(&s.db).await.unwrap();
+    let refused = OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").try_place(s).await.unwrap_err();
+    assert!(refused.to_string().contains("Phone & mail orders is closed"), "{refused}");
+    assert_eq!(sales_order::Entity::find().count(&s.db).await.unwrap(), orders, "nothing written");
+    assert!(payments::service::orders::detail(s, first.order_id).await.is_ok(), "its orders stay");
+    let (_, offered) = payments::service::order_views::choices(&s.db).await.unwrap();
+    assert!(offered.iter().all(|c| c.id != phone), "a closed channel is not offered for new orders");
+    // Reopened, it takes orders again.
+    setup::set_channel_closed(s, "admin", phone, false).await.unwrap();
+    OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").place(s).await;
+    let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("phone")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["channel.create", "channel.edit", "channel.close", "channel.reopen"]);
+
+    // The web shop closes with its online store.
+    setup::set_channel_closed(s, "admin", fx.online, true).await.unwrap();
+    let shop = payments::service::storefront::checkout(s, &payments::service::storefront::Checkout { email: "sam@shop.example".into(), name: "Sam".into(), quantities: vec!["1".into()], card: Default::default() }).await;
+    assert!(matches!(&shop, Err(e) if e.to_string().contains("web shop is closed")), "{shop:?}");
+});

@@ -308,6 +308,11 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
             "group=commerce&values[commerce_default_deposit_percent]=50&values[commerce_cancellation_charge_percent]=5".into(),
         ),
         ("/api/connectors_overview", ADMIN, String::new()),
+        ("/api/channels_overview", ADMIN, String::new()),
+        ("/api/add_channel", ADMIN, "code=phone-2&name=Phone+orders&kind=call_center&currency=EUR".into()),
+        ("/api/edit_channel", ADMIN, "id=1&name=Houston+store&currency=USD".into()),
+        // Reopens an open channel (a no-op): closing one here would refuse the orders placed on it below.
+        ("/api/set_channel_closed", ADMIN, "id=1&closed=false".into()),
         ("/api/processor_notifications", FINANCE_ADMIN, "state=".into()),
         ("/api/work_notification", FINANCE_ADMIN, format!("id={}&note=chargeback+accepted+by+finance", ids.attention)),
         (

@@ -1,0 +1,142 @@
+//! Stores and channels (issue #43): the retail stores, online stores and call centers orders are
+//! taken on. An administrator adds one (code, name, kind, currency), renames it or changes its
+//! currency, and closes it: a closed channel takes no new orders while its orders and their
+//! history stay; it can be opened again. A channel is never deleted.
+use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
+use crate::error::AppError;
+use leptos::prelude::*;
+use payments::domain::views::{ChannelKind, ChannelView};
+
+#[server(endpoint = "channels_overview")]
+pub async fn channels_overview() -> Result<Vec<ChannelView>, AppError> {
+    use crate::auth::ssr::{require, services};
+    require(&[payments::Role::Administrator]).await?;
+    Ok(payments::service::setup::channels(&services()?.db).await?)
+}
+
+/// Adds a store or channel.
+#[server(endpoint = "add_channel")]
+pub async fn add_channel(code: String, name: String, kind: String, currency: String) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Administrator]).await?;
+    let form = payments::service::setup::ChannelForm { code, name, kind, currency };
+    payments::service::setup::save_channel(&services()?, &user.username, None, &form).await.map_err(|e| AppError::from(e).with_scope("new"))?;
+    Ok(())
+}
+
+/// Renames a channel or changes its currency.
+#[server(endpoint = "edit_channel")]
+pub async fn edit_channel(id: i32, name: String, currency: String) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Administrator]).await?;
+    let form = payments::service::setup::ChannelForm { name, currency, ..Default::default() };
+    payments::service::setup::save_channel(&services()?, &user.username, Some(id), &form).await.map_err(|e| AppError::from(e).with_scope(id.to_string()))?;
+    Ok(())
+}
+
+/// Closes a channel (no new orders) or opens it again.
+#[server(endpoint = "set_channel_closed")]
+pub async fn set_channel_closed(id: i32, closed: bool) -> Result<(), AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Administrator]).await?;
+    payments::service::setup::set_channel_closed(&services()?, &user.username, id, closed).await?;
+    Ok(())
+}
+
+#[component]
+pub fn ChannelsPage() -> impl IntoView {
+    let add = ServerAction::<AddChannel>::new();
+    let edit = ServerAction::<EditChannel>::new();
+    let close = ServerAction::<SetChannelClosed>::new();
+    let saves = successes(move || {
+        matches!(add.value().get(), Some(Ok(()))) || matches!(edit.value().get(), Some(Ok(()))) || matches!(close.value().get(), Some(Ok(())))
+    });
+    let data = Resource::new(move || saves.get(), |_| channels_overview());
+    let new_scope = || Some("new".to_string());
+    view! {
+        <PageHeader
+            title="Stores and channels"
+            intro="The retail stores, online stores and call centers orders are taken on. Closing one stops new orders on it; its orders and their history stay, and it can be opened again."
+        />
+        {outcome(add.value(), "Channel added.", None)}
+        {outcome(close.value(), "Saved.", None)}
+        <section class="panel">
+            <h2>"Add a store or channel"</h2>
+            <ActionForm action=add attr:class="row-form">
+                <label class="stacked">
+                    "Code"
+                    <input name="code" placeholder="e.g. houston" maxlength="32" />
+                    {field_error(add.value(), "code", new_scope())}
+                </label>
+                <label class="stacked grow">
+                    "Name"
+                    <input name="name" placeholder="e.g. Houston store" maxlength="80" />
+                    {field_error(add.value(), "name", new_scope())}
+                </label>
+                <label class="stacked">
+                    "Kind"
+                    <select name="kind">
+                        {ChannelKind::ALL.into_iter().map(|k| view! { <option value=k.code()>{k.label()}</option> }).collect_view()}
+                    </select>
+                    {field_error(add.value(), "kind", new_scope())}
+                </label>
+                <label class="stacked">
+                    "Currency"
+                    <input name="currency" value="USD" class="amount" maxlength="3" />
+                    {field_error(add.value(), "currency", new_scope())}
+                </label>
+                <button type="submit" class="primary">"Add"</button>
+            </ActionForm>
+            {outcome(add.value(), "", new_scope())}
+        </section>
+        {loaded(data, move |channels: Vec<ChannelView>| {
+            if channels.is_empty() {
+                return view! { <p class="panel muted">"No store or channel yet: add the first one above."</p> }.into_any();
+            }
+            view! {
+                <table class="grid">
+                    {table_head(&["Code", "Kind", "Name and currency", "State", ""])}
+                    <tbody>
+                        {channels.into_iter().map(|c| {
+                            let scope = c.id.to_string();
+                            let (s1, s2, s3) = (scope.clone(), scope.clone(), scope.clone());
+                            view! {
+                                <tr data-channel=c.code.clone()>
+                                    <td><code>{c.code.clone()}</code></td>
+                                    <td>{c.kind.label()}</td>
+                                    <td>
+                                        <ActionForm action=edit attr:class="row-form">
+                                            <input type="hidden" name="id" value=c.id />
+                                            <input name="name" value=c.name.clone() aria-label="Name" maxlength="80" class="grow" />
+                                            <input name="currency" value=c.currency.clone() aria-label="Currency" maxlength="3" class="amount" />
+                                            <button type="submit" class="secondary">"Save"</button>
+                                        </ActionForm>
+                                        {field_error(edit.value(), "name", Some(s1))}
+                                        {field_error(edit.value(), "currency", Some(s2))}
+                                        {outcome(edit.value(), "Saved.", Some(s3))}
+                                    </td>
+                                    <td>
+                                        {if c.closed {
+                                            view! { <span class="badge off">"Closed"</span> }.into_any()
+                                        } else {
+                                            view! { <span class="badge on">"Open"</span> }.into_any()
+                                        }}
+                                    </td>
+                                    <td>
+                                        <ActionForm action=close>
+                                            <input type="hidden" name="id" value=c.id />
+                                            <input type="hidden" name="closed" value=(!c.closed).to_string() />
+                                            <button type="submit" class=if c.closed { "secondary" } else { "link-button danger" }>
+                                                {if c.closed { "Open again" } else { "Close" }}
+                                            </button>
+                                        </ActionForm>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            }.into_any()
+        })}
+    }
+}
