@@ -165,6 +165,17 @@ pub fn successes(succeeded: impl Fn() -> bool + 'static) -> RwSignal<u32> {
     count
 }
 
+/// [`successes`] for a page of several forms: one count per action, each going up only when that
+/// action's own result turns `Ok`, summed. Joining the checks with `||` in one `successes` is wrong
+/// twice over: once one action has succeeded, `||` no longer reads the others, so their later
+/// successes stopped reloading the page (a channel closed after one was added stayed "Open"); and
+/// read without the short circuit, a refused submission would reload it because another form
+/// succeeded before, wiping what was typed.
+pub fn successes_each(checks: Vec<Box<dyn Fn() -> bool + Send + Sync>>) -> Signal<u32> {
+    let counts: Vec<RwSignal<u32>> = checks.into_iter().map(successes).collect();
+    Signal::derive(move || counts.iter().map(|c| c.get()).sum())
+}
+
 /// A form's submit button that waits while its action is on its way, so a double click sends the
 /// action once (Playwright: a double-clicked Invoice invoiced twice before).
 #[component]

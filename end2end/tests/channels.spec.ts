@@ -28,13 +28,14 @@ test('a store added on Stores and channels takes orders; closed, it refuses new 
   await admin.getByLabel('Code').fill('has spaces');
   await admin.getByLabel('Name', { exact: true }).first().fill(name);
   await admin.getByRole('button', { name: 'Add' }).click();
-  await expect(admin.getByText(/Enter a code of 2 to 32 letters/)).toBeVisible();
+  await expect(admin.locator('.field-error[data-field="code"]')).toContainText('Enter a code of 2 to 32 letters');
   await expect(admin.locator(`tr[data-channel="galleria-${suffix}"]`)).toHaveCount(0);
   await admin.getByLabel('Code').fill(`galleria-${suffix}`);
   await admin.getByLabel('Kind').selectOption({ label: 'POS store' });
   await admin.getByRole('button', { name: 'Add' }).click();
   const row = admin.locator(`tr[data-channel="galleria-${suffix}"]`);
   await expect(row.locator('.badge')).toHaveText('Open');
+  await expect(admin.getByLabel('Code')).toHaveValue('');
   await admin.screenshot({ path: 'screenshots/stores-and-channels.png', fullPage: true });
 
   // A sales order on it.

@@ -2,7 +2,7 @@
 //! taken on. An administrator adds one (code, name, kind, currency), renames it or changes its
 //! currency, and closes it: a closed channel takes no new orders while its orders and their
 //! history stay; it can be opened again. A channel is never deleted.
-use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
+use crate::components::{PageHeader, field_error, loaded, outcome, successes_each, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::{ChannelKind, ChannelView};
@@ -48,10 +48,14 @@ pub fn ChannelsPage() -> impl IntoView {
     let add = ServerAction::<AddChannel>::new();
     let edit = ServerAction::<EditChannel>::new();
     let close = ServerAction::<SetChannelClosed>::new();
-    let saves = successes(move || {
-        matches!(add.value().get(), Some(Ok(()))) || matches!(edit.value().get(), Some(Ok(()))) || matches!(close.value().get(), Some(Ok(())))
-    });
+    let saves = successes_each(vec![
+        Box::new(move || matches!(add.value().get(), Some(Ok(())))),
+        Box::new(move || matches!(edit.value().get(), Some(Ok(())))),
+        Box::new(move || matches!(close.value().get(), Some(Ok(())))),
+    ]);
     let data = Resource::new(move || saves.get(), |_| channels_overview());
+    // Emptied once the channel is added, so that a second click does not try to add it again.
+    let add_form = crate::components::cleared_on_success(move || matches!(add.value().get(), Some(Ok(()))));
     let new_scope = || Some("new".to_string());
     view! {
         <PageHeader
@@ -62,8 +66,8 @@ pub fn ChannelsPage() -> impl IntoView {
         {outcome(close.value(), "Saved.", None)}
         <section class="panel">
             <h2>"Add a store or channel"</h2>
-            <ActionForm action=add attr:class="row-form">
-                <label class="stacked">
+            <ActionForm action=add node_ref=add_form attr:class="row-form">
+                <label class="stacked narrow">
                     "Code"
                     <input name="code" placeholder="e.g. houston" maxlength="32" />
                     {field_error(add.value(), "code", new_scope())}

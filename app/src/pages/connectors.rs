@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, PageHeader, YesNoSelect, successes};
+use crate::components::{PageHeader, YesNoSelect, field_error, loaded, outcome, successes_each};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::ConnectorView;
@@ -56,7 +56,7 @@ pub async fn save_merchant_account(
 pub fn ConnectorsPage() -> impl IntoView {
     let props = ServerAction::<SaveMerchantProperties>::new();
     let account = ServerAction::<SaveMerchantAccount>::new();
-    let saves = successes(move || matches!(props.value().get(), Some(Ok(()))) || matches!(account.value().get(), Some(Ok(()))));
+    let saves = successes_each(vec![Box::new(move || matches!(props.value().get(), Some(Ok(())))), Box::new(move || matches!(account.value().get(), Some(Ok(()))))]);
     let data = Resource::new(move || saves.get(), |_| connectors_overview());
     view! {
         <PageHeader

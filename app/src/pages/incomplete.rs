@@ -2,7 +2,7 @@
 //! with Resume, Terminate (asks a reason; audited) and View history, which lists every stage and
 //! opens the chosen stage's execution log (R-PIP-4).
 use super::orders::process_badge;
-use crate::components::{loaded, successes, table_head, PageHeader, SubmitButton};
+use crate::components::{PageHeader, SubmitButton, loaded, successes_each, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -51,7 +51,7 @@ pub fn IncompletePage() -> impl IntoView {
     let invoice = move || query.read().get("invoice").and_then(|v| v.parse::<i32>().ok());
     let resume = ServerAction::<ResumePayment>::new();
     let terminate = ServerAction::<TerminatePayment>::new();
-    let changes = successes(move || matches!(resume.value().get(), Some(Ok(_))) || matches!(terminate.value().get(), Some(Ok(()))));
+    let changes = successes_each(vec![Box::new(move || matches!(resume.value().get(), Some(Ok(_)))), Box::new(move || matches!(terminate.value().get(), Some(Ok(()))))]);
     let data = Resource::new(move || (invoice(), changes.get()), |(i, _)| incomplete_payments(i));
     view! {
         <PageHeader

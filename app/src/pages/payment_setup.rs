@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
+use crate::components::{PageHeader, field_error, loaded, outcome, successes_each, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::parameters::{PaymentMethodVariant, PRE_AUTHORIZATION_DAYS};
@@ -37,7 +37,7 @@ pub async fn delete_pre_authorization_duration(channel_id: i32, payment_type: St
 pub fn ElectronicPaymentSetupPage() -> impl IntoView {
     let save = ServerAction::<SavePreAuthorizationDuration>::new();
     let remove = ServerAction::<DeletePreAuthorizationDuration>::new();
-    let saves = successes(move || matches!(save.value().get(), Some(Ok(()))) || matches!(remove.value().get(), Some(Ok(()))));
+    let saves = successes_each(vec![Box::new(move || matches!(save.value().get(), Some(Ok(())))), Box::new(move || matches!(remove.value().get(), Some(Ok(()))))]);
     let data = Resource::new(move || saves.get(), |_| pre_authorization_setup());
     view! {
         <PageHeader

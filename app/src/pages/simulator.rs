@@ -3,7 +3,7 @@
 //! sandbox's administration API when Paystage reaches it over HTTP, and the journal faults of
 //! Paystage's own posting; and the test cards it knows. The same faults can be set from the CLI
 //! (`paystage faults`) and from tests.
-use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
+use crate::components::{PageHeader, field_error, loaded, outcome, successes_each, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::FaultView;
@@ -43,7 +43,7 @@ pub async fn remove_fault(id: i32, own: bool) -> Result<(), AppError> {
 pub fn SimulatorPage() -> impl IntoView {
     let add = ServerAction::<AddFault>::new();
     let remove = ServerAction::<RemoveFault>::new();
-    let saves = successes(move || matches!(add.value().get(), Some(Ok(()))) || matches!(remove.value().get(), Some(Ok(()))));
+    let saves = successes_each(vec![Box::new(move || matches!(add.value().get(), Some(Ok(())))), Box::new(move || matches!(remove.value().get(), Some(Ok(()))))]);
     let data = Resource::new(move || saves.get(), |_| simulator_overview());
     view! {
         <PageHeader

@@ -1,4 +1,4 @@
-use crate::components::{field_error, loaded, outcome, successes, table_head, PageHeader};
+use crate::components::{PageHeader, field_error, loaded, outcome, successes_each, table_head};
 use crate::error::AppError;
 use leptos::prelude::*;
 use payments::domain::views::UserView;
@@ -84,9 +84,11 @@ pub fn UsersPage() -> impl IntoView {
     let create = ServerAction::<CreateUser>::new();
     let roles = ServerAction::<SetUserRoles>::new();
     let access = ServerAction::<SetUserDisabled>::new();
-    let saves = successes(move || {
-        matches!(create.value().get(), Some(Ok(()))) || matches!(roles.value().get(), Some(Ok(()))) || matches!(access.value().get(), Some(Ok(())))
-    });
+    let saves = successes_each(vec![
+        Box::new(move || matches!(create.value().get(), Some(Ok(())))),
+        Box::new(move || matches!(roles.value().get(), Some(Ok(())))),
+        Box::new(move || matches!(access.value().get(), Some(Ok(())))),
+    ]);
     let data = Resource::new(move || saves.get(), |_| list_users());
     // The signed-in administrator's own row offers no Disable (the server refuses it anyway).
     let me = use_context::<crate::components::UserResource>();

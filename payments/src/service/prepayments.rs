@@ -64,6 +64,9 @@ pub async fn account_deposit(s: &Services, actor: &str, customer_id: i32, channe
     if ChannelKind::from_code(&chan.kind) != Some(ChannelKind::PosStore) {
         return Err(ServiceError::field("channel_id", "Customer account deposits are taken at a POS store; choose a store."));
     }
+    if chan.closed_at.is_some() {
+        return Err(ServiceError::field("channel_id", format!("{} is closed: it takes no deposits. Choose another store.", chan.name)));
+    }
     let cur = Currency::from_code(if currency_code.trim().is_empty() { "USD" } else { currency_code.trim() })
         .ok_or_else(|| ServiceError::field("currency", "Choose a currency from the list."))?;
     let amount = parse_amount("amount", "The deposit", raw_amount, cur)?.ok_or_else(|| ServiceError::field("amount", "Enter the amount of the deposit."))?;

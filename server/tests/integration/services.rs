@@ -626,6 +626,11 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("phone")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
     assert_eq!(actions, ["channel.create", "channel.edit", "channel.close", "channel.reopen"]);
 
+    // A closed store takes no customer account deposit either.
+    setup::set_channel_closed(s, "admin", fx.pos, true).await.unwrap();
+    let deposit = payments::service::prepayments::account_deposit(s, "admin", fx.customer_id, fx.pos, "USD", "10.00").await.unwrap_err();
+    assert!(deposit.to_string().contains("is closed: it takes no deposits"), "{deposit}");
+    setup::set_channel_closed(s, "admin", fx.pos, false).await.unwrap();
     // The web shop closes with its online store.
     setup::set_channel_closed(s, "admin", fx.online, true).await.unwrap();
     let shop = payments::service::storefront::checkout(s, &payments::service::storefront::Checkout { email: "sam@shop.example".into(), name: "Sam".into(), quantities: vec!["1".into()], card: Default::default() }).await;
