@@ -35,8 +35,8 @@ pub struct ServerSpec {
     pub work_dir: PathBuf,
     /// `PAYSTAGE_LOG`; `warn` when not set.
     pub log_filter: Option<String>,
-    /// The processor over HTTP the server reaches (`PAYSTAGE_PROCESSOR_*`); none: the
-    /// in-process simulator beside the database.
+    /// The processor over HTTP the server reaches (`PAYSTAGE_PROCESSOR_*`); none: no processor
+    /// (every payment request refused as unavailable).
     pub processor: Option<ProcessorEnv>,
 }
 

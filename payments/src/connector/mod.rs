@@ -163,8 +163,8 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     }
 
     /// The processor's hosted card page for `shopper_reference`, sending the browser back to
-    /// `return_url` with the stored card's id; None when cards are entered on Paystage's own
-    /// acceptance page (the in-process simulator).
+    /// `return_url` with the stored card's id; None when this connector has none (then no card
+    /// can be taken: Paystage has no card form of its own, R-TOK-1).
     fn card_page(&self, _shopper_reference: &str, _return_url: &str) -> Option<String> {
         None
     }

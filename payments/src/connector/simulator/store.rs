@@ -1,16 +1,12 @@
 //! The simulator's own store: its ledger (card tokens, authorizations, captures, refunds, the
 //! record of each tracking id), its injected faults and its merchant account, in a database of its
-//! own. Paystage's tables and the processor's never meet in one transaction, as with a real
-//! processor; the real-processor work moves the simulator behind HTTP on this store.
+//! own: the `paystage sandbox` process's (`sandbox.db` in its `--data` folder), which Paystage
+//! reaches only over HTTP. Paystage's tables and the processor's never meet in one transaction, as
+//! with a real processor.
 //!
-//! Where it lives, for Paystage's database URL (or `PAYSTAGE_SIMULATOR_DATABASE_URL`):
-//! - SQLite: a file beside Paystage's (`data/paystage.db` → `data/paystage.simulator.db`), with a
-//!   writer of its own;
-//! - PostgreSQL: the schema `paystage_simulator` of the same database, so that every server sharing
-//!   the database also shares the processor (a capture one server sent is known to all).
-//!
-//! A database from before this separation kept the simulator's tables among Paystage's (`sim_*`,
-//! migration 2): [`import_earlier`] moves their rows here once and drops them there.
+//! Earlier versions ran this engine inside Paystage and kept its tables among Paystage's (`sim_*`,
+//! migration 2) or beside them (`paystage.simulator.db`): [`import_earlier`] (`paystage sandbox
+//! --import-from`) moves their rows here once and drops them there.
 use super::entity::{sim_authorization as sa, sim_capture as sc, sim_fault as sf, sim_merchant as sm, sim_refund as sr, sim_token as st, sim_transaction as stx};
 use sea_orm::sea_query::{Index, TableCreateStatement};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Schema, Statement, TransactionTrait};
@@ -18,31 +14,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr
 /// The PostgreSQL schema the simulator keeps its tables in.
 pub const POSTGRES_SCHEMA: &str = "paystage_simulator";
 
-/// The simulator's store for Paystage's database at `paystage_url`: a SQLite file named after
-/// Paystage's, or the same PostgreSQL database (its schema is set when connecting, [`open`]).
-pub fn url_for(paystage_url: &str) -> String {
-    if !paystage_url.starts_with("sqlite:") {
-        return paystage_url.to_string();
-    }
-    let (path, query) = match paystage_url.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (paystage_url, None),
-    };
-    if path.contains(":memory:") {
-        // A private in-memory database per pool: the simulator's is another one.
-        return paystage_url.to_string();
-    }
-    let file = match path.strip_suffix(".db") {
-        Some(stem) => format!("{stem}.simulator.db"),
-        None => format!("{path}.simulator"),
-    };
-    match query {
-        Some(q) => format!("{file}?{q}"),
-        None => file,
-    }
-}
-
-/// Connects to the store at `url` (from [`url_for`]) and creates what is missing.
+/// Connects to the store at `url` (the sandbox's `sandbox.db`) and creates what is missing.
 pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
     // Its commits survive the crash of any Paystage process (the crash tests' and chaos's), not
     // of the machine: a real processor's durability is its own, and each request commits.
@@ -216,18 +188,4 @@ where
         E::insert_many(models).exec_without_returning(txn).await?;
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_for;
-
-    #[test]
-    fn the_store_sits_beside_paystages_sqlite_file_and_in_postgresqls_database() {
-        assert_eq!(url_for("sqlite://data/paystage.db?mode=rwc"), "sqlite://data/paystage.simulator.db?mode=rwc");
-        assert_eq!(url_for("sqlite:///tmp/x/test.db"), "sqlite:///tmp/x/test.simulator.db");
-        assert_eq!(url_for("sqlite://data/paystage"), "sqlite://data/paystage.simulator");
-        assert_eq!(url_for("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(url_for("postgres://u@h:5432/db"), "postgres://u@h:5432/db");
-    }
 }
