@@ -70,6 +70,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view={Lazy::<routes::HomeRoute>::new()} />
                 <Route path=path!("/customers") view={Lazy::<routes::CustomersRoute>::new()} />
                 <Route path=path!("/customers/:id/cards") view={Lazy::<routes::CustomerCardsRoute>::new()} />
+                <Route path=path!("/customers/:id") view={Lazy::<routes::CustomerRoute>::new()} />
                 <Route path=path!("/orders/:id/payment") view={Lazy::<routes::NewPaymentRoute>::new()} />
                 <Route path=path!("/orders/:id/cancel") view={Lazy::<routes::CancelOrderRoute>::new()} />
                 <Route path=path!("/journals") view={Lazy::<routes::JournalsRoute>::new()} />

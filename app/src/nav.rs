@@ -42,6 +42,8 @@ const ADMIN: &[Role] = &[Role::Administrator];
 const ORDERS: &[Role] = &[Role::Finance, Role::CallCenter];
 const FINANCE: &[Role] = &[Role::Finance];
 const FINANCE_ADMIN: &[Role] = &[Role::Finance, Role::Administrator];
+/// Customers are set up by finance, the call center, and administrators setting up a store.
+const CUSTOMERS: &[Role] = &[Role::Finance, Role::CallCenter, Role::Administrator];
 
 pub const PAGES: &[PageDef] = &[
     page("/", "Overview", Home, &[]),
@@ -52,7 +54,7 @@ pub const PAGES: &[PageDef] = &[
     page("/payments/notifications", "Processor notifications", AccountsReceivable, FINANCE_ADMIN),
     page("/payments/authorizations", "Authorization management", RetailAndCommerce, ORDERS),
     page("/parameters/accounts-receivable", "Accounts receivable parameters", AccountsReceivable, ADMIN),
-    page("/customers", "Customers", RetailAndCommerce, ORDERS),
+    page("/customers", "Customers", RetailAndCommerce, CUSTOMERS),
     page("/deposits", "Customer account deposit", RetailAndCommerce, ORDERS),
     page("/parameters/commerce", "Commerce parameters", RetailAndCommerce, ADMIN),
     page("/parameters/call-center", "Call center parameters", RetailAndCommerce, ADMIN),
@@ -75,6 +77,7 @@ pub const DETAIL_PAGES: &[PageDef] = &[
     page("/journals.csv", "Journals (CSV)", AccountsReceivable, FINANCE),
     page("/payments/authorizations/:id", "Authorization", RetailAndCommerce, ORDERS),
     page("/customers/:id/cards", "Customer credit cards", RetailAndCommerce, ORDERS),
+    page("/customers/:id", "Customer", RetailAndCommerce, CUSTOMERS),
 ];
 
 fn matches_pattern(pattern: &str, path: &str) -> bool {

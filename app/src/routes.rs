@@ -76,6 +76,7 @@ lazy_area! {
         AccountDepositRoute => account_deposit::AccountDepositPage,
         CustomersRoute => customers::CustomersPage,
         CustomerCardsRoute => customers::CustomerCardsPage,
+        CustomerRoute => customers::CustomerPage,
     }
 }
 

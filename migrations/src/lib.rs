@@ -19,6 +19,8 @@ mod m20261207_000012_processor_sends;
 mod m20261207_000013_processor_failures;
 mod m20261208_000014_journal_faults;
 mod m20261208_000015_channel_setup;
+mod m20261209_000016_connector_setup;
+mod m20261209_000017_customers_and_sign_ins;
 
 pub struct Migrator;
 
@@ -39,6 +41,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_processor_failures::Migration),
             Box::new(m20261208_000014_journal_faults::Migration),
             Box::new(m20261208_000015_channel_setup::Migration),
+            Box::new(m20261209_000016_connector_setup::Migration),
+            Box::new(m20261209_000017_customers_and_sign_ins::Migration),
         ]
     }
 }

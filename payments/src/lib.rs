@@ -34,6 +34,8 @@ pub mod error;
 #[cfg(feature = "server")]
 pub mod ids;
 #[cfg(feature = "server")]
+pub mod secrets;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub(crate) mod turns;

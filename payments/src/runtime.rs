@@ -24,6 +24,11 @@ pub struct Services {
     pub processor_store: Option<Arc<crate::connector::simulator::ProcessorSimulator>>,
     /// The processor's fault administration, when Paystage reaches it over HTTP ([`Self::faults`]).
     pub processor_admin: Option<Arc<crate::sandbox::client::SandboxAdmin>>,
+    /// The default connector of the database when no processor is set in the environment
+    /// (issue #43: set up on the Payment connectors page), which [`Self::connector`] wraps.
+    pub configured: Option<Arc<crate::connector::configured::Configured>>,
+    /// The server's secret key, which seals connectors' keys in the database (`crate::secrets`).
+    pub secrets: Option<crate::secrets::SecretKey>,
     /// This server process, as named in the leases it takes on payment processes.
     pub instance: String,
     /// How long a lease on a payment process lasts before recovery may take it over.
@@ -44,6 +49,15 @@ impl Services {
         self
     }
 
+    /// Rebuilds the configured connector if the default connector changed (on this server or
+    /// another sharing the database); nothing when the processor is set in the environment.
+    pub async fn reload_connector(&self) -> Result<(), sea_orm::DbErr> {
+        match &self.configured {
+            Some(c) => c.reload().await,
+            None => Ok(()),
+        }
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
@@ -51,7 +65,8 @@ impl Services {
     /// Where `paystage faults` and the Processor faults page set faults: the processor's through
     /// its administration API, Paystage's own journal faults in its database.
     pub fn faults(&self) -> crate::connector::faults::FaultControl<'_> {
-        crate::connector::faults::FaultControl { admin: self.processor_admin.as_deref(), db: &self.db }
+        let admin = self.configured.as_ref().and_then(|c| c.admin()).or_else(|| self.processor_admin.clone());
+        crate::connector::faults::FaultControl { admin, db: &self.db }
     }
 
     /// The faults injected into Paystage's own journal posting (kept in its database).

@@ -58,6 +58,8 @@ pub struct TestDb {
 /// The API key and merchant account of every test's sandbox.
 pub const TEST_API_KEY: &str = "paystage-test-api-key-0001";
 pub const TEST_MERCHANT_ACCOUNT: &str = "PaystageTest";
+/// The tests' server secret key (`crate::secrets`).
+pub const TEST_SECRET_KEY: &str = "7465737420736563726574206b657920666f7220706179737461676520746573";
 
 /// A sandbox in a temporary folder, serving on a loopback port in this runtime, and the settings
 /// of the `adyen` connector that reaches it.
@@ -143,6 +145,7 @@ impl TestDb {
         let engine = Arc::new(crate::connector::simulator::ProcessorSimulator::new(sandbox.store().clone(), shared.clone()));
         let mut services = Services::connect_over_http(&url, settings, shared).await.unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
         services.processor_store = Some(engine);
+        services.secrets = Some(crate::secrets::SecretKey::from_hex(TEST_SECRET_KEY).expect("the test key"));
         TestDb { services, clock, url, backend, processor, sandbox, cleanup: Some(cleanup), _sandbox_dir: dir }
     }
 }
@@ -223,7 +226,7 @@ pub async fn fixture(s: &Services) -> Fixture {
     let pos = setup::ensure_channel(&s.db, "HOUSTON", "Houston store", ChannelKind::PosStore).await.unwrap();
     let online = setup::ensure_channel(&s.db, "WEB", "Online store", ChannelKind::OnlineStore).await.unwrap();
     let call_center = setup::ensure_channel(&s.db, "CALL", "Call center", ChannelKind::CallCenter).await.unwrap();
-    let connector_id = setup::ensure_simulator_connector(&s.db).await.unwrap();
+    let connector_id = setup::ensure_sandbox_connector(&s.db).await.unwrap();
     for channel_id in [pos, online, call_center] {
         cmp::ActiveModel {
             connector_id: Set(connector_id),
@@ -299,6 +302,11 @@ impl OrderBuilder {
 
     pub fn channel(mut self, channel_id: i32) -> Self {
         self.form.channel_id = channel_id.to_string();
+        self
+    }
+
+    pub fn customer(mut self, customer_id: i32) -> Self {
+        self.form.customer_id = customer_id.to_string();
         self
     }
 

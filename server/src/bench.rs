@@ -208,7 +208,7 @@ async fn commits(s: &Services) -> ServiceResult<Option<i64>> {
 async fn prepare_setup(s: &Services) -> ServiceResult<(i32, i32)> {
     features::ensure_rows(s).await?;
     let channel = setup::ensure_channel(&s.db, "BENCH", "Benchmark store", ChannelKind::PosStore).await?;
-    let conn = setup::ensure_simulator_connector(&s.db).await?;
+    let conn = setup::ensure_sandbox_connector(&s.db).await?;
     if cmp::Entity::find_by_id((conn, channel)).one(&s.db).await?.is_none() {
         cmp::ActiveModel {
             connector_id: Set(conn),
@@ -442,7 +442,7 @@ pub async fn expiry(s: &Services, n: u64) -> ServiceResult<ExpiryBenchReport> {
         return Err(ServiceError::field("authorizations", "--authorizations must be between 1 and 50,000,000"));
     }
     let (cust, channel) = prepare_setup(s).await?;
-    let conn = setup::ensure_simulator_connector(&s.db).await?;
+    let conn = setup::ensure_sandbox_connector(&s.db).await?;
     let backend = s.db.get_database_backend();
     let ph = |i: usize| if backend == DbBackend::Postgres { format!("${i}") } else { "?".to_string() };
     let (t, f) = if backend == DbBackend::Postgres { ("TRUE", "FALSE") } else { ("1", "0") };

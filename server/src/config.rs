@@ -13,6 +13,10 @@ pub struct Config {
     /// shape: Adyen itself, or `paystage sandbox`); none: no processor, every payment request
     /// refused as unavailable (`payments::connector::unconfigured`).
     pub processor: Option<ProcessorConfig>,
+    /// `PAYSTAGE_SECRET_KEY` (64 hex digits, the same on every server sharing the database): seals
+    /// the connectors' API and HMAC keys stored from the Payment connectors page
+    /// (`payments::secrets`). Unset, no key can be stored there.
+    pub secret_key: Option<payments::secrets::SecretKey>,
     /// `PAYSTAGE_HOST` (default 127.0.0.1).
     pub host: IpAddr,
     /// `PAYSTAGE_PORT` (default 3000; 0 picks a free port).
@@ -177,6 +181,10 @@ impl Config {
             ));
         }
         let processor = ProcessorConfig::from_lookup(&get)?;
+        let secret_key = match get(payments::secrets::SECRET_KEY_VAR).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(payments::secrets::SecretKey::from_hex(&v).map_err(|e| err(payments::secrets::SECRET_KEY_VAR, e.to_string()))?),
+        };
         let host = match get("PAYSTAGE_HOST") {
             None => IpAddr::from([127, 0, 0, 1]),
             Some(h) => h.trim().parse().map_err(|_| err("PAYSTAGE_HOST", format!("\"{h}\" is not an IP address")))?,
@@ -280,6 +288,7 @@ impl Config {
         Ok(Config {
             database_url,
             processor,
+            secret_key,
             host,
             port,
             site_root,
@@ -344,6 +353,10 @@ mod tests {
         for bad in ["0", "3651", "soon"] {
             assert_eq!(cfg(&[url, key, merchant, ("PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS", bad)]).unwrap_err().var, "PAYSTAGE_PROCESSOR_KEY_WINDOW_DAYS");
         }
+        assert_eq!(cfg(&[("PAYSTAGE_SECRET_KEY", "not-64-hex")]).unwrap_err().var, "PAYSTAGE_SECRET_KEY");
+        let sealed = cfg(&[("PAYSTAGE_SECRET_KEY", &"0f".repeat(32))]).unwrap();
+        assert!(sealed.secret_key.is_some() && !format!("{sealed:?}").contains(&"0f".repeat(32)), "kept, never shown");
+        assert_eq!(cfg(&[]).unwrap().secret_key, None);
         assert_eq!(cfg(&[("PAYSTAGE_DEMO", "maybe")]).unwrap_err().var, "PAYSTAGE_DEMO");
         assert_eq!(cfg(&[("PAYSTAGE_HOST", "localhost:3")]).unwrap_err().var, "PAYSTAGE_HOST");
         assert_eq!(cfg(&[("PAYSTAGE_ADMIN_PASSWORD", "short")]).unwrap_err().var, "PAYSTAGE_ADMIN_PASSWORD");

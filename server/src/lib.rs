@@ -46,15 +46,20 @@ pub enum StartError {
 }
 
 /// Opens the database (migrated) and the processor: over HTTP when `PAYSTAGE_PROCESSOR_URL` is set
-/// (Adyen, or `paystage sandbox` in its own process), else none (every payment request refused as
-/// unavailable until one is configured).
+/// (Adyen, or `paystage sandbox` in its own process), else the default connector set up on the
+/// Payment connectors page (`payments::connector::configured`; none usable: every payment request
+/// refused as unavailable until one is).
 pub async fn open_services(config: &Config) -> Result<Services, StartError> {
     let clock: payments::clock::SharedClock = Arc::new(SystemClock);
     let timeout = std::time::Duration::from_millis(config.connector_timeout_ms);
     let database = |e: sea_orm::DbErr| StartError::Database(e.to_string());
     let services = match &config.processor {
-        None => Services::connect_without_processor(&config.database_url, clock).await.map_err(database)?,
-        Some(p) => Services::connect_over_http(&config.database_url, p.settings(timeout), clock).await.map_err(database)?,
+        None => Services::connect_configured(&config.database_url, config.secret_key.clone(), clock).await.map_err(database)?,
+        Some(p) => {
+            let mut s = Services::connect_over_http(&config.database_url, p.settings(timeout), clock).await.map_err(database)?;
+            s.secrets = config.secret_key.clone();
+            s
+        }
     };
     if payments::connector::simulator::store::holds_earlier(&services.db).await.map_err(database)? {
         tracing::warn!(
@@ -274,6 +279,19 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
             }
         }
     });
+    if services.configured.is_some() {
+        // Another server sharing the database may change the default connector.
+        let connectors = services.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(payments::connector::configured::RELOAD_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(e) = connectors.reload_connector().await {
+                    tracing::warn!(error = %e, "checking the default connector failed; will retry");
+                }
+            }
+        });
+    }
     let inbox = services.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(NOTIFICATION_POLL);

@@ -137,6 +137,9 @@ pub fn UsersPage() -> impl IntoView {
                                 {field_error(roles.value(), "roles", Some(scope))}
                             </td>
                             <td class="small muted">{u.created_at.format("%Y-%m-%d").to_string()}</td>
+                            <td class="small muted nowrap" data-testid="last-sign-in">
+                                {u.last_sign_in.map_or_else(|| "Never".to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())}
+                            </td>
                             <td>
                                 <Show when=move || my_id() != Some(id) fallback=|| view! { <span class="small muted">"You"</span> }>
                                     <ActionForm action=access attr:class="row-form">
@@ -153,7 +156,7 @@ pub fn UsersPage() -> impl IntoView {
                 .collect_view();
             view! {
                 <table class="grid">
-                    {table_head(&["Username", "Name", "Roles", "Created", "Access"])}
+                    {table_head(&["Username", "Name", "Roles", "Created", "Last sign-in", "Access"])}
                     <tbody>{rows}</tbody>
                 </table>
             }

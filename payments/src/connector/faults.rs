@@ -376,19 +376,19 @@ impl Fired {
 /// administration API (`paystage sandbox`, [`crate::sandbox::client::SandboxAdmin`]), and those of
 /// Paystage's own journal posting in Paystage's database ([`JournalFaultTable`]).
 pub struct FaultControl<'a> {
-    pub(crate) admin: Option<&'a crate::sandbox::client::SandboxAdmin>,
+    pub(crate) admin: Option<std::sync::Arc<crate::sandbox::client::SandboxAdmin>>,
     pub(crate) db: &'a DatabaseConnection,
 }
 
 impl FaultControl<'_> {
     fn admin(&self) -> ServiceResult<&crate::sandbox::client::SandboxAdmin> {
-        self.admin.ok_or_else(|| ServiceError::Validation(vec![FieldError::new("point", "This processor takes no injected faults (only the Paystage sandbox does); Paystage's own journal posting does.")]))
+        self.admin.as_deref().ok_or_else(|| ServiceError::Validation(vec![FieldError::new("point", "This processor takes no injected faults (only the Paystage sandbox does); Paystage's own journal posting does.")]))
     }
 
     /// Every fault, the processor's and Paystage's journal ones: the processor's first, each
     /// oldest first.
     pub async fn list(&self) -> ServiceResult<Vec<FaultView>> {
-        let mut all = match self.admin {
+        let mut all = match self.admin.as_deref() {
             Some(admin) => admin.list().await?,
             None => Vec::new(),
         };
@@ -415,7 +415,7 @@ impl FaultControl<'_> {
 
     /// Removes every fault; how many there were.
     pub async fn clear(&self) -> ServiceResult<u64> {
-        let at_processor = match self.admin {
+        let at_processor = match self.admin.as_deref() {
             Some(admin) => admin.clear().await?,
             None => 0,
         };

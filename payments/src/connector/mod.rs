@@ -3,6 +3,7 @@
 //! beforehand ([`Connector::payment_reference`]); a retry reuses it, and an unknown outcome is
 //! resolved with [`Connector::query`] rather than by asking again (R-CAP-5).
 pub mod adyen;
+pub mod configured;
 pub mod faults;
 pub mod simulator;
 pub mod timed;

@@ -108,6 +108,26 @@ pub struct ConnectorView {
     pub is_default: bool,
     pub allow_multiple_partial_capture: bool,
     pub properties: Vec<MerchantPropertiesView>,
+    /// Where it reaches its processor (issue #43); its keys are never shown, only whether set.
+    pub endpoint: String,
+    pub merchant_account: String,
+    pub card_page: String,
+    pub api_key_set: bool,
+    pub hmac_key_set: bool,
+    pub key_window_days: i32,
+    pub timeout_seconds: i32,
+}
+
+/// Which processor this server reaches, for the Payment connectors page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorInUse {
+    /// "environment" (`PAYSTAGE_PROCESSOR_URL`, which the pages cannot change), "connector" (the
+    /// default connector below) or "none".
+    pub source: String,
+    /// In words: what is reached, or why nothing is.
+    pub summary: String,
+    /// Whether this server can seal keys (`PAYSTAGE_SECRET_KEY` is set).
+    pub can_seal: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +147,7 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
     /// Disabled users cannot sign in; their sessions are over.
     pub disabled: bool,
+    pub last_sign_in: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +156,13 @@ pub struct CustomerView {
     pub account: String,
     pub name: String,
     pub email: Option<String>,
+    pub phone: Option<String>,
+    pub billing_street: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_postal_code: Option<String>,
+    pub billing_country: Option<String>,
+    /// False once deactivated: no new orders or cards.
+    pub active: bool,
 }
 
 /// An injected fault of the processor simulator (or of Paystage's journal posting).

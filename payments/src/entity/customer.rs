@@ -13,6 +13,14 @@ pub struct Model {
     /// The channel a web-shop customer was opened on (one per e-mail per channel); none for
     /// customers made by staff.
     pub channel_id: Option<i32>,
+    pub phone: Option<String>,
+    pub billing_street: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub billing_country: Option<String>,
+    /// Set when deactivated: no new orders or cards; the customer's orders and history stay.
+    pub deactivated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -15,6 +15,8 @@ pub struct Model {
     pub disabled_at: Option<DateTimeUtc>,
     /// Sessions that began before this are over (set by a password reset or a disable).
     pub sessions_valid_from: Option<DateTimeUtc>,
+    /// When the user last signed in.
+    pub last_sign_in_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

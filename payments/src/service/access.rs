@@ -220,7 +220,7 @@ pub async fn list_users(db: &impl ConnectionTrait) -> Result<Vec<UserView>, DbEr
     let mut out = Vec::new();
     for m in user::Entity::find().order_by_asc(user::Column::Username).all(db).await? {
         let roles = roles_of(db, m.id).await?;
-        out.push(UserView { id: m.id, username: m.username, display_name: m.display_name, roles, created_at: m.created_at, disabled: m.disabled_at.is_some() });
+        out.push(UserView { id: m.id, username: m.username, display_name: m.display_name, roles, created_at: m.created_at, disabled: m.disabled_at.is_some(), last_sign_in: m.last_sign_in_at });
     }
     Ok(out)
 }
@@ -390,6 +390,7 @@ pub async fn sign_in(s: &Services, username: &str, password: &str, client: &str)
             return Err(SignInError::Disabled);
         }
         sign_in_throttle::Entity::delete_by_id(key).exec(&s.db).await?;
+        user::Entity::update_many().col_expr(user::Column::LastSignInAt, sea_orm::sea_query::Expr::value(now)).filter(user::Column::Id.eq(m.id)).exec(&s.db).await?;
         audit::record(&s.db, now, &username, "sign_in", &username, None, Some(json!({ "client": client }))).await?;
         let roles = roles_of(&s.db, m.id).await?;
         return Ok(current(m, roles));

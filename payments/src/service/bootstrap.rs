@@ -102,7 +102,7 @@ async fn seed_reference_data(s: &Services, orders: bool) -> ServiceResult<bool> 
     let pos = setup::ensure_channel(&txn, "HOUSTON", "Houston store", ChannelKind::PosStore).await?;
     let online = setup::ensure_channel(&txn, "WEB", "Online store", ChannelKind::OnlineStore).await?;
     let call_center = setup::ensure_channel(&txn, "CALL", "Call center", ChannelKind::CallCenter).await?;
-    let sim = setup::ensure_simulator_connector(&txn).await?;
+    let sim = setup::ensure_sandbox_connector(&txn).await?;
     for channel_id in [pos, online, call_center] {
         if cmp::Entity::find_by_id((sim, channel_id)).one(&txn).await?.is_none() {
             cmp::ActiveModel {

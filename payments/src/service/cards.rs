@@ -3,7 +3,7 @@
 //! expiry) are kept. Deleting keeps the row (marked deleted), so the record of what was on file
 //! and who removed it is never lost; every change is audited.
 use super::{audit, Services};
-use crate::domain::views::{CustomerCards, CustomerView, SavedCardView};
+use crate::domain::views::{CustomerCards, SavedCardView};
 use crate::entity::{customer, customer_card as cc};
 use crate::error::{ProcessorError, ServiceError, ServiceResult};
 use super::card_payments::{default_connector, CardForm};
@@ -42,7 +42,7 @@ pub async fn for_customer(db: &impl ConnectionTrait, customer_id: i32) -> Servic
         .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
     let cannot_add = default_connector(db).await.err().map(|e| e.to_string());
     Ok(CustomerCards {
-        customer: CustomerView { id: c.id, account: c.account, name: c.name, email: c.email },
+        customer: super::customers::view(c),
         cards: saved(db, customer_id).await?,
         cannot_add,
     })
@@ -127,10 +127,13 @@ pub(crate) async fn insert(
 pub async fn add(s: &Services, actor: &str, customer_id: i32, card: &CardForm, agreed: bool) -> ServiceResult<SavedCardView> {
     let card = &verified(s, card).await?;
     let txn = s.db.begin().await?;
-    customer::Entity::find_by_id(customer_id)
+    let c = customer::Entity::find_by_id(customer_id)
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("There is no customer with id {customer_id}.")))?;
+    if c.deactivated_at.is_some() {
+        return Err(ServiceError::field("card", format!("{} is deactivated: no card is saved for them. Activate the customer first.", c.name)));
+    }
     let conn = default_connector(&txn).await?;
     check_card(card)?;
     if !agreed {

@@ -45,6 +45,8 @@ impl Services {
             untimed: connector,
             processor_store: None,
             processor_admin: admin,
+            configured: None,
+            secrets: None,
             instance: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease: chrono::Duration::seconds(30),
             invoicing: Arc::new(crate::pipeline::InvoiceBatches::new(true)),
@@ -76,6 +78,23 @@ impl Services {
     pub async fn connect_without_processor(url: &str, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
         let db = crate::db::connect_and_migrate(url).await?;
         Ok(Services::with_connector(db, Arc::new(crate::connector::unconfigured::NoProcessor), None, clock))
+    }
+
+    /// Opens Paystage's database at `url` (migrated) with the default connector set up on the
+    /// Payment connectors page ([`crate::connector::configured`]), whose API key `secrets` opens;
+    /// none usable: every processor request is refused as unavailable until one is.
+    pub async fn connect_configured(url: &str, secrets: Option<crate::secrets::SecretKey>, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
+        let db = crate::db::connect_and_migrate(url).await?;
+        Services::configured(db, secrets, clock).await
+    }
+
+    /// [`Services::connect_configured`] on an open database.
+    pub async fn configured(db: DatabaseConnection, secrets: Option<crate::secrets::SecretKey>, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
+        let configured = Arc::new(crate::connector::configured::Configured::load(db.clone(), clock.clone(), secrets.clone()).await?);
+        let mut services = Services::with_connector(db, configured.clone(), None, clock);
+        services.configured = Some(configured);
+        services.secrets = secrets;
+        Ok(services)
     }
 
     /// Services on `db` whose connector speaks Adyen's Checkout API over HTTP (Adyen, or

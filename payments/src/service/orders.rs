@@ -191,8 +191,12 @@ pub(crate) async fn place_verified(s: &Services, actor: &str, form: &OrderForm) 
         k => OrderKind::from_code(k).ok_or_else(|| ServiceError::field("order_kind", "Choose cash and carry or customer order."))?,
     };
     let txn = s.db.begin().await?;
-    if customer::Entity::find_by_id(order.customer_id).one(&txn).await?.is_none() {
-        return Err(ServiceError::field("customer_id", "Choose a customer."));
+    match customer::Entity::find_by_id(order.customer_id).one(&txn).await? {
+        None => return Err(ServiceError::field("customer_id", "Choose a customer.")),
+        Some(c) if c.deactivated_at.is_some() => {
+            return Err(ServiceError::field("customer_id", format!("{} ({}) is deactivated: they take no new orders. Activate the customer on the Customers page first.", c.name, c.account)));
+        }
+        Some(_) => {}
     }
     let Some(chan) = channel::Entity::find_by_id(order.channel_id).one(&txn).await? else {
         return Err(ServiceError::field("channel_id", "Choose a channel."));

@@ -4,7 +4,7 @@ use super::{audit, Services};
 use crate::domain::parameters::{
     parse_payment_method_list, parse_pre_authorization_days, parse_yes_no, FieldError, PaymentMethodVariant,
 };
-use crate::domain::views::{ChannelKind, ChannelView, ConnectorView, MerchantPropertiesView, PreAuthorizationDurationView};
+use crate::domain::views::{ChannelKind, ChannelView, ConnectorView, MerchantPropertiesView, PreAuthorizationDurationView, ProcessorInUse};
 use crate::entity::{channel, connector, connector_merchant_property as cmp, pre_authorization_duration as pad};
 use crate::error::{ServiceError, ServiceResult};
 use sea_orm::sea_query::OnConflict;
@@ -52,6 +52,13 @@ pub async fn connectors(db: &impl ConnectionTrait) -> Result<Vec<ConnectorView>,
             is_default: c.is_default,
             allow_multiple_partial_capture: c.allow_multiple_partial_capture,
             properties,
+            endpoint: c.endpoint.unwrap_or_default(),
+            merchant_account: c.merchant_account.unwrap_or_default(),
+            card_page: c.card_page.unwrap_or_default(),
+            api_key_set: c.api_key_sealed.is_some(),
+            hmac_key_set: c.hmac_key_sealed.is_some(),
+            key_window_days: c.key_window_days,
+            timeout_seconds: c.timeout_ms / 1000,
         });
     }
     Ok(out)
@@ -162,9 +169,11 @@ pub async fn save_merchant_account(
     }
     let before = json!({ "allow_multiple_partial_capture": c.allow_multiple_partial_capture, "is_default": c.is_default });
     let name = c.name.clone();
+    let revision = c.revision;
     let mut am: connector::ActiveModel = c.into();
     am.allow_multiple_partial_capture = Set(allow);
     am.is_default = Set(default);
+    am.revision = Set(revision + 1);
     am.update(&txn).await?;
     audit::record(
         &txn,
@@ -177,6 +186,7 @@ pub async fn save_merchant_account(
     )
     .await?;
     txn.commit().await?;
+    reload(s).await;
     Ok(())
 }
 
@@ -389,16 +399,17 @@ pub async fn ensure_channel(db: &impl ConnectionTrait, code: &str, name: &str, k
     Ok(m.id)
 }
 
-/// Inserts the processor simulator connector if missing; it becomes the default when none is.
-pub async fn ensure_simulator_connector(db: &impl ConnectionTrait) -> Result<i32, DbErr> {
-    if let Some(c) = connector::Entity::find().filter(connector::Column::Code.eq("simulator")).one(db).await? {
+/// Inserts the demo's processor sandbox connector row if missing (the demo's processor itself is
+/// set in the environment by `scripts/run.sh`); it becomes the default when none is.
+pub async fn ensure_sandbox_connector(db: &impl ConnectionTrait) -> Result<i32, DbErr> {
+    if let Some(c) = connector::Entity::find().filter(connector::Column::Code.eq("sandbox")).one(db).await? {
         return Ok(c.id);
     }
     let has_default = connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).one(db).await?.is_some();
     let m = connector::ActiveModel {
-        code: Set("simulator".into()),
-        name: Set("Processor simulator".into()),
-        kind: Set("simulator".into()),
+        code: Set("sandbox".into()),
+        name: Set("Processor sandbox".into()),
+        kind: Set("sandbox".into()),
         is_default: Set(!has_default),
         allow_multiple_partial_capture: Set(true),
         ..Default::default()
@@ -406,4 +417,232 @@ pub async fn ensure_simulator_connector(db: &impl ConnectionTrait) -> Result<i32
     .insert(db)
     .await?;
     Ok(m.id)
+}
+
+/// Rebuilds this server's connector after a change of connectors (the others sharing the
+/// database notice within `connector::configured::RELOAD_EVERY`).
+async fn reload(s: &Services) {
+    if let Err(e) = s.reload_connector().await {
+        tracing::warn!(error = %e, "the connector could not be reloaded after a change; the periodic check will retry");
+    }
+}
+
+/// Which processor this server reaches (the Payment connectors page's first lines).
+pub fn processor_in_use(s: &Services) -> ProcessorInUse {
+    use crate::connector::configured::ConnectorStatus;
+    let can_seal = s.secrets.is_some();
+    match &s.configured {
+        None => ProcessorInUse {
+            source: "environment".into(),
+            summary: "This server's processor is set in its environment (PAYSTAGE_PROCESSOR_URL), which the pages cannot change; the connectors below are used once that is unset.".into(),
+            can_seal,
+        },
+        Some(c) => match c.status() {
+            ConnectorStatus::Using { code, endpoint } => ProcessorInUse { source: "connector".into(), summary: format!("Payments go through the default connector {code}, at {endpoint}."), can_seal },
+            ConnectorStatus::Unusable(why) => ProcessorInUse { source: "none".into(), summary: format!("No payment can reach a processor: {why}."), can_seal },
+        },
+    }
+}
+
+/// The connector kinds: both speak Adyen's Checkout API.
+pub const CONNECTOR_KINDS: [(&str, &str); 2] = [("sandbox", "Paystage processor sandbox"), ("adyen", "Adyen")];
+
+/// What an administrator types for a connector (issue #43). The API key and HMAC key are typed
+/// once; left empty on an edit, the stored ones stay.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ConnectorForm {
+    /// Only when creating: names the connector in its notification address
+    /// (`/webhooks/adyen/<code>`) and in what it sent, so it never changes.
+    pub code: String,
+    pub name: String,
+    /// Only when creating.
+    pub kind: String,
+    pub endpoint: String,
+    pub merchant_account: String,
+    pub api_key: String,
+    pub hmac_key: String,
+    pub card_page: String,
+    pub key_window_days: String,
+    pub timeout_seconds: String,
+}
+
+/// An http(s) address without user, query or fragment; for Adyen, https only.
+fn parse_address(raw: &str, https_only: bool) -> Option<String> {
+    let url = reqwest::Url::parse(raw.trim()).ok()?;
+    let scheme_ok = url.scheme() == "https" || (!https_only && url.scheme() == "http");
+    let clean = url.host_str().is_some() && url.username().is_empty() && url.password().is_none() && url.query().is_none() && url.fragment().is_none();
+    (scheme_ok && clean && raw.len() <= 300).then(|| raw.trim().trim_end_matches('/').to_string())
+}
+
+/// Creates a connector (`id` None) or edits one: validated field by field, nothing written when any
+/// field is wrong; keys sealed with the server's secret key; audited without the keys. The first
+/// connector becomes the default. Returns its id.
+pub async fn save_connector(s: &Services, actor: &str, id: Option<i32>, f: &ConnectorForm) -> ServiceResult<i32> {
+    let mut errors = Vec::new();
+    let txn = s.db.begin().await?;
+    let before = match id {
+        Some(id) => Some(find_connector(&txn, id).await?),
+        None => None,
+    };
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new("name", "Enter a name of 1 to 80 characters, on one line."));
+    }
+    let (code, kind) = match &before {
+        Some(b) => (b.code.clone(), b.kind.clone()),
+        None => {
+            let code = f.code.trim().to_string();
+            if !(2..=32).contains(&code.len()) || !code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                errors.push(FieldError::new("code", "Enter a code of 2 to 32 lower-case letters, digits or - (it names the connector in its notification address and never changes)."));
+            }
+            let kind = f.kind.trim().to_string();
+            if !CONNECTOR_KINDS.iter().any(|(k, _)| *k == kind) {
+                errors.push(FieldError::new("kind", "Choose the processor sandbox or Adyen."));
+            }
+            (code, kind)
+        }
+    };
+    let endpoint = parse_address(&f.endpoint, kind == "adyen");
+    if endpoint.is_none() {
+        errors.push(FieldError::new(
+            "endpoint",
+            if kind == "adyen" { "Enter the Checkout API's https address up to its version, like https://checkout-test.adyen.com/v72." } else { "Enter the sandbox's Checkout API address, like http://127.0.0.1:8081/checkout/v72." },
+        ));
+    }
+    let merchant = f.merchant_account.trim();
+    if merchant.is_empty() || merchant.len() > 80 || !merchant.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        errors.push(FieldError::new("merchant_account", "Enter the merchant account as the processor names it (letters, digits, - _ or .)."));
+    }
+    let card_page = match f.card_page.trim() {
+        "" => Some(None),
+        page => parse_address(page, kind == "adyen").map(Some),
+    };
+    if card_page.is_none() {
+        errors.push(FieldError::new("card_page", "Enter the processor's hosted card page address (the sandbox's ends in /hpp/cards), or leave it empty."));
+    }
+    let api_key = f.api_key.trim();
+    if api_key.is_empty() && before.as_ref().is_none_or(|b| b.api_key_sealed.is_none()) {
+        errors.push(FieldError::new("api_key", "Enter the API key (it is stored sealed and never shown again)."));
+    } else if api_key.len() > 512 || api_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.push(FieldError::new("api_key", "An API key is up to 512 characters without spaces."));
+    }
+    let hmac_key = f.hmac_key.trim();
+    if !hmac_key.is_empty() && crate::connector::adyen::signature::HmacKey::from_hex(hmac_key).is_err() {
+        errors.push(FieldError::new("hmac_key", "Enter the HMAC key as the processor shows it: hexadecimal digits."));
+    }
+    if (!api_key.is_empty() || !hmac_key.is_empty()) && s.secrets.is_none() {
+        errors.push(FieldError::new(
+            if api_key.is_empty() { "hmac_key" } else { "api_key" },
+            format!("This server cannot seal keys: set {} (64 hex digits, the same on every server) and restart it.", crate::secrets::SECRET_KEY_VAR),
+        ));
+    }
+    let key_window = match f.key_window_days.trim() {
+        "" => Some(crate::connector::adyen::ADYEN_KEY_WINDOW_DAYS as i32),
+        d => d.parse::<i32>().ok().filter(|d| (1..=3650).contains(d)),
+    };
+    if key_window.is_none() {
+        errors.push(FieldError::new("key_window_days", "Enter how many days the processor keeps an idempotency key, from 1 to 3650 (Adyen: at least 31)."));
+    }
+    let most = (1..=60).rev().find(|t| crate::connector::timed::fits_lease(std::time::Duration::from_secs(*t), s.lease.to_std().unwrap_or_default())).unwrap_or(1);
+    let timeout = match f.timeout_seconds.trim() {
+        "" => Some(8.min(most) as i32),
+        t => t.parse::<i32>().ok().filter(|t| (1..=most as i32).contains(t)),
+    };
+    if timeout.is_none() {
+        errors.push(FieldError::new("timeout_seconds", format!("Enter how many seconds one request may take, from 1 to {most} (longer would outlive a payment's lease).")));
+    }
+    let (Some(endpoint), Some(card_page), Some(key_window), Some(timeout)) = (endpoint, card_page, key_window, timeout) else {
+        return Err(ServiceError::Validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ServiceError::Validation(errors));
+    }
+    let seal = |place: String, plain: &str| s.secrets.as_ref().map(|k| k.seal(&place, plain));
+    let api_sealed = (!api_key.is_empty()).then(|| seal(crate::connector::configured::api_key_place(&code), api_key)).flatten();
+    let hmac_sealed = (!hmac_key.is_empty()).then(|| seal(crate::connector::configured::hmac_key_place(&code), &hmac_key.to_ascii_lowercase())).flatten();
+    let shown = |m: &connector::Model| {
+        json!({ "name": m.name, "endpoint": m.endpoint, "merchant_account": m.merchant_account, "card_page": m.card_page, "key_window_days": m.key_window_days, "timeout_ms": m.timeout_ms, "api_key_set": m.api_key_sealed.is_some(), "hmac_key_set": m.hmac_key_sealed.is_some() })
+    };
+    let saved = match before {
+        Some(b) => {
+            let mut m: connector::ActiveModel = b.clone().into();
+            m.name = Set(name.to_string());
+            m.endpoint = Set(Some(endpoint));
+            m.merchant_account = Set(Some(merchant.to_string()));
+            m.card_page = Set(card_page);
+            m.key_window_days = Set(key_window);
+            m.timeout_ms = Set(timeout * 1000);
+            if let Some(k) = api_sealed {
+                m.api_key_sealed = Set(Some(k));
+            }
+            if let Some(k) = hmac_sealed {
+                m.hmac_key_sealed = Set(Some(k));
+            }
+            m.revision = Set(b.revision + 1);
+            let after = m.update(&txn).await?;
+            let keys_changed = json!({ "api_key_replaced": !api_key.is_empty(), "hmac_key_replaced": !hmac_key.is_empty() });
+            let mut after_view = shown(&after);
+            after_view["keys"] = keys_changed;
+            audit::record(&txn, s.now(), actor, "connector.edit", &b.code, Some(shown(&b)), Some(after_view)).await?;
+            after.id
+        }
+        None => {
+            let taken = connector::Entity::find().filter(connector::Column::Code.eq(code.as_str())).one(&txn).await?.is_some();
+            if taken {
+                return Err(ServiceError::field("code", format!("A connector with the code {code} exists already; choose another.")));
+            }
+            let has_default = connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).one(&txn).await?.is_some();
+            let m = connector::ActiveModel {
+                code: Set(code.clone()),
+                name: Set(name.to_string()),
+                kind: Set(kind.clone()),
+                is_default: Set(!has_default),
+                allow_multiple_partial_capture: Set(true),
+                endpoint: Set(Some(endpoint)),
+                merchant_account: Set(Some(merchant.to_string())),
+                api_key_sealed: Set(api_sealed),
+                hmac_key_sealed: Set(hmac_sealed),
+                card_page: Set(card_page),
+                key_window_days: Set(key_window),
+                timeout_ms: Set(timeout * 1000),
+                revision: Set(0),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            let mut view = shown(&m);
+            view["kind"] = json!(kind);
+            view["is_default"] = json!(m.is_default);
+            audit::record(&txn, s.now(), actor, "connector.create", &code, None, Some(view)).await?;
+            m.id
+        }
+    };
+    txn.commit().await?;
+    reload(s).await;
+    Ok(saved)
+}
+
+/// "Test connection": one harmless request to the connector's processor with its stored settings
+/// ([`crate::connector::adyen::AdyenConnector::check`]); the answer in words. Ok: accepted.
+pub async fn test_connection(s: &Services, id: i32) -> ServiceResult<Result<String, String>> {
+    let row = find_connector(&s.db, id).await?;
+    let built = crate::connector::configured::build(&row, s.secrets.as_ref(), &s.db, &s.clock);
+    Ok(match built {
+        Ok((adyen, _)) => adyen.check().await,
+        Err(why) => Err(format!("Connector {} cannot be used: {why}.", row.code)),
+    })
+}
+
+/// The HMAC key of connector `code` stored on the Payment connectors page, opened; None when it
+/// has none, or it does not open here (then its notifications are refused until it is entered again).
+pub async fn stored_hmac_key(s: &Services, code: &str) -> Result<Option<String>, DbErr> {
+    let Some(row) = connector::Entity::find().filter(connector::Column::Code.eq(code)).one(&s.db).await? else { return Ok(None) };
+    let (Some(sealed), Some(secrets)) = (row.hmac_key_sealed, s.secrets.as_ref()) else { return Ok(None) };
+    match secrets.open(&crate::connector::configured::hmac_key_place(code), &sealed) {
+        Ok(k) => Ok(Some(k)),
+        Err(e) => {
+            tracing::warn!(connector = %code, error = %e, "a stored HMAC key does not open; notifications to this connector are refused");
+            Ok(None)
+        }
+    }
 }

@@ -104,8 +104,12 @@ db_test!(sign_in_locks_an_account_after_repeated_failures, |db| {
     )
     .await
     .unwrap();
+    let last = || async { access::list_users(&s.db).await.unwrap().into_iter().find(|u| u.username == "fiona").unwrap().last_sign_in };
+    assert_eq!(last().await, None, "never signed in yet (issue #43: the Users page shows it)");
     let ok = access::sign_in(s, " fiona ", "correct horse battery", "10.0.0.1").await.unwrap();
     assert_eq!(ok.roles, vec![Role::Finance]);
+    let first_sign_in = s.now();
+    assert_eq!(last().await, Some(first_sign_in));
     for _ in 0..access::MAX_FAILED_SIGN_INS - 1 {
         assert!(matches!(access::sign_in(s, "fiona", "wrong", "10.0.0.1").await, Err(SignInError::InvalidCredentials)));
     }
@@ -114,8 +118,10 @@ db_test!(sign_in_locks_an_account_after_repeated_failures, |db| {
         matches!(access::sign_in(s, "fiona", "correct horse battery", "10.0.0.1").await, Err(SignInError::Locked { .. })),
         "the right password is refused while locked"
     );
+    assert_eq!(last().await, Some(first_sign_in), "failed and refused sign-ins are not sign-ins");
     db.clock.advance(Duration::minutes(access::LOCK_MINUTES + 1));
     access::sign_in(s, "fiona", "correct horse battery", "10.0.0.1").await.unwrap();
+    assert_eq!(last().await, Some(s.now()));
     assert_eq!(audit_count(s, "sign_in.failed").await, 5);
     assert_eq!(audit_count(s, "sign_in.refused_locked").await, 1);
     // Unknown accounts are throttled alike, so the lock does not reveal which accounts exist.
@@ -635,4 +641,206 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     setup::set_channel_closed(s, "admin", fx.online, true).await.unwrap();
     let shop = payments::service::storefront::checkout(s, &payments::service::storefront::Checkout { email: "sam@shop.example".into(), name: "Sam".into(), quantities: vec!["1".into()], card: Default::default() }).await;
     assert!(matches!(&shop, Err(e) if e.to_string().contains("web shop is closed")), "{shop:?}");
+});
+
+db_test!(connectors_are_set_up_through_the_pages_keys_sealed_and_the_default_one_is_reached, |db| {
+    // Issue #43 (R-PAR-5, R-TOK-8): a connector is added with every field checked (nothing
+    // written when one is wrong); its API and HMAC keys are stored sealed with the server's key,
+    // never in the clear and never in the audit log; the first connector becomes the default and
+    // a server without PAYSTAGE_PROCESSOR_URL reaches it at once, another server sharing the
+    // database on its next check; "Test connection" tells an accepted key from a refused one.
+    use payments::connector::configured::ConnectorStatus;
+    use payments::connector::CardEntry;
+    use payments::entity::connector;
+    use payments::secrets::SecretKey;
+    use payments::service::setup::ConnectorForm;
+    use payments::testing::{TEST_API_KEY, TEST_MERCHANT_ACCOUNT, TEST_SECRET_KEY};
+    let key = SecretKey::from_hex(TEST_SECRET_KEY).unwrap();
+    let clock = db.services.clock.clone();
+    let s = &Services::configured(db.services.db.clone(), Some(key.clone()), clock.clone()).await.unwrap();
+    assert!(matches!(s.configured.as_ref().unwrap().status(), ConnectorStatus::Unusable(why) if why.contains("no connector")));
+    let refused = s.connector.describe_token("shopper:card").await;
+    assert!(matches!(refused, Err(payments::connector::ConnectorError::Unavailable(_))), "{refused:?}");
+
+    let endpoint = format!("{}/checkout/v72", db.processor);
+    let hmac = "5a".repeat(32);
+    let good = || ConnectorForm {
+        code: "sandbox-one".into(),
+        name: "Sandbox one".into(),
+        kind: "sandbox".into(),
+        endpoint: endpoint.clone(),
+        merchant_account: TEST_MERCHANT_ACCOUNT.into(),
+        api_key: TEST_API_KEY.into(),
+        hmac_key: hmac.clone(),
+        card_page: format!("{}/hpp/cards", db.processor),
+        key_window_days: "31".into(),
+        timeout_seconds: "5".into(),
+    };
+    let rows = || async { (connector::Entity::find().count(&s.db).await.unwrap(), audit_log::Entity::find().count(&s.db).await.unwrap()) };
+    let before = rows().await;
+    let with = |f: &dyn Fn(&mut ConnectorForm)| {
+        let mut form = good();
+        f(&mut form);
+        form
+    };
+    for (form, field) in [
+        (with(&|f| f.code = "Bad Code".into()), "code"),
+        (with(&|f| f.code = "x".into()), "code"),
+        (with(&|f| f.name = "".into()), "name"),
+        (with(&|f| f.kind = "stripe".into()), "kind"),
+        (with(&|f| f.endpoint = "ftp://x".into()), "endpoint"),
+        (with(&|f| f.endpoint = "http://user:pw@127.0.0.1/checkout/v72".into()), "endpoint"),
+        (with(&|f| f.endpoint = "javascript:alert(1)".into()), "endpoint"),
+        (with(&|f| { f.kind = "adyen".into(); f.endpoint = "http://checkout-test.adyen.com/v72".into(); f.card_page = String::new(); }), "endpoint"),
+        (with(&|f| f.merchant_account = "<script>".into()), "merchant_account"),
+        (with(&|f| f.api_key = "".into()), "api_key"),
+        (with(&|f| f.api_key = "has space".into()), "api_key"),
+        (with(&|f| f.hmac_key = "not-hex".into()), "hmac_key"),
+        (with(&|f| f.card_page = "//evil.example".into()), "card_page"),
+        (with(&|f| f.key_window_days = "0".into()), "key_window_days"),
+        (with(&|f| f.timeout_seconds = "60".into()), "timeout_seconds"),
+        (with(&|f| f.timeout_seconds = "-1".into()), "timeout_seconds"),
+    ] {
+        match setup::save_connector(s, "admin", None, &form).await {
+            Err(ServiceError::Validation(errors)) => assert!(errors.iter().any(|e| e.field == field), "{field}: {errors:?}"),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // A server without a secret key cannot store a key.
+    let keyless = Services { secrets: None, ..s.clone() };
+    let no_key = setup::save_connector(&keyless, "admin", None, &good()).await.unwrap_err();
+    assert!(no_key.to_string().contains("PAYSTAGE_SECRET_KEY"), "{no_key}");
+    assert_eq!(rows().await, before, "nothing refused was written");
+
+    let first = setup::save_connector(s, "admin", None, &good()).await.unwrap();
+    let row = connector::Entity::find_by_id(first).one(&s.db).await.unwrap().unwrap();
+    assert!(row.is_default, "the first connector is the default");
+    let (api, mac) = (row.api_key_sealed.clone().unwrap(), row.hmac_key_sealed.clone().unwrap());
+    assert!(!api.contains(TEST_API_KEY) && !mac.contains(&hmac), "keys are sealed");
+    assert_eq!(key.open("connector:sandbox-one:api_key", &api).unwrap(), TEST_API_KEY);
+    let audit = audit_log::Entity::find().all(&s.db).await.unwrap();
+    assert!(audit.iter().all(|a| !format!("{:?}", a).contains(TEST_API_KEY) && !format!("{:?}", a).contains(&hmac)), "no key in the audit log");
+    assert_eq!(setup::stored_hmac_key(s, "sandbox-one").await.unwrap().as_deref(), Some(hmac.as_str()));
+    let code_taken = setup::save_connector(s, "admin", None, &good()).await.unwrap_err();
+    assert!(code_taken.to_string().contains("exists already"), "{code_taken}");
+
+    // This server reaches it at once: a card entered on its hosted page, described through it.
+    assert_eq!(s.configured.as_ref().unwrap().status(), ConnectorStatus::Using { code: "sandbox-one".into(), endpoint: endpoint.clone() });
+    let card = s.enter_card_as_shopper(CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Dana Ruiz".into() }).await.unwrap();
+    assert_eq!((card.last_four.as_str(), card.holder.as_str()), ("1111", "Dana Ruiz"));
+    assert!(setup::test_connection(s, first).await.unwrap().is_ok());
+
+    // Edited with the keys left empty: they stay. A wrong key: the test says so, and so does use.
+    setup::save_connector(s, "admin", Some(first), &ConnectorForm { api_key: String::new(), hmac_key: String::new(), name: "Sandbox 1".into(), ..good() }).await.unwrap();
+    assert_eq!(connector::Entity::find_by_id(first).one(&s.db).await.unwrap().unwrap().api_key_sealed, Some(api));
+    assert!(setup::test_connection(s, first).await.unwrap().is_ok());
+    setup::save_connector(s, "admin", Some(first), &ConnectorForm { api_key: "a-wrong-key".into(), ..good() }).await.unwrap();
+    let answer = setup::test_connection(s, first).await.unwrap().unwrap_err();
+    assert!(answer.contains("refuses this API key"), "{answer}");
+    assert!(s.describe_token(&card.token).await.is_err(), "the wrong key is what this server now uses");
+    setup::save_connector(s, "admin", Some(first), &good()).await.unwrap();
+    assert!(s.describe_token(&card.token).await.unwrap().is_some());
+
+    // Another server on the same database: the new default, once it checks.
+    let other = Services::configured(db.services.db.clone(), Some(key.clone()), clock.clone()).await.unwrap();
+    let second = setup::save_connector(s, "admin", None, &ConnectorForm { code: "sandbox-two".into(), name: "Sandbox two".into(), ..good() }).await.unwrap();
+    assert!(!connector::Entity::find_by_id(second).one(&s.db).await.unwrap().unwrap().is_default);
+    setup::save_merchant_account(s, "admin", second, "yes", "yes").await.unwrap();
+    assert!(matches!(s.configured.as_ref().unwrap().status(), ConnectorStatus::Using { code, .. } if code == "sandbox-two"));
+    assert!(matches!(other.configured.as_ref().unwrap().status(), ConnectorStatus::Using { code, .. } if code == "sandbox-one"));
+    other.reload_connector().await.unwrap();
+    assert!(matches!(other.configured.as_ref().unwrap().status(), ConnectorStatus::Using { code, .. } if code == "sandbox-two"));
+    assert_eq!(connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).count(&s.db).await.unwrap(), 1, "exactly one default");
+
+    // A server with another secret key cannot open the keys, and says so.
+    let wrong = SecretKey::from_hex(&"ab".repeat(32)).unwrap();
+    let stranger = Services::configured(db.services.db.clone(), Some(wrong), clock).await.unwrap();
+    assert!(matches!(stranger.configured.as_ref().unwrap().status(), ConnectorStatus::Unusable(why) if why.contains("does not open")));
+    assert_eq!(setup::stored_hmac_key(&stranger, "sandbox-one").await.unwrap(), None);
+});
+
+db_test!(customers_are_created_edited_searched_and_deactivated_and_a_deactivated_one_takes_no_orders, |db| {
+    // Issue #43: a customer is created and edited with every field checked (nothing written when
+    // one is wrong), account and e-mail unique whatever their case; found by any part of account,
+    // name, e-mail or phone (wildcards typed are taken literally); deactivated, they are not
+    // offered and take no order or card, while their orders stay. Every change is audited.
+    use payments::entity::customer;
+    use payments::service::customers::{self, CustomerForm};
+    use payments::testing::{fixture, OrderBuilder};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    payments::testing::enable_pipeline(s, true).await;
+    let good = || CustomerForm {
+        account: "C-2001".into(),
+        name: "Dana Ruiz".into(),
+        email: "Dana.Ruiz@Mail.Example".into(),
+        phone: "+1 (555) 010-0200".into(),
+        billing_street: "1 Main Street".into(),
+        billing_city: "Springfield".into(),
+        billing_postal_code: "12345".into(),
+        billing_country: "us".into(),
+    };
+    let with = |f: &dyn Fn(&mut CustomerForm)| {
+        let mut form = good();
+        f(&mut form);
+        form
+    };
+    let rows = || async { (customer::Entity::find().count(&s.db).await.unwrap(), audit_log::Entity::find().count(&s.db).await.unwrap()) };
+    let before = rows().await;
+    for (form, field) in [
+        (with(&|f| f.account = "".into()), "account"),
+        (with(&|f| f.account = "C 2001".into()), "account"),
+        (with(&|f| f.account = "x".repeat(21)), "account"),
+        (with(&|f| f.name = " ".into()), "name"),
+        (with(&|f| f.name = "Two\nlines".into()), "name"),
+        (with(&|f| f.email = "not-an-email".into()), "email"),
+        (with(&|f| f.email = "a@b@c.example".into()), "email"),
+        (with(&|f| f.phone = "call me".into()), "phone"),
+        (with(&|f| f.billing_street = "x".repeat(121)), "billing_street"),
+        (with(&|f| f.billing_country = "USA".into()), "billing_country"),
+        (with(&|f| f.billing_postal_code = "\u{0}".into()), "billing_postal_code"),
+    ] {
+        match customers::save(s, "finance", None, &form).await {
+            Err(ServiceError::Validation(errors)) => assert!(errors.iter().any(|e| e.field == field), "{field}: {errors:?}"),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(rows().await, before, "nothing refused was written");
+
+    let id = customers::save(s, "finance", None, &good()).await.unwrap();
+    let c = customers::detail(&s.db, id).await.unwrap();
+    assert_eq!((c.email.as_deref(), c.billing_country.as_deref(), c.active), (Some("dana.ruiz@mail.example"), Some("US"), true));
+    for (form, field) in [(with(&|f| f.account = "c-2001".into()), "account"), (with(&|f| { f.account = "C-2002".into(); f.email = "DANA.RUIZ@mail.example".into(); }), "email")] {
+        let e = customers::save(s, "finance", None, &form).await.unwrap_err();
+        assert!(matches!(&e, ServiceError::Validation(v) if v[0].field == field), "{field}: {e:?}");
+    }
+    // Edited, keeping its own e-mail; emptied fields are stored as none.
+    customers::save(s, "callcenter", Some(id), &with(&|f| { f.name = "Dana Ruiz-Lopez".into(); f.phone = String::new(); })).await.unwrap();
+    let edited = customers::detail(&s.db, id).await.unwrap();
+    assert_eq!((edited.name.as_str(), edited.phone.as_deref()), ("Dana Ruiz-Lopez", None));
+
+    // Found by any part, any case; a typed % or _ is literal.
+    for q in ["ruiz-l", "C-20", "MAIL.EXAMPLE", "springfield"] {
+        let found = customers::search(&s.db, q, false).await.unwrap();
+        assert_eq!(found.iter().any(|f| f.id == id), q != "springfield", "{q}");
+    }
+    assert!(customers::search(&s.db, "%", false).await.unwrap().is_empty());
+    assert!(customers::search(&s.db, "_", false).await.unwrap().iter().all(|c| c.account.contains('_') || c.name.contains('_') || c.email.as_deref().unwrap_or("").contains('_')));
+
+    // An order, then deactivated: not offered, no new order or card, the old order stays.
+    let first = OrderBuilder::new(&fx).customer(id).line("Tent", 1, "100.00").place(s).await;
+    customers::set_active(s, "finance", id, false).await.unwrap();
+    assert!(customers::search(&s.db, "ruiz", false).await.unwrap().is_empty());
+    assert_eq!(customers::search(&s.db, "ruiz", true).await.unwrap().len(), 1);
+    let (offered, _) = payments::service::order_views::choices(&s.db).await.unwrap();
+    assert!(offered.iter().all(|c| c.id != id));
+    let orders = payments::entity::sales_order::Entity::find().count(&s.db).await.unwrap();
+    let refused = OrderBuilder::new(&fx).customer(id).line("Tent", 1, "100.00").try_place(s).await.unwrap_err();
+    assert!(refused.to_string().contains("is deactivated"), "{refused}");
+    assert_eq!(payments::entity::sales_order::Entity::find().count(&s.db).await.unwrap(), orders, "nothing written");
+    assert!(payments::service::orders::detail(s, first.order_id).await.is_ok());
+    customers::set_active(s, "finance", id, true).await.unwrap();
+    OrderBuilder::new(&fx).customer(id).line("Tent", 1, "100.00").place(s).await;
+    let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("C-2001")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["customer.create", "customer.edit", "customer.deactivate", "customer.activate"]);
 });

@@ -131,6 +131,30 @@ impl AdyenConnector {
         &self.settings
     }
 
+    /// The Payment connectors page's "Test connection": one harmless request (the stored cards of
+    /// a shopper no card is stored for), which shows whether the endpoint answers and takes the
+    /// API key and merchant account. Moves no money and stores nothing at the processor. The
+    /// answer, in words for an administrator: Ok when the processor accepted the request.
+    pub async fn check(&self) -> Result<String, String> {
+        let url = format!("{}/storedPaymentMethods", self.settings.endpoint.trim_end_matches('/'));
+        let started = std::time::Instant::now();
+        let sent = self
+            .http
+            .get(&url)
+            .query(&[("merchantAccount", self.settings.merchant_account.as_str()), ("shopperReference", "paystage-connection-test")])
+            .header(API_KEY_HEADER, &self.settings.api_key)
+            .send()
+            .await;
+        let ms = started.elapsed().as_millis();
+        match sent {
+            Ok(r) if r.status().is_success() => Ok(format!("{} answered HTTP {} in {ms} ms: it accepts this API key and merchant account {}.", self.settings.endpoint, r.status().as_u16(), self.settings.merchant_account)),
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Err(format!("{} answered HTTP {} in {ms} ms: it refuses this API key or merchant account.", self.settings.endpoint, r.status().as_u16())),
+            Ok(r) => Err(format!("{} answered HTTP {} in {ms} ms: check the endpoint (the Checkout API's address up to its version, like https://checkout-test.adyen.com/v72).", self.settings.endpoint, r.status().as_u16())),
+            Err(e) if e.is_timeout() => Err(format!("{} did not answer within {} ms.", self.settings.endpoint, self.settings.timeout.as_millis())),
+            Err(e) => Err(format!("{} cannot be reached: {e}.", self.settings.endpoint)),
+        }
+    }
+
     fn amount(m: Money) -> Amount {
         Amount { currency: m.currency().code().to_string(), value: m.minor() }
     }
