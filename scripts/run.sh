@@ -20,6 +20,15 @@ if [ ! -f "$SANDBOX_DIR/keys.env" ]; then
   printf 'PAYSTAGE_SANDBOX_API_KEY=%s\nPAYSTAGE_SANDBOX_HMAC_KEY=%s\n' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$SANDBOX_DIR/keys.env"
 fi
 set -a; source "$SANDBOX_DIR/keys.env"; set +a
+# The server's secret key, which seals the keys of connectors set up on the Payment connectors
+# page: made once, kept beside the data (never printed). Servers sharing a database share it.
+if [ -z "${PAYSTAGE_SECRET_KEY:-}" ]; then
+  mkdir -p data
+  if [ ! -f data/secret.env ]; then
+    (umask 077; printf 'PAYSTAGE_SECRET_KEY=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > data/secret.env)
+  fi
+  set -a; source data/secret.env; set +a
+fi
 # On the sandbox's first start, an earlier Paystage's processor records (kept by its in-process
 # simulator in Paystage's database, or beside it in paystage.simulator.db) move into its store.
 IMPORT=()

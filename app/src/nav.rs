@@ -65,7 +65,7 @@ pub const PAGES: &[PageDef] = &[
     page("/admin/features", "Feature management", SystemAdministration, ADMIN),
     page("/admin/users", "Users", SystemAdministration, ADMIN),
     page("/admin/audit", "Audit log", SystemAdministration, ADMIN),
-    page("/admin/simulator", "Processor simulator", SystemAdministration, ADMIN),
+    page("/admin/simulator", "Processor faults", SystemAdministration, ADMIN),
 ];
 
 /// Pages reached from other pages, not listed in the navigation; `:id` matches one path segment.

@@ -14,6 +14,36 @@ pub async fn load_payment_standing() -> Result<Option<PaymentStanding>, AppError
     Ok(Some(payments::service::standing::standing(&services()?).await?))
 }
 
+/// The "Getting started" checklist, for administrators while a step is left (None otherwise).
+#[server(endpoint = "getting_started")]
+pub async fn getting_started() -> Result<Option<Vec<payments::domain::views::SetupStep>>, AppError> {
+    use crate::auth::ssr::{current_user, services};
+    if !current_user().await?.is_some_and(|u| u.has(payments::Role::Administrator)) {
+        return Ok(None);
+    }
+    let steps = payments::service::setup::getting_started(&services()?).await?;
+    Ok(steps.iter().any(|s| !s.done).then_some(steps))
+}
+
+fn getting_started_panel(steps: Vec<payments::domain::views::SetupStep>) -> impl IntoView {
+    let left = steps.iter().filter(|s| !s.done).count();
+    view! {
+        <section class="panel getting-started" data-testid="getting-started">
+            <h2>"Getting started"</h2>
+            <p class="small muted">{format!("{left} of {} steps left before Paystage takes its first card payment.", steps.len())}</p>
+            <ol class="checklist">
+                {steps.into_iter().map(|s| view! {
+                    <li class=if s.done { "done" } else { "todo" } data-step=s.key.clone()>
+                        <span class="tick" aria-label=if s.done { "Done" } else { "To do" }>{if s.done { "✓" } else { "" }}</span>
+                        <a href=s.href.clone()>{s.label.clone()}</a>
+                        <span class="small muted">{format!(" — {}", s.hint)}</span>
+                    </li>
+                }).collect_view()}
+            </ol>
+        </section>
+    }
+}
+
 /// Where card payments stand: each count links to the page that works it.
 fn standing_panel(st: PaymentStanding) -> impl IntoView {
     let tile = |n: u64, label: &'static str, href: &'static str, key: &'static str, attention: bool| {
@@ -44,8 +74,10 @@ fn standing_panel(st: PaymentStanding) -> impl IntoView {
 pub fn HomePage() -> impl IntoView {
     let user = expect_context::<UserResource>();
     let standing = Resource::new(|| (), |_| load_payment_standing());
+    let setup = Resource::new(|| (), |_| getting_started());
     view! {
         <PageHeader title="Overview" intro="Where each card payment stands, from authorization to the last invoice." />
+        {loaded(setup, |steps| steps.map(getting_started_panel))}
         {loaded(standing, |st| st.map(standing_panel))}
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {

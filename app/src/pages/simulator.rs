@@ -47,7 +47,7 @@ pub fn SimulatorPage() -> impl IntoView {
     let data = Resource::new(move || saves.get(), |_| simulator_overview());
     view! {
         <PageHeader
-            title="Processor simulator"
+            title="Processor faults"
             intro="Faults the processor sandbox injects into its answers (set through its own administration API), and faults of Paystage's own journal posting. Inject them to see how Paystage recovers: a request that fails before anything happens, one that times out after the money moved, a slow processor, or a capture or refund the processor accepts and reports failed later."
         />
         {outcome(add.value(), "Fault added.", None)}

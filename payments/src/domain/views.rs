@@ -272,3 +272,14 @@ pub struct NotificationView {
     /// Who marked it worked, once finance did.
     pub worked_by: Option<String>,
 }
+
+/// One step of the Overview's "Getting started" checklist for administrators (issue #43).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupStep {
+    pub key: String,
+    pub label: String,
+    /// What it takes, in a few words.
+    pub hint: String,
+    pub href: String,
+    pub done: bool,
+}

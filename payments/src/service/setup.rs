@@ -646,3 +646,31 @@ pub async fn stored_hmac_key(s: &Services, code: &str) -> Result<Option<String>,
         }
     }
 }
+
+/// The Overview's "Getting started" checklist (issue #43): what a new Paystage needs before it
+/// takes its first card payment, each step ticked once done.
+pub async fn getting_started(s: &Services) -> Result<Vec<crate::domain::views::SetupStep>, DbErr> {
+    use crate::entity::{customer, user_role};
+    use sea_orm::PaginatorTrait;
+    let chans = channels(&s.db).await?;
+    let open = |k: ChannelKind| chans.iter().any(|c| c.kind == k && !c.closed);
+    let store = open(ChannelKind::PosStore) || open(ChannelKind::OnlineStore);
+    let methods = pad::Entity::find().count(&s.db).await? > 0;
+    let connector = processor_in_use(s).source != "none";
+    let ordering = open(ChannelKind::CallCenter) || store;
+    let staff = user_role::Entity::find()
+        .filter(user_role::Column::Role.is_in([crate::Role::Finance.code(), crate::Role::CallCenter.code()]))
+        .count(&s.db)
+        .await?
+        > 0;
+    let customers = customer::Entity::find().filter(customer::Column::DeactivatedAt.is_null()).count(&s.db).await? > 0;
+    let step = |key: &str, label: &str, hint: &str, href: &str, done: bool| crate::domain::views::SetupStep { key: key.into(), label: label.into(), hint: hint.into(), href: href.into(), done };
+    Ok(vec![
+        step("store", "Add a store", "a retail or online store, with its currency", "/parameters/stores", store),
+        step("payment_methods", "Set the store's card payment methods", "the card types it accepts and how long their authorizations last", "/parameters/electronic-payment-setup", methods),
+        step("connector", "Connect a payment processor", "its endpoint, merchant account and keys, then Test connection", "/parameters/connectors", connector),
+        step("channel", "Add a call center or store to take orders on", "orders are taken on an open channel", "/parameters/stores", ordering),
+        step("users", "Add the people who take orders and invoice", "call center and finance users", "/admin/users", staff),
+        step("customer", "Add a customer", "account number, name, e-mail and billing address", "/customers", customers),
+    ])
+}

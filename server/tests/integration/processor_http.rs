@@ -493,6 +493,53 @@ db_test!(notifications_land_in_the_inbox_once_and_forged_ones_are_refused, |db| 
     }
 });
 
+db_test!(a_connectors_hmac_key_typed_on_its_page_checks_its_notifications, |db| {
+    // Issue #43: with no PAYSTAGE_CONNECTOR_<CODE>_HMAC_KEY, the webhook checks a connector's
+    // notifications with the HMAC key typed on the Payment connectors page (stored sealed); a
+    // batch signed with another key is refused and nothing is stored.
+    use payments::entity::processor_notification as pn;
+    use payments::service::setup::{save_connector, ConnectorForm};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/webhooks/adyen/adyen", listener.local_addr().unwrap());
+    let inbox_services = db.services.clone();
+    tokio::spawn(async move { axum::serve(listener, server::webhooks::router(inbox_services, server::webhooks::WebhookKeys::default())).await });
+    let sb = start(Some(hook.clone()), true).await;
+    let adyen = AdyenConnector::new(settings(&sb.base), db.services.db.clone(), db.services.clock.clone()).unwrap();
+    let token = hosted_card(&sb.base, "C-0009", "4111111111111111").await;
+    // Before the key is typed, the sandbox's first notification is refused (it sends it again).
+    adyen.authorize("t-a0", &token, eur(1_000), SHOPPER).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pn::Entity::find().count(&db.services.db).await.unwrap(), 0, "no key: refused");
+    let form = ConnectorForm {
+        code: "adyen".into(),
+        name: "Adyen".into(),
+        kind: "sandbox".into(),
+        endpoint: format!("{}/checkout/{API_VERSION}", sb.base),
+        merchant_account: MERCHANT.into(),
+        api_key: "sandbox-api-key".into(),
+        hmac_key: HMAC_HEX.into(),
+        ..Default::default()
+    };
+    save_connector(&db.services, "admin", None, &form).await.unwrap();
+    let a = adyen.authorize("t-a", &token, eur(10_000), SHOPPER).await.unwrap();
+    adyen.capture("t-c", &a.reference, eur(2_500), false).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pn::Entity::find().count(&db.services.db).await.unwrap() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the notifications signed with the typed key did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored: payments::connector::adyen::wire::NotificationItem = serde_json::from_str(&pn::Entity::find().one(&db.services.db).await.unwrap().unwrap().item).unwrap();
+    let mut other = stored.clone();
+    other.psp_reference = "signed-with-another-key".into();
+    signature::attach(&mut other, &HmacKey::from_hex(&"11".repeat(32)).unwrap());
+    let body = serde_json::to_string(&NotificationRequest { live: "false".into(), notification_items: vec![payments::connector::adyen::wire::NotificationItemWrapper { item: other }] }).unwrap();
+    let before = pn::Entity::find().filter(pn::Column::PspReference.eq("signed-with-another-key")).count(&db.services.db).await.unwrap();
+    let r = reqwest::Client::new().post(&hook).header("Content-Type", "application/json").body(body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(pn::Entity::find().filter(pn::Column::PspReference.eq("signed-with-another-key")).count(&db.services.db).await.unwrap(), before, "nothing stored");
+});
+
 db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_reference, |db| {
     // R-TOK-1: Paystage's card page sends the browser to the processor's hosted page (another
     // origin); the card is typed there; the browser comes back with the stored card's id, whose

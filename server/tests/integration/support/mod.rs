@@ -299,6 +299,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/login", ANYONE, String::new()),
         ("/api/logout", ANYONE, String::new()),
         ("/api/current_user", ANYONE, String::new()),
+        ("/api/getting_started", ANYONE, String::new()),
         ("/api/features_overview", ADMIN, String::new()),
         ("/api/toggle_feature", ADMIN, "key=improve_cards_payment_flow&enable=yes".into()),
         ("/api/parameters_page", ADMIN, "group=commerce".into()),
