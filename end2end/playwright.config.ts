@@ -19,7 +19,13 @@ if (!process.env.PAYSTAGE_E2E_PORT) {
     "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
   ]).toString().trim();
   process.env.PAYSTAGE_E2E_DB2 = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-orders-')), 'e2e.db');
-  for (const i of [1, 2]) {
+  process.env.PAYSTAGE_E2E_PORT3 = execFileSync(process.execPath, [
+    '-e',
+    "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
+  ]).toString().trim();
+  process.env.PAYSTAGE_E2E_DB3 = join(mkdtempSync(join(tmpdir(), 'paystage-e2e-empty-')), 'e2e.db');
+  process.env.PAYSTAGE_E2E_SECRET_KEY = randomBytes(32).toString('hex');
+  for (const i of [1, 2, 3]) {
     process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`] = execFileSync(process.execPath, [
       '-e',
       "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})",
@@ -31,6 +37,7 @@ if (!process.env.PAYSTAGE_E2E_PORT) {
 }
 const port = process.env.PAYSTAGE_E2E_PORT;
 const port2 = process.env.PAYSTAGE_E2E_PORT2;
+const port3 = process.env.PAYSTAGE_E2E_PORT3;
 const root = resolve(__dirname, '..');
 const bin = process.env.PAYSTAGE_BIN ?? join(root, 'target/debug/paystage');
 
@@ -57,10 +64,12 @@ export default defineConfig({
   // first (web servers start in the order listed), with its store in a temporary folder.
   // Server 1: demo users and reference data, every feature off (the feature and parameter tests
   // start from there). Server 2: demo orders too, with the card payment features on (pipeline tests).
+  // Server 3: an empty database without demo data and no processor in its environment, set up
+  // through the pages alone (onboarding.spec.ts, issue #43); its sandbox's keys are typed there.
   webServer: [
-    ...[1, 2].map((i) => ({
+    ...[1, 2, 3].map((i) => ({
       command: `${bin} sandbox --port ${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`]} --data ${process.env[`PAYSTAGE_E2E_SANDBOX_DIR${i}`]} `
-        + `--merchant-account PaystageE2E --notify-url http://127.0.0.1:${i === 1 ? port : port2}/webhooks/adyen/sandbox`,
+        + `--merchant-account PaystageE2E --notify-url http://127.0.0.1:${[port, port2, port3][i - 1]}/webhooks/adyen/sandbox`,
       url: `http://127.0.0.1:${process.env[`PAYSTAGE_E2E_SANDBOX_PORT${i}`]}/healthz`,
       timeout: 60_000,
       reuseExistingServer: false,
@@ -93,5 +102,21 @@ export default defineConfig({
       PAYSTAGE_CONNECTOR_SANDBOX_HMAC_KEY: process.env.PAYSTAGE_E2E_SANDBOX_HMAC!,
     },
   })),
+    {
+      command: `${bin} serve`,
+      url: `http://127.0.0.1:${port3}/healthz`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      stdout: 'pipe' as const,
+      env: {
+        DATABASE_URL: `sqlite://${process.env.PAYSTAGE_E2E_DB3}`,
+        PAYSTAGE_PORT: port3!,
+        PAYSTAGE_DEMO: 'false',
+        PAYSTAGE_ADMIN_PASSWORD: process.env.PAYSTAGE_E2E_PASSWORD!,
+        PAYSTAGE_SECRET_KEY: process.env.PAYSTAGE_E2E_SECRET_KEY!,
+        PAYSTAGE_SITE_ROOT: join(root, 'target/site'),
+        PAYSTAGE_LOG: 'warn',
+      },
+    },
   ],
 });

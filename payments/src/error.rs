@@ -124,6 +124,15 @@ impl ServiceError {
     pub fn internal(what: impl fmt::Display) -> Self {
         ServiceError::Internal(what.to_string())
     }
+
+    /// A unique index refusing an insert (two saves of the same code at once, the later one
+    /// refused by the database after both checked) as a message on `field`; any other error as is.
+    pub fn unique_as_field(e: DbErr, field: &str, message: impl Into<String>) -> Self {
+        match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => ServiceError::field(field, message),
+            _ => e.into(),
+        }
+    }
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -81,14 +81,14 @@ where
     V: With<Value = Option<Result<(), AppError>>> + Clone + Send + Sync + 'static,
 {
     let sc = move || Some(scope.clone());
-    let keep = |set: bool| if set { "Stored; leave empty to keep it" } else { "Not set" };
+    let keep = |set: bool| if set { "Stored · type to replace" } else { "Not set" };
     let (api_set, hmac_set) = c.map_or((false, false), |c| (c.api_key_set, c.hmac_key_set));
     let value_of = |f: fn(&ConnectorView) -> String| c.map(f).unwrap_or_default();
     let window = c.map_or("31".to_string(), |c| c.key_window_days.to_string());
     let timeout = c.map_or("8".to_string(), |c| c.timeout_seconds.to_string());
     view! {
         <label class="stacked grow">
-            "Endpoint (Checkout API up to its version)"
+            "Checkout API endpoint"
             <input name="endpoint" value=value_of(|c| c.endpoint.clone()) placeholder="https://checkout-test.adyen.com/v72" maxlength="300" />
             {field_error(value.clone(), "endpoint", sc())}
         </label>
@@ -280,7 +280,7 @@ pub fn ConnectorsPage() -> impl IntoView {
                                 <button type="submit" class="secondary">"Save connection"</button>
                             </ActionForm>
                             {edit_outcome}
-                            <ActionForm action=test attr:class="row-form">
+                            <ActionForm action=test attr:class="row-form spaced">
                                 <input type="hidden" name="connector_id" value=c.id />
                                 <button type="submit" class="secondary">"Test connection"</button>
                             </ActionForm>

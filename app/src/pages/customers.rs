@@ -167,7 +167,7 @@ pub fn CustomersPage() -> impl IntoView {
                 .collect_view();
             view! {
                 <table class="grid">
-                    {table_head(&["Account", "Name", "Email", "Phone", "Billing", "State", ""])}
+                    {table_head(&["Account", "Name", "E-mail", "Phone", "Billing", "State", ""])}
                     <tbody>{rows}</tbody>
                 </table>
             }

@@ -171,7 +171,7 @@ pub async fn save(s: &Services, actor: &str, id: Option<i32>, f: &CustomerForm) 
     m.billing_country = Set(country);
     let saved = match &before {
         Some(_) => m.update(&txn).await?,
-        None => m.insert(&txn).await?,
+        None => m.insert(&txn).await.map_err(|e| ServiceError::unique_as_field(e, "account", format!("The account number {account} belongs to another customer already; choose another.")))?,
     };
     if before.as_ref() == Some(&saved) {
         return Ok(saved.id);

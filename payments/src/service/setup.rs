@@ -355,7 +355,8 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
             }
             let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), ..Default::default() }
                 .insert(&txn)
-                .await?;
+                .await
+                .map_err(|e| ServiceError::unique_as_field(e, "code", format!("A channel with the code {code} exists already; choose another.")))?;
             audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency }))).await?;
             m.id
         }
@@ -609,7 +610,8 @@ pub async fn save_connector(s: &Services, actor: &str, id: Option<i32>, f: &Conn
                 ..Default::default()
             }
             .insert(&txn)
-            .await?;
+            .await
+            .map_err(|e| ServiceError::unique_as_field(e, "code", format!("A connector with the code {code} exists already; choose another.")))?;
             let mut view = shown(&m);
             view["kind"] = json!(kind);
             view["is_default"] = json!(m.is_default);

@@ -844,3 +844,34 @@ db_test!(customers_are_created_edited_searched_and_deactivated_and_a_deactivated
     let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("C-2001")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
     assert_eq!(actions, ["customer.create", "customer.edit", "customer.deactivate", "customer.activate"]);
 });
+
+db_test!(the_same_code_saved_twice_at_once_is_refused_with_a_message_not_an_internal_error, |db| {
+    // Issue #43 (noticed on the first part): two administrators adding a channel, a connector or a
+    // customer with the same code at the same moment: one is added, the other is told the code is
+    // taken (the database's unique index decides when both checked before either wrote).
+    use payments::service::customers::{self, CustomerForm};
+    use payments::service::setup::{ChannelForm, ConnectorForm};
+    let s = &db.services;
+    for round in 0..4 {
+        let channel = ChannelForm { code: format!("race-{round}"), name: "Race".into(), kind: "call_center".into(), currency: "USD".into() };
+        let (a, b) = tokio::join!(setup::save_channel(s, "admin", None, &channel), setup::save_channel(s, "admin2", None, &channel));
+        let connector = ConnectorForm {
+            code: format!("race-{round}"),
+            name: "Race".into(),
+            kind: "adyen".into(),
+            endpoint: "https://checkout-test.adyen.com/v72".into(),
+            merchant_account: "Race".into(),
+            api_key: "k".into(),
+            ..Default::default()
+        };
+        let (c, d) = tokio::join!(setup::save_connector(s, "admin", None, &connector), setup::save_connector(s, "admin2", None, &connector));
+        let customer = CustomerForm { account: format!("RACE-{round}"), name: "Race".into(), ..Default::default() };
+        let (e, f) = tokio::join!(customers::save(s, "finance", None, &customer), customers::save(s, "callcenter", None, &customer));
+        for (what, pair, field) in [("channel", (a, b), "code"), ("connector", (c, d), "code"), ("customer", (e, f), "account")] {
+            let oks = [&pair.0, &pair.1].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(oks, 1, "{what} round {round}: {pair:?}");
+            let refused = if pair.0.is_err() { &pair.0 } else { &pair.1 };
+            assert!(matches!(refused, Err(ServiceError::Validation(v)) if v[0].field == field), "{what} round {round}: {refused:?}");
+        }
+    }
+});
