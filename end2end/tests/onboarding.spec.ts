@@ -55,6 +55,7 @@ test('from an empty install to an invoiced card order through the pages alone', 
   await addChannel.getByLabel('Code').fill('phone');
   await addChannel.getByLabel('Name').fill('Phone orders');
   await addChannel.getByLabel('Kind').selectOption({ label: 'Call center' });
+  await addChannel.getByLabel('Time zone').fill('America/Chicago');
   await addChannel.getByRole('button', { name: 'Add' }).click();
   await expect(page.locator('tr[data-channel="phone"] .badge')).toHaveText('Open');
 
@@ -158,6 +159,8 @@ test('from an empty install to an invoiced card order through the pages alone', 
   await callCenter.getByRole('button', { name: 'Place order and authorize' }).click();
   await expect(callCenter.locator('h1')).toContainText('Sales order SO-');
   orderPath = new URL(callCenter.url()).pathname;
+  // Taken on the call center, its time shown in the channel's time zone.
+  await expect(callCenter.getByText(/Phone orders · taken \d{4}-\d{2}-\d{2} \d{2}:\d{2} C[SD]T/)).toBeVisible();
   const orderNumber = ((await callCenter.locator('h1').textContent()) ?? '').match(/SO-\d+/)![0];
 
   // Finance invoices it: one authorization, one capture.

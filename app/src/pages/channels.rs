@@ -16,20 +16,20 @@ pub async fn channels_overview() -> Result<Vec<ChannelView>, AppError> {
 
 /// Adds a store or channel.
 #[server(endpoint = "add_channel")]
-pub async fn add_channel(code: String, name: String, kind: String, currency: String) -> Result<(), AppError> {
+pub async fn add_channel(code: String, name: String, kind: String, currency: String, time_zone: String) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
-    let form = payments::service::setup::ChannelForm { code, name, kind, currency };
+    let form = payments::service::setup::ChannelForm { code, name, kind, currency, time_zone };
     payments::service::setup::save_channel(&services()?, &user.username, None, &form).await.map_err(|e| AppError::from(e).with_scope("new"))?;
     Ok(())
 }
 
-/// Renames a channel or changes its currency.
+/// Renames a channel or changes its currency or time zone.
 #[server(endpoint = "edit_channel")]
-pub async fn edit_channel(id: i32, name: String, currency: String) -> Result<(), AppError> {
+pub async fn edit_channel(id: i32, name: String, currency: String, time_zone: String) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Administrator]).await?;
-    let form = payments::service::setup::ChannelForm { name, currency, ..Default::default() };
+    let form = payments::service::setup::ChannelForm { name, currency, time_zone, ..Default::default() };
     payments::service::setup::save_channel(&services()?, &user.username, Some(id), &form).await.map_err(|e| AppError::from(e).with_scope(id.to_string()))?;
     Ok(())
 }
@@ -42,6 +42,12 @@ pub async fn set_channel_closed(id: i32, closed: bool) -> Result<(), AppError> {
     payments::service::setup::set_channel_closed(&services()?, &user.username, id, closed).await?;
     Ok(())
 }
+
+/// Time zones offered as the field is typed (any IANA name is taken).
+const TIME_ZONES: [&str; 16] = [
+    "UTC", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto", "America/Mexico_City", "America/Sao_Paulo",
+    "Europe/London", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Asia/Tokyo", "Asia/Singapore", "Asia/Kolkata", "Australia/Sydney",
+];
 
 #[component]
 pub fn ChannelsPage() -> impl IntoView {
@@ -66,6 +72,9 @@ pub fn ChannelsPage() -> impl IntoView {
         {outcome(close.value(), "Saved.", None)}
         <section class="panel">
             <h2>"Add a store or channel"</h2>
+            <datalist id="time-zones">
+                {TIME_ZONES.into_iter().map(|z| view! { <option value=z></option> }).collect_view()}
+            </datalist>
             <ActionForm action=add node_ref=add_form attr:class="row-form">
                 <label class="stacked narrow">
                     "Code"
@@ -89,6 +98,11 @@ pub fn ChannelsPage() -> impl IntoView {
                     <input name="currency" value="USD" class="amount" maxlength="3" />
                     {field_error(add.value(), "currency", new_scope())}
                 </label>
+                <label class="stacked">
+                    "Time zone"
+                    <input name="time_zone" value="UTC" list="time-zones" maxlength="64" placeholder="America/Chicago" />
+                    {field_error(add.value(), "time_zone", new_scope())}
+                </label>
                 <button type="submit" class="primary">"Add"</button>
             </ActionForm>
             {outcome(add.value(), "", new_scope())}
@@ -99,7 +113,7 @@ pub fn ChannelsPage() -> impl IntoView {
             }
             view! {
                 <table class="grid">
-                    {table_head(&["Code", "Kind", "Name and currency", "State", ""])}
+                    {table_head(&["Code", "Kind", "Name, currency and time zone", "State", ""])}
                     <tbody>
                         {channels.into_iter().map(|c| {
                             let scope = c.id.to_string();
@@ -109,14 +123,16 @@ pub fn ChannelsPage() -> impl IntoView {
                                     <td><code>{c.code.clone()}</code></td>
                                     <td>{c.kind.label()}</td>
                                     <td>
-                                        <ActionForm action=edit attr:class="row-form">
+                                        <ActionForm action=edit attr:class="row-form channel-edit">
                                             <input type="hidden" name="id" value=c.id />
-                                            <input name="name" value=c.name.clone() aria-label="Name" maxlength="80" class="grow" />
+                                            <input name="name" value=c.name.clone() aria-label="Name" maxlength="80" />
                                             <input name="currency" value=c.currency.clone() aria-label="Currency" maxlength="3" class="amount" />
+                                            <input name="time_zone" value=c.time_zone.clone() aria-label="Time zone" list="time-zones" maxlength="64" />
                                             <button type="submit" class="secondary">"Save"</button>
                                         </ActionForm>
                                         {field_error(edit.value(), "name", Some(s1))}
                                         {field_error(edit.value(), "currency", Some(s2))}
+                                        {field_error(edit.value(), "time_zone", Some(c.id.to_string()))}
                                         {outcome(edit.value(), "Saved.", Some(s3))}
                                     </td>
                                     <td>

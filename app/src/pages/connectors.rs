@@ -194,7 +194,7 @@ pub fn ConnectorsPage() -> impl IntoView {
         {loaded(data, move |(in_use, connectors): (ProcessorInUse, Vec<ConnectorView>)| {
             let status_class = if in_use.source == "none" { "notice warning" } else { "notice info" };
             let status = view! {
-                <div class=status_class role="status" data-testid="processor-in-use">{in_use.summary.clone()}</div>
+                <div class=status_class data-testid="processor-in-use">{in_use.summary.clone()}</div>
                 {(!in_use.can_seal).then(|| view! {
                     <p class="small muted">"This server has no PAYSTAGE_SECRET_KEY, so no API or HMAC key can be stored here."</p>
                 })}

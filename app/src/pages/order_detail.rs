@@ -161,7 +161,7 @@ fn summary(d: &OrderDetail, cancelled: bool) -> impl IntoView + use<> {
                 {o.do_not_process.then(|| view! { <span class="badge bad">"Do not process"</span> })}
             </h1>
             <p class="intro">
-                {format!("{} · {} · {} · taken {}", o.customer_account, o.customer_name, o.channel_name, o.created_at.format("%Y-%m-%d %H:%M UTC"))}
+                {format!("{} · {} · {} · taken {}", o.customer_account, o.customer_name, o.channel_name, o.taken_local)}
             </p>
         </div>
         <section class="panel summary">

@@ -21,6 +21,8 @@ pub struct OrderRow {
     pub invoiced: Money,
     pub do_not_process: bool,
     pub created_at: DateTime<Utc>,
+    /// When it was taken, in its channel's time zone (`2026-12-07 13:58 CST`).
+    pub taken_local: String,
     /// Invoices of this order whose payment process is incomplete.
     pub incomplete: u32,
 }

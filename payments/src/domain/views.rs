@@ -90,6 +90,8 @@ pub struct ChannelView {
     pub currency: String,
     /// Closed channels take no new orders (issue #43).
     pub closed: bool,
+    /// IANA time zone.
+    pub time_zone: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,8 @@ pub struct Model {
     pub currency: String,
     /// When the channel was closed: it takes no new orders; its orders stay.
     pub closed_at: Option<DateTimeUtc>,
+    /// IANA time zone (`America/Chicago`), in which its orders' times are shown.
+    pub time_zone: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -64,6 +64,7 @@ pub(crate) async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: boo
     let currency = Currency::stored(&o.currency)?;
     let cust = customer::Entity::find_by_id(o.customer_id).one(db).await?;
     let chan = channel::Entity::find_by_id(o.channel_id).one(db).await?;
+    let chan_zone = chan.as_ref().map(|c| c.time_zone.clone());
     let invoices = inv::Entity::find().filter(inv::Column::OrderId.eq(o.id)).all(db).await?;
     let total = order_total(db, &o).await?;
     let processes = pp::Entity::find().filter(pp::Column::OrderId.eq(o.id)).all(db).await?;
@@ -77,11 +78,12 @@ pub(crate) async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: boo
         customer_account: cust.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
         customer_name: cust.map(|c| c.name).unwrap_or_default(),
         channel_name: chan.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
-        channel_kind: chan.and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore),
+        channel_kind: chan.as_ref().and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore),
         status: OrderStatus::from_code(&o.status).unwrap_or(OrderStatus::Open),
         total,
         invoiced: Money::from_minor(invoices.iter().map(|i| i.amount_minor).sum(), currency),
         do_not_process: held,
+        taken_local: super::setup::local_time(o.created_at, chan_zone.as_deref()),
         created_at: o.created_at,
         incomplete,
     })

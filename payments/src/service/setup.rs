@@ -21,6 +21,7 @@ fn channel_view(m: channel::Model) -> ChannelView {
         name: m.name,
         currency: m.currency,
         closed: m.closed_at.is_some(),
+        time_zone: m.time_zone,
     }
 }
 
@@ -299,6 +300,25 @@ pub struct ChannelForm {
     /// changes under its orders.
     pub kind: String,
     pub currency: String,
+    /// IANA time zone; empty: UTC.
+    pub time_zone: String,
+}
+
+/// `at` in the IANA time zone `zone` (UTC when none or unknown), as a page shows it.
+pub fn local_time(at: chrono::DateTime<chrono::Utc>, zone: Option<&str>) -> String {
+    match zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok()) {
+        Some(tz) => at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string(),
+        None => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+/// The IANA time zone typed (`America/Chicago`; empty: UTC), as stored.
+fn parse_time_zone(raw: &str) -> Option<String> {
+    match raw.trim() {
+        "" => Some("UTC".into()),
+        z if z.len() <= 64 => z.parse::<chrono_tz::Tz>().ok().map(|tz| tz.name().to_string()),
+        _ => None,
+    }
 }
 
 /// Creates a store or channel (`id` None) or edits one: validated field by field, nothing
@@ -309,6 +329,11 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
     if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
         errors.push(FieldError::new("name", "Enter a name of 1 to 80 characters, on one line."));
     }
+    let time_zone = parse_time_zone(&f.time_zone);
+    if time_zone.is_none() {
+        errors.push(FieldError::new("time_zone", "Enter the time zone by its IANA name, like America/Chicago or Europe/Berlin (UTC if empty)."));
+    }
+    let time_zone = time_zone.unwrap_or_default();
     let currency = crate::domain::money::Currency::from_code(&f.currency);
     if currency.is_none() {
         errors.push(FieldError::new("currency", "Enter the ISO code of the channel's currency, like USD or EUR."));
@@ -336,15 +361,16 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
     let saved = match (id, created) {
         (Some(id), _) => {
             let before = find_channel(&txn, id).await?;
-            if before.name == name && before.currency == currency {
+            if before.name == name && before.currency == currency && before.time_zone == time_zone {
                 return Ok(id);
             }
             let mut m: channel::ActiveModel = before.clone().into();
             m.name = Set(name.to_string());
             m.currency = Set(currency.clone());
+            m.time_zone = Set(time_zone.clone());
             m.update(&txn).await?;
-            let view = |c: &str, n: &str| json!({ "name": n, "currency": c });
-            audit::record(&txn, s.now(), actor, "channel.edit", &before.code, Some(view(&before.currency, &before.name)), Some(view(&currency, name))).await?;
+            let view = |c: &str, n: &str, z: &str| json!({ "name": n, "currency": c, "time_zone": z });
+            audit::record(&txn, s.now(), actor, "channel.edit", &before.code, Some(view(&before.currency, &before.name, &before.time_zone)), Some(view(&currency, name, &time_zone))).await?;
             id
         }
         (None, Some((code, Some(kind)))) => {
@@ -353,11 +379,11 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
             if taken {
                 return Err(ServiceError::field("code", format!("A channel with the code {code} exists already; choose another.")));
             }
-            let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), ..Default::default() }
+            let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), time_zone: Set(time_zone.clone()), ..Default::default() }
                 .insert(&txn)
                 .await
                 .map_err(|e| ServiceError::unique_as_field(e, "code", format!("A channel with the code {code} exists already; choose another.")))?;
-            audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency }))).await?;
+            audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency, "time_zone": time_zone }))).await?;
             m.id
         }
         _ => return Err(ServiceError::internal("a new channel without its kind")),

@@ -409,7 +409,7 @@ db_test!(a_disabled_user_is_signed_out_at_once_and_sessions_have_an_absolute_lif
     let app = spawn_with(&db, &[("PAYSTAGE_SESSION_MAX_HOURS", "2")]).await;
     let admin = signed_in(&app, "admin").await;
     let callcenter = signed_in(&app, "callcenter").await;
-    let call = |c: &Client| c.post(format!("{}/api/list_customers", app.base)).send();
+    let call = |c: &Client| c.post(format!("{}/api/list_customers", app.base)).form(&[("q", ""), ("inactive", "false")]).send();
     assert_eq!(call(&callcenter).await.unwrap().status(), StatusCode::OK);
     let res = admin.post(format!("{}/api/set_user_disabled", app.base)).form(&[("user_id", "3"), ("disable", "yes")]).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

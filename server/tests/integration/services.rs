@@ -581,7 +581,7 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     let s = &db.services;
     let fx = fixture(s).await;
     payments::testing::enable_pipeline(s, true).await;
-    let form = |code: &str, name: &str, kind: &str, currency: &str| ChannelForm { code: code.into(), name: name.into(), kind: kind.into(), currency: currency.into() };
+    let form = |code: &str, name: &str, kind: &str, currency: &str| ChannelForm { code: code.into(), name: name.into(), kind: kind.into(), currency: currency.into(), time_zone: String::new() };
     let rows = || async { (channel::Entity::find().count(&s.db).await.unwrap(), audit_log::Entity::find().count(&s.db).await.unwrap()) };
     let before = rows().await;
     let long = "x".repeat(81);
@@ -597,6 +597,9 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
         (form("phone", "Phone orders", "warehouse", "USD"), "kind"),
         (form("phone", "Phone orders", "call_center", "XYZ"), "currency"),
         (form("phone", "Phone orders", "call_center", ""), "currency"),
+        (ChannelForm { time_zone: "Mars/Olympus_Mons".into(), ..form("phone", "Phone orders", "call_center", "USD") }, "time_zone"),
+        (ChannelForm { time_zone: "../../etc/passwd".into(), ..form("phone", "Phone orders", "call_center", "USD") }, "time_zone"),
+        (ChannelForm { time_zone: "x".repeat(65), ..form("phone", "Phone orders", "call_center", "USD") }, "time_zone"),
     ] {
         match setup::save_channel(s, "admin", None, &f).await {
             Err(ServiceError::Validation(errors)) => assert!(errors.iter().any(|e| e.field == field), "{f:?}: {errors:?}"),
@@ -608,6 +611,7 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     let phone = setup::save_channel(s, "admin", None, &form("phone", "  Phone orders ", "call_center", "eur")).await.unwrap();
     let made = channel::Entity::find_by_id(phone).one(&s.db).await.unwrap().unwrap();
     assert_eq!((made.name.as_str(), made.kind.as_str(), made.currency.as_str(), made.closed_at), ("Phone orders", "call_center", "EUR", None));
+    assert_eq!(made.time_zone, "UTC", "no time zone typed: UTC");
     let again = setup::save_channel(s, "admin", None, &form("PHONE", "Other", "pos_store", "USD")).await.unwrap_err();
     assert!(matches!(&again, ServiceError::Validation(e) if e[0].field == "code" && e[0].message.contains("exists already")), "{again:?}");
     // Edited: the name and currency; the code and kind stay.
@@ -617,7 +621,12 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     assert!(matches!(setup::save_channel(s, "admin", Some(9_999), &form("", "X", "", "USD")).await, Err(ServiceError::NotFound(_))));
 
     // An order on it, then closed: no new order, a message naming it, the old order still there.
+    // Its time zone: its orders' times are shown in it (the test epoch is 09:30 UTC, 03:30 in Chicago).
+    setup::save_channel(s, "admin", Some(phone), &ChannelForm { time_zone: "America/Chicago".into(), ..form("", "Phone & mail orders", "", "USD") }).await.unwrap();
+    assert_eq!(channel::Entity::find_by_id(phone).one(&s.db).await.unwrap().unwrap().time_zone, "America/Chicago");
     let first = OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").place(s).await;
+    let taken = payments::service::orders::detail(s, first.order_id).await.unwrap().order.taken_local;
+    assert!(taken.ends_with("CST") && taken.contains(" 03:30 "), "{taken}");
     setup::set_channel_closed(s, "admin", phone, true).await.unwrap();
     let orders = sales_order::Entity::find().count(&s.db).await.unwrap();
     let refused = OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").try_place(s).await.unwrap_err();
@@ -630,7 +639,7 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     setup::set_channel_closed(s, "admin", phone, false).await.unwrap();
     OrderBuilder::new(&fx).channel(phone).line("Tent", 1, "100.00").place(s).await;
     let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("phone")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
-    assert_eq!(actions, ["channel.create", "channel.edit", "channel.close", "channel.reopen"]);
+    assert_eq!(actions, ["channel.create", "channel.edit", "channel.edit", "channel.close", "channel.reopen"]);
 
     // A closed store takes no customer account deposit either.
     setup::set_channel_closed(s, "admin", fx.pos, true).await.unwrap();
@@ -853,7 +862,7 @@ db_test!(the_same_code_saved_twice_at_once_is_refused_with_a_message_not_an_inte
     use payments::service::setup::{ChannelForm, ConnectorForm};
     let s = &db.services;
     for round in 0..4 {
-        let channel = ChannelForm { code: format!("race-{round}"), name: "Race".into(), kind: "call_center".into(), currency: "USD".into() };
+        let channel = ChannelForm { code: format!("race-{round}"), name: "Race".into(), kind: "call_center".into(), currency: "USD".into(), time_zone: "Europe/Berlin".into() };
         let (a, b) = tokio::join!(setup::save_channel(s, "admin", None, &channel), setup::save_channel(s, "admin2", None, &channel));
         let connector = ConnectorForm {
             code: format!("race-{round}"),

@@ -310,8 +310,8 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ),
         ("/api/connectors_overview", ADMIN, String::new()),
         ("/api/channels_overview", ADMIN, String::new()),
-        ("/api/add_channel", ADMIN, "code=phone-2&name=Phone+orders&kind=call_center&currency=EUR".into()),
-        ("/api/edit_channel", ADMIN, "id=1&name=Houston+store&currency=USD".into()),
+        ("/api/add_channel", ADMIN, "code=phone-2&name=Phone+orders&kind=call_center&currency=EUR&time_zone=Europe%2FBerlin".into()),
+        ("/api/edit_channel", ADMIN, "id=1&name=Houston+store&currency=USD&time_zone=America%2FChicago".into()),
         // Reopens an open channel (a no-op): closing one here would refuse the orders placed on it below.
         ("/api/set_channel_closed", ADMIN, "id=1&closed=false".into()),
         ("/api/processor_notifications", FINANCE_ADMIN, "state=".into()),
