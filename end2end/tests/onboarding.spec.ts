@@ -97,6 +97,7 @@ test('from an empty install to an invoiced card order through the pages alone', 
   await connector.getByLabel('API key').fill(process.env.PAYSTAGE_E2E_SANDBOX_KEY!);
   await connector.getByRole('button', { name: 'Save connection' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'Connection saved.' })).toBeVisible();
+  await expect(connector.getByLabel('API key')).toHaveValue('');
   await connector.getByRole('button', { name: 'Test connection' }).click();
   await expect(connector.getByTestId('connection-test')).toContainText('accepts this API key');
   await page.screenshot({ path: 'screenshots/connectors-set-up.png', fullPage: true });

@@ -206,6 +206,9 @@ pub fn ConnectorsPage() -> impl IntoView {
                     let connection_scope = format!("connection:{}", c.id);
                     let kind_label = KINDS.iter().find(|(k, _)| *k == c.kind).map_or(c.kind.clone(), |(_, l)| (*l).to_string());
                     let fields = connection_fields(edit.value(), connection_scope.clone(), Some(&c));
+                    // Once saved, the keys typed are emptied (never shown again, not even masked);
+                    // after a refusal they stay, to be corrected and sent again.
+                    let edit_form = crate::components::cleared_on_success(move || matches!(edit.value().get(), Some(Ok(()))));
                     let name_error = field_error(edit.value(), "name", Some(connection_scope.clone()));
                     let edit_outcome = outcome(edit.value(), "", Some(connection_scope.clone()));
                     let test_result = move || {
@@ -269,7 +272,7 @@ pub fn ConnectorsPage() -> impl IntoView {
                                 {format!("{kind_label} · code {} · notifications to /webhooks/adyen/{}", c.code, c.code)}
                             </p>
                             <h3>"Connection"</h3>
-                            <ActionForm action=edit attr:class="row-form wrap">
+                            <ActionForm action=edit node_ref=edit_form attr:class="row-form wrap">
                                 <input type="hidden" name="connector_id" value=c.id />
                                 <label class="stacked">
                                     "Name"

@@ -64,6 +64,9 @@ pub async fn account_deposit(s: &Services, actor: &str, customer_id: i32, channe
     if ChannelKind::from_code(&chan.kind) != Some(ChannelKind::PosStore) {
         return Err(ServiceError::field("channel_id", "Customer account deposits are taken at a POS store; choose a store."));
     }
+    if cust.deactivated_at.is_some() {
+        return Err(ServiceError::field("customer_id", format!("{} ({}) is deactivated: they take no deposits. Activate the customer on the Customers page first.", cust.name, cust.account)));
+    }
     if chan.closed_at.is_some() {
         return Err(ServiceError::field("channel_id", format!("{} is closed: it takes no deposits. Choose another store.", chan.name)));
     }

@@ -836,7 +836,7 @@ db_test!(customers_are_created_edited_searched_and_deactivated_and_a_deactivated
     assert!(customers::search(&s.db, "%", false).await.unwrap().is_empty());
     assert!(customers::search(&s.db, "_", false).await.unwrap().iter().all(|c| c.account.contains('_') || c.name.contains('_') || c.email.as_deref().unwrap_or("").contains('_')));
 
-    // An order, then deactivated: not offered, no new order or card, the old order stays.
+    // An order, then deactivated: not offered, no new order, card or deposit; the old order stays.
     let first = OrderBuilder::new(&fx).customer(id).line("Tent", 1, "100.00").place(s).await;
     customers::set_active(s, "finance", id, false).await.unwrap();
     assert!(customers::search(&s.db, "ruiz", false).await.unwrap().is_empty());
@@ -848,7 +848,10 @@ db_test!(customers_are_created_edited_searched_and_deactivated_and_a_deactivated
     assert!(refused.to_string().contains("is deactivated"), "{refused}");
     assert_eq!(payments::entity::sales_order::Entity::find().count(&s.db).await.unwrap(), orders, "nothing written");
     assert!(payments::service::orders::detail(s, first.order_id).await.is_ok());
+    let deposit = payments::service::prepayments::account_deposit(s, "finance", id, fx.pos, "USD", "10.00").await.unwrap_err();
+    assert!(deposit.to_string().contains("is deactivated: they take no deposits"), "{deposit}");
     customers::set_active(s, "finance", id, true).await.unwrap();
+    payments::service::prepayments::account_deposit(s, "finance", id, fx.pos, "USD", "10.00").await.unwrap();
     OrderBuilder::new(&fx).customer(id).line("Tent", 1, "100.00").place(s).await;
     let actions: Vec<String> = audit_log::Entity::find().filter(audit_log::Column::Subject.eq("C-2001")).all(&s.db).await.unwrap().into_iter().map(|a| a.action).collect();
     assert_eq!(actions, ["customer.create", "customer.edit", "customer.deactivate", "customer.activate"]);
