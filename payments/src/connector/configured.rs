@@ -62,6 +62,9 @@ pub struct Configured {
     clock: SharedClock,
     secrets: Option<SecretKey>,
     current: RwLock<Current>,
+    /// One reload at a time, so that a reload that read an older row never replaces what a later
+    /// one built (the periodic check and a save on this server may run at once).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Configured {
@@ -72,6 +75,7 @@ impl Configured {
             clock,
             secrets,
             current: RwLock::new(Current { connector: Arc::new(NoProcessor), admin: None, built_from: None, status: ConnectorStatus::Unusable("not loaded yet".into()) }),
+            reloading: tokio::sync::Mutex::new(()),
         };
         c.reload().await?;
         Ok(c)
@@ -96,6 +100,7 @@ impl Configured {
 
     /// Rebuilds the connector when the default connector's row changed since it was built.
     pub async fn reload(&self) -> Result<(), DbErr> {
+        let _one_at_a_time = self.reloading.lock().await;
         let row = connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).one(&self.db).await?;
         let key = row.as_ref().map(|r| (r.id, r.revision));
         if key.is_some() && key == self.current().built_from {
