@@ -40,7 +40,8 @@ pub async fn save_customer(
     use crate::auth::ssr::{require, services};
     let user = require(CUSTOMER_ROLES).await?;
     let form = payments::service::customers::CustomerForm { account, name, email, phone, billing_street, billing_city, billing_postal_code, billing_country };
-    let saved = payments::service::customers::save(&services()?, &user.username, (id > 0).then_some(id), &form).await?;
+    // 0 adds a customer; any other id edits that one (an id no customer has is not found).
+    let saved = payments::service::customers::save(&services()?, &user.username, (id != 0).then_some(id), &form).await?;
     Ok(saved)
 }
 

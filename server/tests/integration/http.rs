@@ -553,3 +553,22 @@ db_test!(the_webhook_endpoint_sits_outside_sessions_and_refuses_unsigned_batches
     let r = client().get(format!("{}/webhooks/adyen/adyen", app.base)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
 });
+
+db_test!(a_customer_id_no_customer_has_is_not_found_and_adds_nobody, |db| {
+    // Issue #43: Save customer with id 0 adds one; any other id edits that customer, so a
+    // negative or unknown id is not found (404) and adds nobody.
+    use sea_orm::PaginatorTrait;
+    let app = spawn(&db).await;
+    let finance = signed_in(&app, "finance").await;
+    let before = payments::entity::customer::Entity::find().count(&db.services.db).await.unwrap();
+    for id in ["-1", "99999"] {
+        let res = finance
+            .post(format!("{}/api/save_customer", app.base))
+            .form(&[("id", id), ("account", "C-7777"), ("name", "Nobody"), ("email", ""), ("phone", ""), ("billing_street", ""), ("billing_city", ""), ("billing_postal_code", ""), ("billing_country", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "id {id}");
+    }
+    assert_eq!(payments::entity::customer::Entity::find().count(&db.services.db).await.unwrap(), before);
+});
