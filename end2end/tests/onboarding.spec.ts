@@ -100,6 +100,28 @@ test('from an empty install to an invoiced card order through the pages alone', 
   await expect(connector.getByLabel('API key')).toHaveValue('');
   await connector.getByRole('button', { name: 'Test connection' }).click();
   await expect(connector.getByTestId('connection-test')).toContainText('accepts this API key');
+
+  // A second connector, which the call center alone pays through (R-PAR-5); the store keeps the
+  // default. Its orders' cards are taken, authorized and captured there.
+  await add.getByLabel('Code').fill('phone-sandbox');
+  await add.getByLabel('Name').fill('Phone sandbox');
+  await add.getByLabel('Kind').selectOption({ label: 'Paystage processor sandbox' });
+  await add.getByLabel('Checkout API endpoint').fill(`${sandbox}/checkout/v72`);
+  await add.getByLabel('Merchant account').fill('PaystageE2E');
+  await add.getByLabel('API key').fill(process.env.PAYSTAGE_E2E_SANDBOX_KEY!);
+  await add.getByLabel('HMAC key (notifications)').fill(process.env.PAYSTAGE_E2E_SANDBOX_HMAC!);
+  await add.getByLabel('Hosted card page').fill(`${sandbox}/hpp/cards`);
+  await add.getByRole('button', { name: 'Add connector' }).click();
+  const phoneConnector = page.locator('section[data-connector="phone-sandbox"]');
+  await expect(phoneConnector.getByTestId('pays-for')).toContainText('No store or channel pays through it yet');
+  await gotoHydrated(page, '/parameters/stores');
+  const phoneRow = page.locator('tr[data-channel="phone"]');
+  await phoneRow.getByLabel('Connector of this channel').selectOption({ label: 'Phone sandbox (phone-sandbox)' });
+  await phoneRow.getByRole('button', { name: 'Save' }).click();
+  await expect(phoneRow.getByRole('status')).toContainText('Saved.');
+  await gotoHydrated(page, '/parameters/connectors');
+  await expect(phoneConnector.getByTestId('pays-for')).toContainText('Takes the cards of: Phone orders');
+  await expect(connector.getByTestId('pays-for')).toContainText('Takes the cards of: Houston store');
   await page.screenshot({ path: 'screenshots/connectors-set-up.png', fullPage: true });
 
   // The people who take orders and invoice.
@@ -150,10 +172,13 @@ test('from an empty install to an invoiced card order through the pages alone', 
   const callCenter = await (await browser.newContext({ baseURL: base })).newPage();
   await signIn(callCenter, 'carla');
   await gotoHydrated(callCenter, '/orders/new');
+  // The channel first: the card is taken on the processor it pays through, and the channel is
+  // still chosen when the processor's page sends the browser back.
+  await callCenter.getByLabel('Channel').selectOption({ label: 'Phone orders (Call center)' });
   await enterCard(callCenter, '4111111111111111', 'Dana Ruiz');
   await expect(callCenter.getByTestId('card')).toContainText('Visa •••• 1111 · Dana Ruiz');
+  await expect(callCenter.getByLabel('Channel').locator('option:checked')).toHaveText('Phone orders (Call center)');
   await callCenter.getByLabel('Customer').selectOption({ label: 'C-1 · Dana Ruiz' });
-  await callCenter.getByLabel('Channel').selectOption({ label: 'Phone orders (Call center)' });
   await callCenter.getByLabel('Item, line 1').fill('Espresso machine');
   await callCenter.getByLabel('Quantity, line 1').fill('1');
   await callCenter.getByLabel('Unit price, line 1').fill('249.99');

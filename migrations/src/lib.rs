@@ -21,6 +21,7 @@ mod m20261208_000014_journal_faults;
 mod m20261208_000015_channel_setup;
 mod m20261209_000016_connector_setup;
 mod m20261209_000017_customers_and_sign_ins;
+mod m20261210_000018_channel_connector;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000015_channel_setup::Migration),
             Box::new(m20261209_000016_connector_setup::Migration),
             Box::new(m20261209_000017_customers_and_sign_ins::Migration),
+            Box::new(m20261210_000018_channel_connector::Migration),
         ]
     }
 }

@@ -18,6 +18,8 @@ pub struct Services {
     pub connector: Arc<dyn Connector>,
     /// The same connector without the deadline, which `with_connector_timeout` wraps anew.
     pub untimed: Arc<dyn Connector>,
+    /// The deadline of every connector call ([`crate::connector::timed`]).
+    pub connector_timeout: std::time::Duration,
     /// The books of a processor sandbox that the caller started itself and may read (the tests
     /// and `paystage chaos`, which check Paystage's records against the processor's); never set
     /// by `paystage serve` or the other commands, which reach their processor only over HTTP.
@@ -58,6 +60,17 @@ impl Services {
         }
     }
 
+    /// What reaches the processor of connector `connector_id` (the connector a payment line,
+    /// authorization or processor request records), every call ending by its deadline: that
+    /// connector as set up on the Payment connectors page, or, with the processor set in the
+    /// environment, that processor for every connector.
+    pub fn processor(&self, connector_id: i32) -> Arc<dyn Connector> {
+        match &self.configured {
+            Some(c) => Arc::new(crate::connector::timed::TimedConnector::new(c.connector_for(connector_id), self.connector_timeout)),
+            None => self.connector.clone(),
+        }
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
@@ -91,6 +104,21 @@ impl Services {
     /// holds for it (R-TOK-1: Paystage never holds the number). With the processor's store at hand
     /// ([`Self::processor_store`], the tests) that page's back end is called directly.
     pub async fn enter_card_as_shopper(&self, card: crate::connector::CardEntry) -> crate::connector::ConnectorResult<crate::connector::CardToken> {
+        self.enter_card_as_shopper_on(None, card).await
+    }
+
+    /// The connector cards are taken on and described by: connector `connector_id` (a channel's
+    /// own), or the default connector.
+    fn card_processor(&self, connector_id: Option<i32>) -> Arc<dyn Connector> {
+        match connector_id {
+            Some(id) => self.processor(id),
+            None => self.connector.clone(),
+        }
+    }
+
+    /// [`Self::enter_card_as_shopper`] on the hosted page of connector `connector_id` (None: the
+    /// default connector's).
+    pub async fn enter_card_as_shopper_on(&self, connector_id: Option<i32>, card: crate::connector::CardEntry) -> crate::connector::ConnectorResult<crate::connector::CardToken> {
         use crate::connector::ConnectorError;
         if let Some(engine) = &self.processor_store {
             return engine.tokenize(card).await;
@@ -99,7 +127,7 @@ impl Services {
         // card's id is), as `enter_card_as_shopper` reads it.
         static BROWSER: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
         let shopper = format!("shopper-{}", uuid::Uuid::new_v4().simple());
-        let Some(page) = self.connector.card_page(&shopper, "http://127.0.0.1:9/card-stored") else {
+        let Some(page) = self.card_processor(connector_id).card_page(&shopper, "http://127.0.0.1:9/card-stored") else {
             return Err(ConnectorError::Invalid("this processor has no hosted card page (PAYSTAGE_PROCESSOR_CARD_PAGE): cards are entered only there".into()));
         };
         let browser = BROWSER
@@ -110,14 +138,19 @@ impl Services {
             .as_ref()
             .map_err(|e| ConnectorError::Unavailable(e.clone()))?;
         let token = crate::sandbox::client::enter_card_as_shopper(browser, &page, &card).await.map_err(ConnectorError::Unavailable)?;
-        self.describe_token(&token).await?.ok_or_else(|| ConnectorError::Unavailable(format!("the processor does not know the card it stored as {token}")))
+        self.describe_token_on(connector_id, &token).await?.ok_or_else(|| ConnectorError::Unavailable(format!("the processor does not know the card it stored as {token}")))
     }
 
     /// What the processor holds for `token`.
     /// The connector answers first (a card stored through a processor's hosted page); a token it
     /// cannot describe is asked of the processor's store when this process reads it.
     pub async fn describe_token(&self, token: &str) -> crate::connector::ConnectorResult<Option<crate::connector::CardToken>> {
-        match (self.connector.describe_token(token).await, &self.processor_store) {
+        self.describe_token_on(None, token).await
+    }
+
+    /// [`Self::describe_token`] asked of connector `connector_id` (None: the default connector).
+    pub async fn describe_token_on(&self, connector_id: Option<i32>, token: &str) -> crate::connector::ConnectorResult<Option<crate::connector::CardToken>> {
+        match (self.card_processor(connector_id).describe_token(token).await, &self.processor_store) {
             (Err(crate::connector::ConnectorError::Invalid(_)), Some(engine)) => engine.describe_token(token).await,
             (answer, _) => answer,
         }

@@ -20,6 +20,9 @@ pub struct AcceptanceQuery {
     /// `Cancelled` when the shopper left the processor's page without a card.
     #[serde(rename = "resultCode")]
     pub result_code: Option<String>,
+    /// The store or channel the card is taken for: taken on the connector it pays through
+    /// (R-PAR-5); none, or one that does not exist: the default connector.
+    pub channel: Option<String>,
 }
 
 use crate::html::{enc, esc};
@@ -64,10 +67,16 @@ pub async fn form(
     if q.result_code.as_deref() == Some("Cancelled") {
         return Redirect::to(&return_to).into_response();
     }
+    let channel = match channel_connector(&services, q.channel.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return trouble(&return_to, &crate::html::public_failure("No card can be taken for this store or channel.", &e)),
+    };
+    let connector_id = channel.map(|(_, c)| c);
+    let channel_id = channel.map(|(ch, _)| ch);
     if let (Some(id), Some(shopper)) = (q.stored_payment_method_id.as_deref(), q.shopper_reference.as_deref()) {
         let token = payments::connector::adyen::stored_token(shopper, id);
-        return match services.describe_token(&token).await {
-            Ok(Some(t)) => back_with(&return_to, &t),
+        return match services.describe_token_on(connector_id, &token).await {
+            Ok(Some(t)) => back_with(&return_to, &t, channel_id),
             Ok(None) => trouble(&return_to, "The processor does not know that card; enter it again."),
             Err(e) => trouble(&return_to, &crate::html::public_failure("The card could not be read back from the processor.", &e)),
         };
@@ -76,17 +85,40 @@ pub async fn form(
         return trouble(&return_to, "This request's address is not Paystage's own, so the processor could not send the browser back here.");
     };
     let shopper = format!("ps-{}", uuid::Uuid::new_v4().simple());
-    let back = format!("{origin}/processor/acceptance?return={}", enc(&return_to));
-    match services.connector.card_page(&shopper, &back) {
+    let back = match channel_id {
+        Some(ch) => format!("{origin}/processor/acceptance?return={}&channel={ch}", enc(&return_to)),
+        None => format!("{origin}/processor/acceptance?return={}", enc(&return_to)),
+    };
+    let processor = match connector_id {
+        Some(id) => services.processor(id),
+        None => services.connector.clone(),
+    };
+    match processor.card_page(&shopper, &back) {
         Some(url) => Redirect::to(&url).into_response(),
         None => trouble(&return_to, "No card can be taken: this Paystage has no processor card page configured (PAYSTAGE_PROCESSOR_URL and PAYSTAGE_PROCESSOR_CARD_PAGE). Ask your administrator."),
     }
 }
 
-/// Sends the browser back to `return_to` with the card's token and details (never its number).
-fn back_with(return_to: &str, t: &payments::connector::CardToken) -> Response {
+/// The channel `raw` names (an id) and the connector it takes cards on; None when no channel is
+/// named or it does not exist (the default connector takes the card).
+async fn channel_connector(services: &Services, raw: Option<&str>) -> payments::error::ServiceResult<Option<(i32, i32)>> {
+    use sea_orm::EntityTrait;
+    let Some(id) = raw.and_then(|r| r.trim().parse::<i32>().ok()) else {
+        return Ok(None);
+    };
+    let Some(chan) = payments::entity::channel::Entity::find_by_id(id).one(&services.db).await? else {
+        return Ok(None);
+    };
+    let conn = payments::service::card_payments::connector_for_channel(&services.db, &chan).await?;
+    Ok(Some((chan.id, conn.id)))
+}
+
+/// Sends the browser back to `return_to` with the card's token and details (never its number),
+/// and the channel it was taken for.
+fn back_with(return_to: &str, t: &payments::connector::CardToken, channel: Option<i32>) -> Response {
+    let channel = channel.map(|c| format!("&channel={c}")).unwrap_or_default();
     Redirect::to(&format!(
-        "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}",
+        "{return_to}?token={}&card_type={}&last_four={}&holder={}&expiry={}{channel}",
         enc(&t.token),
         enc(&t.card_type),
         enc(&t.last_four),

@@ -55,7 +55,8 @@ fn frame(title: &str, body: &str) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-fn checkout_page(f: &CheckoutForm, errors: &[(String, String)]) -> Response {
+/// The checkout page; `channel` is the web shop's, whose connector takes the card.
+fn checkout_page(f: &CheckoutForm, errors: &[(String, String)], channel: Option<i32>) -> Response {
     let err = |field: &str| {
         errors.iter().filter(|(k, _)| k == field).map(|(_, m)| format!("<p class=\"field-error\" data-field=\"{}\">{}</p>", esc(field), esc(m))).collect::<String>()
     };
@@ -81,16 +82,20 @@ fn checkout_page(f: &CheckoutForm, errors: &[(String, String)]) -> Response {
     let qty_errors: String = (1..=CATALOG.len()).map(|n| err(&format!("quantity_{n}"))).collect();
     let c = &f.card;
     let has_card = !c.token.is_empty();
+    let acceptance = match channel {
+        Some(ch) => format!("/processor/acceptance?return=/shop&amp;channel={ch}"),
+        None => "/processor/acceptance?return=/shop".to_string(),
+    };
     let card = if has_card {
         format!(
-            "<p data-testid=\"card\">{} •••• {} · {} · expires {} · <a href=\"/processor/acceptance?return=/shop\">Use another card</a></p>",
+            "<p data-testid=\"card\">{} •••• {} · {} · expires {} · <a href=\"{acceptance}\">Use another card</a></p>",
             esc(&c.card_type),
             esc(&c.last_four),
             esc(&c.holder),
             esc(&c.expiry)
         )
     } else {
-        "<p><a class=\"button secondary\" href=\"/processor/acceptance?return=/shop\">Enter your card on the secure payment page</a></p>".to_string()
+        format!("<p><a class=\"button secondary\" href=\"{acceptance}\">Enter your card on the secure payment page</a></p>")
     };
     let hidden: String = [("token", &c.token), ("card_type", &c.card_type), ("last_four", &c.last_four), ("holder", &c.holder), ("expiry", &c.expiry)]
         .iter()
@@ -117,12 +122,12 @@ fn checkout_page(f: &CheckoutForm, errors: &[(String, String)]) -> Response {
 
 /// The card's details as the processor describes its token; the query's own details are not
 /// trusted. An unknown token is dropped with a message.
-async fn described(services: &Services, q: CardQuery) -> (CardQuery, Option<String>) {
+async fn described(services: &Services, connector_id: Option<i32>, q: CardQuery) -> (CardQuery, Option<String>) {
     if q.token.trim().is_empty() {
         return (CardQuery::default(), None);
     }
     let card = CardForm { token: q.token, ..Default::default() };
-    match payments::service::cards::verified(services, &card).await {
+    match payments::service::cards::verified(services, connector_id, &card).await {
         Ok(c) => (CardQuery { token: c.token, card_type: c.card_type, last_four: c.last_four, holder: c.holder, expiry: c.expiry }, None),
         Err(ServiceError::Validation(fields)) => (CardQuery::default(), fields.into_iter().next().map(|f| f.message)),
         Err(e) => (CardQuery::default(), Some(crate::html::public_failure("We could not confirm your card with the payment processor.", &e))),
@@ -131,12 +136,14 @@ async fn described(services: &Services, q: CardQuery) -> (CardQuery, Option<Stri
 
 /// The checkout page; the processor's page returns here with the card's token in the query.
 pub async fn page(State(services): State<Services>, Query(q): Query<CardQuery>) -> Response {
-    let (card, error) = described(&services, q).await;
+    let shop = storefront::web_shop(&services).await.ok();
+    let (card, error) = described(&services, shop.as_ref().map(|(_, c)| *c), q).await;
     let errors: Vec<(String, String)> = error.into_iter().map(|m| ("card".to_string(), m)).collect();
-    checkout_page(&CheckoutForm { quantity_1: "1".into(), card, ..Default::default() }, &errors)
+    checkout_page(&CheckoutForm { quantity_1: "1".into(), card, ..Default::default() }, &errors, shop.map(|(w, _)| w.id))
 }
 
 pub async fn submit(State(services): State<Services>, Form(f): Form<CheckoutForm>) -> Response {
+    let channel = storefront::web_shop(&services).await.ok().map(|(w, _)| w.id);
     let c = &f.card;
     let checkout = Checkout {
         email: f.email.clone(),
@@ -158,13 +165,13 @@ pub async fn submit(State(services): State<Services>, Form(f): Form<CheckoutForm
             let why = placed.message.unwrap_or_else(|| "no reason given".into());
             let what = format!("Your card was not authorized for order {}.", placed.number);
             let reference = crate::html::log_reference(&what, &why);
-            checkout_page(&CheckoutForm { card: CardQuery::default(), ..f }, &[(String::new(), format!("{what} Try another card, or ask your bank; our reference is {reference}."))])
+            checkout_page(&CheckoutForm { card: CardQuery::default(), ..f }, &[(String::new(), format!("{what} Try another card, or ask your bank; our reference is {reference}."))], channel)
         }
         Err(ServiceError::Validation(fields)) => {
             let errors: Vec<(String, String)> = fields.into_iter().map(|e| (e.field, e.message)).collect();
-            checkout_page(&f, &errors)
+            checkout_page(&f, &errors, channel)
         }
-        Err(e) => checkout_page(&f, &[(String::new(), crate::html::public_failure("We could not place your order; your card was not charged.", &e))]),
+        Err(e) => checkout_page(&f, &[(String::new(), crate::html::public_failure("We could not place your order; your card was not charged.", &e))], channel),
     }
 }
 
@@ -175,7 +182,7 @@ mod tests {
     #[test]
     fn what_the_shopper_typed_is_escaped() {
         let f = CheckoutForm { email: "\"><script>".into(), ..Default::default() };
-        let r = checkout_page(&f, &[("email".into(), "<b>bad</b>".into())]);
+        let r = checkout_page(&f, &[("email".into(), "<b>bad</b>".into())], Some(3));
         let body = futures_body(r);
         assert!(!body.contains("<script>") && body.contains("&lt;script&gt;") && body.contains("&lt;b&gt;bad"));
     }

@@ -131,7 +131,7 @@ pub fn AuthorizationDetailPage() -> impl IntoView {
         {loaded(data, move |d: AuthorizationDetail| {
             let r = d.row.clone();
             let order = format!("/orders/{}", r.order_id);
-            let new_payment = format!("/processor/acceptance?return=/orders/{}/payment", r.order_id);
+            let new_payment = payments::domain::payment_views::new_payment_link(r.order_id, r.channel_id);
             let needs_payment = r.do_not_process
                 || matches!(r.payment_status, PaymentStatus::PendingAuthorization | PaymentStatus::Declined | PaymentStatus::Voided);
             view! {

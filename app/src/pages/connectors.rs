@@ -205,6 +205,15 @@ pub fn ConnectorsPage() -> impl IntoView {
                     let connector_id = c.id;
                     let connection_scope = format!("connection:{}", c.id);
                     let kind_label = KINDS.iter().find(|(k, _)| *k == c.kind).map_or(c.kind.clone(), |(_, l)| (*l).to_string());
+                    // The channels whose cards it takes: those that chose it, and, when it is the
+                    // default, those that chose none.
+                    let pays_for: Vec<String> = c
+                        .properties
+                        .iter()
+                        .filter(|p| p.channel.connector_id == Some(c.id) || (p.channel.connector_id.is_none() && c.is_default))
+                        .filter(|p| !p.channel.closed)
+                        .map(|p| p.channel.name.clone())
+                        .collect();
                     let fields = connection_fields(edit.value(), connection_scope.clone(), Some(&c));
                     // Once saved, the keys typed are emptied (never shown again, not even masked);
                     // after a refusal they stay, to be corrected and sent again.
@@ -270,6 +279,12 @@ pub fn ConnectorsPage() -> impl IntoView {
                             </h2>
                             <p class="small muted">
                                 {format!("{kind_label} · code {} · notifications to /webhooks/adyen/{}", c.code, c.code)}
+                            </p>
+                            <p class="small" data-testid="pays-for">
+                                {match pays_for.as_slice() {
+                                    [] => "No store or channel pays through it yet; choose it for one on Stores and channels.".to_string(),
+                                    names => format!("Takes the cards of: {} (chosen on Stores and channels).", names.join(", ")),
+                                }}
                             </p>
                             <h3>"Connection"</h3>
                             <ActionForm action=edit node_ref=edit_form attr:class="row-form wrap">

@@ -123,19 +123,25 @@ pub async fn place_order(
 
 /// The card section of a payment form: a card on file of the customer (the Number list) or the
 /// card just entered on the processor's page, whose token, type, last four, holder and expiry
-/// travel in hidden fields. `return_to` is where the processor's page sends the browser back.
+/// travel in hidden fields. `return_to` is where the processor's page sends the browser back;
+/// `channel` the store or channel the card is taken for (on the connector it pays through; none:
+/// the default connector).
 #[component]
 pub fn CardChoice(
     saved: Vec<SavedCardView>,
     return_to: String,
     #[prop(optional)] offer_save: bool,
+    #[prop(optional)] channel: Option<Signal<Option<i32>>>,
 ) -> impl IntoView {
     let query = use_query_map();
     let q = move |k: &'static str| query.read_untracked().get(k).unwrap_or_default();
     let token = q("token");
     let has_card = !token.is_empty();
     let card_line = format!("{} •••• {} · {} · expires {}", q("card_type"), q("last_four"), q("holder"), q("expiry"));
-    let acceptance = format!("/processor/acceptance?return={return_to}");
+    let acceptance = Signal::derive(move || match channel.and_then(|c| c.get()) {
+        Some(ch) => format!("/processor/acceptance?return={return_to}&channel={ch}"),
+        None => format!("/processor/acceptance?return={return_to}"),
+    });
     let has_saved = !saved.is_empty();
     view! {
         {has_saved.then(|| view! {
@@ -150,12 +156,12 @@ pub fn CardChoice(
         {(!has_saved).then(|| view! { <input type="hidden" name="saved_card_id" value="" /> })}
         {if has_card {
             view! {
-                <p data-testid="card">"New card: " {card_line} " " <a rel="external" href=acceptance.clone()>"Use another card"</a></p>
+                <p data-testid="card">"New card: " {card_line} " " <a rel="external" href=acceptance>"Use another card"</a></p>
             }.into_any()
         } else {
             view! {
                 <p>
-                    <a class="button secondary" rel="external" href=acceptance.clone()>"Enter the card on the processor's payment page"</a>
+                    <a class="button secondary" rel="external" href=acceptance>"Enter the card on the processor's payment page"</a>
                 </p>
             }.into_any()
         }}
@@ -182,6 +188,10 @@ pub fn NewOrderPage() -> impl IntoView {
     // resources in the same order (hydration).
     let customer = RwSignal::new(0);
     let cards = Resource::new(move || customer.get(), saved_cards);
+    // The channel chosen, which the card is taken for: the one the processor's page came back
+    // with, else the first offered.
+    let query = use_query_map();
+    let channel = RwSignal::new(query.read_untracked().get("channel").and_then(|c| c.parse::<i32>().ok()));
     view! {
         <PageHeader
             title="New sales order"
@@ -204,6 +214,9 @@ pub fn NewOrderPage() -> impl IntoView {
         }}
         {loaded(data, move |c: OrderFormChoices| {
             let offer_save = c.card_on_file_offered;
+            let first_channel = c.channels.first().map(|ch| ch.id);
+            let chosen_channel = Signal::derive(move || channel.get().or(first_channel));
+            let picked = channel.get_untracked();
             let today = c.today.clone();
             let rows = (1..=LINE_ROWS)
                 .map(|n| {
@@ -230,7 +243,14 @@ pub fn NewOrderPage() -> impl IntoView {
                     />
                     <input type="hidden" name="confirmed" value="" node_ref=confirmed />
                     <section class="panel">
-                        <h2>"1. Customer and card"</h2>
+                        <h2>"1. Channel, customer and card"</h2>
+                        <label class="stacked">
+                            "Channel"
+                            <select name="channel_id" on:change=move |ev| channel.set(event_target_value(&ev).parse().ok())>
+                                {c.channels.iter().map(|c| view! { <option value=c.id selected=picked == Some(c.id)>{format!("{} ({})", c.name, c.kind.label())}</option> }).collect_view()}
+                            </select>
+                            <span class="muted small">"The card is taken on the processor this channel pays through."</span>
+                        </label>
                         <label class="stacked">
                             "Customer"
                             <select name="customer_id" on:change=move |ev| customer.set(event_target_value(&ev).parse().unwrap_or_default())>
@@ -240,7 +260,7 @@ pub fn NewOrderPage() -> impl IntoView {
                         <Transition fallback=|| ()>
                             {move || Suspend::new(async move {
                                 let saved = cards.await.unwrap_or_default();
-                                view! { <CardChoice saved=saved return_to="/orders/new".to_string() offer_save=offer_save /> }
+                                view! { <CardChoice saved=saved return_to="/orders/new".to_string() offer_save=offer_save channel=chosen_channel /> }
                             })}
                         </Transition>
                         {field_error(place.value(), "card", None)}
@@ -250,12 +270,6 @@ pub fn NewOrderPage() -> impl IntoView {
                     <section class="panel">
                         <h2>"2. Order"</h2>
                         <div class="row-form">
-                            <label class="stacked">
-                                "Channel"
-                                <select name="channel_id">
-                                    {c.channels.iter().map(|c| view! { <option value=c.id>{format!("{} ({})", c.name, c.kind.label())}</option> }).collect_view()}
-                                </select>
-                            </label>
                             <label class="stacked">
                                 "Order type"
                                 <select name="order_kind" aria-label="Order type">
@@ -272,6 +286,7 @@ pub fn NewOrderPage() -> impl IntoView {
                             <label class="stacked">"Tax %" <input name="tax_percent" value="0" inputmode="decimal" class="amount" /></label>
                             <label class="stacked">"Charges" <input name="charges" value="0" inputmode="decimal" class="amount" /></label>
                         </div>
+                        {field_error(place.value(), "channel_id", None)}
                         {field_error(place.value(), "order_kind", None)}
                         {field_error(place.value(), "tax_percent", None)}
                         {field_error(place.value(), "charges", None)}

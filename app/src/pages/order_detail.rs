@@ -296,7 +296,7 @@ fn payment_lines_panel(d: &OrderDetail, cancelled: bool, adjust: ServerAction<cr
             </table>
             {needs_payment.then(|| view! {
                 <div class="actions">
-                    <a class="button primary" rel="external" href=format!("/processor/acceptance?return=/orders/{}/payment", o.id)>"Take a new payment"</a>
+                    <a class="button primary" rel="external" href=payments::domain::payment_views::new_payment_link(o.id, o.channel_id)>"Take a new payment"</a>
                     <span class="muted small">" The order needs a new card authorization before it can be invoiced."</span>
                 </div>
             })}

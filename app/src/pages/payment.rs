@@ -87,7 +87,7 @@ pub fn NewPaymentPage() -> impl IntoView {
                     <section class="panel">
                         <h2>"Card"</h2>
                         <p class="muted small">"The new card is authorized for what the order still needs: the balance left to invoice, less what open, unexpired authorizations hold. Earlier card lines that are pending, declined or voided are marked replaced."</p>
-                        <CardChoice saved=cards return_to=format!("/orders/{}/payment", o.id) />
+                        <CardChoice saved=cards return_to=format!("/orders/{}/payment", o.id) channel=Signal::stored(Some(o.channel_id)) />
                         {field_error(take.value(), "card", None)}
                         {field_error(take.value(), "saved_card_id", None)}
                         <div class="actions"><SubmitButton pending=take.pending() class="primary">"Authorize new payment"</SubmitButton></div>

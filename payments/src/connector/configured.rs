@@ -1,16 +1,20 @@
-//! The connector a Paystage without `PAYSTAGE_PROCESSOR_URL` uses: the default connector set up on
-//! the Payment connectors page (issue #43), built from its row (endpoint, merchant account, API
-//! key opened with the server's secret key) and rebuilt whenever that row's revision changes or
-//! another connector becomes the default. The page's save reloads it at once on the server that
-//! saved; every other server sharing the database notices on its next check
-//! ([`RELOAD_EVERY`]). A request already sent finishes on the connector that sent it; one asked
-//! about later is asked of the connector then configured (its tracking id and idempotency key are
-//! the same), so changing a default connector's endpoint to another processor while requests are
-//! unresolved leaves them for a person to review, as any processor outage does.
+//! The connectors a Paystage without `PAYSTAGE_PROCESSOR_URL` uses, set up on the Payment
+//! connectors page (issue #43): each built from its row (endpoint, merchant account, API key
+//! opened with the server's secret key) and rebuilt whenever that row's revision changes. The
+//! default connector takes the cards of channels without a connector of their own (and the
+//! customers' cards on file, R-TOK-8); a channel with its own connector takes its orders' cards
+//! there. Every later request about a payment (authorize, capture, refund, void, adjust, and
+//! asking what became of a request) goes to the connector recorded with it, whatever the default
+//! is by then. The page's save reloads them at once on the server that saved; every other server
+//! sharing the database notices on its next check ([`RELOAD_EVERY`]). A request already sent
+//! finishes on the connector that sent it; one asked about later is asked of that connector as
+//! it is configured then (its tracking id and idempotency key are the same), so changing a
+//! connector's endpoint to another processor while requests are unresolved leaves them for a
+//! person to review, as any processor outage does.
 //!
-//! Without a usable default connector (none set up, no endpoint or API key, or a key that does not
-//! open) every processor request is refused as unavailable ([`super::unconfigured`]), and
-//! [`Configured::status`] says why.
+//! A connector that cannot be used (no endpoint or API key, or a key that does not open) refuses
+//! every request as unavailable ([`super::unconfigured`]), saying why; [`Configured::status`]
+//! says it of the default one.
 use super::adyen::{AdyenConnector, AdyenSettings};
 use super::unconfigured::NoProcessor;
 use super::{Authorized, CardEntry, CardToken, Captured, Connector, ConnectorResult, Outcome, PaymentReference, ProcessorLedger, Refunded};
@@ -20,7 +24,8 @@ use crate::domain::order::Command;
 use crate::entity::connector;
 use crate::sandbox::client::SandboxAdmin;
 use crate::secrets::SecretKey;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QueryOrder};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -37,13 +42,24 @@ pub fn hmac_key_place(code: &str) -> String {
     format!("connector:{code}:hmac_key")
 }
 
+/// One connector row as built: what reaches its processor (or refuses, saying why).
 #[derive(Clone, Debug)]
-struct Current {
+struct Built {
+    revision: i32,
     connector: Arc<dyn Connector>,
     admin: Option<Arc<SandboxAdmin>>,
-    /// The default connector's id and revision it was built from; None: none usable.
-    built_from: Option<(i32, i32)>,
-    status: ConnectorStatus,
+    /// Why it cannot be used; None: usable.
+    unusable: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Current {
+    /// Every connector row by id, built from the revision it names.
+    built: HashMap<i32, Built>,
+    /// The default connector's id.
+    default: Option<i32>,
+    /// The (id, revision, default) of every row it was built from; None: not loaded yet.
+    built_from: Option<Vec<(i32, i32, bool)>>,
 }
 
 /// Which processor this server reaches, as the Payment connectors page shows it.
@@ -55,26 +71,30 @@ pub enum ConnectorStatus {
     Unusable(String),
 }
 
-/// The default connector of the database, rebuilt as it changes.
+/// The connectors of the database, each rebuilt as its row changes: the default one, and those
+/// that channels pay through (issue #43: a channel's own connector).
 #[derive(Debug)]
 pub struct Configured {
     db: DatabaseConnection,
     clock: SharedClock,
     secrets: Option<SecretKey>,
     current: RwLock<Current>,
+    /// The default connector's status, as of the last reload.
+    status: RwLock<ConnectorStatus>,
     /// One reload at a time, so that a reload that read an older row never replaces what a later
     /// one built (the periodic check and a save on this server may run at once).
     reloading: tokio::sync::Mutex<()>,
 }
 
 impl Configured {
-    /// Reads the default connector now.
+    /// Reads the connectors now.
     pub async fn load(db: DatabaseConnection, clock: SharedClock, secrets: Option<SecretKey>) -> Result<Self, DbErr> {
         let c = Configured {
             db,
             clock,
             secrets,
-            current: RwLock::new(Current { connector: Arc::new(NoProcessor), admin: None, built_from: None, status: ConnectorStatus::Unusable("not loaded yet".into()) }),
+            current: RwLock::new(Current { built: HashMap::new(), default: None, built_from: None }),
+            status: RwLock::new(ConnectorStatus::Unusable("not loaded yet".into())),
             reloading: tokio::sync::Mutex::new(()),
         };
         c.reload().await?;
@@ -85,46 +105,81 @@ impl Configured {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn default_built(&self) -> Option<Built> {
+        let current = self.current();
+        current.default.and_then(|id| current.built.get(&id).cloned())
+    }
+
     fn inner(&self) -> Arc<dyn Connector> {
-        self.current().connector
+        self.default_built().map(|b| b.connector).unwrap_or_else(|| Arc::new(NoProcessor::because("no default connector is set up: add one on the Payment connectors page")))
+    }
+
+    /// What reaches the processor of connector `id` (refusing every request, saying why, when
+    /// that connector cannot be used or does not exist).
+    pub fn connector_for(&self, id: i32) -> Arc<dyn Connector> {
+        match self.current().built.get(&id) {
+            Some(b) => b.connector.clone(),
+            None => Arc::new(NoProcessor::because(format!("connector {id} is not set up on this server yet"))),
+        }
+    }
+
+    /// Why connector `id` cannot be used; None when it can.
+    pub fn unusable(&self, id: i32) -> Option<String> {
+        match self.current().built.get(&id) {
+            Some(b) => b.unusable.clone(),
+            None => Some("it is not set up on this server yet".into()),
+        }
     }
 
     /// The sandbox's fault administration, when the default connector is a sandbox.
     pub fn admin(&self) -> Option<Arc<SandboxAdmin>> {
-        self.current().admin
+        self.default_built().and_then(|b| b.admin)
     }
 
     pub fn status(&self) -> ConnectorStatus {
-        self.current().status
+        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuilds the connector when the default connector's row changed since it was built.
+    /// Rebuilds the connectors whose rows changed since they were built (a raised revision, a
+    /// new row, another default).
     pub async fn reload(&self) -> Result<(), DbErr> {
         let _one_at_a_time = self.reloading.lock().await;
-        let row = connector::Entity::find().filter(connector::Column::IsDefault.eq(true)).one(&self.db).await?;
-        let key = row.as_ref().map(|r| (r.id, r.revision));
-        if key.is_some() && key == self.current().built_from {
+        let rows = connector::Entity::find().order_by_asc(connector::Column::Id).all(&self.db).await?;
+        let key: Vec<(i32, i32, bool)> = rows.iter().map(|r| (r.id, r.revision, r.is_default)).collect();
+        let before = self.current();
+        if before.built_from.as_ref() == Some(&key) {
             return Ok(());
         }
-        let next = match row {
-            None => Current { connector: Arc::new(NoProcessor), admin: None, built_from: None, status: ConnectorStatus::Unusable("no connector is set up yet: add one on this page".into()) },
-            Some(r) => match self.build(&r) {
-                Ok((connector, admin)) => Current {
-                    connector,
-                    admin,
-                    built_from: key,
-                    status: ConnectorStatus::Using { code: r.code.clone(), endpoint: r.endpoint.clone().unwrap_or_default() },
+        let mut built = HashMap::new();
+        for r in &rows {
+            let b = match before.built.get(&r.id) {
+                Some(b) if b.revision == r.revision => b.clone(),
+                _ => match self.build(r) {
+                    Ok((connector, admin)) => Built { revision: r.revision, connector, admin, unusable: None },
+                    Err(why) => {
+                        tracing::warn!(connector = %r.code, %why, "this connector cannot be used; its processor requests are refused");
+                        Built { revision: r.revision, connector: Arc::new(NoProcessor::because(format!("connector {} cannot be used: {why}", r.code))), admin: None, unusable: Some(why) }
+                    }
                 },
-                Err(why) => {
-                    tracing::warn!(connector = %r.code, %why, "the default connector cannot be used; processor requests are refused");
-                    Current { connector: Arc::new(NoProcessor), admin: None, built_from: key, status: ConnectorStatus::Unusable(format!("the default connector {} cannot be used: {why}", r.code)) }
-                }
+            };
+            built.insert(r.id, b);
+        }
+        let default = rows.iter().find(|r| r.is_default);
+        let status = match default {
+            None => ConnectorStatus::Unusable("no connector is set up yet: add one on this page".into()),
+            Some(r) => match &built[&r.id].unusable {
+                None => ConnectorStatus::Using { code: r.code.clone(), endpoint: r.endpoint.clone().unwrap_or_default() },
+                Some(why) => ConnectorStatus::Unusable(format!("the default connector {} cannot be used: {why}", r.code)),
             },
         };
-        if let ConnectorStatus::Using { code, endpoint } = &next.status {
-            tracing::info!(connector = %code, %endpoint, "reaching the processor through the default connector");
+        if let ConnectorStatus::Using { code, endpoint } = &status {
+            let was = before.default.and_then(|id| before.built.get(&id).map(|b| (id, b.revision)));
+            if was != default.map(|r| (r.id, r.revision)) {
+                tracing::info!(connector = %code, %endpoint, "reaching the processor through the default connector");
+            }
         }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current { built, default: default.map(|r| r.id), built_from: Some(key) };
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
         Ok(())
     }
 

@@ -9,40 +9,50 @@ use crate::domain::order::Command;
 /// What every request answers.
 pub const NO_PROCESSOR: &str = "no payment processor is configured: set PAYSTAGE_PROCESSOR_URL and its companions (scripts/run.sh starts the processor sandbox and sets them)";
 
+/// Refuses every request, with [`NO_PROCESSOR`] or the reason it was made with.
 #[derive(Debug, Default)]
-pub struct NoProcessor;
+pub struct NoProcessor {
+    why: Option<String>,
+}
 
-fn refused<T>() -> ConnectorResult<T> {
-    Err(ConnectorError::Unavailable(NO_PROCESSOR.into()))
+impl NoProcessor {
+    /// A connector that cannot be used, for `why` (in words for an administrator).
+    pub fn because(why: impl Into<String>) -> Self {
+        NoProcessor { why: Some(why.into()) }
+    }
+
+    fn refused<T>(&self) -> ConnectorResult<T> {
+        Err(ConnectorError::Unavailable(self.why.clone().unwrap_or_else(|| NO_PROCESSOR.into())))
+    }
 }
 
 #[async_trait::async_trait]
 impl Connector for NoProcessor {
     async fn payment_reference(&self, _command: Command, _amount: Money) -> ConnectorResult<PaymentReference> {
-        refused()
+        self.refused()
     }
     async fn tokenize(&self, _card: CardEntry) -> ConnectorResult<CardToken> {
-        refused()
+        self.refused()
     }
     async fn describe_token(&self, _token: &str) -> ConnectorResult<Option<CardToken>> {
-        refused()
+        self.refused()
     }
     async fn authorize(&self, _tracking_id: &str, _token: &str, _amount: Money, _ask: AuthorizeAsk) -> ConnectorResult<Authorized> {
-        refused()
+        self.refused()
     }
     async fn capture(&self, _tracking_id: &str, _authorization: &str, _amount: Money, _final_capture: bool) -> ConnectorResult<Captured> {
-        refused()
+        self.refused()
     }
     async fn refund(&self, _tracking_id: &str, _capture: &str, _amount: Money) -> ConnectorResult<Refunded> {
-        refused()
+        self.refused()
     }
     async fn void(&self, _tracking_id: &str, _authorization: &str) -> ConnectorResult<()> {
-        refused()
+        self.refused()
     }
     async fn adjust_authorization(&self, _tracking_id: &str, _authorization: &str, _new_amount: Money) -> ConnectorResult<Authorized> {
-        refused()
+        self.refused()
     }
     async fn query(&self, _tracking_id: &str) -> ConnectorResult<Option<Outcome>> {
-        refused()
+        self.refused()
     }
 }

@@ -14,6 +14,7 @@ pub struct OrderRow {
     pub number: String,
     pub customer_account: String,
     pub customer_name: String,
+    pub channel_id: i32,
     pub channel_name: String,
     pub channel_kind: ChannelKind,
     pub status: OrderStatus,
@@ -332,6 +333,7 @@ pub struct AuthorizationRow {
     pub do_not_process: bool,
     pub customer_account: String,
     pub customer_name: String,
+    pub channel_id: i32,
     pub channel_name: String,
     pub amount: Money,
     pub payment_status: PaymentStatus,
@@ -340,6 +342,12 @@ pub struct AuthorizationRow {
     pub card: String,
     /// The line's latest authorization, if it was ever authorized.
     pub authorization: Option<AuthorizationResponseView>,
+}
+
+/// The processor's card page for a new payment of order `order_id`, taken on the connector its
+/// channel `channel_id` pays through.
+pub fn new_payment_link(order_id: i32, channel_id: i32) -> String {
+    format!("/processor/acceptance?return=/orders/{order_id}/payment&channel={channel_id}")
 }
 
 impl AuthorizationRow {

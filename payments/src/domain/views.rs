@@ -92,6 +92,8 @@ pub struct ChannelView {
     pub closed: bool,
     /// IANA time zone.
     pub time_zone: String,
+    /// Its own connector; None: the default connector (R-PAR-5).
+    pub connector_id: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,9 @@ pub struct Model {
     pub closed_at: Option<DateTimeUtc>,
     /// IANA time zone (`America/Chicago`), in which its orders' times are shown.
     pub time_zone: String,
+    /// The connector its orders take their cards on and are paid through; None: the default
+    /// connector (R-PAR-5).
+    pub connector_id: Option<i32>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -36,7 +36,7 @@ pub async fn begin_in(
     amount: Money,
     purpose: Purpose,
 ) -> Result<pr::Model, BeginError> {
-    let reference = s.connector.payment_reference(command, amount).await.map_err(BeginError::Connector)?;
+    let reference = s.processor(connector_id).payment_reference(command, amount).await.map_err(BeginError::Connector)?;
     record_intent(db, connector_id, command, amount, purpose, reference).await.map_err(BeginError::Database)
 }
 
@@ -167,18 +167,19 @@ pub enum Resolution {
 }
 
 /// Turns a call's result into a resolution; on a timeout, asks the processor about the tracking id.
-pub async fn resolve<T>(s: &Services, tracking_id: &str, result: Result<T, ConnectorError>, wrap: impl FnOnce(T) -> Outcome) -> Resolution {
+pub async fn resolve<T>(s: &Services, request: &pr::Model, result: Result<T, ConnectorError>, wrap: impl FnOnce(T) -> Outcome) -> Resolution {
     match result {
         Ok(v) => Resolution::Done(wrap(v)),
         Err(ConnectorError::Declined { code, message }) => Resolution::Done(Outcome::Declined { code, message }),
         Err(e @ (ConnectorError::Unavailable(_) | ConnectorError::Invalid(_))) => Resolution::NotProcessed(e.to_string()),
-        Err(ConnectorError::Timeout) => ask(s, tracking_id).await,
+        Err(ConnectorError::Timeout) => ask(s, request).await,
     }
 }
 
-/// Asks the processor what became of a tracking id (R-CAP-5).
-pub async fn ask(s: &Services, tracking_id: &str) -> Resolution {
-    match s.connector.query(tracking_id).await {
+/// Asks the processor of the request's connector what became of its tracking id (R-CAP-5).
+pub async fn ask(s: &Services, request: &pr::Model) -> Resolution {
+    let tracking_id = &request.tracking_id;
+    match s.processor(request.connector_id).query(tracking_id).await {
         Ok(Some(outcome)) => Resolution::Done(outcome),
         Ok(None) => Resolution::NotProcessed(format!("the processor has no record of tracking id {tracking_id}")),
         Err(e) => Resolution::Unknown(format!("the processor did not answer and could not be asked about tracking id {tracking_id}: {e}")),

@@ -40,14 +40,14 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
                 let p = &ctx.p;
                 let line = line_of(p.order_id).await?.ok_or_else(|| ServiceError::NotFound("card payment line".into()))?;
                 log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
-                let resolution = match requests::ask(s, &req.tracking_id).await {
+                let resolution = match requests::ask(s, &req).await {
                     Resolution::NotProcessed(why) => {
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the authorization again with the same tracking id.")).await?;
                         let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
                         crate::crashpoint::hit("authorize:intent");
-                        let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
+                        let result = s.processor(req.connector_id).authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
                         crate::crashpoint::hit("authorize:sent");
-                        requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await
+                        requests::resolve(s, &req, result, Outcome::Authorized).await
                     }
                     other => other,
                 };
@@ -128,9 +128,9 @@ pub(super) async fn authorize_remaining(s: &Services, ctx: &mut Ctx, attempt: i3
     };
     log_relaxed(s, p.id, stage, attempt, format!("Authorization of the remaining {amount} requested with tracking id {}.", req.tracking_id)).await?;
     crate::crashpoint::hit("authorize:intent");
-    let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
+    let result = s.processor(req.connector_id).authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(&line, crate::connector::Initiator::Merchant)).await;
     crate::crashpoint::hit("authorize:sent");
-    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
+    let resolution = requests::resolve(s, &req, result, Outcome::Authorized).await;
     finish_authorization(s, &req, &line, resolution).await
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn resolve_placement_requests(s: &Services, batch: u64) -> Serv
         else {
             continue;
         };
-        let resolution = requests::ask(s, &req.tracking_id).await;
+        let resolution = requests::ask(s, &req).await;
         if matches!(resolution, Resolution::Unknown(_)) {
             continue;
         }

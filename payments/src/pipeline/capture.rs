@@ -94,7 +94,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
                     .await?
                     .ok_or_else(|| ServiceError::NotFound("authorization of the capture request".into()))?;
                 log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of tracking id {}.", req.tracking_id)).await?;
-                return match requests::ask(s, &req.tracking_id).await {
+                return match requests::ask(s, &req).await {
                     Resolution::NotProcessed(why) => {
                         log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the capture again with the same tracking id.")).await?;
                         let final_capture = p.took_path(CaptureKind::Legacy);
@@ -155,7 +155,7 @@ pub(super) async fn capture(s: &Services, ctx: &mut Ctx, attempt: i32) -> Servic
     let msg = capture_message(&path, invoice, due, amount)?;
     // The tracking id is obtained from the connector first (R-CAP-5); then the chosen path, its
     // log lines and the request's intent commit together, durably, before the processor is called.
-    let reference = match s.connector.payment_reference(Command::Capture, Money::from_minor(amount, cur)).await {
+    let reference = match s.processor(auth.connector_id).payment_reference(Command::Capture, Money::from_minor(amount, cur)).await {
         Ok(r) => r,
         Err(e) => return Ok(StageEnd::Failed(format!("No tracking id could be obtained from the connector: {e}"))),
     };
@@ -294,7 +294,7 @@ pub(super) async fn send_capture(s: &Services, ctx: &mut Ctx, req: &pr::Model, a
 /// Sends the capture of an intent already recorded.
 pub(super) async fn call_capture(s: &Services, req: &pr::Model, auth: &au::Model, final_capture: bool) -> Result<crate::connector::Captured, ConnectorError> {
     let amount = Money::from_minor(req.amount_minor, Currency::stored(&req.currency).map_err(|e| ConnectorError::Invalid(e.to_string()))?);
-    s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await
+    s.processor(req.connector_id).capture(&req.tracking_id, &auth.processor_reference, amount, final_capture).await
 }
 
 /// What became of a capture: its answer, or after a timeout what the processor says about it.
@@ -308,7 +308,7 @@ pub(super) async fn resolve_capture(
     if matches!(result, Err(ConnectorError::Timeout)) {
         log_relaxed(s, process_id, Stage::CaptureOrRefund, attempt, format!("No answer in time; asking the processor about tracking id {}.", req.tracking_id)).await?;
     }
-    Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await)
+    Ok(requests::resolve(s, &req, result, Outcome::Captured).await)
 }
 
 /// Records a capture's outcome with its effects in one transaction; a capture also adds to what

@@ -45,7 +45,7 @@ pub(super) async fn refund(s: &Services, ctx: &Ctx, attempt: i32) -> ServiceResu
         .await?;
     for req in earlier {
         log_relaxed(s, p.id, stage, attempt, format!("Asking the processor what became of refund tracking id {}.", req.tracking_id)).await?;
-        let resolution = match requests::ask(s, &req.tracking_id).await {
+        let resolution = match requests::ask(s, &req).await {
             Resolution::NotProcessed(why) => {
                 log_relaxed(s, p.id, stage, attempt, format!("{why}; sending the refund again with the same tracking id.")).await?;
                 send_refund(s, &req).await?
@@ -131,9 +131,9 @@ pub(super) async fn send_refund(s: &Services, req: &pr::Model) -> ServiceResult<
     let c = cap::Entity::find_by_id(req.capture_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
     let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
     crate::crashpoint::hit("refund:intent");
-    let result = s.connector.refund(&req.tracking_id, &c.processor_reference, amount).await;
+    let result = s.processor(req.connector_id).refund(&req.tracking_id, &c.processor_reference, amount).await;
     crate::crashpoint::hit("refund:sent");
-    Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Refunded).await)
+    Ok(requests::resolve(s, &req, result, Outcome::Refunded).await)
 }
 
 /// The refund row of a processor refund and the capture's refunded total, under the capture's lock

@@ -66,6 +66,7 @@ async fn row(db: &impl ConnectionTrait, line: &pl::Model, now: chrono::DateTime<
         do_not_process: expiry.do_not_process(&order),
         customer_account: cust.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
         customer_name: cust.map(|c| c.name).unwrap_or_default(),
+        channel_id: order.channel_id,
         channel_name: chan.map(|c| c.name).unwrap_or_default(),
         amount: Money::from_minor(line.amount_minor, currency(&order.currency)?),
         payment_status: expiry.payment_status(line),
@@ -204,13 +205,17 @@ pub async fn new_payment(
     if amount.minor() == 0 {
         return Err(AuthorizationError::NothingToCover { order: order.number }.into());
     }
-    let card = if saved_card_id.trim().is_empty() { crate::service::cards::verified(s, card).await? } else { CardForm::default() };
-    let chosen = card_payments::chosen_card(&s.db, saved_card_id, &card, order.customer_id).await?;
+    let chan = channel::Entity::find_by_id(order.channel_id)
+        .one(&s.db)
+        .await?
+        .ok_or_else(|| ServiceError::StoredData(format!("order {} names channel {}, which does not exist", order.number, order.channel_id)))?;
+    let conn = card_payments::connector_for_channel(&s.db, &chan).await?;
+    let card = if saved_card_id.trim().is_empty() { crate::service::cards::verified(s, Some(conn.id), card).await? } else { CardForm::default() };
+    let chosen = card_payments::chosen_card(&s.db, saved_card_id, &card, order.customer_id, &conn).await?;
     if chosen.saved.is_none() {
         crate::service::cards::check_card(&card)?;
     }
-    let chan = channel::Entity::find_by_id(order.channel_id).one(&s.db).await?;
-    let channel_kind = chan.and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore);
+    let channel_kind = ChannelKind::from_code(&chan.kind).unwrap_or(ChannelKind::PosStore);
     let today = s.now().date_naive();
     let latest_ship = orders::open_ship_dates(&s.db, order.id).await?.into_iter().max().unwrap_or(today);
     let (features, params) = super::features::load_with_parameters(&s.db).await?;
@@ -231,7 +236,6 @@ pub async fn new_payment(
             return Err(ServiceError::ConfirmationRequired(c));
         }
     }
-    let conn = card_payments::default_connector(&s.db).await?;
     let now = s.now();
     let txn = s.db.begin().await?;
     // Expiry is stored on the order's rows first, so the lines it moved are replaced below and the
@@ -324,8 +328,8 @@ pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: Payment
     let req = requests::begin(s, auth.connector_id, Command::Void, left, purpose)
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Void, reason: e.to_string() })?;
-    let result = s.connector.void(&req.tracking_id, &auth.processor_reference).await;
-    let resolution = requests::resolve(s, &req.tracking_id, result, |_| Outcome::Voided { reference: auth.processor_reference.clone() }).await;
+    let result = s.processor(req.connector_id).void(&req.tracking_id, &auth.processor_reference).await;
+    let resolution = requests::resolve(s, &req, result, |_| Outcome::Voided { reference: auth.processor_reference.clone() }).await;
     apply_void(s, &req, auth, resolution, line_status, audit_entry).await
 }
 
@@ -433,8 +437,8 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
     let req = requests::begin(s, auth.connector_id, Command::Adjust, amount, purpose)
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Adjustment, reason: e.to_string() })?;
-    let result = s.connector.adjust_authorization(&req.tracking_id, &auth.processor_reference, amount).await;
-    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Adjusted).await;
+    let result = s.processor(req.connector_id).adjust_authorization(&req.tracking_id, &auth.processor_reference, amount).await;
+    let resolution = requests::resolve(s, &req, result, Outcome::Adjusted).await;
     apply_adjust(s, actor, &req, &auth, &line, &order, amount, resolution).await
 }
 
@@ -514,7 +518,7 @@ pub async fn resolve_lost_answers(s: &Services, batch: u64) -> ServiceResult<u32
     let open = requests::unanswered(&s.db, &[Command::Void, Command::Adjust], s.now() - s.lease, batch).await?;
     let mut resolved = 0;
     for req in open {
-        let resolution = requests::ask(s, &req.tracking_id).await;
+        let resolution = requests::ask(s, &req).await;
         if matches!(resolution, Resolution::Unknown(_)) {
             continue;
         }

@@ -231,7 +231,7 @@ pub(crate) async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceR
         .all(&s.db)
         .await?
     {
-        let resolution = match requests::ask(s, &req.tracking_id).await {
+        let resolution = match requests::ask(s, &req).await {
             Resolution::NotProcessed(_) => send_deposit_refund(s, &req).await?,
             other => other,
         };
@@ -265,7 +265,7 @@ pub(crate) async fn finish_cancellation(s: &Services, order_id: i32) -> ServiceR
             }
             let auth = au::Entity::find_by_id(c.authorization_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let amount = Money::from_minor(take, cur);
-            let reference = s.connector.payment_reference(Command::Refund, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositRefund, reason: e.to_string() })?;
+            let reference = s.processor(auth.connector_id).payment_reference(Command::Refund, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositRefund, reason: e.to_string() })?;
             // The claim (issue #39 item 2): under the order's lock, no refund of this order in
             // flight and the capture's refunded total as read, and the intent recorded in the
             // same transaction; a second runner finds the intent and leaves it to this one.
@@ -306,9 +306,9 @@ pub(crate) async fn send_deposit_refund(s: &Services, req: &pr::Model) -> Servic
     let c = cap::Entity::find_by_id(req.capture_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("capture of the refund".into()))?;
     let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
     crate::crashpoint::hit("cancel:refund:intent");
-    let result = s.connector.refund(&req.tracking_id, &c.processor_reference, amount).await;
+    let result = s.processor(req.connector_id).refund(&req.tracking_id, &c.processor_reference, amount).await;
     crate::crashpoint::hit("cancel:refund:sent");
-    Ok(requests::resolve(s, &req.tracking_id, result, Outcome::Refunded).await)
+    Ok(requests::resolve(s, &req, result, Outcome::Refunded).await)
 }
 
 /// Records a deposit refund with its refund payment journal in one transaction.

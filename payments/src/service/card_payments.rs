@@ -29,13 +29,28 @@ pub async fn default_connector(db: &impl ConnectionTrait) -> ServiceResult<conne
         .ok_or_else(|| SetupError::NoDefaultConnector.into())
 }
 
+/// The connector a channel's orders take their cards on and are paid through: its own, or the
+/// default connector (R-PAR-5, R-TOK-8).
+pub async fn connector_for_channel(db: &impl ConnectionTrait, chan: &crate::entity::channel::Model) -> ServiceResult<connector::Model> {
+    match chan.connector_id {
+        Some(id) => connector::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or_else(|| ServiceError::StoredData(format!("channel {} names connector {id}, which does not exist", chan.code))),
+        None => default_connector(db).await,
+    }
+}
+
 /// The card an order is paid with, after the token rules were applied.
 pub(crate) struct ChosenCard {
     pub(crate) card: CardForm,
     pub(crate) saved: Option<crate::entity::customer_card::Model>,
 }
 
-pub(crate) async fn chosen_card(db: &impl ConnectionTrait, saved_card_id: &str, new_card: &CardForm, customer_id: i32) -> ServiceResult<ChosenCard> {
+/// The card a payment on a channel paying through `conn` uses: the customer's card on file
+/// `saved_card_id` (stored with that same connector: a token is known only to the processor
+/// that stored it), or else `new_card`.
+pub(crate) async fn chosen_card(db: &impl ConnectionTrait, saved_card_id: &str, new_card: &CardForm, customer_id: i32, conn: &connector::Model) -> ServiceResult<ChosenCard> {
     let raw = saved_card_id.trim();
     if raw.is_empty() {
         return Ok(ChosenCard { card: new_card.clone(), saved: None });
@@ -49,6 +64,13 @@ pub(crate) async fn chosen_card(db: &impl ConnectionTrait, saved_card_id: &str, 
         None => None,
     };
     match found {
+        Some(c) if c.customer_id == customer_id && c.deleted_at.is_none() && c.connector_id != conn.id => {
+            let stored_with = connector::Entity::find_by_id(c.connector_id).one(db).await?.map(|k| k.name).unwrap_or_else(|| format!("connector {}", c.connector_id));
+            Err(ServiceError::field(
+                "saved_card_id",
+                format!("The card ending {} is stored with {stored_with}, and this channel pays through {}: enter the card on the processor's payment page instead.", c.last_four, conn.name),
+            ))
+        }
         Some(c) if c.customer_id == customer_id && c.deleted_at.is_none() => Ok(ChosenCard {
             card: CardForm {
                 token: c.token.clone(),
@@ -132,8 +154,8 @@ pub async fn authorize_payment_line(
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Authorization, reason: e.to_string() })?;
     let ask = crate::connector::AuthorizeAsk::for_line(line, crate::connector::Initiator::Shopper);
-    let result = s.connector.authorize(&req.tracking_id, &token, amount, ask).await;
-    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Authorized).await;
+    let result = s.processor(req.connector_id).authorize(&req.tracking_id, &token, amount, ask).await;
+    let resolution = requests::resolve(s, &req, result, Outcome::Authorized).await;
     record_authorization(s, &req, line, resolution, replaces).await
 }
 

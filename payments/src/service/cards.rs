@@ -55,16 +55,21 @@ pub const MAX_TOKEN_LEN: usize = 128;
 /// expiry), whatever the browser sent with the token (issue #40). No token: an empty card (the
 /// caller decides whether one is needed). A token the processor does not know is refused on the
 /// `card` field; a processor that cannot answer refuses the request, and nothing is written.
-pub async fn verified(s: &Services, card: &CardForm) -> ServiceResult<CardForm> {
+pub async fn verified(s: &Services, connector_id: Option<i32>, card: &CardForm) -> ServiceResult<CardForm> {
     let token = card.token.trim();
     if token.is_empty() {
         return Ok(CardForm::default());
     }
-    let unknown = || ServiceError::field("card", "The payment processor does not know this card. Enter the card again on the processor's payment page.");
+    let unknown = || {
+        ServiceError::field(
+            "card",
+            "The payment processor does not know this card. Enter the card again on the processor's payment page (a card taken for one store or channel is known only to the processor that store or channel pays through).",
+        )
+    };
     if token.len() > MAX_TOKEN_LEN || !token.chars().all(|c| c.is_ascii_graphic()) {
         return Err(unknown());
     }
-    match s.describe_token(token).await {
+    match s.describe_token_on(connector_id, token).await {
         Ok(Some(t)) => Ok(CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry }),
         Ok(None) => Err(unknown()),
         Err(e) => Err(ProcessorError::CardNotConfirmed { reason: e.to_string() }.into()),
@@ -125,7 +130,7 @@ pub(crate) async fn insert(
 /// Adds a card on file (New customer credit card). Needs a default connector (R-TOK-8) and the
 /// customer's agreement, confirmed by the user.
 pub async fn add(s: &Services, actor: &str, customer_id: i32, card: &CardForm, agreed: bool) -> ServiceResult<SavedCardView> {
-    let card = &verified(s, card).await?;
+    let card = &verified(s, None, card).await?;
     let txn = s.db.begin().await?;
     let c = customer::Entity::find_by_id(customer_id)
         .one(&txn)

@@ -43,6 +43,7 @@ impl Services {
             clock,
             connector: Arc::new(TimedConnector::new(connector.clone(), crate::connector::timed::DEFAULT_TIMEOUT)),
             untimed: connector,
+            connector_timeout: crate::connector::timed::DEFAULT_TIMEOUT,
             processor_store: None,
             processor_admin: admin,
             configured: None,
@@ -63,6 +64,7 @@ impl Services {
     /// These services with connector calls ending by `timeout` (see [`crate::connector::timed`]).
     pub fn with_connector_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.connector = Arc::new(TimedConnector::new(self.untimed.clone(), timeout));
+        self.connector_timeout = timeout;
         self
     }
 
@@ -77,7 +79,7 @@ impl Services {
     /// processor request is refused as unavailable ([`crate::connector::unconfigured`]).
     pub async fn connect_without_processor(url: &str, clock: SharedClock) -> Result<Services, sea_orm::DbErr> {
         let db = crate::db::connect_and_migrate(url).await?;
-        Ok(Services::with_connector(db, Arc::new(crate::connector::unconfigured::NoProcessor), None, clock))
+        Ok(Services::with_connector(db, Arc::new(crate::connector::unconfigured::NoProcessor::default()), None, clock))
     }
 
     /// Opens Paystage's database at `url` (migrated) with the default connector set up on the

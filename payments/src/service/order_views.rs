@@ -77,6 +77,7 @@ pub(crate) async fn order_row(db: &impl ConnectionTrait, o: so::Model, held: boo
         number: o.number,
         customer_account: cust.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
         customer_name: cust.map(|c| c.name).unwrap_or_default(),
+        channel_id: o.channel_id,
         channel_name: chan.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
         channel_kind: chan.as_ref().and_then(|c| ChannelKind::from_code(&c.kind)).unwrap_or(ChannelKind::PosStore),
         status: OrderStatus::from_code(&o.status).unwrap_or(OrderStatus::Open),

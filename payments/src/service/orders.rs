@@ -170,13 +170,19 @@ impl NewOrder {
 pub async fn place(s: &Services, actor: &str, form: &OrderForm) -> ServiceResult<PlacedOrder> {
     // The fields first (no processor call for a form that is refused anyway); then a new card is
     // taken as the processor describes its token, before anything is written.
-    NewOrder::parse(form, s.now().date_naive()).map_err(ServiceError::Validation)?.total()?;
+    let parsed = NewOrder::parse(form, s.now().date_naive()).map_err(ServiceError::Validation)?;
+    parsed.total()?;
     // Boxed: the placing future is large, and callers' stacks (a test thread's 2 MiB in a debug
     // build) must not hold it twice over.
     if !form.saved_card_id.trim().is_empty() {
         return Box::pin(place_verified(s, actor, form)).await;
     }
-    let card = super::cards::verified(s, &form.card).await?;
+    // Asked of the processor the channel pays through (an unknown channel is refused below).
+    let conn = match channel::Entity::find_by_id(parsed.channel_id).one(&s.db).await? {
+        Some(chan) if !form.card.token.trim().is_empty() => Some(super::card_payments::connector_for_channel(&s.db, &chan).await?.id),
+        _ => None,
+    };
+    let card = super::cards::verified(s, conn, &form.card).await?;
     Box::pin(place_verified(s, actor, &OrderForm { card, ..form.clone() })).await
 }
 
@@ -208,8 +214,8 @@ pub(crate) async fn place_verified(s: &Services, actor: &str, form: &OrderForm) 
     if kind == OrderKind::CashAndCarry && channel_kind != ChannelKind::PosStore {
         return Err(ServiceError::field("order_kind", "Cash and carry is for POS store sales; choose customer order."));
     }
-    let conn = default_connector(&txn).await?;
-    let chosen = chosen_card(&txn, &form.saved_card_id, &form.card, order.customer_id).await?;
+    let conn = super::card_payments::connector_for_channel(&txn, &chan).await?;
+    let chosen = chosen_card(&txn, &form.saved_card_id, &form.card, order.customer_id, &conn).await?;
     let (features, params) = super::features::load_with_parameters(&txn).await?;
     let has_card = !chosen.card.token.trim().is_empty();
     let split = if form.prepayment {

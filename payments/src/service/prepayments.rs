@@ -258,7 +258,7 @@ pub async fn capture_deposit(s: &Services, order_id: i32) -> ServiceResult<Optio
         return Ok(Some(format!("The card part of the deposit ({}) is not authorized; take a new payment.", Money::from_minor(due - captured, currency(&order.currency)?))));
     };
     let amount = Money::from_minor((due - captured).min(auth.amount_minor - auth.captured_minor), currency(&order.currency)?);
-    let reference = s.connector.payment_reference(Command::Capture, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositCapture, reason: e.to_string() })?;
+    let reference = s.processor(auth.connector_id).payment_reference(Command::Capture, amount).await.map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::DepositCapture, reason: e.to_string() })?;
     // The claim (issue #39 item 2): under the order's lock, no deposit capture in flight and the
     // same amount still due, and the intent recorded in the same transaction. A second runner
     // (another server's recovery, `paystage recover`) waits for the lock, then finds the intent
@@ -277,20 +277,20 @@ pub async fn capture_deposit(s: &Services, order_id: i32) -> ServiceResult<Optio
     txn.commit().await?;
     crate::crashpoint::hit("deposit:intent");
     let last = amount.minor() == auth.amount_minor - auth.captured_minor;
-    let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, last).await;
+    let result = s.processor(req.connector_id).capture(&req.tracking_id, &auth.processor_reference, amount, last).await;
     crate::crashpoint::hit("deposit:sent");
-    let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
+    let resolution = requests::resolve(s, &req, result, Outcome::Captured).await;
     record_deposit_capture(s, &req, resolution).await
 }
 
 pub(crate) async fn resolve_capture(s: &Services, req: &pr::Model) -> ServiceResult<Option<String>> {
-    match requests::ask(s, &req.tracking_id).await {
+    match requests::ask(s, &req).await {
         Resolution::NotProcessed(why) => {
             let auth = au::Entity::find_by_id(req.authorization_id.unwrap_or_default()).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound("authorization".into()))?;
             let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
             let _ = why; // nothing moved at the processor: the same tracking id is sent again
-            let result = s.connector.capture(&req.tracking_id, &auth.processor_reference, amount, amount.minor() == auth.amount_minor - auth.captured_minor).await;
-            let resolution = requests::resolve(s, &req.tracking_id, result, Outcome::Captured).await;
+            let result = s.processor(req.connector_id).capture(&req.tracking_id, &auth.processor_reference, amount, amount.minor() == auth.amount_minor - auth.captured_minor).await;
+            let resolution = requests::resolve(s, &req, result, Outcome::Captured).await;
             record_deposit_capture(s, req, resolution).await
         }
         other => record_deposit_capture(s, req, other).await,

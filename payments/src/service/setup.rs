@@ -22,6 +22,7 @@ fn channel_view(m: channel::Model) -> ChannelView {
         currency: m.currency,
         closed: m.closed_at.is_some(),
         time_zone: m.time_zone,
+        connector_id: m.connector_id,
     }
 }
 
@@ -302,6 +303,10 @@ pub struct ChannelForm {
     pub currency: String,
     /// IANA time zone; empty: UTC.
     pub time_zone: String,
+    /// The code of the connector its orders take their cards on and are paid through; empty:
+    /// the default connector. Orders placed before a change stay with the connector they were
+    /// paid through.
+    pub connector: String,
 }
 
 /// `at` in the IANA time zone `zone` (UTC when none or unknown), as a page shows it.
@@ -358,19 +363,45 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
     };
     let currency = currency.code().to_string();
     let txn = s.db.begin().await?;
+    let own_connector = match f.connector.trim() {
+        "" => None,
+        code => Some(
+            connector::Entity::find()
+                .filter(connector::Column::Code.eq(code))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| ServiceError::field("connector", "Choose one of the connectors on the Payment connectors page, or the default connector."))?,
+        ),
+    };
+    let connector_code = own_connector.as_ref().map(|c| c.code.clone());
+    let connector_id = own_connector.map(|c| c.id);
     let saved = match (id, created) {
         (Some(id), _) => {
             let before = find_channel(&txn, id).await?;
-            if before.name == name && before.currency == currency && before.time_zone == time_zone {
+            if before.name == name && before.currency == currency && before.time_zone == time_zone && before.connector_id == connector_id {
                 return Ok(id);
             }
+            let before_connector = match before.connector_id {
+                Some(c) => connector::Entity::find_by_id(c).one(&txn).await?.map(|c| c.code),
+                None => None,
+            };
             let mut m: channel::ActiveModel = before.clone().into();
             m.name = Set(name.to_string());
             m.currency = Set(currency.clone());
             m.time_zone = Set(time_zone.clone());
+            m.connector_id = Set(connector_id);
             m.update(&txn).await?;
-            let view = |c: &str, n: &str, z: &str| json!({ "name": n, "currency": c, "time_zone": z });
-            audit::record(&txn, s.now(), actor, "channel.edit", &before.code, Some(view(&before.currency, &before.name, &before.time_zone)), Some(view(&currency, name, &time_zone))).await?;
+            let view = |c: &str, n: &str, z: &str, k: &Option<String>| json!({ "name": n, "currency": c, "time_zone": z, "connector": k });
+            audit::record(
+                &txn,
+                s.now(),
+                actor,
+                "channel.edit",
+                &before.code,
+                Some(view(&before.currency, &before.name, &before.time_zone, &before_connector)),
+                Some(view(&currency, name, &time_zone, &connector_code)),
+            )
+            .await?;
             id
         }
         (None, Some((code, Some(kind)))) => {
@@ -379,11 +410,11 @@ pub async fn save_channel(s: &Services, actor: &str, id: Option<i32>, f: &Channe
             if taken {
                 return Err(ServiceError::field("code", format!("A channel with the code {code} exists already; choose another.")));
             }
-            let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), time_zone: Set(time_zone.clone()), ..Default::default() }
+            let m = channel::ActiveModel { code: Set(code.clone()), name: Set(name.to_string()), kind: Set(kind.code().to_string()), currency: Set(currency.clone()), closed_at: Set(None), time_zone: Set(time_zone.clone()), connector_id: Set(connector_id), ..Default::default() }
                 .insert(&txn)
                 .await
                 .map_err(|e| ServiceError::unique_as_field(e, "code", format!("A channel with the code {code} exists already; choose another.")))?;
-            audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency, "time_zone": time_zone }))).await?;
+            audit::record(&txn, s.now(), actor, "channel.create", &code, None, Some(json!({ "name": name, "kind": kind.code(), "currency": currency, "time_zone": time_zone, "connector": connector_code }))).await?;
             m.id
         }
         _ => return Err(ServiceError::internal("a new channel without its kind")),

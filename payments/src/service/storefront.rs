@@ -33,6 +33,20 @@ pub struct Checkout {
 /// The user the storefront acts as in the audit log and on the order.
 pub const ACTOR: &str = "storefront";
 
+/// The web shop's channel (the first open online store) and the connector it takes cards on
+/// and is paid through; closed when there is none.
+pub async fn web_shop(s: &Services) -> ServiceResult<(channel::Model, i32)> {
+    let web = channel::Entity::find()
+        .filter(channel::Column::Kind.eq(ChannelKind::OnlineStore.code()))
+        .filter(channel::Column::ClosedAt.is_null())
+        .order_by_asc(channel::Column::Id)
+        .one(&s.db)
+        .await?
+        .ok_or(SetupError::WebShopClosed)?;
+    let conn = super::card_payments::connector_for_channel(&s.db, &web).await?;
+    Ok((web, conn.id))
+}
+
 pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> {
     let mut errors = Vec::new();
     let email = c.email.trim().to_lowercase();
@@ -63,14 +77,8 @@ pub async fn checkout(s: &Services, c: &Checkout) -> ServiceResult<PlacedOrder> 
     if !errors.is_empty() {
         return Err(ServiceError::Validation(errors));
     }
-    let web = channel::Entity::find()
-        .filter(channel::Column::Kind.eq(ChannelKind::OnlineStore.code()))
-        .filter(channel::Column::ClosedAt.is_null())
-        .order_by_asc(channel::Column::Id)
-        .one(&s.db)
-        .await?
-        .ok_or(SetupError::WebShopClosed)?;
-    let card = super::cards::verified(s, &c.card).await?;
+    let (web, connector_id) = web_shop(s).await?;
+    let card = super::cards::verified(s, Some(connector_id), &c.card).await?;
     super::cards::check_card(&card)?;
     let customer_id = find_or_open_customer(s, web.id, &email, name).await?;
     let ship = (s.now().date_naive() + chrono::Duration::days(2)).to_string();

@@ -581,7 +581,7 @@ db_test!(stores_and_channels_are_made_edited_and_closed_and_a_closed_one_takes_n
     let s = &db.services;
     let fx = fixture(s).await;
     payments::testing::enable_pipeline(s, true).await;
-    let form = |code: &str, name: &str, kind: &str, currency: &str| ChannelForm { code: code.into(), name: name.into(), kind: kind.into(), currency: currency.into(), time_zone: String::new() };
+    let form = |code: &str, name: &str, kind: &str, currency: &str| ChannelForm { code: code.into(), name: name.into(), kind: kind.into(), currency: currency.into(), time_zone: String::new(), connector: String::new() };
     let rows = || async { (channel::Entity::find().count(&s.db).await.unwrap(), audit_log::Entity::find().count(&s.db).await.unwrap()) };
     let before = rows().await;
     let long = "x".repeat(81);
@@ -768,6 +768,103 @@ db_test!(connectors_are_set_up_through_the_pages_keys_sealed_and_the_default_one
     assert_eq!(setup::stored_hmac_key(&stranger, "sandbox-one").await.unwrap(), None);
 });
 
+db_test!(a_channel_pays_through_its_own_connector_and_every_later_request_follows_the_connector_recorded, |db| {
+    // Issue #43 (R-PAR-5, R-TOK-8): a channel set up with its own connector takes its orders'
+    // cards on that connector's processor, and the authorization, capture and every question
+    // about them go there, while other channels use the default connector; changing the
+    // channel's connector later does not move what was already paid through the first one. A
+    // card taken on one processor is refused on a channel paying through another, and so is a
+    // card on file stored with another connector; nothing is written for either.
+    use payments::connector::{CardEntry, Connector};
+    use payments::domain::pipeline::ProcessStatus;
+    use payments::entity::{authorization, channel, payment_line, processor_request, sales_order};
+    use payments::secrets::SecretKey;
+    use payments::service::orders::CardForm;
+    use payments::service::setup::{ChannelForm, ConnectorForm};
+    use payments::testing::{fixture, start_sandbox, OrderBuilder, TEST_API_KEY, TEST_MERCHANT_ACCOUNT, TEST_SECRET_KEY};
+    let key = SecretKey::from_hex(TEST_SECRET_KEY).unwrap();
+    let clock = db.services.clock.clone();
+    let s = &Services::configured(db.services.db.clone(), Some(key), clock.clone()).await.unwrap();
+    let fx = fixture(s).await;
+    payments::testing::enable_pipeline(s, false).await;
+    let (other_sandbox, other_base, _, _dir) = start_sandbox(clock.clone()).await;
+    let form = |code: &str, name: &str, base: &str| ConnectorForm {
+        code: code.into(),
+        name: name.into(),
+        kind: "sandbox".into(),
+        endpoint: format!("{base}/checkout/v72"),
+        merchant_account: TEST_MERCHANT_ACCOUNT.into(),
+        api_key: TEST_API_KEY.into(),
+        hmac_key: "5a".repeat(32),
+        card_page: format!("{base}/hpp/cards"),
+        key_window_days: "31".into(),
+        timeout_seconds: "5".into(),
+    };
+    // The default connector (the fixture's row) reaches the test's sandbox; "Phone sandbox" another.
+    let first = fx.connector_id;
+    setup::save_connector(s, "admin", Some(first), &form("sandbox", "Processor sandbox", &db.processor)).await.unwrap();
+    let second = setup::save_connector(s, "admin", None, &form("phone-sandbox", "Phone sandbox", &other_base)).await.unwrap();
+    let call_center = |connector: &str| ChannelForm { name: "Call center".into(), currency: "USD".into(), time_zone: "UTC".into(), connector: connector.into(), ..Default::default() };
+    let unknown = setup::save_channel(s, "admin", Some(fx.call_center), &call_center("no-such-connector")).await.unwrap_err();
+    assert!(matches!(&unknown, ServiceError::Validation(e) if e[0].field == "connector"), "{unknown:?}");
+    assert_eq!(channel::Entity::find_by_id(fx.call_center).one(&s.db).await.unwrap().unwrap().connector_id, None, "nothing refused was written");
+    setup::save_channel(s, "admin", Some(fx.call_center), &call_center("phone-sandbox")).await.unwrap();
+    assert_eq!(channel::Entity::find_by_id(fx.call_center).one(&s.db).await.unwrap().unwrap().connector_id, Some(second));
+    let edit = audit_log::Entity::find().filter(audit_log::Column::Action.eq("channel.edit")).all(&s.db).await.unwrap();
+    assert!(edit.iter().any(|a| a.after.as_deref().is_some_and(|v| v.contains(r#""connector":"phone-sandbox""#))), "{edit:?}");
+
+    let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
+    let entry = || CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Dana Ruiz".into() };
+    let on_second = card(s.enter_card_as_shopper_on(Some(second), entry()).await.unwrap());
+    let on_first = card(s.enter_card_as_shopper_on(None, entry()).await.unwrap());
+    let orders_now = || async { sales_order::Entity::find().count(&s.db).await.unwrap() };
+    let before = orders_now().await;
+    // A card taken on the default processor, on the channel paying through the other: refused.
+    let mut wrong = OrderBuilder::new(&fx).line("Tent", 1, "150.00").no_card();
+    wrong.form.card = on_first.clone();
+    let refused = wrong.try_place(s).await.unwrap_err();
+    assert!(matches!(&refused, ServiceError::Validation(e) if e[0].field == "card"), "{refused:?}");
+    // And the other way round, at the store paying through the default connector.
+    let mut wrong = OrderBuilder::new(&fx).channel(fx.pos).line("Tent", 1, "150.00").no_card();
+    wrong.form.card = on_second.clone();
+    assert!(wrong.try_place(s).await.is_err());
+    // A card on file is stored with the default connector (R-TOK-8): not for this channel.
+    let on_file = payments::service::cards::add(s, "finance", fx.customer_id, &on_first, true).await.unwrap();
+    let refused = OrderBuilder::new(&fx).line("Tent", 1, "150.00").saved_card(on_file.id).try_place(s).await.unwrap_err();
+    assert!(matches!(&refused, ServiceError::Validation(e) if e[0].field == "saved_card_id" && e[0].message.contains("Phone sandbox")), "{refused:?}");
+    assert_eq!(orders_now().await, before, "nothing refused was written");
+
+    // The card taken on the channel's own processor: authorized there, and recorded so.
+    let mut right = OrderBuilder::new(&fx).line("Tent", 2, "150.00").no_card();
+    right.form.card = on_second;
+    let placed = right.try_place(s).await.unwrap();
+    assert_eq!(placed.payment_status, payments::domain::order::PaymentStatus::Authorized, "{placed:?}");
+    let line = payment_line::Entity::find().filter(payment_line::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(line.connector_id, Some(second));
+    let auth = authorization::Entity::find().filter(authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(auth.connector_id, second);
+    // The channel goes back to the default connector; the order's capture still goes where its
+    // authorization is.
+    setup::save_channel(s, "admin", Some(fx.call_center), &call_center("")).await.unwrap();
+    let d = payments::service::orders::detail(s, placed.order_id).await.unwrap();
+    let out = payments::pipeline::invoice(s, "finance", placed.order_id, &[(d.lines[0].id, 2)]).await.unwrap();
+    assert_eq!(out.status, ProcessStatus::Completed, "{out:?}");
+    let requests = processor_request::Entity::find().filter(processor_request::Column::OrderId.eq(placed.order_id)).all(&s.db).await.unwrap();
+    assert!(requests.len() >= 2 && requests.iter().all(|r| r.connector_id == second), "{requests:?}");
+    // What each processor holds, read from its own books.
+    let books = |sandbox: &payments::sandbox::Sandbox| {
+        let engine = payments::connector::simulator::ProcessorSimulator::new(sandbox.store().clone(), clock.clone());
+        async move { engine.ledger().await.unwrap().unwrap() }
+    };
+    let (theirs, ours) = (books(&other_sandbox).await, books(&db.sandbox).await);
+    assert_eq!(theirs.authorizations.get(&auth.processor_reference), Some(&30_000), "authorized and captured on the channel's processor: {theirs:?}");
+    assert!(ours.authorizations.is_empty() && ours.captures.is_empty(), "nothing reached the default processor: {ours:?}");
+    // An order taken now on the call center uses the default connector again.
+    let placed = OrderBuilder::new(&fx).line("Lamp", 1, "20.00").place(s).await;
+    let auth = authorization::Entity::find().filter(authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(auth.connector_id, first);
+});
+
 db_test!(customers_are_created_edited_searched_and_deactivated_and_a_deactivated_one_takes_no_orders, |db| {
     // Issue #43: a customer is created and edited with every field checked (nothing written when
     // one is wrong), account and e-mail unique whatever their case; found by any part of account,
@@ -865,7 +962,7 @@ db_test!(the_same_code_saved_twice_at_once_is_refused_with_a_message_not_an_inte
     use payments::service::setup::{ChannelForm, ConnectorForm};
     let s = &db.services;
     for round in 0..4 {
-        let channel = ChannelForm { code: format!("race-{round}"), name: "Race".into(), kind: "call_center".into(), currency: "USD".into(), time_zone: "Europe/Berlin".into() };
+        let channel = ChannelForm { code: format!("race-{round}"), name: "Race".into(), kind: "call_center".into(), currency: "USD".into(), time_zone: "Europe/Berlin".into(), connector: String::new() };
         let (a, b) = tokio::join!(setup::save_channel(s, "admin", None, &channel), setup::save_channel(s, "admin2", None, &channel));
         let connector = ConnectorForm {
             code: format!("race-{round}"),

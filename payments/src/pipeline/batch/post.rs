@@ -292,7 +292,7 @@ pub(super) async fn plan_captures(
         let money = Money::from_minor(amount, currency);
         // The connector's payment reference data (a tracking id made up where the SDK runs, no
         // call to the processor).
-        let Ok(reference) = lead.connector.payment_reference(Command::Capture, money).await else {
+        let Ok(reference) = lead.processor(auth.connector_id).payment_reference(Command::Capture, money).await else {
             out.push(None);
             continue;
         };

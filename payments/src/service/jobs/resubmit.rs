@@ -101,8 +101,8 @@ pub async fn resubmit_authorizations(s: &Services, batch: u64) -> ServiceResult<
                 }
             };
             txn.commit().await?;
-            let result = s.connector.authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(line, crate::connector::Initiator::Merchant)).await;
-            let resolution = requests::resolve(s, &req.tracking_id, result, crate::connector::Outcome::Authorized).await;
+            let result = s.processor(req.connector_id).authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(line, crate::connector::Initiator::Merchant)).await;
+            let resolution = requests::resolve(s, &req, result, crate::connector::Outcome::Authorized).await;
             match orders::record_authorization(s, &req, line, resolution, None).await?.0 {
                 PaymentStatus::Authorized => {
                     authorizations::release_hold(s, order.id).await?;
