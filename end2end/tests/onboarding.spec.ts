@@ -118,7 +118,10 @@ test('from an empty install to an invoiced card order through the pages alone', 
   const phoneRow = page.locator('tr[data-channel="phone"]');
   await phoneRow.getByLabel('Connector of this channel').selectOption({ label: 'Phone sandbox (phone-sandbox)' });
   await phoneRow.getByRole('button', { name: 'Save' }).click();
-  await expect(phoneRow.getByRole('status')).toContainText('Saved.');
+  await expect(page.getByRole('status').filter({ hasText: 'Channel saved.' })).toBeVisible();
+  await gotoHydrated(page, '/parameters/stores');
+  await expect(phoneRow.getByLabel('Connector of this channel').locator('option:checked')).toHaveText('Phone sandbox (phone-sandbox)');
+  await expect(page.locator('tr[data-channel="houston"]').getByLabel('Connector of this channel').locator('option:checked')).toHaveText('Default connector (Processor sandbox)');
   await gotoHydrated(page, '/parameters/connectors');
   await expect(phoneConnector.getByTestId('pays-for')).toContainText('Takes the cards of: Phone orders');
   await expect(connector.getByTestId('pays-for')).toContainText('Takes the cards of: Houston store');

@@ -95,6 +95,7 @@ pub fn ChannelsPage() -> impl IntoView {
             intro="The retail stores, online stores and call centers orders are taken on. Closing one stops new orders on it; its orders and their history stay, and it can be opened again."
         />
         {outcome(add.value(), "Channel added.", None)}
+        {outcome(edit.value(), "Channel saved.", None)}
         {outcome(close.value(), "Saved.", None)}
         <section class="panel">
             <h2>"Add a store or channel"</h2>

@@ -185,7 +185,7 @@ pub fn ConnectorsPage() -> impl IntoView {
     view! {
         <PageHeader
             title="Payment connectors"
-            intro="The processors Paystage reaches, how it reaches them, and each one's merchant properties per channel. Payments go through the default connector."
+            intro="The processors Paystage reaches, how it reaches them, and each one's merchant properties per channel. A store or channel pays through the default connector unless it has its own (chosen on Stores and channels); each payment stays with the connector it was taken on."
         />
         {outcome(props.value(), "Merchant properties saved.", None)}
         {outcome(account.value(), "Merchant account saved.", None)}

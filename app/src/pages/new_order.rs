@@ -286,7 +286,6 @@ pub fn NewOrderPage() -> impl IntoView {
                             <label class="stacked">"Tax %" <input name="tax_percent" value="0" inputmode="decimal" class="amount" /></label>
                             <label class="stacked">"Charges" <input name="charges" value="0" inputmode="decimal" class="amount" /></label>
                         </div>
-                        {field_error(place.value(), "channel_id", None)}
                         {field_error(place.value(), "order_kind", None)}
                         {field_error(place.value(), "tax_percent", None)}
                         {field_error(place.value(), "charges", None)}

@@ -604,6 +604,66 @@ db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_
     assert!(r.text().await.unwrap().contains("does not know that card"));
 });
 
+db_test!(a_channels_card_is_taken_on_the_hosted_page_of_the_connector_it_pays_through, |db| {
+    // Issue #43 (R-PAR-5): `/processor/acceptance?channel=<id>` sends the browser to the hosted
+    // page of the connector that channel pays through, not the default's, and brings the card
+    // back with the channel, as that connector's processor describes it; without a channel (a
+    // card on file, R-TOK-8) the default connector's page takes it.
+    use payments::service::setup::{save_channel, save_connector, ChannelForm, ConnectorForm};
+    use payments::testing::{fixture, start_sandbox, TEST_API_KEY, TEST_MERCHANT_ACCOUNT, TEST_SECRET_KEY};
+    let key = payments::secrets::SecretKey::from_hex(TEST_SECRET_KEY).unwrap();
+    db.services = payments::service::Services::configured(db.services.db.clone(), Some(key), db.services.clock.clone()).await.unwrap();
+    let s = &db.services;
+    let fx = fixture(s).await;
+    let (_other, other_base, _, _dir) = start_sandbox(db.services.clock.clone()).await;
+    let form = |code: &str, base: &str| ConnectorForm {
+        code: code.into(),
+        name: code.into(),
+        kind: "sandbox".into(),
+        endpoint: format!("{base}/checkout/{API_VERSION}"),
+        merchant_account: TEST_MERCHANT_ACCOUNT.into(),
+        api_key: TEST_API_KEY.into(),
+        hmac_key: String::new(),
+        card_page: format!("{base}/hpp/cards"),
+        key_window_days: "31".into(),
+        timeout_seconds: "5".into(),
+    };
+    save_connector(s, "admin", Some(fx.connector_id), &form("sandbox", &db.processor)).await.unwrap();
+    save_connector(s, "admin", None, &form("phone", &other_base)).await.unwrap();
+    let channel = ChannelForm { name: "Call center".into(), currency: "USD".into(), time_zone: "UTC".into(), connector: "phone".into(), ..Default::default() };
+    save_channel(s, "admin", Some(fx.call_center), &channel).await.unwrap();
+    let app = crate::support::spawn(&db).await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let location = |r: &reqwest::Response| r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let origin = |u: &reqwest::Url| format!("{}://{}:{}", u.scheme(), u.host_str().unwrap(), u.port().unwrap());
+
+    // No channel: the default connector's page.
+    let r = browser.get(format!("{}/processor/acceptance?return=/orders/new", app.base)).send().await.unwrap();
+    assert_eq!(origin(&reqwest::Url::parse(&location(&r)).unwrap()), db.processor);
+    // The call center: its own connector's page, and back with the channel.
+    let r = browser.get(format!("{}/processor/acceptance?return=/orders/new&channel={}", app.base, fx.call_center)).send().await.unwrap();
+    let hosted = reqwest::Url::parse(&location(&r)).unwrap();
+    assert_eq!(origin(&hosted), other_base, "the page of the connector the channel pays through");
+    let q: std::collections::HashMap<String, String> = hosted.query_pairs().into_owned().collect();
+    assert!(q["returnUrl"].ends_with(&format!("&channel={}", fx.call_center)), "{}", q["returnUrl"]);
+    let card = [
+        ("merchantAccount", q["merchantAccount"].as_str()),
+        ("shopperReference", q["shopperReference"].as_str()),
+        ("returnUrl", q["returnUrl"].as_str()),
+        ("number", "4111 1111 1111 1111"),
+        ("expiry", "12/30"),
+        ("holder", "Jamie Rivera"),
+    ];
+    let back = location(&browser.post(format!("{other_base}/hpp/cards")).form(&card).send().await.unwrap());
+    let onward = location(&browser.get(&back).send().await.unwrap());
+    assert!(onward.starts_with("/orders/new?token=") && onward.ends_with(&format!("&channel={}", fx.call_center)), "{onward}");
+    // The same return without the channel is asked of the default processor, which does not
+    // know the card.
+    let r = browser.get(back.replace(&format!("&channel={}", fx.call_center), "")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("does not know that card"));
+});
+
 /// What the order's journals put through Card clearing (debit − credit), in minor units.
 async fn card_clearing(s: &payments::service::Services, order_id: i32) -> i64 {
     use payments::entity::{journal, journal_line};
