@@ -15,7 +15,7 @@ pub async fn connectors_overview() -> Result<(ProcessorInUse, Vec<ConnectorView>
     use crate::auth::ssr::{require, services};
     require(&[payments::Role::Administrator]).await?;
     let s = services()?;
-    Ok((payments::service::setup::processor_in_use(&s), payments::service::setup::connectors(&s.db).await?))
+    Ok((payments::service::setup::processor_in_use(&s), payments::service::setup::connectors_here(&s).await?))
 }
 
 /// Adds a connector (the first one becomes the default).
@@ -286,6 +286,11 @@ pub fn ConnectorsPage() -> impl IntoView {
                                     names => format!("Takes the cards of: {} (chosen on Stores and channels).", names.join(", ")),
                                 }}
                             </p>
+                            {c.unusable.clone().map(|why| view! {
+                                <div class="notice warning" role="status" data-testid="unusable">
+                                    {format!("Every payment through this connector is refused: {why}.")}
+                                </div>
+                            })}
                             <h3>"Connection"</h3>
                             <ActionForm action=edit node_ref=edit_form attr:class="row-form wrap">
                                 <input type="hidden" name="connector_id" value=c.id />

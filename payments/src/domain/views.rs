@@ -120,6 +120,9 @@ pub struct ConnectorView {
     pub hmac_key_set: bool,
     pub key_window_days: i32,
     pub timeout_seconds: i32,
+    /// Why this server refuses every request through it (no endpoint, no API key, a key that
+    /// does not open); None when it can be used, or when the processor is set in the environment.
+    pub unusable: Option<String>,
 }
 
 /// Which processor this server reaches, for the Payment connectors page.

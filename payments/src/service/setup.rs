@@ -30,6 +30,15 @@ pub async fn channels(db: &impl ConnectionTrait) -> Result<Vec<ChannelView>, DbE
     Ok(channel::Entity::find().order_by_asc(channel::Column::Id).all(db).await?.into_iter().map(channel_view).collect())
 }
 
+/// The connectors as this server sees them: [`connectors`], each with why it cannot be used.
+pub async fn connectors_here(s: &Services) -> Result<Vec<ConnectorView>, DbErr> {
+    let mut views = connectors(&s.db).await?;
+    for v in &mut views {
+        v.unusable = s.configured.as_ref().and_then(|c| c.unusable(v.id));
+    }
+    Ok(views)
+}
+
 pub async fn connectors(db: &impl ConnectionTrait) -> Result<Vec<ConnectorView>, DbErr> {
     let chans = channels(db).await?;
     let props = cmp::Entity::find().all(db).await?;
@@ -61,6 +70,7 @@ pub async fn connectors(db: &impl ConnectionTrait) -> Result<Vec<ConnectorView>,
             hmac_key_set: c.hmac_key_sealed.is_some(),
             key_window_days: c.key_window_days,
             timeout_seconds: c.timeout_ms / 1000,
+            unusable: None,
         });
     }
     Ok(out)

@@ -802,7 +802,12 @@ db_test!(a_channel_pays_through_its_own_connector_and_every_later_request_follow
     };
     // The default connector (the fixture's row) reaches the test's sandbox; "Phone sandbox" another.
     let first = fx.connector_id;
+    let unusable = |id: i32| async move { setup::connectors_here(s).await.unwrap().into_iter().find(|c| c.id == id).unwrap().unusable };
+    assert_eq!(unusable(first).await.as_deref(), Some("it is not set up on this server yet"), "a row another writer added, until the next check");
+    s.reload_connector().await.unwrap();
+    assert_eq!(unusable(first).await.as_deref(), Some("it has no endpoint"), "the page says why the fixture's row cannot be used");
     setup::save_connector(s, "admin", Some(first), &form("sandbox", "Processor sandbox", &db.processor)).await.unwrap();
+    assert_eq!(unusable(first).await, None);
     let second = setup::save_connector(s, "admin", None, &form("phone-sandbox", "Phone sandbox", &other_base)).await.unwrap();
     let call_center = |connector: &str| ChannelForm { name: "Call center".into(), currency: "USD".into(), time_zone: "UTC".into(), connector: connector.into(), ..Default::default() };
     let unknown = setup::save_channel(s, "admin", Some(fx.call_center), &call_center("no-such-connector")).await.unwrap_err();
