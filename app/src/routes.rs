@@ -72,6 +72,7 @@ lazy_area! {
     finance_pages, __preload_finance_pages: FinancePages {
         HomeRoute => home::HomePage,
         JournalsRoute => journals::JournalsPage,
+        ReconciliationRoute => reconciliation::ReconciliationPage,
         NotificationsRoute => notifications::NotificationsPage,
         AccountDepositRoute => account_deposit::AccountDepositPage,
         CustomersRoute => customers::CustomersPage,

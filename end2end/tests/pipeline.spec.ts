@@ -90,6 +90,7 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   await page.getByRole('link', { name: /SO-/ }).first().click();
   await expect(page.locator('h1')).toContainText('Sales order');
   await page.waitForLoadState('networkidle');
+  const orderNumber = ((await page.locator('h1').textContent()) ?? '').match(/SO-\d+/)![0];
   await invoiceLines(page, { 1: '1' });
   const notice = page.getByRole('status');
   await expect(notice).toContainText('the card payment is incomplete');
@@ -114,6 +115,17 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   await expect(page.getByTestId('execution-log')).toContainText('Captured');
   await page.screenshot({ path: 'screenshots/payment-history.png', fullPage: true });
 
+  // Reconciliation shows the capture without its journal (R-LED-2), in the CSV too.
+  await gotoHydrated(page, '/reconciliation');
+  const brk = page.locator('tr[data-break="capture_without_journal"]', { hasText: orderNumber });
+  await expect(brk).toHaveCount(1);
+  await expect(brk).toContainText('is incomplete');
+  await expect(page.getByTestId('reconciliation-summary')).toContainText('orders checked');
+  await page.screenshot({ path: 'screenshots/reconciliation.png', fullPage: true });
+  const csv = await page.request.get('/reconciliation.csv');
+  expect(csv.headers()['content-type']).toContain('text/csv');
+  expect(await csv.text()).toContain(`"Capture without a journal","${orderNumber}"`);
+
   await gotoHydrated(page, `/payments/incomplete`);
   await page.screenshot({ path: 'screenshots/incomplete.png', fullPage: true });
   await page.locator(`tr[data-invoice="${invoice}"]`).getByRole('button', { name: 'Resume' }).click();
@@ -124,6 +136,10 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   await expect(page.locator(`tr[data-invoice="${invoice}"] [data-process-status="completed"]`)).toBeVisible();
   await expect(page.locator('[data-authorization] tr.capture')).toHaveCount(1);
   await expect(page.locator('[data-journal]')).toHaveCount(2);
+  // Resumed, the order's money adds up: no break of it is left.
+  await gotoHydrated(page, '/reconciliation');
+  await expect(page.getByTestId('reconciliation-summary')).toBeVisible();
+  await expect(page.locator('tr[data-break]', { hasText: orderNumber })).toHaveCount(0);
 });
 
 test('R-PIP-4: Terminate asks for a reason and is audited', async ({ page }) => {

@@ -129,6 +129,7 @@ pub fn router(config: &Config, services: Services, addr: SocketAddr) -> Router {
         )
         .route("/shop", get(storefront::page).post(storefront::submit))
         .route("/journals.csv", get(journals_csv::export))
+        .route("/reconciliation.csv", get(journals_csv::reconciliation))
         // The bundle and stylesheet: a release build ships them pre-compressed (`.br`, `.gz`, made
         // by build-site.sh); conditional requests get 304.
         .nest_service(

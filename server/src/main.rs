@@ -29,6 +29,10 @@ enum Command {
     },
     /// Run payment recovery once: finish processes left in flight by a stopped server.
     Recover,
+    /// Reconcile every order with money at stake (R-LED-1, R-LED-2): prints the report as one JSON
+    /// document (checked orders, breaks by cause with their value, each break with its cause,
+    /// amount, age and action) and exits 2 when there is any break, so cron can alert on it.
+    Reconcile,
     /// Invoice N orders in partial rounds through a real server process, which reaches a processor
     /// sandbox process over HTTP, while killing one or the other K times in turn (SIGKILL) and
     /// injecting processor faults at rate F; then recover and check every invariant. Prints one
@@ -341,6 +345,14 @@ async fn run(cli: Cli, config: Config) {
                 }
             }
             println!("{}", serde_json::to_string(&total).unwrap_or_default());
+        }
+        Command::Reconcile => {
+            let services = open_services(&config).await;
+            let report = payments::service::reconciliation::report(&services).await.unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| fail(e)));
+            if !report.breaks.is_empty() {
+                std::process::exit(2);
+            }
         }
         Command::Chaos { database, orders, kills, fault_rate, concurrency } => {
             let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("cannot find the paystage binary: {e}")));

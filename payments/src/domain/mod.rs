@@ -8,5 +8,6 @@ pub mod parameters;
 pub mod payment_views;
 pub mod pipeline;
 pub mod prepayment;
+pub mod reconciliation;
 pub mod tokens;
 pub mod views;

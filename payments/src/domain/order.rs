@@ -29,6 +29,7 @@ macro_rules! coded_enum {
         }
     };
 }
+pub(crate) use coded_enum;
 
 coded_enum!(
     /// Where a sales order stands with respect to invoicing.

@@ -111,7 +111,7 @@ pub async fn list(db: &impl ConnectionTrait, f: &JournalFilter, page: u64) -> Se
     Ok(JournalPage { rows: views(db, js).await?, page, pages, total })
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     // Quoted always; a leading =, +, - or @ is prefixed so spreadsheets do not run it as a formula.
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
     format!("\"{}\"", s.replace('"', "\"\""))

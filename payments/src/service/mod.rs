@@ -19,6 +19,7 @@ pub mod order_views;
 pub mod orders;
 pub mod parameters;
 pub mod prepayments;
+pub mod reconciliation;
 pub mod setup;
 pub mod standing;
 pub mod storefront;

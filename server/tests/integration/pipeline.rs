@@ -1454,3 +1454,75 @@ db_test!(migration_11_derives_the_typed_facts_of_rows_written_before_it, |db| {
     let refund = payment_process::Entity::find_by_id(credit.process_id).one(&fresh).await.unwrap().unwrap();
     assert_eq!(refund.capture_kind, None, "a refund takes no capture path");
 });
+
+db_test!(reconciliation_lists_every_break_with_its_cause_and_resolving_it_clears_it, |db| {
+    // Issue #44, R-LED-1/R-LED-2: an order whose money adds up is checked and has no break; a
+    // capture whose journal failed is a break (capture without a journal) until the payment is
+    // resumed; a terminated payment stays a break (its receivable is not settled) with the capture
+    // it left without a journal; a request whose outcome is unknown is a break once it is no
+    // longer in flight. The CSV carries the same breaks.
+    use payments::domain::reconciliation::BreakCause;
+    use payments::service::reconciliation;
+    use sea_orm::{ActiveModelTrait, Set};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let clean = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
+    assert_eq!(invoice(s, clean.order_id, &[1]).await.status, ProcessStatus::Completed);
+    let r = reconciliation::report(s).await.unwrap();
+    assert_eq!((r.checked_orders, r.breaks.len()), (1, 0), "{r:?}");
+    assert!(r.by_cause.iter().all(|c| c.count == 0) && r.by_cause.len() == BreakCause::ALL.len());
+
+    // The journal fails after the capture: captured, not journaled.
+    let resumed = OrderBuilder::new(&fx).line("Canoe", 1, "300.00").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, resumed.order_id, &[1]).await;
+    assert_eq!(out.status, ProcessStatus::Incomplete);
+    let r = reconciliation::report(s).await.unwrap();
+    let b: Vec<_> = r.breaks.iter().filter(|b| b.order_id == resumed.order_id).collect();
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!((b[0].cause, b[0].amount_minor), (BreakCause::CaptureWithoutJournal, 30_000));
+    assert!(b[0].detail.contains("incomplete"), "{}", b[0].detail);
+    pipeline::resume(s, "finance", out.process_id).await.unwrap();
+    assert!(reconciliation::report(s).await.unwrap().breaks.is_empty(), "resumed: the journal posted");
+
+    // Terminated after the capture: two breaks, neither skipped.
+    let terminated = OrderBuilder::new(&fx).line("Kayak", 1, "420.00").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, terminated.order_id, &[1]).await;
+    pipeline::terminate(s, "finance", out.process_id, "Paid by bank transfer").await.unwrap();
+    let r = reconciliation::report(s).await.unwrap();
+    let mut causes: Vec<(BreakCause, i64)> = r.breaks.iter().filter(|b| b.order_id == terminated.order_id).map(|b| (b.cause, b.amount_minor)).collect();
+    causes.sort();
+    assert_eq!(causes, vec![(BreakCause::CaptureWithoutJournal, 42_000), (BreakCause::TerminatedProcess, 42_000)]);
+    let summary = r.by_cause.iter().find(|c| c.cause == BreakCause::TerminatedProcess).unwrap();
+    assert_eq!((summary.count, summary.value.clone()), (1, vec!["420.00 USD".to_string()]));
+
+    // A request left pending by a server that stopped: in flight for a lease, then a break.
+    let sent = processor_request::Entity::find().filter(processor_request::Column::OrderId.eq(clean.order_id)).one(&s.db).await.unwrap().unwrap();
+    processor_request::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        tracking_id: Set("left-pending".into()),
+        status: Set(payments::domain::order::RequestStatus::Pending.code().into()),
+        initiated_at: Set(s.now()),
+        completed_at: Set(None),
+        processor_reference: Set(None),
+        amount_minor: Set(1_234),
+        ..sent.into()
+    }
+    .insert(&s.db)
+    .await
+    .unwrap();
+    let pending = |r: &payments::domain::reconciliation::ReconciliationReport| r.breaks.iter().filter(|b| b.cause == BreakCause::UnresolvedRequest).count();
+    assert_eq!(pending(&reconciliation::report(s).await.unwrap()), 0, "just sent");
+    db.clock.advance(chrono::Duration::minutes(5));
+    let r = reconciliation::report(s).await.unwrap();
+    assert_eq!(pending(&r), 1);
+    assert_eq!(r.checked_orders, 3);
+
+    // The CSV: a header and one row per break, the amounts as the page shows them.
+    let csv = reconciliation::csv(&r);
+    assert_eq!(csv.lines().count(), 1 + r.breaks.len());
+    assert!(csv.starts_with("cause,order,amount,currency,open_since,age_days,what_happened,action\n"));
+    assert!(csv.contains("\"Terminated payment process\"") && csv.contains("\"420.00\",\"USD\""), "{csv}");
+});

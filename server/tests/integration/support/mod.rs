@@ -403,6 +403,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/deposit_choices", ORDERS, String::new()),
         ("/api/take_account_deposit", ORDERS, format!("customer_id=1&channel_id={}&currency=USD&amount=10.00", ids.pos)),
         ("/api/list_journals", FINANCE, "order=&customer=&kind=&from=&to=&page=1".into()),
+        ("/api/reconciliation", FINANCE, String::new()),
     ]
 }
 
