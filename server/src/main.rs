@@ -229,7 +229,10 @@ async fn run(cli: Cli, config: Config) {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
         use tracing_subscriber::Layer;
+        // Log lines go to standard error, so that what a command prints (JSON, lists) is alone on
+        // standard output.
         let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .with_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()));
         // Only the bench listens to the pipeline's timings (`payments::observe`).
         let bench = matches!(cli.command, Some(Command::Bench { .. })).then(|| server::bench::layer().with_filter(server::bench::targets()));

@@ -1472,6 +1472,14 @@ db_test!(reconciliation_lists_every_break_with_its_cause_and_resolving_it_clears
     let r = reconciliation::report(s).await.unwrap();
     assert_eq!((r.checked_orders, r.breaks.len()), (1, 0), "{r:?}");
     assert!(r.by_cause.iter().all(|c| c.count == 0) && r.by_cause.len() == BreakCause::ALL.len());
+    // `paystage reconcile`, as cron runs it: the report alone on stdout, exit 0 with no break.
+    let reconcile = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paystage")).arg("reconcile").env("DATABASE_URL", &db.url).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), report)
+    };
+    let (code, json) = reconcile();
+    assert_eq!((code, json["checked_orders"].as_u64(), json["breaks"].as_array().map(Vec::len)), (Some(0), Some(1), Some(0)));
 
     // The journal fails after the capture: captured, not journaled.
     let resumed = OrderBuilder::new(&fx).line("Canoe", 1, "300.00").place(s).await;
@@ -1519,6 +1527,9 @@ db_test!(reconciliation_lists_every_break_with_its_cause_and_resolving_it_clears
     let r = reconciliation::report(s).await.unwrap();
     assert_eq!(pending(&r), 1);
     assert_eq!(r.checked_orders, 3);
+
+    let (code, json) = reconcile();
+    assert_eq!((code, json["breaks"].as_array().map(Vec::len)), (Some(2), Some(r.breaks.len())), "{json}");
 
     // The CSV: a header and one row per break, the amounts as the page shows them.
     let csv = reconciliation::csv(&r);
