@@ -49,6 +49,7 @@ pub const PAGES: &[PageDef] = &[
     page("/", "Overview", Home, &[]),
     page("/orders", "Sales orders", AccountsReceivable, ORDERS),
     page("/orders/new", "New sales order", AccountsReceivable, ORDERS),
+    page("/invoices/open", "Open customer invoices", AccountsReceivable, FINANCE),
     page("/payments/incomplete", "Incomplete cards payment", AccountsReceivable, FINANCE),
     page("/journals", "Journals", AccountsReceivable, FINANCE),
     page("/reconciliation", "Reconciliation", AccountsReceivable, FINANCE),

@@ -73,6 +73,7 @@ lazy_area! {
         HomeRoute => home::HomePage,
         JournalsRoute => journals::JournalsPage,
         ReconciliationRoute => reconciliation::ReconciliationPage,
+        OpenInvoicesRoute => open_invoices::OpenInvoicesPage,
         NotificationsRoute => notifications::NotificationsPage,
         AccountDepositRoute => account_deposit::AccountDepositPage,
         CustomersRoute => customers::CustomersPage,

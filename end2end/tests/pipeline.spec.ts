@@ -126,6 +126,19 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   expect(csv.headers()['content-type']).toContain('text/csv');
   expect(await csv.text()).toContain(`"Capture without a journal","${orderNumber}"`);
 
+  // Open customer invoices: the invoice is open for its amount; selected, Incomplete cards payment
+  // opens that page for it alone (seed 000).
+  await gotoHydrated(page, '/invoices/open');
+  const open = page.locator(`tr[data-invoice="${invoice}"]`);
+  await expect(open).toContainText('Incomplete');
+  await open.getByRole('radio').check();
+  await expect(page.locator('.toolbar')).toContainText(`For ${invoice}.`);
+  await page.screenshot({ path: 'screenshots/open-invoices.png', fullPage: true });
+  await page.locator('.toolbar').getByRole('link', { name: 'Incomplete cards payment' }).click();
+  await expect(page).toHaveURL(/\/payments\/incomplete\?invoice=\d+/);
+  await expect(page.locator('tbody tr')).toHaveCount(1);
+  await expect(page.locator(`tbody tr[data-invoice="${invoice}"]`)).toHaveCount(1);
+
   await gotoHydrated(page, `/payments/incomplete`);
   await page.screenshot({ path: 'screenshots/incomplete.png', fullPage: true });
   await page.locator(`tr[data-invoice="${invoice}"]`).getByRole('button', { name: 'Resume' }).click();

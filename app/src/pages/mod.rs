@@ -10,6 +10,7 @@ pub mod features;
 pub mod home;
 pub mod incomplete;
 pub mod journals;
+pub mod open_invoices;
 pub mod reconciliation;
 pub mod login;
 pub mod notifications;

@@ -173,6 +173,35 @@ pub struct JournalPage {
     pub total: u64,
 }
 
+/// One invoice with a receivable left open (Open customer invoices, seed 000's entry point).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInvoiceRow {
+    pub invoice_id: i32,
+    pub number: String,
+    pub kind: super::order::DocumentKind,
+    pub order_id: i32,
+    pub order_number: String,
+    pub customer_account: String,
+    pub customer_name: String,
+    pub posted_at: DateTime<Utc>,
+    pub amount: Money,
+    /// What its receivable still holds: debits less credits to Accounts receivable of the
+    /// journals posted for it (negative: owed to the customer).
+    pub open: Money,
+    /// Its card payment process's status; None when it has none.
+    pub card_status: Option<ProcessStatus>,
+    /// Paid by card (its order has a card payment line): "Incomplete cards payment" is offered.
+    pub card_related: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInvoicePage {
+    pub rows: Vec<OpenInvoiceRow>,
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+}
+
 /// A deposit line and what it paid (R-PRE-2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepositPaid {

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod features;
 pub mod jobs;
 pub mod notifications;
+pub mod open_invoices;
 pub mod journals;
 pub mod order_views;
 pub mod orders;

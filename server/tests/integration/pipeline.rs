@@ -1537,3 +1537,43 @@ db_test!(reconciliation_lists_every_break_with_its_cause_and_resolving_it_clears
     assert!(csv.starts_with("cause,order,amount,currency,open_since,age_days,what_happened,action\n"));
     assert!(csv.contains("\"Terminated payment process\"") && csv.contains("\"420.00\",\"USD\""), "{csv}");
 });
+
+db_test!(open_customer_invoices_are_those_whose_receivable_the_journals_leave_open, |db| {
+    // Issue #44 (seed 000's entry point): an invoice paid by card is settled by its payment
+    // journal and is not listed; one whose payment journal failed is open for its whole amount,
+    // its card payment Incomplete, until Resume posts the journal; a terminated one stays open
+    // (nothing settled it). The amounts are the ledger's, summed by the database.
+    use payments::service::open_invoices;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let paid = OrderBuilder::new(&fx).line("Tent", 1, "150.00").place(s).await;
+    assert_eq!(invoice(s, paid.order_id, &[1]).await.status, ProcessStatus::Completed);
+    let page = open_invoices::list(s, 1).await.unwrap();
+    assert_eq!((page.total, page.rows.len()), (0, 0), "{page:?}");
+
+    let resumed = OrderBuilder::new(&fx).line("Canoe", 2, "300.00").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let first = invoice(s, resumed.order_id, &[1]).await;
+    let terminated = OrderBuilder::new(&fx).line("Kayak", 1, "420.00").tax("8.25").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let second = invoice(s, terminated.order_id, &[1]).await;
+    pipeline::terminate(s, "finance", second.process_id, "Paid by bank transfer").await.unwrap();
+    let page = open_invoices::list(s, 1).await.unwrap();
+    let open: Vec<(String, i64, Option<ProcessStatus>, bool)> = page.rows.iter().map(|r| (r.number.clone(), r.open.minor(), r.card_status, r.card_related)).collect();
+    assert_eq!(
+        open,
+        vec![
+            (second.invoice_number.clone(), 45_465, Some(ProcessStatus::Terminated), true),
+            (first.invoice_number.clone(), 30_000, Some(ProcessStatus::Incomplete), true),
+        ],
+        "newest first, each open for what its receivable holds"
+    );
+    assert_eq!(page.rows[0].amount.minor(), 45_465);
+    pipeline::resume(s, "finance", first.process_id).await.unwrap();
+    let page = open_invoices::list(s, 1).await.unwrap();
+    assert_eq!(page.rows.iter().map(|r| r.number.as_str()).collect::<Vec<_>>(), vec![second.invoice_number.as_str()]);
+    assert_eq!((page.page, page.pages, page.total), (1, 1, 1));
+    // A page past the end is the last one.
+    assert_eq!(open_invoices::list(s, 99).await.unwrap().page, 1);
+});

@@ -404,6 +404,7 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/take_account_deposit", ORDERS, format!("customer_id=1&channel_id={}&currency=USD&amount=10.00", ids.pos)),
         ("/api/list_journals", FINANCE, "order=&customer=&kind=&from=&to=&page=1".into()),
         ("/api/reconciliation", FINANCE, String::new()),
+        ("/api/open_invoices", FINANCE, "page=1".into()),
     ]
 }
 
