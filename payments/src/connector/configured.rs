@@ -105,9 +105,15 @@ impl Configured {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Connector `id` as built, read under the lock (every processor call asks: nothing else
+    /// is copied).
+    fn built(&self, id: i32) -> Option<Built> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).built.get(&id).cloned()
+    }
+
     fn default_built(&self) -> Option<Built> {
-        let current = self.current();
-        current.default.and_then(|id| current.built.get(&id).cloned())
+        let default = self.current.read().unwrap_or_else(|p| p.into_inner()).default?;
+        self.built(default)
     }
 
     fn inner(&self) -> Arc<dyn Connector> {
@@ -117,16 +123,16 @@ impl Configured {
     /// What reaches the processor of connector `id` (refusing every request, saying why, when
     /// that connector cannot be used or does not exist).
     pub fn connector_for(&self, id: i32) -> Arc<dyn Connector> {
-        match self.current().built.get(&id) {
-            Some(b) => b.connector.clone(),
+        match self.built(id) {
+            Some(b) => b.connector,
             None => Arc::new(NoProcessor::because(format!("connector {id} is not set up on this server yet"))),
         }
     }
 
     /// Why connector `id` cannot be used; None when it can.
     pub fn unusable(&self, id: i32) -> Option<String> {
-        match self.current().built.get(&id) {
-            Some(b) => b.unusable.clone(),
+        match self.built(id) {
+            Some(b) => b.unusable,
             None => Some("it is not set up on this server yet".into()),
         }
     }
