@@ -9,6 +9,7 @@
 //! which suits today's databases and is what the page benchmark will measure.
 use super::journals::csv_field;
 use super::Services;
+use crate::domain::money::{Currency, Money};
 use crate::domain::order::{accounts, AuthorizationStatus, Command, OrderStatus, RequestStatus};
 use crate::domain::pipeline::ProcessStatus;
 use crate::domain::reconciliation::{breaks, CaptureFact, HoldFact, OrderFacts, ProcessFact, ReconciliationReport, RequestFact};
@@ -128,8 +129,8 @@ pub async fn report(s: &Services) -> ServiceResult<ReconciliationReport> {
 pub fn csv(r: &ReconciliationReport) -> String {
     let mut out = String::from("cause,order,amount,currency,open_since,age_days,what_happened,action\n");
     for b in &r.breaks {
-        let amount = crate::domain::reconciliation::minor(b.amount_minor, &b.currency);
-        let amount = amount.split(' ').next().unwrap_or_default().to_string();
+        // The number alone ("420.00"); the currency has its own column.
+        let amount = Currency::from_code(&b.currency).map_or_else(|| b.amount_minor.to_string(), |c| Money::from_minor(b.amount_minor, c).to_decimal().to_string());
         let row = [
             csv_field(b.cause.label()),
             csv_field(&b.order_number),

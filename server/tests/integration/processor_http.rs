@@ -577,14 +577,7 @@ db_test!(a_card_is_typed_on_the_sandboxs_hosted_page_and_paystage_only_gets_its_
     let r = browser.get(&cancel).send().await.unwrap();
     assert_eq!(location(&r), "/orders/new");
 
-    let form = [
-        ("merchantAccount", q["merchantAccount"].as_str()),
-        ("shopperReference", q["shopperReference"].as_str()),
-        ("returnUrl", q["returnUrl"].as_str()),
-        ("number", "4111 1111 1111 1111"),
-        ("expiry", "12/30"),
-        ("holder", "Jamie Rivera"),
-    ];
+    let form = hosted_card_form(&q);
     let r = browser.post(format!("{}/hpp/cards", db.processor)).form(&form).send().await.unwrap();
     let back = location(&r);
     assert!(back.starts_with(&format!("{}/processor/acceptance?return=/orders/new&storedPaymentMethodId=", app.base)), "{back}");
@@ -646,14 +639,7 @@ db_test!(a_channels_card_is_taken_on_the_hosted_page_of_the_connector_it_pays_th
     assert_eq!(origin(&hosted), other_base, "the page of the connector the channel pays through");
     let q: std::collections::HashMap<String, String> = hosted.query_pairs().into_owned().collect();
     assert!(q["returnUrl"].ends_with(&format!("&channel={}", fx.call_center)), "{}", q["returnUrl"]);
-    let card = [
-        ("merchantAccount", q["merchantAccount"].as_str()),
-        ("shopperReference", q["shopperReference"].as_str()),
-        ("returnUrl", q["returnUrl"].as_str()),
-        ("number", "4111 1111 1111 1111"),
-        ("expiry", "12/30"),
-        ("holder", "Jamie Rivera"),
-    ];
+    let card = hosted_card_form(&q);
     let back = location(&browser.post(format!("{other_base}/hpp/cards")).form(&card).send().await.unwrap());
     let onward = location(&browser.get(&back).send().await.unwrap());
     assert!(onward.starts_with("/orders/new?token=") && onward.ends_with(&format!("&channel={}", fx.call_center)), "{onward}");
@@ -663,6 +649,19 @@ db_test!(a_channels_card_is_taken_on_the_hosted_page_of_the_connector_it_pays_th
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.text().await.unwrap().contains("does not know that card"));
 });
+
+/// What a shopper posts on the sandbox's hosted card page reached with query `q`: Jamie Rivera's
+/// Visa.
+fn hosted_card_form(q: &std::collections::HashMap<String, String>) -> [(&str, &str); 6] {
+    [
+        ("merchantAccount", q["merchantAccount"].as_str()),
+        ("shopperReference", q["shopperReference"].as_str()),
+        ("returnUrl", q["returnUrl"].as_str()),
+        ("number", "4111 1111 1111 1111"),
+        ("expiry", "12/30"),
+        ("holder", "Jamie Rivera"),
+    ]
+}
 
 /// What the order's journals put through Card clearing (debit − credit), in minor units.
 async fn card_clearing(s: &payments::service::Services, order_id: i32) -> i64 {
