@@ -75,6 +75,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/orders/:id/cancel") view={Lazy::<routes::CancelOrderRoute>::new()} />
                 <Route path=path!("/journals") view={Lazy::<routes::JournalsRoute>::new()} />
                 <Route path=path!("/reconciliation") view={Lazy::<routes::ReconciliationRoute>::new()} />
+                <Route path=path!("/payments/exposure") view={Lazy::<routes::ExposureRoute>::new()} />
+                <Route path=path!("/payments/expiry-forecast") view={Lazy::<routes::ForecastRoute>::new()} />
                 <Route path=path!("/invoices/open") view={Lazy::<routes::OpenInvoicesRoute>::new()} />
                 <Route path=path!("/payments/notifications") view={Lazy::<routes::NotificationsRoute>::new()} />
                 <Route path=path!("/deposits") view={Lazy::<routes::AccountDepositRoute>::new()} />

@@ -53,6 +53,8 @@ pub const PAGES: &[PageDef] = &[
     page("/payments/incomplete", "Incomplete cards payment", AccountsReceivable, FINANCE),
     page("/journals", "Journals", AccountsReceivable, FINANCE),
     page("/reconciliation", "Reconciliation", AccountsReceivable, FINANCE),
+    page("/payments/exposure", "Authorization exposure", AccountsReceivable, FINANCE),
+    page("/payments/expiry-forecast", "Expiry forecast", AccountsReceivable, FINANCE),
     page("/payments/notifications", "Processor notifications", AccountsReceivable, FINANCE_ADMIN),
     page("/payments/authorizations", "Authorization management", RetailAndCommerce, ORDERS),
     page("/parameters/accounts-receivable", "Accounts receivable parameters", AccountsReceivable, ADMIN),

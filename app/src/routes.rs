@@ -73,6 +73,8 @@ lazy_area! {
         HomeRoute => home::HomePage,
         JournalsRoute => journals::JournalsPage,
         ReconciliationRoute => reconciliation::ReconciliationPage,
+        ExposureRoute => exposure::ExposurePage,
+        ForecastRoute => forecast::ForecastPage,
         OpenInvoicesRoute => open_invoices::OpenInvoicesPage,
         NotificationsRoute => notifications::NotificationsPage,
         AccountDepositRoute => account_deposit::AccountDepositPage,

@@ -7,7 +7,8 @@
 //! Points: `after:<stage>` once a stage's result is recorded (stages `post_invoice`,
 //! `capture_or_refund`, `post_payment_journal`, `authorize_remaining`); `<command>:intent` after the
 //! intent is written and before the processor is called, and `<command>:sent` after the processor
-//! answered and before the outcome is written (commands `capture`, `authorize`, `refund`).
+//! answered and before the outcome is written (commands `capture`, `authorize`, `refund`, and `renew` with `renew:recorded` once the renewal is
+//! recorded and before the old hold is voided).
 use std::sync::OnceLock;
 
 /// Every crash point the pipeline has, for tests and the documentation.
@@ -21,6 +22,9 @@ pub const POINTS: &[&str] = &[
     "authorize:sent",
     "refund:intent",
     "refund:sent",
+    "renew:intent",
+    "renew:sent",
+    "renew:recorded",
 ];
 
 fn configured() -> &'static [String] {

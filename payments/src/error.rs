@@ -288,6 +288,18 @@ pub enum AuthorizationError {
     VoidNotAllowed(String),
     #[error("Only an authorized payment line with an open, unexpired authorization can be adjusted; take a new payment instead.")]
     NotAdjustable,
+    /// Authorization exposure: the order's holds do not exceed what it still has to charge.
+    #[error("The authorizations of {order} hold no more than it still has to charge; there is nothing to release.")]
+    NoExcess { order: String },
+    /// Authorization exposure: a payment of the order is under way, so what it needs is not known.
+    #[error("Nothing of {order} is released while its payment is not settled: {why}")]
+    ExposureWaiting { order: String, why: String },
+    /// Authorization exposure: a hold changed between the page and the release.
+    #[error("The authorizations of {order} changed meanwhile; look at the page again.")]
+    ExposureChanged { order: String },
+    /// Authorization exposure: a release step was refused after others were done.
+    #[error("{done}. Then: {error}")]
+    ReleasedPartly { done: String, error: String },
 }
 
 impl AuthorizationError {
@@ -296,6 +308,10 @@ impl AuthorizationError {
             AuthorizationError::NothingToCover { .. } => "PS_NO_PAYMENT_NEEDED",
             AuthorizationError::VoidNotAllowed(_) => "PS_VOID_NOT_ALLOWED",
             AuthorizationError::NotAdjustable => "PS_NOT_ADJUSTABLE",
+            AuthorizationError::NoExcess { .. } => "PS_NO_EXCESS_HELD",
+            AuthorizationError::ExposureWaiting { .. } => "PS_PAYMENT_NOT_SETTLED",
+            AuthorizationError::ReleasedPartly { .. } => "PS_RELEASED_PARTLY",
+            AuthorizationError::ExposureChanged { .. } => "PS_EXPOSURE_CHANGED",
         }
     }
 }
@@ -397,6 +413,10 @@ mod tests {
             AuthorizationError::NothingToCover { order: s() }.into(),
             AuthorizationError::VoidNotAllowed(s()).into(),
             AuthorizationError::NotAdjustable.into(),
+            AuthorizationError::NoExcess { order: s() }.into(),
+            AuthorizationError::ExposureWaiting { order: s(), why: s() }.into(),
+            AuthorizationError::ReleasedPartly { done: s(), error: s() }.into(),
+            AuthorizationError::ExposureChanged { order: s() }.into(),
             CancellationError::NotAllowed(s()).into(),
             CancellationError::ChargeChanged { charge: s() }.into(),
             PrepaymentError::NotPrepayment { order: s() }.into(),

@@ -333,13 +333,7 @@ impl OrderBuilder {
 
 /// Sets some parameters of `group`, keeping the others as they are (R-PAR pages save whole groups).
 pub async fn set_parameters(s: &Services, group: crate::domain::parameters::ParameterGroup, values: &[(&str, &str)]) {
-    let current = crate::service::parameters::load(&s.db).await.unwrap();
-    let mut input: std::collections::BTreeMap<String, String> =
-        group.definitions().map(|d| (d.key.to_string(), current.raw(d.key).to_string())).collect();
-    for (k, v) in values {
-        input.insert(k.to_string(), v.to_string());
-    }
-    crate::service::parameters::save_group(s, "test", group, &input).await.unwrap();
+    crate::service::parameters::save_some(s, "test", group, values).await.unwrap();
 }
 
 /// Turns on nonrecurring tokens with their prerequisites (R-FEA-2), on top of [`enable_pipeline`].

@@ -241,11 +241,9 @@ async fn prepare_setup(s: &Services) -> ServiceResult<(i32, i32)> {
             features::set(s, audit::SYSTEM, f, true).await?;
         }
     }
-    let mut ar = std::collections::BTreeMap::new();
-    ar.insert(payments::domain::parameters::keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
-    ar.insert(payments::domain::parameters::keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
-    ar.insert(payments::domain::parameters::keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
-    parameters::save_group(s, audit::SYSTEM, payments::domain::parameters::ParameterGroup::AccountsReceivable, &ar).await?;
+    use payments::domain::parameters::keys;
+    let ar = [(keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"), (keys::CREDIT_CARD_AUTHORIZATION, "yes"), (keys::DAYS_BEFORE_EXPIRED, "7")];
+    parameters::save_some(s, audit::SYSTEM, payments::domain::parameters::ParameterGroup::AccountsReceivable, &ar).await?;
     Ok((cust, channel))
 }
 

@@ -227,7 +227,8 @@ pub const RECOVERY_BATCH: u64 = 200;
 /// Deletes expired sessions every hour, and runs payment recovery at start-up and every
 /// `recovery_seconds`: processes whose server stopped are taken over and finished (R-PIP-3); and
 /// the authorization jobs at start-up and every `expiry_seconds`: expiry (R-AUT-3/4) and the
-/// sweep that stores it on the rows, then the authorization resubmit job (R-AUT-1).
+/// sweep that stores it on the rows, then the authorization resubmit job (R-AUT-1) and the
+/// renewal of recurring authorizations before they expire (R-AUT-6).
 pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_seconds: u32) {
     let expiry = services.clone();
     tokio::spawn(async move {
@@ -255,6 +256,13 @@ pub fn spawn_background_jobs(services: &Services, recovery_seconds: u32, expiry_
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "authorization resubmit failed; will retry"),
+            }
+            match payments::service::jobs::renew_authorizations(&expiry).await {
+                Ok(r) if r.renewed + r.released + r.declined + r.not_completed > 0 => {
+                    tracing::info!(renewed = r.renewed, released = r.released, declined = r.declined, not_completed = r.not_completed, "authorization renewal");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "authorization renewal failed; will retry"),
             }
         }
     });

@@ -173,6 +173,8 @@ enum Job {
     Expiry,
     /// R-AUT-1: authorize future orders (and pending recurring-token payments) now within Future order days.
     Resubmit,
+    /// R-AUT-6: renew recurring-token authorizations within "Renew authorizations days before expiry".
+    Renew,
 }
 
 #[derive(Subcommand)]
@@ -429,6 +431,11 @@ async fn run(cli: Cli, config: Config) {
             let report = payments::service::jobs::resubmit_authorizations(&services, payments::service::jobs::RESUBMIT_BATCH)
                 .await
                 .unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        }
+        Command::Jobs { command: JobsCommand::Run { job: Job::Renew } } => {
+            let services = open_services(&config).await;
+            let report = payments::service::jobs::renew_authorizations(&services).await.unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
         }
         Command::Users { command: UsersCommand::ResetPassword { username } } => {

@@ -12,6 +12,8 @@ pub mod incomplete;
 pub mod journals;
 pub mod open_invoices;
 pub mod reconciliation;
+pub mod exposure;
+pub mod forecast;
 pub mod login;
 pub mod notifications;
 pub mod new_order;

@@ -1,7 +1,9 @@
 pub mod access;
 pub mod capture;
 pub mod expiry;
+pub mod exposure;
 pub mod features;
+pub mod forecast;
 pub mod money;
 pub mod order;
 pub mod parameters;

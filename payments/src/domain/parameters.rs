@@ -83,6 +83,7 @@ pub mod keys {
     pub const CREDIT_CARD_AUTHORIZATION: &str = "ar_credit_card_authorization";
     pub const CARDS_PAYMENT_STATUS_MONITORING: &str = "ar_cards_payment_status_monitoring";
     pub const DAYS_BEFORE_EXPIRED: &str = "ar_days_before_expired";
+    pub const RENEW_DAYS_BEFORE_EXPIRY: &str = "ar_renew_days_before_expiry";
     pub const FUTURE_ORDERS: &str = "call_center_future_orders";
     pub const DELAY_AUTHORIZATION: &str = "call_center_delay_authorization";
     pub const FUTURE_ORDER_DAYS: &str = "call_center_future_order_days";
@@ -120,6 +121,14 @@ pub const PARAMETERS: &[ParameterDef] = &[
         help: "Days an authorization stays valid when its store and payment type set no pre-authorization duration.",
         kind: Days { min: 1, max: 365 },
         default: "7",
+    },
+    ParameterDef {
+        key: keys::RENEW_DAYS_BEFORE_EXPIRY,
+        group: AccountsReceivable,
+        label: "Renew authorizations days before expiry",
+        help: "An authorization paid with a recurring token is renewed this many days before it expires, for what its order still needs; the old one is voided once the new one is in place. Nonrecurring tokens are never renewed. 0: never.",
+        kind: Days { min: 0, max: 30 },
+        default: "0",
     },
     ParameterDef {
         key: keys::FUTURE_ORDERS,
@@ -327,6 +336,10 @@ impl Parameters {
     pub fn days_before_expired(&self) -> u32 {
         self.days(keys::DAYS_BEFORE_EXPIRED)
     }
+    /// R-AUT-6: how many days before expiry a recurring authorization is renewed (0: never).
+    pub fn renew_days_before_expiry(&self) -> u32 {
+        self.days(keys::RENEW_DAYS_BEFORE_EXPIRY)
+    }
     pub fn future_orders(&self) -> bool {
         self.yes(keys::FUTURE_ORDERS)
     }
@@ -473,14 +486,17 @@ mod tests {
                 (keys::CREDIT_CARD_AUTHORIZATION, "maybe"),
                 (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
                 (keys::DAYS_BEFORE_EXPIRED, "0"),
+                (keys::RENEW_DAYS_BEFORE_EXPIRY, "31"),
             ]),
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 2);
+        assert_eq!(errs.len(), 3);
         assert_eq!(errs[0].field, keys::CREDIT_CARD_AUTHORIZATION);
         assert!(errs[0].message.contains("Yes or No"));
         assert_eq!(errs[1].field, keys::DAYS_BEFORE_EXPIRED);
         assert!(errs[1].message.contains("from 1 to 365"), "{}", errs[1].message);
+        assert_eq!(errs[2].field, keys::RENEW_DAYS_BEFORE_EXPIRY);
+        assert!(errs[2].message.contains("from 0 to 30"), "{}", errs[2].message);
     }
 
     #[test]

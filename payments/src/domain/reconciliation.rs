@@ -224,14 +224,17 @@ pub fn breaks(f: &OrderFacts, now: DateTime<Utc>, in_flight: chrono::Duration) -
             push(BreakCause::JournalWithoutCapture, -diff, since, what, "Find the capture the journal records (ask the processor); if none moved money, reverse the journal with a new entry.");
         }
     }
-    if f.closed {
+    // While a payment of the order is unsettled its invoice may still need the hold (the same
+    // judgement as Authorization exposure, `domain::exposure`).
+    let settled = f.unresolved.is_empty() && !f.processes.iter().any(|p| matches!(p.status, super::pipeline::ProcessStatus::Running | super::pipeline::ProcessStatus::Incomplete));
+    if f.closed && settled {
         for h in f.open_holds.iter().filter(|h| h.left_minor > 0) {
             push(
                 BreakCause::OpenAuthorizationOnClosedOrder,
                 h.left_minor,
                 h.authorized_at,
                 format!("Authorization {} still holds {} on the customer's card; the order is {}.", h.authorization_id, minor(h.left_minor, &f.currency), f.status.label().to_lowercase()),
-                "Void what is left on Authorization management.",
+                "Release it on Authorization exposure.",
             );
         }
     }
@@ -335,6 +338,10 @@ mod tests {
         let mut f = facts();
         f.open_holds.push(HoldFact { authorization_id: 4, left_minor: 2_000, authorized_at: at(8) });
         assert_eq!(causes(&f), vec![(BreakCause::OpenAuthorizationOnClosedOrder, 2_000)]);
+        // Not while the invoice's payment is incomplete: its capture still needs the hold.
+        let mut waiting = f.clone();
+        waiting.processes[0].status = ProcessStatus::Incomplete;
+        assert!(!causes(&waiting).iter().any(|(c, _)| *c == BreakCause::OpenAuthorizationOnClosedOrder));
         f.closed = false;
         assert_eq!(causes(&f), vec![]);
     }

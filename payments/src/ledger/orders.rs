@@ -48,7 +48,20 @@ async fn record_authorization_once(s: &Services, req: &pr::Model, line: &pl::Mod
         }
         Resolution::Done(Outcome::Declined { code, message }) => {
             requests::finish(&txn, req, RequestStatus::Declined, None, Some(format!("{code}: {message}")), now).await?;
-            set_payment_status(&txn, line.id, PaymentStatus::Declined).await?;
+            // A renewal (R-AUT-6: no payment process, replacing a hold still live) declined
+            // leaves the line on the authorization it was to replace, which holds the money
+            // until it expires (R-AUT-4 then). The pipeline's authorization of the rest, and a
+            // new payment (replacing lines already expired or declined), decline the line.
+            let still_held = match replaces.filter(|_| req.process_id.is_none()) {
+                Some(id) => au::Entity::find_by_id(id)
+                    .one(&txn)
+                    .await?
+                    .is_some_and(|a| a.status == AuthorizationStatus::Open.code() && a.expires_at > now && a.amount_minor > a.captured_minor),
+                None => false,
+            };
+            if !still_held {
+                set_payment_status(&txn, line.id, PaymentStatus::Declined).await?;
+            }
             (PaymentStatus::Declined, Some(format!("The authorization was declined: {message}")))
         }
         Resolution::Done(other) => {

@@ -40,6 +40,29 @@ pub async fn begin_in(
     record_intent(db, connector_id, command, amount, purpose, reference).await.map_err(BeginError::Database)
 }
 
+/// A job's claim: writes the intent in `txn`, which re-checked the work under lock, and commits
+/// both; rolls back and returns None when the connector gave no tracking id (the next run tries
+/// again).
+pub async fn claim(
+    txn: sea_orm::DatabaseTransaction,
+    s: &Services,
+    connector_id: i32,
+    command: Command,
+    amount: Money,
+    purpose: Purpose,
+) -> Result<Option<pr::Model>, DbErr> {
+    match begin_in(&txn, s, connector_id, command, amount, purpose).await {
+        Ok(r) => {
+            txn.commit().await?;
+            Ok(Some(r))
+        }
+        Err(_) => {
+            txn.rollback().await?;
+            Ok(None)
+        }
+    }
+}
+
 /// Writes the intent (status pending) for a tracking id already obtained from the connector, in
 /// the caller's transaction. Obtaining the id first keeps a connector call out of the transaction.
 pub async fn record_intent(

@@ -328,6 +328,13 @@ pub(crate) async fn release(s: &Services, auth: &au::Model, line_status: Payment
     let req = requests::begin(s, auth.connector_id, Command::Void, left, purpose)
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Void, reason: e.to_string() })?;
+    send_void(s, &req, auth, line_status, audit_entry).await
+}
+
+/// Sends the void whose intent `req` is already written (by [`release`], or by a caller that
+/// claimed it under a lock) and applies the answer. Returns the amount released.
+pub(crate) async fn send_void(s: &Services, req: &pr::Model, auth: &au::Model, line_status: PaymentStatus, audit_entry: Option<Audit>) -> ServiceResult<Money> {
+    let req = req.clone();
     let result = s.processor(req.connector_id).void(&req.tracking_id, &auth.processor_reference).await;
     let resolution = requests::resolve(s, &req, result, |_| Outcome::Voided { reference: auth.processor_reference.clone() }).await;
     apply_void(s, &req, auth, resolution, line_status, audit_entry).await
@@ -424,6 +431,22 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
         .await?
         .filter(|a| a.expires_at > now && line.status == PaymentStatus::Authorized.code())
         .ok_or(AuthorizationError::NotAdjustable)?;
+    adjust_open(s, actor, &auth, &line, &order, amount).await
+}
+
+/// Asks the processor to adjust open authorization `auth` to `amount` (R-AUT-2), as [`adjust`]
+/// does for the authorization of a payment line; Authorization exposure uses it to give up what
+/// an order does not need.
+/// The adjustment's intent is written by the caller, which claimed it under a lock (`req`).
+pub(crate) async fn adjust_authorization(s: &Services, actor: &str, req: &pr::Model, auth: &au::Model) -> ServiceResult<String> {
+    let line = card_line(&s.db, auth.payment_line_id).await?;
+    let order = orders::find(&s.db, auth.order_id).await?;
+    let amount = Money::from_minor(req.amount_minor, currency(&req.currency)?);
+    send_adjust(s, actor, req, auth, &line, &order, amount).await
+}
+
+async fn adjust_open(s: &Services, actor: &str, auth: &au::Model, line: &pl::Model, order: &so::Model, amount: Money) -> ServiceResult<String> {
+    let cur = amount.currency();
     if amount.minor() == auth.amount_minor {
         return Err(ServiceError::field("amount", "The amount is unchanged; nothing to adjust."));
     }
@@ -437,9 +460,13 @@ pub async fn adjust(s: &Services, actor: &str, payment_line_id: i32, raw_amount:
     let req = requests::begin(s, auth.connector_id, Command::Adjust, amount, purpose)
         .await
         .map_err(|e| ProcessorError::NotStarted { action: ProcessorAction::Adjustment, reason: e.to_string() })?;
+    send_adjust(s, actor, &req, auth, line, order, amount).await
+}
+
+async fn send_adjust(s: &Services, actor: &str, req: &pr::Model, auth: &au::Model, line: &pl::Model, order: &so::Model, amount: Money) -> ServiceResult<String> {
     let result = s.processor(req.connector_id).adjust_authorization(&req.tracking_id, &auth.processor_reference, amount).await;
-    let resolution = requests::resolve(s, &req, result, Outcome::Adjusted).await;
-    apply_adjust(s, actor, &req, &auth, &line, &order, amount, resolution).await
+    let resolution = requests::resolve(s, req, result, Outcome::Adjusted).await;
+    apply_adjust(s, actor, req, auth, line, order, amount, resolution).await
 }
 
 /// Applies the answer to an adjustment request (R-AUT-2): approved, the authorization and the line

@@ -45,11 +45,14 @@ pub async fn enable_card_pipeline(s: &Services, actor: &str, incremental: bool) 
             features::set(s, actor, f, true).await?;
         }
     }
-    let mut ar = std::collections::BTreeMap::new();
-    ar.insert(keys::CARDS_PAYMENT_STATUS_MONITORING.to_string(), "yes".to_string());
-    ar.insert(keys::CREDIT_CARD_AUTHORIZATION.to_string(), "yes".to_string());
-    ar.insert(keys::DAYS_BEFORE_EXPIRED.to_string(), "7".to_string());
-    parameters::save_group(s, actor, ParameterGroup::AccountsReceivable, &ar).await?;
+    let ar = [
+        (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
+        (keys::CREDIT_CARD_AUTHORIZATION, "yes"),
+        (keys::DAYS_BEFORE_EXPIRED, "7"),
+        // R-AUT-6: recurring authorizations are renewed two days before they expire.
+        (keys::RENEW_DAYS_BEFORE_EXPIRY, "2"),
+    ];
+    parameters::save_some(s, actor, ParameterGroup::AccountsReceivable, &ar).await?;
     Ok(())
 }
 

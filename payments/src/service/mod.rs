@@ -11,6 +11,8 @@ pub mod cancellation;
 pub mod cards;
 pub mod customers;
 pub mod demo;
+pub mod exposure;
+pub mod forecast;
 pub mod features;
 pub mod jobs;
 pub mod notifications;

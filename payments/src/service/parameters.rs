@@ -29,6 +29,17 @@ pub fn fields(params: &Parameters, group: ParameterGroup) -> Vec<ParameterFieldV
         .collect()
 }
 
+/// Sets some parameters of `group`, keeping the others as they are (a page saves its whole group):
+/// the demo's and the benchmarks' settings, and the tests'.
+pub async fn save_some(s: &Services, actor: &str, group: ParameterGroup, values: &[(&str, &str)]) -> ServiceResult<Parameters> {
+    let current = load(&s.db).await?;
+    let mut input: BTreeMap<String, String> = group.definitions().map(|d| (d.key.to_string(), current.raw(d.key).to_string())).collect();
+    for (k, v) in values {
+        input.insert(k.to_string(), v.to_string());
+    }
+    save_group(s, actor, group, &input).await
+}
+
 /// Validates and stores one page of parameters. Any invalid field refuses the whole submission and
 /// nothing changes. Only changed values are written and audited.
 pub async fn save_group(

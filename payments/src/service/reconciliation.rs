@@ -95,7 +95,8 @@ pub async fn report(s: &Services) -> ServiceResult<ReconciliationReport> {
             initiated_at: q.initiated_at,
         });
     }
-    for a in holds.iter().filter(|a| a.amount_minor > a.captured_minor) {
+    // A hold past its expiry keeps nothing on the card (the expiry job records it).
+    for a in holds.iter().filter(|a| a.amount_minor > a.captured_minor && a.expires_at > now) {
         at(&mut facts, a.order_id).open_holds.push(HoldFact { authorization_id: a.id, left_minor: a.amount_minor - a.captured_minor, authorized_at: a.authorized_at });
     }
     // The orders themselves: number, currency and whether anything is left to pay.

@@ -8,7 +8,7 @@ use payments::pipeline::{self, invariants};
 use payments::service::jobs::{expire_authorizations, ExpiryReport};
 use payments::service::{orders, setup};
 use payments::testing::{card_order, enable_pipeline, fixture, OrderBuilder};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 db_test!(an_authorization_expires_after_the_ar_days_and_holds_its_order, |db| {
     // R-AUT-3: no pre-authorization duration for the store → AR "Number of days before expired" (7
@@ -298,5 +298,283 @@ db_test!(the_sweep_stores_expiry_on_the_rows_in_bounded_batches_and_readers_see_
     assert_eq!(stored_held, 6);
     assert_eq!(seen().await, before, "pages and counts read the same once stored");
     assert_eq!(store_expired(s, 2).await.unwrap(), Default::default(), "nothing is left to store");
+    assert!(invariants::check(s).await.unwrap().clean());
+});
+
+/// The processor's own record of authorization `reference`: (amount, status).
+async fn at_processor(s: &payments::service::Services, reference: &str) -> (i64, String) {
+    use payments::connector::simulator::entity::sim_authorization;
+    let a = sim_authorization::Entity::find_by_id(reference.to_string()).one(payments::testing::sim(s)).await.unwrap().unwrap();
+    (a.amount_minor, a.status)
+}
+
+db_test!(authorization_exposure_flags_holds_beyond_need_and_release_gives_back_exactly_the_excess, |db| {
+    // Issue #44, seeds 001/002 ("open authorizations that exceed the order total"): per order,
+    // the open holds against what it still has to charge; an order holding more is flagged and
+    // Release gives the excess back at the processor, no cent more: the newest hold is kept
+    // (the capture stage captures against it), an older one voided, the one hold the need
+    // reaches partly adjusted down (R-AUT-2).
+    use payments::error::ServiceError;
+    use payments::domain::exposure::ExposureFilter;
+    use payments::service::exposure;
+    use payments::service::{authorizations, cancellation};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let all = ExposureFilter { only_excess: false, customer_id: None };
+    let flagged = ExposureFilter { only_excess: true, customer_id: None };
+
+    // Covered: half invoiced on the incremental path, the other half held exactly.
+    let covered = OrderBuilder::new(&fx).line("Tent", 2, "150.00").place(s).await;
+    let d = orders::detail(s, covered.order_id).await.unwrap();
+    pipeline::invoice(s, "finance", covered.order_id, &[(d.lines[0].id, 1)]).await.unwrap();
+    // Over: its payment line edited up to 500.00 with the order still at 300.00.
+    let over = OrderBuilder::new(&fx).line("Canoe", 1, "300.00").tax("8.25").place(s).await;
+    let over_line = orders::detail(s, over.order_id).await.unwrap().payments[0].id;
+    authorizations::adjust(s, "finance", over_line, "500.00").await.unwrap();
+    // Cancelled, its authorization's void lost at the processor: everything it holds is excess.
+    let cancelled = OrderBuilder::new(&fx).line("Kayak", 1, "420.00").place(s).await;
+    s.faults().add(s.now(), "void", "error_before", "1", "1", "").await.unwrap();
+    cancellation::cancel(s, "finance", cancelled.order_id, None).await.unwrap();
+
+    let p = exposure::page(s, &all, 1).await.unwrap();
+    let row = |number: &str| p.orders.iter().find(|o| o.order_number == number).cloned().unwrap_or_else(|| panic!("{number} not listed: {p:?}"));
+    let c = row(&covered.number);
+    assert_eq!((c.held.minor(), c.need.map(|n| n.minor()), c.excess.minor()), (15_000, Some(15_000), 0));
+    let o = row(&over.number);
+    assert_eq!((o.held.minor(), o.need.map(|n| n.minor()), o.excess.minor()), (50_000, Some(32_475), 17_525), "300.00 + 8.25 % = 324.75 needed");
+    assert_eq!(o.release_steps.len(), 1);
+    assert!(o.release_steps[0].starts_with("Adjust ") && o.release_steps[0].contains("from 500.00 USD to 324.75 USD"), "{:?}", o.release_steps);
+    let x = row(&cancelled.number);
+    assert_eq!((x.held.minor(), x.need.map(|n| n.minor()), x.excess.minor()), (42_000, Some(0), 42_000));
+    assert!(x.release_steps[0].starts_with("Void "), "{:?}", x.release_steps);
+    assert_eq!(p.orders.iter().map(|o| o.order_number.as_str()).take(2).collect::<Vec<_>>(), vec![cancelled.number.as_str(), over.number.as_str()], "largest excess first");
+    assert_eq!((p.totals.len(), p.totals[0].held.minor(), p.totals[0].excess.minor(), p.totals[0].flagged), (1, 107_000, 59_525, 2));
+    assert_eq!((p.customers[0].orders, p.customers[0].flagged, p.customers[0].excess.minor()), (3, 2, 59_525), "one customer holds all three");
+    let only = exposure::page(s, &flagged, 1).await.unwrap();
+    assert_eq!(only.total, 2, "only the flagged orders");
+    let other = exposure::page(s, &ExposureFilter { only_excess: false, customer_id: Some(fx.customer_id + 1_000) }, 1).await.unwrap();
+    assert_eq!(other.total, 0, "another customer has none");
+    // Reconciliation shows the cancelled order's hold as its break, resolved by this page.
+    let r = payments::service::reconciliation::report(s).await.unwrap();
+    let holds: Vec<_> = r.breaks.iter().filter(|b| b.cause == payments::domain::reconciliation::BreakCause::OpenAuthorizationOnClosedOrder).collect();
+    assert_eq!(holds.iter().map(|b| (b.order_number.as_str(), b.amount_minor)).collect::<Vec<_>>(), vec![(cancelled.number.as_str(), 42_000)]);
+    assert!(holds[0].action.contains("Authorization exposure"));
+
+    // Nothing to release on a covered order: refused, nothing sent.
+    let requests_before = payments::entity::processor_request::Entity::find().count(&s.db).await.unwrap();
+    let err = exposure::release_excess(s, "finance", covered.order_id).await.unwrap_err();
+    assert_eq!(err.code(), "PS_NO_EXCESS_HELD", "{err}");
+    assert_eq!(payments::entity::processor_request::Entity::find().count(&s.db).await.unwrap(), requests_before);
+
+    // Release the over-held order: adjusted down to 324.75 at the processor and here.
+    let over_auth = orders::detail(s, over.order_id).await.unwrap().authorizations[0].clone();
+    let msg = exposure::release_excess(s, "finance", over.order_id).await.unwrap();
+    assert!(msg.starts_with("175.25 USD of ") && msg.contains("adjusted"), "{msg}");
+    assert_eq!(at_processor(s, &over_auth.processor_reference).await.0, 32_475);
+    let after = orders::detail(s, over.order_id).await.unwrap();
+    assert_eq!((after.authorizations[0].amount.minor(), after.payments[0].amount.minor()), (32_475, 32_475));
+    // And it is still invoiced in full against that hold.
+    let q: Vec<(i32, i32)> = after.lines.iter().map(|l| (l.id, 1)).collect();
+    assert_eq!(pipeline::invoice(s, "finance", over.order_id, &q).await.unwrap().status, ProcessStatus::Completed);
+
+    // Release the cancelled order's hold: voided at the processor, the break gone.
+    let x_auth = orders::detail(s, cancelled.order_id).await.unwrap().authorizations[0].clone();
+    let msg = exposure::release_excess(s, "finance", cancelled.order_id).await.unwrap();
+    assert!(msg.contains("voided"), "{msg}");
+    assert_eq!(at_processor(s, &x_auth.processor_reference).await.1, "voided");
+    assert_eq!(orders::detail(s, cancelled.order_id).await.unwrap().payments[0].status, PaymentStatus::Voided);
+    let r = payments::service::reconciliation::report(s).await.unwrap();
+    assert!(r.breaks.is_empty(), "{:?}", r.breaks);
+    let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("authorization.release_excess")).count(&s.db).await.unwrap();
+    assert_eq!(audited, 1, "the void is audited with who released it");
+    let p = exposure::page(s, &flagged, 1).await.unwrap();
+    assert_eq!((p.total, p.totals[0].excess.minor()), (0, 0), "nothing held beyond need: {p:?}");
+    // A second click finds nothing to release and sends nothing.
+    let err = exposure::release_excess(s, "finance", cancelled.order_id).await.unwrap_err();
+    assert_eq!(err.code(), "PS_NO_EXCESS_HELD", "{err}");
+
+    // While an order's payment is incomplete, its need is not known: not judged, not released.
+    let waiting = OrderBuilder::new(&fx).line("Paddle", 2, "50.00").place(s).await;
+    let w_line = orders::detail(s, waiting.order_id).await.unwrap();
+    authorizations::adjust(s, "finance", w_line.payments[0].id, "250.00").await.unwrap();
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let inv = pipeline::invoice(s, "finance", waiting.order_id, &[(w_line.lines[0].id, 1)]).await.unwrap();
+    assert_eq!(inv.status, ProcessStatus::Incomplete);
+    let p = exposure::page(s, &all, 1).await.unwrap();
+    let w = p.orders.iter().find(|o| o.order_number == waiting.number).unwrap();
+    assert_eq!((w.need, w.excess.minor()), (None, 0));
+    assert!(w.waiting.as_deref().unwrap().contains("incomplete"), "{:?}", w.waiting);
+    let sent = payments::entity::processor_request::Entity::find().count(&s.db).await.unwrap();
+    let err = exposure::release_excess(s, "finance", waiting.order_id).await.unwrap_err();
+    assert_eq!(err.code(), "PS_PAYMENT_NOT_SETTLED", "{err}");
+    assert!(matches!(err, ServiceError::Authorization(_)));
+    assert_eq!(payments::entity::processor_request::Entity::find().count(&s.db).await.unwrap(), sent, "nothing sent");
+    pipeline::resume(s, "finance", inv.process_id).await.unwrap();
+    // Settled: 250.00 held, 50.00 captured, 50.00 left to charge → 150.00 beyond need.
+    let p = exposure::page(s, &flagged, 1).await.unwrap();
+    let w = p.orders.iter().find(|o| o.order_number == waiting.number).unwrap();
+    assert_eq!((w.held.minor(), w.need.map(|n| n.minor()), w.excess.minor()), (20_000, Some(5_000), 15_000));
+    assert!(invariants::check(s).await.unwrap().clean());
+});
+
+db_test!(the_expiry_forecast_counts_what_expiring_holds_put_at_risk_and_renewal_replaces_recurring_ones_before_they_expire, |db| {
+    // Issue #44, seed 003, R-AUT-6: recurring authorizations are renewed the AR parameter's days
+    // before expiry, for what their order still needs, the old hold voided once the new one is
+    // in place; nonrecurring ones never are (R-AUT-3): their customers are listed to contact.
+    use payments::domain::forecast::HORIZON_DAYS;
+    use payments::domain::parameters::{keys, ParameterGroup};
+    use payments::domain::tokens::TokenKind;
+    use payments::entity::{authorization, customer};
+    use payments::service::jobs::{renew_authorizations, RenewReport};
+    use payments::service::{authorizations, exposure, forecast};
+    use payments::testing::{enable_nonrecurring_tokens, set_parameters};
+    use sea_orm::sea_query::Expr;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_nonrecurring_tokens(s).await;
+    set_parameters(s, ParameterGroup::AccountsReceivable, &[(keys::RENEW_DAYS_BEFORE_EXPIRY, "0")]).await;
+    customer::Entity::update_many()
+        .col_expr(customer::Column::Email, Expr::value("ap@contoso.example"))
+        .col_expr(customer::Column::Phone, Expr::value("+1 555 0100"))
+        .filter(customer::Column::Id.eq(fx.customer_id))
+        .exec(&s.db)
+        .await
+        .unwrap();
+    // R-TOK-3: a POS order shipping in 10 days, with the customer's consent, is tokenized.
+    let consented = |item: &str, price: &str| OrderBuilder::new(&fx).channel(fx.pos).line(item, 1, price).ship_in(10).confirmed(payments::domain::tokens::Confirmation::Consent.code());
+    let recurring = consented("Tent", "300.00").place(s).await;
+    let over = consented("Stove", "200.00").place(s).await;
+    let over_line = orders::detail(s, over.order_id).await.unwrap().payments[0].id;
+    authorizations::adjust(s, "finance", over_line, "260.00").await.unwrap();
+    let nonrecurring = OrderBuilder::new(&fx).channel(fx.pos).line("Lamp", 1, "80.00").ship_in(3).place(s).await;
+    let kind = |id: i32| async move { orders::detail(s, id).await.unwrap().payments[0].token_kind };
+    assert_eq!((kind(recurring.order_id).await, kind(over.order_id).await, kind(nonrecurring.order_id).await), (TokenKind::Recurring, TokenKind::Recurring, TokenKind::Nonrecurring));
+
+    let p = forecast::page(s).await.unwrap();
+    assert_eq!((p.horizon_days, p.renew_days_before, p.currencies.len()), (HORIZON_DAYS, 0, 1));
+    let usd = &p.currencies[0];
+    let day = usd.days.iter().find(|d| d.total_minor() > 0).unwrap();
+    assert_eq!(day.date, (s.now() + chrono::Duration::days(7)).date_naive(), "the AR's 7 days");
+    assert_eq!((day.recurring_minor, day.nonrecurring_minor, day.authorizations), (50_000, 8_000, 3), "only what the orders need: 260.00 held for 200.00 risks 200.00");
+    assert_eq!(p.contacts.len(), 1);
+    let c = &p.contacts[0];
+    assert_eq!((c.order_number.as_str(), c.email.as_str(), c.phone.as_str(), c.at_risk.minor()), (nonrecurring.number.as_str(), "ap@contoso.example", "+1 555 0100", 8_000));
+    assert_eq!(p.renewals.len(), 2);
+    assert!(p.renewals.iter().all(|r| r.renews_from.is_none() && !r.due), "renewal is off");
+
+    // Off: the job does nothing, even a day before expiry.
+    db.clock.advance(chrono::Duration::days(6));
+    assert_eq!(renew_authorizations(s).await.unwrap(), RenewReport::default());
+    set_parameters(s, ParameterGroup::AccountsReceivable, &[(keys::RENEW_DAYS_BEFORE_EXPIRY, "2")]).await;
+    let p = forecast::page(s).await.unwrap();
+    assert!(p.renewals.iter().all(|r| r.due), "within two days of expiry: {:?}", p.renewals);
+
+    // The void of the first old hold fails: its renewal stays in place and the next run voids it.
+    s.faults().add(s.now(), "void", "error_before", "1", "1", "").await.unwrap();
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.released, r.declined, r.not_completed, r.nonrecurring), (2, 1, 0, 1, 1), "{r:?}");
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.released, r.nonrecurring), (0, 1, 1), "the old hold left is voided, nothing renewed twice: {r:?}");
+    assert_eq!(renew_authorizations(s).await.unwrap().renewed, 0);
+
+    for (placed, amount) in [(&recurring, 30_000), (&over, 20_000)] {
+        let auths = authorization::Entity::find().filter(authorization::Column::OrderId.eq(placed.order_id)).order_by_asc(authorization::Column::Id).all(&s.db).await.unwrap();
+        assert_eq!(auths.len(), 2, "{auths:?}");
+        let (old, new) = (&auths[0], &auths[1]);
+        assert_eq!((old.status.as_str(), new.status.as_str()), ("voided", "open"));
+        assert_eq!((new.replaces_id, new.amount_minor), (Some(old.id), amount), "renewed for what the order needs");
+        assert_eq!(new.expires_at, s.now() + chrono::Duration::days(7));
+        assert_eq!(at_processor(s, &old.processor_reference).await.1, "voided");
+        assert_eq!(at_processor(s, &new.processor_reference).await, (amount, "open".to_string()));
+        let d = orders::detail(s, placed.order_id).await.unwrap();
+        assert_eq!(d.payments[0].status, PaymentStatus::Authorized);
+    }
+    assert_eq!(exposure::page(s, &payments::domain::exposure::ExposureFilter { only_excess: true, customer_id: None }, 1).await.unwrap().total, 0, "the renewal gave back the excess too");
+
+    // The old expiry passes: only the nonrecurring order is held; the renewed ones invoice.
+    db.clock.advance(chrono::Duration::days(1));
+    let e = expire_authorizations(s).await.unwrap();
+    assert_eq!((e.expired, e.orders_held), (1, 1), "{e:?}");
+    for placed in [&recurring, &over] {
+        let d = orders::detail(s, placed.order_id).await.unwrap();
+        assert!(!d.order.do_not_process);
+        let q: Vec<(i32, i32)> = d.lines.iter().map(|l| (l.id, 1)).collect();
+        assert_eq!(pipeline::invoice(s, "finance", placed.order_id, &q).await.unwrap().status, ProcessStatus::Completed);
+    }
+    assert!(orders::detail(s, nonrecurring.order_id).await.unwrap().order.do_not_process);
+    let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("authorization.renewed")).count(&s.db).await.unwrap();
+    assert_eq!(audited, 2);
+    assert!(invariants::check(s).await.unwrap().clean());
+    assert!(payments::service::reconciliation::report(s).await.unwrap().breaks.is_empty());
+});
+
+db_test!(a_renewal_whose_answer_is_lost_is_resolved_by_recovery_and_never_authorized_twice, |db| {
+    // R-AUT-6 with R-CAP-5: the processor authorizes the renewal but the answer is lost. The
+    // order waits (no second renewal, nothing released); recovery asks the processor and records
+    // the renewal as replacing the old hold, which the next run voids.
+    use payments::domain::parameters::{keys, ParameterGroup};
+    use payments::entity::{authorization, processor_request};
+    use payments::service::jobs::{recover, renew_authorizations};
+    use payments::testing::set_parameters;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    set_parameters(s, ParameterGroup::AccountsReceivable, &[(keys::RENEW_DAYS_BEFORE_EXPIRY, "1")]).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "300.00").place(s).await;
+    db.clock.advance(chrono::Duration::days(6));
+    s.faults().add(s.now(), "authorize", "timeout_after", "1", "1", "").await.unwrap();
+    s.faults().add(s.now(), "query", "error_before", "1", "1", "").await.unwrap();
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.not_completed), (0, 1), "{r:?}");
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.not_completed), (0, 0), "the unresolved renewal blocks another: {r:?}");
+    let sent = processor_request::Entity::find().filter(processor_request::Column::Command.eq("authorize")).count(&s.db).await.unwrap();
+    assert_eq!(sent, 2, "placement and one renewal");
+    db.clock.advance(chrono::Duration::minutes(5));
+    recover(s, 100).await.unwrap();
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.released), (0, 1), "{r:?}");
+    let auths = authorization::Entity::find().filter(authorization::Column::OrderId.eq(placed.order_id)).order_by_asc(authorization::Column::Id).all(&s.db).await.unwrap();
+    assert_eq!(auths.iter().map(|a| a.status.as_str()).collect::<Vec<_>>(), vec!["voided", "open"]);
+    assert_eq!(auths[1].replaces_id, Some(auths[0].id));
+    assert_eq!(simulator_authorizations(s).await, 2, "the processor authorized the renewal once");
+    assert!(invariants::check(s).await.unwrap().clean());
+});
+
+async fn simulator_authorizations(s: &payments::service::Services) -> u64 {
+    use payments::connector::simulator::entity::sim_authorization;
+    sim_authorization::Entity::find().count(payments::testing::sim(s)).await.unwrap()
+}
+
+db_test!(two_users_releasing_the_same_excess_at_once_send_the_processor_one_void, |db| {
+    // Hostile: two finance users press Release on the same order while the processor is slow.
+    // The step is claimed under the order's lock, so one void goes out; the other user is told
+    // the order's request is not settled yet, and nothing is released twice or audited twice.
+    use payments::entity::processor_request;
+    use payments::service::{cancellation, exposure};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Kayak", 1, "420.00").place(s).await;
+    s.faults().add(s.now(), "void", "error_before", "1", "1", "").await.unwrap();
+    cancellation::cancel(s, "finance", placed.order_id, None).await.unwrap();
+    s.faults().add(s.now(), "void", "latency", "1", "1", "400").await.unwrap();
+    let (a, b) = tokio::join!(exposure::release_excess(s, "finance", placed.order_id), exposure::release_excess(s, "supervisor", placed.order_id));
+    assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} / {b:?}");
+    let refused = if a.is_ok() { b.unwrap_err() } else { a.unwrap_err() };
+    assert!(["PS_PAYMENT_NOT_SETTLED", "PS_NO_EXCESS_HELD", "PS_EXPOSURE_CHANGED"].contains(&refused.code()), "{refused}");
+    let voids = processor_request::Entity::find()
+        .filter(processor_request::Column::OrderId.eq(placed.order_id))
+        .filter(processor_request::Column::Command.eq("void"))
+        .filter(processor_request::Column::Status.eq("succeeded"))
+        .count(&s.db)
+        .await
+        .unwrap();
+    assert_eq!(voids, 1, "one void reached the processor");
+    let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("authorization.release_excess")).count(&s.db).await.unwrap();
+    assert_eq!(audited, 1);
+    let auth = orders::detail(s, placed.order_id).await.unwrap().authorizations[0].clone();
+    assert_eq!(auth.status, AuthorizationStatus::Voided);
     assert!(invariants::check(s).await.unwrap().clean());
 });

@@ -3,7 +3,9 @@
 //! idempotent and safe to run on two servers at once.
 mod expiry;
 mod recovery;
+mod renew;
 mod resubmit;
 pub use expiry::{expire_authorizations, ExpiryReport};
 pub use recovery::recover;
+pub use renew::{renew_authorizations, RenewReport};
 pub use resubmit::{resubmit_authorizations, ResubmitReport, RESUBMIT_BATCH};

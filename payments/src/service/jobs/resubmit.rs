@@ -92,15 +92,10 @@ pub async fn resubmit_authorizations(s: &Services, batch: u64) -> ServiceResult<
             }
             let amount = Money::from_minor(balance.minor(), Currency::stored(&order.currency)?);
             let purpose = Purpose { order_id: order.id, authorization_id: None, process: None, capture_id: None };
-            let req = match requests::begin_in(&txn, s, line.connector_id.unwrap_or_default(), Command::Authorize, amount, purpose).await {
-                Ok(r) => r,
-                Err(_) => {
-                    txn.rollback().await?;
-                    report.not_completed += 1;
-                    continue;
-                }
+            let Some(req) = requests::claim(txn, s, line.connector_id.unwrap_or_default(), Command::Authorize, amount, purpose).await? else {
+                report.not_completed += 1;
+                continue;
             };
-            txn.commit().await?;
             let result = s.processor(req.connector_id).authorize(&req.tracking_id, line.card_token.as_deref().unwrap_or_default(), amount, crate::connector::AuthorizeAsk::for_line(line, crate::connector::Initiator::Merchant)).await;
             let resolution = requests::resolve(s, &req, result, crate::connector::Outcome::Authorized).await;
             match orders::record_authorization(s, &req, line, resolution, None).await?.0 {

@@ -405,6 +405,9 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/list_journals", FINANCE, "order=&customer=&kind=&from=&to=&page=1".into()),
         ("/api/reconciliation", FINANCE, String::new()),
         ("/api/open_invoices", FINANCE, "page=1".into()),
+        ("/api/authorization_exposure", FINANCE, "only_excess=true&page=1".into()),
+        ("/api/release_excess_hold", FINANCE, format!("order_id={}", ids.order)),
+        ("/api/expiry_forecast", FINANCE, String::new()),
     ]
 }
 
