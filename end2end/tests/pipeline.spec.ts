@@ -155,23 +155,49 @@ test('R-PIP-3, R-PIP-4, R-PIP-5: a journal fault leaves the invoice incomplete; 
   await expect(page.locator('tr[data-break]', { hasText: orderNumber })).toHaveCount(0);
 });
 
-test('R-PIP-4: Terminate asks for a reason and is audited', async ({ page }) => {
+test('R-PIP-4, seed 000: Terminate shows what stays open, asks a reason, and the receivable is settled by a new entry', async ({ page }) => {
   await signIn(page, 'supervisor');
   await gotoHydrated(page, '/payments/incomplete');
   const row = page.locator('tr[data-invoice="INV-000005"]');
   await expect(row).toContainText('2. Capture or refund the card');
   await row.locator('summary', { hasText: 'Terminate' }).click();
+  const preview = row.getByTestId('terminate-preview');
+  await expect(preview).toContainText('At the processor: 0.00 USD captured, 0.00 USD refunded.');
+  await expect(preview).toContainText('Open on the receivable:');
+  await expect(preview).toContainText('stays open for');
+  await page.screenshot({ path: 'screenshots/terminate-preview.png', fullPage: true });
   await row.getByRole('button', { name: 'Terminate process' }).click();
-  await expect(row, 'an empty reason is not sent').toHaveCount(1);
-  await row.getByLabel('Reason (kept in the audit log)').fill('Customer paid by bank transfer');
+  await expect(row, 'no reason chosen: nothing is sent').toHaveCount(1);
+  await row.getByLabel('Why').selectOption({ label: 'The customer paid by other means' });
+  await row.getByLabel('Reason (kept in the audit log)').fill('bank transfer');
   await row.getByRole('button', { name: 'Terminate process' }).click();
   await expect(page.getByRole('status')).toHaveText('The card payment process was terminated.');
   await expect(page.locator('tr[data-invoice="INV-000005"]')).toHaveCount(0);
 
+  // Open customer invoices still lists it (its receivable is open); Settle leads to the entry.
+  await gotoHydrated(page, '/invoices/open');
+  const open = page.locator('tr[data-invoice="INV-000005"]');
+  await expect(open).toContainText('Terminated');
+  await open.getByRole('link', { name: 'Settle' }).click();
+  await expect(page.locator('h1')).toContainText('Payment stages of INV-000005');
+  await page.waitForLoadState('networkidle');
+  const settle = page.getByTestId('settle');
+  await expect(settle.getByTestId('terminate-preview')).toContainText('Open on the receivable:');
+  await page.screenshot({ path: 'screenshots/settle-terminated.png', fullPage: true });
+  await settle.getByLabel('Received by other means').check();
+  await settle.getByLabel('Note (kept with the journal and in the audit log)').fill('transfer ref. 4471');
+  await settle.getByRole('button', { name: 'Post the settling entry' }).click();
+  await expect(settle.getByRole('status')).toContainText('INV-000005 settled:');
+  await expect(settle.getByTestId('settled')).toBeVisible();
+  await gotoHydrated(page, '/invoices/open');
+  await expect(page.locator('tr[data-invoice="INV-000005"]')).toHaveCount(0);
+
   await signIn(page, 'admin');
   await page.goto('/admin/audit?action=payment_process.terminate');
-  await expect(page.locator('tr[data-action="payment_process.terminate"]')).toContainText('Customer paid by bank transfer');
+  await expect(page.locator('tr[data-action="payment_process.terminate"]')).toContainText('The customer paid by other means: bank transfer');
   await expect(page.locator('tr[data-action="payment_process.terminate"]')).toContainText('supervisor');
+  await page.goto('/admin/audit?action=payment_process.settle');
+  await expect(page.locator('tr[data-action="payment_process.settle"]')).toContainText('received_otherwise');
 });
 
 test('the Incomplete cards payment page is refused to the call center, who still sees sales orders', async ({ page }) => {

@@ -187,12 +187,18 @@ pub enum ProcessError {
     ResumeNotIncomplete { status: String },
     #[error("Only an incomplete payment can be terminated; this one is {status}.")]
     TerminateNotIncomplete { status: String },
+    #[error("Only a terminated payment's receivable is settled by hand; this one is {status}.")]
+    SettleNotTerminated { status: String },
+    #[error("Nothing is open on the receivable of {invoice}: it is settled.")]
+    NothingToSettle { invoice: String },
 }
 
 impl ProcessError {
     pub fn code(&self) -> &'static str {
         match self {
             ProcessError::ResumeNotIncomplete { .. } | ProcessError::TerminateNotIncomplete { .. } => "PS_PROCESS_NOT_INCOMPLETE",
+            ProcessError::SettleNotTerminated { .. } => "PS_PROCESS_NOT_TERMINATED",
+            ProcessError::NothingToSettle { .. } => "PS_NOTHING_TO_SETTLE",
         }
     }
 }
@@ -404,6 +410,8 @@ mod tests {
             InvoicingError::PostingFailed { reason: s() }.into(),
             ProcessError::ResumeNotIncomplete { status: s() }.into(),
             ProcessError::TerminateNotIncomplete { status: s() }.into(),
+            ProcessError::SettleNotTerminated { status: s() }.into(),
+            ProcessError::NothingToSettle { invoice: s() }.into(),
             ProcessorError::NotStarted { action: a, reason: s() }.into(),
             ProcessorError::Refused { action: a, message: s() }.into(),
             ProcessorError::UnexpectedAnswer { action: a }.into(),

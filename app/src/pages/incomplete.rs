@@ -7,6 +7,7 @@ use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use payments::domain::payment_views::{IncompleteRow, InvoiceOutcome, ProcessHistory};
+use payments::domain::settlement::{SettleHow, TerminatePreview, TerminateReason};
 use payments::domain::pipeline::{ProcessStatus, Stage, StageStatus};
 
 #[server(endpoint = "incomplete_payments")]
@@ -19,7 +20,11 @@ pub async fn incomplete_payments(invoice: Option<i32>) -> Result<Vec<IncompleteR
             return Err(AppError::refused("PS_NO_CARD_PROCESS", "This invoice is not related to a card payment; it has no card payment process."));
         }
     }
-    Ok(payments::pipeline::queries::incomplete(&s.db, invoice).await?)
+    let mut rows = payments::pipeline::queries::incomplete(&s.db, invoice).await?;
+    for r in &mut rows {
+        r.preview = Some(payments::service::settlement::preview(&s, r.process_id).await?);
+    }
+    Ok(rows)
 }
 
 #[server(endpoint = "resume_payment")]
@@ -29,13 +34,48 @@ pub async fn resume_payment(process_id: i32) -> Result<InvoiceOutcome, AppError>
     Ok(payments::pipeline::resume(&services()?, &user.username, process_id).await?)
 }
 
+/// R-PIP-4: terminates with a reason from the fixed list and the user's words (audited).
 #[server(endpoint = "terminate_payment")]
-pub async fn terminate_payment(process_id: i32, reason: String) -> Result<(), AppError> {
+pub async fn terminate_payment(process_id: i32, reason_code: String, reason: String) -> Result<(), AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Finance]).await?;
-    payments::pipeline::terminate(&services()?, &user.username, process_id, &reason)
+    payments::service::settlement::terminate(&services()?, &user.username, process_id, &reason_code, &reason)
         .await
         .map_err(|e| AppError::from(e).with_scope(process_id.to_string()))
+}
+
+/// What a process moved, what its invoice's journals post and leave open (seed 000).
+#[server(endpoint = "termination_preview")]
+pub async fn termination_preview(process_id: i32) -> Result<TerminatePreview, AppError> {
+    use crate::auth::ssr::{require, services};
+    require(&[payments::Role::Finance]).await?;
+    Ok(payments::service::settlement::preview(&services()?, process_id).await?)
+}
+
+/// Posts the settling entry of a terminated payment's open receivable (finance; audited).
+#[server(endpoint = "settle_terminated")]
+pub async fn settle_terminated(process_id: i32, how: String, note: String) -> Result<String, AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    Ok(payments::service::settlement::settle(&services()?, &user.username, process_id, &how, &note).await?)
+}
+
+/// What happened to an invoice's money, for the page that terminates or settles its payment.
+fn preview_view(p: &TerminatePreview) -> impl IntoView + use<> {
+    let journals = p
+        .journals
+        .iter()
+        .map(|(number, kind, ar)| view! { <li>{format!("{number} · {kind} · {ar} on the receivable")}</li> })
+        .collect_view();
+    let warnings = p.warnings.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view();
+    view! {
+        <div class="preview small" data-testid="terminate-preview">
+            <p>{format!("At the processor: {} captured, {} refunded.", p.captured, p.refunded)}</p>
+            <ul class="plain">{journals}</ul>
+            <p><strong>{format!("Open on the receivable: {}", p.open)}</strong></p>
+            {(!p.warnings.is_empty()).then(|| view! { <ul class="warnings">{warnings}</ul> })}
+        </div>
+    }
 }
 
 #[server(endpoint = "payment_history")]
@@ -84,6 +124,8 @@ pub fn IncompletePage() -> impl IntoView {
                     let history = format!("/payments/process/{}", r.process_id);
                     let order = format!("/orders/{}", r.order_id);
                     let reason_id = format!("reason-{}", r.process_id);
+                    let code_id = format!("reason-code-{}", r.process_id);
+                    let preview = r.preview.as_ref().map(preview_view);
                     view! {
                         <tr data-invoice=r.invoice_number.clone()>
                             <td class="nowrap">
@@ -111,8 +153,14 @@ pub fn IncompletePage() -> impl IntoView {
                                     <summary class="button secondary">"Terminate"</summary>
                                     <ActionForm action=terminate attr:class="terminate-form">
                                         <input type="hidden" name="process_id" value=r.process_id />
+                                        {preview}
+                                        <label for=code_id.clone()>"Why"</label>
+                                        <select id=code_id name="reason_code" required>
+                                            <option value="" selected>"Choose a reason…"</option>
+                                            {TerminateReason::ALL.iter().map(|c| view! { <option value=c.code()>{c.label()}</option> }).collect_view()}
+                                        </select>
                                         <label for=reason_id.clone()>"Reason (kept in the audit log)"</label>
-                                        <input id=reason_id name="reason" required maxlength="500" placeholder="e.g. settled by bank transfer" />
+                                        <input id=reason_id name="reason" maxlength="500" placeholder="e.g. settled by bank transfer" />
                                         <button type="submit" class="danger">"Terminate process"</button>
                                     </ActionForm>
                                 </details>
@@ -204,8 +252,65 @@ pub fn ProcessHistoryPage() -> impl IntoView {
                         }.into_any()
                     }}
                 </section>
+                {(h.status == ProcessStatus::Terminated).then(|| view! { <SettlePanel process_id=h.process_id /> })}
                 <p><a href="/payments/incomplete">"← Incomplete cards payment"</a></p>
             }
         })}
+    }
+}
+
+/// Seed 000's follow-through: a terminated payment's open receivable, and the settling entry that
+/// closes it.
+#[component]
+fn SettlePanel(process_id: i32) -> impl IntoView {
+    let settle = ServerAction::<SettleTerminated>::new();
+    let settled = crate::components::successes(move || matches!(settle.value().get(), Some(Ok(_))));
+    let data = Resource::new(move || settled.get(), move |_| termination_preview(process_id));
+    view! {
+        <section class="panel" data-testid="settle">
+            <h2>"Settle the receivable"</h2>
+            {move || match settle.value().get() {
+                Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
+                Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+                None => None,
+            }}
+            {loaded(data, move |p: TerminatePreview| {
+                let open = p.open.minor() != 0;
+                view! {
+                    {preview_view(&p)}
+                    {if open {
+                        view! {
+                            <p class="small muted">"The card payment was terminated, so no card payment will settle this. Record how it was settled; each choice posts a new balanced journal."</p>
+                            <ActionForm action=settle attr:class="settle-form">
+                                <input type="hidden" name="process_id" value=process_id />
+                                <fieldset>
+                                    <legend>"How was it settled?"</legend>
+                                    {SettleHow::ALL.iter().map(|h| {
+                                        let id = format!("settle-{}", h.code());
+                                        let hint = match h {
+                                            SettleHow::ReceivedOtherwise => "Bank transfer, cheque or cash: Dr Bank, Cr Accounts receivable.",
+                                            SettleHow::WriteOff => "Given up: Dr Bad debt expense, Cr Accounts receivable.",
+                                            SettleHow::Reverse => "The invoice's own journal reversed: revenue and tax taken back.",
+                                        };
+                                        view! {
+                                            <div class="choice">
+                                                <input type="radio" id=id.clone() name="how" value=h.code() required />
+                                                <label for=id>{h.label()}</label>
+                                                <span class="small muted">" — " {hint}</span>
+                                            </div>
+                                        }
+                                    }).collect_view()}
+                                </fieldset>
+                                <label for="settle-note">"Note (kept with the journal and in the audit log)"</label>
+                                <input id="settle-note" name="note" maxlength="500" placeholder="e.g. bank transfer of 5 Dec, ref. 4471" />
+                                <SubmitButton pending=settle.pending() class="primary">"Post the settling entry"</SubmitButton>
+                            </ActionForm>
+                        }.into_any()
+                    } else {
+                        view! { <p class="notice success" data-testid="settled">"Settled: nothing is open on this invoice's receivable."</p> }.into_any()
+                    }}
+                }
+            })}
+        </section>
     }
 }

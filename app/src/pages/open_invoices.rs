@@ -67,7 +67,13 @@ pub fn OpenInvoicesPage() -> impl IntoView {
                         <td class="nowrap">{r.posted_at.format("%Y-%m-%d").to_string()}</td>
                         <td class="num">{r.amount.to_string()}</td>
                         <td class="num" data-testid="open">{r.open.to_string()}</td>
-                        <td>{status}</td>
+                        <td>
+                            {status}
+                            {r.process_id.map(|id| {
+                                let label = if r.card_status == Some(payments::domain::pipeline::ProcessStatus::Terminated) { "Settle" } else { "Stages" };
+                                view! { " · " <a href=format!("/payments/process/{id}")>{label}</a> }
+                            })}
+                        </td>
                     </tr>
                 }
             }).collect_view();

@@ -11,5 +11,6 @@ pub mod payment_views;
 pub mod pipeline;
 pub mod prepayment;
 pub mod reconciliation;
+pub mod settlement;
 pub mod tokens;
 pub mod views;

@@ -137,6 +137,8 @@ coded_enum!(
         /// Undoes a capture or refund the processor reported failed after answering (R-LED-1:
         /// corrections are new entries).
         ProcessorReversal = "processor_reversal" / "Processor failure reversal",
+        /// Settles the receivable a terminated card payment left open (issue #44).
+        TerminatedSettlement = "terminated_settlement" / "Settlement of a terminated payment",
     }
 );
 
@@ -151,6 +153,11 @@ pub mod accounts {
     /// What customers paid in advance: a liability until applied to an invoice (R-PRE).
     pub const CUSTOMER_PREPAYMENTS: &str = "Customer prepayments";
     pub const CANCELLATION_CHARGES: &str = "Cancellation charges revenue";
+    /// Money received or paid back outside the card process (a terminated payment settled by
+    /// bank transfer, cheque or cash).
+    pub const BANK: &str = "Bank";
+    /// A receivable the merchant gave up.
+    pub const BAD_DEBT: &str = "Bad debt expense";
 }
 
 /// One line of an invoice being drawn up: quantity × unit price.

@@ -190,6 +190,8 @@ pub struct OpenInvoiceRow {
     pub open: Money,
     /// Its card payment process's status; None when it has none.
     pub card_status: Option<ProcessStatus>,
+    /// That process, whose page shows its stages and, once terminated, settles the receivable.
+    pub process_id: Option<i32>,
     /// Paid by card (its order has a card payment line): "Incomplete cards payment" is offered.
     pub card_related: bool,
 }
@@ -280,6 +282,8 @@ pub struct IncompleteRow {
     pub last_attempt: Option<DateTime<Utc>>,
     /// False when it was invoiced with status monitoring off (one step).
     pub monitored: bool,
+    /// What terminating it would leave (filled by the page's server function).
+    pub preview: Option<crate::domain::settlement::TerminatePreview>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

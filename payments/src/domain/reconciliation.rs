@@ -43,6 +43,7 @@ pub struct CaptureFact {
 pub struct ProcessFact {
     pub id: i32,
     pub invoice_number: String,
+    /// The invoice's amount; for a terminated payment, what its receivable leaves open.
     pub invoice_amount_minor: i64,
     pub status: super::pipeline::ProcessStatus,
     pub lease_until: Option<DateTime<Utc>>,
@@ -203,7 +204,7 @@ pub fn breaks(f: &OrderFacts, now: DateTime<Utc>, in_flight: chrono::Duration) -
                 minor(p.invoice_amount_minor, &f.currency),
                 p.terminated_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
             ),
-            "Settle the invoice's receivable with a new entry: received by other means, written off, or reversed.",
+            "Settle the receivable on the payment's page (View history): received by other means, written off, or the invoice reversed.",
         );
     }
     let moved: i64 = f.captures.iter().map(|c| c.moved_minor).sum();

@@ -43,6 +43,7 @@ pub async fn incomplete(db: &impl ConnectionTrait, invoice_id: Option<i32>) -> S
             attempts: failed.map(|s| s.attempts).unwrap_or(0),
             last_attempt: failed.and_then(|s| s.finished_at.or(s.started_at)),
             monitored: p.monitored,
+            preview: None,
         });
     }
     Ok(rows)

@@ -23,6 +23,7 @@ pub mod orders;
 pub mod parameters;
 pub mod prepayments;
 pub mod reconciliation;
+pub mod settlement;
 pub mod setup;
 pub mod standing;
 pub mod storefront;

@@ -83,6 +83,7 @@ pub async fn list(s: &Services, page: u64) -> ServiceResult<OpenInvoicePage> {
             amount: Money::from_minor(i.amount_minor, currency),
             open: Money::from_minor(o.open_minor, currency),
             card_status: processes.get(&i.id).and_then(|p| ProcessStatus::from_code(&p.status)),
+            process_id: processes.get(&i.id).map(|p| p.id),
             card_related: card_orders.contains(&i.order_id),
         });
     }

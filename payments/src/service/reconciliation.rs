@@ -75,12 +75,29 @@ pub async fn report(s: &Services) -> ServiceResult<ReconciliationReport> {
             invoices.insert(i.id, i);
         }
     }
+    // A terminated payment is a break while its invoice's receivable is open; its settling entry
+    // (service::settlement) closes it.
+    let mut receivable_open: BTreeMap<i32, i64> = BTreeMap::new();
+    let terminated: Vec<i32> = open_processes.iter().filter(|p| p.status == ProcessStatus::Terminated.code()).map(|p| p.invoice_id).collect();
+    for chunk in terminated.chunks(IDS_PER_QUERY) {
+        let of_invoice: BTreeMap<i32, i32> =
+            journal::Entity::find().filter(journal::Column::InvoiceId.is_in(chunk.to_vec())).all(db).await?.into_iter().map(|j| (j.id, j.invoice_id.unwrap_or_default())).collect();
+        let ids: Vec<i32> = of_invoice.keys().copied().collect();
+        for l in jl::Entity::find().filter(jl::Column::JournalId.is_in(ids)).filter(jl::Column::Account.eq(accounts::ACCOUNTS_RECEIVABLE)).all(db).await? {
+            *receivable_open.entry(of_invoice.get(&l.journal_id).copied().unwrap_or_default()).or_default() += l.debit_minor - l.credit_minor;
+        }
+    }
     for p in &open_processes {
         let invoice = invoices.get(&p.invoice_id);
+        let is_terminated = p.status == ProcessStatus::Terminated.code();
+        let open = receivable_open.get(&p.invoice_id).copied().unwrap_or_default();
+        if is_terminated && open == 0 {
+            continue;
+        }
         at(&mut facts, p.order_id).processes.push(ProcessFact {
             id: p.id,
             invoice_number: invoice.map(|i| i.number.clone()).unwrap_or_else(|| format!("invoice {}", p.invoice_id)),
-            invoice_amount_minor: invoice.map(|i| i.amount_minor).unwrap_or_default(),
+            invoice_amount_minor: if is_terminated { open } else { invoice.map(|i| i.amount_minor).unwrap_or_default() },
             status: ProcessStatus::from_code(&p.status).unwrap_or(ProcessStatus::Running),
             lease_until: p.lease_until,
             updated_at: p.updated_at,

@@ -1577,3 +1577,116 @@ db_test!(open_customer_invoices_are_those_whose_receivable_the_journals_leave_op
     // A page past the end is the last one.
     assert_eq!(open_invoices::list(s, 99).await.unwrap().page, 1);
 });
+
+db_test!(a_terminated_payment_is_settled_by_a_new_balanced_entry_and_its_break_closes, |db| {
+    // Issue #44, seed 000 ("You must then follow these steps"), R-PIP-4, R-LED-1: Terminate shows
+    // what the processor and the journals did and what stays open, asks a reason from a fixed
+    // list, and the receivable it leaves open is settled by a new balanced journal: received by
+    // other means, written off, or the invoice reversed. Until then it is a reconciliation break.
+    use payments::domain::reconciliation::BreakCause;
+    use payments::entity::{journal, journal_line};
+    use payments::service::{open_invoices, reconciliation, settlement};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let mut terminated = Vec::new();
+    for item in ["Kayak", "Canoe", "Raft"] {
+        let placed = OrderBuilder::new(&fx).line(item, 1, "420.00").tax("8.25").place(s).await;
+        faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+        let out = invoice(s, placed.order_id, &[1]).await;
+        assert_eq!(out.status, ProcessStatus::Incomplete, "{out:?}");
+        terminated.push(out);
+    }
+    let first = &terminated[0];
+    let p = settlement::preview(s, first.process_id).await.unwrap();
+    assert_eq!((p.captured.minor(), p.refunded.minor(), p.open.minor()), (0, 0, 45_465));
+    assert_eq!(p.journals.len(), 1, "{p:?}");
+    assert!(p.warnings.iter().any(|w| w.contains("stays open for 454.65 USD")), "{:?}", p.warnings);
+
+    // Hostile: a reason that is not on the list, Other without words, settling what is not
+    // terminated: each refused next to its field or by its code, nothing changed.
+    for (code, note, field) in [("", "x", "reason_code"), ("bribed", "x", "reason_code"), ("other", "  ", "reason")] {
+        let err = settlement::terminate(s, "finance", first.process_id, code, note).await.unwrap_err();
+        assert_eq!(field_of(&err), Some(field), "{code:?}: {err}");
+    }
+    let err = settlement::settle(s, "finance", first.process_id, "write_off", "").await.unwrap_err();
+    assert_eq!(err.code(), "PS_PROCESS_NOT_TERMINATED", "{err}");
+    assert_eq!(queries::incomplete(&s.db, None).await.unwrap().len(), 3, "nothing was terminated");
+
+    for t in &terminated {
+        settlement::terminate(s, "finance", t.process_id, "paid_otherwise", "bank transfer of 5 Dec").await.unwrap();
+    }
+    let h = queries::history(&s.db, first.process_id).await.unwrap();
+    assert_eq!(h.terminated_reason.as_deref(), Some("The customer paid by other means: bank transfer of 5 Dec"));
+    let r = reconciliation::report(s).await.unwrap();
+    assert_eq!(r.breaks.iter().filter(|b| b.cause == BreakCause::TerminatedProcess).map(|b| b.amount_minor).collect::<Vec<_>>(), vec![45_465; 3]);
+
+    let err = settlement::settle(s, "finance", first.process_id, "lost_it", "").await.unwrap_err();
+    assert_eq!(field_of(&err), Some("how"), "{err}");
+    let msg = settlement::settle(s, "finance", terminated[0].process_id, "received_otherwise", "ref. 4471").await.unwrap();
+    assert!(msg.contains("454.65 USD received by other means by journal JNL-"), "{msg}");
+    settlement::settle(s, "finance", terminated[1].process_id, "write_off", "").await.unwrap();
+    settlement::settle(s, "finance", terminated[2].process_id, "reverse", "").await.unwrap();
+    let err = settlement::settle(s, "finance", terminated[0].process_id, "write_off", "").await.unwrap_err();
+    assert_eq!(err.code(), "PS_NOTHING_TO_SETTLE", "settled once: {err}");
+
+    // The entries: each balanced, on the accounts its choice names.
+    let entries = journal::Entity::find().filter(journal::Column::Kind.eq("terminated_settlement")).all(&s.db).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    let mut accounts = Vec::new();
+    for j in &entries {
+        let lines = journal_line::Entity::find().filter(journal_line::Column::JournalId.eq(j.id)).all(&s.db).await.unwrap();
+        assert_eq!(lines.iter().map(|l| l.debit_minor).sum::<i64>(), lines.iter().map(|l| l.credit_minor).sum::<i64>());
+        accounts.push(lines.iter().filter(|l| l.debit_minor > 0).map(|l| l.account.clone()).collect::<Vec<_>>().join("+"));
+    }
+    assert_eq!(accounts, vec!["Bank", "Bad debt expense", "Sales revenue+Sales tax payable"]);
+    assert_eq!(open_invoices::list(s, 1).await.unwrap().total, 0, "no receivable is left open");
+    // What is left is the holds on the customers' cards (nothing more will be charged): the
+    // preview said so, reconciliation lists them, Authorization exposure releases them.
+    assert!(p.warnings.iter().any(|w| w.contains("still hold 454.65 USD on the customer's card")), "{:?}", p.warnings);
+    let r = reconciliation::report(s).await.unwrap();
+    assert_eq!(r.breaks.iter().map(|b| b.cause).collect::<Vec<_>>(), vec![BreakCause::OpenAuthorizationOnClosedOrder; 3], "{:?}", r.breaks);
+    for t in &terminated {
+        let order = payments::entity::invoice::Entity::find_by_id(t.invoice_id).one(&s.db).await.unwrap().unwrap().order_id;
+        payments::service::exposure::release_excess(s, "finance", order).await.unwrap();
+    }
+    assert!(reconciliation::report(s).await.unwrap().breaks.is_empty());
+    let audited = audit_log::Entity::find().filter(audit_log::Column::Action.eq("payment_process.settle")).count(&s.db).await.unwrap();
+    assert_eq!(audited, 3);
+    assert_clean(&db).await;
+});
+
+db_test!(terminating_after_money_moved_is_shown_first_and_two_users_settling_at_once_post_one_entry, |db| {
+    // The preview names money the processor moved without a journal; two finance users settling
+    // the same terminated payment at once post one entry.
+    use payments::service::settlement;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "300.00").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, placed.order_id, &[1]).await;
+    let p = settlement::preview(s, out.process_id).await.unwrap();
+    assert_eq!(p.captured.minor(), 30_000);
+    assert!(p.warnings[0].contains("moved 300.00 USD for this invoice and its card payment journals post 0.00 USD"), "{:?}", p.warnings);
+
+    let other = OrderBuilder::new(&fx).line("Canoe", 1, "250.00").place(s).await;
+    faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
+    let out = invoice(s, other.order_id, &[1]).await;
+    settlement::terminate(s, "finance", out.process_id, "card_unusable", "").await.unwrap();
+    let (a, b) = tokio::join!(
+        settlement::settle(s, "finance", out.process_id, "received_otherwise", ""),
+        settlement::settle(s, "supervisor", out.process_id, "write_off", "")
+    );
+    assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} / {b:?}");
+    let entries = payments::entity::journal::Entity::find().filter(payments::entity::journal::Column::Kind.eq("terminated_settlement")).count(&s.db).await.unwrap();
+    assert_eq!(entries, 1);
+});
+
+/// The field a validation error names first.
+fn field_of(e: &payments::error::ServiceError) -> Option<&str> {
+    match e {
+        payments::error::ServiceError::Validation(f) => f.first().map(|x| x.field.as_str()),
+        _ => None,
+    }
+}
