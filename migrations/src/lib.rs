@@ -22,6 +22,7 @@ mod m20261208_000015_channel_setup;
 mod m20261209_000016_connector_setup;
 mod m20261209_000017_customers_and_sign_ins;
 mod m20261210_000018_channel_connector;
+mod m20261211_000019_termination_approval;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000016_connector_setup::Migration),
             Box::new(m20261209_000017_customers_and_sign_ins::Migration),
             Box::new(m20261210_000018_channel_connector::Migration),
+            Box::new(m20261211_000019_termination_approval::Migration),
         ]
     }
 }

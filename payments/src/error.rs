@@ -191,6 +191,12 @@ pub enum ProcessError {
     SettleNotTerminated { status: String },
     #[error("Nothing is open on the receivable of {invoice}: it is settled.")]
     NothingToSettle { invoice: String },
+    #[error("{by} has asked to terminate this payment; another finance user approves it.")]
+    TerminationPending { by: String },
+    #[error("You asked to terminate this payment; a second finance user must approve it.")]
+    SecondApproverNeeded,
+    #[error("No termination of this payment waits for approval.")]
+    NoTerminationRequest,
 }
 
 impl ProcessError {
@@ -199,6 +205,9 @@ impl ProcessError {
             ProcessError::ResumeNotIncomplete { .. } | ProcessError::TerminateNotIncomplete { .. } => "PS_PROCESS_NOT_INCOMPLETE",
             ProcessError::SettleNotTerminated { .. } => "PS_PROCESS_NOT_TERMINATED",
             ProcessError::NothingToSettle { .. } => "PS_NOTHING_TO_SETTLE",
+            ProcessError::TerminationPending { .. } => "PS_TERMINATION_PENDING",
+            ProcessError::SecondApproverNeeded => "PS_SECOND_APPROVER_NEEDED",
+            ProcessError::NoTerminationRequest => "PS_NO_TERMINATION_REQUEST",
         }
     }
 }
@@ -412,6 +421,9 @@ mod tests {
             ProcessError::TerminateNotIncomplete { status: s() }.into(),
             ProcessError::SettleNotTerminated { status: s() }.into(),
             ProcessError::NothingToSettle { invoice: s() }.into(),
+            ProcessError::TerminationPending { by: s() }.into(),
+            ProcessError::SecondApproverNeeded.into(),
+            ProcessError::NoTerminationRequest.into(),
             ProcessorError::NotStarted { action: a, reason: s() }.into(),
             ProcessorError::Refused { action: a, message: s() }.into(),
             ProcessorError::UnexpectedAnswer { action: a }.into(),

@@ -36,12 +36,20 @@ pub async fn resume_payment(process_id: i32) -> Result<InvoiceOutcome, AppError>
 
 /// R-PIP-4: terminates with a reason from the fixed list and the user's words (audited).
 #[server(endpoint = "terminate_payment")]
-pub async fn terminate_payment(process_id: i32, reason_code: String, reason: String) -> Result<(), AppError> {
+pub async fn terminate_payment(process_id: i32, reason_code: String, reason: String) -> Result<String, AppError> {
     use crate::auth::ssr::{require, services};
     let user = require(&[payments::Role::Finance]).await?;
     payments::service::settlement::terminate(&services()?, &user.username, process_id, &reason_code, &reason)
         .await
         .map_err(|e| AppError::from(e).with_scope(process_id.to_string()))
+}
+
+/// A second finance user approves a termination another one asked for (issue #44).
+#[server(endpoint = "approve_termination")]
+pub async fn approve_termination(process_id: i32) -> Result<String, AppError> {
+    use crate::auth::ssr::{require, services};
+    let user = require(&[payments::Role::Finance]).await?;
+    Ok(payments::service::settlement::approve(&services()?, &user.username, process_id).await?)
 }
 
 /// What a process moved, what its invoice's journals post and leave open (seed 000).
@@ -91,7 +99,12 @@ pub fn IncompletePage() -> impl IntoView {
     let invoice = move || query.read().get("invoice").and_then(|v| v.parse::<i32>().ok());
     let resume = ServerAction::<ResumePayment>::new();
     let terminate = ServerAction::<TerminatePayment>::new();
-    let changes = successes_each(vec![Box::new(move || matches!(resume.value().get(), Some(Ok(_)))), Box::new(move || matches!(terminate.value().get(), Some(Ok(()))))]);
+    let approve = ServerAction::<ApproveTermination>::new();
+    let changes = successes_each(vec![
+        Box::new(move || matches!(resume.value().get(), Some(Ok(_)))),
+        Box::new(move || matches!(terminate.value().get(), Some(Ok(_)))),
+        Box::new(move || matches!(approve.value().get(), Some(Ok(_)))),
+    ]);
     let data = Resource::new(move || (invoice(), changes.get()), |(i, _)| incomplete_payments(i));
     view! {
         <PageHeader
@@ -110,7 +123,12 @@ pub fn IncompletePage() -> impl IntoView {
             None => None,
         }}
         {move || match terminate.value().get() {
-            Some(Ok(())) => Some(view! { <div class="notice success" role="status">"The card payment process was terminated."</div> }.into_any()),
+            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
+            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            None => None,
+        }}
+        {move || match approve.value().get() {
+            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
             Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
             None => None,
         }}
@@ -149,6 +167,17 @@ pub fn IncompletePage() -> impl IntoView {
                                     <input type="hidden" name="process_id" value=r.process_id />
                                     <SubmitButton pending=resume.pending() class="primary">"Resume"</SubmitButton>
                                 </ActionForm>
+                                {match r.termination_requested_by.clone() {
+                                    Some(by) => view! {
+                                        <div class="approval" data-testid="termination-requested">
+                                            <p class="small">{format!("Termination asked by {by}: {}", r.termination_request_reason.clone().unwrap_or_default())}</p>
+                                            <ActionForm action=approve>
+                                                <input type="hidden" name="process_id" value=r.process_id />
+                                                <SubmitButton pending=approve.pending() class="danger">"Approve termination"</SubmitButton>
+                                            </ActionForm>
+                                        </div>
+                                    }.into_any(),
+                                    None => view! {
                                 <details>
                                     <summary class="button secondary">"Terminate"</summary>
                                     <ActionForm action=terminate attr:class="terminate-form">
@@ -164,6 +193,8 @@ pub fn IncompletePage() -> impl IntoView {
                                         <button type="submit" class="danger">"Terminate process"</button>
                                     </ActionForm>
                                 </details>
+                                    }.into_any(),
+                                }}
                                 <a href=history>"View history"</a>
                             </div></td>
                         </tr>

@@ -67,6 +67,8 @@ pub enum ParameterKind {
     Days { min: u32, max: u32 },
     /// A percentage from 0 to 100 with at most two decimals.
     Percent,
+    /// A whole amount of the currency's main unit (dollars, euros) within the range.
+    Units { min: u32, max: u32 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,7 @@ pub mod keys {
     pub const CARDS_PAYMENT_STATUS_MONITORING: &str = "ar_cards_payment_status_monitoring";
     pub const DAYS_BEFORE_EXPIRED: &str = "ar_days_before_expired";
     pub const RENEW_DAYS_BEFORE_EXPIRY: &str = "ar_renew_days_before_expiry";
+    pub const TERMINATE_APPROVAL_FROM: &str = "ar_terminate_approval_from";
     pub const FUTURE_ORDERS: &str = "call_center_future_orders";
     pub const DELAY_AUTHORIZATION: &str = "call_center_delay_authorization";
     pub const FUTURE_ORDER_DAYS: &str = "call_center_future_order_days";
@@ -128,6 +131,14 @@ pub const PARAMETERS: &[ParameterDef] = &[
         label: "Renew authorizations days before expiry",
         help: "An authorization paid with a recurring token is renewed this many days before it expires, for what its order still needs; the old one is voided once the new one is in place. Nonrecurring tokens are never renewed. 0: never.",
         kind: Days { min: 0, max: 30 },
+        default: "0",
+    },
+    ParameterDef {
+        key: keys::TERMINATE_APPROVAL_FROM,
+        group: AccountsReceivable,
+        label: "Second approval to terminate from",
+        help: "Terminating a card payment after the processor moved at least this much money for its invoice (in the invoice's currency, whole units) needs a second finance user to approve. 0: whenever any money moved.",
+        kind: Units { min: 0, max: 1_000_000_000 },
         default: "0",
     },
     ParameterDef {
@@ -241,6 +252,16 @@ pub fn parse_days(label: &str, raw: &str, min: u32, max: u32) -> Result<u32, Str
     }
 }
 
+pub fn parse_units(label: &str, raw: &str, min: u32, max: u32) -> Result<u32, String> {
+    let t = raw.trim();
+    match t.parse::<i64>() {
+        Ok(n) if n >= i64::from(min) && n <= i64::from(max) => Ok(n as u32),
+        Ok(n) => Err(format!("{label} must be from {min} to {max}; {n} is out of range.")),
+        Err(_) if t.is_empty() => Err(format!("{label} is required: enter a whole amount from {min} to {max}.")),
+        Err(_) => Err(format!("{label} must be a whole amount from {min} to {max}, without cents, not \"{t}\".")),
+    }
+}
+
 pub fn parse_percent(label: &str, raw: &str) -> Result<Decimal, String> {
     let t = raw.trim().trim_end_matches('%').trim();
     if t.is_empty() {
@@ -261,6 +282,7 @@ pub fn normalize(def: &ParameterDef, raw: &str) -> Result<String, String> {
     match def.kind {
         YesNo => parse_yes_no(def.label, raw).map(|b| if b { "yes" } else { "no" }.to_string()),
         Days { min, max } => parse_days(def.label, raw, min, max).map(|n| n.to_string()),
+        Units { min, max } => parse_units(def.label, raw, min, max).map(|n| n.to_string()),
         Percent => parse_percent(def.label, raw).map(|d| d.to_string()),
     }
 }
@@ -339,6 +361,10 @@ impl Parameters {
     /// R-AUT-6: how many days before expiry a recurring authorization is renewed (0: never).
     pub fn renew_days_before_expiry(&self) -> u32 {
         self.days(keys::RENEW_DAYS_BEFORE_EXPIRY)
+    }
+    /// Issue #44: money moved (whole units) from which terminating needs a second approval.
+    pub fn terminate_approval_from(&self) -> u32 {
+        self.days(keys::TERMINATE_APPROVAL_FROM)
     }
     pub fn future_orders(&self) -> bool {
         self.yes(keys::FUTURE_ORDERS)
@@ -487,16 +513,19 @@ mod tests {
                 (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
                 (keys::DAYS_BEFORE_EXPIRED, "0"),
                 (keys::RENEW_DAYS_BEFORE_EXPIRY, "31"),
+                (keys::TERMINATE_APPROVAL_FROM, "12.50"),
             ]),
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 3);
+        assert_eq!(errs.len(), 4);
         assert_eq!(errs[0].field, keys::CREDIT_CARD_AUTHORIZATION);
         assert!(errs[0].message.contains("Yes or No"));
         assert_eq!(errs[1].field, keys::DAYS_BEFORE_EXPIRED);
         assert!(errs[1].message.contains("from 1 to 365"), "{}", errs[1].message);
         assert_eq!(errs[2].field, keys::RENEW_DAYS_BEFORE_EXPIRY);
         assert!(errs[2].message.contains("from 0 to 30"), "{}", errs[2].message);
+        assert_eq!(errs[3].field, keys::TERMINATE_APPROVAL_FROM);
+        assert!(errs[3].message.contains("without cents"), "{}", errs[3].message);
     }
 
     #[test]

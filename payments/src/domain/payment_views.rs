@@ -282,6 +282,9 @@ pub struct IncompleteRow {
     pub last_attempt: Option<DateTime<Utc>>,
     /// False when it was invoiced with status monitoring off (one step).
     pub monitored: bool,
+    /// A termination waiting for a second finance user: who asked, and why.
+    pub termination_requested_by: Option<String>,
+    pub termination_request_reason: Option<String>,
     /// What terminating it would leave (filled by the page's server function).
     pub preview: Option<crate::domain::settlement::TerminatePreview>,
 }

@@ -20,6 +20,11 @@ pub struct Model {
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTimeUtc>,
     pub terminated_reason: Option<String>,
+    /// A termination waiting for a second finance user's approval (issue #44): who asked, when,
+    /// and the reason they gave.
+    pub termination_requested_by: Option<String>,
+    pub termination_requested_at: Option<DateTimeUtc>,
+    pub termination_request_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

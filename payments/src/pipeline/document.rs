@@ -218,6 +218,9 @@ pub(super) fn new_process(s: &Services, now: DateTime<Utc>, invoice: &inv::Model
         lease_owner: Set(Some(s.instance.clone())),
         lease_until: Set(Some(now + s.lease)),
         terminated_reason: Set(None),
+        termination_requested_by: Set(None),
+        termination_requested_at: Set(None),
+        termination_request_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()

@@ -43,6 +43,8 @@ pub async fn incomplete(db: &impl ConnectionTrait, invoice_id: Option<i32>) -> S
             attempts: failed.map(|s| s.attempts).unwrap_or(0),
             last_attempt: failed.and_then(|s| s.finished_at.or(s.started_at)),
             monitored: p.monitored,
+            termination_requested_by: p.termination_requested_by.clone(),
+            termination_request_reason: p.termination_request_reason.clone(),
             preview: None,
         });
     }

@@ -23,6 +23,7 @@ pub fn fields(params: &Parameters, group: ParameterGroup) -> Vec<ParameterFieldV
                 ParameterKind::YesNo => String::new(),
                 ParameterKind::Days { min, max } => format!("days ({min}–{max})"),
                 ParameterKind::Percent => "% (0–100)".to_string(),
+                ParameterKind::Units { .. } => "in the invoice's currency".to_string(),
             },
             value: params.raw(d.key).to_string(),
         })

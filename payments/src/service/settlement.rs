@@ -10,6 +10,7 @@ use crate::domain::settlement::{settling_lines, SettleHow, SettleRefusal, Termin
 use crate::entity::{authorization as au, capture as cap, invoice as inv, journal, journal_line as jl, payment_process as pp, processor_request as pr, sales_order as so};
 use crate::error::{ProcessError, ServiceError, ServiceResult};
 use crate::ledger::journals::{post_journal, Posting};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
 /// The journal source of a process's settling entry: one per process.
@@ -98,15 +99,70 @@ pub async fn preview(s: &Services, process_id: i32) -> ServiceResult<TerminatePr
     })
 }
 
+/// What terminating says when it is done.
+pub const TERMINATED: &str = "The card payment process was terminated.";
+
 /// Terminates the process with a reason from the fixed list and the user's own words (R-PIP-4).
-pub async fn terminate(s: &Services, actor: &str, process_id: i32, reason_code: &str, note: &str) -> ServiceResult<()> {
+/// When the processor moved at least the AR parameter "Second approval to terminate from" for
+/// the invoice, the termination is only requested: a second finance user approves it
+/// ([`approve`]). Returns what happened, in words.
+pub async fn terminate(s: &Services, actor: &str, process_id: i32, reason_code: &str, note: &str) -> ServiceResult<String> {
     let code = TerminateReason::from_code(reason_code.trim()).ok_or_else(|| ServiceError::field("reason_code", "Choose why the payment is terminated."))?;
     let note = note.trim();
     if code == TerminateReason::Other && note.is_empty() {
         return Err(ServiceError::field("reason", "Say why the payment is terminated."));
     }
+    if note.chars().count() > 500 {
+        return Err(ServiceError::field("reason", "At most 500 characters."));
+    }
     let reason = if note.is_empty() { code.label().to_string() } else { format!("{}: {note}", code.label()) };
-    crate::pipeline::terminate(s, actor, process_id, &reason).await
+    let p = preview(s, process_id).await?;
+    let moved = (p.captured.minor() - p.refunded.minor()).abs();
+    let from_units = i64::from(super::parameters::load(&s.db).await?.terminate_approval_from());
+    let from = from_units.saturating_mul(10i64.pow(p.captured.currency().minor_digits()));
+    if moved == 0 || moved < from {
+        crate::pipeline::terminate(s, actor, process_id, &reason).await?;
+        return Ok(TERMINATED.to_string());
+    }
+    let now = s.now();
+    let txn = s.db.begin().await?;
+    let row = for_update(pp::Entity::find_by_id(process_id), &txn).one(&txn).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
+    if row.status != ProcessStatus::Incomplete.code() {
+        let status = ProcessStatus::from_code(&row.status).map_or("unknown", |s| s.label());
+        return Err(ProcessError::TerminateNotIncomplete { status: status.to_string() }.into());
+    }
+    if let Some(by) = row.termination_requested_by {
+        return Err(ProcessError::TerminationPending { by }.into());
+    }
+    pp::Entity::update_many()
+        .col_expr(pp::Column::TerminationRequestedBy, Expr::value(actor))
+        .col_expr(pp::Column::TerminationRequestedAt, Expr::value(now))
+        .col_expr(pp::Column::TerminationRequestReason, Expr::value(reason.as_str()))
+        .filter(pp::Column::Id.eq(process_id))
+        .exec(&txn)
+        .await?;
+    audit::record(&txn, now, actor, "payment_process.terminate_requested", &p.invoice_number, None, Some(serde_json::json!({ "reason": reason, "moved": Money::from_minor(moved, p.captured.currency()).to_string() })))
+        .await?;
+    txn.commit().await?;
+    Ok(format!(
+        "The processor moved {} for {}, so terminating needs a second finance user: they approve it on Incomplete cards payment.",
+        Money::from_minor(moved, p.captured.currency()),
+        p.invoice_number
+    ))
+}
+
+/// A second finance user approves a requested termination: the process is terminated with the
+/// requester's reason, and both names are kept.
+pub async fn approve(s: &Services, actor: &str, process_id: i32) -> ServiceResult<String> {
+    let row = pp::Entity::find_by_id(process_id).one(&s.db).await?.ok_or_else(|| ServiceError::NotFound(format!("There is no payment process {process_id}.")))?;
+    let (Some(by), Some(reason)) = (row.termination_requested_by, row.termination_request_reason) else {
+        return Err(ProcessError::NoTerminationRequest.into());
+    };
+    if by == actor {
+        return Err(ProcessError::SecondApproverNeeded.into());
+    }
+    crate::pipeline::terminate(s, actor, process_id, &format!("{reason} (asked by {by}, approved by {actor})")).await?;
+    Ok(TERMINATED.to_string())
 }
 
 /// Posts the settling entry of terminated process `process_id` (once: a second is refused) and

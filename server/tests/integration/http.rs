@@ -74,8 +74,8 @@ db_test!(every_server_function_checks_the_role_on_the_server, |db| {
         .collect();
     assert_eq!(
         statuses,
-        vec!["completed", "terminated", "completed", "completed", "completed"],
-        "resumed, terminated, the new invoice, the credit note, and the pickup's invoice"
+        vec!["completed", "terminated", "incomplete", "completed", "completed", "completed"],
+        "resumed, terminated on a second approval, its termination asked (money moved), the new invoice, the credit note, and the pickup's invoice"
     );
 });
 

@@ -1670,6 +1670,29 @@ db_test!(terminating_after_money_moved_is_shown_first_and_two_users_settling_at_
     assert_eq!(p.captured.minor(), 30_000);
     assert!(p.warnings[0].contains("moved 300.00 USD for this invoice and its card payment journals post 0.00 USD"), "{:?}", p.warnings);
 
+    // Money moved: terminating needs a second finance user (the AR parameter's 0: any amount).
+    let moved = out.process_id;
+    let msg = settlement::terminate(s, "finance", moved, "charged_elsewhere", "card refunded by phone").await.unwrap();
+    assert!(msg.contains("The processor moved 300.00 USD for") && msg.contains("second finance user"), "{msg}");
+    let row = queries::incomplete(&s.db, None).await.unwrap().into_iter().find(|r| r.process_id == moved).expect("still incomplete");
+    assert_eq!(row.termination_requested_by.as_deref(), Some("finance"));
+    let err = settlement::terminate(s, "supervisor", moved, "other", "again").await.unwrap_err();
+    assert_eq!(err.code(), "PS_TERMINATION_PENDING", "{err}");
+    let err = settlement::approve(s, "finance", moved).await.unwrap_err();
+    assert_eq!(err.code(), "PS_SECOND_APPROVER_NEEDED", "{err}");
+    assert_eq!(settlement::approve(s, "supervisor", moved).await.unwrap(), settlement::TERMINATED);
+    let h = queries::history(&s.db, moved).await.unwrap();
+    assert_eq!(h.status, ProcessStatus::Terminated);
+    assert_eq!(h.terminated_reason.as_deref(), Some("Charged already, outside this process: card refunded by phone (asked by finance, approved by supervisor)"));
+    let err = settlement::approve(s, "admin", moved).await.unwrap_err();
+    assert_eq!(err.code(), "PS_PROCESS_NOT_INCOMPLETE", "{err}");
+    // Below the threshold one user terminates.
+    payments::testing::set_parameters(s, payments::domain::parameters::ParameterGroup::AccountsReceivable, &[(payments::domain::parameters::keys::TERMINATE_APPROVAL_FROM, "500")]).await;
+    let small = OrderBuilder::new(&fx).line("Lamp", 1, "40.00").place(s).await;
+    s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
+    let small = invoice(s, small.order_id, &[1]).await;
+    assert_eq!(settlement::terminate(s, "finance", small.process_id, "other", "bank").await.unwrap(), settlement::TERMINATED);
+
     let other = OrderBuilder::new(&fx).line("Canoe", 1, "250.00").place(s).await;
     faults::add(sim(s), s.now(), "capture", "error_before", "1", "1", "").await.unwrap();
     let out = invoice(s, other.order_id, &[1]).await;

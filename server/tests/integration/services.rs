@@ -61,6 +61,7 @@ db_test!(an_invalid_parameter_page_changes_nothing, |db| {
         (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
         (keys::DAYS_BEFORE_EXPIRED, "400"),
         (keys::RENEW_DAYS_BEFORE_EXPIRY, "0"),
+        (keys::TERMINATE_APPROVAL_FROM, "0"),
     ]);
     let err = parameters::save_group(s, "admin", ParameterGroup::AccountsReceivable, &bad).await.unwrap_err();
     let ServiceError::Validation(fields) = err else { panic!("expected a validation error") };
@@ -76,6 +77,7 @@ db_test!(an_invalid_parameter_page_changes_nothing, |db| {
         (keys::CARDS_PAYMENT_STATUS_MONITORING, "yes"),
         (keys::DAYS_BEFORE_EXPIRED, "30"),
         (keys::RENEW_DAYS_BEFORE_EXPIRY, "0"),
+        (keys::TERMINATE_APPROVAL_FROM, "0"),
     ]);
     parameters::save_group(s, "admin", ParameterGroup::AccountsReceivable, &good).await.unwrap();
     let p = parameters::load(&s.db).await.unwrap();

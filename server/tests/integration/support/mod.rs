@@ -105,12 +105,14 @@ pub async fn signed_in(app: &TestApp, username: &str) -> Client {
 }
 
 /// Records the payment pages' calls act on: an order with an open line, two incomplete payment
-/// processes (journal fault), a card token and a fault.
+/// processes (journal fault; one with a termination asked), a card token and a fault.
 pub struct Ids {
     pub order: i32,
     pub line: i32,
     pub resume: i32,
     pub terminate: i32,
+    /// An incomplete process whose termination the supervisor asked for.
+    pub approve: i32,
     pub token: String,
     pub fault: i32,
     /// An authorized card payment line (R-AUT-2 adjustment).
@@ -134,7 +136,7 @@ pub async fn payment_records(db: &TestDb) -> Ids {
     payments::testing::enable_pipeline(s, true).await;
     let card = |t: payments::connector::CardToken| CardForm { token: t.token, card_type: t.card_type, last_four: t.last_four, holder: t.holder, expiry: t.expiry };
     let mut made = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let t = s.enter_card_as_shopper(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
         let form = OrderForm {
             customer_id: "1".into(),
@@ -154,6 +156,9 @@ pub async fn payment_records(db: &TestDb) -> Ids {
         s.faults().add(s.now(), "journal", "error_before", "1", "1", "").await.unwrap();
         processes.push(payments::pipeline::invoice(s, "finance", *order, &[(*line, 1)]).await.unwrap().process_id);
     }
+    // Money moved (the capture went through): the supervisor's termination waits for a second
+    // finance user (issue #44).
+    payments::service::settlement::terminate(s, "supervisor", processes[1], "paid_otherwise", "").await.unwrap();
     let fault = payments::connector::faults::add(payments::testing::sim(s), s.now(), "void", "latency", "1", "", "5").await.unwrap();
     let token = s.enter_card_as_shopper(payments::connector::CardEntry { number: "5555555555554444".into(), expiry: "12/30".into(), holder: "Alex".into() }).await.unwrap().token;
     let t = s.enter_card_as_shopper(payments::connector::CardEntry { number: "4111111111111111".into(), expiry: "12/30".into(), holder: "Jamie".into() }).await.unwrap();
@@ -235,7 +240,8 @@ pub async fn payment_records(db: &TestDb) -> Ids {
         order: made[0].0,
         line: made[0].1,
         resume: processes[0],
-        terminate: processes[1],
+        terminate: processes[2],
+        approve: processes[1],
         token,
         fault,
         adjust_line,
@@ -393,8 +399,9 @@ pub fn matrix(ids: &Ids) -> Vec<(&'static str, &'static [Who], String)> {
         ("/api/payment_standing", ANYONE, String::new()),
         ("/api/resume_payment", FINANCE, format!("process_id={}", ids.resume)),
         ("/api/terminate_payment", FINANCE, format!("process_id={}&reason_code=paid_otherwise&reason=settled+by+bank+transfer", ids.terminate)),
+        ("/api/approve_termination", FINANCE, format!("process_id={}", ids.approve)),
         ("/api/termination_preview", FINANCE, format!("process_id={}", ids.terminate)),
-        ("/api/settle_terminated", FINANCE, format!("process_id={}&how=received_otherwise&note=", ids.terminate)),
+        ("/api/settle_terminated", FINANCE, format!("process_id={}&how=received_otherwise&note=", ids.approve)),
         ("/api/payment_history", FINANCE, format!("process_id={}", ids.resume)),
         ("/api/simulator_overview", ADMIN, String::new()),
         ("/api/add_fault", ADMIN, "point=capture&kind=latency&rate=1&times=1&latency_ms=5".into()),
