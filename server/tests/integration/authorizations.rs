@@ -578,3 +578,31 @@ db_test!(two_users_releasing_the_same_excess_at_once_send_the_processor_one_void
     assert_eq!(auth.status, AuthorizationStatus::Voided);
     assert!(invariants::check(s).await.unwrap().clean());
 });
+
+db_test!(the_renewal_job_never_voids_a_replaced_authorization_the_order_still_needs, |db| {
+    // R-AUT-6 with R-CAP-3: the pipeline's fourth stage also records the authorization it follows
+    // as replaced, while that one may still cover part of the order. The renewal job's first
+    // step voids a replaced hold only when the order's exposure says none of it is needed.
+    use payments::entity::authorization;
+    use payments::service::jobs::renew_authorizations;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "300.00").place(s).await;
+    let first = authorization::Entity::find().filter(authorization::Column::OrderId.eq(placed.order_id)).one(&s.db).await.unwrap().unwrap();
+    // A second hold of 100.00 that names the first as replaced: 400.00 held for 300.00 needed.
+    let mut second = first.clone().into_active_model();
+    second.id = sea_orm::ActiveValue::NotSet;
+    second.processor_reference = Set("auth_second".into());
+    second.tracking_id = Set("second-tracking-id".into());
+    second.amount_minor = Set(10_000);
+    second.replaces_id = Set(Some(first.id));
+    second.insert(&s.db).await.unwrap();
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!(r.released, 0, "{r:?}");
+    let now = authorization::Entity::find_by_id(first.id).one(&s.db).await.unwrap().unwrap();
+    assert_eq!(now.status, "open", "200.00 of it is still needed: left for Authorization exposure to adjust");
+    let p = payments::service::exposure::page(s, &payments::domain::exposure::ExposureFilter { only_excess: true, customer_id: None }, 1).await.unwrap();
+    assert_eq!(p.orders[0].excess.minor(), 10_000);
+});

@@ -11,6 +11,7 @@
 //! processor (recording the new authorization as replacing the old); a crash after the new
 //! authorization leaves an old hold replaced by a live one, which the first step of every run
 //! voids. So a run never authorizes a hold twice and never leaves both holding.
+use crate::domain::exposure::Release;
 use crate::domain::forecast::renewal_due;
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{AuthorizationStatus, Command, PaymentStatus, RequestStatus};
@@ -106,7 +107,8 @@ pub async fn renew_authorizations(s: &Services) -> ServiceResult<RenewReport> {
                 report.renewed += 1;
                 crate::crashpoint::hit("renew:recorded");
                 match void_replaced(s, &old).await {
-                    Ok(()) => report.released += 1,
+                    Ok(true) => report.released += 1,
+                    Ok(false) => report.not_completed += 1,
                     Err(e) => {
                         tracing::warn!(authorization = old.id, error = %e, "the renewed authorization's old hold was not voided; the next run tries again");
                         report.not_completed += 1;
@@ -127,7 +129,8 @@ async fn finish(s: &Services, report: RenewReport) -> ServiceResult<RenewReport>
     Ok(report)
 }
 
-/// Voids the open holds a live authorization replaces (step 1 of every run). Returns how many.
+/// Voids the open holds a live authorization replaces and the order no longer needs (step 1 of
+/// every run). Returns how many.
 async fn release_replaced(s: &Services, report: &mut RenewReport) -> ServiceResult<u64> {
     let now = s.now();
     let renewals = au::Entity::find()
@@ -143,7 +146,8 @@ async fn release_replaced(s: &Services, report: &mut RenewReport) -> ServiceResu
             continue;
         }
         match void_replaced(s, &old).await {
-            Ok(()) => released += 1,
+            Ok(true) => released += 1,
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(authorization = old.id, error = %e, "a replaced authorization was not voided; the next run tries again");
                 report.not_completed += 1;
@@ -153,9 +157,18 @@ async fn release_replaced(s: &Services, report: &mut RenewReport) -> ServiceResu
     Ok(released)
 }
 
-/// Voids what is left of `old`, now that a renewal holds the order's money; its payment line keeps
-/// its status (the renewal is on the same line).
-async fn void_replaced(s: &Services, old: &au::Model) -> ServiceResult<()> {
+/// Voids what is left of `old` when the order's exposure (`domain::exposure::assess`, the same
+/// judgement as the Release action) says none of it is needed now that a newer authorization
+/// holds the money; its payment line keeps its status (the renewal is on the same line). An
+/// authorization the pipeline's fourth stage also names as replaced, but which still covers part
+/// of the order, is left alone. Returns whether it was voided.
+async fn void_replaced(s: &Services, old: &au::Model) -> ServiceResult<bool> {
+    let excess = exposure::assess_order(s, old.order_id)
+        .await?
+        .is_some_and(|a| a.releases.iter().any(|r| matches!(r, Release::Void { authorization_id, .. } if *authorization_id == old.id)));
+    if !excess {
+        return Ok(false);
+    }
     let line = pl::Entity::find_by_id(old.payment_line_id).one(&s.db).await?;
     let status = line.and_then(|l| PaymentStatus::from_code(&l.status)).unwrap_or(PaymentStatus::Authorized);
     let order = orders::find(&s.db, old.order_id).await?;
@@ -165,5 +178,5 @@ async fn void_replaced(s: &Services, old: &au::Model) -> ServiceResult<()> {
         target: order.number,
         before: serde_json::json!({ "authorization": old.processor_reference, "expires_at": old.expires_at }),
     };
-    authorizations::release(s, old, status, Some(entry)).await.map(|_| ())
+    authorizations::release(s, old, status, Some(entry)).await.map(|_| true)
 }
