@@ -606,3 +606,31 @@ db_test!(the_renewal_job_never_voids_a_replaced_authorization_the_order_still_ne
     let p = payments::service::exposure::page(s, &payments::domain::exposure::ExposureFilter { only_excess: true, customer_id: None }, 1).await.unwrap();
     assert_eq!(p.orders[0].excess.minor(), 10_000);
 });
+
+db_test!(a_declined_renewal_leaves_the_payment_on_the_hold_it_was_to_replace, |db| {
+    // R-AUT-6 with R-AUT-4: the issuer refuses the renewal (the card ran out of funds since the
+    // order). The old authorization still holds the money until it expires, so the payment stays
+    // Authorized and the order is not held; at expiry R-AUT-4 takes over as it always did.
+    use payments::connector::simulator::entity::sim_token;
+    use payments::domain::parameters::{keys, ParameterGroup};
+    use payments::service::jobs::renew_authorizations;
+    use sea_orm::sea_query::Expr;
+    let s = &db.services;
+    let fx = fixture(s).await;
+    enable_pipeline(s, true).await;
+    payments::testing::set_parameters(s, ParameterGroup::AccountsReceivable, &[(keys::RENEW_DAYS_BEFORE_EXPIRY, "2")]).await;
+    let placed = OrderBuilder::new(&fx).line("Tent", 1, "300.00").place(s).await;
+    sim_token::Entity::update_many().col_expr(sim_token::Column::Behaviour, Expr::value("insufficient_funds")).exec(payments::testing::sim(s)).await.unwrap();
+    db.clock.advance(chrono::Duration::days(6));
+    let r = renew_authorizations(s).await.unwrap();
+    assert_eq!((r.renewed, r.declined), (0, 1), "{r:?}");
+    let d = orders::detail(s, placed.order_id).await.unwrap();
+    assert_eq!(d.payments[0].status, PaymentStatus::Authorized, "the old hold still covers the order");
+    assert_eq!(d.authorizations.iter().map(|a| a.status).collect::<Vec<_>>(), vec![AuthorizationStatus::Open]);
+    assert!(!d.order.do_not_process);
+    db.clock.advance(chrono::Duration::days(1));
+    expire_authorizations(s).await.unwrap();
+    let d = orders::detail(s, placed.order_id).await.unwrap();
+    assert_eq!(d.payments[0].status, PaymentStatus::PendingAuthorization, "R-AUT-4 at expiry");
+    assert!(d.order.do_not_process);
+});
