@@ -136,6 +136,17 @@ pub fn outcome<T: Send + Sync + 'static>(
     }
 }
 
+/// An action's answer in words: its message as a success notice, or its refusal as an alert.
+pub fn said(value: impl With<Value = Option<Result<String, AppError>>> + Send + Sync + 'static) -> impl IntoView {
+    move || {
+        value.with(|v| match v {
+            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m.clone()}</div> }.into_any()),
+            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
+            None => None,
+        })
+    }
+}
+
 /// The message for `field` from the last submission, shown next to the field.
 pub fn field_error<T: Send + Sync + 'static>(
     value: impl With<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,

@@ -123,11 +123,7 @@ pub fn AuthorizationDetailPage() -> impl IntoView {
     let voids = successes(move || matches!(void.value().get(), Some(Ok(_))));
     let data = Resource::new(move || (id(), voids.get()), |(id, _)| load_authorization_detail(id));
     view! {
-        {move || match void.value().get() {
-            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-            None => None,
-        }}
+        {crate::components::said(void.value())}
         {loaded(data, move |d: AuthorizationDetail| {
             let r = d.row.clone();
             let order = format!("/orders/{}", r.order_id);

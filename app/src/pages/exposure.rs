@@ -98,11 +98,7 @@ pub fn ExposurePage() -> impl IntoView {
             title="Authorization exposure"
             intro="What open authorizations hold on customers' cards against what their orders still have to charge (what is left to invoice, less any deposit). Holds beyond that block the customer's card for nothing: release them. An order whose payment is under way is not judged until it settles."
         />
-        {move || match release.value().get() {
-            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-            None => None,
-        }}
+        {crate::components::said(release.value())}
         {loaded(data, move |p: ExposurePage| {
             let (only, cust) = (only_excess(), customer());
             let totals = p.totals.iter().map(|t| {

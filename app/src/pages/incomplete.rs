@@ -122,16 +122,8 @@ pub fn IncompletePage() -> impl IntoView {
             Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
             None => None,
         }}
-        {move || match terminate.value().get() {
-            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-            None => None,
-        }}
-        {move || match approve.value().get() {
-            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-            None => None,
-        }}
+        {crate::components::said(terminate.value())}
+        {crate::components::said(approve.value())}
         {loaded(data, move |rows: Vec<IncompleteRow>| {
             if rows.is_empty() {
                 return view! { <p class="panel muted" data-testid="no-incomplete">"No incomplete card payment."</p> }.into_any();
@@ -300,11 +292,7 @@ fn SettlePanel(process_id: i32) -> impl IntoView {
     view! {
         <section class="panel" data-testid="settle">
             <h2>"Settle the receivable"</h2>
-            {move || match settle.value().get() {
-                Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-                Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-                None => None,
-            }}
+            {crate::components::said(settle.value())}
             {loaded(data, move |p: TerminatePreview| {
                 let open = p.open.minor() != 0;
                 view! {

@@ -116,11 +116,7 @@ pub fn OrderDetailPage() -> impl IntoView {
             let class = if st == PaymentStatus::Authorized { "notice success" } else { "notice error" };
             view! { <div class=class role="status" data-testid="new-payment-status">{format!("New payment: {}.", st.label())}</div> }
         })}
-        {move || match adjust.value().get() {
-            Some(Ok(m)) => Some(view! { <div class="notice success" role="status">{m}</div> }.into_any()),
-            Some(Err(e)) => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
-            None => None,
-        }}
+        {crate::components::said(adjust.value())}
         {move || match pick_up.value().get() {
             Some(Ok(m)) => Some(view! { <div class="notice success" role="status" data-testid="picked-up">{m}</div> }.into_any()),
             Some(Err(e)) if e.field_message("cash", None).is_none() => Some(view! { <div class="notice error" role="alert">{e.to_string()}</div> }.into_any()),
